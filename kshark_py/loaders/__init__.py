@@ -1,0 +1,1 @@
+"""Ground floor: trace.dat bytes -> Arrow tables. No Qt, no sockets."""
