@@ -1,0 +1,232 @@
+"""Event format files -> typed field layouts.
+
+The kernel describes every event's binary payload in a text "format" file, and trace-cmd copies
+those texts into the trace file (spec §3.2, §3.3, §10).  This module parses them into
+:class:`EventFormat` objects (id, system, name, fields with offset/size/sign, print fmt) and keeps
+them in an :class:`EventFormats` registry.  Nothing here touches event data: extraction lives in
+``fields``, text rendering in ``printfmt``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import FormatParseError
+
+_FIELD_RE = re.compile(
+    r"^\s*field:(?P<decl>[^;]*);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);"
+    r"(?:\s*signed:(?P<signed>-?\d+);)?"
+)
+_ARRAY_RE = re.compile(r"\[(?P<n>[^\]]*)\]\s*$")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an event payload, as the format file declares it."""
+
+    name: str
+    type: str
+    """The C type without the name or array brackets, e.g. ``unsigned long`` or ``char``."""
+    offset: int
+    size: int
+    signed: bool
+    array_len: int | None = None
+    """Number of elements for ``x[N]``; 0 for a flexible ``x[]``; None for a scalar."""
+    dynamic: str | None = None
+    """``"data_loc"`` or ``"rel_loc"`` for variable-length fields, else None."""
+
+    @property
+    def is_array(self) -> bool:
+        return self.array_len is not None
+
+    @property
+    def elem_size(self) -> int:
+        """Size of one element: the field size, divided by the length for fixed arrays."""
+        if self.dynamic:
+            base = self.type.replace("__data_loc", "").replace("__rel_loc", "").strip()
+            return _base_type_size(base)
+        if self.array_len:
+            return self.size // self.array_len
+        if self.array_len == 0:
+            return _base_type_size(self.type)
+        return self.size
+
+    @property
+    def is_string(self) -> bool:
+        """char arrays, ``__data_loc char[]`` and friends print and export as text."""
+        base = self.type.replace("__data_loc", "").replace("__rel_loc", "").replace("const", "").strip()
+        return (self.is_array or self.dynamic is not None) and base in ("char", "unsigned char", "u8",
+                                                                          "__u8", "signed char")
+
+    @property
+    def is_pointer(self) -> bool:
+        return "*" in self.type
+
+
+def _base_type_size(ctype: str) -> int:
+    t = ctype.replace("const", "").replace("unsigned", "").replace("signed", "").strip()
+    if "*" in t:
+        return 8
+    return {
+        "char": 1, "u8": 1, "__u8": 1, "s8": 1, "__s8": 1, "bool": 1,
+        "short": 2, "u16": 2, "__u16": 2, "s16": 2, "__s16": 2,
+        "int": 4, "u32": 4, "__u32": 4, "s32": 4, "__s32": 4, "": 4,
+        "long long": 8, "u64": 8, "__u64": 8, "s64": 8, "__s64": 8,
+    }.get(t, 8 if t == "long" else 4)
+
+
+@dataclass
+class EventFormat:
+    """One event type: its id, where it lives (system/name), its fields and its print format."""
+
+    id: int
+    system: str
+    name: str
+    fields: list[Field]
+    common_fields: list[Field]
+    print_fmt: str
+    """The text after ``print fmt:``: the quoted format and its comma-separated arguments."""
+    _by_name: dict[str, Field] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = {f.name: f for f in (*self.common_fields, *self.fields)}
+
+    def field(self, name: str) -> Field | None:
+        return self._by_name.get(name)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.system}:{self.name}"
+
+
+def parse_field_decl(decl: str) -> tuple[str, str, int | None, str | None]:
+    """Split a C declaration ``unsigned long caller[8]`` into (name, type, array_len, dynamic)."""
+    decl = decl.strip()
+    dynamic = None
+    if decl.startswith("__data_loc"):
+        dynamic = "data_loc"
+    elif decl.startswith("__rel_loc"):
+        dynamic = "rel_loc"
+    array_len: int | None = None
+    m = _ARRAY_RE.search(decl)
+    if m:
+        n = m.group("n").strip()
+        array_len = int(n, 0) if n.isdigit() or n.startswith("0x") else 0
+        decl = decl[: m.start()].rstrip()
+    # the name is the last identifier; for __data_loc char[] comm, brackets precede the name
+    m2 = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", decl)
+    if not m2:
+        raise ValueError(f"no field name in {decl!r}")
+    name = m2.group(1)
+    ctype = decl[: m2.start()].strip()
+    if dynamic:
+        ctype = ctype.replace("[]", "").strip()
+        array_len = None
+    return name, ctype, array_len, dynamic
+
+
+def parse_format(text: str, system: str) -> EventFormat:
+    """Parse one kernel ``format`` file's text (the system is not in the text; the file gives it)."""
+    name = None
+    event_id = None
+    common: list[Field] = []
+    own: list[Field] = []
+    print_fmt = ""
+    in_common = True
+    seen_field = False
+    for line in text.splitlines():
+        if line.startswith("name:"):
+            name = line[5:].strip()
+        elif line.startswith("ID:"):
+            try:
+                event_id = int(line[3:].strip())
+            except ValueError as e:
+                raise FormatParseError(f"bad ID line {line!r}", section=f"format of {system}") from e
+        elif line.startswith("print fmt:"):
+            print_fmt = line[len("print fmt:"):].strip()
+        elif "field:" in line:
+            m = _FIELD_RE.match(line)
+            if not m:
+                raise FormatParseError(f"bad field line {line.strip()!r}", section=f"format {system}:{name}")
+            try:
+                fname, ctype, alen, dyn = parse_field_decl(m.group("decl"))
+            except ValueError as e:
+                raise FormatParseError(str(e), section=f"format {system}:{name}") from e
+            signed = m.group("signed") == "1"
+            f = Field(fname, ctype, int(m.group("offset")), int(m.group("size")), signed, alen, dyn)
+            (common if in_common else own).append(f)
+            seen_field = True
+        elif not line.strip() and seen_field:
+            in_common = False
+    if name is None or event_id is None:
+        raise FormatParseError("format text has no name or ID", section=f"event formats of {system}")
+    # Events with no blank line between common and own fields: split by the common_ prefix.
+    if in_common and not own:
+        own = [f for f in common if not f.name.startswith("common_")]
+        common = [f for f in common if f.name.startswith("common_")]
+    return EventFormat(event_id, system, name, own, common, print_fmt)
+
+
+class EventFormats:
+    """All event formats of one trace file, by id and by (system, name)."""
+
+    def __init__(self, events: list[EventFormat]) -> None:
+        self.by_id: dict[int, EventFormat] = {}
+        self.by_name: dict[tuple[str, str], EventFormat] = {}
+        for ev in events:
+            self.by_id[ev.id] = ev
+            self.by_name[(ev.system, ev.name)] = ev
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __iter__(self):
+        return iter(self.by_id.values())
+
+    def get(self, event_id: int) -> EventFormat | None:
+        return self.by_id.get(event_id)
+
+    def find(self, name: str, system: str | None = None) -> EventFormat | None:
+        """Look an event up by name (``sched_switch``) or ``system:name``."""
+        if system is None and ":" in name:
+            system, name = name.split(":", 1)
+        if system is not None:
+            return self.by_name.get((system, name))
+        for (_sys, n), ev in self.by_name.items():
+            if n == name:
+                return ev
+        return None
+
+    def common_field(self, name: str) -> Field | None:
+        """A common field (``common_type``, ``common_pid``...) as declared by any event."""
+        for ev in self.by_id.values():
+            f = ev.field(name)
+            if f is not None:
+                return f
+        return None
+
+
+@dataclass(frozen=True)
+class HeaderPage:
+    """What ``events/header_page`` says about ring-buffer pages."""
+
+    long_size: int
+    """Kernel long size = size of ``commit`` (spec §3.1)."""
+    data_offset: int
+    """Where events start in a page (offset of ``data``)."""
+    data_size: int
+
+
+def parse_header_page(text: str, default_long: int) -> HeaderPage:
+    """Parse the header_page text; an empty text (old kernels) falls back to the file's long size."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for line in text.splitlines():
+        m = _FIELD_RE.match(line.replace("field: ", "field:"))
+        if m:
+            fname = parse_field_decl(m.group("decl"))[0]
+            sizes[fname] = (int(m.group("offset")), int(m.group("size")))
+    if "commit" not in sizes or "data" not in sizes:
+        return HeaderPage(default_long, 8 + default_long, 0)
+    long_size = sizes["commit"][1]
+    return HeaderPage(long_size, sizes["data"][0], sizes["data"][1])

@@ -1,0 +1,680 @@
+"""Open a trace-cmd file (v6 or v7): headers, options, metadata sections and buffers.
+
+Identification happens once, by hand, before any layout is trusted (magic, version, endianness,
+long size, page size); then the v6 sequential layout or the v7 section/option chain is walked.
+Opening reads only the index and the small metadata; each buffer's CPU data is decompressed and
+decoded on first access (:meth:`Buffer.events`).  Every offset and size is checked against the
+file before use and every failure is a :class:`~kshark_py.loaders.errors.TraceDatError` naming
+the file, the section and the byte offset.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+
+from . import schema
+from .compress import Codec, decompress_block, decompress_chunks, get_codec, read_chunk_table
+from .errors import (
+    BadMagicError,
+    CorruptSectionError,
+    TraceDatError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+)
+from .formats import EventFormat, EventFormats, HeaderPage, parse_format, parse_header_page
+from .layout import (
+    MAGIC,
+    SECTION_FLAG_COMPRESSED,
+    SECTION_NAMES,
+    SUPPORTED_VERSIONS,
+    V6_TAG_FLYRECORD,
+    V6_TAG_LATENCY,
+    V6_TAG_LEN,
+    V6_TAG_OPTIONS,
+    Layouts,
+    OptionId,
+    cstring_at,
+    layouts,
+    unpack_at,
+)
+from .metadata import Kallsyms, parse_cmdlines, parse_printk
+from .options import BufferOption, CpuData, TraceMetadata, parse_option
+from .pages import BadPage, decode_pages
+from .timestamps import to_trace_time
+
+MAX_OPTIONS_SECTIONS = 4096
+USECS_CLOCKS = ("local", "global", "uptime", "perf", "tsc2nsec", "tai")
+
+
+@dataclass
+class CpuStats:
+    """What loading one CPU of one buffer found: sizes, pages, and what was lost or damaged."""
+
+    cpu: int
+    file_bytes: int
+    data_bytes: int
+    pages: int
+    events: int
+    lost_events: int = 0
+    """Sum of the kernel's stored missed-event counts (pages with an unknown count add 0)."""
+    lost_unknown_pages: int = 0
+    bad_pages: list[BadPage] = field(default_factory=list)
+    truncated_bytes: int = 0
+    """Bytes of this CPU's data the file promised but does not hold (a truncated file)."""
+
+
+class Buffer:
+    """One tracing instance of a file (``""`` is the top instance) and its events, decoded lazily."""
+
+    def __init__(self, tf: TraceFile, name: str, clock: str | None, page_size: int,
+                 cpus: list[CpuData], compressed: bool) -> None:
+        self.trace = tf
+        self.name = name
+        self.clock = clock
+        self.page_size = page_size
+        self.cpu_data = cpus
+        self.compressed = compressed
+        self.stats: list[CpuStats] = []
+        self._table: pa.Table | None = None
+        self._lost: pa.Table | None = None
+        self.data: np.ndarray | None = None
+        """Payload bytes: the whole file (uncompressed) or every CPU's decompressed data."""
+
+    @property
+    def cpu_count(self) -> int:
+        """CPUs as trace-cmd counts them for this buffer (the file's count for the top buffer)."""
+        ids = [c.cpu for c in self.cpu_data]
+        n = max(ids) + 1 if ids else 0
+        if self.name == "" or self.trace.version < 7:
+            return max(n, self.trace.cpus)
+        return n
+
+    @property
+    def events(self) -> pa.Table:
+        """The events, in the order trace-cmd reports them (schema: :data:`schema.EVENTS`)."""
+        if self._table is None:
+            self._load()
+        return self._table
+
+    @property
+    def lost(self) -> pa.Table:
+        """One row per "events dropped" mark: the row it precedes, its CPU, time and count (-1: unknown)."""
+        if self._table is None:
+            self._load()
+        return self._lost
+
+    def payload(self, row: int) -> bytes:
+        """The raw record bytes of event ``row`` (from common_type on)."""
+        t = self.events
+        off = int(t.column("offset")[row].as_py())
+        ln = int(t.column("length")[row].as_py())
+        return self.data[off:off + ln].tobytes()
+
+    def payloads(self, rows: np.ndarray) -> list[bytes]:
+        off = self.events.column("offset").to_numpy()[rows]
+        ln = self.events.column("length").to_numpy()[rows]
+        d = self.data
+        return [d[o:o + n].tobytes() for o, n in zip(off.tolist(), ln.tolist(), strict=True)]
+
+    # -- loading ------------------------------------------------------------------------------
+    def _cpu_bytes(self, cd: CpuData) -> tuple[int, int]:
+        """(offset, size) of a CPU's data clipped to the file; records truncation."""
+        fsize = self.trace.file_size
+        end = min(cd.offset + cd.size, fsize)
+        return cd.offset, max(0, end - cd.offset)
+
+    def _load(self) -> None:
+        tf = self.trace
+        lay = tf.lay
+        ps = self.page_size
+        data_off = tf.header_page.data_offset
+        per_cpu: list[tuple[int, np.ndarray, int]] = []  # (cpu, data view, base offset in self.data)
+        self.stats = []
+        if not self.compressed:
+            whole = np.frombuffer(tf.buf, dtype=np.uint8)
+            self.data = whole
+            for cd in self.cpu_data:
+                off, size = self._cpu_bytes(cd)
+                st = CpuStats(cd.cpu, cd.size, size, 0, 0, truncated_bytes=cd.size - size)
+                usable = size - size % ps
+                per_cpu.append((cd.cpu, whole[off:off + usable], off))
+                st.truncated_bytes += size - usable
+                self.stats.append(st)
+        else:
+            tables = []
+            for cd in self.cpu_data:
+                off, size = self._cpu_bytes(cd)
+                if cd.size == 0:
+                    tables.append(None)
+                    continue
+                # the chunk count precedes the `size` bytes the BUFFER option announces
+                tables.append(read_chunk_table(tf.buf, off, off + 4 + cd.size if off + 4 + cd.size <= tf.file_size
+                                               else tf.file_size, lay, ps, f"CPU {cd.cpu} data"))
+            total = sum(t.total for t in tables if t is not None)
+            self.data = np.empty(total, np.uint8)
+            base = 0
+            with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+                for cd, t in zip(self.cpu_data, tables, strict=True):
+                    st = CpuStats(cd.cpu, cd.size, 0, 0, 0)
+                    if t is None:
+                        self.stats.append(st)
+                        continue
+                    arr, bad_at = decompress_chunks(tf.codec, tf.buf, t, f"CPU {cd.cpu}", pool)
+                    if bad_at is not None:
+                        if tf.strict:
+                            raise CorruptSectionError(f"CPU {cd.cpu} data: chunk does not decompress",
+                                                      path=tf.path, section=f"buffer {self.name!r}",
+                                                      offset=bad_at)
+                        tf.warnings.append(f"buffer {self.name!r} CPU {cd.cpu}: chunk at byte {bad_at} "
+                                           f"does not decompress; data after it dropped")
+                    if t.truncated_at is not None:
+                        st.truncated_bytes = cd.offset + 4 + cd.size - t.truncated_at
+                    self.data[base:base + len(arr)] = arr
+                    st.data_bytes = len(arr)
+                    per_cpu.append((cd.cpu, self.data[base:base + len(arr)], base))
+                    base += len(arr)
+                    self.stats.append(st)
+            self.data = self.data[:base]
+
+        stats_by_cpu = {s.cpu: s for s in self.stats}
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "cpu", "off", "len", "missed")}
+        for cpu, arr, base in per_cpu:
+            dec = decode_pages(arr, ps, lay, data_off)
+            st = stats_by_cpu[cpu]
+            st.pages = dec.n_pages
+            st.events = len(dec.ts)
+            st.bad_pages = dec.bad_pages
+            st.truncated_bytes += dec.partial_page_bytes
+            if dec.bad_pages and tf.strict:
+                b = dec.bad_pages[0]
+                where = base + b.offset if not self.compressed else None
+                raise CorruptSectionError(
+                    f"CPU {cpu} page {b.page}: {b.reason}"
+                    + ("" if where is not None else f" (byte {b.offset} of the decompressed data)"),
+                    path=tf.path, section=f"buffer {self.name!r} flyrecord", offset=where)
+            m = dec.missed
+            st.lost_events = int(m[m > 0].sum())
+            st.lost_unknown_pages = int((m < 0).sum())
+            cols["ts"].append(dec.ts)
+            cols["cpu"].append(np.full(len(dec.ts), cpu, np.int16))
+            cols["off"].append(dec.offset + base)
+            cols["len"].append(dec.length)
+            cols["missed"].append(m)
+        for st in self.stats:
+            if st.truncated_bytes:
+                tf.warnings.append(f"buffer {self.name!r} CPU {st.cpu}: file truncated, "
+                                   f"{st.truncated_bytes} bytes of CPU data missing")
+        self._build_table(cols)
+
+    def _build_table(self, cols: dict[str, list[np.ndarray]]) -> None:
+        tf = self.trace
+        lay = tf.lay
+        if cols["ts"]:
+            raw = np.concatenate(cols["ts"])
+            cpu = np.concatenate(cols["cpu"])
+            off = np.concatenate(cols["off"])
+            ln = np.concatenate(cols["len"])
+            missed = np.concatenate(cols["missed"])
+        else:
+            raw = np.zeros(0, np.uint64)
+            cpu = np.zeros(0, np.int16)
+            off = np.zeros(0, np.int64)
+            ln = np.zeros(0, np.int32)
+            missed = np.zeros(0, np.int64)
+        ts = tf.convert_ts(raw, cpu)
+        order = merge_order(ts, cpu)
+        ts, cpu, off, ln, missed = ts[order], cpu[order], off[order], ln[order], missed[order]
+        d = self.data
+        short = ln < 8
+        safe = np.where(short, 0, off)
+        if len(d) >= 8:
+            b = d[safe[:, None] + np.arange(8)] if len(safe) else np.zeros((0, 8), np.uint8)
+        else:
+            b = np.zeros((len(safe), 8), np.uint8)
+        event_id = b[:, 0:2].copy().view(lay.np_u16).reshape(-1).astype(np.int32)
+        pid = b[:, 4:8].copy().view(lay.np_i32).reshape(-1)
+        flags = b[:, 2].copy()
+        preempt = b[:, 3].copy()
+        event_id[short] = -1
+        pid[short] = -1
+        self._table = schema.events_table(ts=ts, cpu=cpu, pid=pid, event_id=event_id, flags=flags,
+                                          preempt=preempt, offset=off, length=ln)
+        rows = np.flatnonzero(missed != 0)
+        self._lost = schema.lost_table(row=rows, ts=ts[rows], cpu=cpu[rows], count=missed[rows])
+
+
+def merge_order(ts: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    """Row order of trace-cmd's merge of per-CPU streams (``tracecmd_iterate_events_multi``).
+
+    trace-cmd repeatedly takes the smallest head among the CPU streams, ties going to the lower
+    CPU.  With streams concatenated in slot order, that equals a stable sort on each stream's
+    running maximum of ts: a record that goes back in time stays behind its predecessor.
+    """
+    if len(ts) == 0:
+        return np.zeros(0, np.int64)
+    key = ts.copy()
+    for s in np.unique(slot):
+        idx = np.flatnonzero(slot == s)
+        seg = ts[idx]
+        if len(seg) > 1 and (np.diff(seg) < 0).any():
+            key[idx] = np.maximum.accumulate(seg)
+    # rows arrive grouped by slot in ascending order, so the stable sort breaks ties by slot
+    slot_order = np.argsort(slot, kind="stable")
+    if not (np.diff(slot_order) == 1).all():
+        key_s = key[slot_order]
+        return slot_order[np.argsort(key_s, kind="stable")]
+    return np.argsort(key, kind="stable")
+
+
+class TraceFile:
+    """An opened trace.dat: header facts, typed options, metadata and buffers."""
+
+    def __init__(self, path: str | os.PathLike, *, strict: bool = True) -> None:
+        self.path = os.fspath(path)
+        self.strict = strict
+        self.warnings: list[str] = []
+        try:
+            self._fh = open(self.path, "rb")
+        except OSError as e:
+            raise TraceDatError(f"cannot open: {e.strerror}", path=self.path) from e
+        try:
+            self.file_size = os.fstat(self._fh.fileno()).st_size
+            if self.file_size == 0:
+                raise TruncatedFileError("file is empty", path=self.path, section="file header", offset=0)
+            self.buf = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+            self._parse()
+        except TraceDatError as e:
+            self.close()
+            raise e.with_context(path=self.path)
+
+    def close(self) -> None:
+        for b in getattr(self, "buffers", []):
+            b.data = None
+            b._table = None
+        try:
+            if getattr(self, "buf", None) is not None:
+                self.buf.close()
+        except BufferError:
+            pass  # numpy views still alive; the mapping goes when they do
+        self._fh.close()
+
+    def __enter__(self) -> TraceFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- parsing ------------------------------------------------------------------------------
+    def _parse(self) -> None:
+        buf = self.buf
+        head = bytes(buf[:len(MAGIC)])
+        if head != MAGIC[:len(head)] or len(head) < len(MAGIC):
+            if len(head) < len(MAGIC) and head == MAGIC[:len(head)]:
+                raise TruncatedFileError("file ends inside the magic", section="file header", offset=len(head))
+            raise BadMagicError("not a trace-cmd file (bad magic)", section="file header", offset=0)
+        vtext, pos = cstring_at(buf, len(MAGIC), "version string", limit=len(MAGIC) + 16)
+        if not vtext.isdigit():
+            raise UnsupportedVersionError(f"version {vtext!r} is not a number", section="file header",
+                                          offset=len(MAGIC))
+        self.version = int(vtext)
+        if self.version not in SUPPORTED_VERSIONS:
+            raise UnsupportedVersionError(f"file version {self.version} (supported: 6, 7)",
+                                          section="file header", offset=len(MAGIC))
+        if pos + 6 > self.file_size:
+            raise TruncatedFileError("file ends inside the header", section="file header", offset=pos)
+        endian_byte, user_long = buf[pos], buf[pos + 1]
+        if endian_byte not in (0, 1):
+            raise CorruptSectionError(f"endianness byte {endian_byte} (must be 0 or 1)", section="file header",
+                                      offset=pos)
+        if user_long not in (4, 8):
+            raise CorruptSectionError(f"long size {user_long} (must be 4 or 8)", section="file header",
+                                      offset=pos + 1)
+        self.endian = "<" if endian_byte == 0 else ">"
+        self.user_long_size = user_long
+        lay = layouts(self.endian, user_long)
+        (self.page_size,) = unpack_at(lay.u32, buf, pos + 2, "page size")
+        if self.page_size < 64 or self.page_size & (self.page_size - 1) or self.page_size > (1 << 24):
+            raise CorruptSectionError(f"page size {self.page_size} is not a plausible power of two",
+                                      section="file header", offset=pos + 2)
+        pos += 6
+        self.meta = TraceMetadata()
+        self.sections: dict[int, bytes] = {}
+        self.compression = "none"
+        self.compression_version = ""
+        self.codec: Codec | None = None
+        self.lay = lay
+        if self.version >= 7:
+            self.compression, pos = cstring_at(buf, pos, "compression name", limit=pos + 64)
+            self.compression_version, pos = cstring_at(buf, pos, "compression version", limit=pos + 64)
+            self.codec = get_codec(self.compression, self.compression_version, path=self.path)
+            (first_opts,) = unpack_at(lay.u64, buf, pos, "options offset")
+            self._parse_v7(first_opts)
+        else:
+            self._parse_v6(pos)
+        # the kernel's long size (from header_page) decides the page layout
+        self.header_page = parse_header_page(self.header_page_text, user_long)
+        if self.header_page.long_size not in (4, 8):
+            raise CorruptSectionError(f"header_page commit size {self.header_page.long_size}",
+                                      section="headers")
+        self.lay = layouts(self.endian, self.header_page.long_size)
+        self._make_buffers()
+
+    def _section_body(self, offset: int, expect: int) -> bytes:
+        """Read the body of the v7 section whose header is at ``offset`` (decompressing it)."""
+        lay = self.lay
+        name = SECTION_NAMES.get(expect, f"section {expect}")
+        sid, flags, _desc, size = unpack_at(lay.section_header, self.buf, offset, f"{name} section header")
+        if sid != expect:
+            raise CorruptSectionError(f"expected section id {expect}, found {sid}", section=name, offset=offset)
+        start = offset + lay.section_header.size
+        if start + size > self.file_size:
+            raise TruncatedFileError(f"section of {size} bytes runs past the end of the "
+                                     f"{self.file_size}-byte file", section=name, offset=offset)
+        if flags & SECTION_FLAG_COMPRESSED:
+            if self.codec is None:
+                raise CorruptSectionError("compressed section in an uncompressed file", section=name,
+                                          offset=offset)
+            return decompress_block(self.codec, self.buf, start, start + size, lay, name)
+        return bytes(self.buf[start:start + size])
+
+    def _parse_v7(self, first_opts: int) -> None:
+        lay = self.lay
+        seen: set[int] = set()
+        off = first_opts
+        while off:
+            if off in seen or len(seen) > MAX_OPTIONS_SECTIONS:
+                raise CorruptSectionError("options sections form a loop", section="options", offset=off)
+            seen.add(off)
+            body = self._section_body(off, OptionId.DONE)
+            base = off + lay.section_header.size
+            off = self._parse_options(body, base, v7=True)
+        for oid in (OptionId.HEADER_INFO, OptionId.FTRACE_EVENTS, OptionId.EVENT_FORMATS,
+                    OptionId.KALLSYMS, OptionId.PRINTK, OptionId.CMDLINES):
+            if oid in self.meta.section_offsets:
+                self.sections[oid] = self._section_body(self.meta.section_offsets[oid], oid)
+        if OptionId.HEADER_INFO not in self.sections:
+            raise CorruptSectionError("no HEADER_INFO section", section="options")
+        self.header_page_text, self.header_event_text, _ = _parse_header_info(
+            self.sections[OptionId.HEADER_INFO], 0, lay, 0)
+        self.cpus = self.meta.cpu_count or 0
+
+    def _parse_options(self, body: bytes, base: int, *, v7: bool) -> int:
+        """Parse option records; returns the next options section offset (v7) or end offset (v6)."""
+        lay = self.lay
+        hdr = lay.option_header
+        pos = 0
+        while True:
+            if v7:
+                oid, size = unpack_at(hdr, body, pos, "option header", base=base)
+            else:
+                (oid,) = unpack_at(lay.u16, body, pos, "option id", base=base)
+                if oid == OptionId.DONE:
+                    return base + pos + 2
+                oid, size = unpack_at(hdr, body, pos, "option header", base=base)
+            start = pos + hdr.size
+            if start + size > len(body):
+                raise TruncatedFileError(f"option {oid} of {size} bytes runs past its section",
+                                         section="options", offset=base + pos)
+            payload = bytes(body[start:start + size])
+            if v7 and oid == OptionId.DONE:
+                (nxt,) = unpack_at(lay.u64, payload, 0, "DONE option", base=base + start)
+                return nxt
+            parse_option(self.meta, oid, payload, base + start, lay, self.version)
+            pos = start + size
+
+    def _parse_v6(self, pos: int) -> None:
+        lay = self.lay
+        buf = self.buf
+        self.header_page_text, self.header_event_text, pos = _parse_header_info(buf, pos, lay, 0)
+        start = pos
+        pos = _skip_ftrace_events(buf, pos, lay)
+        self.sections[OptionId.FTRACE_EVENTS] = bytes(buf[start:pos])
+        start = pos
+        pos = _skip_event_formats(buf, pos, lay)
+        self.sections[OptionId.EVENT_FORMATS] = bytes(buf[start:pos])
+        for oid, sz in ((OptionId.KALLSYMS, lay.u32), (OptionId.PRINTK, lay.u32), (OptionId.CMDLINES, lay.u64)):
+            (n,) = unpack_at(sz, buf, pos, SECTION_NAMES[oid] + " size")
+            end = pos + sz.size + n
+            if end > self.file_size:
+                raise TruncatedFileError(f"{n}-byte block runs past the end", section=SECTION_NAMES[oid],
+                                         offset=pos)
+            self.sections[oid] = bytes(buf[pos:end])
+            pos = end
+        (self.cpus,) = unpack_at(lay.u32, buf, pos, "CPU count")
+        pos += 4
+        self._v6_top_offset = pos
+        self._v6_top = self._read_v6_flyrecord(pos, top=True)
+
+    def _read_v6_flyrecord(self, pos: int, *, top: bool) -> tuple[str, list[CpuData], str | None] | None:
+        """Read ``[options] latency|flyrecord [cpu table] [clock]`` at ``pos`` (v6)."""
+        lay = self.lay
+        buf = self.buf
+        tag = bytes(buf[pos:pos + V6_TAG_LEN])
+        if len(tag) < V6_TAG_LEN:
+            raise TruncatedFileError("file ends before the data tag", section="flyrecord", offset=pos)
+        if tag.startswith(V6_TAG_OPTIONS[:7]):
+            pos = self._parse_options(memoryview(buf)[pos + V6_TAG_LEN:], pos + V6_TAG_LEN, v7=False)
+            tag = bytes(buf[pos:pos + V6_TAG_LEN])
+        if tag.startswith(V6_TAG_LATENCY[:7]):
+            self.latency_text = bytes(buf[pos + V6_TAG_LEN:]).decode("utf-8", "replace")
+            return None
+        if not tag.startswith(V6_TAG_FLYRECORD[:9]):
+            raise CorruptSectionError(f"expected 'flyrecord' or 'latency', found {tag!r}", section="flyrecord",
+                                      offset=pos)
+        pos += V6_TAG_LEN
+        cpus = self.meta.cpu_count if (self.meta.cpu_count and not top) else self.cpus
+        if top and self.meta.cpu_count:
+            cpus = self.cpus
+        table = []
+        for c in range(cpus):
+            off, size = unpack_at(lay.v6_cpu, buf, pos, f"CPU {c} data entry")
+            table.append(CpuData(c, off, size))
+            pos += lay.v6_cpu.size
+        clock = None
+        if self.meta.trace_clock_text is not None:
+            try:
+                (n,) = unpack_at(lay.u64, buf, pos, "trace clock size")
+                if pos + 8 + n <= self.file_size and n < 4096:
+                    clock_text = bytes(buf[pos + 8:pos + 8 + n]).split(b"\0")[0].decode()
+                    if "[" in clock_text:
+                        clock = clock_text[clock_text.index("[") + 1:clock_text.index("]")]
+            except TraceDatError:
+                clock = None
+        return "", table, clock
+
+    def _make_buffers(self) -> None:
+        self.buffers: list[Buffer] = []
+        compressed = self.codec is not None
+        if self.version >= 7:
+            for b in self.meta.buffers:
+                self._check_v7_buffer(b)
+                ps = b.page_size or self.page_size
+                self.buffers.append(Buffer(self, b.name, b.clock or self.meta.trace_clock, ps,
+                                           list(b.cpus), compressed and self._buffer_compressed(b)))
+        else:
+            if getattr(self, "_v6_top", None) is not None:
+                _, table, clock = self._v6_top
+                self.buffers.append(Buffer(self, "", self.meta.trace_clock or clock, self.page_size, table, False))
+            for b in self.meta.buffers:
+                res = self._read_v6_flyrecord(b.section_offset, top=False)
+                if res is not None:
+                    self.buffers.append(Buffer(self, b.name, self.meta.trace_clock, self.page_size, res[1], False))
+        # the top buffer first, as trace-cmd reports it
+        self.buffers.sort(key=lambda b: b.name != "")
+        for b in self.buffers:
+            for cd in b.cpu_data:
+                if cd.size and cd.offset > self.file_size:
+                    raise TruncatedFileError(f"CPU {cd.cpu} data at {cd.offset} starts past the end of the file",
+                                             section=f"buffer {b.name!r}", offset=cd.offset)
+
+    def _check_v7_buffer(self, b: BufferOption) -> None:
+        sid, _flags, _d, _size = unpack_at(self.lay.section_header, self.buf, b.section_offset,
+                                          "buffer section header")
+        if sid != OptionId.BUFFER:
+            raise CorruptSectionError(f"BUFFER option points at section id {sid}", section="options",
+                                      offset=b.section_offset)
+        if b.page_size is not None and (b.page_size < 64 or b.page_size & (b.page_size - 1)):
+            raise CorruptSectionError(f"buffer {b.name!r} page size {b.page_size}", section="options",
+                                      offset=b.section_offset)
+
+    def _buffer_compressed(self, b: BufferOption) -> bool:
+        _sid, flags, _d, _size = self.lay.section_header.unpack_from(self.buf, b.section_offset)
+        return bool(flags & SECTION_FLAG_COMPRESSED)
+
+    # -- metadata -------------------------------------------------------------------------------
+    @cached_property
+    def formats(self) -> EventFormats:
+        """Every event format in the file (ftrace events and all systems)."""
+        lay = self.lay
+        events: list[EventFormat] = []
+        ft = self.sections.get(OptionId.FTRACE_EVENTS)
+        if ft:
+            for text in _iter_ftrace_events(ft, lay):
+                events.append(_parse_format_checked(text, "ftrace"))
+        ev = self.sections.get(OptionId.EVENT_FORMATS)
+        if ev:
+            for system, text in _iter_event_formats(ev, lay):
+                events.append(_parse_format_checked(text, system))
+        return EventFormats(events)
+
+    @cached_property
+    def kallsyms(self) -> Kallsyms:
+        return Kallsyms(_sized_block(self.sections.get(OptionId.KALLSYMS), self.lay.u32))
+
+    @cached_property
+    def printk(self) -> dict[int, str]:
+        return parse_printk(_sized_block(self.sections.get(OptionId.PRINTK), self.lay.u32))
+
+    @cached_property
+    def cmdlines(self) -> dict[int, str]:
+        return parse_cmdlines(_sized_block(self.sections.get(OptionId.CMDLINES), self.lay.u64))
+
+    @property
+    def trace_clock(self) -> str | None:
+        if self.meta.trace_clock:
+            return self.meta.trace_clock
+        top = next((b for b in self.buffers if b.name == ""), None)
+        return top.clock if top else None
+
+    @property
+    def in_usecs(self) -> bool:
+        """Whether trace-cmd prints times as seconds.micro (a ns clock) or raw counts."""
+        if self.meta.tsc2nsec is not None and self.meta.tsc2nsec.mult:
+            return True
+        clock = self.trace_clock
+        if clock is None:
+            return True
+        return clock in USECS_CLOCKS or clock.startswith("mono")
+
+    def convert_ts(self, raw: np.ndarray, cpu: np.ndarray, *, raw_ts: bool = False) -> np.ndarray:
+        """Raw ring-buffer timestamps of this file -> the times trace-cmd prints (int64)."""
+        m = self.meta
+        return to_trace_time(raw, cpu, time_shift=m.time_shift, tsc2nsec=m.tsc2nsec,
+                             ts_offset=m.ts_offset, raw_ts=raw_ts)
+
+    def buffer(self, name: str = "") -> Buffer:
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+def open_trace(path: str | os.PathLike, *, strict: bool = True) -> TraceFile:
+    """Open a trace-cmd file.  ``strict=False`` loads past corrupt pages/chunks, noting them."""
+    return TraceFile(path, strict=strict)
+
+
+# -- metadata block helpers (same layout in v6 and v7 bodies) -------------------------------------
+
+def _parse_header_info(buf, pos: int, lay: Layouts, base: int) -> tuple[str, str, int]:
+    texts = []
+    for label in (b"header_page", b"header_event"):
+        name, p = cstring_at(buf, pos, "headers", base=base, limit=pos + 32)
+        if name.encode() != label:
+            raise CorruptSectionError(f"expected {label.decode()!r}, found {name!r}", section="headers",
+                                      offset=base + pos)
+        (n,) = unpack_at(lay.u64, buf, p, f"{name} size", base=base)
+        p += 8
+        if p + n > len(buf):
+            raise TruncatedFileError(f"{name} text of {n} bytes runs past the end", section="headers",
+                                     offset=base + p)
+        texts.append(bytes(buf[p:p + n]).decode("utf-8", "replace"))
+        pos = p + n
+    return texts[0], texts[1], pos
+
+
+def _skip_ftrace_events(buf, pos: int, lay: Layouts) -> int:
+    (count,) = unpack_at(lay.u32, buf, pos, "ftrace events count")
+    pos += 4
+    for _ in range(count):
+        (n,) = unpack_at(lay.u64, buf, pos, "ftrace event format size")
+        pos += 8 + n
+        if pos > len(buf):
+            raise TruncatedFileError("ftrace event format runs past the end", section="ftrace events", offset=pos)
+    return pos
+
+
+def _skip_event_formats(buf, pos: int, lay: Layouts) -> int:
+    (nsys,) = unpack_at(lay.u32, buf, pos, "event systems count")
+    pos += 4
+    for _ in range(nsys):
+        _sys, pos = cstring_at(buf, pos, "event system name", limit=pos + 256)
+        (count,) = unpack_at(lay.u32, buf, pos, "event count")
+        pos += 4
+        for _ in range(count):
+            (n,) = unpack_at(lay.u64, buf, pos, "event format size")
+            pos += 8 + n
+            if pos > len(buf):
+                raise TruncatedFileError("event format runs past the end", section="events format", offset=pos)
+    return pos
+
+
+def _iter_ftrace_events(body: bytes, lay: Layouts):
+    (count,) = unpack_at(lay.u32, body, 0, "ftrace events count")
+    pos = 4
+    for _ in range(count):
+        (n,) = unpack_at(lay.u64, body, pos, "ftrace event format size")
+        pos += 8
+        if pos + n > len(body):
+            raise TruncatedFileError("ftrace event format runs past its section", section="ftrace events",
+                                     offset=pos)
+        yield body[pos:pos + n].decode("utf-8", "replace")
+        pos += n
+
+
+def _iter_event_formats(body: bytes, lay: Layouts):
+    (nsys,) = unpack_at(lay.u32, body, 0, "event systems count")
+    pos = 4
+    for _ in range(nsys):
+        system, pos = cstring_at(body, pos, "event system name", limit=pos + 256)
+        (count,) = unpack_at(lay.u32, body, pos, "event count")
+        pos += 4
+        for _ in range(count):
+            (n,) = unpack_at(lay.u64, body, pos, "event format size")
+            pos += 8
+            if pos + n > len(body):
+                raise TruncatedFileError("event format runs past its section", section="events format",
+                                         offset=pos)
+            yield system, body[pos:pos + n].decode("utf-8", "replace")
+            pos += n
+
+
+def _parse_format_checked(text: str, system: str) -> EventFormat:
+    return parse_format(text, system)
+
+
+def _sized_block(block: bytes | None, size_struct) -> bytes:
+    if not block:
+        return b""
+    (n,) = unpack_at(size_struct, block, 0, "block size")
+    return block[size_struct.size:size_struct.size + n]
+
+
+HeaderPage = HeaderPage  # re-exported for callers that type-annotate
