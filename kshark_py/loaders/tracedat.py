@@ -292,7 +292,8 @@ class TraceFile:
             self._parse()
         except TraceDatError as e:
             self.close()
-            raise e.with_context(path=self.path)
+            e.with_context(path=self.path)
+            raise
 
     def close(self) -> None:
         for b in getattr(self, "buffers", []):
