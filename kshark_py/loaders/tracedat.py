@@ -228,49 +228,64 @@ class Buffer:
             off = np.zeros(0, np.int64)
             ln = np.zeros(0, np.int32)
             missed = np.zeros(0, np.int64)
-        ts = tf.convert_ts(raw, cpu)
-        order = merge_order(ts, cpu)
-        ts, cpu, off, ln, missed = ts[order], cpu[order], off[order], ln[order], missed[order]
+        # records are 4-byte aligned: read the common fields as two 32-bit words per record,
+        # in file order (sequential memory access), before reordering by time
         d = self.data
+        words = d[: len(d) - len(d) % 4].view(lay.np_u32)
         short = ln < 8
-        safe = np.where(short, 0, off)
-        if len(d) >= 8:
-            b = d[safe[:, None] + np.arange(8)] if len(safe) else np.zeros((0, 8), np.uint8)
+        widx = np.where(short, 0, off // 4)
+        if len(words):
+            w0 = words[widx].astype(np.uint32)
+            pid = words[np.minimum(widx + 1, len(words) - 1)].astype(np.uint32).view(np.int32)
         else:
-            b = np.zeros((len(safe), 8), np.uint8)
-        event_id = b[:, 0:2].copy().view(lay.np_u16).reshape(-1).astype(np.int32)
-        pid = b[:, 4:8].copy().view(lay.np_i32).reshape(-1)
-        flags = b[:, 2].copy()
-        preempt = b[:, 3].copy()
-        event_id[short] = -1
-        pid[short] = -1
+            w0 = np.zeros(len(widx), np.uint32)
+            pid = w0.view(np.int32)
+        if lay.endian == "<":
+            event_id = (w0 & 0xFFFF).astype(np.int32)
+            flags = ((w0 >> 16) & 0xFF).astype(np.uint8)
+            preempt = (w0 >> 24).astype(np.uint8)
+        else:
+            event_id = (w0 >> 16).astype(np.int32)
+            flags = ((w0 >> 8) & 0xFF).astype(np.uint8)
+            preempt = (w0 & 0xFF).astype(np.uint8)
+        if short.any():
+            event_id[short] = -1
+            pid = np.where(short, -1, pid).astype(np.int32)
+
+        ts = tf.convert_ts(raw, cpu)
+        bounds = np.cumsum([0] + [len(x) for x in cols["ts"]])
+        order = merge_order([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        ts, cpu, off, ln = ts[order], cpu[order], off[order], ln[order]
+        event_id, pid, flags, preempt = event_id[order], pid[order], flags[order], preempt[order]
+        lost_src = np.flatnonzero(missed)
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order), dtype=order.dtype)
+        rows = np.sort(inv[lost_src])
+        lost_count = missed[order[rows]]
         self._table = schema.events_table(ts=ts, cpu=cpu, pid=pid, event_id=event_id, flags=flags,
                                           preempt=preempt, offset=off, length=ln)
-        rows = np.flatnonzero(missed != 0)
-        self._lost = schema.lost_table(row=rows, ts=ts[rows], cpu=cpu[rows], count=missed[rows])
+        self._lost = schema.lost_table(row=rows, ts=ts[rows], cpu=cpu[rows], count=lost_count)
 
 
-def merge_order(ts: np.ndarray, slot: np.ndarray) -> np.ndarray:
+def merge_order(segments: list[np.ndarray]) -> np.ndarray:
     """Row order of trace-cmd's merge of per-CPU streams (``tracecmd_iterate_events_multi``).
 
-    trace-cmd repeatedly takes the smallest head among the CPU streams, ties going to the lower
-    CPU.  With streams concatenated in slot order, that equals a stable sort on each stream's
-    running maximum of ts: a record that goes back in time stays behind its predecessor.
+    ``segments`` are the streams' timestamps in slot order (CPU order within a buffer; files then
+    instances across buffers), concatenated in that order by the caller.  trace-cmd repeatedly
+    takes the smallest head among the streams, ties going to the lower slot.  That equals a stable
+    sort on each stream's running maximum of ts: a record that goes back in time stays behind its
+    predecessor.  The keys are sorted runs, which timsort merges in near-linear time.
     """
-    if len(ts) == 0:
+    keys = []
+    for seg in segments:
+        if len(seg) > 1 and bool((seg[1:] < seg[:-1]).any()):
+            seg = np.maximum.accumulate(seg)
+        keys.append(seg)
+    if not keys:
         return np.zeros(0, np.int64)
-    key = ts.copy()
-    for s in np.unique(slot):
-        idx = np.flatnonzero(slot == s)
-        seg = ts[idx]
-        if len(seg) > 1 and (np.diff(seg) < 0).any():
-            key[idx] = np.maximum.accumulate(seg)
-    # rows arrive grouped by slot in ascending order, so the stable sort breaks ties by slot
-    slot_order = np.argsort(slot, kind="stable")
-    if not (np.diff(slot_order) == 1).all():
-        key_s = key[slot_order]
-        return slot_order[np.argsort(key_s, kind="stable")]
-    return np.argsort(key, kind="stable")
+    if len(keys) == 1:
+        return np.arange(len(keys[0]), dtype=np.int64)
+    return np.argsort(np.concatenate(keys), kind="stable")
 
 
 class TraceFile:
