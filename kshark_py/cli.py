@@ -1,0 +1,93 @@
+"""The ``kshark-py`` command: subcommands over the library; errors become one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .loaders.errors import TraceDatError
+
+
+def _cpu_list(text: str) -> list[int]:
+    """``0,2-3`` -> [0, 2, 3] (trace-cmd's --cpu syntax)."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .loaders.tracedat import open_trace
+    from .report import report
+
+    files = [open_trace(p) for p in (args.input or ["trace.dat"])]
+    cpus = None
+    if args.cpu:
+        cpus = [c for spec in args.cpu for c in _cpu_list(spec)]
+    out = sys.stdout
+    buf: list[str] = []
+    for line in report(files, nsec=args.t, raw=args.R, cpus=cpus):
+        buf.append(line)
+        if len(buf) >= 4096:
+            out.write("\n".join(buf) + "\n")
+            buf.clear()
+    if buf:
+        out.write("\n".join(buf) + "\n")
+    out.flush()
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_parquet
+    from .loaders.tracedat import open_trace
+
+    tf = open_trace(args.input)
+    n = export_parquet(tf, args.output)
+    print(f"{args.output}: {n} events", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kshark-py", description="Host + guest kernel trace viewer")
+    sub = p.add_subparsers(dest="command")
+    r = sub.add_parser("report", help="print events like trace-cmd report")
+    r.add_argument("-i", dest="input", action="append", help="input file (repeat for host + guests)")
+    r.add_argument("-t", action="store_true", help="print timestamps in nanoseconds")
+    r.add_argument("-R", action="store_true", help="raw format: print every field")
+    r.add_argument("--cpu", action="append", help="only these CPUs (e.g. 0,2-3)")
+    r.set_defaults(func=_cmd_report)
+    e = sub.add_parser("export", help="write the events table to Parquet")
+    e.add_argument("-i", dest="input", required=True)
+    e.add_argument("-o", dest="output", required=True)
+    e.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except TraceDatError as e:
+        print(f"kshark-py: {e.one_line()}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        print(f"kshark-py: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

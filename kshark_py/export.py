@@ -1,0 +1,47 @@
+"""``kshark-py export``: a file's events, with stream, comm and event name, to Parquet."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .loaders.tasks import comm_column, task_names
+from .loaders.tracedat import TraceFile
+
+
+def events_with_names(tf: TraceFile) -> pa.Table:
+    """Every buffer's events, concatenated, with ``stream``, ``comm`` and ``event`` columns."""
+    names = task_names(tf.buffers, tf.formats, tf.cmdlines, tf.endian)
+    ev_names = {ev.id: ev.name for ev in tf.formats}
+    ev_systems = {ev.id: ev.system for ev in tf.formats}
+    parts = []
+    base = os.path.basename(tf.path)
+    for b in tf.buffers:
+        t = b.events
+        stream = f"{base}:{b.name}" if b.name else base
+        eid = t.column("event_id").to_numpy()
+        uniq, inv = np.unique(eid, return_inverse=True)
+        ev_dict = pa.DictionaryArray.from_arrays(
+            pa.array(inv.astype(np.int32)), pa.array([ev_names.get(int(e), "(unknown)") for e in uniq]))
+        sys_dict = pa.DictionaryArray.from_arrays(
+            pa.array(inv.astype(np.int32)), pa.array([ev_systems.get(int(e), "") for e in uniq]))
+        cols = t.drop_columns(["offset", "length"])
+        cols = cols.append_column("stream", pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(len(t), np.int32)), pa.array([stream])))
+        cols = cols.append_column("comm", comm_column(t.column("pid").to_numpy(), names))
+        cols = cols.append_column("system", sys_dict)
+        cols = cols.append_column("event", ev_dict)
+        parts.append(cols)
+    if not parts:
+        return pa.table({})
+    return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+
+
+def export_parquet(tf: TraceFile, out: str) -> int:
+    """Write the events table to ``out``; returns the number of rows."""
+    table = events_with_names(tf)
+    pq.write_table(table, out, compression="zstd")
+    return table.num_rows

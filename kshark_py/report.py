@@ -1,0 +1,232 @@
+"""``kshark-py report``: print trace files the way ``trace-cmd report`` (3.1.6) prints them.
+
+The loaders give columns; this module only decides order and wording:
+  * streams (every buffer of every file) merge like ``tracecmd_iterate_events_multi()``;
+  * the task column resolves pids like libtraceevent: saved cmdlines first, then the comms that
+    the sched_switch / sched_wakeup plugin registers *as it prints* (so a pid first seen before
+    any switch naming it prints as ``<...>``), computed with array operations;
+  * times print with trace-cmd's formats (``%6.1000d`` usecs, ``%9.1d`` with -t);
+  * the info text comes from the print-fmt renderer, only for the rows printed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .loaders.fields import field_array
+from .loaders.printfmt import InfoRenderer, RenderContext
+from .loaders.tracedat import Buffer, TraceFile, merge_order
+
+
+@dataclass
+class Stream:
+    """One buffer of one file, with the label trace-cmd prefixes its lines with."""
+
+    file_index: int
+    trace: TraceFile
+    buffer: Buffer
+    label: str | None
+
+
+def streams_of(files: list[TraceFile]) -> list[Stream]:
+    """Buffers in trace-cmd's handle order: each file's top buffer, then all instances."""
+    multi = len(files) > 1
+    out = []
+    for i, tf in enumerate(files):
+        top = [b for b in tf.buffers if b.name == ""]
+        for b in top:
+            out.append(Stream(i, tf, b, os.path.basename(tf.path) if multi else ""))
+    for i, tf in enumerate(files):
+        for b in tf.buffers:
+            if b.name != "":
+                out.append(Stream(i, tf, b, b.name))
+    return out
+
+
+def merged_rows(streams: list[Stream], cpus: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(stream index, row) of every event in print order, optionally only on ``cpus``."""
+    keys, sidx, rows = [], [], []
+    for si, st in enumerate(streams):
+        t = st.buffer.events
+        ts = t.column("ts").to_numpy()
+        cpu = t.column("cpu").to_numpy()
+        r = np.arange(len(ts), dtype=np.int64)
+        if cpus is not None:
+            keep = np.isin(cpu, list(cpus))
+            r, ts, cpu = r[keep], ts[keep], cpu[keep]
+        key = ts.copy()
+        for c in np.unique(cpu):
+            sel = np.flatnonzero(cpu == c)
+            seg = ts[sel]
+            if len(seg) > 1 and (seg[1:] < seg[:-1]).any():
+                key[sel] = np.maximum.accumulate(seg)
+        keys.append(key)
+        sidx.append(np.full(len(r), si, np.int32))
+        rows.append(r)
+    if not keys:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64)
+    order = merge_order(keys)
+    return np.concatenate(sidx)[order], np.concatenate(rows)[order]
+
+
+def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray, rows: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(first print position, pid, comm) of each pid the sched plugin registers in one file."""
+    pos_l, pid_l, comm_l = [], [], []
+    positions = np.arange(len(rows))
+    for si, st in enumerate(streams):
+        if st.file_index != file_index:
+            continue
+        mine = s_idx == si
+        if not mine.any():
+            continue
+        t = st.buffer.events
+        eid = t.column("event_id").to_numpy()
+        tf = st.trace
+        for name, pairs in (("sched_switch", (("prev_pid", "prev_comm"), ("next_pid", "next_comm"))),
+                            ("sched_wakeup", (("pid", "comm"),))):
+            ev = tf.formats.find(name, "sched")
+            if ev is None:
+                continue
+            sel = mine & (eid[np.clip(rows, 0, len(eid) - 1)] == ev.id) if len(eid) else mine & False
+            if not sel.any():
+                continue
+            r = rows[sel]
+            off = t.column("offset").to_numpy()[r]
+            ln = t.column("length").to_numpy()[r]
+            for pf, cf in pairs:
+                fp, fc = ev.field(pf), ev.field(cf)
+                if fp is None or fc is None:
+                    continue
+                pids = np.asarray(field_array(st.buffer.data, off, ln, fp, tf.endian)).astype(np.int64)
+                comms = field_array(st.buffer.data, off, ln, fc, tf.endian).to_pylist()
+                pos_l.append(positions[sel])
+                pid_l.append(pids)
+                comm_l.extend(comms)
+    if not pos_l:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    pos = np.concatenate(pos_l)
+    pid = np.concatenate(pid_l)
+    order = np.lexsort((np.arange(len(pos)), pos))  # print order; prev before next within a row
+    pos, pid = pos[order], pid[order]
+    comm = [comm_l[i] for i in order]
+    uniq, first = np.unique(pid, return_index=True)
+    return pos[first], uniq, [comm[i] for i in first]
+
+
+class TaskNames:
+    """pid -> comm for each printed row, with libtraceevent's registration order."""
+
+    def __init__(self, streams: list[Stream], s_idx: np.ndarray, rows: np.ndarray, *, plugins: bool) -> None:
+        self.n = len(rows)
+        self.comm = np.empty(len(rows), dtype=object)
+        files = sorted({st.file_index for st in streams})
+        pid_all = np.empty(len(rows), np.int64)
+        for si, st in enumerate(streams):
+            sel = s_idx == si
+            if sel.any():
+                pid_all[sel] = st.buffer.events.column("pid").to_numpy()[rows[sel]]
+        positions = np.arange(len(rows))
+        for fi in files:
+            tf = next(st.trace for st in streams if st.file_index == fi)
+            in_file = np.isin(s_idx, [si for si, st in enumerate(streams) if st.file_index == fi])
+            cmd = tf.cmdlines
+            pids = pid_all[in_file]
+            pos = positions[in_file]
+            names = np.empty(len(pids), dtype=object)
+            names[:] = "<...>"
+            known = np.array([p in cmd for p in np.unique(pids).tolist()], bool)
+            uniq = np.unique(pids)
+            for p in uniq[known].tolist():
+                names[pids == p] = cmd[p]
+            if plugins:
+                reg_pos, reg_pid, reg_comm = _registered_comms(streams, fi, s_idx, rows)
+                for rp, pid, comm in zip(reg_pos.tolist(), reg_pid.tolist(), reg_comm, strict=True):
+                    if pid == 0 or pid in cmd:
+                        continue
+                    names[(pids == pid) & (pos > rp)] = comm
+            names[pids == 0] = "<idle>"
+            self.comm[in_file] = names
+
+
+def format_time(ts: int, *, usecs: bool, nsec: bool) -> str:
+    """The TEP_PRINT_TIME text trace-cmd uses for one timestamp (without the trailing colon)."""
+    if usecs:
+        if nsec:
+            return f"{ts // 1000000000:5d}.{ts % 1000000000:09d}"
+        t = (ts + 500) // 1000
+        return f"{t // 1000000:5d}.{t % 1000000:06d}"
+    # "%12d": libtraceevent reads the 12 as a precision
+    p10 = 10 ** 12
+    return f"{ts // p10:5d}.{ts % p10:012d}"
+
+
+def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
+           cpus: Iterable[int] | None = None) -> Iterator[str]:
+    """Yield the lines of ``trace-cmd report [-t] [-R] [--cpu LIST]`` for ``files``."""
+    streams = streams_of(files)
+    multi = len(files) > 1
+    any_instances = any(st.label for st in streams if st.buffer.name != "")
+    labels = [st.label for st in streams]
+    width = max((len(lb) for lb in labels if lb), default=0)
+    prefixed = multi or any_instances
+
+    def prefix(label: str | None) -> str:
+        if not prefixed:
+            return ""
+        return f"{label:>{width}}: " if label else " " * width + "  "
+
+    for i, tf in enumerate(files):
+        top = next((st for st in streams if st.file_index == i and st.buffer.name == ""), None)
+        ncpu = tf.cpus or (top.buffer.cpu_count if top else 0)
+        # trace-cmd learns about instances only after printing this line: no prefix for one file
+        yield f"{prefix(os.path.basename(tf.path)) if multi else ''}cpus={ncpu}"
+
+    cpu_set = set(cpus) if cpus is not None else None
+    s_idx, rows = merged_rows(streams, cpu_set)
+    names = TaskNames(streams, s_idx, rows, plugins=not raw)
+    renderers = {}
+    for i, tf in enumerate(files):
+        renderers[i] = InfoRenderer(tf.formats, render_context(tf))
+    cols = []
+    for st in streams:
+        t = st.buffer.events
+        lost = st.buffer.lost
+        lost_map = dict(zip(lost.column("row").to_pylist(), lost.column("count").to_pylist(), strict=True))
+        cols.append((t.column("ts").to_numpy(), t.column("cpu").to_numpy(), t.column("pid").to_numpy(),
+                     t.column("event_id").to_numpy(), lost_map))
+    for k in range(len(rows)):
+        si = int(s_idx[k])
+        r = int(rows[k])
+        st = streams[si]
+        ts, cpu, pid, eid, lost_map = cols[si]
+        tf = st.trace
+        c = int(cpu[r])
+        e = int(eid[r])
+        ev = tf.formats.get(e)
+        name = ev.name if ev else "(NULL)"
+        payload = st.buffer.payload(r)
+        rend = renderers[st.file_index]
+        info = rend.raw(e, payload, c) if raw else rend.info(e, payload, c)
+        head = prefix(st.label)
+        missed = lost_map.get(r)
+        if missed:
+            head += f"CPU:{c} [{missed} EVENTS DROPPED]\n" if missed > 0 else f"CPU:{c} [EVENTS DROPPED]\n"
+        comm = names.comm[k]
+        line = (f"{head}{comm:>16}-{int(pid[r]):<5d} [{c:03d}] "
+                f"{format_time(int(ts[r]), usecs=tf.in_usecs, nsec=nsec)}: {name}: "
+                + " " * max(0, 20 - len(name)) + info)
+        if line.endswith("\n"):
+            line = line[:-1]
+        yield line
+
+
+def render_context(tf: TraceFile) -> RenderContext:
+    """What the info renderer needs from one file."""
+    cmd = tf.cmdlines
+    return RenderContext(endian=tf.endian, long_size=tf.lay.long_size, kallsyms=tf.kallsyms,
+                         printk=tf.printk, comm_of=lambda pid: "<idle>" if pid == 0 else cmd.get(pid, "<...>"))
