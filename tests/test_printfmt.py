@@ -265,3 +265,15 @@ def test_matches_trace_cmd_report(rel: str, buffer: str, raw: bool):
     assert not unexpected, f"{rel}: {ok}/{n} match; differing events {dict(bad)}; e.g. {examples}"
     explained = sum(v for k, v in bad.items() if k in known)
     assert ok >= 0.999 * n or ok + explained == n
+
+
+def test_alias_symbols_resolve_like_libtraceevent():
+    # libtraceevent's list is in reverse kallsyms order; inside a function it prints the alias
+    # that comes first in kallsyms (last after its stable sort), not the last one.
+    fmt = make_format("y", 4, ["field:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;"],
+                      '"%pS", (void *)REC->ip')
+    ks = b"ffffffff81000000 T first_alias\nffffffff81000000 T second_alias\nffffffff81000100 T nxt\n"
+    r = renderer(fmt, kallsyms=ks)
+    assert r.info(4, payload(4, struct.pack("<Q", 0xFFFFFFFF81000010)), 0) == "first_alias+0x10"
+    # past the last symbol nothing resolves (the comparator needs a next entry)
+    assert r.info(4, payload(4, struct.pack("<Q", 0xFFFFFFFF81000200)), 0) == "0xffffffff81000200"

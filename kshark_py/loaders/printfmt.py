@@ -1304,6 +1304,7 @@ class Evaluator:
         self.st = {1: struct.Struct(e + "B"), 2: struct.Struct(e + "H"), 4: struct.Struct(e + "I"),
                    8: struct.Struct(e + "Q")}
         self._sym_by_name: dict[str, int] | None = None
+        self._fmap: tuple[list[int], list[str]] | None = None
         self.printk = {a: _clean_printk(f) for a, f in ctx.printk.items()}
 
     # -- basic reads ---------------------------------------------------------------------------
@@ -1328,13 +1329,44 @@ class Evaluator:
         return off, ln
 
     def find_func(self, addr: int) -> tuple[str, int] | None:
+        """(name, start) like libtraceevent's find_func(), or None.
+
+        libtraceevent sorts its function list (built by prepending, i.e. in reverse kallsyms
+        order) with glibc's stable merge sort and looks addresses up with bsearch() and a
+        comparator that matches "equal, or between this entry and the next".  For aliases (several
+        names at one address) the name it prints depends on that order and on bsearch's probing,
+        so both are reproduced here; the last symbol only matches exactly.
+        """
+        if self._fmap is None:
+            self._build_fmap()
+        addrs, names = self._fmap
+        n = len(addrs)
+        if n == 0:
+            return None
+        addr &= U64
+        lo, hi = 0, n
+        while lo < hi:
+            i = (lo + hi) // 2
+            a = addrs[i]
+            nxt = addrs[i + 1] if i + 1 < n else 0
+            if addr == a or (addr > a and addr < nxt):
+                return names[i], a
+            if addr < a:
+                hi = i
+            else:
+                lo = i + 1
+        return None
+
+    def _build_fmap(self) -> None:
         ks = self.ctx.kallsyms
-        if ks is None:
-            return None
-        r = ks.resolve(addr & U64)
-        if r is None:
-            return None
-        return r[0], r[2]
+        if ks is None or len(ks) == 0:
+            self._fmap = ([], [])
+            return
+        import numpy as np
+
+        a = ks.addrs
+        order = np.lexsort((-np.arange(len(a)), a))
+        self._fmap = ([int(x) for x in a[order].tolist()], [ks.names[i] for i in order.tolist()])
 
     def symbol_addr(self, name: str) -> int:
         if self._sym_by_name is None:
