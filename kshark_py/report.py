@@ -13,64 +13,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
 from .loaders.fields import field_array
 from .loaders.printfmt import InfoRenderer, RenderContext
-from .loaders.tracedat import Buffer, TraceFile, merge_order
-
-
-@dataclass
-class Stream:
-    """One buffer of one file, with the label trace-cmd prefixes its lines with."""
-
-    file_index: int
-    trace: TraceFile
-    buffer: Buffer
-    label: str | None
-
-
-def streams_of(files: list[TraceFile]) -> list[Stream]:
-    """Buffers in trace-cmd's handle order: each file's top buffer, then all instances."""
-    multi = len(files) > 1
-    out = []
-    for i, tf in enumerate(files):
-        top = [b for b in tf.buffers if b.name == ""]
-        for b in top:
-            out.append(Stream(i, tf, b, os.path.basename(tf.path) if multi else ""))
-    for i, tf in enumerate(files):
-        for b in tf.buffers:
-            if b.name != "":
-                out.append(Stream(i, tf, b, b.name))
-    return out
-
-
-def merged_rows(streams: list[Stream], cpus: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(stream index, row) of every event in print order, optionally only on ``cpus``."""
-    keys, sidx, rows = [], [], []
-    for si, st in enumerate(streams):
-        t = st.buffer.events
-        ts = t.column("ts").to_numpy()
-        cpu = t.column("cpu").to_numpy()
-        r = np.arange(len(ts), dtype=np.int64)
-        if cpus is not None:
-            keep = np.isin(cpu, list(cpus))
-            r, ts, cpu = r[keep], ts[keep], cpu[keep]
-        key = ts.copy()
-        for c in np.unique(cpu):
-            sel = np.flatnonzero(cpu == c)
-            seg = ts[sel]
-            if len(seg) > 1 and (seg[1:] < seg[:-1]).any():
-                key[sel] = np.maximum.accumulate(seg)
-        keys.append(key)
-        sidx.append(np.full(len(r), si, np.int32))
-        rows.append(r)
-    if not keys:
-        return np.zeros(0, np.int32), np.zeros(0, np.int64)
-    order = merge_order(keys)
-    return np.concatenate(sidx)[order], np.concatenate(rows)[order]
+from .loaders.tracedat import TraceFile
+from .model.session import Session, Stream, merged_view
 
 
 def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray, rows: np.ndarray
@@ -168,7 +117,8 @@ def format_time(ts: int, *, usecs: bool, nsec: bool) -> str:
 def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
            cpus: Iterable[int] | None = None) -> Iterator[str]:
     """Yield the lines of ``trace-cmd report [-t] [-R] [--cpu LIST]`` for ``files``."""
-    streams = streams_of(files)
+    session = Session.from_files(files)
+    streams = session.streams
     multi = len(files) > 1
     any_instances = any(st.label for st in streams if st.buffer.name != "")
     labels = [st.label for st in streams]
@@ -187,7 +137,8 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         yield f"{prefix(os.path.basename(tf.path)) if multi else ''}cpus={ncpu}"
 
     cpu_set = set(cpus) if cpus is not None else None
-    s_idx, rows = merged_rows(streams, cpu_set)
+    merged = merged_view(streams, cpu_set)
+    s_idx, rows = merged.stream.astype(np.int64), merged.row
     names = TaskNames(streams, s_idx, rows, plugins=not raw)
     renderers = {}
     for i, tf in enumerate(files):

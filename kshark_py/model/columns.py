@@ -1,0 +1,46 @@
+"""Typed columns of one event type in one buffer, as numpy arrays (the model's way in to fields)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..loaders.fields import field_array
+from ..loaders.tracedat import Buffer
+
+
+def event_rows(buffer: Buffer, event_name: str, system: str | None = None) -> np.ndarray:
+    """Row indices (into ``buffer.events``) of every record of one event type; empty if unknown."""
+    ev = buffer.trace.formats.find(event_name, system)
+    if ev is None:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(buffer.events.column("event_id").to_numpy() == ev.id)
+
+
+def event_columns(buffer: Buffer, event_name: str, names: list[str], system: str | None = None,
+                  rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray | pa.Array]]:
+    """(rows, {field: values}) for ``event_name`` in ``buffer``.
+
+    Integer fields come back as numpy arrays, strings as Arrow arrays.  A field the event does
+    not have is simply absent from the dict, so callers can test for optional fields.
+    """
+    tf = buffer.trace
+    ev = tf.formats.find(event_name, system)
+    if rows is None:
+        rows = event_rows(buffer, event_name, system)
+    out: dict[str, np.ndarray | pa.Array] = {}
+    if ev is None:
+        return rows, out
+    t = buffer.events
+    off = t.column("offset").to_numpy()[rows]
+    ln = t.column("length").to_numpy()[rows]
+    for n in names:
+        f = ev.field(n)
+        if f is None:
+            continue
+        arr = field_array(buffer.data, off, ln, f, tf.endian)
+        if pa.types.is_integer(arr.type):
+            out[n] = arr.to_numpy(zero_copy_only=False)
+        else:
+            out[n] = arr
+    return rows, out

@@ -1,0 +1,207 @@
+"""A session: one host trace and any number of guest traces, as streams on one time line.
+
+Which file is the host and which guest belongs to it is decided from the files' own metadata:
+the host's GUEST options carry each guest's trace id, and a synchronized guest's TIME_SHIFT
+names the host's trace id as its peer.  File names are only used to name a guest the host did not
+name.  Guest timestamps are already on the host clock when the reader hands them over (the
+reader applies TIME_SHIFT exactly as libtracecmd does); a guest without usable sync data stays on
+its own clock and is marked ``synced=False`` with a warning.
+
+The merged view orders all events of all streams the way ``trace-cmd report`` does, as two
+index arrays (stream, row): no column of any stream is copied.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..loaders.options import GuestOption
+from ..loaders.tracedat import Buffer, TraceFile, merge_order
+
+
+@dataclass
+class Stream:
+    """One buffer of one file: the unit the timeline draws and the merged view indexes."""
+
+    index: int
+    trace: TraceFile
+    buffer: Buffer
+    file_index: int
+    role: str
+    """``"host"`` or ``"guest"`` (a lone file is a host)."""
+    name: str
+    """Display name: ``host``, the guest's name, or ``host:instance``."""
+    label: str
+    """What trace-cmd prefixes this stream's lines with in a multi-file report."""
+    guest: GuestInfo | None = None
+
+    @property
+    def cpu_count(self) -> int:
+        return self.buffer.cpu_count
+
+
+@dataclass
+class GuestInfo:
+    """What the session knows about one guest file."""
+
+    name: str
+    trace: TraceFile
+    record: GuestOption | None
+    """The host's GUEST option for this guest, if the host has one."""
+    synced: bool
+    """Timestamps are on the host clock (TIME_SHIFT whose peer is the loaded host)."""
+    vcpu_count: int
+
+
+@dataclass
+class MergedView:
+    """All events of all streams in report order, as indices; nothing copied."""
+
+    stream: np.ndarray  # int16 stream index per merged row
+    row: np.ndarray  # int64 row in that stream's events table
+    ts: np.ndarray  # int64 timestamp per merged row (host clock for synced guests)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+def _guest_name_from_path(path: str) -> str | None:
+    m = re.match(r"^trace-(.+)\.dat$", os.path.basename(path))
+    return m.group(1) if m else None
+
+
+@dataclass
+class Session:
+    """Host + guests. Build it with :meth:`from_files`."""
+
+    files: list[TraceFile]
+    host: TraceFile | None
+    guests: list[GuestInfo]
+    streams: list[Stream]
+    warnings: list[str] = field(default_factory=list)
+    _merged: MergedView | None = None
+
+    @classmethod
+    def from_files(cls, files: list[TraceFile]) -> Session:
+        """Pair files by trace ids; the first file that names guests (or is named as peer) is the host."""
+        warnings: list[str] = []
+        by_id = {tf.meta.trace_id: tf for tf in files if tf.meta.trace_id is not None}
+        host = None
+        for tf in files:
+            if any(g.trace_id in by_id and by_id[g.trace_id] is not tf for g in tf.meta.guests):
+                host = tf
+                break
+        if host is None:
+            for tf in files:
+                peers = {o.meta.time_shift.peer_trace_id for o in files if o.meta.time_shift and o is not tf}
+                if tf.meta.trace_id is not None and tf.meta.trace_id in peers:
+                    host = tf
+                    break
+        if host is None:
+            host = next((tf for tf in files if tf.meta.time_shift is None), files[0] if files else None)
+        guests: list[GuestInfo] = []
+        for tf in files:
+            if tf is host:
+                continue
+            rec = next((g for g in host.meta.guests if g.trace_id == tf.meta.trace_id), None) if host else None
+            ts = tf.meta.time_shift
+            synced = bool(ts is not None and host is not None and ts.peer_trace_id == host.meta.trace_id
+                          and any(len(c.times) for c in ts.cpus))
+            name = (rec.name if rec and rec.name else None) or _guest_name_from_path(tf.path) \
+                or (tf.meta.uname.split()[1] if tf.meta.uname and len(tf.meta.uname.split()) > 1 else None) \
+                or os.path.basename(tf.path)
+            if rec is None:
+                warnings.append(f"{os.path.basename(tf.path)}: its trace id matches no GUEST record of the host; "
+                                f"opened as guest {name!r}, not synchronized")
+            elif not synced:
+                why = "has no TIME_SHIFT data" if ts is None else "has TIME_SHIFT with no samples or another peer"
+                warnings.append(f"guest {name!r} {why}: its events stay on the guest clock")
+            vcount = len(rec.vcpu_pids) if rec else 0
+            top = next((b for b in tf.buffers if b.name == ""), None)
+            fcpus = top.cpu_count if top else 0
+            if rec and vcount != fcpus:
+                warnings.append(f"guest {name!r}: host record lists {vcount} VCPUs, guest file has {fcpus} CPUs")
+            guests.append(GuestInfo(name, tf, rec, synced, max(vcount, fcpus)))
+        if host is not None:
+            loaded = {g.trace.meta.trace_id for g in guests}
+            for g in host.meta.guests:
+                if g.trace_id not in loaded:
+                    warnings.append(f"host records guest {g.name or '(unnamed)'!r} "
+                                    f"(trace id {g.trace_id:#x}) whose file is not loaded")
+        streams = _make_streams(files, host, guests)
+        return cls(files, host, guests, streams, warnings)
+
+    def guest_of(self, tf: TraceFile) -> GuestInfo | None:
+        return next((g for g in self.guests if g.trace is tf), None)
+
+    def stream_of(self, tf: TraceFile, name: str = "") -> Stream | None:
+        return next((s for s in self.streams if s.trace is tf and s.buffer.name == name), None)
+
+    @property
+    def host_stream(self) -> Stream | None:
+        return self.stream_of(self.host) if self.host else None
+
+    def merged(self) -> MergedView:
+        """Every event of every stream in trace-cmd's report order (computed once, cached)."""
+        if self._merged is None:
+            self._merged = merged_view(self.streams)
+        return self._merged
+
+
+def _make_streams(files: list[TraceFile], host: TraceFile | None, guests: list[GuestInfo]) -> list[Stream]:
+    """Streams in trace-cmd's handle order: each file's top buffer, then every instance."""
+    multi = len(files) > 1
+    ginfo = {id(g.trace): g for g in guests}
+    out: list[Stream] = []
+
+    def add(i: int, tf: TraceFile, b: Buffer, label: str) -> None:
+        g = ginfo.get(id(tf))
+        role = "guest" if g else "host"
+        base = g.name if g else "host"
+        name = base if b.name == "" else f"{base}:{b.name}"
+        out.append(Stream(len(out), tf, b, i, role, name, label, g))
+
+    for i, tf in enumerate(files):
+        for b in tf.buffers:
+            if b.name == "":
+                add(i, tf, b, os.path.basename(tf.path) if multi else "")
+    for i, tf in enumerate(files):
+        for b in tf.buffers:
+            if b.name != "":
+                add(i, tf, b, b.name)
+    return out
+
+
+def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedView:
+    """Merge streams like ``tracecmd_iterate_events_multi``: slots are (stream, cpu) in order."""
+    keys, sidx, rows = [], [], []
+    for st in streams:
+        t = st.buffer.events
+        ts = t.column("ts").to_numpy()
+        cpu = t.column("cpu").to_numpy()
+        r = np.arange(len(ts), dtype=np.int64)
+        if cpus is not None:
+            keep = np.isin(cpu, list(cpus))
+            r, ts, cpu = r[keep], ts[keep], cpu[keep]
+        # per-CPU running maximum: the merge key of trace-cmd's smallest-head pick (see merge_order)
+        key = ts
+        if len(ts) > 1 and (ts[1:] < ts[:-1]).any():
+            key = ts.copy()
+            for c in np.unique(cpu):
+                sel = np.flatnonzero(cpu == c)
+                seg = ts[sel]
+                if len(seg) > 1 and (seg[1:] < seg[:-1]).any():
+                    key[sel] = np.maximum.accumulate(seg)
+        keys.append(key)
+        sidx.append(np.full(len(r), st.index, np.int16))
+        rows.append(r)
+    if not keys:
+        return MergedView(np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    order = merge_order(keys)
+    all_ts = np.concatenate([st.buffer.events.column("ts").to_numpy()[r] for st, r in zip(streams, rows,
+                                                                                          strict=True)])
+    return MergedView(np.concatenate(sidx)[order], np.concatenate(rows)[order], all_ts[order])
