@@ -135,7 +135,8 @@ def parse_format(text: str, system: str) -> EventFormat:
     print_fmt = ""
     in_common = True
     seen_field = False
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         if line.startswith("name:"):
             name = line[5:].strip()
         elif line.startswith("ID:"):
@@ -144,7 +145,9 @@ def parse_format(text: str, system: str) -> EventFormat:
             except ValueError as e:
                 raise FormatParseError(f"bad ID line {line!r}", section=f"format of {system}") from e
         elif line.startswith("print fmt:"):
-            print_fmt = line[len("print fmt:"):].strip()
+            # a print fmt may hold real newlines inside its quotes: it runs to the end of the text
+            print_fmt = "\n".join([line[len("print fmt:"):], *lines[i + 1:]]).strip()
+            break
         elif "field:" in line:
             m = _FIELD_RE.match(line)
             if not m:
