@@ -27,6 +27,17 @@ except ImportError:  # pragma: no cover
 MAX_BLOCK_SIZE = 1 << 31
 """Upper bound on one block's uncompressed size: refuse absurd headers before allocating."""
 
+MAX_RATIO = 4096
+"""Upper bound on uncompressed/compressed size of one block or chunk.  zlib cannot exceed ~1032:1;
+zstd could in theory (RLE blocks), but trace-cmd's metadata and 10-page chunks stay far below this
+(real files: < 20:1; ten all-zero pages ~ 1500:1).  A header claiming more is corrupt, and refusing
+it keeps a flipped size field from turning into a multi-gigabyte allocation."""
+
+
+def plausible_size(csize: int, usize: int) -> bool:
+    """Whether ``usize`` uncompressed bytes can come from ``csize`` compressed ones."""
+    return usize <= MAX_BLOCK_SIZE and usize <= max(csize, 1) * MAX_RATIO
+
 
 class Codec:
     """One compression algorithm: decompresses a block whose uncompressed size is known."""
@@ -59,8 +70,11 @@ class _Zlib(Codec):
         return out
 
 
-def get_codec(name: str, version: str = "", *, path: str | None = None) -> Codec | None:
-    """The codec for a file's compression name; None for ``none``; a typed error otherwise."""
+def get_codec(name: str, version: str = "", *, path: str | None = None, offset: int | None = None) -> Codec | None:
+    """The codec for a file's compression name; None for ``none``; a typed error otherwise.
+
+    ``offset`` is where the name lies in the file, for the error message.
+    """
     if name == COMPRESSION_NONE:
         return None
     if name == "zstd":
@@ -68,7 +82,7 @@ def get_codec(name: str, version: str = "", *, path: str | None = None) -> Codec
     if name == "zlib":
         return _Zlib()
     raise UnsupportedCompressionError(f"unknown compression algorithm {name!r} (version {version!r})",
-                                      path=path, section="file header")
+                                      path=path, section="file header", offset=offset)
 
 
 def decompress_block(codec: Codec, buf, offset: int, end: int, lay: Layouts, what: str) -> bytes:
@@ -77,7 +91,7 @@ def decompress_block(codec: Codec, buf, offset: int, end: int, lay: Layouts, wha
     start = offset + lay.compress_block.size
     if start + csize > end:
         raise TruncatedFileError(f"{what}: compressed size {csize} exceeds the section", offset=offset)
-    if usize > MAX_BLOCK_SIZE:
+    if not plausible_size(csize, usize):
         raise DecompressionError(f"{what}: uncompressed size {usize} is not plausible", offset=offset)
     try:
         out = codec.decompress(memoryview(buf)[start:start + csize], usize)
@@ -98,6 +112,9 @@ class ChunkTable:
     usizes: np.ndarray  # int64
     truncated_at: int | None = None
     """File offset where the chunk list stopped being readable (a truncated file), else None."""
+    bad_at: int | None = None
+    """File offset of a chunk header that contradicts itself (the table stops before it), else None."""
+    bad_reason: str = ""
 
     @property
     def total(self) -> int:
@@ -108,7 +125,9 @@ def read_chunk_table(buf, offset: int, end: int, lay: Layouts, page_size: int, w
     """Walk the chunk headers of one CPU's data in ``buf[offset:end]``.
 
     A chunk running past ``end`` (a truncated file) ends the table there and is recorded in
-    ``truncated_at``: the chunks before it are intact and still load.
+    ``truncated_at``: the chunks before it are intact and still load.  A chunk header claiming an
+    impossible uncompressed size ends the table too, recorded in ``bad_at`` (the caller decides
+    whether that is fatal).  Nothing is allocated from unchecked sizes.
     """
     (count,) = unpack_at(lay.u32, buf, offset, f"{what} chunk count")
     pos = offset + 4
@@ -116,14 +135,17 @@ def read_chunk_table(buf, offset: int, end: int, lay: Layouts, page_size: int, w
     limit = 16 * page_size * 10  # a chunk is at most 10 pages; allow slack for odd writers
     offs, cs, us = [], [], []
     truncated_at = None
+    bad_at, bad_reason = None, ""
     for i in range(count):
         if pos + hdr.size > end:
             truncated_at = pos
             break
         c, u = hdr.unpack_from(buf, pos)
-        if u > limit or u % page_size:
-            raise DecompressionError(f"{what}: chunk {i} claims {u} uncompressed bytes "
-                                     f"(not a multiple of the {page_size}-byte page)", offset=pos)
+        if u > limit or u % page_size or not plausible_size(c, u):
+            bad_at = pos
+            bad_reason = (f"{what}: chunk {i} claims {u} uncompressed bytes from {c} "
+                          f"(not a plausible run of {page_size}-byte pages)")
+            break
         if pos + hdr.size + c > end:
             truncated_at = pos
             break
@@ -131,7 +153,8 @@ def read_chunk_table(buf, offset: int, end: int, lay: Layouts, page_size: int, w
         cs.append(c)
         us.append(u)
         pos += hdr.size + c
-    return ChunkTable(np.array(offs, np.int64), np.array(cs, np.int64), np.array(us, np.int64), truncated_at)
+    return ChunkTable(np.array(offs, np.int64), np.array(cs, np.int64), np.array(us, np.int64), truncated_at,
+                      bad_at, bad_reason)
 
 
 def _threads() -> int:

@@ -19,6 +19,8 @@ _FIELD_RE = re.compile(
     r"(?:\s*signed:(?P<signed>-?\d+);)?"
 )
 _ARRAY_RE = re.compile(r"\[(?P<n>[^\]]*)\]\s*$")
+MAX_FIELD_BYTES = 1 << 16
+"""Largest field offset/size accepted in a format (records are at most a page)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,12 @@ def parse_format(text: str, system: str) -> EventFormat:
             except ValueError as e:
                 raise FormatParseError(str(e), section=f"format {system}:{name}") from e
             signed = m.group("signed") == "1"
-            f = Field(fname, ctype, int(m.group("offset")), int(m.group("size")), signed, alen, dyn)
+            f_off, f_size = int(m.group("offset")), int(m.group("size"))
+            # a record never exceeds a ring-buffer page; bounds keep corrupt text from driving allocations
+            if f_off > MAX_FIELD_BYTES or f_size > MAX_FIELD_BYTES or (alen and alen > f_size):
+                raise FormatParseError(f"implausible field {fname!r}: offset {f_off}, size {f_size}"
+                                       + (f", {alen} elements" if alen else ""), section=f"format {system}:{name}")
+            f = Field(fname, ctype, f_off, f_size, signed, alen, dyn)
             (common if in_common else own).append(f)
             seen_field = True
         elif not line.strip() and seen_field:

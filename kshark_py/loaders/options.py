@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from .errors import CorruptSectionError
 from .layout import Layouts, OptionId, cstring_at, unpack_at
 
+MAX_CPUS = 1 << 15
+"""CPU ids are int16 in the events table; a larger id in a BUFFER option is corruption."""
+
 
 @dataclass(frozen=True)
 class CpuData:
@@ -231,6 +234,10 @@ def _parse_buffer(payload: bytes, offset: int, lay: Layouts, version: int, what:
         raise CorruptSectionError(f"{what}: {count} CPU entries do not fit in {len(payload)} bytes",
                                   section="options", offset=offset)
     cpus = tuple(CpuData(*ent.unpack_from(payload, pos + i * ent.size)) for i in range(count))
+    for cd in cpus:
+        if cd.cpu >= MAX_CPUS:
+            raise CorruptSectionError(f"{what}: CPU id {cd.cpu} (at most {MAX_CPUS - 1} supported)",
+                                      section="options", offset=offset)
     return BufferOption(name, sec, clock, page_size, cpus)
 
 

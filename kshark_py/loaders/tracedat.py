@@ -6,6 +6,27 @@ Opening reads only the index and the small metadata; each buffer's CPU data is d
 decoded on first access (:meth:`Buffer.events`).  Every offset and size is checked against the
 file before use and every failure is a :class:`~kshark_py.loaders.errors.TraceDatError` naming
 the file, the section and the byte offset.
+
+Damaged input, and what ``strict`` changes (``open_trace(path, strict=True)`` is the default):
+
+* Header, options and metadata sections (magic, version, sizes, option records, event formats,
+  kallsyms/printk/cmdlines): always a typed error, in both modes.  Opening raises for what opening
+  reads; ``formats``/``kallsyms``/``printk``/``cmdlines`` raise on first access, so one bad block
+  does not hide the others.
+* A file that *ends early* inside the CPU data (truncated copy or download): never an error.  Each
+  buffer loads every whole page (uncompressed) or every whole chunk (compressed) that is present;
+  ``Buffer.stats[i].truncated_bytes`` / ``.truncated_pages`` say what is missing and
+  ``TraceFile.warnings`` gets one line per damaged CPU.  In v7 the BUFFER option of a buffer is
+  written *after* its data, so a v7 file cut inside its last buffer keeps its metadata but loses
+  that buffer's index: the buffer is absent and a warning says so.
+* CPU data whose *contents lie* (a page commit larger than the page, an event running past the
+  commit, a chunk that does not decompress or claims an impossible size):
+  - ``strict=True``: opening and the metadata still work; the buffer's ``events``/``lost`` raise
+    :class:`~kshark_py.loaders.errors.CorruptSectionError` with the file offset of the bad page
+    (uncompressed) or of the header of the chunk holding it (compressed).
+  - ``strict=False``: the records before the fault in a bad page are kept and the rest of that page
+    dropped (a bad chunk drops the CPU's data from that chunk on); ``stats[i].bad_pages`` lists
+    them and ``warnings`` counts them.
 """
 
 from __future__ import annotations
@@ -13,6 +34,7 @@ from __future__ import annotations
 import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -20,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import schema
-from .compress import Codec, decompress_block, decompress_chunks, get_codec, read_chunk_table
+from .compress import ChunkTable, Codec, decompress_block, decompress_chunks, get_codec, read_chunk_table
 from .errors import (
     BadMagicError,
     CorruptSectionError,
@@ -68,6 +90,9 @@ class CpuStats:
     bad_pages: list[BadPage] = field(default_factory=list)
     truncated_bytes: int = 0
     """Bytes of this CPU's data the file promised but does not hold (a truncated file)."""
+    truncated_pages: int = 0
+    """Pages lost to truncation: exact for uncompressed data; for compressed data the pages of the
+    chunk cut short when its header survived (a lower bound: later chunks' sizes are unknown)."""
 
 
 class Buffer:
@@ -84,6 +109,7 @@ class Buffer:
         self.stats: list[CpuStats] = []
         self._table: pa.Table | None = None
         self._lost: pa.Table | None = None
+        self._chunks: dict[int, ChunkTable | None] = {}
         self.data: np.ndarray | None = None
         """Payload bytes: the whole file (uncompressed) or every CPU's decompressed data."""
 
@@ -100,15 +126,23 @@ class Buffer:
     def events(self) -> pa.Table:
         """The events, in the order trace-cmd reports them (schema: :data:`schema.EVENTS`)."""
         if self._table is None:
-            self._load()
+            self._checked_load()
         return self._table
 
     @property
     def lost(self) -> pa.Table:
         """One row per "events dropped" mark: the row it precedes, its CPU, time and count (-1: unknown)."""
         if self._table is None:
-            self._load()
+            self._checked_load()
         return self._lost
+
+    def _checked_load(self) -> None:
+        try:
+            self._load()
+        except TraceDatError as e:
+            self._table = self._lost = None
+            e.with_context(path=self.trace.path, section=f"buffer {self.name!r} flyrecord")
+            raise
 
     def payload(self, row: int) -> bytes:
         """The raw record bytes of event ``row`` (from common_type on)."""
@@ -150,13 +184,24 @@ class Buffer:
         else:
             tables = []
             for cd in self.cpu_data:
-                off, size = self._cpu_bytes(cd)
                 if cd.size == 0:
                     tables.append(None)
                     continue
                 # the chunk count precedes the `size` bytes the BUFFER option announces
-                tables.append(read_chunk_table(tf.buf, off, off + 4 + cd.size if off + 4 + cd.size <= tf.file_size
-                                               else tf.file_size, lay, ps, f"CPU {cd.cpu} data"))
+                if cd.offset + 4 > tf.file_size:
+                    z = np.zeros(0, np.int64)
+                    tables.append(ChunkTable(z, z, z, truncated_at=cd.offset))
+                    continue
+                t = read_chunk_table(tf.buf, cd.offset, min(cd.offset + 4 + cd.size, tf.file_size), lay, ps,
+                                     f"CPU {cd.cpu} data")
+                if t.bad_at is not None:
+                    if tf.strict:
+                        raise CorruptSectionError(t.bad_reason, path=tf.path, section=f"buffer {self.name!r}",
+                                                  offset=t.bad_at)
+                    tf.warnings.append(f"buffer {self.name!r}: {t.bad_reason} at byte {t.bad_at}; "
+                                       f"data from there on dropped")
+                tables.append(t)
+            self._chunks = dict(zip((cd.cpu for cd in self.cpu_data), tables, strict=True))
             total = sum(t.total for t in tables if t is not None)
             self.data = np.empty(total, np.uint8)
             base = 0
@@ -175,7 +220,12 @@ class Buffer:
                         tf.warnings.append(f"buffer {self.name!r} CPU {cd.cpu}: chunk at byte {bad_at} "
                                            f"does not decompress; data after it dropped")
                     if t.truncated_at is not None:
-                        st.truncated_bytes = cd.offset + 4 + cd.size - t.truncated_at
+                        st.truncated_bytes = max(0, cd.offset + 4 + cd.size - t.truncated_at)
+                        if t.truncated_at + lay.compress_block.size <= tf.file_size:
+                            _c, u = lay.compress_block.unpack_from(tf.buf, t.truncated_at)
+                            st.truncated_pages = -(-u // ps) if u <= 16 * 10 * ps else 0
+                        elif t.truncated_at < cd.offset + 4 + cd.size:
+                            st.truncated_pages = 1
                     self.data[base:base + len(arr)] = arr
                     st.data_bytes = len(arr)
                     per_cpu.append((cd.cpu, self.data[base:base + len(arr)], base))
@@ -183,6 +233,9 @@ class Buffer:
                     self.stats.append(st)
             self.data = self.data[:base]
 
+        if not self.compressed:
+            for st in self.stats:
+                st.truncated_pages = -(-st.truncated_bytes // ps)
         stats_by_cpu = {s.cpu: s for s in self.stats}
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "cpu", "off", "len", "missed")}
         for cpu, arr, base in per_cpu:
@@ -194,11 +247,15 @@ class Buffer:
             st.truncated_bytes += dec.partial_page_bytes
             if dec.bad_pages and tf.strict:
                 b = dec.bad_pages[0]
-                where = base + b.offset if not self.compressed else None
                 raise CorruptSectionError(
                     f"CPU {cpu} page {b.page}: {b.reason}"
-                    + ("" if where is not None else f" (byte {b.offset} of the decompressed data)"),
-                    path=tf.path, section=f"buffer {self.name!r} flyrecord", offset=where)
+                    + ("" if not self.compressed else f" (byte {b.offset} of the decompressed data)"),
+                    path=tf.path, section=f"buffer {self.name!r} flyrecord", offset=self._file_offset(cpu, base, b))
+            if dec.bad_pages:
+                tf.warnings.append(f"buffer {self.name!r} CPU {cpu}: {len(dec.bad_pages)} corrupt page(s), "
+                                   f"first page {dec.bad_pages[0].page} at byte "
+                                   f"{self._file_offset(cpu, base, dec.bad_pages[0])}: {dec.bad_pages[0].reason}; "
+                                   f"records after each fault dropped")
             m = dec.missed
             st.lost_events = int(m[m > 0].sum())
             st.lost_unknown_pages = int((m < 0).sum())
@@ -210,8 +267,19 @@ class Buffer:
         for st in self.stats:
             if st.truncated_bytes:
                 tf.warnings.append(f"buffer {self.name!r} CPU {st.cpu}: file truncated, "
-                                   f"{st.truncated_bytes} bytes of CPU data missing")
+                                   f"{st.truncated_bytes} bytes of CPU data missing "
+                                   f"({'at least ' if self.compressed else ''}{st.truncated_pages} pages lost)")
         self._build_table(cols)
+
+    def _file_offset(self, cpu: int, base: int, bad: BadPage) -> int:
+        """File offset of a bad page's fault: exact when uncompressed, else its chunk's header."""
+        if not self.compressed:
+            return base + bad.offset
+        t = self._chunks.get(cpu)
+        if t is None or not len(t.usizes):
+            return next(cd.offset for cd in self.cpu_data if cd.cpu == cpu)
+        k = int(np.searchsorted(np.cumsum(t.usizes), bad.offset, side="right"))
+        return int(t.file_offsets[min(k, len(t.file_offsets) - 1)]) - self.trace.lay.compress_block.size
 
     def _build_table(self, cols: dict[str, list[np.ndarray]]) -> None:
         tf = self.trace
@@ -295,6 +363,8 @@ class TraceFile:
         self.path = os.fspath(path)
         self.strict = strict
         self.warnings: list[str] = []
+        self.truncated_options: int | None = None
+        """v7: offset of an options section the (truncated) file no longer holds, else None."""
         try:
             self._fh = open(self.path, "rb")
         except OSError as e:
@@ -362,14 +432,19 @@ class TraceFile:
         pos += 6
         self.meta = TraceMetadata()
         self.sections: dict[int, bytes] = {}
+        self._section_pos: dict[int, int] = {}
+        """Metadata block -> file offset (v7: its section header; v6: the block itself)."""
+        self._section_plain: set[int] = set()
+        """Blocks stored as-is in the file (v6), whose inner offsets map 1:1 to file offsets."""
         self.compression = "none"
         self.compression_version = ""
         self.codec: Codec | None = None
         self.lay = lay
         if self.version >= 7:
+            name_pos = pos
             self.compression, pos = cstring_at(buf, pos, "compression name", limit=pos + 64)
             self.compression_version, pos = cstring_at(buf, pos, "compression version", limit=pos + 64)
-            self.codec = get_codec(self.compression, self.compression_version, path=self.path)
+            self.codec = get_codec(self.compression, self.compression_version, path=self.path, offset=name_pos)
             (first_opts,) = unpack_at(lay.u64, buf, pos, "options offset")
             self._parse_v7(first_opts)
         else:
@@ -378,7 +453,11 @@ class TraceFile:
         self.header_page = parse_header_page(self.header_page_text, user_long)
         if self.header_page.long_size not in (4, 8):
             raise CorruptSectionError(f"header_page commit size {self.header_page.long_size}",
-                                      section="headers")
+                                      section="headers", offset=self._section_pos.get(OptionId.HEADER_INFO))
+        hp = self.header_page
+        if not 8 + hp.long_size <= hp.data_offset <= 64 or hp.data_offset % 4:
+            raise CorruptSectionError(f"header_page data offset {hp.data_offset}", section="headers",
+                                      offset=self._section_pos.get(OptionId.HEADER_INFO))
         self.lay = layouts(self.endian, self.header_page.long_size)
         self._make_buffers()
 
@@ -407,6 +486,12 @@ class TraceFile:
         while off:
             if off in seen or len(seen) > MAX_OPTIONS_SECTIONS:
                 raise CorruptSectionError("options sections form a loop", section="options", offset=off)
+            if seen and off + lay.section_header.size > self.file_size:
+                # v7 writes each buffer's options after its data: a file cut inside the data loses them
+                self.warnings.append(f"file truncated: options section at byte {off} lies past the end of the "
+                                     f"{self.file_size}-byte file; buffers described there are lost")
+                self.truncated_options = off
+                break
             seen.add(off)
             body = self._section_body(off, OptionId.DONE)
             base = off + lay.section_header.size
@@ -414,11 +499,13 @@ class TraceFile:
         for oid in (OptionId.HEADER_INFO, OptionId.FTRACE_EVENTS, OptionId.EVENT_FORMATS,
                     OptionId.KALLSYMS, OptionId.PRINTK, OptionId.CMDLINES):
             if oid in self.meta.section_offsets:
+                self._section_pos[oid] = self.meta.section_offsets[oid]
                 self.sections[oid] = self._section_body(self.meta.section_offsets[oid], oid)
         if OptionId.HEADER_INFO not in self.sections:
             raise CorruptSectionError("no HEADER_INFO section", section="options")
-        self.header_page_text, self.header_event_text, _ = _parse_header_info(
-            self.sections[OptionId.HEADER_INFO], 0, lay, 0)
+        with self._in_section(OptionId.HEADER_INFO):
+            self.header_page_text, self.header_event_text, _ = _parse_header_info(
+                self.sections[OptionId.HEADER_INFO], 0, lay, 0)
         self.cpus = self.meta.cpu_count or 0
 
     def _parse_options(self, body: bytes, base: int, *, v7: bool) -> int:
@@ -448,14 +535,19 @@ class TraceFile:
     def _parse_v6(self, pos: int) -> None:
         lay = self.lay
         buf = self.buf
+        self._section_pos[OptionId.HEADER_INFO] = pos
         self.header_page_text, self.header_event_text, pos = _parse_header_info(buf, pos, lay, 0)
         start = pos
         pos = _skip_ftrace_events(buf, pos, lay)
         self.sections[OptionId.FTRACE_EVENTS] = bytes(buf[start:pos])
+        self._section_pos[OptionId.FTRACE_EVENTS] = start
         start = pos
         pos = _skip_event_formats(buf, pos, lay)
         self.sections[OptionId.EVENT_FORMATS] = bytes(buf[start:pos])
+        self._section_pos[OptionId.EVENT_FORMATS] = start
+        self._section_plain.update(OptionId)
         for oid, sz in ((OptionId.KALLSYMS, lay.u32), (OptionId.PRINTK, lay.u32), (OptionId.CMDLINES, lay.u64)):
+            self._section_pos[oid] = pos
             (n,) = unpack_at(sz, buf, pos, SECTION_NAMES[oid] + " size")
             end = pos + sz.size + n
             if end > self.file_size:
@@ -524,11 +616,7 @@ class TraceFile:
                     self.buffers.append(Buffer(self, b.name, self.meta.trace_clock, self.page_size, res[1], False))
         # the top buffer first, as trace-cmd reports it
         self.buffers.sort(key=lambda b: b.name != "")
-        for b in self.buffers:
-            for cd in b.cpu_data:
-                if cd.size and cd.offset > self.file_size:
-                    raise TruncatedFileError(f"CPU {cd.cpu} data at {cd.offset} starts past the end of the file",
-                                             section=f"buffer {b.name!r}", offset=cd.offset)
+        # CPU data past the end of the file is a truncation: loading records it per CPU (stats, warnings)
 
     def _check_v7_buffer(self, b: BufferOption) -> None:
         sid, _flags, _d, _size = unpack_at(self.lay.section_header, self.buf, b.section_offset,
@@ -536,7 +624,8 @@ class TraceFile:
         if sid != OptionId.BUFFER:
             raise CorruptSectionError(f"BUFFER option points at section id {sid}", section="options",
                                       offset=b.section_offset)
-        if b.page_size is not None and (b.page_size < 64 or b.page_size & (b.page_size - 1)):
+        if b.page_size is not None and (b.page_size < 64 or b.page_size & (b.page_size - 1)
+                                        or b.page_size > (1 << 24)):
             raise CorruptSectionError(f"buffer {b.name!r} page size {b.page_size}", section="options",
                                       offset=b.section_offset)
 
@@ -552,25 +641,46 @@ class TraceFile:
         events: list[EventFormat] = []
         ft = self.sections.get(OptionId.FTRACE_EVENTS)
         if ft:
-            for text in _iter_ftrace_events(ft, lay):
-                events.append(_parse_format_checked(text, "ftrace"))
+            with self._in_section(OptionId.FTRACE_EVENTS):
+                for text in _iter_ftrace_events(ft, lay):
+                    events.append(_parse_format_checked(text, "ftrace"))
         ev = self.sections.get(OptionId.EVENT_FORMATS)
         if ev:
-            for system, text in _iter_event_formats(ev, lay):
-                events.append(_parse_format_checked(text, system))
+            with self._in_section(OptionId.EVENT_FORMATS):
+                for system, text in _iter_event_formats(ev, lay):
+                    events.append(_parse_format_checked(text, system))
         return EventFormats(events)
 
     @cached_property
     def kallsyms(self) -> Kallsyms:
-        return Kallsyms(_sized_block(self.sections.get(OptionId.KALLSYMS), self.lay.u32))
+        with self._in_section(OptionId.KALLSYMS):
+            return Kallsyms(_sized_block(self.sections.get(OptionId.KALLSYMS), self.lay.u32))
 
     @cached_property
     def printk(self) -> dict[int, str]:
-        return parse_printk(_sized_block(self.sections.get(OptionId.PRINTK), self.lay.u32))
+        with self._in_section(OptionId.PRINTK):
+            return parse_printk(_sized_block(self.sections.get(OptionId.PRINTK), self.lay.u32))
 
     @cached_property
     def cmdlines(self) -> dict[int, str]:
-        return parse_cmdlines(_sized_block(self.sections.get(OptionId.CMDLINES), self.lay.u64))
+        with self._in_section(OptionId.CMDLINES):
+            return parse_cmdlines(_sized_block(self.sections.get(OptionId.CMDLINES), self.lay.u64))
+
+    @contextmanager
+    def _in_section(self, oid: int):
+        """Give errors raised while parsing a metadata block the file, the section and a file offset."""
+        try:
+            yield
+        except TraceDatError as e:
+            pos = self._section_pos.get(oid)
+            if oid in self._section_plain and pos is not None and e.offset is not None:
+                e.offset += pos
+            elif pos is not None:
+                if e.offset is not None:
+                    e.message += f" (byte {e.offset} of the section body)"
+                e.offset = pos
+            e.with_context(path=self.path, section=SECTION_NAMES.get(oid))
+            raise
 
     @property
     def trace_clock(self) -> str | None:
