@@ -141,8 +141,9 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
     s_idx, rows = merged.stream.astype(np.int64), merged.row
     names = TaskNames(streams, s_idx, rows, plugins=not raw)
     renderers = {}
+    guest_funcs = _guest_funcs(session)
     for i, tf in enumerate(files):
-        renderers[i] = InfoRenderer(tf.formats, render_context(tf))
+        renderers[i] = InfoRenderer(tf.formats, render_context(tf, guest_funcs if tf is session.host else None))
     cols = []
     for st in streams:
         t = st.buffer.events
@@ -176,8 +177,40 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         yield line
 
 
-def render_context(tf: TraceFile) -> RenderContext:
+def render_context(tf: TraceFile, guest_func=None) -> RenderContext:
     """What the info renderer needs from one file."""
     cmd = tf.cmdlines
     return RenderContext(endian=tf.endian, long_size=tf.lay.long_size, kallsyms=tf.kallsyms,
-                         printk=tf.printk, comm_of=lambda pid: "<idle>" if pid == 0 else cmd.get(pid, "<...>"))
+                         printk=tf.printk, comm_of=lambda pid: "<idle>" if pid == 0 else cmd.get(pid, "<...>"),
+                         guest_func=guest_func)
+
+
+def _guest_funcs(session: Session):
+    """(host pid, guest rip) -> guest function, as trace-cmd's kvm plugin does in merged reports.
+
+    trace-cmd maps host VCPU threads to guests only through the host's GUEST records
+    (``map_vcpus()``), so only pids recorded there (never -1) resolve.
+    """
+    by_pid = {}
+    for g in session.guests:
+        if g.record is None:
+            continue
+        for pid in g.record.vcpu_pids:
+            if pid >= 0:
+                by_pid[pid] = g.trace
+    if not by_pid:
+        return None
+    from .loaders.printfmt import Evaluator
+
+    evaluators = {}
+
+    def lookup(pid: int, rip: int):
+        tf = by_pid.get(pid)
+        if tf is None:
+            return None
+        ev = evaluators.get(id(tf))
+        if ev is None:
+            ev = evaluators[id(tf)] = Evaluator(render_context(tf))
+        return ev.find_func(rip)
+
+    return lookup
