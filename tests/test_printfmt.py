@@ -7,13 +7,8 @@ wrote next to each trace in shared/traces, event by event.
 
 from __future__ import annotations
 
-import collections
-import gzip
-import re
 import struct
 from pathlib import Path
-
-import pytest
 
 from kshark_py.loaders.formats import EventFormats, parse_format
 from kshark_py.loaders.metadata import Kallsyms
@@ -154,117 +149,7 @@ def test_bprint_uses_printk_format():
     assert r.info(6, data, 0) == "my_func: value=-7 name=hello"
 
 
-# ---------------------------------------------------------------------------------------------
-# End to end against trace-cmd's reports
-# ---------------------------------------------------------------------------------------------
-
-# (file, buffer) -> {event name: why it differs}.  Only events listed here may differ.
-KNOWN_DIFFERENCES: dict[str, dict[str, str]] = {
-    "host-printk.dat -R": {
-        "raw_data": "trace-cmd -R prints char buf[] with %s and reads past the record into the ring-buffer "
-                    "page until a NUL (uninitialised bytes); we stop at the end of the record",
-    },
-    "external/doc-test/trace-Salamander4.dat": {
-        name: "print fmt spans several lines (raw newlines inside the quoted format); formats.parse_format "
-              "keeps only the first line, so the fmt does not parse.  Matches once print_fmt holds the "
-              "whole text after 'print fmt:' (verified by patching)"
-        for name in ("mmap_lock_start_locking", "mmap_lock_acquire_returned", "mmap_lock_released",
-                     "9p_protocol_dump")
-    },
-}
-
-_DROPPED = re.compile(r"^(\w+:)?\s*CPU:\d+ \[(\d+ )?EVENTS DROPPED\]$")
-_LINE = re.compile(r"^(.*?)\[(\d{3})\]\s+(\d+\.\d+): (\S+): ")
-
-
-def _ref_infos(path: Path, prefix: str | None) -> list[tuple[int, str, str]]:
-    """(cpu, event name, info) per event line; lines that are not event lines continue the info."""
-    op = gzip.open if path.suffix == ".gz" else open
-    out: list[tuple[int, str, str]] = []
-    with op(path, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line.startswith("cpus=") or _DROPPED.match(line):
-                continue
-            if prefix:
-                if not line.startswith(prefix):
-                    continue
-                line = line[len(prefix):]
-            elif line.startswith("irqbuf:"):
-                continue
-            m = _LINE.match(line)
-            if not m:
-                if out:
-                    cpu, name, info = out[-1]
-                    out[-1] = (cpu, name, info + "\n" + line)
-                continue
-            name = m.group(4)
-            pad = max(0, 20 - len(name))
-            out.append((int(m.group(2)), name, line[m.end() + pad:]))
-    return out
-
-
-def _report(path: Path, raw: bool) -> Path | None:
-    base = str(path) + (".report-raw.txt" if raw else ".report.txt")
-    for cand in (base, base + ".gz"):
-        if Path(cand).exists():
-            return Path(cand)
-    return None
-
-
-CASES = [
-    ("host-small-v7.dat", ""), ("host-sched-v7.dat", ""), ("host-sched-v6.dat", ""),
-    ("host-lost-events.dat", ""), ("host-printk.dat", ""), ("host-kvm.dat", ""),
-    ("host-instances.dat", ""), ("host-instances.dat", "irqbuf"),
-    ("vm/trace.dat", ""), ("vm/trace-vmguest.dat", ""), ("vm-tsync/trace.dat", ""),
-    ("vm-tsync/trace-vmguest.dat", ""),
-    ("external/doc-test/trace.dat", ""), ("external/doc-test/trace-Salamander4.dat", ""),
-]
-
-
-def compare_file(rel: str, buffer: str, raw: bool) -> tuple[int, int, collections.Counter, list[str]]:
-    """(matching events, events, mismatches by event name, examples) for one file and buffer."""
-    from kshark_py.loaders.tracedat import open_trace
-    from kshark_py.report import render_context
-
-    path = TRACES / rel
-    rep = _report(path, raw)
-    if rep is None:
-        pytest.skip(f"no reference report for {rel}")
-    tf = open_trace(path)
-    rend = InfoRenderer(tf.formats, render_context(tf))
-    buf = tf.buffer(buffer)
-    cpus = buf.events.column("cpu").to_numpy()
-    eids = buf.events.column("event_id").to_numpy()
-    refs = (_ref_infos(rep, f"{buffer}:" if buffer else None))
-    assert len(refs) == len(cpus), f"{rel}: {len(refs)} report lines, {len(cpus)} events"
-    ok = 0
-    bad: collections.Counter = collections.Counter()
-    examples: list[str] = []
-    for i, (rcpu, name, info) in enumerate(refs):
-        data = buf.payload(i)
-        cpu = int(cpus[i])
-        mine = rend.raw(int(eids[i]), data, cpu) if raw else rend.info(int(eids[i]), data, cpu)
-        if mine == info and cpu == rcpu:
-            ok += 1
-        else:
-            bad[name] += 1
-            if len(examples) < 5:
-                examples.append(f"{name}: ref {info!r} mine {mine!r}")
-    return ok, len(refs), bad, examples
-
-
-@pytest.mark.parametrize("raw", [False, True], ids=["info", "raw"])
-@pytest.mark.parametrize("rel,buffer", CASES, ids=[f"{r}:{b}" if b else r for r, b in CASES])
-def test_matches_trace_cmd_report(rel: str, buffer: str, raw: bool):
-    if not (TRACES / rel).exists():
-        pytest.skip("trace corpus not available")
-    ok, n, bad, examples = compare_file(rel, buffer, raw)
-    known = KNOWN_DIFFERENCES.get(rel + (" -R" if raw else ""), {})
-    unexpected = {k: v for k, v in bad.items() if k not in known}
-    assert not unexpected, f"{rel}: {ok}/{n} match; differing events {dict(bad)}; e.g. {examples}"
-    explained = sum(v for k, v in bad.items() if k in known)
-    assert ok >= 0.999 * n or ok + explained == n
+# End-to-end comparisons with trace-cmd's reports live in test_report.py.
 
 
 def test_alias_symbols_resolve_like_libtraceevent():
