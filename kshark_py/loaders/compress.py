@@ -165,21 +165,22 @@ def decompress_chunks(codec: Codec, buf, table: ChunkTable, what: str,
                       pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, int | None]:
     """Decompress every chunk of ``table`` into one contiguous uint8 array.
 
-    Returns (data, offset of the first bad chunk or None).  A chunk that fails to decompress stops
+    Returns (data, file offset of the first bad chunk's header, or None).  A chunk that fails to decompress stops
     the CPU's data there (what came before is kept), so a corrupted chunk costs only its pages.
     """
     out = np.empty(table.total, dtype=np.uint8)
     starts = np.concatenate(([0], np.cumsum(table.usizes)[:-1])) if len(table.usizes) else np.zeros(0, np.int64)
     mv = memoryview(buf)
+    hdr = 8  # u32 compressed size, u32 uncompressed size precede each chunk's bytes
 
     def one(i: int) -> int | None:
         o, c, u, s = (int(table.file_offsets[i]), int(table.csizes[i]), int(table.usizes[i]), int(starts[i]))
         try:
             data = codec.decompress(mv[o:o + c], u)
         except Exception:
-            return o
+            return o - hdr
         if len(data) != u:
-            return o
+            return o - hdr
         out[s:s + u] = np.frombuffer(data, dtype=np.uint8)
         return None
 

@@ -72,6 +72,16 @@ from .pages import BadPage, decode_pages
 from .timestamps import to_trace_time
 
 MAX_OPTIONS_SECTIONS = 4096
+
+
+@contextmanager
+def _section(name: str):
+    """Name the section in errors raised by helpers that do not know it (unpack_at, cstring_at...)."""
+    try:
+        yield
+    except TraceDatError as e:
+        e.with_context(section=name)
+        raise
 USECS_CLOCKS = ("local", "global", "uptime", "perf", "tsc2nsec", "tai")
 
 
@@ -399,6 +409,10 @@ class TraceFile:
 
     # -- parsing ------------------------------------------------------------------------------
     def _parse(self) -> None:
+        with _section("file header"):
+            self._parse_file()
+
+    def _parse_file(self) -> None:
         buf = self.buf
         head = bytes(buf[:len(MAGIC)])
         if head != MAGIC[:len(head)] or len(head) < len(MAGIC):
@@ -463,8 +477,12 @@ class TraceFile:
 
     def _section_body(self, offset: int, expect: int) -> bytes:
         """Read the body of the v7 section whose header is at ``offset`` (decompressing it)."""
-        lay = self.lay
         name = SECTION_NAMES.get(expect, f"section {expect}")
+        with _section(name):
+            return self._section_body_in(offset, expect, name)
+
+    def _section_body_in(self, offset: int, expect: int, name: str) -> bytes:
+        lay = self.lay
         sid, flags, _desc, size = unpack_at(lay.section_header, self.buf, offset, f"{name} section header")
         if sid != expect:
             raise CorruptSectionError(f"expected section id {expect}, found {sid}", section=name, offset=offset)
@@ -510,6 +528,10 @@ class TraceFile:
 
     def _parse_options(self, body: bytes, base: int, *, v7: bool) -> int:
         """Parse option records; returns the next options section offset (v7) or end offset (v6)."""
+        with _section("options"):
+            return self._parse_options_in(body, base, v7=v7)
+
+    def _parse_options_in(self, body: bytes, base: int, *, v7: bool) -> int:
         lay = self.lay
         hdr = lay.option_header
         pos = 0
@@ -536,29 +558,34 @@ class TraceFile:
         lay = self.lay
         buf = self.buf
         self._section_pos[OptionId.HEADER_INFO] = pos
-        self.header_page_text, self.header_event_text, pos = _parse_header_info(buf, pos, lay, 0)
+        with _section("headers"):
+            self.header_page_text, self.header_event_text, pos = _parse_header_info(buf, pos, lay, 0)
         start = pos
-        pos = _skip_ftrace_events(buf, pos, lay)
+        with _section("ftrace events"):
+            pos = _skip_ftrace_events(buf, pos, lay)
         self.sections[OptionId.FTRACE_EVENTS] = bytes(buf[start:pos])
         self._section_pos[OptionId.FTRACE_EVENTS] = start
         start = pos
-        pos = _skip_event_formats(buf, pos, lay)
+        with _section("events format"):
+            pos = _skip_event_formats(buf, pos, lay)
         self.sections[OptionId.EVENT_FORMATS] = bytes(buf[start:pos])
         self._section_pos[OptionId.EVENT_FORMATS] = start
         self._section_plain.update(OptionId)
         for oid, sz in ((OptionId.KALLSYMS, lay.u32), (OptionId.PRINTK, lay.u32), (OptionId.CMDLINES, lay.u64)):
             self._section_pos[oid] = pos
-            (n,) = unpack_at(sz, buf, pos, SECTION_NAMES[oid] + " size")
+            with _section(SECTION_NAMES[oid]):
+                (n,) = unpack_at(sz, buf, pos, SECTION_NAMES[oid] + " size")
             end = pos + sz.size + n
             if end > self.file_size:
                 raise TruncatedFileError(f"{n}-byte block runs past the end", section=SECTION_NAMES[oid],
                                          offset=pos)
             self.sections[oid] = bytes(buf[pos:end])
             pos = end
-        (self.cpus,) = unpack_at(lay.u32, buf, pos, "CPU count")
-        pos += 4
-        self._v6_top_offset = pos
-        self._v6_top = self._read_v6_flyrecord(pos, top=True)
+        with _section("flyrecord"):
+            (self.cpus,) = unpack_at(lay.u32, buf, pos, "CPU count")
+            pos += 4
+            self._v6_top_offset = pos
+            self._v6_top = self._read_v6_flyrecord(pos, top=True)
 
     def _read_v6_flyrecord(self, pos: int, *, top: bool) -> tuple[str, list[CpuData], str | None] | None:
         """Read ``[options] latency|flyrecord [cpu table] [clock]`` at ``pos`` (v6)."""
@@ -611,7 +638,8 @@ class TraceFile:
                 _, table, clock = self._v6_top
                 self.buffers.append(Buffer(self, "", self.meta.trace_clock or clock, self.page_size, table, False))
             for b in self.meta.buffers:
-                res = self._read_v6_flyrecord(b.section_offset, top=False)
+                with _section(f"buffer {b.name!r} flyrecord"):
+                    res = self._read_v6_flyrecord(b.section_offset, top=False)
                 if res is not None:
                     self.buffers.append(Buffer(self, b.name, self.meta.trace_clock, self.page_size, res[1], False))
         # the top buffer first, as trace-cmd reports it
