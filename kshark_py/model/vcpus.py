@@ -1,0 +1,118 @@
+"""Which host thread runs each guest VCPU, and where that knowledge came from.
+
+Sources, in order of trust:
+  1. the host file's GUEST record (trace-cmd writes real thread ids only for vsock guests; over
+     TCP it writes -1);
+  2. the host's kvm_entry events: the ``vcpu_id`` field and the pid that logged it (only when one
+     guest is loaded, since kvm_entry does not say which VM it belongs to);
+  3. a map the user gives (``--vcpu-map GUEST:VCPU=PID,...``, the GUI dialog, a session file).
+Each mapping records its source, so the UI can say how sure it is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .columns import event_columns
+from .session import Session
+
+SOURCE_RECORD = "guest record"
+SOURCE_KVM = "kvm_entry"
+SOURCE_USER = "user"
+
+VCPU_MAP_SCHEMA = pa.schema([("guest", pa.string()), ("vcpu", pa.int32()), ("host_pid", pa.int32()),
+                             ("source", pa.string())])
+
+
+class VcpuMapError(ValueError):
+    """A user-given VCPU map that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class VcpuMapping:
+    guest: str
+    vcpu: int
+    host_pid: int
+    source: str
+
+
+def parse_vcpu_map_arg(text: str) -> dict[str, dict[int, int]]:
+    """``GUEST:VCPU=PID,VCPU=PID[;GUEST2:...]`` or ``GUEST:0=12,GUEST:1=13`` -> {guest: {vcpu: pid}}."""
+    out: dict[str, dict[int, int]] = {}
+    guest = None
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if ":" in part:
+            guest, part = part.split(":", 1)
+        if guest is None or "=" not in part:
+            raise VcpuMapError(f"bad VCPU map item {part!r}: expected GUEST:VCPU=PID")
+        v, p = part.split("=", 1)
+        try:
+            out.setdefault(guest, {})[int(v)] = int(p)
+        except ValueError as e:
+            raise VcpuMapError(f"bad VCPU map item {part!r}: VCPU and PID must be integers") from e
+    return out
+
+
+def load_vcpu_threads_json(path: str | Path) -> dict[int, int]:
+    """A QMP ``query-cpus-fast`` dump (as in shared/traces/vm*/vcpu-threads.json) -> {vcpu: thread id}."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return {int(v["cpu-index"]): int(v["thread-id"]) for v in data["vcpus"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise VcpuMapError(f"{path}: not a vcpu-threads JSON file ({e})") from e
+
+
+def kvm_entry_pairs(session: Session) -> dict[int, int]:
+    """vcpu_id -> host pid from the host's kvm_entry events (most frequent pid per VCPU)."""
+    hs = session.host_stream
+    if hs is None:
+        return {}
+    rows, cols = event_columns(hs.buffer, "kvm_entry", ["vcpu_id"], system="kvm")
+    if not len(rows) or "vcpu_id" not in cols:
+        return {}
+    pids = hs.buffer.events.column("pid").to_numpy()[rows]
+    vcpu = np.asarray(cols["vcpu_id"]).astype(np.int64)
+    out: dict[int, int] = {}
+    for v in np.unique(vcpu).tolist():
+        c = Counter(pids[vcpu == v].tolist())
+        out[int(v)] = int(c.most_common(1)[0][0])
+    return out
+
+
+def build_vcpu_map(session: Session, user: dict[str, dict[int, int]] | None = None) -> list[VcpuMapping]:
+    """The VCPU -> host thread map of every guest in the session (see the module doc for sources)."""
+    user = user or {}
+    kvm = kvm_entry_pairs(session) if len(session.guests) == 1 else {}
+    if len(session.guests) > 1 and kvm_entry_pairs(session):
+        session.warnings.append("kvm_entry events cannot be attributed to one of several guests; "
+                                "give --vcpu-map for guests without a host record")
+    out: list[VcpuMapping] = []
+    for g in session.guests:
+        mine = user.get(g.name, {})
+        for v in range(g.vcpu_count):
+            rec = g.record.vcpu_pids[v] if g.record and v < len(g.record.vcpu_pids) else -1
+            if rec >= 0:
+                out.append(VcpuMapping(g.name, v, rec, SOURCE_RECORD))
+            elif v in kvm:
+                out.append(VcpuMapping(g.name, v, kvm[v], SOURCE_KVM))
+            elif v in mine:
+                out.append(VcpuMapping(g.name, v, mine[v], SOURCE_USER))
+        unknown = set(mine) - set(range(g.vcpu_count))
+        if unknown:
+            session.warnings.append(f"guest {g.name!r}: --vcpu-map names VCPUs {sorted(unknown)} it does not have")
+    for name in set(user) - {g.name for g in session.guests}:
+        session.warnings.append(f"--vcpu-map names guest {name!r}, which is not loaded")
+    return out
+
+
+def vcpu_map_table(mappings: list[VcpuMapping]) -> pa.Table:
+    return pa.Table.from_pylist([m.__dict__ for m in mappings], schema=VCPU_MAP_SCHEMA)
