@@ -530,3 +530,15 @@ def test_zlib_file_corrupt_metadata(tmp_path):
     p = damaged(tmp_path, ZLIB, lambda d: put(d, hdr + 16 + 8, b"\xff\xff"))  # zlib stream header
     e = expect_open_error(p, DecompressionError, offset=hdr + 16, section="events format")
     check_cli(p, e)
+
+
+def test_header_page_field_without_name(tmp_path):
+    """Found by the fuzzer: a NUL inside header_page's "commit" field declaration."""
+    data = V6.read_bytes()
+    i = data.index(b"local_t commit;")
+    p = damaged(tmp_path, V6, lambda d: put(d, i + 13, b"\0"))
+    with pytest.raises(TraceDatError) as ei:
+        open_trace(p)
+    assert type(ei.value).__name__ == "FormatParseError"
+    check_error(ei.value, p, section="headers")
+    check_cli(p, ei.value)

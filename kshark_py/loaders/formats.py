@@ -234,7 +234,10 @@ def parse_header_page(text: str, default_long: int) -> HeaderPage:
     for line in text.splitlines():
         m = _FIELD_RE.match(line.replace("field: ", "field:"))
         if m:
-            fname = parse_field_decl(m.group("decl"))[0]
+            try:
+                fname = parse_field_decl(m.group("decl"))[0]
+            except ValueError as e:
+                raise FormatParseError(f"header_page: {e}", section="headers") from e
             sizes[fname] = (int(m.group("offset")), int(m.group("size")))
     if "commit" not in sizes or "data" not in sizes:
         return HeaderPage(default_long, 8 + default_long, 0)

@@ -464,7 +464,8 @@ class TraceFile:
         else:
             self._parse_v6(pos)
         # the kernel's long size (from header_page) decides the page layout
-        self.header_page = parse_header_page(self.header_page_text, user_long)
+        with self._in_section(OptionId.HEADER_INFO):
+            self.header_page = parse_header_page(self.header_page_text, user_long)
         if self.header_page.long_size not in (4, 8):
             raise CorruptSectionError(f"header_page commit size {self.header_page.long_size}",
                                       section="headers", offset=self._section_pos.get(OptionId.HEADER_INFO))
