@@ -1,0 +1,399 @@
+"""Intervals derived from events: task runs per CPU, in-guest time per VCPU thread, VCPU state lanes.
+
+Everything here is computed with whole-array numpy operations (no per-event Python loop) and
+returned as pyarrow Tables that a caller computes once per stream and keeps (see
+:class:`StreamIntervals`).
+
+Task runs (:func:`cpu_runs`)
+    Built from ``sched_switch`` and, where the trace lacks a switch, from ``common_pid``.  Every
+    record is written by the task that is current on its CPU, so a record whose pid differs from
+    the task the CPU was last known to run shows a context switch the trace does not hold.  Real
+    traces do miss switches: on the corpus kernel many ``swapper ==> task`` switches out of idle are
+    absent (the next record on that CPU is the task's own), and tasks hidden from tracing are
+    switched to but never switched out.  Such a *missing switch* is placed right after the last
+    record of the outgoing task (the incoming task gets the uncertain gap) and the run it closes
+    gets ``end_state`` :data:`END_MISSING`.  When every switch is present this is exactly "each
+    switch starts a run of ``next_pid`` until the next switch on that CPU".
+
+In-guest intervals (:func:`in_guest_intervals`)
+    ``kvm_entry`` to the next ``kvm_exit`` (or ``kvm_entry``) of the same host thread.
+
+VCPU states (:func:`vcpu_states`)
+    One contiguous lane over the whole trace for one host VCPU thread, combining the scheduling
+    view (on CPU / switched out runnable / switched out sleeping) with the kvm view (in guest /
+    exited to the host).  The last known state lasts until something changes it or the trace ends.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..loaders.tracedat import Buffer
+from .columns import event_columns
+
+__all__ = [
+    "CPU_RUNS", "IN_GUEST", "VCPU_STATES", "STATES", "END_OPEN", "END_MISSING",
+    "cpu_runs", "task_runs", "in_guest_intervals", "vcpu_states", "state_totals",
+    "sleeping_mask", "is_runnable", "StreamIntervals",
+]
+
+END_OPEN = -1
+"""``end_state`` of a run still on its CPU when that CPU's records end."""
+END_MISSING = -2
+"""``end_state`` of a run closed by a context switch the trace does not hold (see module doc)."""
+
+CPU_RUNS = pa.schema([("cpu", pa.int16()), ("start", pa.int64()), ("end", pa.int64()),
+                      ("pid", pa.int32()), ("end_state", pa.int64())])
+IN_GUEST = pa.schema([("pid", pa.int32()), ("vcpu", pa.int32()), ("start", pa.int64()), ("end", pa.int64()),
+                      ("exit_reason", pa.int64()), ("cpu", pa.int16())])
+STATES = ("guest", "exit", "preempted", "halted", "unknown")
+"""Every value of ``vcpu_states(...)["state"]``; the dictionary of that column is always this tuple."""
+VCPU_STATES = pa.schema([("start", pa.int64()), ("end", pa.int64()),
+                         ("state", pa.dictionary(pa.int8(), pa.string())), ("reason", pa.int64())])
+
+_GUEST, _EXIT, _PREEMPTED, _HALTED, _UNKNOWN = range(5)
+_STATE_DICT = pa.array(STATES, pa.string())
+
+# prev_state bits meaning "not runnable" when the format cannot be read: TASK_REPORT | TASK_REPORT_IDLE
+# of kernels >= 4.14, whose "R+" (preempted) bit is TASK_REPORT_MAX = 0x100.
+_DEFAULT_SLEEPING = 0xFF
+
+
+def _table(schema: pa.Schema, **cols: np.ndarray) -> pa.Table:
+    return pa.Table.from_arrays([pa.array(np.asarray(cols[f.name], dtype=f.type.to_pandas_dtype()), f.type)
+                                 for f in schema], schema=schema)
+
+
+def _empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def _running_max_per_group(values: np.ndarray, group_starts: np.ndarray) -> np.ndarray:
+    """``np.maximum.accumulate`` restarted at each group start (values grouped contiguously)."""
+    if len(values) < 2 or not (values[1:] < values[:-1]).any():
+        return values
+    out = values.copy()
+    bounds = np.append(group_starts, len(values))
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):  # one iteration per CPU, not per event
+        seg = out[a:b]
+        if len(seg) > 1 and (seg[1:] < seg[:-1]).any():
+            out[a:b] = np.maximum.accumulate(seg)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# prev_state
+
+
+def sleeping_mask(buffer: Buffer) -> int:
+    """The ``prev_state`` bits that mean the task went to sleep (not runnable) in this trace.
+
+    Read from the flag table of ``sched_switch``'s print fmt (``{ 0x1, "S" }, { 0x2, "D" }, ...``), so
+    that both ``R`` (0) and ``R+`` (the preempted bit past the table, 0x100 on kernels >= 4.14) count
+    as runnable on any kernel.  Falls back to 0xff when the format has no table.
+    """
+    ev = buffer.trace.formats.find("sched_switch", "sched")
+    fmt = getattr(ev, "print_fmt", None) or ""
+    i = fmt.find("__print_flags")
+    if i < 0:
+        return _DEFAULT_SLEEPING
+    j = fmt.find(")", fmt.find("}", i))  # the flags call ends at the first ')' after its first entry
+    mask = 0
+    for m in re.finditer(r"\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*\"[^\"]*\"\s*\}", fmt[i:j if j > 0 else None]):
+        mask |= int(m.group(1), 0)
+    return mask or _DEFAULT_SLEEPING
+
+
+def is_runnable(end_state: np.ndarray, mask: int) -> np.ndarray:
+    """True where a (real, >= 0) ``prev_state`` says the task was still runnable (R or R+: preempted)."""
+    end_state = np.asarray(end_state, np.int64)
+    return (end_state >= 0) & ((end_state & mask) == 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# cpu_runs
+
+
+def cpu_runs(buffer: Buffer) -> pa.Table:
+    """Which task ran on which CPU from when to when, from ``sched_switch``.
+
+    Columns: ``cpu`` int16, ``start``/``end`` int64 ns, ``pid`` int32, ``end_state`` int64: the
+    ``prev_state`` of the switch that ended the run, :data:`END_OPEN` (-1) if the run is still open
+    where the CPU's records end, :data:`END_MISSING` (-2) if it was ended by a switch the trace does
+    not hold (see the module doc).
+
+    Per CPU the runs tile [the CPU's first record, its last record] without gaps or overlaps: the
+    first run belongs to the task that wrote the CPU's first record (``prev_pid`` of the first switch
+    when nothing else precedes it), each ``sched_switch`` starts a run of ``next_pid``, and the last
+    run ends at the CPU's last record.  Idle (pid 0) runs are included; zero-length runs are kept
+    (a switch at the very first or last record, two switches at one timestamp).  Sorted by
+    (cpu, start).  Without any ``sched_switch`` record: an empty table with that schema.
+    """
+    sw_rows, f = event_columns(buffer, "sched_switch", ["prev_pid", "prev_state", "next_pid"], system="sched")
+    if len(sw_rows) == 0 or not {"prev_pid", "prev_state", "next_pid"} <= f.keys():
+        return _empty(CPU_RUNS)
+    t = buffer.events
+    n_all = t.num_rows
+    eid = t.column("event_id").to_numpy()
+    valid = eid >= 0
+    cpu_all = t.column("cpu").to_numpy()
+    pid_all = t.column("pid").to_numpy().astype(np.int64)
+
+    before = pid_all.copy()  # task current just before each record
+    after = pid_all.copy()  # task current just after it
+    state = np.full(n_all, -3, np.int64)
+    is_sw = np.zeros(n_all, bool)
+    before[sw_rows] = f["prev_pid"]
+    after[sw_rows] = f["next_pid"]
+    state[sw_rows] = f["prev_state"].astype(np.int64)
+    is_sw[sw_rows] = True
+
+    rows = np.flatnonzero(valid)
+    rows = rows[np.argsort(cpu_all[rows], kind="stable")]  # per CPU, in the CPU's own record order
+    cpu = cpu_all[rows]
+    n = len(rows)
+    first = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]])  # first index of each CPU
+    last = np.r_[first[1:] - 1, n - 1]
+    ts = _running_max_per_group(t.column("ts").to_numpy()[rows], first)
+    before, after, state, is_sw = before[rows], after[rows], state[rows], is_sw[rows]
+
+    # cut points, each ending one run and starting the next; ordered by key = 4*index + kind
+    # kind 0: a CPU's first record (begins a run); 1: missing switch between index-1 and index;
+    #      2: sched_switch at index; 3: a CPU's last record (ends a run)
+    newcpu = np.zeros(n, bool)
+    newcpu[first] = True
+    hid = np.flatnonzero(~newcpu[1:] & (before[1:] != after[:-1])) + 1
+    swi = np.flatnonzero(is_sw)
+    key = np.concatenate([4 * first, 4 * hid + 1, 4 * swi + 2, 4 * last + 3])
+    time = np.concatenate([ts[first], ts[hid - 1], ts[swi], ts[last]])
+    newpid = np.concatenate([before[first], before[hid], after[swi], np.zeros(len(last), np.int64)])
+    endst = np.concatenate([np.zeros(len(first), np.int64), np.full(len(hid), END_MISSING, np.int64),
+                            state[swi], np.full(len(last), END_OPEN, np.int64)])
+    ccpu = np.concatenate([cpu[first], cpu[hid], cpu[swi], cpu[last]])
+    o = np.argsort(key, kind="stable")
+    key, time, newpid, endst, ccpu = key[o], time[o], newpid[o], endst[o], ccpu[o]
+    begins = np.flatnonzero((key & 3) != 3)  # every cut but a CPU's end starts a run that the next cut ends
+    return _table(CPU_RUNS, cpu=ccpu[begins], start=time[begins], end=time[begins + 1],
+                  pid=newpid[begins], end_state=endst[begins + 1])
+
+
+def task_runs(runs: pa.Table, pid: int) -> pa.Table:
+    """The rows of ``runs`` (a :func:`cpu_runs` table) for one task, sorted by start (then CPU)."""
+    sel = runs.filter(pc.equal(runs.column("pid"), pa.scalar(pid, pa.int32())))
+    return sel.take(pc.sort_indices(sel, [("start", "ascending"), ("cpu", "ascending")]))
+
+
+# --------------------------------------------------------------------------------------------------
+# in_guest_intervals
+
+
+def _last_ts_per_pid(buffer: Buffer, pids: np.ndarray) -> np.ndarray:
+    """Latest record time of each pid of ``pids`` (sorted, unique) in ``buffer``."""
+    t = buffer.events
+    pid = t.column("pid").to_numpy()
+    ts = t.column("ts").to_numpy()
+    m = np.isin(pid, pids)
+    sub, subts = pid[m], ts[m]
+    o = np.argsort(sub, kind="stable")
+    sub, subts = sub[o], subts[o]
+    starts = np.flatnonzero(np.r_[True, sub[1:] != sub[:-1]])
+    out = np.maximum.reduceat(subts, starts)
+    return out[np.searchsorted(sub[starts], pids)]
+
+
+def in_guest_intervals(buffer: Buffer) -> pa.Table:
+    """Host side: each ``kvm_entry`` -> next ``kvm_exit`` of the same thread (the VCPU running guest code).
+
+    Columns: ``pid`` int32 (host thread), ``vcpu`` int32 (the entry's ``vcpu_id``, -1 if the event has
+    none), ``start``/``end`` int64, ``exit_reason`` int64 (of the ``kvm_exit`` that closed the interval;
+    -1 if another ``kvm_entry`` of that thread came first, which then closes it, or if the trace ends
+    first, in which case ``end`` is that thread's last record), ``cpu`` int16 (host CPU of the entry).
+    An exit without a preceding entry is ignored.  Sorted by (pid, start).  Empty without kvm_entry.
+    """
+    er, ef = event_columns(buffer, "kvm_entry", ["vcpu_id"], system="kvm")
+    if len(er) == 0:
+        return _empty(IN_GUEST)
+    xr, xf = event_columns(buffer, "kvm_exit", ["exit_reason"], system="kvm")
+    t = buffer.events
+    ts_all = t.column("ts").to_numpy()
+    pid_all = t.column("pid").to_numpy()
+
+    rows = np.concatenate([er, xr])
+    is_entry = np.r_[np.ones(len(er), bool), np.zeros(len(xr), bool)]
+    reason = np.r_[np.full(len(er), -1, np.int64),
+                   xf["exit_reason"].astype(np.int64) if "exit_reason" in xf else np.full(len(xr), -1, np.int64)]
+    vcpu = np.r_[ef["vcpu_id"].astype(np.int64) if "vcpu_id" in ef else np.full(len(er), -1, np.int64),
+                 np.full(len(xr), -1, np.int64)]
+    p = pid_all[rows]
+    o = np.lexsort((rows, p))  # per thread, in report order
+    rows, is_entry, reason, vcpu, p = rows[o], is_entry[o], reason[o], vcpu[o], p[o]
+
+    ent = np.flatnonzero(is_entry)
+    nxt = ent + 1
+    has_next = nxt < len(rows)
+    has_next[has_next] = p[nxt[has_next]] == p[ent[has_next]]
+    nxt_c = np.minimum(nxt, len(rows) - 1)
+    upids = np.unique(p[ent])
+    last_ts = _last_ts_per_pid(buffer, upids)[np.searchsorted(upids, p[ent])]
+    end = np.where(has_next, ts_all[rows[nxt_c]], last_ts)
+    why = np.where(has_next & ~is_entry[nxt_c], reason[nxt_c], -1)
+    return _table(IN_GUEST, pid=p[ent], vcpu=vcpu[ent], start=ts_all[rows[ent]], end=end,
+                  exit_reason=why, cpu=t.column("cpu").to_numpy()[rows[ent]])
+
+
+# --------------------------------------------------------------------------------------------------
+# vcpu_states
+
+# scheduling view codes
+_S_UNKNOWN, _S_ON, _S_PREEMPTED, _S_HALTED = range(4)
+# kvm view codes
+_K_UNKNOWN, _K_GUEST, _K_EXIT = range(3)
+
+
+def _state_at(x: np.ndarray, times: np.ndarray, codes: np.ndarray, default: int) -> np.ndarray:
+    """Code of the latest change point at or before each x (``times`` sorted; later index wins ties)."""
+    if len(times) == 0:
+        return np.full(len(x), default, np.int64)
+    i = np.searchsorted(times, x, side="right") - 1
+    return np.where(i >= 0, codes[np.maximum(i, 0)], default)
+
+
+def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: pa.Table | None = None) -> pa.Table:
+    """The VCPU state lane of one host VCPU thread, covering [first record of the trace, last record].
+
+    Columns: ``start``/``end`` int64, ``state`` dictionary<string> (dictionary always :data:`STATES`),
+    ``reason`` int64 (for ``"exit"``: the ``exit_reason`` of the ``kvm_exit`` that began it, -1 for
+    on-CPU host time before the thread's first ``kvm_entry``; else -1).
+
+    States:
+
+    * ``guest``: inside an in-guest interval; for a thread without any ``kvm_entry`` (software-emulated
+      VCPU, e.g. TCG), all of its time on a host CPU.
+    * ``exit``: on a host CPU outside guest mode, after a ``kvm_exit`` (handling the VM exit).
+    * ``preempted``: switched out still runnable (``prev_state`` R / R+), waiting for a CPU.
+    * ``halted``: switched out sleeping (S, D, I, ...; e.g. HLT -> kvm_vcpu_block).
+    * ``unknown``: before the first information about the thread, and after a run that a switch
+      missing from the trace ended (see :func:`cpu_runs`) until the next information.
+
+    Switched out (preempted/halted) beats the kvm view where the two disagree.  Without scheduling
+    information (no ``sched_switch`` for the thread), the kvm view alone decides.  The last known state
+    lasts to the end of the trace (a run open at the end of its CPU's records stays on CPU; a last
+    ``kvm_entry`` without exit stays in guest).  Intervals are contiguous, non-overlapping, non-empty,
+    and consecutive ones differ in (state, reason).  ``runs``/``guest`` are :func:`cpu_runs` /
+    :func:`in_guest_intervals` of ``buffer`` if already computed.
+    """
+    ts_col = buffer.events.column("ts")
+    if len(ts_col) == 0:
+        return _empty(VCPU_STATES)
+    t0, t1 = int(pc.min(ts_col).as_py()), int(pc.max(ts_col).as_py())
+    if runs is None:
+        runs = cpu_runs(buffer)
+    if guest is None:
+        guest = in_guest_intervals(buffer)
+
+    # scheduling view: change points (time, code) in order; ties resolved by order
+    r = task_runs(runs, pid)
+    rs = r.column("start").to_numpy().astype(np.int64)
+    re_ = r.column("end").to_numpy().astype(np.int64)
+    st = r.column("end_state").to_numpy().astype(np.int64)
+    mask = sleeping_mask(buffer) if len(r) else _DEFAULT_SLEEPING
+    off = np.where(st == END_MISSING, _S_UNKNOWN,
+                   np.where(is_runnable(st, mask), _S_PREEMPTED, _S_HALTED))
+    keep_end = st != END_OPEN  # an open run stays on CPU to the end of the trace
+    s_times = np.concatenate([rs, re_[keep_end]])
+    s_codes = np.concatenate([np.full(len(rs), _S_ON), off[keep_end]])
+    s_seq = np.concatenate([2 * np.arange(len(rs)), 2 * np.flatnonzero(keep_end) + 1])
+    o = np.lexsort((s_seq, s_times))
+    s_times, s_codes = s_times[o], s_codes[o]
+
+    # kvm view
+    g = guest.filter(pc.equal(guest.column("pid"), pa.scalar(pid, pa.int32())))
+    g = g.take(pc.sort_indices(g, [("start", "ascending")]))
+    gs = g.column("start").to_numpy().astype(np.int64)
+    ge = g.column("end").to_numpy().astype(np.int64)
+    gr = g.column("exit_reason").to_numpy().astype(np.int64)
+    closed = gr >= 0  # ended by a kvm_exit; -1: by the next entry (no gap) or not at all (stays in guest)
+    k_times = np.concatenate([gs, ge[closed]])
+    k_codes = np.concatenate([np.full(len(gs), _K_GUEST), np.full(int(closed.sum()), _K_EXIT)])
+    k_reason = np.concatenate([np.full(len(gs), -1, np.int64), gr[closed]])
+    k_seq = np.concatenate([2 * np.arange(len(gs)), 2 * np.flatnonzero(closed) + 1])
+    o = np.lexsort((k_seq, k_times))
+    k_times, k_codes, k_reason = k_times[o], k_codes[o], k_reason[o]
+    has_kvm = len(gs) > 0
+
+    bounds = np.unique(np.clip(np.concatenate([[t0, t1], s_times, k_times]), t0, t1))
+    if len(bounds) < 2:
+        return _empty(VCPU_STATES)
+    x = bounds[:-1]
+    s = _state_at(x, s_times, s_codes, _S_UNKNOWN)
+    k = _state_at(x, k_times, k_codes, _K_UNKNOWN)
+    kr = _state_at(x, k_times, k_reason, -1)
+
+    on_cpu_state = np.where(k == _K_GUEST, _GUEST, _EXIT) if has_kvm else np.full(len(x), _GUEST)
+    kvm_state = np.select([k == _K_GUEST, k == _K_EXIT], [_GUEST, _EXIT], _UNKNOWN)
+    state = np.select([s == _S_ON, s == _S_PREEMPTED, s == _S_HALTED], [on_cpu_state, _PREEMPTED, _HALTED],
+                      kvm_state)
+    reason = np.where(state == _EXIT, np.where(k == _K_EXIT, kr, -1), -1)
+
+    change = np.r_[True, (state[1:] != state[:-1]) | (reason[1:] != reason[:-1])]
+    idx = np.flatnonzero(change)
+    starts = x[idx]
+    ends = np.r_[starts[1:], t1]
+    return pa.Table.from_arrays([
+        pa.array(starts, pa.int64()), pa.array(ends, pa.int64()),
+        pa.DictionaryArray.from_arrays(pa.array(state[idx].astype(np.int8), pa.int8()), _STATE_DICT),
+        pa.array(reason[idx], pa.int64()),
+    ], schema=VCPU_STATES)
+
+
+def state_totals(states: pa.Table) -> dict[str, int]:
+    """Nanoseconds per state of a :func:`vcpu_states` lane; every name of :data:`STATES` is present."""
+    out = dict.fromkeys(STATES, 0)
+    if states.num_rows == 0:
+        return out
+    col = states.column("state").combine_chunks()
+    dur = states.column("end").to_numpy() - states.column("start").to_numpy()
+    idx = col.indices.to_numpy()
+    for i, name in enumerate(col.dictionary.to_pylist()):
+        out[name] = out.get(name, 0) + int(dur[idx == i].sum())  # integer sums: exact at any trace length
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# cache
+
+
+class StreamIntervals:
+    """Lazily computed, cached interval tables of one buffer (one per stream; no invalidation needed:
+    a loaded buffer never changes)."""
+
+    def __init__(self, buffer: Buffer) -> None:
+        self.buffer = buffer
+        self._runs: pa.Table | None = None
+        self._guest: pa.Table | None = None
+        self._lanes: dict[int, pa.Table] = {}
+
+    @property
+    def runs(self) -> pa.Table:
+        if self._runs is None:
+            self._runs = cpu_runs(self.buffer)
+        return self._runs
+
+    @property
+    def in_guest(self) -> pa.Table:
+        if self._guest is None:
+            self._guest = in_guest_intervals(self.buffer)
+        return self._guest
+
+    def task_runs(self, pid: int) -> pa.Table:
+        return task_runs(self.runs, pid)
+
+    def vcpu_states(self, pid: int) -> pa.Table:
+        lane = self._lanes.get(pid)
+        if lane is None:
+            lane = self._lanes[pid] = vcpu_states(self.buffer, pid, self.runs, self.in_guest)
+        return lane
