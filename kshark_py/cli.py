@@ -55,6 +55,37 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vcpu_map(args: argparse.Namespace) -> dict[str, dict[int, int]]:
+    from .model.vcpus import parse_vcpu_map_arg
+
+    out: dict[str, dict[int, int]] = {}
+    for spec in getattr(args, "vcpu_map", None) or []:
+        for g, m in parse_vcpu_map_arg(spec).items():
+            out.setdefault(g, {}).update(m)
+    return out
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from .ui.app import run
+
+    return run(args.input or [], args.session, _vcpu_map(args), args.screenshot)
+
+
+def gui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kshark-py", description=(
+        "Host + guest kernel trace viewer. With no arguments it opens the bundled demo. Subcommands: "
+        + ", ".join(SUBCOMMANDS) + " (kshark-py SUBCOMMAND -h)."))
+    p.add_argument("-i", dest="input", action="append", help="trace file (repeat: host then guests)")
+    p.add_argument("--session", help="restore a session JSON")
+    p.add_argument("--vcpu-map", action="append", help="GUEST:VCPU=PID,... host thread of each guest VCPU")
+    p.add_argument("--screenshot", metavar="OUT.png", help="render the main window to a PNG and exit")
+    p.set_defaults(func=_cmd_gui)
+    return p
+
+
+SUBCOMMANDS = ("report", "export", "vcpus", "record", "agent")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kshark-py", description="Host + guest kernel trace viewer")
     sub = p.add_subparsers(dest="command")
@@ -72,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser() if argv and argv[0] in SUBCOMMANDS else gui_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -81,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except TraceDatError as e:
         print(f"kshark-py: {e.one_line()}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # VcpuMapError, SessionFileError: bad user input, one line
+        if type(e).__name__ not in ("VcpuMapError", "SessionFileError"):
+            raise
+        print(f"kshark-py: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

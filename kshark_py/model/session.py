@@ -84,6 +84,7 @@ class Session:
     streams: list[Stream]
     warnings: list[str] = field(default_factory=list)
     _merged: MergedView | None = None
+    _derived: dict = field(default_factory=dict)
 
     @classmethod
     def from_files(cls, files: list[TraceFile]) -> Session:
@@ -144,6 +145,24 @@ class Session:
     @property
     def host_stream(self) -> Stream | None:
         return self.stream_of(self.host) if self.host else None
+
+    def runs(self, stream: int):
+        """Task run intervals per CPU of one stream (``intervals.cpu_runs``), computed once."""
+        key = ("runs", stream)
+        if key not in self._derived:
+            from .intervals import cpu_runs
+
+            self._derived[key] = cpu_runs(self.streams[stream].buffer)
+        return self._derived[key]
+
+    def in_guest(self, stream: int):
+        """kvm_entry -> kvm_exit intervals of one (host) stream, computed once."""
+        key = ("in_guest", stream)
+        if key not in self._derived:
+            from .intervals import in_guest_intervals
+
+            self._derived[key] = in_guest_intervals(self.streams[stream].buffer)
+        return self._derived[key]
 
     def merged(self) -> MergedView:
         """Every event of every stream in trace-cmd's report order (computed once, cached)."""

@@ -1,0 +1,374 @@
+"""What each timeline row looks like between two times at N pixels: the visualization model.
+
+Redrawing costs in proportion to pixels, not events.  Every row is backed by sorted interval
+arrays (task runs, in-guest intervals, VCPU states) and sorted event timestamps; a render samples
+each pixel column with ``searchsorted`` (a few probes per pixel) and counts events per column from
+the bin edges.  The result is one RGBA image for all rows (rows x sub-rows x pixels), which the
+plot layer shows as a single image: ten million events never reach Qt.
+
+Zoomed far out, a CPU row still says something: each pixel takes the colour of the task that
+dominates it (most probes), its opacity is the exact busy fraction of the column (from cumulative
+busy time), and the tick strip above it shades by event density; lost-event marks stay visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .session import Session
+
+SUBROWS = 10
+"""Image rows per timeline row: 2 for the event-tick strip, 7 for the body, 1 gap."""
+TICK_ROWS = slice(0, 2)
+BODY_ROWS = slice(2, 9)
+SAMPLES = 6
+"""Probes per pixel column for the dominant-task choice."""
+
+STATE_COLORS = {
+    "guest": (46, 160, 67),
+    "exit": (230, 126, 34),
+    "preempted": (220, 50, 47),
+    "halted": (160, 160, 170),
+    "unknown": (235, 235, 235),
+}
+STATE_ORDER = ["guest", "exit", "preempted", "halted", "unknown"]
+
+
+def task_colors(pids: np.ndarray) -> np.ndarray:
+    """A stable, well-spread colour per pid (golden-ratio hues), as uint8 RGB; pid 0 is white."""
+    pids = np.asarray(pids, np.int64)
+    h = (pids * 0.6180339887498949) % 1.0
+    s = 0.55 + 0.3 * ((pids * 0.3819660112501051) % 1.0)
+    v = np.full(len(pids), 0.88)
+    i = np.floor(h * 6).astype(np.int64) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    r = np.choose(i, [v, q, p, p, t, v])
+    g = np.choose(i, [t, v, v, q, p, p])
+    b = np.choose(i, [p, p, t, v, v, q])
+    out = (np.stack([r, g, b], axis=1) * 255).astype(np.uint8)
+    out[pids == 0] = 255
+    return out
+
+
+@dataclass
+class Intervals:
+    """Sorted, non-overlapping intervals with an integer key each (pid, state, CPU...)."""
+
+    start: np.ndarray  # int64
+    end: np.ndarray  # int64
+    key: np.ndarray  # int64
+    busy_cum: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        busy = np.where(self.key != 0, self.end - self.start, 0).astype(np.int64)
+        self.busy_cum = np.concatenate(([0], np.cumsum(busy)))
+
+    @classmethod
+    def empty(cls) -> Intervals:
+        z = np.zeros(0, np.int64)
+        return cls(z, z, z)
+
+    def at(self, t: np.ndarray) -> np.ndarray:
+        """Key of the interval containing each t, -1 where none does."""
+        if len(self.start) == 0:
+            return np.full(t.shape, -1, np.int64)
+        i = np.searchsorted(self.start, t, side="right") - 1
+        ic = np.clip(i, 0, len(self.start) - 1)
+        ok = (i >= 0) & (t < self.end[ic])
+        return np.where(ok, self.key[ic], -1)
+
+    def busy_until(self, t: np.ndarray) -> np.ndarray:
+        """Total length of non-zero-key intervals before each t (exact, piecewise linear)."""
+        if len(self.start) == 0:
+            return np.zeros(t.shape, np.int64)
+        i = np.searchsorted(self.start, t, side="right") - 1
+        ic = np.clip(i, 0, len(self.start) - 1)
+        part = np.clip(t - self.start[ic], 0, self.end[ic] - self.start[ic])
+        part = np.where((i >= 0) & (self.key[ic] != 0), part, 0)
+        return np.where(i >= 0, self.busy_cum[ic] + part, 0)
+
+
+@dataclass
+class Row:
+    """One timeline row: what it shows and where its data comes from."""
+
+    kind: str
+    """``cpu`` | ``task`` | ``vcpu_host`` | ``vcpu_guest`` | ``vcpu_state``."""
+    stream: int
+    label: str
+    cpu: int | None = None
+    pid: int | None = None
+    guest: str | None = None
+    vcpu: int | None = None
+    intervals: Intervals | None = None
+    overlay: Intervals | None = None
+    """vcpu_host rows: in-guest intervals, shaded over the thread's runs."""
+    events: np.ndarray | None = None
+    """Sorted timestamps of the events this row ticks for (after filters)."""
+    lost: np.ndarray | None = None
+    color_by: str = "pid"
+    """``pid`` (task colours), ``cpu`` (task rows: colour by the CPU it ran on), ``state``."""
+
+
+@dataclass
+class RenderResult:
+    image: np.ndarray  # uint8 (nrows*SUBROWS, npix, 4)
+    t0: int
+    t1: int
+    counts: np.ndarray  # int64 (nrows, npix) events per pixel column per row
+    dominant: np.ndarray  # int64 (nrows, npix) key drawn in each column (-1: nothing)
+
+
+class TimelineModel:
+    """The rows of a session's timeline and how to render them (no Qt)."""
+
+    def __init__(self, session: Session, sources: RowSources) -> None:
+        self.session = session
+        self.src = sources
+        self.rows: list[Row] = []
+        self.highlight_pid: tuple[int, int] | None = None
+        """(stream, pid) whose runs are emphasized on CPU rows (others dimmed)."""
+
+    # -- rows -------------------------------------------------------------------------------
+    def default_rows(self, vcpu_map: list | None = None) -> None:
+        """Host CPUs; then for each guest VCPU: host thread, state lane, guest CPU; then other streams."""
+        self.rows = []
+        ss = self.session
+        host = ss.host_stream
+        if host is not None:
+            for c in range(host.cpu_count):
+                self.rows.append(self.src.cpu_row(host.index, c))
+        mapped: dict[tuple[str, int], int] = {(m.guest, m.vcpu): m.host_pid for m in (vcpu_map or [])}
+        for st in ss.streams:
+            if st.role == "guest" and st.buffer.name == "":
+                for v in range(st.cpu_count):
+                    pid = mapped.get((st.name, v))
+                    if pid is not None and host is not None:
+                        self.rows.append(self.src.vcpu_host_row(host.index, pid, st.name, v))
+                        self.rows.append(self.src.vcpu_state_row(host.index, pid, st.name, v))
+                    self.rows.append(self.src.cpu_row(st.index, v, vcpu_of=st.name))
+        for st in ss.streams:
+            if st.buffer.name != "":
+                for c in range(st.cpu_count):
+                    self.rows.append(self.src.cpu_row(st.index, c))
+
+    def add_task_row(self, stream: int, pid: int) -> Row:
+        row = self.src.task_row(stream, pid)
+        self.rows.append(row)
+        return row
+
+    def remove_row(self, index: int) -> None:
+        del self.rows[index]
+
+    def refresh_events(self) -> None:
+        """Re-read event ticks after a filter change."""
+        for r in self.rows:
+            self.src.fill_events(r)
+
+    # -- rendering --------------------------------------------------------------------------
+    def render(self, t0: int, t1: int, npix: int) -> RenderResult:
+        """Every row between ``t0`` and ``t1`` (ns) at ``npix`` columns."""
+        npix = max(1, int(npix))
+        t1 = max(t1, t0 + npix)
+        nrows = len(self.rows)
+        img = np.zeros((nrows * SUBROWS, npix, 4), np.uint8)
+        counts = np.zeros((nrows, npix), np.int64)
+        dominant = np.full((nrows, npix), -1, np.int64)
+        edges = t0 + (np.arange(npix + 1, dtype=np.float64) * ((t1 - t0) / npix)).astype(np.int64)
+        probes = (edges[:-1, None] + ((np.arange(SAMPLES) + 0.5) / SAMPLES * (t1 - t0) / npix)).astype(np.int64)
+        for k, row in enumerate(self.rows):
+            base = k * SUBROWS
+            body = img[base + BODY_ROWS.start: base + BODY_ROWS.stop]
+            if row.intervals is not None:
+                rgba, dom = self._body(row, edges, probes)
+                body[:] = rgba[None, :, :]
+                dominant[k] = dom
+            if row.events is not None and len(row.events):
+                c = np.diff(np.searchsorted(row.events, edges))
+                counts[k] = c
+                level = np.where(c > 0, 60 + np.minimum(160, (np.log2(c + 1) * 25)).astype(np.int64), 0)
+                tick = img[base + TICK_ROWS.start: base + TICK_ROWS.stop]
+                tick[:, :, 0:3] = 50
+                tick[:, :, 3] = level.astype(np.uint8)[None, :]
+            if row.lost is not None and len(row.lost):
+                hit = np.diff(np.searchsorted(row.lost, edges)) > 0
+                if hit.any():
+                    cols = np.flatnonzero(hit)
+                    # a lost-events mark: a red bar through the whole row, at least 2 px wide
+                    cols = np.unique(np.clip(np.concatenate([cols, cols + 1]), 0, npix - 1))
+                    img[base: base + BODY_ROWS.stop, cols] = (220, 20, 60, 255)
+        return RenderResult(img, t0, t1, counts, dominant)
+
+    def _body(self, row: Row, edges: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        iv = row.intervals
+        npix = len(edges) - 1
+        keys = iv.at(probes)  # (npix, SAMPLES)
+        if row.color_by == "state":
+            dom = _mode(keys, ignore=-1)
+            rgba = np.zeros((npix, 4), np.uint8)
+            for code, name in enumerate(STATE_ORDER):
+                sel = dom == code
+                rgba[sel, :3] = STATE_COLORS[name]
+                rgba[sel, 3] = 255
+            return rgba, dom
+        dom = _mode(keys, ignore=0)
+        busy = (iv.busy_until(edges[1:]) - iv.busy_until(edges[:-1])) / np.maximum(np.diff(edges), 1)
+        rgba = np.zeros((npix, 4), np.uint8)
+        has = dom > 0
+        if row.color_by == "cpu":
+            colors = task_colors(dom[has] + 7)  # CPU numbers as colour keys, away from pid colours
+        else:
+            colors = task_colors(dom[has])
+        rgba[has, :3] = colors
+        alpha = np.clip(0.35 + 0.65 * busy, 0, 1)
+        if self.highlight_pid is not None and row.kind == "cpu" and row.color_by == "pid":
+            hs, hp = self.highlight_pid
+            if hs == row.stream:
+                alpha = np.where(dom == hp, 1.0, alpha * 0.25)
+        rgba[has, 3] = (alpha[has] * 255).astype(np.uint8)
+        if row.overlay is not None:
+            # in-guest time over a VCPU thread's runs: a dark green band in the lower half
+            g = row.overlay.at(probes)
+            frac = (g >= 0).mean(axis=1)
+            sel = frac > 0
+            rgba[sel, :3] = (rgba[sel, :3] * 0.35 + np.array(STATE_COLORS["guest"]) * 0.65).astype(np.uint8)
+            rgba[sel, 3] = np.maximum(rgba[sel, 3], (120 + 135 * frac[sel]).astype(np.uint8))
+        return rgba, dom
+
+
+def _mode(keys: np.ndarray, ignore: int) -> np.ndarray:
+    """Most frequent key per row of a (n, S) matrix, ignoring one value (-1 if only that value)."""
+    valid = keys != ignore
+    if ignore != -1:
+        valid &= keys != -1
+    counts = np.zeros(keys.shape, np.int64)
+    for j in range(keys.shape[1]):
+        counts[:, j] = ((keys == keys[:, j:j + 1]) & valid).sum(axis=1)
+    counts[~valid] = -1
+    best = np.argmax(counts, axis=1)
+    out = keys[np.arange(len(keys)), best]
+    return np.where(counts[np.arange(len(keys)), best] > 0, out, -1)
+
+
+class RowSources:
+    """Builds rows from a session's derived tables (runs, in-guest intervals, states), cached."""
+
+    def __init__(self, session: Session, names: Callable[[int, int], str],
+                 mask: Callable[[], np.ndarray | None] | None = None) -> None:
+        from . import intervals as iv
+
+        self.iv = iv
+        self.session = session
+        self.names = names
+        self.mask = mask or (lambda: None)
+
+    def runs(self, stream: int) -> pa.Table:
+        return self.session.runs(stream)
+
+    def in_guest(self, stream: int) -> pa.Table:
+        return self.session.in_guest(stream)
+
+    def _intervals(self, t: pa.Table, key: str) -> Intervals:
+        if t.num_rows == 0:
+            return Intervals.empty()
+        s = t.column("start").to_numpy().astype(np.int64)
+        e = t.column("end").to_numpy().astype(np.int64)
+        k = t.column(key).to_numpy().astype(np.int64)
+        o = np.argsort(s, kind="stable")
+        return Intervals(s[o], e[o], k[o])
+
+    def cpu_row(self, stream: int, cpu: int, vcpu_of: str | None = None) -> Row:
+        st = self.session.streams[stream]
+        runs = self.runs(stream)
+        sel = runs.filter(pc.equal(runs.column("cpu"), cpu))
+        label = f"{st.name} VCPU{cpu} (guest CPU)" if vcpu_of else f"{st.name} CPU {cpu}"
+        row = Row("vcpu_guest" if vcpu_of else "cpu", stream, label, cpu=cpu, guest=vcpu_of,
+                  vcpu=cpu if vcpu_of else None, intervals=self._intervals(sel, "pid"))
+        self.fill_events(row)
+        return row
+
+    def task_row(self, stream: int, pid: int) -> Row:
+        st = self.session.streams[stream]
+        runs = self.runs(stream)
+        sel = runs.filter(pc.equal(runs.column("pid"), pid))
+        iv = self._intervals(sel, "cpu")
+        iv = Intervals(iv.start, iv.end, iv.key + 1)  # CPU 0 must not read as idle
+        row = Row("task", stream, f"{st.name} {self.names(stream, pid)}-{pid}", pid=pid, intervals=iv,
+                  color_by="cpu")
+        self.fill_events(row)
+        return row
+
+    def vcpu_host_row(self, host: int, pid: int, guest: str, vcpu: int) -> Row:
+        """The host thread of a VCPU, in its own task colour (as on the host CPU rows), so the eye
+        links the two; the CPU it ran on is in the tooltip."""
+        row = self.task_row(host, pid)
+        row.kind = "vcpu_host"
+        row.guest, row.vcpu = guest, vcpu
+        row.intervals = Intervals(row.intervals.start, row.intervals.end, np.full(len(row.intervals.start), pid))
+        row.color_by = "pid"
+        row.label = f"{guest} VCPU{vcpu} host {pid}"
+        g = self.in_guest(host)
+        sel = g.filter(pc.equal(g.column("pid"), pid))
+        if sel.num_rows:
+            row.overlay = self._intervals(sel, "vcpu")
+        return row
+
+    def vcpu_state_row(self, host: int, pid: int, guest: str, vcpu: int) -> Row:
+        st = self.iv.vcpu_states(self.session.streams[host].buffer, pid, runs=self.runs(host),
+                                 guest=self.in_guest(host))
+        if st.num_rows:
+            iv = Intervals(st.column("start").to_numpy().astype(np.int64),
+                           st.column("end").to_numpy().astype(np.int64), _state_codes(st))
+        else:
+            iv = Intervals.empty()
+        return Row("vcpu_state", host, f"{guest} VCPU{vcpu} state", pid=pid, guest=guest, vcpu=vcpu,
+                   intervals=iv, color_by="state")
+
+    def fill_events(self, row: Row) -> None:
+        """The (filtered) event timestamps this row ticks for, sorted, and its lost-event marks."""
+        st = self.session.streams[row.stream]
+        t = st.buffer.events
+        mask = self.mask()
+        if mask is not None:
+            mv = self.session.merged()
+            keep = mask & (mv.stream == row.stream)
+            rows = np.sort(mv.row[keep])
+        else:
+            rows = None
+        ts = t.column("ts").to_numpy()
+        if row.kind in ("cpu", "vcpu_guest"):
+            col = t.column("cpu").to_numpy()
+            sel = col == row.cpu
+        elif row.kind in ("task", "vcpu_host"):
+            sel = t.column("pid").to_numpy() == row.pid
+        else:
+            return
+        if rows is not None:
+            m = np.zeros(len(ts), bool)
+            m[rows] = True
+            sel &= m
+        row.events = np.sort(ts[sel])
+        lost = st.buffer.lost
+        if lost.num_rows and row.kind in ("cpu", "vcpu_guest"):
+            lc = lost.column("cpu").to_numpy()
+            row.lost = np.sort(lost.column("ts").to_numpy()[lc == row.cpu])
+
+
+def _state_codes(st: pa.Table) -> np.ndarray:
+    col = st.column("state")
+    if pa.types.is_dictionary(col.type):
+        col = col.combine_chunks()
+        dict_names = col.dictionary.to_pylist()
+        lut = np.array([STATE_ORDER.index(n) if n in STATE_ORDER else len(STATE_ORDER) - 1 for n in dict_names])
+        return lut[col.indices.to_numpy()]
+    names = np.array(col.to_pylist())
+    out = np.full(len(names), len(STATE_ORDER) - 1, np.int64)
+    for i, n in enumerate(STATE_ORDER):
+        out[names == n] = i
+    return out

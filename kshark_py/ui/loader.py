@@ -1,0 +1,94 @@
+"""Loading off the GUI thread, with progress and cancel.
+
+The work is split into steps (open each file, decode each buffer, derive each stream's run
+intervals); the worker reports bytes of trace data done after every step and checks the cancel
+flag between steps.  Errors from the reader arrive as one line, ready for a dialog.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+from PySide6 import QtCore
+
+from ..loaders.errors import TraceDatError
+from ..loaders.tracedat import TraceFile, open_trace
+from ..model.session import Session
+from ..model.vcpus import VcpuMapping, build_vcpu_map
+
+
+class Cancelled(Exception):
+    """The user cancelled the load."""
+
+
+@dataclass
+class LoadResult:
+    session: Session
+    vcpu_map: list[VcpuMapping]
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = None, progress=None,
+                 cancel: threading.Event | None = None) -> LoadResult:
+    """Open ``paths`` as one session and decode everything the timeline needs (synchronous)."""
+    total = sum(max(1, os.path.getsize(p)) for p in paths)
+    done = 0
+
+    def step(msg: str, nbytes: int = 0) -> None:
+        nonlocal done
+        done += nbytes
+        if progress:
+            progress(min(done, total), total, msg)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+
+    files: list[TraceFile] = []
+    for p in paths:
+        step(f"opening {os.path.basename(p)}")
+        files.append(open_trace(p))
+    for tf in files:
+        size = max(1, os.path.getsize(tf.path))
+        for b in tf.buffers:
+            step(f"decoding {os.path.basename(tf.path)} {b.name or 'top'}")
+            _ = b.events
+            step(f"decoded {os.path.basename(tf.path)} {b.name or 'top'}", size // max(1, len(tf.buffers)))
+    session = Session.from_files(files)
+    vmap = build_vcpu_map(session, user_map)
+    for st in session.streams:
+        step(f"task intervals of {st.name}")
+        session.runs(st.index)
+    step("done")
+    return LoadResult(session, vmap, list(session.warnings))
+
+
+class LoadWorker(QtCore.QObject):
+    """Runs :func:`load_session` in a QThread; emits progress, then finished or failed."""
+
+    progress = QtCore.Signal(int, int, str)
+    finished = QtCore.Signal(object)
+    failed = QtCore.Signal(str)
+
+    def __init__(self, paths: list[str], user_map=None) -> None:
+        super().__init__()
+        self.paths = paths
+        self.user_map = user_map
+        self.cancel_event = threading.Event()
+
+    @QtCore.Slot()
+    def run(self) -> None:
+        try:
+            res = load_session(self.paths, self.user_map, progress=lambda d, t, m: self.progress.emit(
+                int(d * 1000 // max(t, 1)), 1000, m), cancel=self.cancel_event)
+        except Cancelled:
+            self.failed.emit("cancelled")
+        except TraceDatError as e:
+            self.failed.emit(e.one_line())
+        except OSError as e:
+            self.failed.emit(str(e))
+        else:
+            self.finished.emit(res)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()

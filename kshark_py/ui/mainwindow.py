@@ -1,0 +1,318 @@
+"""The main window: timeline on top, event list below, VCPU map and sync panels at the side.
+
+Widgets keep no copy of model state: the timeline renders from the TimelineModel, the list from
+the session's merged view and the Filters object; changes go through those objects and every view
+refreshes from them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..loaders.tasks import task_names
+from ..model.session import Session
+from ..model.vcpus import VcpuMapping
+from ..model.viewmodel import RowSources, TimelineModel
+from ..plots.axes import format_time
+from ..plots.timeline import TimelineWidget
+from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapPanel
+from .sessionfile import SessionState, load_session_file, save_session
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """One session's window."""
+
+    def __init__(self, session: Session, vcpu_map: list[VcpuMapping], *, paths: list[str],
+                 user_map: dict[str, dict[int, int]] | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.vcpu_map = vcpu_map
+        self.paths = list(paths)
+        self.user_map = dict(user_map or {})
+        self.setWindowTitle("kshark-py - " + ", ".join(os.path.basename(p) for p in paths))
+        self.resize(1500, 950)
+        self._names: dict[int, dict[int, str]] = {}
+        self.filters = None
+        self.event_list = None
+        self._build_model()
+        self._build_ui()
+        self._build_menus()
+        self.timeline.rows_changed()
+        t = self.session.merged().ts
+        if len(t):
+            self.timeline.set_full_range(int(t.min()), int(t.max()))
+            self.timeline.zoom_to_fit()
+        self._fill_panels()
+
+    # -- model -------------------------------------------------------------------------------
+    def names(self, stream: int, pid: int | None) -> str:
+        if pid is None:
+            return "?"
+        if stream not in self._names:
+            st = self.session.streams[stream]
+            self._names[stream] = task_names([b for b in st.trace.buffers], st.trace.formats,
+                                             st.trace.cmdlines, st.trace.endian)
+        return self._names[stream].get(int(pid), "<...>")
+
+    def _mask(self):
+        return self.filters.mask(self.session) if self.filters is not None else None
+
+    def _build_model(self) -> None:
+        try:
+            from ..model.filters import Filters
+
+            self.filters = Filters()
+        except ImportError:
+            self.filters = None
+        self.sources = RowSources(self.session, self.names, mask=self._mask)
+        self.model = TimelineModel(self.session, self.sources)
+        self.model.default_rows(self.vcpu_map)
+
+    # -- widgets -----------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.timeline = TimelineWidget(self.model)
+        self.markers = MarkerBar()
+        top = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(top)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self._toolbar())
+        lay.addWidget(self.timeline, 1)
+        if any(r.kind == "vcpu_state" for r in self.model.rows):
+            lay.addWidget(StateLegend())
+        lay.addWidget(self.markers)
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.splitter.addWidget(top)
+        try:
+            from .eventlist import EventListView
+
+            self.event_list = EventListView(self.session, self.filters)
+            self.splitter.addWidget(self.event_list)
+            self.event_list.rowSelected.connect(self._on_list_selected)
+        except ImportError:
+            self.event_list = None
+        self.splitter.setSizes([600, 350])
+        self.setCentralWidget(self.splitter)
+
+        self.vcpu_panel = VcpuMapPanel()
+        self.sync_panel = SyncPanel()
+        for title, w in (("VCPU map", self.vcpu_panel), ("Time sync", self.sync_panel)):
+            dock = QtWidgets.QDockWidget(title, self)
+            dock.setObjectName(title)
+            dock.setWidget(w)
+            self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.status = self.statusBar()
+        self.timeline.hovered.connect(self.status.showMessage)
+        self.timeline.rowClicked.connect(self._on_row_clicked)
+        self.timeline.timeDoubleClicked.connect(self._on_double_click)
+        self.vcpu_panel.pairActivated.connect(self.scroll_to_pair)
+        for w in self.session.warnings:
+            self.status.showMessage(w, 8000)
+
+    def _toolbar(self) -> QtWidgets.QToolBar:
+        tb = QtWidgets.QToolBar()
+        tb.setIconSize(QtCore.QSize(16, 16))
+        self.act_zoom_in = tb.addAction("+", lambda: self.timeline.zoom(2.0))
+        self.act_zoom_out = tb.addAction("-", lambda: self.timeline.zoom(0.5))
+        tb.addAction("Fit", self.timeline_fit)
+        tb.addAction("<", lambda: self.timeline.pan(-0.25))
+        tb.addAction(">", lambda: self.timeline.pan(0.25))
+        rb = tb.addAction("Zoom to selection")
+        rb.setCheckable(True)
+        rb.toggled.connect(lambda on: setattr(self.timeline, "rubber_band", on))
+        self.act_rubber = rb
+        tb.addSeparator()
+        tb.addAction("Add task row...", self.add_task_dialog)
+        tb.addAction("Clear highlight", self.clear_highlight)
+        return tb
+
+    def timeline_fit(self) -> None:
+        self.timeline.zoom_to_fit()
+
+    def _build_menus(self) -> None:
+        m = self.menuBar()
+        f = m.addMenu("&File")
+        f.addAction("&Open trace...", self.open_dialog, QtGui.QKeySequence.StandardKey.Open)
+        f.addAction("&Append guest trace...", self.append_dialog, "Ctrl+A")
+        f.addSeparator()
+        f.addAction("&Export session...", self.export_session_dialog)
+        f.addAction("&Import session...", self.import_session_dialog)
+        f.addSeparator()
+        f.addAction("Save &screenshot...", self.screenshot_dialog)
+        f.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        p = m.addMenu("&Plots")
+        p.addAction("Add &task row...", self.add_task_dialog)
+        p.addAction("&Zoom to fit", self.timeline_fit, "Home")
+        if self.filters is not None:
+            try:
+                from . import filterdialogs
+
+                flt = m.addMenu("Fi&lter")
+                for label, fn in filterdialogs.menu_actions(self):
+                    flt.addAction(label, fn)
+            except (ImportError, AttributeError):
+                pass
+        t = m.addMenu("&Tools")
+        t.addAction("&Record...", self.record_dialog, "Ctrl+R")
+
+    def _fill_panels(self) -> None:
+        self.vcpu_panel.set_data(self.session, self.vcpu_map, self.names)
+        try:
+            from ..model.vcpus import causality_by_vcpu
+
+            caus = causality_by_vcpu(self.session, self.vcpu_map)
+        except ImportError:
+            caus = {}
+        self.sync_panel.set_data(self.session, caus)
+
+    # -- interaction --------------------------------------------------------------------------
+    def _row_of_pair(self, guest: str, vcpu: int) -> list[int]:
+        return [i for i, r in enumerate(self.model.rows) if r.guest == guest and r.vcpu == vcpu]
+
+    def scroll_to_pair(self, guest: str, vcpu: int) -> None:
+        rows = self._row_of_pair(guest, vcpu)
+        if not rows:
+            return
+        host_row = next((self.model.rows[i] for i in rows if self.model.rows[i].kind == "vcpu_host"), None)
+        self.timeline.vb.setYRange(max(0, min(rows) - 2), max(rows) + 3, padding=0)
+        self._highlight(rows, host_row.stream if host_row else None, host_row.pid if host_row else None)
+
+    def _highlight(self, rows: list[int], stream: int | None, pid: int | None) -> None:
+        self.model.highlight_pid = (stream, pid) if pid is not None else None
+        self.timeline.highlight_rows(rows)
+        self.timeline.schedule()
+
+    def clear_highlight(self) -> None:
+        self._highlight([], None, None)
+
+    def _on_row_clicked(self, row: int, ts: int) -> None:
+        """A VCPU row highlights its pair and the host thread's runs; a host CPU row showing a VCPU
+        thread highlights that thread's VCPU pair (the reverse direction)."""
+        r = self.model.rows[row]
+        if r.guest is not None:
+            self.scroll_to_pair(r.guest, r.vcpu)
+            return
+        if r.kind == "cpu" and r.intervals is not None:
+            pid = int(r.intervals.at(np.array([ts]))[0])
+            pair = next((m for m in self.vcpu_map if m.host_pid == pid), None)
+            if pair is not None and self.session.streams[r.stream].role == "host":
+                self.scroll_to_pair(pair.guest, pair.vcpu)
+                return
+        self.clear_highlight()
+        self.set_marker(self.markers.active, ts)
+
+    def _on_double_click(self, row: int, ts: int) -> None:
+        self.set_marker(self.markers.active, ts)
+        if self.event_list is not None:
+            self.event_list.select_time(ts)
+
+    def _on_list_selected(self, merged_index: int, ts: int) -> None:
+        self.set_marker(self.markers.active, ts)
+
+    def set_marker(self, name: str, ts: int | None) -> None:
+        self.markers.set_time(name, ts)
+        self.timeline.set_marker(name, ts)
+
+    def add_task_dialog(self) -> None:
+        items = []
+        for st in self.session.streams:
+            pids = np.unique(st.buffer.events.column("pid").to_numpy())
+            for p in pids.tolist():
+                if p:
+                    items.append(f"{st.index}: {st.name} {self.names(st.index, p)}-{p}")
+        item, ok = QtWidgets.QInputDialog.getItem(self, "Add task row", "Task:", items, 0, True)
+        if ok and item:
+            stream = int(item.split(":", 1)[0])
+            pid = int(item.rsplit("-", 1)[1])
+            self.add_task_row(stream, pid)
+
+    def add_task_row(self, stream: int, pid: int) -> None:
+        self.model.add_task_row(stream, pid)
+        self.timeline.rows_changed()
+
+    def filters_changed(self) -> None:
+        """Filters changed: ticks and the list follow."""
+        self.model.refresh_events()
+        self.timeline.schedule()
+        if self.event_list is not None and hasattr(self.event_list, "refresh"):
+            self.event_list.refresh()
+
+    # -- files and sessions ----------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Open trace", "", "trace-cmd files (*.dat)")
+        if paths:
+            from .app import open_window
+
+            open_window(paths, self.user_map)
+
+    def append_dialog(self) -> None:
+        paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Append guest trace", "", "trace-cmd files (*.dat)")
+        if paths:
+            from .app import open_window
+
+            open_window(self.paths + paths, self.user_map)
+            self.close()
+
+    def session_state(self) -> SessionState:
+        t0, t1 = self.timeline.view_range()
+        rows = [{"kind": r.kind, "stream": r.stream, "cpu": r.cpu, "pid": r.pid, "guest": r.guest, "vcpu": r.vcpu}
+                for r in self.model.rows]
+        tasks = [{"stream": r.stream, "pid": r.pid} for r in self.model.rows if r.kind == "task"]
+        umap = {m.guest: {} for m in self.vcpu_map}
+        for m in self.vcpu_map:
+            umap[m.guest][m.vcpu] = m.host_pid
+        flt = self.filters.to_dict() if self.filters is not None and hasattr(self.filters, "to_dict") else {}
+        return SessionState(files=list(self.paths), range=(t0, t1), rows=rows, markers=dict(self.markers.times),
+                            active_marker=self.markers.active, vcpu_map=umap, filters=flt, tasks=tasks)
+
+    def apply_state(self, state: SessionState) -> None:
+        for t in state.tasks:
+            if not any(r.kind == "task" and r.stream == t["stream"] and r.pid == t["pid"] for r in self.model.rows):
+                if 0 <= t["stream"] < len(self.session.streams):
+                    self.model.add_task_row(t["stream"], t["pid"])
+        self.timeline.rows_changed()
+        if state.filters and self.filters is not None and hasattr(self.filters, "load_dict"):
+            self.filters.load_dict(state.filters)
+            self.filters_changed()
+        if state.range:
+            self.timeline.set_range(*state.range)
+        for name in ("A", "B"):
+            self.set_marker(name, state.markers.get(name))
+        (self.markers.a if state.active_marker == "A" else self.markers.b).setChecked(True)
+
+    def export_session_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export session", "session.json", "JSON (*.json)")
+        if path:
+            save_session(self.session_state(), path)
+
+    def import_session_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Import session", "", "JSON (*.json)")
+        if path:
+            from .app import open_session
+
+            open_session(path)
+            self.close()
+
+    def screenshot_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save screenshot", "kshark-py.png", "PNG (*.png)")
+        if path:
+            self.grab().save(path)
+
+    def record_dialog(self) -> None:
+        try:
+            from .capturepanel import CaptureDialog
+        except ImportError:
+            QtWidgets.QMessageBox.information(self, "Record", "The capture panel is not available in this build.")
+            return
+        CaptureDialog(self).exec()
+
+
+def load_state_into(window: MainWindow, path: str) -> None:
+    window.apply_state(load_session_file(path))
+
+
+def describe_time(ts: int) -> str:
+    return format_time(ts, 9)

@@ -1,0 +1,166 @@
+"""Side panels: the VCPU map, time-sync quality, and the A/B marker bar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from ..model.session import Session
+from ..model.timesync import sync_samples
+from ..model.vcpus import VcpuMapping
+from ..plots.axes import format_time
+
+
+class VcpuMapPanel(QtWidgets.QWidget):
+    """Guest, VCPU, host pid/comm and the source of each mapping; clicking a line asks the graph to
+    scroll to that VCPU pair."""
+
+    pairActivated = QtCore.Signal(str, int)  # guest, vcpu
+
+    HEADERS = ["Guest", "VCPU", "Host PID", "Host task", "Source", "Guest events", "Sync"]
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.table = QtWidgets.QTableWidget(0, len(self.HEADERS))
+        self.table.setHorizontalHeaderLabels(self.HEADERS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.cellClicked.connect(self._clicked)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.table)
+        self._keys: list[tuple[str, int]] = []
+
+    def set_data(self, session: Session, mappings: list[VcpuMapping], names) -> None:
+        rows = []
+        by = {(m.guest, m.vcpu): m for m in mappings}
+        host = session.host_stream
+        for g in session.guests:
+            st = next(s for s in session.streams if s.guest is g and s.buffer.name == "")
+            cpu = st.buffer.events.column("cpu").to_numpy()
+            for v in range(g.vcpu_count):
+                m = by.get((g.name, v))
+                pid = m.host_pid if m else None
+                comm = names(host.index, pid) if (m and host is not None) else ""
+                rows.append([g.name, str(v), str(pid) if pid is not None else "?", comm,
+                             m.source if m else "unmapped (give --vcpu-map)", str(int((cpu == v).sum())),
+                             "host clock" if g.synced else "own clock"])
+                self._keys.append((g.name, v))
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            for j, text in enumerate(r):
+                self.table.setItem(i, j, QtWidgets.QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def _clicked(self, row: int, _col: int) -> None:
+        if 0 <= row < len(self._keys):
+            self.pairActivated.emit(*self._keys[row])
+
+
+class SyncPanel(QtWidgets.QWidget):
+    """Each guest VCPU's TIME_SHIFT offset samples over (host) time, and the causality count."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setLabel("left", "offset - first sample", units="s")
+        self.plot.setLabel("bottom", "host time (s)")
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.plot.addLegend(offset=(5, 5))
+        self.info = QtWidgets.QLabel()
+        self.info.setWordWrap(True)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.info)
+
+    def set_data(self, session: Session, causality: dict[tuple[str, int], tuple[int, int]]) -> None:
+        self.plot.clear()
+        lines = []
+        colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
+        for g in session.guests:
+            t = sync_samples(g.trace)
+            if t.num_rows == 0:
+                lines.append(f"{g.name}: no TIME_SHIFT samples - events stay on the guest clock")
+                continue
+            vc = t.column("vcpu").to_numpy()
+            for v in np.unique(vc):
+                sel = vc == v
+                x = t.column("host_time").to_numpy()[sel] / 1e9
+                off = t.column("offset").to_numpy()[sel]
+                y = (off - off[0]) / 1e9
+                self.plot.plot(x, y, pen=pg.mkPen(colors[int(v) % len(colors)], width=2), symbol="o",
+                               name=f"{g.name} VCPU {v}")
+                drift = t.column("drift_ppm").to_numpy()[sel]
+                d = drift[~np.isnan(drift)]
+                lines.append(f"{g.name} VCPU {v}: {int(sel.sum())} samples, offset {off[0] / 1e9:.6f} s, "
+                             f"moving {y[-1] * 1e3:+.3f} ms" + (f", drift {d.mean():.1f} ppm" if len(d) else ""))
+        for (guest, v), (outside, judged) in sorted(causality.items()):
+            lines.append(f"{guest} VCPU {v}: {outside} of {judged} guest events at host times when the VCPU "
+                         f"thread was not in guest mode")
+        self.info.setText("\n".join(lines) or "no guests loaded")
+
+
+class StateLegend(QtWidgets.QWidget):
+    """The colours of the VCPU state lane."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        from ..model.viewmodel import STATE_COLORS
+
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(4, 0, 4, 0)
+        lay.addWidget(QtWidgets.QLabel("VCPU state:"))
+        text = {"guest": "in guest", "exit": "VM exit (host)", "preempted": "preempted on host",
+                "halted": "halted / sleeping", "unknown": "unknown"}
+        for name, rgb in STATE_COLORS.items():
+            sw = QtWidgets.QLabel()
+            sw.setFixedSize(12, 12)
+            sw.setStyleSheet(f"background: rgb{rgb}; border: 1px solid #666")
+            lay.addWidget(sw)
+            lay.addWidget(QtWidgets.QLabel(text[name]))
+        lay.addStretch(1)
+
+
+class MarkerBar(QtWidgets.QWidget):
+    """Marker A/B times, the delta, and which marker a click sets."""
+
+    activeChanged = QtCore.Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.a = QtWidgets.QRadioButton("A")
+        self.b = QtWidgets.QRadioButton("B")
+        self.a.setChecked(True)
+        self.a.setStyleSheet("color: rgb(0,140,0); font-weight: bold")
+        self.b.setStyleSheet("color: rgb(200,0,0); font-weight: bold")
+        self.a_label = QtWidgets.QLabel("-")
+        self.b_label = QtWidgets.QLabel("-")
+        self.delta = QtWidgets.QLabel("Δ: -")
+        self.pointer = QtWidgets.QLabel("")
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(4, 0, 4, 0)
+        for w in (self.a, self.a_label, self.b, self.b_label, self.delta):
+            lay.addWidget(w)
+        lay.addStretch(1)
+        lay.addWidget(self.pointer)
+        self.a.toggled.connect(lambda on: on and self.activeChanged.emit("A"))
+        self.b.toggled.connect(lambda on: on and self.activeChanged.emit("B"))
+        self.times: dict[str, int | None] = {"A": None, "B": None}
+
+    @property
+    def active(self) -> str:
+        return "A" if self.a.isChecked() else "B"
+
+    def set_time(self, name: str, ts: int | None) -> None:
+        self.times[name] = ts
+        (self.a_label if name == "A" else self.b_label).setText(format_time(ts, 9) if ts is not None else "-")
+        a, b = self.times["A"], self.times["B"]
+        if a is not None and b is not None:
+            d = b - a
+            self.delta.setText(f"Δ(B-A): {d / 1e3:,.3f} µs" if abs(d) < 1e7 else f"Δ(B-A): {d / 1e9:.6f} s")
+        else:
+            self.delta.setText("Δ: -")
