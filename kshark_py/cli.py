@@ -86,9 +86,54 @@ def gui_parser() -> argparse.ArgumentParser:
 SUBCOMMANDS = ("report", "export", "vcpus", "record", "agent")
 
 
+def _cmd_vcpus(args: argparse.Namespace) -> int:
+    from .loaders.tracedat import open_trace
+    from .model.session import Session
+    from .model.timesync import sync_samples
+    from .model.vcpus import build_vcpu_map, load_vcpu_threads_json, vcpu_summary
+
+    files = [open_trace(p) for p in args.input]
+    session = Session.from_files(files)
+    user = _vcpu_map(args)
+    for spec in args.vcpu_threads or []:
+        guest, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit("kshark-py: --vcpu-threads takes GUEST=FILE.json")
+        user.setdefault(guest, {}).update(load_vcpu_threads_json(path))
+    mappings = build_vcpu_map(session, user)
+    t = vcpu_summary(session, mappings, args.tolerance_us * 1000)
+    head = ["guest", "vcpu", "host pid", "host comm", "source", "guest events", "in guest (s)", "basis",
+            "causality (outside/judged)"]
+    rows = [[r["guest"], str(r["vcpu"]), str(r["host_pid"]) if r["host_pid"] >= 0 else "?", r["host_comm"],
+             r["source"], str(r["guest_events"]), f"{r['in_guest_ns'] / 1e9:.6f}", r["in_guest_basis"],
+             f"{r['outside']}/{r['judged']}" if r["judged"] else "-"] for r in t.to_pylist()]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip())
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for g in session.guests:
+        samples = sync_samples(g.trace)
+        state = "on the host clock" if g.synced else "NOT synchronized (own clock)"
+        print(f"\n{g.name}: {state}; {samples.num_rows} TIME_SHIFT samples")
+        for s in samples.to_pylist():
+            drift = "" if s["drift_ppm"] != s["drift_ppm"] else f"  drift {s['drift_ppm']:+.1f} ppm"
+            print(f"  vcpu {s['vcpu']}  guest {s['guest_time']}  host {s['host_time'] / 1e9:.9f}  "
+                  f"offset {s['offset']}  scaling {s['scaling']}>>{s['fraction']}{drift}")
+    for w in session.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kshark-py", description="Host + guest kernel trace viewer")
     sub = p.add_subparsers(dest="command")
+    v = sub.add_parser("vcpus", help="guest VCPU -> host thread map, time in guest, sync quality")
+    v.add_argument("-i", dest="input", action="append", required=True, help="host file, then guest files")
+    v.add_argument("--vcpu-map", action="append", help="GUEST:VCPU=PID,... (when the host did not record it)")
+    v.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json",
+                   help="a QMP query-cpus-fast dump giving each VCPU's thread id")
+    v.add_argument("--tolerance-us", type=int, default=50, help="causality check tolerance (default 50 us)")
+    v.set_defaults(func=_cmd_vcpus)
     r = sub.add_parser("report", help="print events like trace-cmd report")
     r.add_argument("-i", dest="input", action="append", help="input file (repeat for host + guests)")
     r.add_argument("-t", action="store_true", help="print timestamps in nanoseconds")

@@ -116,3 +116,78 @@ def build_vcpu_map(session: Session, user: dict[str, dict[int, int]] | None = No
 
 def vcpu_map_table(mappings: list[VcpuMapping]) -> pa.Table:
     return pa.Table.from_pylist([m.__dict__ for m in mappings], schema=VCPU_MAP_SCHEMA)
+
+
+SUMMARY_SCHEMA = pa.schema([
+    ("guest", pa.string()), ("vcpu", pa.int32()), ("host_pid", pa.int32()), ("host_comm", pa.string()),
+    ("source", pa.string()), ("guest_events", pa.int64()), ("in_guest_ns", pa.int64()),
+    ("in_guest_basis", pa.string()), ("outside", pa.int64()), ("judged", pa.int64()),
+])
+
+
+def _host_intervals(session: Session, pid: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(starts, ends, basis) of the time a VCPU thread spent in its guest: kvm_entry -> kvm_exit
+    when the host traced kvm events for that thread, else the thread's own time on a host CPU
+    (a software-emulated guest runs guest code whenever its VCPU thread runs)."""
+    hs = session.host_stream
+    g = session.in_guest(hs.index)
+    if g.num_rows:
+        sel = g.column("pid").to_numpy() == pid
+        if sel.any():
+            s = g.column("start").to_numpy()[sel]
+            e = g.column("end").to_numpy()[sel]
+            o = np.argsort(s, kind="stable")
+            return s[o], e[o], "kvm_entry/kvm_exit"
+    runs = session.runs(hs.index)
+    sel = runs.column("pid").to_numpy() == pid
+    s = runs.column("start").to_numpy()[sel]
+    e = runs.column("end").to_numpy()[sel]
+    o = np.argsort(s, kind="stable")
+    return s[o], e[o], "thread on host CPU"
+
+
+def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: int = 50_000) -> pa.Table:
+    """Per guest VCPU: its host thread, where the mapping came from, guest events on it, the time the
+    host spent in that guest on its behalf, and the causality check (guest events at host times when
+    the thread was not in guest mode, of those the host's span could judge)."""
+    from ..loaders.tasks import task_names
+    from .timesync import causality_check
+
+    hs = session.host_stream
+    names = task_names(session.host.buffers, session.host.formats, session.host.cmdlines, session.host.endian) \
+        if session.host is not None else {}
+    by = {(m.guest, m.vcpu): m for m in mappings}
+    rows = []
+    span = (0, 0)
+    if hs is not None and len(hs.buffer.events):
+        ts = hs.buffer.events.column("ts").to_numpy()
+        span = (int(ts.min()), int(ts.max()))
+    for g in session.guests:
+        st = next(s for s in session.streams if s.guest is g and s.buffer.name == "")
+        gts = st.buffer.events.column("ts").to_numpy()
+        gcpu = st.buffer.events.column("cpu").to_numpy()
+        for v in range(g.vcpu_count):
+            m = by.get((g.name, v))
+            row = {"guest": g.name, "vcpu": v, "host_pid": m.host_pid if m else -1,
+                   "host_comm": names.get(m.host_pid, "<...>") if m else "", "source": m.source if m else "unmapped",
+                   "guest_events": int((gcpu == v).sum()), "in_guest_ns": 0, "in_guest_basis": "",
+                   "outside": 0, "judged": 0}
+            if m is not None and hs is not None:
+                s, e, basis = _host_intervals(session, m.host_pid)
+                row["in_guest_ns"] = int((e - s).sum())
+                row["in_guest_basis"] = basis
+                if g.synced:
+                    c = causality_check(gts, gcpu, v, s, e, span, tolerance_ns)
+                    row["outside"], row["judged"] = c.outside, c.events
+            rows.append(row)
+    return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
+
+
+def causality_by_vcpu(session: Session, mappings: list[VcpuMapping]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(guest, vcpu) -> (events outside in-guest time, events judged), for synchronized guests."""
+    t = vcpu_summary(session, mappings)
+    out = {}
+    for r in t.to_pylist():
+        if r["judged"]:
+            out[(r["guest"], r["vcpu"])] = (r["outside"], r["judged"])
+    return out
