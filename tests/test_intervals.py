@@ -386,3 +386,36 @@ def test_lane_for_unknown_thread_and_cache():
 
 def test_state_totals_empty():
     assert state_totals(VCPU_STATES.empty_table()) == dict.fromkeys(STATES, 0)
+
+
+def test_lane_combines_sched_and_kvm_views():
+    """Real runs of the TCG VCPU thread with hand-placed in-guest intervals: on-CPU splits into guest / exit,
+    switched out beats the kvm view, a last entry without exit stays in guest only while on CPU."""
+    name = "vm-tsync/trace.dat"
+    b = _buffer(name)
+    t0, t1 = _span(b)
+    runs = task_runs(_runs(name), VCPU_TSYNC).slice(0, 3)
+    (a0, a1, a2), (b0, b1, b2) = runs.column("start").to_pylist(), runs.column("end").to_pylist()
+    assert runs.column("end_state").to_pylist() == [1, 1, 1]  # S: sleeping
+    guest = pa.Table.from_pylist([
+        dict(pid=VCPU_TSYNC, vcpu=0, start=a0 + 1000, end=a0 + 2000, exit_reason=12, cpu=0),
+        dict(pid=VCPU_TSYNC, vcpu=0, start=a0 + 3000, end=b0 + 500, exit_reason=30, cpu=0),
+        dict(pid=VCPU_TSYNC, vcpu=0, start=a2 + 100, end=a2 + 100, exit_reason=-1, cpu=0),
+        dict(pid=VCPU_TSYNC + 1, vcpu=1, start=t0, end=t1, exit_reason=-1, cpu=1),  # another thread: ignored
+    ], schema=IN_GUEST)
+    lane = vcpu_states(b, VCPU_TSYNC, runs, guest)
+    _check_lane(lane, b)
+    got = list(zip(*(lane.column(n).to_pylist() for n in ("start", "end", "state", "reason")), strict=True))
+    assert got == [
+        (t0, a0, "unknown", -1),
+        (a0, a0 + 1000, "exit", -1),  # on CPU before the first kvm_entry
+        (a0 + 1000, a0 + 2000, "guest", -1),
+        (a0 + 2000, a0 + 3000, "exit", 12),
+        (a0 + 3000, b0, "guest", -1),
+        (b0, a1, "halted", -1),  # switched out (S) although the kvm view still says guest
+        (a1, b1, "exit", 30),
+        (b1, a2, "halted", -1),
+        (a2, a2 + 100, "exit", 30),
+        (a2 + 100, b2, "guest", -1),  # open entry: in guest while on CPU
+        (b2, t1, "halted", -1),
+    ]
