@@ -264,7 +264,7 @@ class MainWindow(QtWidgets.QMainWindow):
         umap = {m.guest: {} for m in self.vcpu_map}
         for m in self.vcpu_map:
             umap[m.guest][m.vcpu] = m.host_pid
-        flt = self.filters.to_dict() if self.filters is not None and hasattr(self.filters, "to_dict") else {}
+        flt = self.filters.to_dict(self.session) if self.filters is not None else {}
         return SessionState(files=list(self.paths), range=(t0, t1), rows=rows, markers=dict(self.markers.times),
                             active_marker=self.markers.active, vcpu_map=umap, filters=flt, tasks=tasks)
 
@@ -274,8 +274,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 if 0 <= t["stream"] < len(self.session.streams):
                     self.model.add_task_row(t["stream"], t["pid"])
         self.timeline.rows_changed()
-        if state.filters and self.filters is not None and hasattr(self.filters, "load_dict"):
-            self.filters.load_dict(state.filters)
+        if state.filters and self.filters is not None:
+            for w in self.filters.from_dict(self.session, state.filters):
+                self.status.showMessage(w, 8000)
             self.filters_changed()
         if state.range:
             self.timeline.set_range(*state.range)

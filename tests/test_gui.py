@@ -1,0 +1,151 @@
+"""The desktop app, offscreen: open the demo, zoom, pan, click a VCPU row, markers, sessions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+from kshark_py.ui.app import DEMO_SESSION, build_window
+from kshark_py.ui.loader import load_session
+from kshark_py.ui.sessionfile import SessionFileError, load_session_file, save_session
+
+
+@pytest.fixture
+def demo(qtbot):
+    state = load_session_file(DEMO_SESSION)
+    res = load_session(state.files, state.vcpu_map)
+    w = build_window(res, state.files, state.vcpu_map, state)
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    w.timeline.redraw()
+    return w
+
+
+def test_demo_rows_and_pairs(demo):
+    kinds = [r.kind for r in demo.model.rows]
+    assert kinds == ["cpu", "cpu", "vcpu_host", "vcpu_state", "vcpu_guest"]
+    host_row = demo.model.rows[2]
+    assert host_row.pid == 27186 and host_row.guest == "vmguest"
+    assert demo.timeline.row_axis.labels[0] == "host CPU 0"
+    res = demo.timeline.last
+    assert res is not None and res.image.shape[1] == demo.timeline.pixel_width()
+    # the host VCPU thread's own row is drawn in the same colour as its runs on host CPU rows
+    dom = res.dominant
+    assert (dom[2][dom[2] >= 0] == 27186).all() and (dom[0] == 27186).any()
+    assert demo.vcpu_panel.table.item(0, 2).text() == "27186"
+
+
+def test_zoom_pan_are_bounded(demo, qtbot):
+    t0, t1 = demo.timeline.view_range()
+    full = t1 - t0
+    demo.timeline.zoom(2.0)
+    a0, a1 = demo.timeline.view_range()
+    assert abs((a1 - a0) - full / 2) < full * 0.01
+    for _ in range(200):  # far more zoom steps than the limit allows
+        demo.timeline.zoom(2.0)
+    b0, b1 = demo.timeline.view_range()
+    assert b1 - b0 >= 999  # MIN_SPAN_NS
+    demo.timeline.zoom_to_fit()
+    demo.timeline.pan(0.25)
+    c0, c1 = demo.timeline.view_range()
+    assert c1 - c0 == pytest.approx(full, rel=0.05)
+    for _ in range(50):
+        demo.timeline.zoom(0.5)
+    d0, d1 = demo.timeline.view_range()
+    assert d1 - d0 <= full * 1.1
+    # keys: + zooms in once per press, auto-repeat is ignored
+    demo.timeline.zoom_to_fit()
+    demo.timeline.setFocus()
+    qtbot.keyClick(demo.timeline, QtCore.Qt.Key.Key_Plus)
+    e0, e1 = demo.timeline.view_range()
+    assert (e1 - e0) == pytest.approx(full / 2, rel=0.05)
+
+
+def test_render_cost_follows_pixels(demo):
+    """Rendering samples pixels: the result has one column per pixel whatever the zoom."""
+    m = demo.model
+    t = demo.session.merged().ts
+    for npix in (100, 1000):
+        r = m.render(int(t.min()), int(t.max()), npix)
+        assert r.image.shape == (len(m.rows) * 10, npix, 4)
+        # counts per column add up to the events of the row in the window
+        cpu0 = m.rows[0].events
+        assert r.counts[0].sum() == ((cpu0 >= r.t0) & (cpu0 < r.t1)).sum()
+
+
+def test_click_vcpu_row_highlights_pair_and_host_runs(demo, qtbot):
+    rows = demo.model.rows
+    state_row = next(i for i, r in enumerate(rows) if r.kind == "vcpu_state")
+    t0, t1 = demo.timeline.view_range()
+    demo._on_row_clicked(state_row, (t0 + t1) // 2)
+    assert demo.model.highlight_pid == (demo.session.host_stream.index, 27186)
+    assert demo.timeline.highlight.isVisible()
+    lo, hi = demo.timeline.highlight.getRegion()
+    assert lo <= 2 and hi >= 4.5
+    demo.timeline.redraw()
+    img = demo.timeline.last.image
+    dom = demo.timeline.last.dominant[0]
+    alpha = img[2 + 3, :, 3]  # a body sub-row of host CPU 0
+    if (dom == 27186).any() and ((dom > 0) & (dom != 27186)).any():
+        assert alpha[dom == 27186].min() > alpha[(dom > 0) & (dom != 27186)].max()
+    # the reverse: clicking the VCPU thread on a host CPU row selects its pair
+    demo.clear_highlight()
+    i = int(np.flatnonzero(demo.timeline.last.dominant[0] == 27186)[0])
+    e = demo.timeline.last
+    ts = int(e.t0 + (i + 0.5) * (e.t1 - e.t0) / e.image.shape[1])
+    if rows[0].intervals.at(np.array([ts]))[0] == 27186:
+        demo._on_row_clicked(0, ts)
+        assert demo.model.highlight_pid == (demo.session.host_stream.index, 27186)
+
+
+def test_markers_and_session_round_trip(demo, tmp_path, qtbot):
+    t0, t1 = demo.timeline.view_range()
+    demo.set_marker("A", t0 + 1000)
+    demo.markers.b.setChecked(True)
+    demo.set_marker("B", t0 + 2_501_000)
+    assert demo.markers.delta.text() == "Δ(B-A): 2,500.000 µs"
+    demo.timeline.zoom(4.0)
+    demo.add_task_row(demo.session.host_stream.index, 27186)
+    out = tmp_path / "s.json"
+    save_session(demo.session_state(), out)
+    st = load_session_file(out)
+    assert st.markers == {"A": t0 + 1000, "B": t0 + 2_501_000} and st.active_marker == "B"
+    assert st.vcpu_map == {"vmguest": {0: 27186}}
+    res = load_session(st.files, st.vcpu_map)
+    w2 = build_window(res, st.files, st.vcpu_map, st)
+    qtbot.addWidget(w2)
+    assert w2.markers.times == {"A": t0 + 1000, "B": t0 + 2_501_000}
+    assert any(r.kind == "task" and r.pid == 27186 for r in w2.model.rows)
+    r0, r1 = w2.timeline.view_range()
+    assert abs((r1 - r0) - (t1 - t0) / 4) < (t1 - t0) * 0.01
+
+
+def test_bad_session_file(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text('{"type": "something else"}')
+    with pytest.raises(SessionFileError):
+        load_session_file(p)
+    r = subprocess.run([sys.executable, "-m", "kshark_py.cli", "--session", str(p), "--screenshot",
+                        str(tmp_path / "o.png")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "session" in r.stderr
+
+
+def test_screenshot_command(tmp_path, traces):
+    out = tmp_path / "shot.png"
+    r = subprocess.run([sys.executable, "-m", "kshark_py.cli", "-i", str(traces / "host-small-v7.dat"),
+                        "--screenshot", str(out)], capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stderr
+    from PySide6 import QtGui
+
+    img = QtGui.QImage(str(out))
+    assert img.width() >= 1000 and img.height() >= 600
+    # the timeline drew something other than background
+    colors = {img.pixel(x, y) for x in range(300, img.width() - 500, 37) for y in range(80, 400, 23)}
+    assert len(colors) > 5
