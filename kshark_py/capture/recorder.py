@@ -1,0 +1,457 @@
+"""Local recording from tracefs into per-CPU page streams, in a private tracefs instance.
+
+Why an instance of our own (``instances/kshark-py-<pid>``): other users of tracing (a trace-cmd run,
+perf, another kshark-py as guest agent on the same kernel) keep their top-level buffer and event
+settings untouched, and cleanup is a single rmdir.  Why raw pages: ``per_cpu/cpuN/trace_pipe_raw``
+yields the ring buffer's own pages, which are exactly what a trace.dat flyrecord section stores, so
+recording is a copy with no decoding (shared/spec/trace-dat-format.md §8-9).
+
+Each CPU has a reader thread that drains its trace_pipe_raw (non-blocking reads, short sleeps when
+empty) into a sink: a temp file for local recording, a socket or FIFO for the guest agent.  Stopping
+turns tracing off first, then each reader drains what is left (the kernel hands out the partial last
+page), so no event recorded before the stop is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import random
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .writer import Metadata, kernel_long_size, uname_text
+
+log = logging.getLogger("kshark_py.capture")
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+POLL_INTERVAL = 0.02
+
+
+class RecordError(Exception):
+    """Recording cannot start or continue (no tracefs, not root, unknown event...)."""
+
+
+def find_tracefs() -> Path:
+    """The tracefs mount point, or a RecordError saying what is missing."""
+    for c in TRACEFS_CANDIDATES:
+        if os.path.isfile(os.path.join(c, "trace_clock")):
+            return Path(c)
+    raise RecordError("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")
+
+
+def new_trace_id() -> int:
+    """A random 64-bit session id, as trace-cmd's tracecmd_generate_traceid()."""
+    return random.getrandbits(64)
+
+
+def cpu_count_online() -> int:
+    return os.cpu_count() or 1
+
+
+# --- event selection --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventSpec:
+    """``-e SYSTEM``, ``-e SYSTEM:EVENT``, ``-e EVENT`` or ``-e all``, with an optional filter (``-f``)."""
+
+    system: str | None
+    event: str | None
+    filter: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, filt: str | None = None) -> EventSpec:
+        if text == "all":
+            return cls(None, None, filt)
+        if ":" in text:
+            s, e = text.split(":", 1)
+            return cls(s or None, None if e in ("", "*") else e, filt)
+        if "/" in text:
+            s, e = text.split("/", 1)
+            return cls(s, e or None, filt)
+        return cls(None, text, filt) if text else cls(None, None, filt)
+
+    def __str__(self) -> str:
+        return f"{self.system or '*'}:{self.event or '*'}"
+
+
+def resolve_events(events_dir: Path, specs: Sequence[EventSpec]) -> list[tuple[str, str, str | None]]:
+    """(system, event, filter) for every event the specs name; unknown names raise RecordError."""
+    out: dict[tuple[str, str], str | None] = {}
+    systems = sorted(p.name for p in events_dir.iterdir() if p.is_dir())
+    for spec in specs:
+        found = False
+        if spec.system is None and spec.event is not None and (events_dir / spec.event).is_dir():
+            spec = EventSpec(spec.event, None, spec.filter)  # "-e sched" names a system
+        for s in systems:
+            if spec.system is not None and s != spec.system:
+                continue
+            if s == "ftrace" and spec.system is None:
+                continue
+            sdir = events_dir / s
+            for e in sorted(p.name for p in sdir.iterdir() if p.is_dir()):
+                if spec.event is not None and e != spec.event:
+                    continue
+                out[(s, e)] = spec.filter
+                found = True
+        if not found:
+            raise RecordError(f"event {spec} not found in {events_dir}")
+    return [(s, e, f) for (s, e), f in out.items()]
+
+
+def missing_events(tracefs: Path, specs: Sequence[EventSpec]) -> list[str]:
+    """The specs that name nothing on this kernel (for a preflight check)."""
+    bad = []
+    for spec in specs:
+        try:
+            resolve_events(tracefs / "events", [spec])
+        except RecordError:
+            bad.append(str(spec))
+    return bad
+
+
+# --- metadata -----------------------------------------------------------------------------------------
+def _read(path: Path | str, default: bytes = b"") -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def collect_metadata(tracefs: Path, instance: Path, events: Sequence[tuple[str, str, str | None]],
+                     *, cmdlines: bool = True) -> Metadata:
+    """What trace-cmd stores from tracefs: headers, formats of ftrace and the recorded events, symbols."""
+    ev = tracefs / "events"
+    hp = _read(ev / "header_page")
+    ftrace = [_read(p / "format") for p in sorted((ev / "ftrace").iterdir()) if (p / "format").is_file()]
+    systems: dict[str, list[bytes]] = {}
+    for s, e, _f in events:
+        systems.setdefault(s, []).append(_read(ev / s / e / "format"))
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    sub = _read(instance / "buffer_subbuf_size_kb").strip()
+    if sub.isdigit():
+        page_size = int(sub) * 1024
+    return Metadata(
+        header_page=hp, header_event=_read(ev / "header_event"), ftrace_formats=ftrace,
+        event_formats=list(systems.items()), kallsyms=_read("/proc/kallsyms"),
+        printk=_read(tracefs / "printk_formats"),
+        cmdlines=_read(tracefs / "saved_cmdlines") if cmdlines else b"",
+        trace_clock=_read(instance / "trace_clock", b"[local]\n").decode().strip(),
+        uname=uname_text(), page_size=page_size, long_size=kernel_long_size(hp))
+
+
+# --- sinks --------------------------------------------------------------------------------------------
+class Sink:
+    """Where a CPU's pages go."""
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class FileSink(Sink):
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class FdSink(Sink):
+    """A FIFO or other descriptor (blocking writes; the peer's end is the FIFO's reader)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        mv = memoryview(data)
+        while mv:
+            n = os.write(self.fd, mv)
+            mv = mv[n:]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class SocketSink(Sink):
+    """A connected socket with a send timeout, so a host that stops reading cannot hang us forever."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 30.0) -> None:
+        self.sock = sock
+        sock.settimeout(timeout)
+
+    def write(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        self.sock.close()
+
+
+# --- per-CPU readers ----------------------------------------------------------------------------------
+@dataclass
+class CpuStats:
+    cpu: int
+    bytes: int = 0
+    pages: int = 0
+    error: str | None = None
+
+
+class CpuReader(threading.Thread):
+    """Drains one CPU's trace_pipe_raw into a sink until told to stop, then drains the rest."""
+
+    def __init__(self, path: Path, cpu: int, sink: Sink, page_size: int) -> None:
+        super().__init__(name=f"kshark-cpu{cpu}", daemon=True)
+        self.path = path
+        self.sink = sink
+        self.page_size = page_size
+        self.stats = CpuStats(cpu)
+        self._stop_evt = threading.Event()
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+
+    def _drain(self) -> bool:
+        """Read what is available; True if anything was read."""
+        got = False
+        while True:
+            try:
+                data = os.read(self.fd, self.page_size)
+            except BlockingIOError:
+                return got
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                raise
+            if not data:
+                return got
+            self.sink.write(data)
+            self.stats.bytes += len(data)
+            self.stats.pages += 1
+            got = True
+
+    def run(self) -> None:
+        try:
+            while not self._stop_evt.is_set():
+                if not self._drain():
+                    self._stop_evt.wait(POLL_INTERVAL)
+            self._drain()
+        except Exception as e:  # reported to the caller through stats, logged once
+            self.stats.error = str(e)
+            log.error("CPU %d reader stopped: %s", self.stats.cpu, e)
+        finally:
+            os.close(self.fd)
+            self.sink.close()
+
+
+# --- the instance ---------------------------------------------------------------------------------------
+@dataclass
+class Instance:
+    """A tracefs instance we own: created, configured, and always removed (see :meth:`remove`)."""
+
+    tracefs: Path
+    name: str
+    path: Path = field(init=False)
+    enabled: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = self.tracefs / "instances" / self.name
+
+    def create(self) -> None:
+        try:
+            os.mkdir(self.path)
+        except PermissionError as e:
+            raise RecordError(f"cannot create tracefs instance {self.path}: recording needs root") from e
+        except FileExistsError as e:
+            raise RecordError(f"tracefs instance {self.path} already exists") from e
+        self.write("tracing_on", "0")
+
+    def write(self, rel: str, value: str) -> None:
+        with open(self.path / rel, "w") as f:
+            f.write(value)
+
+    def configure(self, events: Sequence[tuple[str, str, str | None]], *, buffer_kb: int | None = None,
+                  clock: str | None = None) -> None:
+        if buffer_kb:
+            self.write("buffer_size_kb", str(buffer_kb))
+        if clock:
+            try:
+                self.write("trace_clock", clock)
+            except OSError as e:
+                raise RecordError(f"trace clock {clock!r} not available: {e}") from e
+        for s, e, filt in events:
+            if filt:
+                try:
+                    self.write(f"events/{s}/{e}/filter", filt)
+                except OSError as err:
+                    raise RecordError(f"bad filter for {s}:{e}: {filt!r} ({err})") from err
+            self.write(f"events/{s}/{e}/enable", "1")
+            self.enabled.append((s, e, filt))
+
+    def cpu_stats(self, cpu: int) -> str:
+        return _read(self.path / "per_cpu" / f"cpu{cpu}" / "stats").decode(errors="replace")
+
+    def remove(self) -> None:
+        """Tracing off, events off, rmdir; best effort, never raises (called from finally blocks)."""
+        if not self.path.exists():
+            return
+        with contextlib.suppress(OSError):
+            self.write("tracing_on", "0")
+        with contextlib.suppress(OSError):
+            self.write("events/enable", "0")
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # EBUSY while a reader still has a file open
+                time.sleep(0.05)
+        log.error("could not remove tracefs instance %s", self.path)
+
+
+def parse_lost(stats: str) -> int:
+    """Events lost on a CPU: ``overrun`` (overwritten) + ``dropped events`` (buffer full)."""
+    lost = 0
+    for line in stats.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() in ("overrun", "dropped events"):
+            with contextlib.suppress(ValueError):
+                lost += int(val.strip())
+    return lost
+
+
+class Recorder:
+    """Records the chosen events on every CPU of this kernel in its own tracefs instance.
+
+    ``sink_factory(cpu)`` chooses where pages go (default: temp files, for :meth:`write_file`).
+    Use as a context manager, or call :meth:`close` in a finally block: the instance is always removed.
+    """
+
+    def __init__(self, specs: Sequence[EventSpec], *, buffer_kb: int | None = None, clock: str | None = None,
+                 tracefs: Path | None = None, name: str | None = None, tmpdir: str | None = None,
+                 sink_factory: Callable[[int], Sink] | None = None, cpus: int | None = None) -> None:
+        self.tracefs = tracefs or find_tracefs()
+        if os.geteuid() != 0:
+            raise RecordError("recording needs root (tracefs instances and events are root-only)")
+        self.specs = list(specs) or [EventSpec(None, None)]
+        self.events = resolve_events(self.tracefs / "events", self.specs)
+        self.instance = Instance(self.tracefs, name or f"kshark-py-{os.getpid()}-{random.getrandbits(16):04x}")
+        self.buffer_kb = buffer_kb
+        self.clock = clock
+        self.ncpus = cpus or cpu_count_online()
+        self._tmp = tempfile.TemporaryDirectory(prefix="kshark-rec-", dir=tmpdir)
+        self._sink_factory = sink_factory
+        self.readers: list[CpuReader] = []
+        self.cpu_files: list[str] = []
+        self.trace_id = new_trace_id()
+        self.meta: Metadata | None = None
+        self.cpustats: list[str] = []
+        self.started = 0.0
+        self.stopped = 0.0
+
+    # -- lifecycle
+    def setup(self) -> Metadata:
+        """Create and configure the instance; returns the metadata (the agent streams it before starting)."""
+        self.instance.create()
+        try:
+            self.instance.configure(self.events, buffer_kb=self.buffer_kb, clock=self.clock)
+            self.meta = collect_metadata(self.tracefs, self.instance.path, self.events)
+        except BaseException:
+            self.instance.remove()
+            raise
+        return self.meta
+
+    def start(self) -> None:
+        if self.meta is None:
+            self.setup()
+        assert self.meta is not None
+        try:
+            for cpu in range(self.ncpus):
+                if self._sink_factory:
+                    sink = self._sink_factory(cpu)
+                else:
+                    path = os.path.join(self._tmp.name, f"cpu{cpu}")
+                    self.cpu_files.append(path)
+                    sink = FileSink(path)
+                r = CpuReader(self.instance.path / "per_cpu" / f"cpu{cpu}" / "trace_pipe_raw", cpu, sink,
+                              self.meta.page_size)
+                self.readers.append(r)
+            for r in self.readers:
+                r.start()
+            self.instance.write("tracing_on", "1")
+            self.started = time.monotonic()
+        except BaseException:
+            self.close()
+            raise
+
+    def stop(self) -> None:
+        """Tracing off, then every reader drains its CPU and ends; stats are read before removal."""
+        if self.stopped:
+            return
+        with contextlib.suppress(OSError):
+            self.instance.write("tracing_on", "0")
+        self.stopped = time.monotonic()
+        for r in self.readers:
+            r.stop()
+        for r in self.readers:
+            r.join(timeout=60)
+            if r.is_alive():
+                log.error("CPU %d reader did not finish within 60 s", r.stats.cpu)
+        self.cpustats = [self.instance.cpu_stats(c) for c in range(self.ncpus)]
+        if self.meta is not None:
+            self.meta.cmdlines = _read(self.tracefs / "saved_cmdlines")
+
+    def close(self) -> None:
+        """Stop (if running), remove the instance and the temp files."""
+        try:
+            if self.readers and not self.stopped:
+                self.stop()
+        finally:
+            self.instance.remove()
+
+    def cleanup_files(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        self.cleanup_files()
+
+    # -- results
+    @property
+    def lost(self) -> list[int]:
+        return [parse_lost(s) for s in self.cpustats]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.stats.bytes for r in self.readers)
+
+    def write_file(self, path: str | os.PathLike, *, version: int = 7, compression: str | None = "zstd",
+                   extra_options: Sequence[tuple[int, bytes]] = ()) -> None:
+        """The recording as a trace.dat, like trace-cmd record's output."""
+        from .writer import CpuData, write_trace_file
+
+        if self.meta is None:
+            raise RecordError("nothing recorded")
+        cpus = [CpuData(c, p) for c, p in enumerate(self.cpu_files)]
+        write_trace_file(path, self.meta, cpus, version=version, compression=compression, trace_id=self.trace_id,
+                         cpu_count=self.ncpus, cpustats=self.cpustats, extra_options=extra_options)

@@ -1,0 +1,141 @@
+"""Real recordings (root + tracefs): our trace.dat is read identically by trace-cmd report and by ours."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kshark_py.capture import recorder as R
+from kshark_py.capture.writer import CpuData, TraceWriter, inspect_v7
+from kshark_py.loaders.tracedat import open_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def require_recording() -> Path:
+    """tracefs + root + trace-cmd, or fail in CI (where they are installed) / skip elsewhere."""
+    why = None
+    if os.geteuid() != 0:
+        why = "recording needs root"
+    elif shutil.which("trace-cmd") is None:
+        why = "trace-cmd is not installed"
+    else:
+        try:
+            return R.find_tracefs()
+        except R.RecordError as e:
+            why = str(e)
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def instances(tracefs: Path) -> set[str]:
+    return {p.name for p in (tracefs / "instances").iterdir()}
+
+
+def ours(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "kshark_py.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=ROOT)
+
+
+def report_both(*files: Path) -> tuple[str, str]:
+    args = [a for f in files for a in ("-i", str(f))]
+    tc = subprocess.run(["trace-cmd", "report", *args], capture_output=True, text=True, timeout=120)
+    assert tc.returncode == 0, tc.stderr
+    ks = ours("report", *args)
+    assert ks.returncode == 0, ks.stderr
+    return tc.stdout, ks.stdout
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    tracefs = require_recording()
+    before = instances(tracefs)
+    out = tmp_path_factory.mktemp("rec")
+    rec = R.Recorder([R.EventSpec.parse("sched"), R.EventSpec.parse("sched:sched_switch", "prev_pid != 0")],
+                     buffer_kb=2048)
+    try:
+        rec.start()
+        assert rec.instance.path.is_dir()
+        subprocess.run(["sh", "-c", "for i in 1 2 3; do ls / >/dev/null; sleep 0.05; done"], check=True)
+        rec.stop()
+        rec.write_file(out / "v7.dat")
+        rec.write_file(out / "v6.dat", version=6)
+        rec.write_file(out / "v7none.dat", compression=None)
+        lost = rec.lost
+    finally:
+        rec.close()
+        rec.cleanup_files()
+    assert instances(tracefs) == before, "instance left behind"
+    assert not (tracefs / "instances" / rec.instance.name).exists()
+    return out, lost
+
+
+@pytest.mark.parametrize("name", ["v7.dat", "v6.dat", "v7none.dat"])
+def test_trace_cmd_and_ours_agree(recorded, name):
+    out, lost = recorded
+    tc, ks = report_both(out / name)
+    assert "sched_process_fork" in tc and "sched_switch" in tc
+    assert tc.splitlines() == ks.splitlines()
+    assert lost == [0] * len(lost)
+
+
+def test_file_contents(recorded):
+    out, _ = recorded
+    tf = open_trace(out / "v7.dat")
+    m = tf.meta
+    assert m.trace_id is not None and m.cpu_count == R.cpu_count_online()
+    assert len(m.cpustats) == m.cpu_count and m.cpustats[0].startswith("CPU: 0\n")
+    assert m.trace_clock == "local"
+    ev = tf.buffers[0].events
+    assert ev.num_rows > 0
+    assert ("sched", "sched_switch") in set(tf.formats.by_name)
+    st = inspect_v7(out / "v7.dat")
+    assert st.compression == "zstd" and st.cpu_count == m.cpu_count
+    # the sched_switch filter worked: no switch away from the idle task
+    tc = subprocess.run(["trace-cmd", "report", "-i", str(out / "v7.dat")], capture_output=True, text=True)
+    assert not [ln for ln in tc.stdout.splitlines() if "sched_switch:" in ln and "swapper/" in ln.split(":")[0]]
+
+
+def test_filter_and_dump(recorded):
+    out, _ = recorded
+    d = subprocess.run(["trace-cmd", "dump", "--summary", "-i", str(out / "v7.dat")], capture_output=True, text=True)
+    assert d.returncode == 0
+    assert '[buffer "", "local" clock' in d.stderr + d.stdout
+
+
+def test_bad_event_and_cleanup():
+    tracefs = require_recording()
+    before = instances(tracefs)
+    with pytest.raises(R.RecordError, match="not found"):
+        R.Recorder([R.EventSpec.parse("nosuchsystem:nosuchevent")])
+    assert R.missing_events(tracefs, [R.EventSpec.parse("sched:nope"), R.EventSpec.parse("sched")]) == ["sched:nope"]
+    assert instances(tracefs) == before
+
+
+def test_writer_without_data(tmp_path):
+    """A CPU with no pages is omitted from BUFFER (v7) / has size 0 (v6), as trace-cmd writes it."""
+    from kshark_py.capture.writer import Metadata
+
+    meta = Metadata(header_page=b"", header_event=b"", ftrace_formats=[], event_formats=[])
+    for v in (6, 7):
+        p = tmp_path / f"e{v}.dat"
+        empty = tmp_path / "empty"
+        empty.write_bytes(b"")
+        with open(p, "w+b") as f:
+            w = TraceWriter(f, version=v)
+            w.write_initial_header()
+            w.write_metadata(meta)
+            w.add_standard_options(meta, 1)
+            w.set_cpu_count(2)
+            w.write_buffer("", "local", [CpuData(0, empty), CpuData(1, empty)])
+            w.finish()
+        tf = open_trace(p)
+        assert tf.meta.trace_id == 1
+        assert tf.buffers[0].events.num_rows == 0
