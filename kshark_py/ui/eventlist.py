@@ -1,0 +1,454 @@
+"""The event list: a virtual table over the merged view of a session, filtered by a mask.
+
+The model holds no per-event Python objects: it keeps the session's merged index arrays, references
+to the streams' Arrow columns (as zero-copy numpy views) and, when filters hide something, one int64
+array of the visible merged indices.  Every cell is computed in :meth:`EventTableModel.data` for the
+rows Qt actually paints; the expensive part, the info text, goes through the same print-fmt renderer
+as ``kshark-py report`` and is kept in an LRU cache.  With fixed row heights and no content-based
+column sizing, Qt never asks for rows it does not show, so 17 million rows scroll like 17 hundred.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QFontDatabase, QFontMetricsF
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView, QVBoxLayout, QWidget
+
+from ..loaders.printfmt import InfoRenderer
+from ..model.filters import Filters, TaskIndex, stream_column
+from ..model.session import Session
+from ..report import _guest_funcs, format_time, render_context
+
+COLUMNS = ("#", "Time", "Stream", "CPU", "Task", "PID", "Latency", "Event", "Info")
+COL = {name: i for i, name in enumerate(COLUMNS)}
+
+MergedIndexRole = Qt.ItemDataRole.UserRole + 1
+"""data(index, MergedIndexRole) -> the row's index into ``session.merged()``."""
+TimestampRole = Qt.ItemDataRole.UserRole + 2
+"""data(index, TimestampRole) -> the row's timestamp (int ns, host clock)."""
+
+# libtraceevent's common_flags bits (what `trace-cmd report -l` decodes)
+IRQS_OFF, IRQS_NOSUPPORT, NEED_RESCHED, HARDIRQ, SOFTIRQ = 0x01, 0x02, 0x04, 0x08, 0x10
+
+_STREAM_TINTS = ((0, 0, 0, 0), (40, 110, 220, 26), (220, 150, 30, 30), (30, 170, 80, 28), (170, 30, 150, 26))
+"""Row tint per stream (host untinted), so host and guest lines are told apart at a glance."""
+
+
+def latency_text(flags: int, preempt: int) -> str:
+    """The latency column exactly as ``trace-cmd report -l`` prints it (libtraceevent), e.g. ``dNh2.``.
+
+    irqs-off ``d`` (``X`` when the arch cannot tell, else ``.``), need-resched ``N``, ``H`` for a hard
+    irq inside a soft irq / ``h`` hard irq / ``s`` soft irq, the preempt depth (low nibble of
+    common_preempt_count) and the migrate-disable depth (high nibble), each ``.`` when zero.
+    """
+    hard = flags & HARDIRQ
+    soft = flags & SOFTIRQ
+    depth = preempt & 0x0F
+    migrate = (preempt >> 4) & 0x0F
+    return ("d" if flags & IRQS_OFF else "X" if flags & IRQS_NOSUPPORT else ".") \
+        + ("N" if flags & NEED_RESCHED else ".") \
+        + ("H" if hard and soft else "h" if hard else "s" if soft else ".") \
+        + (f"{depth:x}" if depth else ".") + (f"{migrate:x}" if migrate else ".")
+
+
+class _LRU(OrderedDict):
+    """A bounded dict: the most recently used ``cap`` entries survive."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def get_or(self, key: Any, make: Callable[[], Any]) -> Any:
+        try:
+            self.move_to_end(key)
+            return self[key]
+        except KeyError:
+            v = make()
+            self[key] = v
+            if len(self) > self.cap:
+                self.popitem(last=False)
+            return v
+
+
+class EventTableModel(QAbstractTableModel):
+    """All events of a session (or those passing ``filters``), one row each, in report order.
+
+    Row ``k`` shows merged event ``rows[k]`` (``k`` itself when nothing is filtered: the identity is
+    not materialized).  ``filters.changed`` resets the model with the new visible indices.
+    """
+
+    INFO_CACHE = 20000
+
+    def __init__(self, session: Session, filters: Filters | None = None, tasks: TaskIndex | None = None,
+                 parent: Any = None, *, nsec: bool = False) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.filters = filters
+        self.tasks = tasks if tasks is not None else TaskIndex(session)
+        self.merged = session.merged()
+        self.nsec = nsec
+        self._rows: np.ndarray | None = None
+        self.generation = 0
+        """Bumped on every reset, so searches know their cached matches are stale."""
+        self._cols = [{c: stream_column(st, c) for c in ("ts", "cpu", "pid", "event_id", "flags", "preempt")}
+                      for st in session.streams]
+        self._lost = []
+        for st in session.streams:
+            lost = st.buffer.lost
+            self._lost.append(dict(zip(lost.column("row").to_pylist(), lost.column("count").to_pylist(),
+                                       strict=True)) if len(lost) else {})
+        gf = _guest_funcs(session)
+        self._renderers: dict[int, InfoRenderer] = {}
+        for st in session.streams:
+            if id(st.trace) not in self._renderers:
+                ctx = render_context(st.trace, gf if st.trace is session.host else None)
+                self._renderers[id(st.trace)] = InfoRenderer(st.trace.formats, ctx)
+        self._info = _LRU(self.INFO_CACHE)
+        self._tints = [QColor(*_STREAM_TINTS[i % len(_STREAM_TINTS)]) for i in range(len(session.streams))]
+        self._lost_color = QColor("#ffd6d6")
+        self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        if filters is not None:
+            filters.changed.connect(self.refresh)
+            self._rows = self._visible_from_filters()
+
+    # ---- rows -------------------------------------------------------------------------------
+    def _visible_from_filters(self) -> np.ndarray | None:
+        f = self.filters
+        if f is None or not f.apply_to_list or not f.is_active():
+            return None
+        return f.visible(self.session)
+
+    def refresh(self) -> None:
+        """Re-read the filters (connected to ``filters.changed``)."""
+        self.beginResetModel()
+        self._rows = self._visible_from_filters()
+        self.generation += 1
+        self.endResetModel()
+
+    def visible_rows(self) -> np.ndarray | None:
+        """Merged indices of the rows, ascending; None means all rows (row k is merged event k)."""
+        return self._rows
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        if parent.isValid():
+            return 0
+        return len(self.merged) if self._rows is None else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def merged_index(self, row: int) -> int:
+        """The merged index shown in table row ``row``."""
+        return int(row if self._rows is None else self._rows[row])
+
+    def row_of(self, merged_index: int) -> int:
+        """Table row of ``merged_index``, or -1 if that event is filtered out."""
+        if self._rows is None:
+            return merged_index if 0 <= merged_index < len(self.merged) else -1
+        k = int(np.searchsorted(self._rows, merged_index))
+        return k if k < len(self._rows) and self._rows[k] == merged_index else -1
+
+    def nearest_row(self, merged_index: int) -> int:
+        """Table row of ``merged_index`` or, if it is hidden, of the nearest visible event in time."""
+        n = self.rowCount()
+        if n == 0:
+            return -1
+        if self._rows is None:
+            return min(max(merged_index, 0), n - 1)
+        k = int(np.searchsorted(self._rows, merged_index))
+        if k < n and self._rows[k] == merged_index:
+            return k
+        ts = self.merged.ts
+        target = int(ts[min(max(merged_index, 0), len(ts) - 1)])
+        cands = [c for c in (k - 1, k) if 0 <= c < n]
+        return min(cands, key=lambda c: abs(int(ts[self._rows[c]]) - target))
+
+    def row_at_time(self, ts: int) -> int:
+        """Table row of the visible event nearest to ``ts`` (ns)."""
+        mts = self.merged.ts
+        if len(mts) == 0:
+            return -1
+        m = int(np.searchsorted(mts, ts))
+        cands = [c for c in (m - 1, m) if 0 <= c < len(mts)]
+        m = min(cands, key=lambda c: abs(int(mts[c]) - ts))
+        return self.nearest_row(m)
+
+    # ---- cell values ------------------------------------------------------------------------
+    def event_fields(self, merged_index: int) -> tuple[int, int, int, int, int, int, int, int]:
+        """(stream, row, ts, cpu, pid, event_id, flags, preempt) of one merged event."""
+        s = int(self.merged.stream[merged_index])
+        r = int(self.merged.row[merged_index])
+        c = self._cols[s]
+        return (s, r, int(c["ts"][r]), int(c["cpu"][r]), int(c["pid"][r]), int(c["event_id"][r]),
+                int(c["flags"][r]), int(c["preempt"][r]))
+
+    def info(self, merged_index: int, *, cache: bool = True) -> str:
+        """The info text of one event (trace-cmd's).  Painted rows go through the LRU cache; a search
+        sweeping thousands of rows passes ``cache=False`` so it does not evict what is on screen."""
+        if cache:
+            return self._info.get_or(merged_index, lambda: self._render_info(merged_index))
+        hit = self._info.get(merged_index)
+        return hit if hit is not None else self._render_info(merged_index)
+
+    def _render_info(self, merged_index: int) -> str:
+        s, r, _, cpu, _, eid, _, _ = self.event_fields(merged_index)
+        st = self.session.streams[s]
+        try:
+            text = self._renderers[id(st.trace)].info(eid, st.buffer.payload(r), cpu)
+        except Exception as e:  # a renderer bug must not take the list down; show it in the cell
+            text = f"[cannot format: {e}]"
+        return text[:-1] if text.endswith("\n") else text
+
+    def event_name(self, stream: int, event_id: int) -> str:
+        ev = self.session.streams[stream].trace.formats.get(event_id)
+        return ev.name if ev else "(NULL)"
+
+    def time_text(self, stream: int, ts: int) -> str:
+        tf = self.session.streams[stream].trace
+        return format_time(ts, usecs=tf.in_usecs, nsec=self.nsec).strip()
+
+    def cell_text(self, merged_index: int, column: int) -> str:
+        """What column ``column`` shows for one merged event."""
+        s, r, ts, cpu, pid, eid, flags, pre = self.event_fields(merged_index)
+        name = COLUMNS[column]
+        if name == "#":
+            return str(merged_index)
+        if name == "Time":
+            return self.time_text(s, ts)
+        if name == "Stream":
+            return self.session.streams[s].name
+        if name == "CPU":
+            return str(cpu)
+        if name == "Task":
+            return self.tasks.comm(s, pid)
+        if name == "PID":
+            return str(pid)
+        if name == "Latency":
+            return latency_text(flags, pre)
+        if name == "Event":
+            return self.event_name(s, eid)
+        return self.info(merged_index)
+
+    def lost_before(self, merged_index: int) -> int | None:
+        """Events the kernel dropped just before this one on its CPU (-1: unknown count), or None."""
+        s = int(self.merged.stream[merged_index])
+        return self._lost[s].get(int(self.merged.row[merged_index]))
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.cell_text(self.merged_index(index.row()), col)
+        if role == MergedIndexRole:
+            return self.merged_index(index.row())
+        if role == TimestampRole:
+            return int(self.merged.ts[self.merged_index(index.row())])
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            if COLUMNS[col] in ("#", "Time", "CPU", "PID"):
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.BackgroundRole:
+            m = self.merged_index(index.row())
+            if col == 0 and self.lost_before(m) is not None:
+                return self._lost_color
+            s = int(self.merged.stream[m])
+            return self._tints[s] if s else None
+        if role == Qt.ItemDataRole.FontRole and COLUMNS[col] in ("Time", "Latency"):
+            return self._mono
+        if role == Qt.ItemDataRole.ToolTipRole:
+            m = self.merged_index(index.row())
+            s, _, _, cpu, pid, eid, _, _ = self.event_fields(m)
+            ev = self.session.streams[s].trace.formats.get(eid)
+            tip = (f"{self.session.streams[s].name}  CPU {cpu}  {self.tasks.comm(s, pid)}-{pid}\n"
+                   f"{ev.full_name if ev else eid}: {self.info(m)}")
+            lost = self.lost_before(m)
+            if lost is not None:
+                tip += f"\n{lost if lost >= 0 else 'some'} events were lost on this CPU just before this one"
+            return tip
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal:
+            if COLUMNS[section] == "Latency":
+                return ("irqs-off (d) · need-resched (N) · hard/soft irq (h/s, H both) · "
+                        "preempt depth · migrate-disable depth")
+            if COLUMNS[section] == "#":
+                return "Position of the event in the merged (host + guests) trace"
+        return None
+
+
+class EventListView(QWidget):
+    """The list pane: search bar over a table of events.
+
+    Signals: ``rowSelected(merged_index, ts)`` when the user selects a row (the graph puts the active
+    marker there); ``taskPlotRequested(stream, pid)`` from the context menu.  Slots
+    :meth:`select_time` / :meth:`select_merged_index` scroll to and select an event without emitting
+    ``rowSelected`` (unless asked), so graph and list cannot ping-pong.
+    """
+
+    rowSelected = Signal("qint64", "qint64")
+    taskPlotRequested = Signal(int, int)
+
+    def __init__(self, session: Session, filters: Filters | None = None, tasks: TaskIndex | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from .search import SearchBar
+
+        self.filters = filters
+        self.model = EventTableModel(session, filters, tasks, self)
+        self.table = QTableView(self)
+        self.table.setModel(self.model)
+        self._quiet = False
+        self._setup_table()
+        self.search_bar = SearchBar(self, self)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.search_bar)
+        lay.addWidget(self.table)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        self.model.modelAboutToBeReset.connect(self._remember)
+        self.model.modelReset.connect(self._restore)
+        self._kept: int | None = None
+
+    def _setup_table(self) -> None:
+        t = self.table
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.setWordWrap(False)
+        t.setShowGrid(False)
+        t.setAlternatingRowColors(True)
+        t.setTextElideMode(Qt.TextElideMode.ElideRight)
+        t.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerItem)
+        t.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        vh = t.verticalHeader()
+        vh.setVisible(False)
+        # fixed, uniform row heights: Qt then never measures rows it does not paint
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vh.setDefaultSectionSize(t.fontMetrics().height() + 4)
+        vh.setMinimumSectionSize(1)
+        hh = t.horizontalHeader()
+        hh.setStretchLastSection(True)
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hh.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        hh.setHighlightSections(False)
+        fm = t.fontMetrics()
+        mono = QFontMetricsF(self.model._mono).horizontalAdvance
+        m = self.model
+        n = max(1, len(m.merged))
+        names = [st.name for st in m.session.streams] or ["host"]
+        ev_names = [e.name for st in m.session.streams for e in st.trace.formats] or ["sched_switch"]
+        samples = {
+            "#": "8" * len(str(n)), "Stream": max(names, key=len), "CPU": "CPU", "Task": "kworker/u16:12-ev",
+            "PID": "8888888", "Event": max(ev_names, key=len)[:28],
+        }
+        pad = 18
+        for name, text in samples.items():
+            t.setColumnWidth(COL[name], max(fm.horizontalAdvance(text), fm.horizontalAdvance(name)) + pad)
+        t.setColumnWidth(COL["Time"], int(mono("88888.888888888" if m.nsec else "88888.888888") + pad))
+        t.setColumnWidth(COL["Latency"], int(max(mono("dNh2."), fm.horizontalAdvance("Latency"))) + pad)
+        t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        t.customContextMenuRequested.connect(self._context_menu)
+
+    def set_nsec(self, on: bool) -> None:
+        """Show times with 9 decimals (ns) instead of trace-cmd's default 6 (rounded µs)."""
+        m = self.model
+        if m.nsec == bool(on):
+            return
+        m.nsec = bool(on)
+        mono = QFontMetricsF(m._mono).horizontalAdvance
+        self.table.setColumnWidth(COL["Time"], int(mono("88888.888888888" if on else "88888.888888") + 18))
+        if m.rowCount():
+            m.dataChanged.emit(m.index(0, COL["Time"]), m.index(m.rowCount() - 1, COL["Time"]))
+
+    # ---- selection ----------------------------------------------------------------------
+    def _on_current(self, cur: QModelIndex, _prev: QModelIndex) -> None:
+        if self._quiet or not cur.isValid():
+            return
+        m = self.model.merged_index(cur.row())
+        self.rowSelected.emit(m, int(self.model.merged.ts[m]))
+
+    def current_merged_index(self) -> int | None:
+        """The merged index of the selected row, if any."""
+        cur = self.table.currentIndex()
+        return self.model.merged_index(cur.row()) if cur.isValid() else None
+
+    def select_row(self, row: int, *, emit: bool = False) -> None:
+        """Select table row ``row`` and scroll it to the middle of the view."""
+        if not 0 <= row < self.model.rowCount():
+            return
+        idx = self.model.index(row, 0)
+        self._quiet = not emit
+        try:
+            self.table.selectionModel().setCurrentIndex(
+                idx, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        finally:
+            self._quiet = False
+        self.table.scrollTo(idx, QAbstractItemView.ScrollHint.PositionAtCenter)
+
+    def select_merged_index(self, merged_index: int, *, emit: bool = False) -> int:
+        """Select ``merged_index`` (or the nearest visible event); returns the table row or -1."""
+        row = self.model.nearest_row(int(merged_index))
+        self.select_row(row, emit=emit)
+        return row
+
+    def select_time(self, ts: int, *, emit: bool = False) -> int:
+        """Select the visible event nearest to time ``ts`` (the graph's double-click)."""
+        row = self.model.row_at_time(int(ts))
+        self.select_row(row, emit=emit)
+        return row
+
+    def _remember(self) -> None:
+        self._kept = self.current_merged_index()
+
+    def _restore(self) -> None:
+        if self._kept is not None:
+            self.select_merged_index(self._kept)
+        self._kept = None
+
+    # ---- context menu ----------------------------------------------------------------------
+    def _context_menu(self, pos: Any) -> None:
+        idx = self.table.indexAt(pos)
+        if not idx.isValid():
+            return
+        menu = self.build_context_menu(self.model.merged_index(idx.row()))
+        if menu is not None:
+            menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def build_context_menu(self, merged_index: int) -> QMenu | None:
+        """KernelShark's quick context menu for one event: show/hide its task, CPU, event; add a task plot."""
+        m = self.model
+        s, _, _, cpu, pid, eid, _, _ = m.event_fields(merged_index)
+        comm = m.tasks.comm(s, pid)
+        ev = m.event_name(s, eid)
+        menu = QMenu(self)
+        f = self.filters
+
+        def act(text: str, fn: Callable[[], None]) -> None:
+            a = QAction(text, menu)
+            a.triggered.connect(fn)
+            menu.addAction(a)
+
+        if f is not None:
+            act(f"Show only task {comm}-{pid}", lambda: f.set(s, "task", "show", [pid]))
+            act(f"Hide task {comm}-{pid}", lambda: f.add(s, "task", "hide", pid))
+            act(f"Show only CPU {cpu}", lambda: f.set(s, "cpu", "show", [cpu]))
+            act(f"Hide CPU {cpu}", lambda: f.add(s, "cpu", "hide", cpu))
+            act(f"Show only event {ev}", lambda: f.set(s, "event", "show", [eid]))
+            act(f"Hide event {ev}", lambda: f.add(s, "event", "hide", eid))
+            menu.addSeparator()
+            act("Clear all filters", f.clear)
+            menu.addSeparator()
+        act(f"Add a plot for task {comm}-{pid}", lambda: self.taskPlotRequested.emit(s, pid))
+        return menu
+
