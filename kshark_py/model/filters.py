@@ -139,6 +139,8 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
     while pos < len(text):
         m = _TOKEN_RE.match(text, pos)
         if not m:
+            if text[pos] in "\"'":
+                raise FilterSyntaxError("unterminated string", pos)
             raise FilterSyntaxError(f"unexpected character {text[pos]!r}", pos)
         kind = m.lastgroup or ""
         if kind != "ws":
