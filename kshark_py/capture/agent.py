@@ -1,0 +1,205 @@
+"""Guest role: serve a host's record request like ``trace-cmd agent`` (one session at a time).
+
+Session (shared/spec/agent-protocol.md §3): TRACE_REQ -> configure our own tracefs instance -> TRACE_RESP
+(CPU count, page size, our trace id, data ports or FIFOs) -> the file metadata as SEND_DATA + FIN_DATA ->
+accept one data connection per CPU (or write the FIFOs) -> record until CLOSE -> flush, CLOSE_RESP.
+
+Why a whitelist for the request's arguments: the host's arguments come over an unauthenticated
+connection; trace-cmd runs them as a ``record`` command line, we only accept the options that select
+what to record (-e, -f, -C, -b) and ignore (with a warning) anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from . import msg as M
+from .recorder import EventSpec, FdSink, Recorder, RecordError, SocketSink, cpu_count_online, new_trace_id
+from .transport import (
+    MSG_TIMEOUT,
+    Channel,
+    PeerError,
+    accept,
+    listen,
+    listen_data_port,
+    open_guest_fifos,
+)
+from .writer import metadata_stream
+
+log = logging.getLogger("kshark_py.capture")
+
+CLOSE_WAIT_LIMIT = 24 * 3600.0
+"""How long a recording may wait for the host's CLOSE (a day): the host's Ctrl-C/command decides."""
+
+
+@dataclass
+class GuestRequest:
+    """What the host asked for, after the whitelist."""
+
+    specs: list[EventSpec] = field(default_factory=list)
+    clock: str | None = None
+    buffer_kb: int | None = None
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_guest_args(args: Sequence[str]) -> GuestRequest:
+    """``-e EV [-f FILTER]``, ``-C CLOCK``, ``-b KB``; everything else is reported in ``ignored``."""
+    req = GuestRequest()
+    i = 0
+    a = list(args)
+    while i < len(a):
+        opt = a[i]
+        val = a[i + 1] if i + 1 < len(a) else None
+        if opt == "-e" and val is not None:
+            req.specs.append(EventSpec.parse(val))
+            i += 2
+        elif opt == "-f" and val is not None and req.specs:
+            last = req.specs[-1]
+            req.specs[-1] = EventSpec(last.system, last.event, val)
+            i += 2
+        elif opt == "-C" and val is not None:
+            req.clock = val
+            i += 2
+        elif opt == "-b" and val is not None and val.isdigit():
+            req.buffer_kb = int(val)
+            i += 2
+        else:
+            req.ignored.append(opt)
+            i += 1
+    return req
+
+
+class Agent:
+    """Listens on one transport/port and serves host sessions one after the other."""
+
+    def __init__(self, *, family: str = "tcp", port: int = 823, allowed_host: str | None = None,
+                 timeout: float = MSG_TIMEOUT, once: bool = False, tmpdir: str | None = None) -> None:
+        self.family = family
+        self.port = port
+        self.allowed = None
+        if allowed_host is not None:
+            self.allowed = {ai[4][0] for ai in socket.getaddrinfo(allowed_host, None, socket.AF_INET)}
+        self.timeout = timeout
+        self.once = once
+        self.tmpdir = tmpdir
+        self._stop = threading.Event()
+        self.lsock: socket.socket | None = None
+        self.sessions = 0
+
+    def bind(self) -> int:
+        self.lsock = listen(self.family, self.port)
+        self.port = self.lsock.getsockname()[1]
+        return self.port
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def serve(self) -> None:
+        """Accept and serve sessions until stopped (or after one with ``once``)."""
+        if self.lsock is None:
+            self.bind()
+        assert self.lsock is not None
+        log.info("agent listening on %s port %d", self.family, self.port)
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn = accept(self.lsock, 0.5, self.allowed)
+                except PeerError:
+                    continue
+                busy = threading.Event()
+                busy.set()
+                refuser = threading.Thread(target=self._refuse_while, args=(busy,), daemon=True)
+                refuser.start()
+                try:
+                    self.serve_connection(conn)
+                except (PeerError, RecordError, M.ProtocolError, OSError) as e:
+                    log.error("session ended: %s", e)
+                finally:
+                    busy.clear()
+                    refuser.join()
+                    with contextlib.suppress(OSError):
+                        conn.close()
+                self.sessions += 1
+                if self.once:
+                    break
+        finally:
+            self.lsock.close()
+
+    def _refuse_while(self, busy: threading.Event) -> None:
+        """One host session at a time: close other connections while busy."""
+        assert self.lsock is not None
+        while busy.is_set():
+            try:
+                c = accept(self.lsock, 0.2, self.allowed)
+            except PeerError:
+                continue
+            log.warning("busy with a session: refused another host")
+            c.close()
+
+    def serve_connection(self, sock: socket.socket) -> None:
+        ch = Channel(sock, "control", self.timeout)
+        first = ch.recv()
+        if not isinstance(first, M.TraceReq):
+            if not isinstance(first, M.NotSupp):
+                ch.send(M.NotSupp())
+            raise PeerError(f"expected TRACE_REQ, got {type(first).__name__}")
+        req = parse_guest_args(first.args or ())
+        if req.ignored:
+            log.warning("ignoring unsupported record arguments from the host: %s", " ".join(req.ignored))
+        ncpus = cpu_count_online()
+        fifo_fds = open_guest_fifos(ncpus) if first.use_fifos else None
+        data_socks: list[socket.socket] = []
+        sinks: dict[int, object] = {}
+        rec = None
+        try:
+            if fifo_fds is None:
+                for _ in range(ncpus):
+                    s, _port = listen_data_port(self.family)
+                    data_socks.append(s)
+            rec = Recorder(req.specs, clock=req.clock, buffer_kb=req.buffer_kb, tmpdir=self.tmpdir,
+                           sink_factory=lambda cpu: sinks[cpu], cpus=ncpus)
+            meta = rec.setup()
+            trace_id = new_trace_id()
+            ports = tuple(0 for _ in range(ncpus)) if fifo_fds is not None else tuple(
+                s.getsockname()[1] for s in data_socks)
+            # time sync is not negotiated by this agent yet: answer with no protocol
+            ch.send(M.TraceResp(M.MSG_TRACE_USE_FIFOS if fifo_fds is not None else 0, meta.page_size, trace_id,
+                                "", 0, ports))
+            ch.send_stream(metadata_stream(meta, trace_id=trace_id, cpu_count=ncpus))
+            if fifo_fds is not None:
+                for cpu, fd in enumerate(fifo_fds):
+                    sinks[cpu] = FdSink(fd)
+                fifo_fds = None
+            else:
+                host_ip = sock.getpeername()[0] if sock.family == socket.AF_INET else None
+                allowed = {host_ip} if host_ip else None
+                for cpu, ls in enumerate(data_socks):
+                    sinks[cpu] = SocketSink(accept(ls, self.timeout * 2, allowed))
+            rec.start()
+            log.info("recording %d CPUs for the host", ncpus)
+            while True:
+                m = ch.recv(CLOSE_WAIT_LIMIT)
+                if isinstance(m, M.Close):
+                    break
+                if not isinstance(m, M.NotSupp):
+                    ch.send(M.NotSupp())
+            rec.stop()
+            log.info("host closed the session: %d bytes sent", rec.total_bytes)
+            ch.send(M.CloseResp())
+        finally:
+            if rec is not None:
+                rec.close()
+                rec.cleanup_files()
+            for s in data_socks:
+                s.close()
+            for fd in fifo_fds or ():
+                os.close(fd)
+            for sink in sinks.values():
+                with contextlib.suppress(Exception):
+                    sink.close()  # type: ignore[attr-defined]

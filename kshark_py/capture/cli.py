@@ -1,0 +1,228 @@
+"""``kshark-py record`` and ``kshark-py agent``, spelled like trace-cmd's.
+
+Why a hand-written argument scan for ``record``: as in trace-cmd, options after ``-A GUEST`` belong to
+that guest (its events, its name) until the next ``-A``, and the first non-option word starts the
+command to run, which may itself contain options (``record -e sched ls -A``).  argparse cannot express
+positional scoping like that, so the subparser only takes the raw words and :func:`parse_record_args`
+scans them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .recorder import EventSpec, RecordError
+from .session import GuestConfig, HostSession
+from .transport import VSOCK_DEFAULT_PORT, PeerError
+from .writer import WriterError
+
+log = logging.getLogger("kshark_py.capture")
+
+RECORD_HELP = """\
+usage: kshark-py record [-o FILE] [-e EVENT [-f FILTER]]... [-b KB] [-C CLOCK] [--file-version 6|7]
+                        [--compression zstd|zlib|none] [-d SECONDS] [--tsync-interval MS]
+                        [-A NAME@CID[:PORT] | -A NAME@HOST:PORT [--name NAME] [--nofifos] [-e EVENT [-f FILTER]]...]...
+                        [COMMAND [ARGS...]]
+
+Records this kernel's events (and each guest agent's) into FILE (default trace.dat) and
+trace-NAME.dat per guest. Without COMMAND or -d it records until Ctrl-C. Needs root.
+Options after -A apply to that guest.
+"""
+
+_VALUE_OPTS = {"-o", "-e", "-f", "-b", "-C", "--file-version", "--compression", "-d", "--tsync-interval", "-A",
+               "--name"}
+
+
+@dataclass
+class RecordArgs:
+    output: str = "trace.dat"
+    specs: list[EventSpec] = field(default_factory=list)
+    buffer_kb: int | None = None
+    clock: str | None = None
+    version: int = 7
+    compression: str | None = "zstd"
+    duration: float | None = None
+    tsync_interval: int = 0
+    guests: list[GuestConfig] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+
+
+def parse_record_args(words: list[str]) -> RecordArgs:
+    """Scan ``record``'s words; raises ValueError with a message for bad input."""
+    a = RecordArgs()
+    i = 0
+    guest: GuestConfig | None = None
+    while i < len(words):
+        w = words[i]
+        if w == "--":
+            a.command = words[i + 1:]
+            break
+        if not w.startswith("-") or w == "-":
+            a.command = words[i:]
+            break
+        if w in _VALUE_OPTS:
+            if i + 1 >= len(words):
+                raise ValueError(f"option {w} needs a value")
+            v = words[i + 1]
+            i += 2
+        else:
+            v = None
+            i += 1
+        specs = guest.specs if guest else a.specs
+        match w:
+            case "-A":
+                guest = GuestConfig(v)  # type: ignore[arg-type]
+                a.guests.append(guest)
+            case "--name" if guest:
+                guest.name = v
+            case "--nofifos" if guest:
+                guest.use_fifos = False
+            case "--nofifos":
+                for g in a.guests:
+                    g.use_fifos = False
+            case "-e":
+                specs.append(EventSpec.parse(v))  # type: ignore[arg-type]
+            case "-f":
+                if not specs:
+                    raise ValueError("-f must follow an -e")
+                last = specs[-1]
+                specs[-1] = EventSpec(last.system, last.event, v)
+            case "-o" if not guest:
+                a.output = v  # type: ignore[assignment]
+            case "-b":
+                if guest:
+                    guest.extra_args += ["-b", v]  # type: ignore[list-item]
+                else:
+                    a.buffer_kb = int(v)  # type: ignore[arg-type]
+            case "-C" if not guest:
+                a.clock = v
+            case "--file-version":
+                if v not in ("6", "7"):
+                    raise ValueError("--file-version must be 6 or 7")
+                a.version = int(v)
+            case "--compression":
+                a.compression = None if v == "none" else v
+            case "-d":
+                a.duration = float(v)  # type: ignore[arg-type]
+            case "--tsync-interval":
+                a.tsync_interval = int(v)  # type: ignore[arg-type]
+            case "-h" | "--help":
+                raise SystemExit(print(RECORD_HELP) or 0)
+            case _:
+                raise ValueError(f"unknown or misplaced option {w}")
+    if a.guests and a.version != 7:
+        raise ValueError("guest recording writes version 7 files")
+    return a
+
+
+def _wait(args: RecordArgs) -> int:
+    """Run the command / sleep the duration / wait for Ctrl-C; returns the command's exit status."""
+    rc = 0
+    try:
+        if args.command:
+            try:
+                proc = subprocess.Popen(args.command)
+            except OSError as e:
+                log.error("cannot run %s: %s", args.command[0], e)
+                return 127
+            try:
+                rc = proc.wait(timeout=args.duration)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                rc = proc.wait()
+        elif args.duration is not None:
+            time.sleep(args.duration)
+        else:
+            print("kshark-py: recording; press Ctrl-C to stop", file=sys.stderr)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    return rc
+
+
+def _log_setup() -> None:
+    logging.basicConfig(level=logging.INFO, format="kshark-py: %(message)s")
+
+
+def _cmd_record(ns: argparse.Namespace) -> int:
+    _log_setup()
+    try:
+        args = parse_record_args(list(ns.words))
+    except ValueError as e:
+        print(f"kshark-py record: {e}", file=sys.stderr)
+        return 2
+    if args.tsync_interval >= 0 and args.guests:
+        log.warning("time sync is not implemented yet: guests are recorded without it (as --tsync-interval -1)")
+    try:
+        session = HostSession(args.output, args.specs, args.guests, buffer_kb=args.buffer_kb, clock=args.clock,
+                              version=args.version, compression=args.compression)
+    except (RecordError, ValueError) as e:
+        print(f"kshark-py record: {e}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            session.start()
+        except (RecordError, PeerError, OSError) as e:
+            print(f"kshark-py record: {e}", file=sys.stderr)
+            return 2
+        old = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            rc = _wait(args)
+        finally:
+            signal.signal(signal.SIGINT, old)
+        session.stop()
+        files = session.write()
+        rec = session.recorder
+        for cpu, (r, lost) in enumerate(zip(rec.readers, rec.lost, strict=False)):
+            print(f"CPU{cpu}: {r.stats.bytes} bytes, {lost} events lost", file=sys.stderr)
+        for g in session.guests:
+            got = sum(r.bytes for r in g.receivers)
+            status = f" ({g.error})" if g.error else ""
+            print(f"guest {g.name}: {g.metadata_bytes} metadata bytes, {got} data bytes{status}", file=sys.stderr)
+        print("wrote " + " ".join(str(f) for f in files), file=sys.stderr)
+        return 0 if rc == 0 else rc
+    except (WriterError, RecordError, OSError) as e:
+        print(f"kshark-py record: {e}", file=sys.stderr)
+        return 2
+    finally:
+        session.close()
+
+
+def _cmd_agent(ns: argparse.Namespace) -> int:
+    from .agent import Agent
+
+    _log_setup()
+    family = "tcp" if ns.N else "vsock"
+    port = ns.p if ns.p is not None else VSOCK_DEFAULT_PORT
+    try:
+        agent = Agent(family=family, port=port, allowed_host=ns.N, once=ns.once)
+        agent.bind()
+    except OSError as e:
+        print(f"kshark-py agent: cannot listen on {family} port {port}: {e}", file=sys.stderr)
+        return 2
+    print(f"kshark-py agent: listening on {family} port {agent.port}", file=sys.stderr, flush=True)
+    try:
+        agent.serve()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``record`` and ``agent`` to the kshark-py command (called from kshark_py.cli.build_parser)."""
+    r = subparsers.add_parser("record", help="record this kernel and guest agents (trace-cmd record -A)",
+                              usage=RECORD_HELP, add_help=False, prefix_chars="\x01")
+    r.add_argument("words", nargs=argparse.REMAINDER)
+    r.set_defaults(func=_cmd_record)
+    a = subparsers.add_parser("agent", help="serve a host's record request (trace-cmd agent)")
+    a.add_argument("-p", type=int, help=f"port (default {VSOCK_DEFAULT_PORT})")
+    a.add_argument("-N", metavar="HOST", help="listen on TCP and accept only HOST (default: vsock)")
+    a.add_argument("--once", action="store_true", help="exit after one session")
+    a.set_defaults(func=_cmd_agent)

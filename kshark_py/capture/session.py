@@ -1,0 +1,239 @@
+"""Host role: record this kernel and each guest's agent, like ``trace-cmd record -A``.
+
+Per guest (shared/spec/agent-protocol.md §3): look for the guest's FIFOs, connect the control
+channel, TRACE_REQ (guest arguments, our trace id) -> TRACE_RESP -> the guest's file metadata
+(SEND_DATA until FIN_DATA) written verbatim to ``trace-NAME.dat`` -> one receiver per guest CPU (TCP
+or vsock connection to the announced port, or the ``.out`` FIFO).  On stop: CLOSE, wait for CLOSE_RESP,
+let the data streams end, then append the guest's flyrecord section to its file and write the host
+file with a GUEST option per guest.  Every step has a timeout; a guest that stops answering is logged
+and its data so far is still written out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import msg as M
+from .recorder import EventSpec, Recorder
+from .transport import (
+    MSG_TIMEOUT,
+    VSOCK_DEFAULT_PORT,
+    Address,
+    Channel,
+    PeerError,
+    StreamReceiver,
+    connect,
+    host_fifos,
+    open_host_fifo,
+)
+from .writer import CpuData, append_to_v7, opt_guest
+
+log = logging.getLogger("kshark_py.capture")
+
+CLOSE_RESP_TIMEOUT = 30.0
+
+
+def guest_file_name(output: str | os.PathLike, name: str) -> Path:
+    """``trace.dat`` -> ``trace-NAME.dat`` (name inserted before the last extension, as trace-cmd)."""
+    p = Path(output)
+    if p.suffix:
+        return p.with_name(f"{p.stem}-{name}{p.suffix}")
+    return p.with_name(f"{p.name}-{name}")
+
+
+def parse_guest_spec(spec: str) -> tuple[str | None, Address]:
+    """``NAME@CID[:PORT]``, ``NAME@HOST:PORT``, ``CID[:PORT]`` or ``HOST:PORT`` -> (name, address).
+
+    A numeric host is a vsock CID (default port 823); anything else (an IP or host name) is a TCP agent.
+    """
+    name = None
+    if "@" in spec:
+        name, spec = spec.split("@", 1)
+    host, _, port_s = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if not host:
+        host, port_s = spec, ""
+    port = int(port_s) if port_s else VSOCK_DEFAULT_PORT
+    if re.fullmatch(r"\d+", host):
+        return name, Address("vsock", int(host), port)
+    if not port_s:
+        raise ValueError(f"guest {spec!r}: a TCP agent needs HOST:PORT")
+    return name, Address("tcp", host, port)
+
+
+@dataclass
+class GuestConfig:
+    """One ``-A`` and the options that followed it."""
+
+    spec: str
+    name: str | None = None
+    specs: list[EventSpec] = field(default_factory=list)
+    use_fifos: bool = True
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GuestSession:
+    cfg: GuestConfig
+    name: str
+    addr: Address
+    file: Path
+    channel: Channel | None = None
+    resp: M.TraceResp | None = None
+    receivers: list[StreamReceiver] = field(default_factory=list)
+    fifo_fds: list[int] = field(default_factory=list)
+    error: str | None = None
+    metadata_bytes: int = 0
+
+    def args(self, clock: str) -> tuple[str, ...]:
+        out = ["-C", clock]
+        for s in self.cfg.specs:
+            out += ["-e", f"{s.system}:{s.event}" if s.system and s.event else (s.system or s.event or "all")]
+            if s.filter:
+                out += ["-f", s.filter]
+        return tuple(out + self.cfg.extra_args)
+
+
+class HostSession:
+    """The whole host-side recording: local events (optional) plus guests."""
+
+    def __init__(self, output: str | os.PathLike, specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *,
+                 buffer_kb: int | None = None, clock: str | None = None, version: int = 7,
+                 compression: str | None = "zstd", timeout: float = MSG_TIMEOUT) -> None:
+        self.output = Path(output)
+        self.version = version
+        self.compression = compression
+        self.timeout = timeout
+        self.recorder = Recorder(specs, buffer_kb=buffer_kb, clock=clock)
+        self.guests: list[GuestSession] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
+        for g in guests:
+            name, addr = parse_guest_spec(g.spec)
+            name = g.name or name or str(addr.host)
+            self.guests.append(GuestSession(g, name, addr, guest_file_name(self.output, name)))
+
+    # -- setup
+    def start(self) -> None:
+        meta = self.recorder.setup()
+        try:
+            for g in self.guests:
+                self._setup_guest(g, meta.clock)
+            self.recorder.start()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _setup_guest(self, g: GuestSession, clock: str) -> None:
+        fifos = host_fifos(g.name) if g.cfg.use_fifos else []
+        for p in fifos:
+            g.fifo_fds.append(open_host_fifo(p))
+        sock = connect(g.addr, self.timeout)
+        g.channel = ch = Channel(sock, f"guest {g.name}", self.timeout)
+        ch.send(M.TraceReq(M.MSG_TRACE_USE_FIFOS if fifos else 0, self.recorder.trace_id, g.args(clock), None))
+        resp = ch.recv()
+        if not isinstance(resp, M.TraceResp):
+            raise PeerError(f"guest {g.name}: expected TRACE_RESP, got {type(resp).__name__}")
+        g.resp = resp
+        log.info("guest %s: %d CPUs, page size %d, %s", g.name, resp.cpus, resp.page_size,
+                 "FIFOs" if resp.use_fifos else f"ports {list(resp.ports)}")
+        # the guest's file metadata, verbatim
+        with open(g.file, "wb") as f:
+            while True:
+                m = ch.recv()
+                if isinstance(m, M.FinData):
+                    break
+                if not isinstance(m, M.SendData):
+                    raise PeerError(f"guest {g.name}: expected SEND_DATA, got {type(m).__name__}")
+                f.write(m.data)
+                g.metadata_bytes += len(m.data)
+        tmpdir = self._tmp.name
+        if resp.use_fifos:
+            if not fifos:
+                raise PeerError(f"guest {g.name}: answered with FIFOs that the host does not have")
+            ncpu = min(resp.cpus, len(fifos))
+            if ncpu != resp.cpus:
+                log.warning("guest %s: %d CPUs but %d FIFOs", g.name, resp.cpus, len(fifos))
+            for cpu in range(ncpu):
+                g.receivers.append(StreamReceiver(cpu, os.path.join(tmpdir, f"{g.name}.cpu{cpu}"),
+                                                  fd=g.fifo_fds[cpu]))
+            for fd in g.fifo_fds[ncpu:]:
+                os.close(fd)
+            g.fifo_fds = []
+        else:
+            for fd in g.fifo_fds:
+                os.close(fd)
+            g.fifo_fds = []
+            for cpu, port in enumerate(resp.ports):
+                s = connect(Address(g.addr.family, g.addr.host, port), self.timeout)
+                g.receivers.append(StreamReceiver(cpu, os.path.join(tmpdir, f"{g.name}.cpu{cpu}"), sock=s))
+        for r in g.receivers:
+            r.start()
+
+    # -- stop
+    def stop(self) -> None:
+        """Stop local tracing, tell guests to stop, wait for their streams (bounded)."""
+        self.recorder.stop()
+        for g in self.guests:
+            if g.channel is None:
+                continue
+            try:
+                g.channel.send(M.Close())
+                while True:
+                    m = g.channel.recv(CLOSE_RESP_TIMEOUT)
+                    if isinstance(m, M.CloseResp):
+                        break
+                    log.warning("guest %s: ignoring %s while waiting for CLOSE_RESP", g.name, type(m).__name__)
+            except PeerError as e:
+                g.error = str(e)
+                log.error("guest %s: %s; keeping the data received so far", g.name, e)
+            for r in g.receivers:
+                r.finish()
+        for g in self.guests:
+            for r in g.receivers:
+                r.join(r.drain_timeout + 5)
+            if g.channel is not None:
+                g.channel.close()
+
+    def write(self) -> list[Path]:
+        """Complete each guest file (flyrecord + BUFFER) and write the host file; returns the paths."""
+        extra = []
+        lay_u = None
+        written = []
+        for g in self.guests:
+            if g.resp is None:
+                continue
+            cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
+            append_to_v7(g.file, buffer=("", "", cpus))
+            written.append(g.file)
+            from ..loaders.layout import layouts
+
+            lay_u = lay_u or layouts("<", 8)
+            pids = [-1] * g.resp.cpus
+            extra.append((13, opt_guest(lay_u, g.name, g.resp.trace_id, pids)))
+        self.recorder.write_file(self.output, version=self.version, compression=self.compression,
+                                 extra_options=extra)
+        return [self.output, *written]
+
+    def abort(self) -> None:
+        for g in self.guests:
+            if g.channel is not None:
+                try:
+                    g.channel.send(M.Close())
+                except PeerError:
+                    pass
+                g.channel.close()
+            for r in g.receivers:
+                r.finish()
+            for fd in g.fifo_fds:
+                os.close(fd)
+        self.recorder.close()
+
+    def close(self) -> None:
+        self.recorder.close()
+        self.recorder.cleanup_files()
+        self._tmp.cleanup()

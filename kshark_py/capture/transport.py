@@ -1,0 +1,287 @@
+"""Transports for the agent protocol: TCP, vsock (AF_VSOCK) and KVM FIFOs, behind one small interface.
+
+Why one interface: the host and agent sessions only need "a message channel" (control and time sync)
+and "per-CPU byte streams" (trace pages).  TCP and vsock are both stream sockets that differ only in
+address family and how data ports are chosen (TCP: search from 1500 up, like trace-cmd; vsock: any
+free port); FIFOs replace the per-CPU data sockets with named pipes
+(``/var/lib/trace-cmd/virt/<guest>/trace-pipe-cpuN.out`` on the host, ``/dev/virtio-ports/trace-pipe-cpuN``
+in the guest).  Every blocking wait here has a timeout: a peer that stops answering ends the session
+with a clear error instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import msg as M
+
+log = logging.getLogger("kshark_py.capture")
+
+MSG_TIMEOUT = 5.0
+"""Seconds to wait for the peer's next control message (trace-cmd's MSG_WAIT_MSEC)."""
+TCP_DATA_PORT_BASE = 1500
+VSOCK_DEFAULT_PORT = 823
+VMADDR_CID_ANY = 0xFFFFFFFF
+VMADDR_PORT_ANY = 0xFFFFFFFF
+FIFO_HOST_DIR = "/var/lib/trace-cmd/virt"
+FIFO_GUEST_DIR = "/dev/virtio-ports"
+RECV_CHUNK = 1 << 16
+
+
+class PeerError(Exception):
+    """The peer closed, timed out or broke the protocol; the session ends with this message."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where an agent listens: TCP (host, port) or vsock (cid, port)."""
+
+    family: str  # "tcp" or "vsock"
+    host: str | int
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.family}:{self.host}:{self.port}"
+
+
+# --- sockets --------------------------------------------------------------------------------------------
+def connect(addr: Address, timeout: float = MSG_TIMEOUT) -> socket.socket:
+    """A connected stream socket to ``addr`` (raises PeerError with the reason)."""
+    try:
+        if addr.family == "vsock":
+            s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect((int(addr.host), addr.port))
+        else:
+            s = socket.create_connection((str(addr.host), addr.port), timeout=timeout)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError) as e:
+        raise PeerError(f"cannot connect to {addr}: {e}") from e
+    return s
+
+
+def listen(family: str, port: int, host: str = "") -> socket.socket:
+    """A listening stream socket (TCP on all addresses or vsock on any CID)."""
+    if family == "vsock":
+        s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        s.bind((VMADDR_CID_ANY, port))
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+    s.listen(8)
+    return s
+
+
+def listen_data_port(family: str, host: str = "") -> tuple[socket.socket, int]:
+    """A listening socket for one CPU's data: TCP ports from 1500 up (as trace-cmd), vsock any port."""
+    if family == "vsock":
+        s = listen("vsock", VMADDR_PORT_ANY)
+        return s, s.getsockname()[1]
+    for port in range(TCP_DATA_PORT_BASE, 65536):
+        try:
+            return listen("tcp", port, host), port
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, "no free TCP port from 1500 up")
+
+
+def accept(lsock: socket.socket, timeout: float, allowed: set[str] | None = None) -> socket.socket:
+    """Accept one connection within ``timeout`` from an allowed peer (others are closed and logged)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:.0f} s")
+        lsock.settimeout(left)
+        try:
+            conn, peer = lsock.accept()
+        except TimeoutError as e:
+            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:.0f} s") from e
+        if allowed is not None and lsock.family != getattr(socket, "AF_VSOCK", -1) and peer[0] not in allowed:
+            log.warning("refused connection from %s (only %s allowed)", peer[0], ", ".join(sorted(allowed)))
+            conn.close()
+            continue
+        return conn
+
+
+# --- message channel -----------------------------------------------------------------------------------
+class Channel:
+    """Messages over one stream socket, with a per-message receive timeout."""
+
+    def __init__(self, sock: socket.socket, name: str, timeout: float = MSG_TIMEOUT) -> None:
+        self.sock = sock
+        self.name = name
+        self.timeout = timeout
+        self.conn = M.Connection()
+        self._lock = threading.Lock()
+
+    def send(self, message: M.Message) -> None:
+        data = M.encode(message)
+        with self._lock:
+            try:
+                self.sock.settimeout(self.timeout)
+                self.sock.sendall(data)
+            except OSError as e:
+                raise PeerError(f"{self.name}: send failed: {e}") from e
+
+    def send_stream(self, data: bytes) -> None:
+        """A byte stream as SEND_DATA messages followed by FIN_DATA."""
+        for m in M.send_data_messages(data):
+            self.send(m)
+        self.send(M.FinData())
+
+    def recv(self, timeout: float | None = None) -> M.Message:
+        """The next message; PeerError on timeout, close or protocol violation."""
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                m = self.conn.next_message()
+            except M.PeerProtocolError as e:
+                raise PeerError(f"{self.name}: bad message from peer: {e}") from e
+            if m is not M.NEED_DATA:
+                return m  # type: ignore[return-value]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PeerError(f"{self.name}: peer sent nothing for {wait:.0f} s")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(RECV_CHUNK)
+            except TimeoutError as e:
+                raise PeerError(f"{self.name}: peer sent nothing for {wait:.0f} s") from e
+            except OSError as e:
+                raise PeerError(f"{self.name}: receive failed: {e}") from e
+            self.conn.feed(data)
+            if not data:
+                try:
+                    m = self.conn.next_message()
+                except M.PeerProtocolError as e:
+                    raise PeerError(f"{self.name}: {e}") from e
+                if m is M.NEED_DATA:
+                    raise PeerError(f"{self.name}: peer closed the connection")
+                return m  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+# --- per-CPU receive streams (host side) ---------------------------------------------------------------
+class StreamReceiver(threading.Thread):
+    """Copies one CPU's page stream (socket or FIFO) into a file until EOF after the session stops.
+
+    While recording, a data stream may stay silent for as long as the guest CPU produces no events,
+    so there is no idle timeout then; once :meth:`finish` is called, the stream must end within
+    ``drain_timeout`` seconds or is cut off (what arrived stays in the file).
+    """
+
+    def __init__(self, cpu: int, path: str, *, sock: socket.socket | None = None, fd: int | None = None,
+                 drain_timeout: float = 10.0) -> None:
+        super().__init__(name=f"kshark-recv-cpu{cpu}", daemon=True)
+        self.cpu = cpu
+        self.path = path
+        self.sock = sock
+        self.fd = fd
+        self.bytes = 0
+        self.error: str | None = None
+        self.drain_timeout = drain_timeout
+        self._deadline: float | None = None
+        self._is_fifo = fd is not None
+
+    def finish(self) -> None:
+        self._deadline = time.monotonic() + self.drain_timeout
+
+    def _read(self) -> bytes | None:
+        """Bytes, b"" at end of stream, None if nothing is available yet."""
+        src = self.sock if self.sock is not None else self.fd
+        r, _, _ = select.select([src], [], [], 0.2)
+        if not r:
+            return None
+        if self.sock is not None:
+            return self.sock.recv(RECV_CHUNK)
+        try:
+            return os.read(self.fd, RECV_CHUNK)  # type: ignore[arg-type]
+        except BlockingIOError:
+            return None
+
+    def run(self) -> None:
+        try:
+            with open(self.path, "wb") as out:
+                while True:
+                    if self._deadline is not None and time.monotonic() > self._deadline:
+                        self.error = f"CPU {self.cpu}: stream did not end within {self.drain_timeout:.0f} s"
+                        log.error("%s; keeping the %d bytes received", self.error, self.bytes)
+                        break
+                    data = self._read()
+                    if data is None:
+                        continue
+                    if not data:
+                        if self._is_fifo and self._deadline is None:
+                            time.sleep(0.05)  # FIFO without a writer yet (or between writers)
+                            continue
+                        break
+                    out.write(data)
+                    self.bytes += len(data)
+        except OSError as e:
+            self.error = f"CPU {self.cpu}: {e}"
+            log.error("data stream %s", self.error)
+        finally:
+            if self.sock is not None:
+                self.sock.close()
+            if self.fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.fd)
+
+
+# --- FIFOs ---------------------------------------------------------------------------------------------
+def host_fifos(guest: str) -> list[str]:
+    """The guest's host-side ``.out`` FIFOs that exist, CPU 0 up to the first gap."""
+    out = []
+    cpu = 0
+    while True:
+        p = os.path.join(FIFO_HOST_DIR, guest, f"trace-pipe-cpu{cpu}.out")
+        try:
+            if not stat.S_ISFIFO(os.stat(p).st_mode):
+                break
+        except OSError:
+            break
+        out.append(p)
+        cpu += 1
+    return out
+
+
+def open_host_fifo(path: str) -> int:
+    """Open a host FIFO for reading without waiting for the writer (the agent opens it later)."""
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+
+def open_guest_fifos(ncpus: int) -> list[int] | None:
+    """Open ``/dev/virtio-ports/trace-pipe-cpuN`` for every CPU, or None (then sockets are used)."""
+    fds: list[int] = []
+    try:
+        for cpu in range(ncpus):
+            fd = os.open(os.path.join(FIFO_GUEST_DIR, f"trace-pipe-cpu{cpu}"), os.O_WRONLY | os.O_NONBLOCK)
+            os.set_blocking(fd, True)
+            fds.append(fd)
+        return fds
+    except OSError as e:
+        log.warning("FIFOs requested but not usable (%s): using sockets", e)
+        for fd in fds:
+            os.close(fd)
+        return None
+
+
+def guest_fifo_dir_exists() -> bool:
+    return Path(FIFO_GUEST_DIR, "trace-pipe-cpu0").exists()
