@@ -1,0 +1,472 @@
+"""The event list, search bar and filter dialogs, offscreen (pytest-qt).
+
+Cells are compared with ``kshark-py report`` (itself checked line by line against trace-cmd) and the
+latency column with the real ``trace-cmd report -l``; searches and dialogs with independent numpy
+counts; the scale check asserts the model holds index arrays only and renders info for painted rows
+only.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PySide6.QtCore import Qt
+
+from kshark_py.loaders.tracedat import open_trace
+from kshark_py.model.filters import Filters, TaskIndex
+from kshark_py.model.session import Session, Stream
+from kshark_py.report import report
+from kshark_py.ui.eventlist import COL, EventListView, EventTableModel, MergedIndexRole, latency_text
+from kshark_py.ui.filterdialogs import (
+    CpuFilterDialog,
+    EventFilterDialog,
+    FieldFilterDialog,
+    StreamFilterDialog,
+    TaskFilterDialog,
+)
+
+from .reference import LINE_RE
+
+
+@pytest.fixture(scope="module")
+def files(traces):
+    return [open_trace(traces / "vm-tsync" / "trace.dat"), open_trace(traces / "vm-tsync" / "trace-vmguest.dat")]
+
+
+@pytest.fixture(scope="module")
+def session(files):
+    return Session.from_files(files)
+
+
+@pytest.fixture(scope="module")
+def tasks(session):
+    return TaskIndex(session)
+
+
+@pytest.fixture
+def view(qtbot, session, tasks):
+    v = EventListView(session, Filters(), tasks)
+    qtbot.addWidget(v)
+    v.resize(1300, 500)
+    v.show()
+    return v
+
+
+def merged_col(session, name):
+    m = session.merged()
+    out = np.zeros(len(m), np.int64)
+    for st in session.streams:
+        sel = m.stream == st.index
+        out[sel] = st.buffer.events.column(name).to_numpy()[m.row[sel]]
+    return out
+
+
+def event_names(session):
+    m = session.merged()
+    eid = merged_col(session, "event_id")
+    return np.array([session.streams[s].trace.formats.get(e).name
+                     for s, e in zip(m.stream.tolist(), eid.tolist(), strict=True)], object)
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+
+def test_model_rows_and_cells_match_report(qapp, files, session, tasks):
+    model = EventTableModel(session, None, tasks)
+    m = session.merged()
+    assert model.rowCount() == len(m) == 190135
+    assert model.columnCount() == len(COL)
+    lines = list(report(files))[len(files):]
+    assert len(lines) == len(m)
+    # every 97th row, the first row of each (stream, event type), and the rows after lost events
+    eid = merged_col(session, "event_id")
+    keys = m.stream.astype(np.int64) * 100000 + eid
+    _, first = np.unique(keys, return_index=True)
+    lost = [k for k in range(len(m)) if "\n" in lines[k]]
+    assert lost
+    sample = sorted(set(range(0, len(m), 97)) | set(first.tolist()) | set(lost))
+    for k in sample:
+        line = lines[k].split("\n")[-1]
+        r = LINE_RE.match(line)
+        assert r, line
+
+        def cell(col, k=k):
+            return model.data(model.index(k, COL[col]))
+
+        assert cell("#") == str(k)
+        assert cell("Time") == r["ts"]
+        if r["comm"].strip() != "<...>":  # trace-cmd names a pid only from its first sched event on
+            assert cell("Task") == r["comm"].strip(), k
+        assert cell("PID") == r["pid"]
+        assert int(cell("CPU")) == int(r["cpu"])
+        assert cell("Event") == r["event"]
+        name = r["event"]
+        info = line[r.start("event") + len(name) + 2 + max(0, 20 - len(name)):]
+        assert cell("Info") == info, k
+        assert cell("Stream") == ("host" if m.stream[k] == 0 else "vmguest")
+        assert model.data(model.index(k, 0), MergedIndexRole) == k
+    assert "lost" in model.data(model.index(lost[0], 0), Qt.ItemDataRole.ToolTipRole)
+
+
+def test_latency_matches_trace_cmd(traces, qapp):
+    path = traces / "vm-tsync" / "trace.dat"
+    out = subprocess.run(["trace-cmd", "report", "-l", "-i", str(path)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    lat = [m.group(1) for ln in out if (m := re.search(r"\d+([.dX][.N][.Hhs]\S\S)\s+\d+\.\d+: ", ln))]
+    tf = open_trace(path)
+    t = tf.buffers[0].events
+    flags, pre = t.column("flags").to_numpy(), t.column("preempt").to_numpy()
+    ours = [latency_text(int(f), int(p)) for f, p in zip(flags, pre, strict=True)]
+    assert len(lat) == len(ours)
+    assert ours == lat
+    assert len(set(ours)) > 20  # the trace exercises many combinations (irq/softirq, depths, migrate-disable)
+
+
+def test_filtered_model_follows_filters(qapp, session, tasks):
+    f = Filters()
+    model = EventTableModel(session, f, tasks)
+    resets = []
+    model.modelReset.connect(lambda: resets.append(1))
+    wake = session.streams[0].trace.formats.find("sched_wakeup").id
+    f.set(0, "event", "hide", [wake])
+    assert resets == [1]
+    assert model.rowCount() == int(f.mask(session).sum())
+    vis = f.visible(session)
+    for k in (0, 1, 5000, len(vis) - 1):
+        assert model.merged_index(k) == vis[k]
+        assert model.data(model.index(k, COL["Event"])) != "sched_wakeup" or session.merged().stream[vis[k]] == 1
+    hidden = int(np.setdiff1d(np.arange(len(session.merged())), vis)[0])
+    assert model.row_of(hidden) == -1
+    assert model.merged_index(model.nearest_row(hidden)) in (vis[vis < hidden][-1], vis[vis > hidden][0])
+    f.apply_to_list = False
+    model.refresh()
+    assert model.rowCount() == len(session.merged())
+    f.apply_to_list = True
+    f.clear()
+    assert model.rowCount() == len(session.merged()) and model.visible_rows() is None
+
+
+# --------------------------------------------------------------------------------------------
+# view: selection in both directions
+# --------------------------------------------------------------------------------------------
+
+def test_user_selection_emits_merged_index_and_time(qtbot, view, session):
+    view.select_merged_index(1000)
+    qtbot.waitExposed(view)
+    row = view.model.row_of(1003)
+    rect = view.table.visualRect(view.model.index(row, COL["Event"]))
+    with qtbot.waitSignal(view.rowSelected, timeout=2000) as sig:
+        qtbot.mouseClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert sig.args == [1003, int(session.merged().ts[1003])]
+
+
+def test_programmatic_selection_is_quiet(qtbot, view, session):
+    ts = session.merged().ts
+    with qtbot.assertNotEmitted(view.rowSelected):
+        assert view.select_merged_index(150000) == 150000
+        assert view.current_merged_index() == 150000
+        # a time between two events selects the nearer one
+        t = int(ts[120000]) + (int(ts[120001]) - int(ts[120000])) // 4
+        view.select_time(t)
+    assert int(ts[view.current_merged_index()]) == int(ts[120000])
+    first = view.table.rowAt(0)
+    last = view.table.rowAt(view.table.viewport().height() - 1)
+    assert first <= view.model.row_of(view.current_merged_index()) <= last  # scrolled into view
+    with qtbot.waitSignal(view.rowSelected):
+        view.select_merged_index(42, emit=True)
+
+
+def test_selection_survives_filter_change(qtbot, view, session):
+    m = session.merged()
+    host_k = int(np.flatnonzero(m.stream == 0)[5000])
+    view.select_merged_index(host_k)
+    view.filters.set_stream_enabled(1, False)
+    assert view.model.rowCount() == int((m.stream == 0).sum())
+    assert view.current_merged_index() == host_k
+    view.filters.set_stream_enabled(1, True)
+    assert view.current_merged_index() == host_k
+
+
+def test_context_menu_filters(qtbot, view, session):
+    m = session.merged()
+    k = int(np.flatnonzero(m.stream == 1)[10])
+    menu = view.build_context_menu(k)
+    texts = [a.text() for a in menu.actions() if a.text()]
+    pid = int(merged_col(session, "pid")[k])
+    hide_task = next(a for a in menu.actions() if a.text().startswith("Hide task"))
+    hide_task.trigger()
+    assert view.filters.get(1, "task", "hide") == {pid}
+    assert any(t.startswith("Add a plot for task") for t in texts)
+    with qtbot.waitSignal(view.taskPlotRequested) as sig:
+        next(a for a in menu.actions() if a.text().startswith("Add a plot")).trigger()
+    assert sig.args == [1, pid]
+
+
+# --------------------------------------------------------------------------------------------
+# search
+# --------------------------------------------------------------------------------------------
+
+def test_search_event_next_prev_wrap(qtbot, view, session):
+    bar = view.search_bar
+    names = event_names(session)
+    want = np.flatnonzero(np.array(["sched_wakeup" in n for n in names]))
+    bar.set_query("Event", "sched_wakeup")
+    assert np.array_equal(bar.matches(), want)
+    bar.find_next()
+    assert view.current_merged_index() == want[0]
+    assert bar.counter.text() == f"1/{len(want)}"
+    bar.find_next()
+    assert view.current_merged_index() == want[1]
+    bar.find_prev()
+    assert view.current_merged_index() == want[0]
+    bar.find_prev()
+    assert view.current_merged_index() == want[-1]
+    assert "wrapped" in bar.counter.text()
+    bar.find_next()
+    assert view.current_merged_index() == want[0]
+    # from an arbitrary row: the next match after it
+    view.select_merged_index(100000)
+    bar.find_next()
+    assert view.current_merged_index() == want[want > 100000][0]
+
+
+@pytest.mark.parametrize("column,text,mode", [
+    ("Task", "md5sum", "full match"), ("Task", "QEMU", "contains"), ("PID", "27180", "full match"),
+    ("CPU", "1", "full match"), ("Event", "sched", "not contains"), ("PID", "27", "contains"),
+])
+def test_search_columns_vectorized(qtbot, view, session, column, text, mode):
+    model = view.model
+    bar = view.search_bar
+    bar.set_query(column, text, mode)
+    hits = bar.matches()
+    col = COL[column]
+    # independent: the cell texts themselves, on a sample, and the total via numpy
+    if column == "PID":
+        vals = merged_col(session, "pid").astype(str)
+    elif column == "CPU":
+        vals = merged_col(session, "cpu").astype(str)
+    elif column == "Event":
+        vals = event_names(session)
+    else:
+        vals = np.array([model.data(model.index(k, col)) for k in range(model.rowCount())], object)
+    if mode == "full match":
+        want = np.flatnonzero(vals == text)
+    else:
+        has = np.array([text.lower() in v.lower() for v in vals])
+        want = np.flatnonzero(has if mode == "contains" else ~has)
+    assert len(want) > 0
+    assert np.array_equal(hits, want)
+    bar.find_next()
+    assert view.current_merged_index() == want[0]
+
+
+def test_search_respects_filters(qtbot, view, session):
+    f = view.filters
+    f.set_stream_enabled(0, False)
+    bar = view.search_bar
+    bar.set_query("Event", "sched_switch", "full match")
+    hits = bar.matches()
+    names = event_names(session)
+    m = session.merged()
+    assert len(hits) == int(((m.stream == 1) & (names == "sched_switch")).sum())
+    for r in hits[:50]:
+        assert view.model.data(view.model.index(int(r), COL["Event"])) == "sched_switch"
+    bar.find_next()
+    assert view.model.data(view.table.currentIndex().siblingAtColumn(COL["Stream"])) == "vmguest"
+    bar.set_query("Event", "nothing-like-this")
+    bar.find_next()
+    assert bar.counter.text() == "no match"
+
+
+def test_search_info_incremental(qtbot, view, session):
+    model = view.model
+    bar = view.search_bar
+    text = "==> sleep:"
+    first = next(k for k in range(model.rowCount()) if text in model.info(k, cache=False))
+    second = next(k for k in range(first + 1, model.rowCount()) if text in model.info(k, cache=False))
+    assert first > 2000  # the hit lies beyond the first chunk
+    bar.set_query("Info", text)
+    bar.find_next()
+    assert bar.busy
+    qtbot.waitUntil(lambda: not bar.busy, timeout=20000)
+    assert view.current_merged_index() == first
+    bar.find_next()
+    qtbot.waitUntil(lambda: not bar.busy, timeout=20000)
+    assert view.current_merged_index() == second
+    bar.find_prev()
+    qtbot.waitUntil(lambda: not bar.busy, timeout=20000)
+    assert view.current_merged_index() == first
+    # editing the text cancels a running search
+    bar.find_next()
+    bar.text.setText("something else")
+    assert not bar.busy
+
+
+# --------------------------------------------------------------------------------------------
+# filter dialogs
+# --------------------------------------------------------------------------------------------
+
+def test_event_dialog(qtbot, session):
+    f = Filters()
+    d = EventFilterDialog(session, f)
+    qtbot.addWidget(d)
+    wake = session.streams[0].trace.formats.find("sched_wakeup").id
+    d.set_checked(0, wake, False)
+    d.apply()
+    assert f.get(0, "event", "hide") == {wake} and not f.get(0, "event", "show")
+    # uncheck everything of the guest but sched_switch: the shorter list is kept, as a show filter
+    sw = session.streams[1].trace.formats.find("sched_switch").id
+    d.stream_items[1].setCheckState(0, Qt.CheckState.Unchecked)
+    d.set_checked(1, sw, True)
+    assert d.stream_items[1].checkState(0) == Qt.CheckState.PartiallyChecked
+    d.apply()
+    assert f.get(1, "event", "show") == {sw} and not f.get(1, "event", "hide")
+    eid = merged_col(session, "event_id")
+    m = session.merged()
+    want = ((m.stream == 0) & (eid != wake)) | ((m.stream == 1) & (eid == sw))
+    assert np.array_equal(f.mask(session), want)
+    # a new dialog shows the state; unchecking a whole stream hides all of it
+    d2 = EventFilterDialog(session, f)
+    qtbot.addWidget(d2)
+    assert d2.leaf(0, wake).checkState(0) == Qt.CheckState.Unchecked
+    assert d2.leaf(1, sw).checkState(0) == Qt.CheckState.Checked
+    d2.stream_items[1].setCheckState(0, Qt.CheckState.Unchecked)
+    d2.set_all(True)
+    d2.stream_items[0].setCheckState(0, Qt.CheckState.Unchecked)
+    d2.apply()
+    assert f.mask(session).sum() == int((m.stream == 1).sum())
+
+
+def test_task_cpu_stream_dialogs(qtbot, session, tasks):
+    f = Filters()
+    seen = []
+    f.changed.connect(lambda: seen.append(1))
+    td = TaskFilterDialog(session, f, tasks)
+    qtbot.addWidget(td)
+    td.set_checked(0, 27180, False)
+    td.set_checked(1, 163, False)
+    td.apply()
+    assert seen == [1]  # one notification for the whole dialog
+    assert f.get(0, "task", "hide") == {27180} and f.get(1, "task", "hide") == {163}
+    cd = CpuFilterDialog(session, f)
+    qtbot.addWidget(cd)
+    assert int(cd.leaf(0, 1).text(1)) == int((session.streams[0].buffer.events.column("cpu").to_numpy() == 1).sum())
+    cd.set_checked(0, 0, False)
+    cd.apply()
+    assert f.get(0, "cpu", "hide") == {0}
+    pid, cpu = merged_col(session, "pid"), merged_col(session, "cpu")
+    m = session.merged()
+    want = ((m.stream == 0) & (pid != 27180) & (cpu != 0)) | ((m.stream == 1) & (pid != 163))
+    assert np.array_equal(f.mask(session), want)
+    sd = StreamFilterDialog(session, f)
+    qtbot.addWidget(sd)
+    sd.boxes[0].setChecked(False)
+    sd.apply()
+    assert not f.stream_enabled(0)
+    assert np.array_equal(f.mask(session), (m.stream == 1) & (pid != 163))
+
+
+def test_field_filter_dialog(qtbot, session):
+    f = Filters()
+    d = FieldFilterDialog(session, f)
+    qtbot.addWidget(d)
+    d.select(0, "sched_switch")
+    d.expr.setText('prev_pid == "x"')
+    assert not d.apply_button.isEnabled() and "numeric" in d.status.text()
+    d.expr.setText("prev_pid == 0")
+    assert d.apply_button.isEnabled()
+    d.apply()
+    sw = session.streams[0].trace.formats.find("sched_switch").id
+    assert f.field_filters(0)[sw].condition == "prev_pid == 0"
+    assert d.current.count() == 1 and "applied:" in d.status.text()
+    n_match = int(d.status.text().split()[1])
+    d.only_matching.setChecked(True)
+    assert f.only_matching(0)
+    assert f.stream_mask(session.streams[0]).sum() == n_match
+    d.current.item(0).setSelected(True)
+    d.remove_selected()
+    assert not f.field_filters(0) and d.current.count() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# scale: no per-row work at construction
+# --------------------------------------------------------------------------------------------
+
+class _TiledBuffer:
+    """A buffer whose events table is the real one repeated ``k`` times (later copies shifted in
+    time); payloads come from the original rows."""
+
+    def __init__(self, buf, k: int) -> None:
+        self._buf = buf
+        t = buf.events
+        n = len(t)
+        span = int(t.column("ts").to_numpy()[-1] - t.column("ts").to_numpy()[0]) + 1
+        parts = []
+        for i in range(k):
+            parts.append(t.set_column(0, "ts", pa.array(t.column("ts").to_numpy() + i * span)))
+        self.events = pa.concat_tables(parts).combine_chunks()
+        self.lost = buf.lost.slice(0, 0)
+        self._n = n
+
+    def payload(self, row: int) -> bytes:
+        return self._buf.payload(row % self._n)
+
+    def __getattr__(self, name):
+        return getattr(self._buf, name)
+
+
+def test_model_stores_only_index_arrays(qtbot, files, monkeypatch):
+    host = files[0]
+    tiled = _TiledBuffer(host.buffers[0], 8)
+    n = len(tiled.events)
+    assert n > 1_000_000
+    st = Stream(0, host, tiled, 0, "host", "host", "")
+    sess = Session([host], host, [], [st])
+    renders = []
+    orig = EventTableModel._render_info
+    monkeypatch.setattr(EventTableModel, "_render_info", lambda self, k: renders.append(k) or orig(self, k))
+    f = Filters()
+    v = EventListView(sess, f)
+    qtbot.addWidget(v)
+    model = v.model
+    assert model.rowCount() == n and model.visible_rows() is None
+    assert renders == []
+
+    def big_python_containers(obj):
+        return [k for k, x in vars(obj).items()
+                if isinstance(x, (list, tuple, dict, set)) and len(x) > 1000]
+
+    assert big_python_containers(model) == []
+    for k, x in vars(model).items():
+        if isinstance(x, np.ndarray):
+            assert x.dtype.kind in "iu", k  # index arrays only
+    # filtering keeps one int64 index array, nothing per row
+    f.set(0, "cpu", "hide", [0])
+    assert model.visible_rows().dtype == np.int64 and model.rowCount() == int(f.mask(sess).sum())
+    assert big_python_containers(model) == []
+    # painting renders the visible rows' info only, at the top and at the very bottom
+    v.resize(1200, 400)
+    v.show()
+    qtbot.waitExposed(v)
+    v.grab()
+    shown = len(renders)
+    assert 0 < shown < 100
+    v.table.scrollToBottom()
+    img = v.grab()
+    assert not img.isNull()
+    assert max(renders) == model.merged_index(model.rowCount() - 1)
+    assert len(renders) < 2 * shown + 10
+
+
+def test_screenshot(qtbot, view, tmp_path):
+    view.select_merged_index(52622)
+    qtbot.waitExposed(view)
+    img = view.grab()
+    path = tmp_path / "eventlist.png"
+    assert img.save(str(path))
+    assert img.width() >= 1300 and path.stat().st_size > 10000
