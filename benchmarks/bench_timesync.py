@@ -19,11 +19,29 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kshark_py.loaders.pages import decode_pages  # noqa: E402
 from kshark_py.loaders.timestamps import to_trace_time  # noqa: E402
 from kshark_py.loaders.tracedat import merge_order, open_trace  # noqa: E402
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+
+
+def raw_timestamps(tf, buf) -> np.ndarray:
+    """Raw ring-buffer timestamps of a buffer's events (undoing nothing: re-decoded from the pages)."""
+    from kshark_py.loaders.pages import decode_pages
+
+    out = []
+    for cd in buf.cpu_data:
+        st = next(s for s in buf.stats if s.cpu == cd.cpu)
+        if not st.events:
+            continue
+        if buf.compressed:
+            t = buf._chunks[cd.cpu]
+            k0 = int(np.searchsorted(buf.store.file_offsets, t.file_offsets[0]))
+            arr = buf.store.decompress_range(k0, k0 + len(t.usizes))
+        else:
+            arr = buf.store.data[cd.offset:cd.offset + cd.size]
+        out.append(decode_pages(arr, buf.page_size, tf.lay, tf.header_page.data_offset).ts.view(np.int64))
+    return np.concatenate(out)
 
 
 def tile(ts: np.ndarray, n: int) -> np.ndarray:
@@ -41,17 +59,12 @@ def main() -> int:
     g = open_trace(a.guest)
     h = open_trace(a.host)
     m = g.meta
-    # the guest's raw (unconverted) timestamps, decoded again from each CPU's pages
+    # the guest's raw (unconverted) timestamps: the same file read with --raw-ts semantics
     gb = g.buffers[0]
-    _ = gb.events  # loads and decompresses the data
-    raws, cpus = [], []
-    base = 0
-    for st in gb.stats:
-        arr = gb.data[base:base + st.data_bytes]
-        dec = decode_pages(arr, gb.page_size, g.lay, g.header_page.data_offset)
-        raws.append(dec.ts.view(np.int64))
-        cpus.append(np.full(len(dec.ts), st.cpu, np.int16))
-        base += st.data_bytes
+    ev = gb.events
+    cpu = ev.column("cpu").to_numpy()
+    raws = [raw_timestamps(g, gb)]
+    cpus = [cpu]
     raw_ts = tile(np.concatenate(raws), a.events).view(np.uint64)
     raw_cpu = np.resize(np.concatenate(cpus), a.events)
     best = 1e9

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .loaders.fields import field_array
 from .loaders.printfmt import InfoRenderer, RenderContext
 from .loaders.tracedat import TraceFile
 from .model.session import Session, Stream, merged_view
@@ -45,14 +44,12 @@ def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray,
             if not sel.any():
                 continue
             r = rows[sel]
-            off = t.column("offset").to_numpy()[r]
-            ln = t.column("length").to_numpy()[r]
+            vals = st.buffer.field_arrays(ev, [f for pair in pairs for f in pair], r)
             for pf, cf in pairs:
-                fp, fc = ev.field(pf), ev.field(cf)
-                if fp is None or fc is None:
+                if pf not in vals or cf not in vals:
                     continue
-                pids = np.asarray(field_array(st.buffer.data, off, ln, fp, tf.endian)).astype(np.int64)
-                comms = field_array(st.buffer.data, off, ln, fc, tf.endian).to_pylist()
+                pids = np.asarray(vals[pf]).astype(np.int64)
+                comms = vals[cf].to_pylist()
                 pos_l.append(positions[sel])
                 pid_l.append(pids)
                 comm_l.extend(comms)

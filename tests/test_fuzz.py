@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 
 from kshark_py.loaders.compress import read_chunk_table
 from kshark_py.loaders.errors import TraceDatError
-from kshark_py.loaders.fields import event_fields
 from kshark_py.loaders.tracedat import open_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
@@ -133,14 +132,12 @@ def exercise(path: Path, strict: bool) -> None:
             t = b.events
             _ = b.lost
             eid = t.column("event_id").to_numpy()
-            off = t.column("offset").to_numpy()
-            ln = t.column("length").to_numpy()
             ids, counts = np.unique(eid, return_counts=True)
             for i in ids[np.argsort(-counts)][:4]:
                 ev = formats.get(int(i))
                 if ev is not None:
                     rows = np.flatnonzero(eid == i)[:500]
-                    event_fields(b.data, off[rows], ln[rows], ev, tf.lay.endian)
+                    b.field_arrays(ev, [f.name for f in ev.fields], rows)
             if len(t):
                 b.payload(len(t) - 1)
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .fields import field_array
-
 # (event, pid field, comm field) pairs whose comm names that pid
 _SOURCES = (
     ("sched_switch", "prev_pid", "prev_comm"),
@@ -26,37 +24,39 @@ _SOURCES = (
 )
 
 
-def task_names(buffers, formats, cmdlines: dict[int, str], endian: str) -> dict[int, str]:
+def task_names(buffers, formats, cmdlines: dict[int, str], endian: str = "<") -> dict[int, str]:
     """pid -> comm for every pid the buffers mention. Saved cmdlines win; else the last comm seen."""
     names: dict[int, str] = {}
     for buf in buffers:
         t = buf.events
         eid = t.column("event_id").to_numpy()
-        off_all = t.column("offset").to_numpy()
-        len_all = t.column("length").to_numpy()
+        by_event: dict[str, list[tuple[str, str]]] = {}
         for ev_name, pf, cf in _SOURCES:
-            if cf is None:
-                continue
+            if cf is not None:
+                by_event.setdefault(ev_name, []).append((pf, cf))
+        for ev_name, pairs in by_event.items():
             ev = formats.find(ev_name, "sched")
-            if ev is None or ev.field(pf) is None or ev.field(cf) is None:
+            if ev is None:
                 continue
             rows = np.flatnonzero(eid == ev.id)
             if not len(rows):
                 continue
-            off, ln = off_all[rows], len_all[rows]
-            pids = np.asarray(field_array(buf.data, off, ln, ev.field(pf), endian)).astype(np.int64)
-            comms = field_array(buf.data, off, ln, ev.field(cf), endian)
-            # last occurrence of each pid
-            rev_pids = pids[::-1]
-            uniq, idx = np.unique(rev_pids, return_index=True)
-            last = len(pids) - 1 - idx
-            vals = comms.take(pa.array(last)).to_pylist()
-            for p, c in zip(uniq.tolist(), vals, strict=True):
-                if c:
-                    names[p] = c
+            vals = buf.field_arrays(ev, [f for pair in pairs for f in pair], rows)
+            for pf, cf in pairs:
+                if pf in vals and cf in vals:
+                    _last_names(names, np.asarray(vals[pf]).astype(np.int64), vals[cf])
     names.update(cmdlines)
     names[0] = "<idle>"
     return names
+
+
+def _last_names(names: dict[int, str], pids: np.ndarray, comms: pa.Array) -> None:
+    """Record the last comm seen for each pid (a later source of the same pid overrides)."""
+    uniq, idx = np.unique(pids[::-1], return_index=True)
+    last = len(pids) - 1 - idx
+    for p, c in zip(uniq.tolist(), comms.take(pa.array(last)).to_pylist(), strict=True):
+        if c:
+            names[p] = c
 
 
 def comm_column(pids: np.ndarray, names: dict[int, str]) -> pa.DictionaryArray:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import mmap
 import os
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import schema
-from .compress import ChunkTable, Codec, decompress_block, decompress_chunks, get_codec, read_chunk_table
+from .compress import ChunkTable, Codec, decompress_block, get_codec, read_chunk_table
 from .errors import (
     BadMagicError,
     CorruptSectionError,
@@ -50,6 +49,7 @@ from .errors import (
     TruncatedFileError,
     UnsupportedVersionError,
 )
+from .fields import field_array
 from .formats import EventFormat, EventFormats, HeaderPage, parse_format, parse_header_page
 from .layout import (
     MAGIC,
@@ -69,6 +69,7 @@ from .layout import (
 from .metadata import Kallsyms, parse_cmdlines, parse_printk
 from .options import BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
+from .store import BLOCK_BYTES, ChunkStore, FlatStore
 from .timestamps import to_trace_time
 
 MAX_OPTIONS_SECTIONS = 4096
@@ -114,14 +115,14 @@ class Buffer:
         self.name = name
         self.clock = clock
         self.page_size = page_size
-        self.cpu_data = cpus
+        self.cpu_data = sorted(cpus, key=lambda c: c.cpu)  # slot order of trace-cmd's merge
         self.compressed = compressed
         self.stats: list[CpuStats] = []
         self._table: pa.Table | None = None
         self._lost: pa.Table | None = None
         self._chunks: dict[int, ChunkTable | None] = {}
-        self.data: np.ndarray | None = None
-        """Payload bytes: the whole file (uncompressed) or every CPU's decompressed data."""
+        self.store: FlatStore | ChunkStore | None = None
+        """Record bytes by data offset (the ``offset`` column): see :mod:`.store`."""
 
     @property
     def cpu_count(self) -> int:
@@ -159,13 +160,43 @@ class Buffer:
         t = self.events
         off = int(t.column("offset")[row].as_py())
         ln = int(t.column("length")[row].as_py())
-        return self.data[off:off + ln].tobytes()
+        return self.store.read(off, ln)
 
     def payloads(self, rows: np.ndarray) -> list[bytes]:
         off = self.events.column("offset").to_numpy()[rows]
         ln = self.events.column("length").to_numpy()[rows]
-        d = self.data
-        return [d[o:o + n].tobytes() for o, n in zip(off.tolist(), ln.tolist(), strict=True)]
+        return [self.store.read(o, n) for o, n in zip(off.tolist(), ln.tolist(), strict=True)]
+
+    def field_arrays(self, ev: EventFormat, names: list[str], rows: np.ndarray) -> dict[str, pa.Array]:
+        """Fields ``names`` of event type ``ev`` for the events at ``rows``, as Arrow arrays.
+
+        Work goes block by block over the (decompressed on demand) data, vectorized within each
+        block; results come back in the order of ``rows``.
+        """
+        fields = [f for f in (ev.field(n) for n in names) if f is not None]
+        t = self.events
+        off = t.column("offset").to_numpy()[rows]
+        ln = t.column("length").to_numpy()[rows]
+        parts: dict[str, list[pa.Array]] = {f.name: [] for f in fields}
+        idx_parts: list[np.ndarray] = []
+        for idx, base, block in self.store.blocks(off):
+            idx_parts.append(idx)
+            for f in fields:
+                parts[f.name].append(field_array(block, off[idx] - base, ln[idx], f, self.trace.endian))
+        out: dict[str, pa.Array] = {}
+        if len(idx_parts) == 1 and len(idx_parts[0]) == len(off) and (np.diff(idx_parts[0]) == 1).all():
+            return {name: p[0] for name, p in parts.items()}
+        inv = None
+        if idx_parts:
+            allidx = np.concatenate(idx_parts)
+            inv = np.empty_like(allidx)
+            inv[allidx] = np.arange(len(allidx))
+        for f in fields:
+            if inv is None:
+                out[f.name] = field_array(np.zeros(0, np.uint8), off[:0], ln[:0], f, self.trace.endian)
+            else:
+                out[f.name] = pa.concat_arrays(parts[f.name]).take(pa.array(inv))
+        return out
 
     # -- loading ------------------------------------------------------------------------------
     def _cpu_bytes(self, cd: CpuData) -> tuple[int, int]:
@@ -175,22 +206,33 @@ class Buffer:
         return cd.offset, max(0, end - cd.offset)
 
     def _load(self) -> None:
+        """Decode every CPU's pages block by block (decompressing as it goes), keeping only columns.
+
+        Decompressed data is never held whole: each block (about BLOCK_BYTES) is decoded, its
+        records' common fields read, and dropped; payloads are re-read on demand through
+        :attr:`store`.
+        """
         tf = self.trace
         lay = tf.lay
         ps = self.page_size
-        data_off = tf.header_page.data_offset
-        per_cpu: list[tuple[int, np.ndarray, int]] = []  # (cpu, data view, base offset in self.data)
         self.stats = []
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in
+                                             ("ts", "cpu", "off", "len", "missed", "eid", "pid", "flags", "preempt")}
+        step = max(ps, (BLOCK_BYTES // ps) * ps)
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
-            self.data = whole
+            self.store = FlatStore(whole)
             for cd in self.cpu_data:
                 off, size = self._cpu_bytes(cd)
                 st = CpuStats(cd.cpu, cd.size, size, 0, 0, truncated_bytes=cd.size - size)
                 usable = size - size % ps
-                per_cpu.append((cd.cpu, whole[off:off + usable], off))
                 st.truncated_bytes += size - usable
                 self.stats.append(st)
+                for a in range(0, usable, step):
+                    arr = whole[off + a: off + min(usable, a + step)]
+                    self._decode_part(cols, st, arr, base=off + a, local0=a, cpu_base=off)
+            for st in self.stats:
+                st.truncated_pages = -(-st.truncated_bytes // ps)
         else:
             tables = []
             for cd in self.cpu_data:
@@ -212,68 +254,55 @@ class Buffer:
                                        f"data from there on dropped")
                 tables.append(t)
             self._chunks = dict(zip((cd.cpu for cd in self.cpu_data), tables, strict=True))
-            total = sum(t.total for t in tables if t is not None)
-            self.data = np.empty(total, np.uint8)
-            base = 0
-            with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-                for cd, t in zip(self.cpu_data, tables, strict=True):
-                    st = CpuStats(cd.cpu, cd.size, 0, 0, 0)
-                    if t is None:
-                        self.stats.append(st)
-                        continue
-                    arr, bad_at = decompress_chunks(tf.codec, tf.buf, t, f"CPU {cd.cpu}", pool)
-                    if bad_at is not None:
+            present = [t for t in tables if t is not None]
+            z = np.zeros(0, np.int64)
+            fo = np.concatenate([t.file_offsets for t in present]) if present else z
+            cs = np.concatenate([t.csizes for t in present]) if present else z
+            us = np.concatenate([t.usizes for t in present]) if present else z
+            ustarts = np.concatenate(([0], np.cumsum(us)[:-1])).astype(np.int64) if len(us) else z
+            self.store = ChunkStore(tf.codec, tf.buf, fo, cs, us, ustarts)
+            k0 = 0
+            for cd, t in zip(self.cpu_data, tables, strict=True):
+                st = CpuStats(cd.cpu, cd.size, 0, 0, 0)
+                self.stats.append(st)
+                if t is None:
+                    continue
+                if t.truncated_at is not None:
+                    st.truncated_bytes = max(0, cd.offset + 4 + cd.size - t.truncated_at)
+                    if t.truncated_at + lay.compress_block.size <= tf.file_size:
+                        _c, u = lay.compress_block.unpack_from(tf.buf, t.truncated_at)
+                        st.truncated_pages = -(-u // ps) if u <= 16 * 10 * ps else 0
+                    elif t.truncated_at < cd.offset + 4 + cd.size:
+                        st.truncated_pages = 1
+                n = len(t.usizes)
+                cpu_base = int(ustarts[k0]) if n else 0
+                local_starts = np.concatenate(([0], np.cumsum(t.usizes))).astype(np.int64)
+                i = 0
+                while i < n:
+                    j = i + max(1, int(np.searchsorted(local_starts[i + 1:] - local_starts[i], step, side="right")))
+                    j = min(j, n)
+                    try:
+                        arr = self.store.decompress_range(k0 + i, k0 + j)
+                    except Exception:
+                        arr, bad = self._salvage(k0, i, j)
+                        if len(arr):
+                            st.data_bytes += len(arr)
+                            self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
+                                              local0=int(local_starts[i]), cpu_base=cpu_base)
+                        bad_at = int(t.file_offsets[bad]) - lay.compress_block.size
                         if tf.strict:
                             raise CorruptSectionError(f"CPU {cd.cpu} data: chunk does not decompress",
                                                       path=tf.path, section=f"buffer {self.name!r}",
-                                                      offset=bad_at)
+                                                      offset=bad_at) from None
                         tf.warnings.append(f"buffer {self.name!r} CPU {cd.cpu}: chunk at byte {bad_at} "
                                            f"does not decompress; data after it dropped")
-                    if t.truncated_at is not None:
-                        st.truncated_bytes = max(0, cd.offset + 4 + cd.size - t.truncated_at)
-                        if t.truncated_at + lay.compress_block.size <= tf.file_size:
-                            _c, u = lay.compress_block.unpack_from(tf.buf, t.truncated_at)
-                            st.truncated_pages = -(-u // ps) if u <= 16 * 10 * ps else 0
-                        elif t.truncated_at < cd.offset + 4 + cd.size:
-                            st.truncated_pages = 1
-                    self.data[base:base + len(arr)] = arr
-                    st.data_bytes = len(arr)
-                    per_cpu.append((cd.cpu, self.data[base:base + len(arr)], base))
-                    base += len(arr)
-                    self.stats.append(st)
-            self.data = self.data[:base]
+                        break
+                    st.data_bytes += len(arr)
+                    self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
+                                      local0=int(local_starts[i]), cpu_base=cpu_base)
+                    i = j
+                k0 += n
 
-        if not self.compressed:
-            for st in self.stats:
-                st.truncated_pages = -(-st.truncated_bytes // ps)
-        stats_by_cpu = {s.cpu: s for s in self.stats}
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "cpu", "off", "len", "missed")}
-        for cpu, arr, base in per_cpu:
-            dec = decode_pages(arr, ps, lay, data_off)
-            st = stats_by_cpu[cpu]
-            st.pages = dec.n_pages
-            st.events = len(dec.ts)
-            st.bad_pages = dec.bad_pages
-            st.truncated_bytes += dec.partial_page_bytes
-            if dec.bad_pages and tf.strict:
-                b = dec.bad_pages[0]
-                raise CorruptSectionError(
-                    f"CPU {cpu} page {b.page}: {b.reason}"
-                    + ("" if not self.compressed else f" (byte {b.offset} of the decompressed data)"),
-                    path=tf.path, section=f"buffer {self.name!r} flyrecord", offset=self._file_offset(cpu, base, b))
-            if dec.bad_pages:
-                tf.warnings.append(f"buffer {self.name!r} CPU {cpu}: {len(dec.bad_pages)} corrupt page(s), "
-                                   f"first page {dec.bad_pages[0].page} at byte "
-                                   f"{self._file_offset(cpu, base, dec.bad_pages[0])}: {dec.bad_pages[0].reason}; "
-                                   f"records after each fault dropped")
-            m = dec.missed
-            st.lost_events = int(m[m > 0].sum())
-            st.lost_unknown_pages = int((m < 0).sum())
-            cols["ts"].append(dec.ts)
-            cols["cpu"].append(np.full(len(dec.ts), cpu, np.int16))
-            cols["off"].append(dec.offset + base)
-            cols["len"].append(dec.length)
-            cols["missed"].append(m)
         for st in self.stats:
             if st.truncated_bytes:
                 tf.warnings.append(f"buffer {self.name!r} CPU {st.cpu}: file truncated, "
@@ -281,38 +310,57 @@ class Buffer:
                                    f"({'at least ' if self.compressed else ''}{st.truncated_pages} pages lost)")
         self._build_table(cols)
 
-    def _file_offset(self, cpu: int, base: int, bad: BadPage) -> int:
-        """File offset of a bad page's fault: exact when uncompressed, else its chunk's header."""
-        if not self.compressed:
-            return base + bad.offset
-        t = self._chunks.get(cpu)
-        if t is None or not len(t.usizes):
-            return next(cd.offset for cd in self.cpu_data if cd.cpu == cpu)
-        k = int(np.searchsorted(np.cumsum(t.usizes), bad.offset, side="right"))
-        return int(t.file_offsets[min(k, len(t.file_offsets) - 1)]) - self.trace.lay.compress_block.size
+    def _salvage(self, k0: int, i: int, j: int) -> tuple[np.ndarray, int]:
+        """Chunks ``i..j-1`` of a CPU one by one: (the good prefix, index of the first bad chunk)."""
+        good = []
+        for k in range(i, j):
+            try:
+                c = self.store._chunk_bytes(k0 + k)
+                if len(c) != int(self.store.usizes[k0 + k]):
+                    raise ValueError("short chunk")
+            except Exception:
+                return (np.concatenate(good) if good else np.zeros(0, np.uint8)), k
+            good.append(np.frombuffer(c, np.uint8))
+        return np.concatenate(good), j  # pragma: no cover (the range failed as a whole)
 
-    def _build_table(self, cols: dict[str, list[np.ndarray]]) -> None:
+    def _decode_part(self, cols: dict[str, list[np.ndarray]], st: CpuStats, arr: np.ndarray, *, base: int,
+                     local0: int, cpu_base: int) -> None:
+        """Decode whole pages ``arr`` of one CPU (at data offset ``base``; ``local0`` bytes into the
+        CPU's data) and append their records' columns, common fields included."""
         tf = self.trace
         lay = tf.lay
-        if cols["ts"]:
-            raw = np.concatenate(cols["ts"])
-            cpu = np.concatenate(cols["cpu"])
-            off = np.concatenate(cols["off"])
-            ln = np.concatenate(cols["len"])
-            missed = np.concatenate(cols["missed"])
-        else:
-            raw = np.zeros(0, np.uint64)
-            cpu = np.zeros(0, np.int16)
-            off = np.zeros(0, np.int64)
-            ln = np.zeros(0, np.int32)
-            missed = np.zeros(0, np.int64)
-        # records are 4-byte aligned: read the common fields as two 32-bit words per record,
-        # in file order (sequential memory access), before reordering by time
-        d = self.data
-        words = d[: len(d) - len(d) % 4].view(lay.np_u32)
+        ps = self.page_size
+        dec = decode_pages(arr, ps, lay, tf.header_page.data_offset)
+        page0 = local0 // ps
+        for b in dec.bad_pages:
+            b.page += page0
+            b.offset += local0
+        st.pages += dec.n_pages
+        st.events += len(dec.ts)
+        st.bad_pages.extend(dec.bad_pages)
+        st.truncated_bytes += dec.partial_page_bytes
+        if dec.bad_pages and tf.strict:
+            b = dec.bad_pages[0]
+            raise CorruptSectionError(
+                f"CPU {st.cpu} page {b.page}: {b.reason}"
+                + ("" if not self.compressed else f" (byte {b.offset} of the decompressed data)"),
+                path=tf.path, section=f"buffer {self.name!r} flyrecord",
+                offset=self._file_offset(st.cpu, cpu_base, b))
+        if dec.bad_pages:
+            tf.warnings.append(f"buffer {self.name!r} CPU {st.cpu}: {len(dec.bad_pages)} corrupt page(s), "
+                               f"first page {dec.bad_pages[0].page} at byte "
+                               f"{self._file_offset(st.cpu, cpu_base, dec.bad_pages[0])}: "
+                               f"{dec.bad_pages[0].reason}; records after each fault dropped")
+        m = dec.missed
+        st.lost_events += int(m[m > 0].sum())
+        st.lost_unknown_pages += int((m < 0).sum())
+        # records are 4-byte aligned: read the common fields as two 32-bit words per record while
+        # the block is in memory (sequential access)
+        ln = dec.length
+        words = arr[: len(arr) - len(arr) % 4].view(lay.np_u32)
         short = ln < 8
-        widx = np.where(short, 0, off // 4)
-        if len(words):
+        widx = np.where(short, 0, dec.offset // 4)
+        if len(words) and len(widx):
             w0 = words[widx].astype(np.uint32)
             pid = words[np.minimum(widx + 1, len(words) - 1)].astype(np.uint32).view(np.int32)
         else:
@@ -329,20 +377,49 @@ class Buffer:
         if short.any():
             event_id[short] = -1
             pid = np.where(short, -1, pid).astype(np.int32)
+        cols["ts"].append(dec.ts)
+        cols["cpu"].append(np.full(len(dec.ts), st.cpu, np.int16))
+        cols["off"].append(dec.offset + base)
+        cols["len"].append(dec.length)
+        cols["missed"].append(m)
+        cols["eid"].append(event_id)
+        cols["pid"].append(pid)
+        cols["flags"].append(flags)
+        cols["preempt"].append(preempt)
 
-        ts = tf.convert_ts(raw, cpu)
-        bounds = np.cumsum([0] + [len(x) for x in cols["ts"]])
+    def _file_offset(self, cpu: int, base: int, bad: BadPage) -> int:
+        """File offset of a bad page's fault: exact when uncompressed, else its chunk's header."""
+        if not self.compressed:
+            return base + bad.offset
+        t = self._chunks.get(cpu)
+        if t is None or not len(t.usizes):
+            return next(cd.offset for cd in self.cpu_data if cd.cpu == cpu)
+        k = int(np.searchsorted(np.cumsum(t.usizes), bad.offset, side="right"))
+        return int(t.file_offsets[min(k, len(t.file_offsets) - 1)]) - self.trace.lay.compress_block.size
+
+    def _build_table(self, cols: dict[str, list[np.ndarray]]) -> None:
+        tf = self.trace
+        dtypes = {"ts": np.uint64, "cpu": np.int16, "off": np.int64, "len": np.int32, "missed": np.int64,
+                  "eid": np.int32, "pid": np.int32, "flags": np.uint8, "preempt": np.uint8}
+        c = {k: (np.concatenate(v) if v else np.zeros(0, dtypes[k])) for k, v in cols.items()}
+        # per-CPU segments, in CPU order, for the merge (a CPU's blocks are consecutive)
+        cpu = c["cpu"]
+        ts = tf.convert_ts(c.pop("ts"), cpu)
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(cpu) != 0) + 1, [len(cpu)]))
         order = merge_order([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        ts, cpu, off, ln = ts[order], cpu[order], off[order], ln[order]
-        event_id, pid, flags, preempt = event_id[order], pid[order], flags[order], preempt[order]
+        missed = c.pop("missed")
         lost_src = np.flatnonzero(missed)
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order), dtype=order.dtype)
         rows = np.sort(inv[lost_src])
         lost_count = missed[order[rows]]
-        self._table = schema.events_table(ts=ts, cpu=cpu, pid=pid, event_id=event_id, flags=flags,
-                                          preempt=preempt, offset=off, length=ln)
-        self._lost = schema.lost_table(row=rows, ts=ts[rows], cpu=cpu[rows], count=lost_count)
+        del inv, missed
+        ts = ts[order]
+        out = {k: v[order] for k, v in c.items()}
+        self._table = schema.events_table(ts=ts, cpu=out["cpu"], pid=out["pid"], event_id=out["eid"],
+                                          flags=out["flags"], preempt=out["preempt"], offset=out["off"],
+                                          length=out["len"])
+        self._lost = schema.lost_table(row=rows, ts=ts[rows], cpu=out["cpu"][rows], count=lost_count)
 
 
 def merge_order(segments: list[np.ndarray]) -> np.ndarray:
@@ -392,7 +469,7 @@ class TraceFile:
 
     def close(self) -> None:
         for b in getattr(self, "buffers", []):
-            b.data = None
+            b.store = None
             b._table = None
         try:
             if getattr(self, "buf", None) is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..loaders.fields import field_array
 from ..loaders.tracedat import Buffer
 
 
@@ -31,14 +30,7 @@ def event_columns(buffer: Buffer, event_name: str, names: list[str], system: str
     out: dict[str, np.ndarray | pa.Array] = {}
     if ev is None:
         return rows, out
-    t = buffer.events
-    off = t.column("offset").to_numpy()[rows]
-    ln = t.column("length").to_numpy()[rows]
-    for n in names:
-        f = ev.field(n)
-        if f is None:
-            continue
-        arr = field_array(buffer.data, off, ln, f, tf.endian)
+    for n, arr in buffer.field_arrays(ev, names, rows).items():
         if pa.types.is_integer(arr.type):
             out[n] = arr.to_numpy(zero_copy_only=False)
         else:

@@ -1,0 +1,125 @@
+"""Random access to a buffer's record bytes without keeping the decompressed data in memory.
+
+Records are addressed by a "data offset": for an uncompressed file, the byte offset in the file
+(the file is memory-mapped, so nothing is copied); for a compressed file, the offset in the
+concatenation of every CPU's *decompressed* data.  A compressed store keeps only the chunk index
+(trace-cmd chunks of 10 pages, each an independent zstd/zlib frame) and decompresses on demand:
+single records through a small LRU cache (the event list, ``report``), and many records at once
+in large contiguous blocks, decompressed in parallel (vectorized field extraction).  A record
+never crosses a page, and chunks hold whole pages, so every record lies inside one chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .compress import Codec
+
+BLOCK_BYTES = 32 << 20
+"""Decompressed bytes handled at once by bulk operations: bounds memory, keeps caches warm."""
+CACHE_CHUNKS = 512
+
+
+class FlatStore:
+    """Record bytes that are already contiguous in memory (an mmap'd uncompressed file)."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+
+    def read(self, off: int, n: int) -> bytes:
+        return self.data[off:off + n].tobytes()
+
+    def blocks(self, offsets: np.ndarray) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
+        """(indices into ``offsets``, base offset, bytes) covering every offset: here, one block."""
+        yield np.arange(len(offsets)), 0, self.data
+
+
+class ChunkStore:
+    """Record bytes of compressed CPU data, decompressed chunk by chunk on demand."""
+
+    def __init__(self, codec: Codec, buf, file_offsets: np.ndarray, csizes: np.ndarray, usizes: np.ndarray,
+                 ustarts: np.ndarray) -> None:
+        self.codec = codec
+        self.buf = buf
+        self.file_offsets = file_offsets.astype(np.int64)
+        self.csizes = csizes.astype(np.int64)
+        self.usizes = usizes.astype(np.int64)
+        self.ustarts = ustarts.astype(np.int64)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __len__(self) -> int:
+        return len(self.ustarts)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        return self._pool
+
+    def chunk_of(self, offsets: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ustarts, offsets, side="right") - 1
+
+    def _chunk_bytes(self, k: int) -> bytes:
+        o, c, u = int(self.file_offsets[k]), int(self.csizes[k]), int(self.usizes[k])
+        return self.codec.decompress(memoryview(self.buf)[o:o + c], u)
+
+    def chunk(self, k: int) -> np.ndarray:
+        """Chunk ``k`` decompressed (cached)."""
+        c = self._cache.get(k)
+        if c is not None:
+            self._cache.move_to_end(k)
+            return c
+        c = np.frombuffer(self._chunk_bytes(k), np.uint8)
+        self._cache[k] = c
+        if len(self._cache) > CACHE_CHUNKS:
+            self._cache.popitem(last=False)
+        return c
+
+    def read(self, off: int, n: int) -> bytes:
+        k = int(self.chunk_of(np.array([off]))[0])
+        if k < 0:
+            return b""
+        rel = off - int(self.ustarts[k])
+        return self.chunk(k)[rel:rel + n].tobytes()
+
+    def decompress_range(self, a: int, b: int) -> np.ndarray:
+        """Chunks ``a..b-1`` (contiguous in data offsets) decompressed into one array."""
+        base = int(self.ustarts[a])
+        out = np.empty(int(self.ustarts[b - 1] + self.usizes[b - 1]) - base, np.uint8)
+
+        def one(k: int) -> None:
+            s = int(self.ustarts[k]) - base
+            out[s:s + int(self.usizes[k])] = np.frombuffer(self._chunk_bytes(k), np.uint8)
+
+        if b - a > 1:
+            list(self.pool.map(one, range(a, b), chunksize=max(1, (b - a) // 8)))
+        else:
+            one(a)
+        return out
+
+    def blocks(self, offsets: np.ndarray) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
+        """(indices into ``offsets``, base offset, bytes) for blocks of consecutive chunks that
+        together cover every offset; each block holds at most about BLOCK_BYTES."""
+        if len(offsets) == 0 or len(self.ustarts) == 0:
+            return
+        k = self.chunk_of(offsets)
+        order = np.argsort(k, kind="stable")
+        ks = k[order]
+        need = np.unique(ks)
+        # split the needed chunks into runs of consecutive ids, at most BLOCK_BYTES each
+        cut = np.flatnonzero(np.diff(need) != 1) + 1
+        for run in np.split(need, cut):
+            start = 0
+            while start < len(run):
+                size = np.cumsum(self.usizes[run[start:]])
+                stop = start + max(1, int(np.searchsorted(size, BLOCK_BYTES, side="right")))
+                a, b = int(run[start]), int(run[stop - 1]) + 1
+                lo, hi = np.searchsorted(ks, [a, b])
+                yield order[lo:hi], int(self.ustarts[a]), self.decompress_range(a, b)
+                start = stop
