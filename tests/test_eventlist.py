@@ -289,7 +289,7 @@ def test_search_info_incremental(qtbot, view, session):
     text = "==> sleep:"
     first = next(k for k in range(model.rowCount()) if text in model.info(k, cache=False))
     second = next(k for k in range(first + 1, model.rowCount()) if text in model.info(k, cache=False))
-    assert first > 2000  # the hit lies beyond the first chunk
+    assert first > 1000  # the hit lies beyond the first slice of work
     bar.set_query("Info", text)
     bar.find_next()
     assert bar.busy

@@ -113,7 +113,10 @@ class EventTableModel(QAbstractTableModel):
         self._lost_color = QColor("#ffd6d6")
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         if filters is not None:
-            filters.changed.connect(self.refresh)
+            cb = self.refresh
+            filters.changed.connect(cb)
+            # the filters may outlive this model (a reopened list): stop calling a deleted model
+            self.destroyed.connect(lambda *_: filters.changed.disconnect(cb))
             self._rows = self._visible_from_filters()
 
     # ---- rows -------------------------------------------------------------------------------

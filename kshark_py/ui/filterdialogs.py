@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..model.filters import FieldFilter, Filters, FilterSyntaxError, TaskIndex, stream_column
+from ..model.filters import FieldFilter, Filters, FilterSyntaxError, TaskIndex, stream_column, value_counts
 from ..model.session import Session, Stream
 
 ValueRole = Qt.ItemDataRole.UserRole + 1
@@ -173,7 +173,7 @@ class EventFilterDialog(CheckTreeDialog):
     title = "Filter events"
 
     def fill_stream(self, st: Stream, parent: QTreeWidgetItem) -> None:
-        ids, counts = np.unique(stream_column(st, "event_id"), return_counts=True)
+        ids, counts = value_counts(stream_column(st, "event_id"))
         by_sys: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
         for eid, n in zip(ids.tolist(), counts.tolist(), strict=True):
             ev = st.trace.formats.get(eid)
@@ -326,7 +326,7 @@ class FieldFilterDialog(QDialog):
 
     def _stream_changed(self) -> None:
         st = self.current_stream()
-        ids = np.unique(stream_column(st, "event_id")).tolist()
+        ids = value_counts(stream_column(st, "event_id"))[0].tolist()
         evs = sorted((ev for i in ids if (ev := st.trace.formats.get(i)) is not None),
                      key=lambda e: (e.system, e.name))
         self.event.blockSignals(True)
