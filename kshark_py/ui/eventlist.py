@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QFontDatabase, QFontMetricsF
+from PySide6.QtGui import QAction, QColor, QFontDatabase, QFontMetricsF, QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView, QVBoxLayout, QWidget
 
 from ..loaders.printfmt import InfoRenderer
@@ -319,6 +319,9 @@ class EventListView(QWidget):
         lay.addWidget(self.search_bar)
         lay.addWidget(self.table)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self, self.search_bar.focus)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.FindNext), self, self.search_bar.find_next)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.FindPrevious), self, self.search_bar.find_prev)
         self.model.modelAboutToBeReset.connect(self._remember)
         self.model.modelReset.connect(self._restore)
         self._kept: int | None = None

@@ -124,6 +124,11 @@ class SearchBar(QWidget):
         self.mode.setCurrentText(mode)
         self.text.setText(text)
 
+    def focus(self) -> None:
+        """Ctrl+F: put the cursor in the text field, text selected."""
+        self.text.setFocus()
+        self.text.selectAll()
+
     @property
     def busy(self) -> bool:
         """An Info search is running."""
