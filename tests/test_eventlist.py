@@ -143,8 +143,8 @@ def test_filtered_model_follows_filters(qapp, session, tasks):
     hidden = int(np.setdiff1d(np.arange(len(session.merged())), vis)[0])
     assert model.row_of(hidden) == -1
     assert model.merged_index(model.nearest_row(hidden)) in (vis[vis < hidden][-1], vis[vis > hidden][0])
-    f.apply_to_list = False
-    model.refresh()
+    f.apply_to_list = False  # notifies: the list shows everything again
+    assert resets == [1, 1]
     assert model.rowCount() == len(session.merged())
     f.apply_to_list = True
     f.clear()

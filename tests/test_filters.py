@@ -248,6 +248,12 @@ def test_serialization_roundtrip_and_kernelshark_keys(session):
     assert len(warn) == 1 and "kvm/kvm_exit" in warn[0]
     assert h.get(1, "event", "show") == {ev_id(session, 1, "sched_switch")}
     assert h.import_stream(st0, {"type": "kshark.config.filter", "filter mask": 7}) == []
+    assert h.apply_to_list and h.apply_to_graph
+    # KernelShark's "Apply filters to Graph" unchecked: the graph bit is cleared
+    h.import_stream(st0, {"type": "kshark.config.filter", "filter mask": 5})
+    assert h.apply_to_list and not h.apply_to_graph
+    assert h.export_stream(st0)["filter mask"] == 5
+    assert host["filter mask"] == 7
 
 
 def test_task_index(session):

@@ -50,6 +50,8 @@ _KS_KEYS = {
     ("cpu", "show"): "show cpu filter", ("cpu", "hide"): "hide cpu filter",
 }
 KS_ADV_KEY = "adv event filter"
+KS_TEXT_VIEW, KS_GRAPH_VIEW, KS_EVENT_VIEW = 1 << 0, 1 << 1, 1 << 2
+"""Bits of KernelShark's ``"filter mask"`` (libkshark.h): where filters apply."""
 ONLY_MATCHING_KEY = "kshark-py adv only matching"
 """Our own key: KernelShark has no such switch (its advanced filter always hides other types)."""
 
@@ -411,10 +413,8 @@ class Filters:
     def __init__(self) -> None:
         self._streams: dict[int, StreamFilter] = {}
         self._disabled: frozenset[int] = frozenset()
-        self.apply_to_list = True
-        """KernelShark's "Apply filters to List" (the list view honours it)."""
-        self.apply_to_graph = True
-        """KernelShark's "Apply filters to Graph" (the graph honours it)."""
+        self._apply_list = True
+        self._apply_graph = True
         self.changed = Emitter()
         """Fired with no arguments after each real change (or once at the end of a batch)."""
         self.version = 0
@@ -457,6 +457,34 @@ class Filters:
         else:
             self._streams[stream] = new
         self._touch(stream)
+
+    # ---- where filters apply ------------------------------------------------------------
+    @property
+    def apply_to_list(self) -> bool:
+        """KernelShark's "Apply filters to List" (the list view honours it)."""
+        return self._apply_list
+
+    @apply_to_list.setter
+    def apply_to_list(self, on: bool) -> None:
+        if bool(on) != self._apply_list:
+            self._apply_list = bool(on)
+            self._touch(None)
+
+    @property
+    def apply_to_graph(self) -> bool:
+        """KernelShark's "Apply filters to Graph" (the graph honours it)."""
+        return self._apply_graph
+
+    @apply_to_graph.setter
+    def apply_to_graph(self, on: bool) -> None:
+        if bool(on) != self._apply_graph:
+            self._apply_graph = bool(on)
+            self._touch(None)
+
+    @property
+    def filter_mask(self) -> int:
+        """KernelShark's ``"filter mask"`` bits: text view 1, graph view 2, event view 4 (always)."""
+        return (KS_TEXT_VIEW if self._apply_list else 0) | (KS_GRAPH_VIEW if self._apply_graph else 0) | KS_EVENT_VIEW
 
     # ---- show/hide sets -----------------------------------------------------------------
     def get(self, stream: int, kind: str, mode: str) -> frozenset[int]:
@@ -619,7 +647,7 @@ class Filters:
     # ---- serialization ------------------------------------------------------------------
     def export_stream(self, stream: Stream) -> dict[str, Any]:
         """One stream's KernelShark ``"filters"`` document (event ids as ``system/name``)."""
-        doc: dict[str, Any] = {"type": "kshark.config.filter"}
+        doc: dict[str, Any] = {"type": "kshark.config.filter", "filter mask": self.filter_mask}
         sf = self._streams.get(stream.index, StreamFilter())
         fmts = stream.trace.formats
         for (kind, mode), key in _KS_KEYS.items():
@@ -667,7 +695,12 @@ class Filters:
                 ffs[ev.id] = FieldFilter.parse(cond, ev)
             except FilterSyntaxError as e:
                 warnings.append(f"{stream.name}: advanced filter {name}: {e}")
-        self._replace(stream.index, StreamFilter(sets, ffs, bool(doc.get(ONLY_MATCHING_KEY, False))))
+        with self.batch():
+            self._replace(stream.index, StreamFilter(sets, ffs, bool(doc.get(ONLY_MATCHING_KEY, False))))
+            if "filter mask" in doc:
+                fm = int(doc["filter mask"])
+                self.apply_to_list = bool(fm & KS_TEXT_VIEW)
+                self.apply_to_graph = bool(fm & KS_GRAPH_VIEW)
         return warnings
 
     def to_dict(self, session: Session) -> dict[str, Any]:
