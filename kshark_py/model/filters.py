@@ -562,6 +562,22 @@ class Filters:
         self._replace(stream.index, replace(cur, field_filters=ff))
         return compiled
 
+    def field_matches(self, stream: Stream, event_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rows of that event type, bool per row) for the field filter set on it (cached), or None."""
+        ff = self._streams.get(stream.index, StreamFilter()).field_filters.get(event_id)
+        if ff is None:
+            return None
+        rows = np.flatnonzero(stream_column(stream, "event_id") == event_id)
+        return rows, self._field_result(stream, ff, rows)
+
+    def _field_result(self, stream: Stream, ff: FieldFilter, rows: np.ndarray) -> np.ndarray:
+        ckey = (id(stream.buffer), ff.event_id, ff.condition)
+        res = self._field_cache.get(ckey)
+        if res is None:
+            res = ff.evaluate(stream.buffer, rows)
+            self._field_cache[ckey] = res
+        return res
+
     def field_filters(self, stream: int) -> dict[int, FieldFilter]:
         return dict(self._streams.get(stream, StreamFilter()).field_filters)
 
@@ -613,12 +629,7 @@ class Filters:
                 ff_mask = np.ones(n, bool)
             for ev_id, ff in sf.field_filters.items():
                 rows = np.flatnonzero(eid == ev_id)
-                ckey = (id(stream.buffer), ev_id, ff.condition)
-                res = self._field_cache.get(ckey)
-                if res is None:
-                    res = ff.evaluate(stream.buffer, rows)
-                    self._field_cache[ckey] = res
-                ff_mask[rows] = res
+                ff_mask[rows] = self._field_result(stream, ff, rows)
             mask = ff_mask if mask is None else (mask & ff_mask)
         return mask
 

@@ -394,11 +394,11 @@ class FieldFilterDialog(QDialog):
         except FilterSyntaxError as e:
             self._status(str(e), ok=False)
             return
-        ff = self.filters.field_filters(st.index).get(eid)
-        if ff is not None:
-            rows = np.flatnonzero(stream_column(st, "event_id") == eid)
-            n = int(ff.evaluate(st.buffer, rows).sum())
-            self._status(f"applied: {n} of {len(rows)} {ff.event_name} events match", ok=True)
+        res = self.filters.field_matches(st, eid)
+        if res is not None:
+            rows, hit = res
+            name = self.event.currentText().split("/")[-1]
+            self._status(f"applied: {int(hit.sum())} of {len(rows)} {name} events match", ok=True)
         self._refresh_list()
 
     def _refresh_list(self) -> None:
