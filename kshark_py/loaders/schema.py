@@ -30,8 +30,13 @@ LOST = pa.schema([("row", pa.int64()), ("ts", pa.int64()), ("cpu", pa.int16()), 
 
 
 def events_table(**cols: np.ndarray) -> pa.Table:
-    return pa.Table.from_arrays([pa.array(np.asarray(cols[f.name], dtype=f.type.to_pandas_dtype()))
-                                 for f in EVENTS], schema=EVENTS)
+    """Wrap the columns without copying (numpy arrays of the schema's types become Arrow zero-copy)."""
+    arrays = []
+    for f in EVENTS:
+        a = np.asarray(cols.pop(f.name), dtype=f.type.to_pandas_dtype())
+        arrays.append(pa.array(a))
+        del a
+    return pa.Table.from_arrays(arrays, schema=EVENTS)
 
 
 def lost_table(**cols: np.ndarray) -> pa.Table:

@@ -66,6 +66,7 @@ from .layout import (
     layouts,
     unpack_at,
 )
+from .memory import release_free_memory
 from .metadata import Kallsyms, parse_cmdlines, parse_printk
 from .options import BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
@@ -121,6 +122,8 @@ class Buffer:
         self._table: pa.Table | None = None
         self._lost: pa.Table | None = None
         self._chunks: dict[int, ChunkTable | None] = {}
+        self._rows_cache: dict[int, np.ndarray] = {}
+        self._field_cache: dict[tuple[int, str], pa.Array] = {}
         self.store: FlatStore | ChunkStore | None = None
         """Record bytes by data offset (the ``offset`` column): see :mod:`.store`."""
 
@@ -150,6 +153,7 @@ class Buffer:
     def _checked_load(self) -> None:
         try:
             self._load()
+            release_free_memory()  # the per-block temporaries are gone now; hand their pages back
         except TraceDatError as e:
             self._table = self._lost = None
             e.with_context(path=self.trace.path, section=f"buffer {self.name!r} flyrecord")
@@ -167,36 +171,82 @@ class Buffer:
         ln = self.events.column("length").to_numpy()[rows]
         return [self.store.read(o, n) for o, n in zip(off.tolist(), ln.tolist(), strict=True)]
 
-    def field_arrays(self, ev: EventFormat, names: list[str], rows: np.ndarray) -> dict[str, pa.Array]:
-        """Fields ``names`` of event type ``ev`` for the events at ``rows``, as Arrow arrays.
+    def rows_of(self, event_id: int) -> np.ndarray:
+        """Rows of one event type (cached: filters, intervals and names all ask for the same)."""
+        r = self._rows_cache.get(event_id)
+        if r is None:
+            r = self._rows_cache[event_id] = np.flatnonzero(self.events.column("event_id").to_numpy() == event_id)
+        return r
 
-        Work goes block by block over the (decompressed on demand) data, vectorized within each
-        block; results come back in the order of ``rows``.
+    def field_arrays(self, ev: EventFormat, names: list[str], rows: np.ndarray | None = None) -> dict[str, pa.Array]:
+        """Fields ``names`` of event type ``ev`` for the events at ``rows`` (default: all of that type),
+        as Arrow arrays in the order of ``rows``.
+
+        Whole columns (every record of the type) are extracted once and cached, so the GUI's many
+        questions about sched_switch cost one pass over the data.
         """
-        fields = [f for f in (ev.field(n) for n in names) if f is not None]
+        missing = [n for n in names if ev.field(n) is not None and (ev.id, n) not in self._field_cache]
+        if missing:
+            self.prefetch([(ev, missing)])
+        out = {n: self._field_cache[(ev.id, n)] for n in names if (ev.id, n) in self._field_cache}
+        if rows is None:
+            return out
+        all_rows = self.rows_of(ev.id)
+        if len(rows) == len(all_rows) and (rows == all_rows).all():
+            return out
+        pos = np.searchsorted(all_rows, rows)
+        pos = np.clip(pos, 0, max(len(all_rows) - 1, 0))
+        if len(rows) and not (all_rows[pos] == rows).all():
+            raise ValueError(f"rows passed for {ev.name} include events of another type")
+        idx = pa.array(pos)
+        return {n: a.take(idx) for n, a in out.items()}
+
+    def prefetch(self, requests: list[tuple[EventFormat, list[str]]]) -> None:
+        """Extract several events' fields in one pass over the data (decompressing each block once)."""
+        endian = self.trace.endian
         t = self.events
-        off = t.column("offset").to_numpy()[rows]
-        ln = t.column("length").to_numpy()[rows]
-        parts: dict[str, list[pa.Array]] = {f.name: [] for f in fields}
-        idx_parts: list[np.ndarray] = []
-        for idx, base, block in self.store.blocks(off):
-            idx_parts.append(idx)
+        off_all = t.column("offset").to_numpy()
+        len_all = t.column("length").to_numpy()
+        jobs = []
+        for ev, names in requests:
+            fields = [f for f in (ev.field(n) for n in names) if f is not None and (ev.id, f.name) not in
+                      self._field_cache]
+            if fields:
+                jobs.append((ev, fields, self.rows_of(ev.id)))
+        if not jobs:
+            return
+        union = np.concatenate([r for _, _, r in jobs])
+        which = np.concatenate([np.full(len(r), k, np.int32) for k, (_, _, r) in enumerate(jobs)])
+        pos_in_event = np.concatenate([np.arange(len(r)) for _, _, r in jobs])
+        parts: dict[tuple[int, str], list[pa.Array]] = {(ev.id, f.name): [] for ev, fs, _ in jobs for f in fs}
+        order_parts: dict[int, list[np.ndarray]] = {k: [] for k in range(len(jobs))}
+        off_u = off_all[union]
+        for idx, base, block in self.store.blocks(off_u):
+            w = which[idx]
+            for k, (ev, fields, _r) in enumerate(jobs):
+                sel = idx[w == k]
+                if not len(sel):
+                    continue
+                order_parts[k].append(pos_in_event[sel])
+                ro = off_u[sel] - base
+                rl = len_all[union[sel]]
+                for f in fields:
+                    parts[(ev.id, f.name)].append(field_array(block, ro, rl, f, endian))
+        for k, (ev, fields, r) in enumerate(jobs):
+            got = np.concatenate(order_parts[k]) if order_parts[k] else np.zeros(0, np.int64)
+            inv = np.empty(len(got), np.int64)
+            inv[got] = np.arange(len(got))
+            identity = bool(len(got) == len(r) and (np.diff(got) == 1).all() if len(got) > 1 else True)
             for f in fields:
-                parts[f.name].append(field_array(block, off[idx] - base, ln[idx], f, self.trace.endian))
-        out: dict[str, pa.Array] = {}
-        if len(idx_parts) == 1 and len(idx_parts[0]) == len(off) and (np.diff(idx_parts[0]) == 1).all():
-            return {name: p[0] for name, p in parts.items()}
-        inv = None
-        if idx_parts:
-            allidx = np.concatenate(idx_parts)
-            inv = np.empty_like(allidx)
-            inv[allidx] = np.arange(len(allidx))
-        for f in fields:
-            if inv is None:
-                out[f.name] = field_array(np.zeros(0, np.uint8), off[:0], ln[:0], f, self.trace.endian)
-            else:
-                out[f.name] = pa.concat_arrays(parts[f.name]).take(pa.array(inv))
-        return out
+                ps = parts[(ev.id, f.name)]
+                if not ps:
+                    arr = field_array(np.zeros(8, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int32), f,
+                                      endian)
+                else:
+                    arr = ps[0] if len(ps) == 1 else pa.concat_arrays(ps)
+                    if not identity:
+                        arr = arr.take(pa.array(inv))
+                self._field_cache[(ev.id, f.name)] = arr
 
     # -- loading ------------------------------------------------------------------------------
     def _cpu_bytes(self, cd: CpuData) -> tuple[int, int]:
@@ -216,8 +266,8 @@ class Buffer:
         lay = tf.lay
         ps = self.page_size
         self.stats = []
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in
-                                             ("ts", "cpu", "off", "len", "missed", "eid", "pid", "flags", "preempt")}
+        cols: dict[str, list] = {k: [] for k in
+                                 ("ts", "nrec", "off", "len", "missed", "eid", "pid", "flags", "preempt")}
         step = max(ps, (BLOCK_BYTES // ps) * ps)
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
@@ -378,10 +428,11 @@ class Buffer:
             event_id[short] = -1
             pid = np.where(short, -1, pid).astype(np.int32)
         cols["ts"].append(dec.ts)
-        cols["cpu"].append(np.full(len(dec.ts), st.cpu, np.int16))
+        cols["nrec"].append((st.cpu, len(dec.ts)))
         cols["off"].append(dec.offset + base)
         cols["len"].append(dec.length)
-        cols["missed"].append(m)
+        nz = np.flatnonzero(m)
+        cols["missed"].append((nz, m[nz]))  # sparse: almost every record has none
         cols["eid"].append(event_id)
         cols["pid"].append(pid)
         cols["flags"].append(flags)
@@ -398,28 +449,52 @@ class Buffer:
         return int(t.file_offsets[min(k, len(t.file_offsets) - 1)]) - self.trace.lay.compress_block.size
 
     def _build_table(self, cols: dict[str, list[np.ndarray]]) -> None:
+        """Concatenate the per-block columns, convert times, merge CPUs into report order.
+
+        Columns are concatenated and reordered one at a time, each source freed as soon as it is
+        consumed, so the peak stays near two copies of one column rather than of the table.
+        """
         tf = self.trace
-        dtypes = {"ts": np.uint64, "cpu": np.int16, "off": np.int64, "len": np.int32, "missed": np.int64,
-                  "eid": np.int32, "pid": np.int32, "flags": np.uint8, "preempt": np.uint8}
-        c = {k: (np.concatenate(v) if v else np.zeros(0, dtypes[k])) for k, v in cols.items()}
+        dtypes = {"ts": np.uint64, "off": np.int64, "len": np.int32, "eid": np.int32, "pid": np.int32,
+                  "flags": np.uint8, "preempt": np.uint8}
+
+        def take(k: str) -> np.ndarray:
+            parts = cols.pop(k)
+            return np.concatenate(parts) if parts else np.zeros(0, dtypes[k])
+
+        nrec = cols.pop("nrec")
+        block_start = np.concatenate(([0], np.cumsum([n for _, n in nrec]))).astype(np.int64)
+        cpu = np.repeat(np.array([c for c, _ in nrec], np.int16), [n for _, n in nrec]) if nrec \
+            else np.zeros(0, np.int16)
+        ts = tf.convert_ts(take("ts"), cpu)
         # per-CPU segments, in CPU order, for the merge (a CPU's blocks are consecutive)
-        cpu = c["cpu"]
-        ts = tf.convert_ts(c.pop("ts"), cpu)
         bounds = np.concatenate(([0], np.flatnonzero(np.diff(cpu) != 0) + 1, [len(cpu)]))
         order = merge_order([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        missed = c.pop("missed")
-        lost_src = np.flatnonzero(missed)
+        if len(order) < 2**31:
+            order = order.astype(np.int32)
+        identity = len(bounds) <= 2
+        sparse = cols.pop("missed")
+        lost_src = np.concatenate([nz + block_start[i] for i, (nz, _) in enumerate(sparse)]) if sparse \
+            else np.zeros(0, np.int64)
+        lost_val = np.concatenate([v for _, v in sparse]) if sparse else np.zeros(0, np.int64)
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order), dtype=order.dtype)
-        rows = np.sort(inv[lost_src])
-        lost_count = missed[order[rows]]
-        del inv, missed
-        ts = ts[order]
-        out = {k: v[order] for k, v in c.items()}
-        self._table = schema.events_table(ts=ts, cpu=out["cpu"], pid=out["pid"], event_id=out["eid"],
-                                          flags=out["flags"], preempt=out["preempt"], offset=out["off"],
-                                          length=out["len"])
-        self._lost = schema.lost_table(row=rows, ts=ts[rows], cpu=out["cpu"][rows], count=lost_count)
+        new_pos = inv[lost_src].astype(np.int64)
+        del inv
+        o = np.argsort(new_pos, kind="stable")
+        rows, lost_count = new_pos[o], lost_val[o]
+        out = {"ts": ts if identity else ts[order], "cpu": cpu if identity else cpu[order]}
+        del ts, cpu
+        for k in ("pid", "eid", "flags", "preempt", "off", "len"):
+            col = take(k)
+            out[k] = col if identity else col[order]
+            del col
+        self._table = schema.events_table(ts=out.pop("ts"), cpu=out["cpu"], pid=out.pop("pid"),
+                                          event_id=out.pop("eid"), flags=out.pop("flags"),
+                                          preempt=out.pop("preempt"), offset=out.pop("off"), length=out.pop("len"))
+        t = self._table
+        self._lost = schema.lost_table(row=rows, ts=t.column("ts").to_numpy()[rows], cpu=out["cpu"][rows],
+                                       count=lost_count)
 
 
 def merge_order(segments: list[np.ndarray]) -> np.ndarray:

@@ -137,48 +137,54 @@ def cpu_runs(buffer: Buffer) -> pa.Table:
     if len(sw_rows) == 0 or not {"prev_pid", "prev_state", "next_pid"} <= f.keys():
         return _empty(CPU_RUNS)
     t = buffer.events
-    n_all = t.num_rows
     eid = t.column("event_id").to_numpy()
-    valid = eid >= 0
     cpu_all = t.column("cpu").to_numpy()
-    pid_all = t.column("pid").to_numpy().astype(np.int64)
-
-    before = pid_all.copy()  # task current just before each record
-    after = pid_all.copy()  # task current just after it
-    state = np.full(n_all, -3, np.int64)
-    is_sw = np.zeros(n_all, bool)
-    before[sw_rows] = f["prev_pid"]
-    after[sw_rows] = f["next_pid"]
-    state[sw_rows] = f["prev_state"].astype(np.int64)
+    pid_all = t.column("pid").to_numpy()
+    ts_all = t.column("ts").to_numpy()
+    is_sw = np.zeros(t.num_rows, bool)
     is_sw[sw_rows] = True
+    prev_pid = f["prev_pid"].astype(np.int32)
+    next_pid = f["next_pid"].astype(np.int32)
+    prev_state = f["prev_state"].astype(np.int64)
+    parts = []
+    # one CPU at a time: the temporaries are a CPU's records, not the whole trace's
+    for c in np.unique(cpu_all).tolist():
+        rows = np.flatnonzero((cpu_all == c) & (eid >= 0))  # the CPU's own record order
+        if not len(rows):
+            continue
+        parts.append(_cpu_cuts(c, rows, pid_all, ts_all, is_sw, sw_rows, prev_pid, next_pid, prev_state))
+    if not parts:
+        return _empty(CPU_RUNS)
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _table(CPU_RUNS, **cols)
 
-    rows = np.flatnonzero(valid)
-    rows = rows[np.argsort(cpu_all[rows], kind="stable")]  # per CPU, in the CPU's own record order
-    cpu = cpu_all[rows]
+
+def _cpu_cuts(c: int, rows: np.ndarray, pid_all: np.ndarray, ts_all: np.ndarray, is_sw: np.ndarray,
+              sw_rows: np.ndarray, prev_pid: np.ndarray, next_pid: np.ndarray, prev_state: np.ndarray,
+              ) -> dict[str, np.ndarray]:
+    """Runs of one CPU from its records ``rows`` (see :func:`cpu_runs`)."""
     n = len(rows)
-    first = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]])  # first index of each CPU
-    last = np.r_[first[1:] - 1, n - 1]
-    ts = _running_max_per_group(t.column("ts").to_numpy()[rows], first)
-    before, after, state, is_sw = before[rows], after[rows], state[rows], is_sw[rows]
+    before = pid_all[rows].astype(np.int32)  # task current just before each record
+    after = before.copy()  # task current just after it
+    swi = np.flatnonzero(is_sw[rows])
+    k = np.searchsorted(sw_rows, rows[swi])
+    before[swi] = prev_pid[k]
+    after[swi] = next_pid[k]
+    ts = np.maximum.accumulate(ts_all[rows])
 
     # cut points, each ending one run and starting the next; ordered by key = 4*index + kind
-    # kind 0: a CPU's first record (begins a run); 1: missing switch between index-1 and index;
-    #      2: sched_switch at index; 3: a CPU's last record (ends a run)
-    newcpu = np.zeros(n, bool)
-    newcpu[first] = True
-    hid = np.flatnonzero(~newcpu[1:] & (before[1:] != after[:-1])) + 1
-    swi = np.flatnonzero(is_sw)
-    key = np.concatenate([4 * first, 4 * hid + 1, 4 * swi + 2, 4 * last + 3])
-    time = np.concatenate([ts[first], ts[hid - 1], ts[swi], ts[last]])
-    newpid = np.concatenate([before[first], before[hid], after[swi], np.zeros(len(last), np.int64)])
-    endst = np.concatenate([np.zeros(len(first), np.int64), np.full(len(hid), END_MISSING, np.int64),
-                            state[swi], np.full(len(last), END_OPEN, np.int64)])
-    ccpu = np.concatenate([cpu[first], cpu[hid], cpu[swi], cpu[last]])
+    # kind 0: the CPU's first record (begins a run); 1: missing switch between index-1 and index;
+    #      2: sched_switch at index; 3: the CPU's last record (ends a run)
+    hid = np.flatnonzero(before[1:] != after[:-1]) + 1
+    key = np.concatenate([[0], 4 * hid + 1, 4 * swi + 2, [4 * (n - 1) + 3]])
+    time = np.concatenate([ts[:1], ts[hid - 1], ts[swi], ts[n - 1:]])
+    newpid = np.concatenate([before[:1], before[hid], after[swi], [0]]).astype(np.int32)
+    endst = np.concatenate([[0], np.full(len(hid), END_MISSING, np.int64), prev_state[k], [END_OPEN]])
     o = np.argsort(key, kind="stable")
-    key, time, newpid, endst, ccpu = key[o], time[o], newpid[o], endst[o], ccpu[o]
-    begins = np.flatnonzero((key & 3) != 3)  # every cut but a CPU's end starts a run that the next cut ends
-    return _table(CPU_RUNS, cpu=ccpu[begins], start=time[begins], end=time[begins + 1],
-                  pid=newpid[begins], end_state=endst[begins + 1])
+    key, time, newpid, endst = key[o], time[o], newpid[o], endst[o]
+    begins = np.flatnonzero((key & 3) != 3)  # every cut but the CPU's end starts a run that the next cut ends
+    return {"cpu": np.full(len(begins), c, np.int16), "start": time[begins], "end": time[begins + 1],
+            "pid": newpid[begins], "end_state": endst[begins + 1]}
 
 
 def task_runs(runs: pa.Table, pid: int) -> pa.Table:

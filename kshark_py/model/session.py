@@ -22,6 +22,18 @@ import numpy as np
 from ..loaders.options import GuestOption
 from ..loaders.tracedat import Buffer, TraceFile, merge_order
 
+HOT_FIELDS = [
+    ("sched", "sched_switch", ["prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid",
+                               "next_prio"]),
+    ("sched", "sched_wakeup", ["comm", "pid", "prio", "target_cpu"]),
+    ("sched", "sched_waking", ["comm", "pid"]),
+    ("sched", "sched_wakeup_new", ["comm", "pid"]),
+    ("sched", "sched_process_fork", ["parent_comm", "parent_pid", "child_comm", "child_pid"]),
+    ("kvm", "kvm_entry", ["vcpu_id"]),
+    ("kvm", "kvm_exit", ["exit_reason"]),
+]
+"""Fields the session's derived tables read; fetched together so each data block is read once."""
+
 
 @dataclass
 class Stream:
@@ -146,6 +158,17 @@ class Session:
     def host_stream(self) -> Stream | None:
         return self.stream_of(self.host) if self.host else None
 
+    def prefetch(self) -> None:
+        """Extract, in one pass per stream, every field the timeline, task names and VCPU lanes read."""
+        for st in self.streams:
+            fmts = st.trace.formats
+            req = []
+            for system, name, fields in HOT_FIELDS:
+                ev = fmts.find(name, system)
+                if ev is not None:
+                    req.append((ev, fields))
+            st.buffer.prefetch(req)
+
     def runs(self, stream: int):
         """Task run intervals per CPU of one stream (``intervals.cpu_runs``), computed once."""
         key = ("runs", stream)
@@ -220,6 +243,10 @@ def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedVi
         rows.append(r)
     if not keys:
         return MergedView(np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(streams) == 1 and cpus is None:
+        # one stream: report order is the stream's own order; share its ts column, no copies
+        t = streams[0].buffer.events
+        return MergedView(sidx[0], rows[0], t.column("ts").to_numpy())
     order = merge_order(keys)
     all_ts = np.concatenate([st.buffer.events.column("ts").to_numpy()[r] for st, r in zip(streams, rows,
                                                                                           strict=True)])

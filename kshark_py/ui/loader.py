@@ -55,6 +55,8 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
             _ = b.events
             step(f"decoded {os.path.basename(tf.path)} {b.name or 'top'}", size // max(1, len(tf.buffers)))
     session = Session.from_files(files)
+    step("reading sched and kvm fields")
+    session.prefetch()
     vmap = build_vcpu_map(session, user_map)
     for st in session.streams:
         step(f"task intervals of {st.name}")
