@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-i", dest="input", required=True)
     e.add_argument("-o", dest="output", required=True)
     e.set_defaults(func=_cmd_export)
+    from .capture.cli import register as register_capture  # record, agent
+
+    register_capture(sub)
     return p
 
 
