@@ -149,6 +149,14 @@ def _wait(args: RecordArgs) -> int:
 
 def _log_setup() -> None:
     logging.basicConfig(level=logging.INFO, format="kshark-py: %(message)s")
+    # SIGTERM (kill, timeout) ends the recording like Ctrl-C, so finally-blocks remove our tracefs
+    # instance and write what was received; Python's default would exit without cleanup.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _cmd_record(ns: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ page), so no event recorded before the stop is lost.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import random
@@ -33,6 +32,8 @@ log = logging.getLogger("kshark_py.capture")
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 POLL_INTERVAL = 0.02
+STOP_TIMEOUT = 20.0
+"""Seconds a CPU reader may take to flush after tracing stops (a sink that is not read blocks it)."""
 
 
 class RecordError(Exception):
@@ -171,15 +172,31 @@ class FileSink(Sink):
 
 
 class FdSink(Sink):
-    """A FIFO or other descriptor (blocking writes; the peer's end is the FIFO's reader)."""
+    """A FIFO or other descriptor (blocking writes; the peer's end is the FIFO's reader).
 
-    def __init__(self, fd: int) -> None:
+    A FIFO can be without a reader for a while: trace-cmd's host probes the FIFOs, closes them and
+    reopens them in its recorders after the metadata exchange.  A write then fails with EPIPE; we keep
+    the data and retry for up to ``no_reader_timeout`` seconds instead of losing the CPU's stream.
+    """
+
+    def __init__(self, fd: int, no_reader_timeout: float = 30.0) -> None:
         self.fd = fd
+        self.no_reader_timeout = no_reader_timeout
 
     def write(self, data: bytes) -> None:
         mv = memoryview(data)
+        deadline = None
         while mv:
-            n = os.write(self.fd, mv)
+            try:
+                n = os.write(self.fd, mv)
+            except BrokenPipeError:
+                now = time.monotonic()
+                deadline = deadline or now + self.no_reader_timeout
+                if now > deadline:
+                    raise
+                time.sleep(0.02)
+                continue
+            deadline = None
             mv = mv[n:]
 
     def close(self) -> None:
@@ -222,23 +239,36 @@ class CpuReader(threading.Thread):
         self.page_size = page_size
         self.stats = CpuStats(cpu)
         self._stop_evt = threading.Event()
-        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._fd_lock = threading.Lock()
+        self.fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
 
     def stop(self) -> None:
         self._stop_evt.set()
+
+    def close_trace_fd(self) -> None:
+        """Release trace_pipe_raw even if the thread is stuck writing to a sink nobody reads.
+
+        Without this a wedged peer would keep the instance busy (rmdir fails with EBUSY).
+        """
+        with self._fd_lock:
+            if self.fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self.fd)
+                self.fd = None
 
     def _drain(self) -> bool:
         """Read what is available; True if anything was read."""
         got = False
         while True:
-            try:
-                data = os.read(self.fd, self.page_size)
-            except BlockingIOError:
-                return got
-            except OSError as e:
-                if e.errno == errno.EINTR:
+            with self._fd_lock:
+                if self.fd is None:
+                    return got
+                try:
+                    data = os.read(self.fd, self.page_size)
+                except BlockingIOError:
+                    return got
+                except InterruptedError:
                     continue
-                raise
             if not data:
                 return got
             self.sink.write(data)
@@ -256,8 +286,9 @@ class CpuReader(threading.Thread):
             self.stats.error = str(e)
             log.error("CPU %d reader stopped: %s", self.stats.cpu, e)
         finally:
-            os.close(self.fd)
-            self.sink.close()
+            self.close_trace_fd()
+            with contextlib.suppress(Exception):
+                self.sink.close()
 
 
 # --- the instance ---------------------------------------------------------------------------------------
@@ -411,9 +442,11 @@ class Recorder:
         for r in self.readers:
             r.stop()
         for r in self.readers:
-            r.join(timeout=60)
+            r.join(timeout=STOP_TIMEOUT)
             if r.is_alive():
-                log.error("CPU %d reader did not finish within 60 s", r.stats.cpu)
+                log.error("CPU %d reader did not finish within %.0f s (its sink is not being read): "
+                          "giving up on it", r.stats.cpu, STOP_TIMEOUT)
+                r.close_trace_fd()
         self.cpustats = [self.instance.cpu_stats(c) for c in range(self.ncpus)]
         if self.meta is not None:
             self.meta.cmdlines = _read(self.tracefs / "saved_cmdlines")
@@ -424,6 +457,9 @@ class Recorder:
             if self.readers and not self.stopped:
                 self.stop()
         finally:
+            for r in self.readers:
+                if r.is_alive():
+                    r.close_trace_fd()
             self.instance.remove()
 
     def cleanup_files(self) -> None:
