@@ -138,9 +138,9 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
     s_idx, rows = merged.stream.astype(np.int64), merged.row
     names = TaskNames(streams, s_idx, rows, plugins=not raw)
     renderers = {}
-    guest_funcs = _guest_funcs(session)
+    gfuncs = guest_funcs(session)
     for i, tf in enumerate(files):
-        renderers[i] = InfoRenderer(tf.formats, render_context(tf, guest_funcs if tf is session.host else None))
+        renderers[i] = InfoRenderer(tf.formats, render_context(tf, gfuncs if tf is session.host else None))
     cols = []
     for st in streams:
         t = st.buffer.events
@@ -182,7 +182,7 @@ def render_context(tf: TraceFile, guest_func=None) -> RenderContext:
                          guest_func=guest_func)
 
 
-def _guest_funcs(session: Session):
+def guest_funcs(session: Session):
     """(host pid, guest rip) -> guest function, as trace-cmd's kvm plugin does in merged reports.
 
     trace-cmd maps host VCPU threads to guests only through the host's GUEST records

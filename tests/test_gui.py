@@ -149,3 +149,30 @@ def test_screenshot_command(tmp_path, traces):
     # the timeline drew something other than background
     colors = {img.pixel(x, y) for x in range(300, img.width() - 500, 37) for y in range(80, 400, 23)}
     assert len(colors) > 5
+
+
+def test_filters_apply_to_graph_and_list(demo):
+    """Hiding the host's sched_switch events removes their ticks from the host CPU rows and their
+    rows from the list; clearing restores both."""
+    host = demo.session.host_stream
+    ev = host.trace.formats.find("sched_switch", "sched")
+    t = host.buffer.events
+    n_sw_cpu0 = int(((t.column("event_id").to_numpy() == ev.id) & (t.column("cpu").to_numpy() == 0)).sum())
+    before = len(demo.model.rows[0].events)
+    rows_before = demo.event_list.model.rowCount()
+    demo.filters.add(host.index, "event", "hide", ev.id)
+    assert len(demo.model.rows[0].events) == before - n_sw_cpu0
+    assert demo.event_list.model.rowCount() == rows_before - int((t.column("event_id").to_numpy() == ev.id).sum())
+    demo.filters.clear()
+    assert len(demo.model.rows[0].events) == before
+    assert demo.event_list.model.rowCount() == rows_before
+
+
+def test_list_selection_sets_marker_and_double_click_selects(demo, qtbot):
+    m = demo.session.merged()
+    i = len(m) // 2
+    demo._on_list_selected(i, int(m.ts[i]))
+    assert demo.markers.times["A"] == int(m.ts[i])
+    demo._on_double_click(0, int(m.ts[i]) + 1)
+    cur = demo.event_list.current_merged_index()
+    assert cur is not None and abs(int(m.ts[cur]) - int(m.ts[i])) < 1_000_000

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView,
 from ..loaders.printfmt import InfoRenderer
 from ..model.filters import Filters, TaskIndex, stream_column
 from ..model.session import Session
-from ..report import _guest_funcs, format_time, render_context
+from ..report import format_time, guest_funcs, render_context
 
 COLUMNS = ("#", "Time", "Stream", "CPU", "Task", "PID", "Latency", "Event", "Info")
 COL = {name: i for i, name in enumerate(COLUMNS)}
@@ -102,7 +102,7 @@ class EventTableModel(QAbstractTableModel):
             lost = st.buffer.lost
             self._lost.append(dict(zip(lost.column("row").to_pylist(), lost.column("count").to_pylist(),
                                        strict=True)) if len(lost) else {})
-        gf = _guest_funcs(session)
+        gf = guest_funcs(session)
         self._renderers: dict[int, InfoRenderer] = {}
         for st in session.streams:
             if id(st.trace) not in self._renderers:

@@ -12,14 +12,15 @@ import os
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ..loaders.tasks import task_names
+from ..model.filters import Filters, TaskIndex
 from ..model.session import Session
 from ..model.vcpus import VcpuMapping
 from ..model.viewmodel import RowSources, TimelineModel
-from ..plots.axes import format_time
 from ..plots.timeline import TimelineWidget
+from . import filterdialogs as fd
+from .eventlist import EventListView
 from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapPanel
-from .sessionfile import SessionState, load_session_file, save_session
+from .sessionfile import SessionState, save_session
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -34,9 +35,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.user_map = dict(user_map or {})
         self.setWindowTitle("kshark-py - " + ", ".join(os.path.basename(p) for p in paths))
         self.resize(1500, 950)
-        self._names: dict[int, dict[int, str]] = {}
-        self.filters = None
-        self.event_list = None
         self._build_model()
         self._build_ui()
         self._build_menus()
@@ -51,22 +49,18 @@ class MainWindow(QtWidgets.QMainWindow):
     def names(self, stream: int, pid: int | None) -> str:
         if pid is None:
             return "?"
-        if stream not in self._names:
-            st = self.session.streams[stream]
-            self._names[stream] = task_names([b for b in st.trace.buffers], st.trace.formats,
-                                             st.trace.cmdlines, st.trace.endian)
-        return self._names[stream].get(int(pid), "<...>")
+        return self.tasks.comm(stream, int(pid))
 
     def _mask(self):
-        return self.filters.mask(self.session) if self.filters is not None else None
+        """The filter mask the graph applies (None: nothing filtered, or graph filtering off)."""
+        f = self.filters
+        if not f.apply_to_graph or not f.is_active():
+            return None
+        return f.mask(self.session)
 
     def _build_model(self) -> None:
-        try:
-            from ..model.filters import Filters
-
-            self.filters = Filters()
-        except ImportError:
-            self.filters = None
+        self.filters = Filters()
+        self.tasks = TaskIndex(self.session)
         self.sources = RowSources(self.session, self.names, mask=self._mask)
         self.model = TimelineModel(self.session, self.sources)
         self.model.default_rows(self.vcpu_map)
@@ -86,14 +80,11 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.addWidget(self.markers)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
-        try:
-            from .eventlist import EventListView
-
-            self.event_list = EventListView(self.session, self.filters)
-            self.splitter.addWidget(self.event_list)
-            self.event_list.rowSelected.connect(self._on_list_selected)
-        except ImportError:
-            self.event_list = None
+        self.event_list = EventListView(self.session, self.filters, self.tasks)
+        self.splitter.addWidget(self.event_list)
+        self.event_list.rowSelected.connect(self._on_list_selected)
+        self.event_list.taskPlotRequested.connect(self.add_task_row)
+        self.filters.changed.connect(lambda *_: self.filters_changed())
         self.splitter.setSizes([600, 350])
         self.setCentralWidget(self.splitter)
 
@@ -146,15 +137,21 @@ class MainWindow(QtWidgets.QMainWindow):
         p = m.addMenu("&Plots")
         p.addAction("Add &task row...", self.add_task_dialog)
         p.addAction("&Zoom to fit", self.timeline_fit, "Home")
-        if self.filters is not None:
-            try:
-                from . import filterdialogs
-
-                flt = m.addMenu("Fi&lter")
-                for label, fn in filterdialogs.menu_actions(self):
-                    flt.addAction(label, fn)
-            except (ImportError, AttributeError):
-                pass
+        flt = m.addMenu("Fi&lter")
+        for label, cls in (("Show &events...", fd.EventFilterDialog), ("Show &tasks...", None),
+                           ("Show &CPUs...", fd.CpuFilterDialog), ("Show &streams...", fd.StreamFilterDialog),
+                           ("&Field filter...", fd.FieldFilterDialog)):
+            flt.addAction(label, lambda cls=cls: self.filter_dialog(cls))
+        flt.addSeparator()
+        a_graph = flt.addAction("Apply filters to &graph")
+        a_graph.setCheckable(True)
+        a_graph.setChecked(self.filters.apply_to_graph)
+        a_graph.toggled.connect(lambda on: setattr(self.filters, "apply_to_graph", on))
+        a_list = flt.addAction("Apply filters to &list")
+        a_list.setCheckable(True)
+        a_list.setChecked(self.filters.apply_to_list)
+        a_list.toggled.connect(lambda on: setattr(self.filters, "apply_to_list", on))
+        flt.addAction("C&lear all filters", self.filters.clear)
         t = m.addMenu("&Tools")
         t.addAction("&Record...", self.record_dialog, "Ctrl+R")
 
@@ -206,8 +203,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_double_click(self, row: int, ts: int) -> None:
         self.set_marker(self.markers.active, ts)
-        if self.event_list is not None:
-            self.event_list.select_time(ts)
+        self.event_list.select_time(ts)
 
     def _on_list_selected(self, merged_index: int, ts: int) -> None:
         self.set_marker(self.markers.active, ts)
@@ -229,6 +225,11 @@ class MainWindow(QtWidgets.QMainWindow):
             pid = int(item.rsplit("-", 1)[1])
             self.add_task_row(stream, pid)
 
+    def filter_dialog(self, cls) -> None:
+        dlg = fd.TaskFilterDialog(self.session, self.filters, self.tasks, self) if cls is None \
+            else cls(self.session, self.filters, self)
+        dlg.exec()
+
     def add_task_row(self, stream: int, pid: int) -> None:
         self.model.add_task_row(stream, pid)
         self.timeline.rows_changed()
@@ -237,8 +238,6 @@ class MainWindow(QtWidgets.QMainWindow):
         """Filters changed: ticks and the list follow."""
         self.model.refresh_events()
         self.timeline.schedule()
-        if self.event_list is not None and hasattr(self.event_list, "refresh"):
-            self.event_list.refresh()
 
     # -- files and sessions ----------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -264,7 +263,7 @@ class MainWindow(QtWidgets.QMainWindow):
         umap = {m.guest: {} for m in self.vcpu_map}
         for m in self.vcpu_map:
             umap[m.guest][m.vcpu] = m.host_pid
-        flt = self.filters.to_dict(self.session) if self.filters is not None else {}
+        flt = self.filters.to_dict(self.session)
         return SessionState(files=list(self.paths), range=(t0, t1), rows=rows, markers=dict(self.markers.times),
                             active_marker=self.markers.active, vcpu_map=umap, filters=flt, tasks=tasks)
 
@@ -274,7 +273,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 if 0 <= t["stream"] < len(self.session.streams):
                     self.model.add_task_row(t["stream"], t["pid"])
         self.timeline.rows_changed()
-        if state.filters and self.filters is not None:
+        if state.filters:
             for w in self.filters.from_dict(self.session, state.filters):
                 self.status.showMessage(w, 8000)
             self.filters_changed()
@@ -311,9 +310,3 @@ class MainWindow(QtWidgets.QMainWindow):
         CaptureDialog(self).exec()
 
 
-def load_state_into(window: MainWindow, path: str) -> None:
-    window.apply_state(load_session_file(path))
-
-
-def describe_time(ts: int) -> str:
-    return format_time(ts, 9)
