@@ -90,11 +90,15 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.vcpu_panel = VcpuMapPanel()
         self.sync_panel = SyncPanel()
+        docks = []
         for title, w in (("VCPU map", self.vcpu_panel), ("Time sync", self.sync_panel)):
             dock = QtWidgets.QDockWidget(title, self)
             dock.setObjectName(title)
             dock.setWidget(w)
             self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            docks.append(dock)
+        self.resizeDocks(docks, [360, 360], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks(docks, [200, 500], QtCore.Qt.Orientation.Vertical)
         self.status = self.statusBar()
         self.timeline.hovered.connect(self.status.showMessage)
         self.timeline.rowClicked.connect(self._on_row_clicked)
