@@ -1,0 +1,237 @@
+"""Host/guest sessions over TCP on loopback and over FIFOs, against the real trace-cmd 3.1.6 and ourselves.
+
+Guest and host share this kernel; each role records in its own tracefs instance (trace-cmd's roles use
+the top instance).  Every case checks that `trace-cmd report` and `kshark-py report` read the pair of
+files identically and that the guest file has events.  Agents run in their own session
+(start_new_session) because trace-cmd's host signals its whole process group when it stops, and are
+always terminated by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kshark_py.capture import recorder as R
+from kshark_py.capture.session import guest_file_name, parse_guest_spec
+from kshark_py.capture.transport import Address
+
+from .test_capture_record import ROOT, instances, report_both, require_recording
+
+SHARED = ROOT.parent / "shared"
+TC_NS = SHARED / "tools" / "tc-record-ns.sh"
+FIFO_GUEST = SHARED / "tools" / "fifo-guest.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    """Is a TCP socket listening on ``port``? (/proc/net/tcp, so the probe does not connect to the agent)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for ln in lines:
+            f = ln.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited early: {_read_log(proc)}")
+        if _listening(port):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def start(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """An agent in a new session (its own process group), output to a file (a pipe could block us)."""
+    log = open(cwd / "agent.log", "w")  # noqa: SIM115 - the child owns it
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
+    finally:
+        log.close()
+    proc._kshark_cwd = cwd  # type: ignore[attr-defined]
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """End the agent's process group (created by :func:`start`; tc-record-ns.sh runs trace-cmd as a child)."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            proc.poll()
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    proc.wait(timeout=5)
+    return _read_log(proc)
+
+
+def _read_log(proc: subprocess.Popen) -> str:
+    cwd = getattr(proc, "_kshark_cwd", None)
+    return Path(cwd, "agent.log").read_text() if cwd else ""
+
+
+def our_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kshark_py.cli", *args]
+
+
+def check_pair(tmp: Path, name: str) -> None:
+    host, guest = tmp / "trace.dat", tmp / f"trace-{name}.dat"
+    assert host.is_file() and guest.is_file()
+    tc, ks = report_both(host, guest)
+    assert tc.splitlines() == ks.splitlines()
+    guest_lines = [ln for ln in tc.splitlines() if ln.startswith(f"trace-{name}.dat:") and "sched_switch" in ln]
+    assert guest_lines, "no guest events"
+
+
+@pytest.fixture
+def env_ok():
+    tracefs = require_recording()
+    if not TC_NS.exists():
+        pytest.fail(f"{TC_NS} missing")
+    before = instances(tracefs)
+    yield tracefs
+    assert instances(tracefs) == before, "tracefs instance left behind"
+
+
+@pytest.fixture
+def fifos():
+    subprocess.run(["sh", str(FIFO_GUEST), "up", "gf"], check=True)
+    try:
+        yield "gf"
+    finally:
+        subprocess.run(["sh", str(FIFO_GUEST), "down", "gf"], check=True)
+
+
+def _ours_host(tmp: Path, name: str, port: int) -> subprocess.CompletedProcess:
+    return subprocess.run(our_cli("record", "-o", "trace.dat", "-e", "sched:sched_switch",
+                                  "-A", f"{name}@127.0.0.1:{port}", "-e", "sched:sched_switch",
+                                  "-e", "sched:sched_wakeup", "sleep", "0.5"),
+                          cwd=tmp, capture_output=True, text=True, timeout=90,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def _tc_host(tmp: Path, name: str, port: int) -> subprocess.CompletedProcess:
+    (tmp / "hosts").write_text(f"127.0.0.1 localhost {name}\n")
+    return subprocess.run(["sh", str(TC_NS), "record", "-o", "trace.dat", "--tsync-interval", "-1",
+                           "-e", "sched:sched_switch", "-A", f"127.0.0.1:{port}", "--name", name,
+                           "-e", "sched:sched_switch", "sleep", "0.5"],
+                          cwd=tmp, capture_output=True, text=True, timeout=90,
+                          env=dict(os.environ, TC_HOSTS=str(tmp / "hosts")), start_new_session=True)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "fifo"])
+def test_ours_host_with_trace_cmd_agent(env_ok, tmp_path, transport, request):
+    name = "gt"
+    if transport == "fifo":
+        name = request.getfixturevalue("fifos")
+    port = free_port()
+    agent = start(["sh", str(TC_NS), "agent", "-N", "127.0.0.1", "-p", str(port)], tmp_path)
+    try:
+        wait_listening(port, agent)
+        r = _ours_host(tmp_path, name, port)
+        assert r.returncode == 0, r.stderr
+        assert ("FIFOs" in r.stderr) == (transport == "fifo"), r.stderr
+    finally:
+        stop(agent)
+    check_pair(tmp_path, name)
+
+
+def test_trace_cmd_host_with_our_agent_tcp(env_ok, tmp_path):
+    port = free_port()
+    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
+    try:
+        wait_listening(port, agent)
+        r = _tc_host(tmp_path, "gt", port)
+        assert r.returncode == 0, r.stderr
+        agent.wait(timeout=30)
+    finally:
+        log = stop(agent)
+    assert "host closed the session" in log, log
+    check_pair(tmp_path, "gt")
+
+
+@pytest.mark.parametrize("transport", ["tcp", "fifo"])
+def test_ours_with_ours(env_ok, tmp_path, transport, request):
+    name = "gt"
+    if transport == "fifo":
+        name = request.getfixturevalue("fifos")
+    port = free_port()
+    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
+    try:
+        wait_listening(port, agent)
+        r = _ours_host(tmp_path, name, port)
+        assert r.returncode == 0, r.stderr
+        assert ("FIFOs" in r.stderr) == (transport == "fifo"), r.stderr
+        agent.wait(timeout=30)
+    finally:
+        log = stop(agent)
+    assert "host closed the session" in log, log
+    check_pair(tmp_path, name)
+
+
+def test_agent_that_stops_answering(env_ok, tmp_path):
+    """A peer that accepts but never answers ends the session with a clear error, no hang."""
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+        port = lsock.getsockname()[1]
+        t0 = time.monotonic()
+        r = subprocess.run(our_cli("record", "-o", "trace.dat", "-e", "sched:sched_switch",
+                                   "-A", f"mute@127.0.0.1:{port}", "sleep", "0.1"),
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 2
+    assert "sent nothing" in r.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_guest_spec_and_names():
+    assert parse_guest_spec("vm@3:900") == ("vm", Address("vsock", 3, 900))
+    assert parse_guest_spec("7") == (None, Address("vsock", 7, 823))
+    assert parse_guest_spec("g@127.0.0.1:18000") == ("g", Address("tcp", "127.0.0.1", 18000))
+    with pytest.raises(ValueError):
+        parse_guest_spec("g@localhost")
+    assert guest_file_name("out/trace.dat", "vm") == Path("out/trace-vm.dat")
+    assert guest_file_name("t", "vm") == Path("t-vm")
+
+
+def test_record_args():
+    from kshark_py.capture.cli import parse_record_args
+
+    a = parse_record_args(["-o", "x.dat", "-e", "sched", "-f", "pid>1", "-A", "g@1.2.3.4:5", "--name", "n",
+                           "-e", "irq", "ls", "-A"])
+    assert a.output == "x.dat" and a.specs == [R.EventSpec(None, "sched", "pid>1")]
+    assert a.guests[0].name == "n" and a.guests[0].specs == [R.EventSpec(None, "irq")]
+    assert a.command == ["ls", "-A"]
+    with pytest.raises(ValueError):
+        parse_record_args(["-f", "x"])
