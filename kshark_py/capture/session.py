@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..loaders.layout import OptionId, layouts
 from . import msg as M
 from .recorder import EventSpec, Recorder
 from .transport import (
@@ -202,7 +203,7 @@ class HostSession:
     def write(self) -> list[Path]:
         """Complete each guest file (flyrecord + BUFFER) and write the host file; returns the paths."""
         extra = []
-        lay_u = None
+        lay = layouts("<", 8)  # the recorder writes little-endian files with 8-byte longs
         written = []
         for g in self.guests:
             if g.resp is None:
@@ -210,11 +211,8 @@ class HostSession:
             cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
             append_to_v7(g.file, buffer=("", "", cpus))
             written.append(g.file)
-            from ..loaders.layout import layouts
-
-            lay_u = lay_u or layouts("<", 8)
-            pids = [-1] * g.resp.cpus
-            extra.append((13, opt_guest(lay_u, g.name, g.resp.trace_id, pids)))
+            pids = [-1] * g.resp.cpus  # host threads of the vCPUs are unknown over TCP/FIFOs, as trace-cmd
+            extra.append((OptionId.GUEST, opt_guest(lay, g.name, g.resp.trace_id, pids)))
         self.recorder.write_file(self.output, version=self.version, compression=self.compression,
                                  extra_options=extra)
         return [self.output, *written]
