@@ -146,9 +146,9 @@ def test_screenshot_command(tmp_path, traces):
 
     img = QtGui.QImage(str(out))
     assert img.width() >= 1000 and img.height() >= 600
-    # the timeline drew something other than background
-    colors = {img.pixel(x, y) for x in range(300, img.width() - 500, 37) for y in range(80, 400, 23)}
-    assert len(colors) > 5
+    # the timeline drew task colours (many distinct ones), not just widgets and background
+    colors = {img.pixel(x, y) for x in range(0, img.width(), 5) for y in range(0, img.height() // 2, 5)}
+    assert len(colors) > 40
 
 
 def test_filters_apply_to_graph_and_list(demo):

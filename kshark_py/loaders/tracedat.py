@@ -268,6 +268,14 @@ class Buffer:
         self.stats = []
         cols: dict[str, list] = {k: [] for k in
                                  ("ts", "nrec", "off", "len", "missed", "eid", "pid", "flags", "preempt")}
+        self._hot = []
+        for system, name, names in tf.hot_fields:
+            ev = tf.formats.find(name, system)
+            if ev is not None:
+                fields = [f for f in (ev.field(n) for n in names) if f is not None]
+                if fields:
+                    self._hot.append((ev, fields, [], {f.name: [] for f in fields}))
+        self._n_decoded = 0
         step = max(ps, (BLOCK_BYTES // ps) * ps)
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
@@ -327,10 +335,14 @@ class Buffer:
                 n = len(t.usizes)
                 cpu_base = int(ustarts[k0]) if n else 0
                 local_starts = np.concatenate(([0], np.cumsum(t.usizes))).astype(np.int64)
+                batches = []
                 i = 0
                 while i < n:
-                    j = i + max(1, int(np.searchsorted(local_starts[i + 1:] - local_starts[i], step, side="right")))
-                    j = min(j, n)
+                    j = min(n, i + max(1, int(np.searchsorted(local_starts[i + 1:] - local_starts[i], step,
+                                                              side="right"))))
+                    batches.append((i, j))
+                    i = j
+                for i, j in batches:
                     try:
                         arr = self.store.decompress_range(k0 + i, k0 + j)
                     except Exception:
@@ -350,7 +362,7 @@ class Buffer:
                     st.data_bytes += len(arr)
                     self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
                                       local0=int(local_starts[i]), cpu_base=cpu_base)
-                    i = j
+                    del arr
                 k0 += n
 
         for st in self.stats:
@@ -427,6 +439,13 @@ class Buffer:
         if short.any():
             event_id[short] = -1
             pid = np.where(short, -1, pid).astype(np.int32)
+        for ev, fields, where, parts in self._hot:
+            sel = np.flatnonzero(event_id == ev.id)
+            if len(sel):
+                where.append(sel + self._n_decoded)
+                for f in fields:
+                    parts[f.name].append(field_array(arr, dec.offset[sel], dec.length[sel], f, tf.endian))
+        self._n_decoded += len(dec.ts)
         cols["ts"].append(dec.ts)
         cols["nrec"].append((st.cpu, len(dec.ts)))
         cols["off"].append(dec.offset + base)
@@ -447,6 +466,24 @@ class Buffer:
             return next(cd.offset for cd in self.cpu_data if cd.cpu == cpu)
         k = int(np.searchsorted(np.cumsum(t.usizes), bad.offset, side="right"))
         return int(t.file_offsets[min(k, len(t.file_offsets) - 1)]) - self.trace.lay.compress_block.size
+
+    def _store_hot(self, inv: np.ndarray) -> None:
+        """Put the fields extracted during decoding into the field cache, in final row order."""
+        for ev, fields, where, parts in self._hot:
+            src = np.concatenate(where) if where else np.zeros(0, np.int64)
+            final = inv[src].astype(np.int64)
+            o = np.argsort(final, kind="stable")
+            self._rows_cache[ev.id] = final[o]
+            take = pa.array(o)
+            for f in fields:
+                ps = parts[f.name]
+                if ps:
+                    arr = ps[0] if len(ps) == 1 else pa.concat_arrays(ps)
+                else:
+                    arr = field_array(np.zeros(8, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int32), f,
+                                      self.trace.endian)
+                self._field_cache[(ev.id, f.name)] = arr.take(take)
+        self._hot = []
 
     def _build_table(self, cols: dict[str, list[np.ndarray]]) -> None:
         """Concatenate the per-block columns, convert times, merge CPUs into report order.
@@ -480,6 +517,7 @@ class Buffer:
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order), dtype=order.dtype)
         new_pos = inv[lost_src].astype(np.int64)
+        self._store_hot(inv)
         del inv
         o = np.argsort(new_pos, kind="stable")
         rows, lost_count = new_pos[o], lost_val[o]
@@ -525,6 +563,9 @@ class TraceFile:
         self.path = os.fspath(path)
         self.strict = strict
         self.warnings: list[str] = []
+        self.hot_fields: list[tuple[str, str, list[str]]] = []
+        """(system, event, fields) to extract while the data is decoded (one pass instead of a second
+        decompression later); the results land in each buffer's field cache."""
         self.truncated_options: int | None = None
         """v7: offset of an options section the (truncated) file no longer holds, else None."""
         try:

@@ -15,7 +15,7 @@ from PySide6 import QtCore
 
 from ..loaders.errors import TraceDatError
 from ..loaders.tracedat import TraceFile, open_trace
-from ..model.session import Session
+from ..model.session import HOT_FIELDS, Session
 from ..model.vcpus import VcpuMapping, build_vcpu_map
 
 
@@ -47,7 +47,9 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
     files: list[TraceFile] = []
     for p in paths:
         step(f"opening {os.path.basename(p)}")
-        files.append(open_trace(p))
+        tf = open_trace(p)
+        tf.hot_fields = HOT_FIELDS  # read while decoding, not in a second pass
+        files.append(tf)
     for tf in files:
         size = max(1, os.path.getsize(tf.path))
         for b in tf.buffers:

@@ -1,0 +1,130 @@
+"""Timeline speed on a big trace: first paint, redraw per zoom/pan step, peak memory; and
+KernelShark on the same file in the same run.
+
+Usage: python benchmarks/bench_gui.py BIG.dat [--steps N] [--no-kernelshark]
+(BIG.dat from ../shared/tools/record-bench-trace.sh.)
+
+kshark-py is measured in a fresh process, offscreen: time from start to the first complete paint
+of the main window (load, derived tables, rows, one render), then N zoom and N pan steps, each
+timed from the range change to the rendered image (the cost the user waits for), and the
+process's peak RSS against the size of the Arrow events tables.
+
+KernelShark (Debian's 2.2.1) is started offscreen on the same file; its load is over when it stops
+using CPU (sampled every 0.2 s, idle for 2 s); we report that time and its peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import json, os, resource, statistics, sys, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+t0 = time.perf_counter()
+from kshark_py.ui.app import app_instance, build_window
+from kshark_py.ui.loader import load_session
+app = app_instance()
+res = load_session([sys.argv[1]])
+t_load = time.perf_counter() - t0
+w = build_window(res, [sys.argv[1]])
+w.resize(1600, 1000)
+w.show()
+app.processEvents()
+w.timeline.redraw()
+w.repaint()
+app.processEvents()
+t_paint = time.perf_counter() - t0
+steps = int(sys.argv[2])
+zoom, pan = [], []
+tl = w.timeline
+for i in range(steps):
+    a = time.perf_counter(); tl.zoom(1.5); tl.redraw(); app.processEvents(); zoom.append(time.perf_counter() - a)
+for i in range(steps):
+    a = time.perf_counter(); tl.pan(0.1 if i % 8 < 4 else -0.1); tl.redraw(); app.processEvents()
+    pan.append(time.perf_counter() - a)
+for i in range(steps):
+    a = time.perf_counter(); tl.zoom(1 / 1.5); tl.redraw(); app.processEvents(); zoom.append(time.perf_counter() - a)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+tables = sum(st.buffer.events.nbytes for st in res.session.streams)
+n = sum(len(st.buffer.events) for st in res.session.streams)
+ms = lambda v: 1e3 * v
+print(json.dumps({"events": n, "load_s": t_load, "first_paint_s": t_paint,
+                  "zoom_median_ms": ms(statistics.median(zoom)), "zoom_worst_ms": ms(max(zoom)),
+                  "pan_median_ms": ms(statistics.median(pan)), "pan_worst_ms": ms(max(pan)),
+                  "render_only_median_ms": statistics.median(tl.render_ms), "peak_rss": rss, "tables": tables}))
+"""
+
+
+def kernelshark(path: str, timeout: float = 600) -> tuple[float, int] | None:
+    """(seconds until KernelShark goes idle after loading, peak RSS bytes), or None if absent."""
+    exe = shutil.which("kernelshark")
+    if exe is None:
+        return None
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    t0 = time.perf_counter()
+    p = subprocess.Popen([exe, path], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    clk = os.sysconf("SC_CLK_TCK")
+    last_cpu, idle_since, done_at = -1.0, None, None
+    hwm = 0
+    try:
+        while time.perf_counter() - t0 < timeout and p.poll() is None:
+            time.sleep(0.2)
+            try:
+                stat = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+                cpu = (int(stat[11]) + int(stat[12])) / clk
+                for line in open(f"/proc/{p.pid}/status"):
+                    if line.startswith("VmHWM:"):
+                        hwm = int(line.split()[1]) * 1024
+            except OSError:
+                break
+            now = time.perf_counter()
+            if cpu - last_cpu > 0.05:
+                idle_since = None
+                done_at = now
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since > 2.0 and cpu > 1.0:
+                break
+            last_cpu = cpu
+    finally:
+        p.kill()
+        p.wait()
+    return ((done_at or time.perf_counter()) - t0, hwm)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("file")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--no-kernelshark", action="store_true")
+    a = ap.parse_args()
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = json.loads(subprocess.run([sys.executable, "-c", CHILD, a.file, str(a.steps)], capture_output=True,
+                                  text=True, env=env, check=True).stdout.strip().splitlines()[-1])
+    print(f"file: {a.file}, {r['events']} events")
+    print(f"kshark-py: loaded in {r['load_s']:.2f} s, first complete paint at {r['first_paint_s']:.2f} s "
+          f"({r['first_paint_s'] / r['load_s']:.2f}x the load)")
+    print(f"  redraw per zoom step: median {r['zoom_median_ms']:.1f} ms, worst {r['zoom_worst_ms']:.1f} ms; "
+          f"per pan step: median {r['pan_median_ms']:.1f} ms, worst {r['pan_worst_ms']:.1f} ms "
+          f"(render alone: median {r['render_only_median_ms']:.1f} ms)")
+    print(f"  peak RSS {r['peak_rss'] / 1e6:.0f} MB = {r['peak_rss'] / r['tables']:.2f}x the Arrow events tables "
+          f"({r['tables'] / 1e6:.0f} MB)")
+    if not a.no_kernelshark:
+        ks = kernelshark(a.file)
+        if ks is None:
+            print("KernelShark: not installed (apt-get install kernelshark)")
+        else:
+            print(f"KernelShark 2.2.1: busy loading for {ks[0]:.1f} s, peak RSS {ks[1] / 1e6:.0f} MB")
+            print(f"ratios: first paint {ks[0] / r['first_paint_s']:.1f}x faster, "
+                  f"peak memory {r['peak_rss'] / ks[1]:.2f}x of KernelShark's")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
