@@ -30,10 +30,14 @@ from .transport import (
     listen_data_port,
     open_guest_fifos,
 )
+from .tsync import GuestTimeSync, select_protocol
 from .writer import metadata_stream
 
 log = logging.getLogger("kshark_py.capture")
 
+TSYNC_END_WAIT = 30.0
+FIFO_IDLE_BEFORE_CLOSE = 1.0
+FIFO_IDLE_AFTER_CLOSE = 5.0
 CLOSE_WAIT_LIMIT = 24 * 3600.0
 """How long a recording may wait for the host's CLOSE (a day): the host's Ctrl-C/command decides."""
 
@@ -153,32 +157,44 @@ class Agent:
         if req.ignored:
             log.warning("ignoring unsupported record arguments from the host: %s", " ".join(req.ignored))
         ncpus = cpu_count_online()
+        proto = select_protocol(first.tsync_protos)
         fifo_fds = open_guest_fifos(ncpus) if first.use_fifos else None
         data_socks: list[socket.socket] = []
         sinks: dict[int, object] = {}
         rec = None
+        tsync_ls: socket.socket | None = None
+        tsync: GuestTimeSync | None = None
+        host_ip = sock.getpeername()[0] if sock.family == socket.AF_INET else None
+        allowed = {host_ip} if host_ip else None
         try:
             if fifo_fds is None:
                 for _ in range(ncpus):
                     s, _port = listen_data_port(self.family)
                     data_socks.append(s)
+            tsync_port = 0
+            if proto:  # after the data ports, as trace-cmd (TCP: next free port from 1500; vsock: any)
+                tsync_ls, tsync_port = listen_data_port(self.family)
             rec = Recorder(req.specs, clock=req.clock, buffer_kb=req.buffer_kb, tmpdir=self.tmpdir,
                            sink_factory=lambda cpu: sinks[cpu], cpus=ncpus)
             meta = rec.setup()
             trace_id = new_trace_id()
             ports = tuple(0 for _ in range(ncpus)) if fifo_fds is not None else tuple(
                 s.getsockname()[1] for s in data_socks)
-            # time sync is not negotiated by this agent yet: answer with no protocol
             ch.send(M.TraceResp(M.MSG_TRACE_USE_FIFOS if fifo_fds is not None else 0, meta.page_size, trace_id,
-                                "", 0, ports))
+                                proto or "", tsync_port, ports))
+            if proto and tsync_ls is not None:
+                tsync = GuestTimeSync(accept(tsync_ls, self.timeout * 2, allowed), proto, req.clock or meta.clock)
+                tsync.start()
+                log.info("time sync with the host: %s", proto)
+            # the host runs its first time-sync round before it reads the metadata: allow for that
+            ch.timeout = max(self.timeout, 60.0)
             ch.send_stream(metadata_stream(meta, trace_id=trace_id, cpu_count=ncpus))
+            ch.timeout = self.timeout
             if fifo_fds is not None:
                 for cpu, fd in enumerate(fifo_fds):
-                    sinks[cpu] = FdSink(fd)
+                    sinks[cpu] = FdSink(fd, meta.page_size, self.tmpdir)
                 fifo_fds = None
             else:
-                host_ip = sock.getpeername()[0] if sock.family == socket.AF_INET else None
-                allowed = {host_ip} if host_ip else None
                 for cpu, ls in enumerate(data_socks):
                     sinks[cpu] = SocketSink(accept(ls, self.timeout * 2, allowed))
             rec.start()
@@ -190,9 +206,29 @@ class Agent:
                 if not isinstance(m, M.NotSupp):
                     ch.send(M.NotSupp())
             rec.stop()
+            fifo_sinks = [k for k in sinks.values() if isinstance(k, FdSink)]
+            # A host that reads its FIFOs while recording (ours) has everything now; trace-cmd's reads them
+            # only after CLOSE_RESP: give up waiting once the FIFOs stop draining, answer, then feed the rest.
+            for k in fifo_sinks:
+                k.flush(FIFO_IDLE_BEFORE_CLOSE)
             log.info("host closed the session: %d bytes sent", rec.total_bytes)
             ch.send(M.CloseResp())
+            for k in fifo_sinks:
+                if not k.flush(FIFO_IDLE_AFTER_CLOSE):
+                    log.warning("FIFO: the host did not read %d of %d bytes (a trace-cmd host reads at most "
+                                "what its FIFO holds, %d bytes)", k.pending, k.delivered + k.pending, k.pipe_size)
+                k.release()
+            if tsync is not None:  # the host's last round follows its CLOSE; wait for its STOP (bounded)
+                tsync.join(TSYNC_END_WAIT)
+                if tsync.is_alive():
+                    log.warning("time sync: no STOP from the host within %.0f s", TSYNC_END_WAIT)
+                log.info("time sync: %d samples, offsets %s", len(tsync.samples), [o for _c, o, _t in tsync.samples])
         finally:
+            if tsync is not None and tsync.is_alive():
+                tsync.ch.close()
+                tsync.join(5)
+            if tsync_ls is not None:
+                tsync_ls.close()
             if rec is not None:
                 rec.close()
                 rec.cleanup_files()
@@ -203,3 +239,5 @@ class Agent:
             for sink in sinks.values():
                 with contextlib.suppress(Exception):
                     sink.close()  # type: ignore[attr-defined]
+                if isinstance(sink, FdSink):
+                    sink.release()

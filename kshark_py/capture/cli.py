@@ -166,11 +166,10 @@ def _cmd_record(ns: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"kshark-py record: {e}", file=sys.stderr)
         return 2
-    if args.tsync_interval >= 0 and args.guests:
-        log.warning("time sync is not implemented yet: guests are recorded without it (as --tsync-interval -1)")
     try:
         session = HostSession(args.output, args.specs, args.guests, buffer_kb=args.buffer_kb, clock=args.clock,
-                              version=args.version, compression=args.compression)
+                              version=args.version, compression=args.compression,
+                              tsync_interval=args.tsync_interval)
     except (RecordError, ValueError) as e:
         print(f"kshark-py record: {e}", file=sys.stderr)
         return 2
@@ -194,6 +193,10 @@ def _cmd_record(ns: argparse.Namespace) -> int:
             got = sum(r.bytes for r in g.receivers)
             status = f" ({g.error})" if g.error else ""
             print(f"guest {g.name}: {g.metadata_bytes} metadata bytes, {got} data bytes{status}", file=sys.stderr)
+            if g.tsync is not None:
+                offs = [o for s in g.tsync.samples for o in s.offsets]
+                print(f"guest {g.name}: {g.tsync.proto} time sync, {g.tsync.rounds} rounds, offsets (ns or clock "
+                      f"units) {offs}" + (f" ({g.tsync.error})" if g.tsync.error else ""), file=sys.stderr)
         print("wrote " + " ".join(str(f) for f in files), file=sys.stderr)
         return 0 if rc == 0 else rc
     except (WriterError, RecordError, OSError) as e:

@@ -15,9 +15,11 @@ page), so no event recorded before the stop is lost.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import random
+import select
 import socket
 import tempfile
 import threading
@@ -32,6 +34,8 @@ log = logging.getLogger("kshark_py.capture")
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 POLL_INTERVAL = 0.02
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+SPLICE_BATCH_PAGES = 16
 STOP_TIMEOUT = 20.0
 """Seconds a CPU reader may take to flush after tracing stops (a sink that is not read blocks it)."""
 
@@ -172,36 +176,137 @@ class FileSink(Sink):
 
 
 class FdSink(Sink):
-    """A FIFO or other descriptor (blocking writes; the peer's end is the FIFO's reader).
+    """A FIFO (KVM virtio-serial port): never blocks the CPU reader, whoever reads the other end.
 
-    A FIFO can be without a reader for a while: trace-cmd's host probes the FIFOs, closes them and
-    reopens them in its recorders after the metadata exchange.  A write then fails with EPIPE; we keep
-    the data and retry for up to ``no_reader_timeout`` seconds instead of losing the CPU's stream.
+    Why: trace-cmd 3.1.6's host (with libtracefs 1.6.4) reads its ``.out`` FIFOs only when its recorders
+    flush, after the agent's CLOSE_RESP (while recording it splices 0 bytes at a time).  A blocking write
+    therefore stalls as soon as the FIFO is full (64 KiB), the CPU reader stops draining trace_pipe_raw and
+    the session hangs (trace-cmd's own agent hangs the same way once a CPU has written more than that).
+    So pages that do not fit are spooled to an unlinked temp file and a writer thread feeds the FIFO as
+    it empties; the FIFO is enlarged (F_SETPIPE_SZ) so short sessions fit entirely.  Writes are whole pages
+    (<= PIPE_BUF, hence atomic), so a reader that stops at an empty FIFO never sees half a page.
     """
 
-    def __init__(self, fd: int, no_reader_timeout: float = 30.0) -> None:
+    PIPE_SIZES = (16 << 20, 4 << 20, 1 << 20)
+
+    def __init__(self, fd: int, page_size: int = 4096, tmpdir: str | None = None) -> None:
         self.fd = fd
-        self.no_reader_timeout = no_reader_timeout
+        self.page_size = page_size
+        os.set_blocking(fd, False)
+        self.pipe_size = 0
+        for size in self.PIPE_SIZES:
+            try:
+                self.pipe_size = fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+                break
+            except OSError:
+                continue
+        self.delivered = 0
+        self.spooled = 0
+        self.error: str | None = None
+        self._spool_fd = -1
+        self._spool_w = 0  # bytes appended to the spool
+        self._spool_r = 0  # bytes of the spool delivered
+        self._cond = threading.Condition()
+        self._closing = False
+        self._tmpdir = tmpdir
+        self._thread: threading.Thread | None = None
+        self._released = False
+
+    @property
+    def pending(self) -> int:
+        return self._spool_w - self._spool_r
+
+    def _write_pages(self, mv: memoryview) -> int:
+        """Non-blocking page-sized writes; bytes written (stops at a full FIFO)."""
+        done = 0
+        ps = self.page_size
+        while done < len(mv):
+            try:
+                n = os.write(self.fd, mv[done:done + ps])
+            except BlockingIOError:
+                break
+            done += n
+        return done
 
     def write(self, data: bytes) -> None:
+        if self.error:
+            return
         mv = memoryview(data)
-        deadline = None
-        while mv:
+        with self._cond:
+            if self.pending == 0:
+                try:
+                    n = self._write_pages(mv)
+                except OSError as e:  # EPIPE: the reader went away; what follows cannot be delivered
+                    self.error = str(e)
+                    return
+                self.delivered += n
+                mv = mv[n:]
+            if not mv:
+                return
+            if self._spool_fd < 0:
+                self._spool_fd, path = tempfile.mkstemp(prefix="kshark-fifo-", dir=self._tmpdir)
+                os.unlink(path)
+                self._thread = threading.Thread(target=self._feed, name="kshark-fifo-writer", daemon=True)
+                self._thread.start()
+            os.pwrite(self._spool_fd, mv, self._spool_w)
+            self._spool_w += len(mv)
+            self.spooled += len(mv)
+            self._cond.notify()
+
+    def _feed(self) -> None:
+        while True:
+            with self._cond:
+                while self.pending == 0 and not self._closing:
+                    self._cond.wait(0.5)
+                if self.pending == 0 and self._closing:
+                    return
             try:
-                n = os.write(self.fd, mv)
-            except BrokenPipeError:
-                now = time.monotonic()
-                deadline = deadline or now + self.no_reader_timeout
-                if now > deadline:
-                    raise
-                time.sleep(0.02)
-                continue
-            deadline = None
-            mv = mv[n:]
+                _r, w, _x = select.select([], [self.fd], [], 0.2)
+                if not w:
+                    continue
+                with self._cond:
+                    chunk = os.pread(self._spool_fd, min(self.pending, 16 * self.page_size), self._spool_r)
+                    n = self._write_pages(memoryview(chunk))
+                    self._spool_r += n
+                    self.delivered += n
+            except OSError as e:
+                self.error = str(e)
+                with self._cond:
+                    self._spool_r = self._spool_w
+                return
+
+    def flush(self, idle_timeout: float, total_timeout: float = 3600.0) -> bool:
+        """Wait until everything is in the FIFO; give up after ``idle_timeout`` s without progress."""
+        deadline = time.monotonic() + total_timeout
+        last, since = self.delivered, time.monotonic()
+        while self.pending and not self.error:
+            time.sleep(0.02)
+            now = time.monotonic()
+            if self.delivered != last:
+                last, since = self.delivered, now
+            elif now - since > idle_timeout or now > deadline:
+                return False
+        return not self.pending
 
     def close(self) -> None:
+        """Called by the CPU reader when its stream ends: the feeder keeps going until :meth:`release`."""
+
+    def release(self) -> None:
+        """Stop feeding and close the FIFO and spool (undelivered bytes are logged by the caller)."""
+        if self._released:
+            return
+        self._released = True
+        with self._cond:
+            self._closing = True
+            self._spool_r = self._spool_w if self.error else self._spool_r
+            self._cond.notify()
+        if self._thread is not None and self.pending == 0:
+            self._thread.join(1)
         with contextlib.suppress(OSError):
             os.close(self.fd)
+        if self._spool_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._spool_fd)
 
 
 class SocketSink(Sink):
@@ -230,9 +335,14 @@ class CpuStats:
 
 
 class CpuReader(threading.Thread):
-    """Drains one CPU's trace_pipe_raw into a sink until told to stop, then drains the rest."""
+    """Drains one CPU's trace_pipe_raw into a sink until told to stop, then drains the rest.
 
-    def __init__(self, path: Path, cpu: int, sink: Sink, page_size: int) -> None:
+    While recording, pages are taken with splice(), which hands out only *full* pages (as trace-cmd's
+    recorder does); read() would return the partly filled page on every poll, so a slow CPU would send
+    a mostly empty 4 KiB page every 20 ms.  After the stop, read() collects the partial last page.
+    """
+
+    def __init__(self, path: Path, cpu: int, sink: Sink, page_size: int, *, splice: bool = True) -> None:
         super().__init__(name=f"kshark-cpu{cpu}", daemon=True)
         self.path = path
         self.sink = sink
@@ -241,6 +351,9 @@ class CpuReader(threading.Thread):
         self._stop_evt = threading.Event()
         self._fd_lock = threading.Lock()
         self.fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._pipe: tuple[int, int] | None = None
+        if splice and hasattr(os, "splice"):
+            self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def stop(self) -> None:
         self._stop_evt.set()
@@ -256,8 +369,47 @@ class CpuReader(threading.Thread):
                     os.close(self.fd)
                 self.fd = None
 
-    def _drain(self) -> bool:
+    def _drain_full_pages(self) -> bool:
+        """Splice the full pages available into our pipe and pass them on; True if any."""
+        assert self._pipe is not None
+        pr, pw = self._pipe
+        got = False
+        while True:
+            with self._fd_lock:
+                if self.fd is None:
+                    return got
+                try:
+                    n = os.splice(self.fd, pw, self.page_size * SPLICE_BATCH_PAGES, flags=os.SPLICE_F_NONBLOCK)
+                except BlockingIOError:
+                    return got
+                except InterruptedError:
+                    continue
+                except OSError as e:  # e.g. EINVAL: no splice on this file: plain reads from now on
+                    log.info("CPU %d: splice unavailable (%s): reading pages", self.stats.cpu, e)
+                    self._close_pipe()
+                    return got
+            if n == 0:
+                return got
+            left = n
+            while left:
+                data = os.read(pr, left)
+                left -= len(data)
+                self.sink.write(data)
+                self.stats.bytes += len(data)
+                self.stats.pages += len(data) // self.page_size
+            got = True
+
+    def _close_pipe(self) -> None:
+        if self._pipe is not None:
+            for fd in self._pipe:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._pipe = None
+
+    def _drain(self, final: bool = False) -> bool:
         """Read what is available; True if anything was read."""
+        if self._pipe is not None and not final:
+            return self._drain_full_pages()
         got = False
         while True:
             with self._fd_lock:
@@ -281,12 +433,13 @@ class CpuReader(threading.Thread):
             while not self._stop_evt.is_set():
                 if not self._drain():
                     self._stop_evt.wait(POLL_INTERVAL)
-            self._drain()
+            self._drain(final=True)
         except Exception as e:  # reported to the caller through stats, logged once
             self.stats.error = str(e)
             log.error("CPU %d reader stopped: %s", self.stats.cpu, e)
         finally:
             self.close_trace_fd()
+            self._close_pipe()
             with contextlib.suppress(Exception):
                 self.sink.close()
 

@@ -33,6 +33,7 @@ from .transport import (
     host_fifos,
     open_host_fifo,
 )
+from .tsync import SUPPORTED_PROTOCOLS, HostTimeSync, time_shift_payload
 from .writer import CpuData, append_to_v7, opt_guest
 
 log = logging.getLogger("kshark_py.capture")
@@ -90,6 +91,7 @@ class GuestSession:
     fifo_fds: list[int] = field(default_factory=list)
     error: str | None = None
     metadata_bytes: int = 0
+    tsync: HostTimeSync | None = None
 
     def args(self, clock: str) -> tuple[str, ...]:
         out = ["-C", clock]
@@ -105,8 +107,10 @@ class HostSession:
 
     def __init__(self, output: str | os.PathLike, specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *,
                  buffer_kb: int | None = None, clock: str | None = None, version: int = 7,
-                 compression: str | None = "zstd", timeout: float = MSG_TIMEOUT) -> None:
+                 compression: str | None = "zstd", timeout: float = MSG_TIMEOUT, tsync_interval: int = 0) -> None:
         self.output = Path(output)
+        self.tsync_interval = tsync_interval
+        """``--tsync-interval`` in ms: < 0 offers no time sync, 0 syncs at start and stop, > 0 also periodically."""
         self.version = version
         self.compression = compression
         self.timeout = timeout
@@ -135,13 +139,16 @@ class HostSession:
             g.fifo_fds.append(open_host_fifo(p))
         sock = connect(g.addr, self.timeout)
         g.channel = ch = Channel(sock, f"guest {g.name}", self.timeout)
-        ch.send(M.TraceReq(M.MSG_TRACE_USE_FIFOS if fifos else 0, self.recorder.trace_id, g.args(clock), None))
+        protos = SUPPORTED_PROTOCOLS if self.tsync_interval >= 0 else None
+        ch.send(M.TraceReq(M.MSG_TRACE_USE_FIFOS if fifos else 0, self.recorder.trace_id, g.args(clock), protos))
         resp = ch.recv()
         if not isinstance(resp, M.TraceResp):
             raise PeerError(f"guest {g.name}: expected TRACE_RESP, got {type(resp).__name__}")
         g.resp = resp
         log.info("guest %s: %d CPUs, page size %d, %s", g.name, resp.cpus, resp.page_size,
                  "FIFOs" if resp.use_fifos else f"ports {list(resp.ports)}")
+        if resp.tsync_proto:
+            self._start_tsync(g, resp, clock)
         # the guest's file metadata, verbatim
         with open(g.file, "wb") as f:
             while True:
@@ -152,6 +159,8 @@ class HostSession:
                     raise PeerError(f"guest {g.name}: expected SEND_DATA, got {type(m).__name__}")
                 f.write(m.data)
                 g.metadata_bytes += len(m.data)
+        if g.tsync is not None and not g.tsync.wait_first_round():
+            log.error("guest %s: the first time-sync round did not finish", g.name)
         tmpdir = self._tmp.name
         if resp.use_fifos:
             if not fifos:
@@ -175,6 +184,17 @@ class HostSession:
         for r in g.receivers:
             r.start()
 
+    def _start_tsync(self, g: GuestSession, resp: M.TraceResp, clock: str) -> None:
+        """Connect to the guest's time-sync port and run the first round before recording (trace-cmd order)."""
+        if resp.tsync_proto not in SUPPORTED_PROTOCOLS:
+            log.warning("guest %s chose time-sync protocol %r, which we do not support: no time sync",
+                        g.name, resp.tsync_proto)
+            return
+        log.info("Negotiated %s time sync protocol with guest %s", resp.tsync_proto, g.name)
+        sock = connect(Address(g.addr.family, g.addr.host, resp.tsync_port), self.timeout)
+        g.tsync = HostTimeSync(sock, resp.tsync_proto, resp.cpus, self.tsync_interval, clock, g.name)
+        g.tsync.start()
+
     # -- stop
     def stop(self) -> None:
         """Stop local tracing, tell guests to stop, wait for their streams (bounded)."""
@@ -184,6 +204,8 @@ class HostSession:
                 continue
             try:
                 g.channel.send(M.Close())
+                if g.tsync is not None:  # host_tsync_complete(): last round and STOP before CLOSE_RESP
+                    g.tsync.stop()
                 while True:
                     m = g.channel.recv(CLOSE_RESP_TIMEOUT)
                     if isinstance(m, M.CloseResp):
@@ -209,6 +231,13 @@ class HostSession:
             if g.resp is None:
                 continue
             cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
+            ts = g.tsync
+            if ts is not None:
+                if ts.complete():  # appended before the CPU data, as host_tsync_complete() does
+                    payload = time_shift_payload(lay, self.recorder.trace_id, ts.flags, ts.samples)
+                    append_to_v7(g.file, options=[(OptionId.TIME_SHIFT, payload)])
+                else:
+                    log.warning("guest %s: time sync has no sample for some vCPU: no TIME_SHIFT written", g.name)
             append_to_v7(g.file, buffer=("", "", cpus))
             written.append(g.file)
             pids = [-1] * g.resp.cpus  # host threads of the vCPUs are unknown over TCP/FIFOs, as trace-cmd
@@ -219,6 +248,8 @@ class HostSession:
 
     def abort(self) -> None:
         for g in self.guests:
+            if g.tsync is not None:
+                g.tsync.ch.close()
             if g.channel is not None:
                 try:
                     g.channel.send(M.Close())

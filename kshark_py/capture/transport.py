@@ -157,6 +157,7 @@ class Channel:
             if left <= 0:
                 raise PeerError(f"{self.name}: peer sent nothing for {wait:.0f} s")
             self.sock.settimeout(left)
+            self._before_recv()
             try:
                 data = self.sock.recv(RECV_CHUNK)
             except TimeoutError as e:
@@ -172,6 +173,9 @@ class Channel:
                 if m is M.NEED_DATA:
                     raise PeerError(f"{self.name}: peer closed the connection")
                 return m  # type: ignore[return-value]
+
+    def _before_recv(self) -> None:
+        """Hook before each socket read (the time-sync channel re-arms TCP_QUICKACK here)."""
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
