@@ -76,6 +76,8 @@ class GuestConfig:
     name: str | None = None
     specs: list[EventSpec] = field(default_factory=list)
     use_fifos: bool = True
+    fifos_required: bool = False
+    """The user chose the FIFO transport (preflight: missing FIFOs are an error, not a fallback)."""
     extra_args: list[str] = field(default_factory=list)
 
 

@@ -1,0 +1,267 @@
+"""What a front end needs to drive a recording: a preflight check, live progress, a background run.
+
+Why here and not in the GUI: the capture package has no Qt, and the same checks and counters serve the
+CLI, the capture panel and tests.  Progress is read, never pushed: a front end polls :func:`progress`
+from its own thread while :class:`Recording` runs the session off that thread, so a slow disk or a
+silent guest can never freeze the interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .recorder import EventSpec, RecordError, find_tracefs, missing_events, parse_lost
+from .session import GuestConfig, HostSession, parse_guest_spec
+from .transport import host_fifos
+
+
+# --- preflight ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    """One preflight finding: ``level`` is "ok", "info", "warn" or "error" (errors block recording)."""
+
+    level: str
+    message: str
+
+
+def available_clocks(tracefs: Path | None = None) -> tuple[list[str], str | None]:
+    """(clocks, selected) from tracefs ``trace_clock``."""
+    try:
+        text = ((tracefs or find_tracefs()) / "trace_clock").read_text()
+    except (OSError, RecordError):
+        return [], None
+    clocks, sel = [], None
+    for tok in text.split():
+        if tok.startswith("[") and tok.endswith("]"):
+            tok = tok[1:-1]
+            sel = tok
+        clocks.append(tok)
+    return clocks, sel
+
+
+def available_events(tracefs: Path | None = None) -> dict[str, list[str]]:
+    """system -> events, from ``available_events`` (what this kernel can record)."""
+    out: dict[str, list[str]] = {}
+    try:
+        text = ((tracefs or find_tracefs()) / "available_events").read_text()
+    except (OSError, RecordError):
+        return out
+    for line in text.splitlines():
+        s, _, e = line.partition(":")
+        if e:
+            out.setdefault(s, []).append(e)
+    for evs in out.values():
+        evs.sort()
+    return dict(sorted(out.items()))
+
+
+def probe_agent(spec: str, timeout: float = 1.0) -> str | None:
+    """None if something accepts connections at the guest's address, else why not.
+
+    Over TCP on this machine the listening table is read instead of connecting, because a connection
+    would count as a host session for an agent started with ``--once``.
+    """
+    try:
+        _name, addr = parse_guest_spec(spec)
+    except ValueError as e:
+        return str(e)
+    if addr.family == "tcp" and str(addr.host) in ("127.0.0.1", "localhost"):
+        return None if _tcp_listening(addr.port) else f"nothing listens on TCP port {addr.port} on this machine"
+    try:
+        fam = socket.AF_VSOCK if addr.family == "vsock" else socket.AF_INET
+        target = (int(addr.host), addr.port) if addr.family == "vsock" else (str(addr.host), addr.port)
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(target)
+    except (OSError, AttributeError, ValueError) as e:
+        return f"cannot connect to {addr}: {e}"
+    return None
+
+
+def _tcp_listening(port: int) -> bool:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for ln in lines:
+            f = ln.split()
+            if len(f) > 3 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, clock: str | None = None,
+              tsync_interval: int = 0, output_dir: str | os.PathLike | None = None,
+              tracefs: Path | None = None) -> list[Check]:
+    """What will happen and what is wrong, before anything is started."""
+    out: list[Check] = []
+    if os.geteuid() != 0:
+        out.append(Check("error", "Recording needs root: run kshark-py as root (tracefs instances and events "
+                                  "are root-only)."))
+    else:
+        out.append(Check("ok", "Running as root."))
+    try:
+        tfs = tracefs or find_tracefs()
+        out.append(Check("ok", f"tracefs is mounted at {tfs}."))
+    except RecordError as e:
+        out.append(Check("error", str(e)))
+        tfs = None
+    if tfs is not None:
+        bad = missing_events(tfs, list(specs)) if specs else []
+        for b in bad:
+            out.append(Check("error", f"Event {b} does not exist on this kernel."))
+        if not specs:
+            out.append(Check("warn", "No event selected: every event will be recorded."))
+        clocks, sel = available_clocks(tfs)
+        use = clock or sel or "local"
+        if clock and clock not in clocks:
+            out.append(Check("error", f"Trace clock {clock!r} is not available (have: {' '.join(clocks)})."))
+        else:
+            out.append(Check("info", f"Trace clock: {use} (host and guests record with it; guest timestamps are "
+                                     "converted with the time-sync samples)."))
+    if output_dir is not None:
+        d = Path(output_dir)
+        if not d.is_dir():
+            out.append(Check("error", f"Output folder {d} does not exist."))
+        elif not os.access(d, os.W_OK):
+            out.append(Check("error", f"Output folder {d} is not writable."))
+    for g in guests:
+        try:
+            name = g.name or parse_guest_spec(g.spec)[0] or g.spec
+        except ValueError:
+            name = g.name or g.spec
+        why = probe_agent(g.spec)
+        if why:
+            out.append(Check("error", f"Guest {name}: agent not reachable ({why})."))
+        else:
+            out.append(Check("ok", f"Guest {name}: an agent answers at {g.spec}."))
+        if g.use_fifos:
+            fifos = host_fifos(name)
+            if fifos:
+                out.append(Check("info", f"Guest {name}: {len(fifos)} FIFOs found: trace data goes through them."))
+            elif g.fifos_required:
+                out.append(Check("error", f"Guest {name}: FIFO transport chosen but /var/lib/trace-cmd/virt/{name}/"
+                                          "trace-pipe-cpu0.out does not exist."))
+        if tsync_interval < 0:
+            out.append(Check("info", f"Guest {name}: no time sync (interval < 0): guest times stay on the guest "
+                                     "clock."))
+        else:
+            kvm = Path("/sys/kernel/debug/kvm").is_dir()
+            why_not_kvm = ("KVM's tsc-offset files exist but the kvm protocol is not implemented here"
+                           if kvm else "/sys/kernel/debug/kvm is absent (no local KVM guest to read TSC offsets from)")
+            every = "at start and stop" if tsync_interval == 0 else f"every {tsync_interval} ms, at start and stop"
+            out.append(Check("info", f"Guest {name}: time sync with ptp over the agent connection, {every} "
+                                     f"({why_not_kvm})."))
+    return out
+
+
+# --- live progress --------------------------------------------------------------------------------------
+@dataclass
+class CpuProgress:
+    where: str  # "host" or the guest's name
+    cpu: int
+    bytes: int
+    events: int | None  # None: not known while recording (guest streams are not decoded live)
+    lost: int | None
+
+
+@dataclass
+class Progress:
+    elapsed: float
+    cpus: list[CpuProgress] = field(default_factory=list)
+    state: str = ""
+
+
+def _stat_value(stats: str, key: str) -> int | None:
+    for line in stats.splitlines():
+        k, _, v = line.partition(":")
+        if k.strip() == key:
+            with contextlib.suppress(ValueError):
+                return int(v.strip())
+    return None
+
+
+def progress(session: HostSession) -> Progress:
+    """Counters of a running (or finished) session; cheap enough to poll several times a second."""
+    rec = session.recorder
+    t0 = rec.started or time.monotonic()
+    t1 = rec.stopped or time.monotonic()
+    p = Progress(max(0.0, t1 - t0) if rec.started else 0.0)
+    for i, r in enumerate(rec.readers):
+        stats = rec.cpustats[i] if i < len(rec.cpustats) else rec.instance.cpu_stats(i)
+        ev = _stat_value(stats, "read events")
+        p.cpus.append(CpuProgress("host", i, r.stats.bytes, ev, parse_lost(stats) if stats else None))
+    for g in session.guests:
+        for r in g.receivers:
+            p.cpus.append(CpuProgress(g.name, r.cpu, r.bytes, None, None))
+    return p
+
+
+# --- a recording in a background thread -------------------------------------------------------------------
+class Recording(threading.Thread):
+    """start -> (command | duration | stop()) -> stop -> write, off the caller's thread.
+
+    ``files`` holds the written paths when done; ``error`` the reason it failed.  Always cleans up
+    (tracefs instance, temp files), whatever happens.
+    """
+
+    def __init__(self, session: HostSession, *, command: str | None = None, duration: float | None = None) -> None:
+        super().__init__(name="kshark-recording", daemon=True)
+        self.session = session
+        self.command = shlex.split(command) if command else []
+        self.duration = duration
+        self.files: list[Path] = []
+        self.error: str | None = None
+        self.state = "starting"
+        self._stop_req = threading.Event()
+        self._proc: subprocess.Popen | None = None
+
+    def request_stop(self) -> None:
+        self._stop_req.set()
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self._proc.terminate()
+
+    def run(self) -> None:
+        s = self.session
+        try:
+            s.start()
+            self.state = "recording"
+            deadline = time.monotonic() + self.duration if self.duration else None
+            if self.command:
+                self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+            while not self._stop_req.is_set():
+                if self._proc is not None and self._proc.poll() is not None:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self._stop_req.wait(0.05)
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+            self.state = "stopping"
+            s.stop()
+            self.state = "writing"
+            self.files = s.write()
+            self.state = "done"
+        except Exception as e:  # shown to the user; the session is cleaned up below
+            self.error = str(e) or type(e).__name__
+            self.state = "failed"
+            with contextlib.suppress(Exception):
+                s.abort()
+        finally:
+            with contextlib.suppress(Exception):
+                s.close()
