@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -94,7 +95,13 @@ def run(paths: list[str], session: str | None, user_map: dict | None, shot: str 
         merged.update(user_map or {})
         user_map = merged
     if shot:
-        return screenshot(paths, shot, user_map, state)
-    app = app_instance()
-    open_window(paths, user_map, state)
-    return app.exec()
+        code = screenshot(paths, shot, user_map, state)
+    else:
+        app = app_instance()
+        open_window(paths, user_map, state)
+        code = app.exec()
+    # Tear-down of PySide6 6.12 + pyqtgraph objects during interpreter finalization can abort the
+    # process ("bool_dealloc" in the GC) after all work is done; leave without it, files flushed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
