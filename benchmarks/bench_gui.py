@@ -69,14 +69,32 @@ def kernelshark(path: str, timeout: float = 600) -> tuple[float, int] | None:
     exe = shutil.which("kernelshark")
     if exe is None:
         return None
-    # KernelShark quits at once on Qt's offscreen platform: give it a virtual X display
-    xvfb = shutil.which("xvfb-run")
-    if xvfb is None and not os.environ.get("DISPLAY"):
-        print("KernelShark: needs a display; apt-get install xvfb")
-        return None
-    cmd = [xvfb, "-a", exe, path] if xvfb else [exe, path]
+    # KernelShark quits at once on Qt's offscreen platform: give it a virtual X display (our own
+    # Xvfb without an auth file, so that an unprivileged KernelShark may connect)
+    env = dict(os.environ)
+    xvfb_proc = None
+    if not env.get("DISPLAY"):
+        xvfb = shutil.which("Xvfb")
+        if xvfb is None:
+            print("KernelShark: needs a display; apt-get install xvfb")
+            return None
+        disp = f":{90 + os.getpid() % 100}"
+        xvfb_proc = subprocess.Popen([xvfb, disp, "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        env["DISPLAY"] = disp
+    cmd = [exe, "-i", path]
+    if os.geteuid() == 0:
+        # as root KernelShark opens a modal "running with Root privileges" box and loads nothing
+        # until someone clicks it: run it as nobody, with a scratch HOME for its settings
+        import tempfile
+
+        env["HOME"] = tempfile.mkdtemp(prefix="ks-home-")
+        os.chmod(env["HOME"], 0o777)
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                         env=env)
     ks_pid = None
     while ks_pid is None and time.perf_counter() - t0 < 20:
         time.sleep(0.05)
@@ -91,6 +109,8 @@ def kernelshark(path: str, timeout: float = 600) -> tuple[float, int] | None:
                     continue
     if ks_pid is None:
         os.killpg(p.pid, 9)
+        if xvfb_proc is not None:
+            xvfb_proc.kill()
         return None
     clk = os.sysconf("SC_CLK_TCK")
     last_cpu, idle_since, done_at = -1.0, None, None
@@ -118,6 +138,9 @@ def kernelshark(path: str, timeout: float = 600) -> tuple[float, int] | None:
     finally:
         os.killpg(p.pid, 9)
         p.wait()
+        if xvfb_proc is not None:
+            xvfb_proc.kill()
+            xvfb_proc.wait()
     return ((done_at or time.perf_counter()) - t0, hwm)
 
 
