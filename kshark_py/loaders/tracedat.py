@@ -107,6 +107,36 @@ class CpuStats:
     chunk cut short when its header survived (a lower bound: later chunks' sizes are unknown)."""
 
 
+class _Columns:
+    """Per-record columns filled block by block into arrays sized for the most records the data
+    could hold (8 bytes each).  The untouched tail is never faulted in, so memory follows the records
+    actually decoded, and no per-block pieces are kept or concatenated."""
+
+    DTYPES = {"ts": np.uint64, "off": np.int64, "len": np.int32, "eid": np.int32, "pid": np.int32,
+              "flags": np.uint8, "preempt": np.uint8}
+
+    def __init__(self, data_bytes: int) -> None:
+        cap = max(1, data_bytes // 8 + 1)
+        self.arrays = {k: np.empty(cap, d) for k, d in self.DTYPES.items()}
+        self.n = 0
+        self.segments: list[tuple[int, int]] = []  # (cpu, records) per block, in decode order
+        self.missed: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, cpu: int, **cols: np.ndarray) -> None:
+        k = len(cols["ts"])
+        a, b = self.n, self.n + k
+        if b > len(self.arrays["ts"]):  # pragma: no cover (a record is at least 8 bytes)
+            raise CorruptSectionError("more records than the data can hold")
+        for name, arr in cols.items():
+            self.arrays[name][a:b] = arr
+        self.n = b
+        self.segments.append((cpu, k))
+
+    def pop(self, name: str) -> np.ndarray:
+        """The filled part of a column; the accumulator lets go of it."""
+        return self.arrays.pop(name)[: self.n]
+
+
 class Buffer:
     """One tracing instance of a file (``""`` is the top instance) and its events, decoded lazily."""
 
@@ -266,8 +296,7 @@ class Buffer:
         lay = tf.lay
         ps = self.page_size
         self.stats = []
-        cols: dict[str, list] = {k: [] for k in
-                                 ("ts", "nrec", "off", "len", "missed", "eid", "pid", "flags", "preempt")}
+        cols: _Columns | None = None
         self._hot = []
         for system, name, names in tf.hot_fields:
             ev = tf.formats.find(name, system)
@@ -280,6 +309,7 @@ class Buffer:
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
             self.store = FlatStore(whole)
+            cols = _Columns(sum(self._cpu_bytes(cd)[1] for cd in self.cpu_data))
             for cd in self.cpu_data:
                 off, size = self._cpu_bytes(cd)
                 st = CpuStats(cd.cpu, cd.size, size, 0, 0, truncated_bytes=cd.size - size)
@@ -319,6 +349,7 @@ class Buffer:
             us = np.concatenate([t.usizes for t in present]) if present else z
             ustarts = np.concatenate(([0], np.cumsum(us)[:-1])).astype(np.int64) if len(us) else z
             self.store = ChunkStore(tf.codec, tf.buf, fo, cs, us, ustarts)
+            cols = _Columns(int(us.sum()))
             k0 = 0
             for cd, t in zip(self.cpu_data, tables, strict=True):
                 st = CpuStats(cd.cpu, cd.size, 0, 0, 0)
@@ -385,7 +416,7 @@ class Buffer:
             good.append(np.frombuffer(c, np.uint8))
         return np.concatenate(good), j  # pragma: no cover (the range failed as a whole)
 
-    def _decode_part(self, cols: dict[str, list[np.ndarray]], st: CpuStats, arr: np.ndarray, *, base: int,
+    def _decode_part(self, cols: _Columns, st: CpuStats, arr: np.ndarray, *, base: int,
                      local0: int, cpu_base: int) -> None:
         """Decode whole pages ``arr`` of one CPU (at data offset ``base``; ``local0`` bytes into the
         CPU's data) and append their records' columns, common fields included."""
@@ -445,17 +476,12 @@ class Buffer:
                 where.append(sel + self._n_decoded)
                 for f in fields:
                     parts[f.name].append(field_array(arr, dec.offset[sel], dec.length[sel], f, tf.endian))
-        self._n_decoded += len(dec.ts)
-        cols["ts"].append(dec.ts)
-        cols["nrec"].append((st.cpu, len(dec.ts)))
-        cols["off"].append(dec.offset + base)
-        cols["len"].append(dec.length)
         nz = np.flatnonzero(m)
-        cols["missed"].append((nz, m[nz]))  # sparse: almost every record has none
-        cols["eid"].append(event_id)
-        cols["pid"].append(pid)
-        cols["flags"].append(flags)
-        cols["preempt"].append(preempt)
+        if len(nz):  # sparse: almost every record has none
+            cols.missed.append((nz + self._n_decoded, m[nz]))
+        self._n_decoded += len(dec.ts)
+        cols.add(st.cpu, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid, flags=flags,
+                 preempt=preempt)
 
     def _file_offset(self, cpu: int, base: int, bad: BadPage) -> int:
         """File offset of a bad page's fault: exact when uncompressed, else its chunk's header."""
@@ -485,37 +511,29 @@ class Buffer:
                 self._field_cache[(ev.id, f.name)] = arr.take(take)
         self._hot = []
 
-    def _build_table(self, cols: dict[str, list[np.ndarray]]) -> None:
-        """Concatenate the per-block columns, convert times, merge CPUs into report order.
+    def _build_table(self, cols: _Columns | None) -> None:
+        """Convert times and merge CPUs into report order.
 
-        Columns are concatenated and reordered one at a time, each source freed as soon as it is
-        consumed, so the peak stays near two copies of one column rather than of the table.
+        Columns are reordered one at a time, each source freed as soon as it is consumed, so the peak
+        stays near the table plus one column rather than two tables.
         """
         tf = self.trace
-        dtypes = {"ts": np.uint64, "off": np.int64, "len": np.int32, "eid": np.int32, "pid": np.int32,
-                  "flags": np.uint8, "preempt": np.uint8}
-
-        def take(k: str) -> np.ndarray:
-            parts = cols.pop(k)
-            return np.concatenate(parts) if parts else np.zeros(0, dtypes[k])
-
-        nrec = cols.pop("nrec")
-        block_start = np.concatenate(([0], np.cumsum([n for _, n in nrec]))).astype(np.int64)
-        cpu = np.repeat(np.array([c for c, _ in nrec], np.int16), [n for _, n in nrec]) if nrec \
+        if cols is None:
+            cols = _Columns(0)
+        seg = cols.segments
+        cpu = np.repeat(np.array([c for c, _ in seg], np.int16), [n for _, n in seg]) if seg \
             else np.zeros(0, np.int16)
+        take = cols.pop
         ts = tf.convert_ts(take("ts"), cpu)
         # per-CPU segments, in CPU order, for the merge (a CPU's blocks are consecutive)
         bounds = np.concatenate(([0], np.flatnonzero(np.diff(cpu) != 0) + 1, [len(cpu)]))
-        order = merge_order([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        if len(order) < 2**31:
-            order = order.astype(np.int32)
+        inv = merge_positions([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        order = np.empty_like(inv)
+        order[inv] = np.arange(len(inv), dtype=inv.dtype)
         identity = len(bounds) <= 2
-        sparse = cols.pop("missed")
-        lost_src = np.concatenate([nz + block_start[i] for i, (nz, _) in enumerate(sparse)]) if sparse \
-            else np.zeros(0, np.int64)
+        sparse = cols.missed
+        lost_src = np.concatenate([nz for nz, _ in sparse]) if sparse else np.zeros(0, np.int64)
         lost_val = np.concatenate([v for _, v in sparse]) if sparse else np.zeros(0, np.int64)
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order), dtype=order.dtype)
         new_pos = inv[lost_src].astype(np.int64)
         self._store_hot(inv)
         del inv
@@ -542,18 +560,46 @@ def merge_order(segments: list[np.ndarray]) -> np.ndarray:
     instances across buffers), concatenated in that order by the caller.  trace-cmd repeatedly
     takes the smallest head among the streams, ties going to the lower slot.  That equals a stable
     sort on each stream's running maximum of ts: a record that goes back in time stays behind its
-    predecessor.  The keys are sorted runs, which timsort merges in near-linear time.
+    predecessor.
+    """
+    inv = merge_positions(segments)
+    order = np.empty_like(inv)
+    order[inv] = np.arange(len(inv), dtype=inv.dtype)
+    return order
+
+
+def merge_positions(segments: list[np.ndarray]) -> np.ndarray:
+    """Where each record of the concatenated ``segments`` lands in the merged order (the inverse of
+    :func:`merge_order`), as int32 when it fits.
+
+    With few streams each record's place is its index in its stream plus, from every other stream,
+    the records that go before it (``searchsorted``: ``<=`` for lower slots, ``<`` for higher), which
+    needs no sort of the whole trace; with many streams a stable sort of the running maxima does it.
     """
     keys = []
     for seg in segments:
         if len(seg) > 1 and bool((seg[1:] < seg[:-1]).any()):
             seg = np.maximum.accumulate(seg)
         keys.append(seg)
+    n = sum(len(k) for k in keys)
+    dt = np.int32 if n < 2**31 else np.int64
     if not keys:
-        return np.zeros(0, np.int64)
-    if len(keys) == 1:
-        return np.arange(len(keys[0]), dtype=np.int64)
-    return np.argsort(np.concatenate(keys), kind="stable")
+        return np.zeros(0, dt)
+    if len(keys) > 4:
+        order = np.argsort(np.concatenate(keys), kind="stable")
+        inv = np.empty(n, dt)
+        inv[order] = np.arange(n, dtype=dt)
+        return inv
+    inv = np.empty(n, dt)
+    start = 0
+    for r, k in enumerate(keys):
+        pos = np.arange(len(k), dtype=np.int64)
+        for s_, other in enumerate(keys):
+            if s_ != r and len(other):
+                pos += np.searchsorted(other, k, side="right" if s_ < r else "left")
+        inv[start:start + len(k)] = pos
+        start += len(k)
+    return inv
 
 
 class TraceFile:
