@@ -176,3 +176,30 @@ def test_list_selection_sets_marker_and_double_click_selects(demo, qtbot):
     demo._on_double_click(0, int(m.ts[i]) + 1)
     cur = demo.event_list.current_merged_index()
     assert cur is not None and abs(int(m.ts[cur]) - int(m.ts[i])) < 1_000_000
+
+
+def test_vcpu_map_dialog_adds_pairs(qtbot, traces):
+    """The vm/ pair was recorded over TCP: the host records -1 for both VCPUs, so the window starts
+    without VCPU pairs; giving the thread ids in the dialog adds them (source: user)."""
+    from kshark_py.ui.panels import VcpuMapDialog
+
+    paths = [str(traces / "vm/trace.dat"), str(traces / "vm/trace-vmguest.dat")]
+    res = load_session(paths)
+    w = build_window(res, paths)
+    qtbot.addWidget(w)
+    assert not any(r.kind == "vcpu_host" for r in w.model.rows)
+    dlg = VcpuMapDialog(w.session, w.vcpu_map, w.names, w)
+    dlg.fields[("vmguest", 0)].setCurrentText("16748 qemu-system-x86")
+    dlg.fields[("vmguest", 1)].setCurrentText("16749")
+    dlg._accept()
+    assert dlg.result_map == {"vmguest": {0: 16748, 1: 16749}}
+    w.set_user_vcpu_map(dlg.result_map)
+    hosts = [(r.vcpu, r.pid) for r in w.model.rows if r.kind == "vcpu_host"]
+    assert hosts == [(0, 16748), (1, 16749)]
+    assert w.vcpu_panel.table.item(1, 4).text() == "user"
+    st = w.session_state()
+    assert st.vcpu_map == {"vmguest": {0: 16748, 1: 16749}}
+    bad = VcpuMapDialog(w.session, [], w.names, w)
+    bad.fields[("vmguest", 0)].setCurrentText("not-a-pid")
+    bad._accept()
+    assert "not a pid" in bad.error.text() and bad.result_map == {}

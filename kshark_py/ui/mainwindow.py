@@ -14,12 +14,12 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model.filters import Filters, TaskIndex
 from ..model.session import Session
-from ..model.vcpus import VcpuMapping
+from ..model.vcpus import VcpuMapping, build_vcpu_map
 from ..model.viewmodel import RowSources, TimelineModel
 from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .eventlist import EventListView
-from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapPanel
+from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel
 from .sessionfile import SessionState, save_session
 
 
@@ -104,6 +104,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.rowClicked.connect(self._on_row_clicked)
         self.timeline.timeDoubleClicked.connect(self._on_double_click)
         self.vcpu_panel.pairActivated.connect(self.scroll_to_pair)
+        self.vcpu_panel.editRequested.connect(self.edit_vcpu_map)
         for w in self.session.warnings:
             self.status.showMessage(w, 8000)
 
@@ -168,6 +169,22 @@ class MainWindow(QtWidgets.QMainWindow):
         except ImportError:
             caus = {}
         self.sync_panel.set_data(self.session, caus)
+
+    def set_user_vcpu_map(self, user_map: dict[str, dict[int, int]]) -> None:
+        """Apply a user VCPU map: rebuild the mapping (record and kvm_entry still win) and the rows."""
+        self.user_map = {g: dict(m) for g, m in user_map.items()}
+        self.vcpu_map = build_vcpu_map(self.session, self.user_map)
+        tasks = [(r.stream, r.pid) for r in self.model.rows if r.kind == "task"]
+        self.model.default_rows(self.vcpu_map)
+        for stream, pid in tasks:
+            self.model.add_task_row(stream, pid)
+        self.timeline.rows_changed()
+        self._fill_panels()
+
+    def edit_vcpu_map(self) -> None:
+        dlg = VcpuMapDialog(self.session, self.vcpu_map, self.names, self)
+        if dlg.exec():
+            self.set_user_vcpu_map(dlg.result_map)
 
     # -- interaction --------------------------------------------------------------------------
     def _row_of_pair(self, guest: str, vcpu: int) -> list[int]:

@@ -17,6 +17,7 @@ class VcpuMapPanel(QtWidgets.QWidget):
     scroll to that VCPU pair."""
 
     pairActivated = QtCore.Signal(str, int)  # guest, vcpu
+    editRequested = QtCore.Signal()
 
     HEADERS = ["Guest", "VCPU", "Host PID", "Host task", "Source", "Guest events", "Sync"]
 
@@ -29,13 +30,18 @@ class VcpuMapPanel(QtWidgets.QWidget):
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellClicked.connect(self._clicked)
+        self.edit = QtWidgets.QPushButton("Edit VCPU map...")
+        self.edit.setToolTip("Give the host thread of VCPUs the host trace does not name (TCP guests record -1)")
+        self.edit.clicked.connect(self.editRequested)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.table)
+        lay.addWidget(self.edit)
         self._keys: list[tuple[str, int]] = []
 
     def set_data(self, session: Session, mappings: list[VcpuMapping], names) -> None:
         rows = []
+        self._keys = []
         by = {(m.guest, m.vcpu): m for m in mappings}
         host = session.host_stream
         for g in session.guests:
@@ -58,6 +64,72 @@ class VcpuMapPanel(QtWidgets.QWidget):
     def _clicked(self, row: int, _col: int) -> None:
         if 0 <= row < len(self._keys):
             self.pairActivated.emit(*self._keys[row])
+
+
+class VcpuMapDialog(QtWidgets.QDialog):
+    """Edit the host thread of each guest VCPU: the user's source of the VCPU map.
+
+    Mappings from the host's GUEST record or from kvm_entry events are shown read-only (they win, as
+    in ``build_vcpu_map``); the others take a host pid, chosen from the host's threads (the list offers
+    threads whose name looks like a VCPU thread first).
+    """
+
+    def __init__(self, session: Session, mappings: list[VcpuMapping], names, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("VCPU map")
+        host = session.host_stream
+        by = {(m.guest, m.vcpu): m for m in mappings}
+        pids: list[int] = []
+        if host is not None:
+            t = host.buffer.events
+            p, c = np.unique(t.column("pid").to_numpy(), return_counts=True)
+            order = np.argsort(-c)
+            pids = [int(x) for x in p[order] if x > 0]
+        choices = [f"{pid} {names(host.index, pid)}" for pid in pids] if host is not None else []
+        choices.sort(key=lambda s: ("qemu" not in s and "kvm" not in s and "CPU" not in s, ))
+        form = QtWidgets.QFormLayout()
+        self.fields: dict[tuple[str, int], QtWidgets.QComboBox] = {}
+        for g in session.guests:
+            for v in range(g.vcpu_count):
+                m = by.get((g.name, v))
+                box = QtWidgets.QComboBox()
+                box.setEditable(True)
+                box.addItem("")
+                box.addItems(choices)
+                if m is not None:
+                    box.setCurrentText(f"{m.host_pid} {names(host.index, m.host_pid)}" if host else str(m.host_pid))
+                    if m.source != "user":
+                        box.setEnabled(False)
+                        box.setToolTip(f"from the {m.source}")
+                form.addRow(f"{g.name} VCPU {v}", box)
+                self.fields[(g.name, v)] = box
+        self.error = QtWidgets.QLabel()
+        self.error.setStyleSheet("color: #b00")
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.error)
+        lay.addWidget(buttons)
+        self.result_map: dict[str, dict[int, int]] = {}
+
+    def _accept(self) -> None:
+        out: dict[str, dict[int, int]] = {}
+        for (g, v), box in self.fields.items():
+            if not box.isEnabled():
+                continue
+            text = box.currentText().strip()
+            if not text:
+                continue
+            try:
+                out.setdefault(g, {})[v] = int(text.split()[0])
+            except ValueError:
+                self.error.setText(f"{g} VCPU {v}: {text!r} is not a pid")
+                return
+        self.result_map = out
+        self.accept()
 
 
 class SyncPanel(QtWidgets.QWidget):
