@@ -41,6 +41,7 @@ w.timeline.redraw()
 w.repaint()
 app.processEvents()
 t_paint = time.perf_counter() - t0
+rss_paint = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 steps = int(sys.argv[2])
 zoom, pan = [], []
 tl = w.timeline
@@ -58,7 +59,8 @@ ms = lambda v: 1e3 * v
 print(json.dumps({"events": n, "load_s": t_load, "first_paint_s": t_paint,
                   "zoom_median_ms": ms(statistics.median(zoom)), "zoom_worst_ms": ms(max(zoom)),
                   "pan_median_ms": ms(statistics.median(pan)), "pan_worst_ms": ms(max(pan)),
-                  "render_only_median_ms": statistics.median(tl.render_ms), "peak_rss": rss, "tables": tables}))
+                  "render_only_median_ms": statistics.median(tl.render_ms), "peak_rss": rss, "tables": tables,
+                  "rss_after_paint": rss_paint}))
 sys.stdout.flush()
 os._exit(0)  # skip interpreter teardown (see kshark_py.ui.app.run)
 """
@@ -160,7 +162,8 @@ def main() -> int:
           f"per pan step: median {r['pan_median_ms']:.1f} ms, worst {r['pan_worst_ms']:.1f} ms "
           f"(render alone: median {r['render_only_median_ms']:.1f} ms)")
     print(f"  peak RSS {r['peak_rss'] / 1e6:.0f} MB = {r['peak_rss'] / r['tables']:.2f}x the Arrow events tables "
-          f"({r['tables'] / 1e6:.0f} MB)")
+          f"({r['tables'] / 1e6:.0f} MB); resident after the first paint {r['rss_after_paint'] / 1e6:.0f} MB = "
+          f"{r['rss_after_paint'] / r['tables']:.2f}x")
     if not a.no_kernelshark:
         ks = kernelshark(a.file)
         if ks is None:

@@ -353,7 +353,9 @@ class RowSources:
             m = np.zeros(len(ts), bool)
             m[rows] = True
             sel &= m
-        row.events = np.sort(ts[sel])
+        ev = ts[sel]
+        # the table is in time order, so this is almost always sorted already: check before sorting
+        row.events = ev if len(ev) < 2 or bool((ev[1:] >= ev[:-1]).all()) else np.sort(ev)
         lost = st.buffer.lost
         if lost.num_rows and row.kind in ("cpu", "vcpu_guest"):
             lc = lost.column("cpu").to_numpy()
