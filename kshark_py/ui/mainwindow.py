@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model.filters import Filters, TaskIndex
 from ..model.session import Session
-from ..model.vcpus import VcpuMapping, build_vcpu_map
+from ..model.vcpus import VcpuMapping, build_vcpu_map, causality_by_vcpu
 from ..model.viewmodel import RowSources, TimelineModel
 from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
@@ -162,13 +162,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _fill_panels(self) -> None:
         self.vcpu_panel.set_data(self.session, self.vcpu_map, self.names)
-        try:
-            from ..model.vcpus import causality_by_vcpu
-
-            caus = causality_by_vcpu(self.session, self.vcpu_map)
-        except ImportError:
-            caus = {}
-        self.sync_panel.set_data(self.session, caus)
+        self.sync_panel.set_data(self.session, causality_by_vcpu(self.session, self.vcpu_map))
 
     def set_user_vcpu_map(self, user_map: dict[str, dict[int, int]]) -> None:
         """Apply a user VCPU map: rebuild the mapping (record and kvm_entry still win) and the rows."""
@@ -323,11 +317,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.grab().save(path)
 
     def record_dialog(self) -> None:
-        try:
-            from .capturepanel import CaptureDialog
-        except ImportError:
-            QtWidgets.QMessageBox.information(self, "Record", "The capture panel is not available in this build.")
-            return
+        from .capturepanel import CaptureDialog
+
         CaptureDialog(self).exec()
 
 
