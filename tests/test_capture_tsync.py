@@ -100,7 +100,7 @@ def test_ptp_roles_with_trace_markers():
         pytest.skip("trace markers need root")
     sc, cc = S.MarkerClock("local"), S.MarkerClock("local")
     try:
-        assert sc.available and cc.available
+        assert sc.available and cc.available, (sc.error, cc.error)
         got = _run_pair(sc, cc)
     finally:
         sc.close()

@@ -26,6 +26,7 @@ once makes a sync round take milliseconds with either peer (this is why trace-cm
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -98,6 +99,9 @@ class SyncChannel(Channel):
 
 
 # --- timestamps ---------------------------------------------------------------------------------------
+_instance_ids = itertools.count()
+
+
 class MarkerClock:
     """Trace-clock timestamps of markers, from a private tracefs instance (trace-cmd's ``clock_synch-N``).
 
@@ -108,6 +112,7 @@ class MarkerClock:
 
     def __init__(self, clock: str | None, name: str | None = None, tracefs: Path | None = None) -> None:
         self.available = False
+        self.error = ""
         self.path: Path | None = None
         self._marker_fd = -1
         self._pipes: list[int] = []
@@ -122,7 +127,7 @@ class MarkerClock:
                 raise ValueError("ftrace:raw_data has no id field")
             self.id_offset = id_field.offset
             self.long_size = kernel_long_size((tfs / "events/header_page").read_bytes())
-            self.path = tfs / "instances" / (name or f"kshark-py-sync-{os.getpid()}-{id(self) & 0xffff:04x}")
+            self.path = tfs / "instances" / (name or f"kshark-py-sync-{os.getpid()}-{next(_instance_ids)}")
             os.mkdir(self.path)
             if clock:
                 (self.path / "trace_clock").write_text(clock)
@@ -138,6 +143,7 @@ class MarkerClock:
                                            os.O_RDONLY | os.O_NONBLOCK))
             self.available = True
         except (OSError, ValueError) as e:
+            self.error = str(e)
             log.info("time sync: no trace markers (%s): using CLOCK_MONOTONIC_RAW", e)
             self.close()
 
