@@ -127,7 +127,8 @@ class MarkerClock:
                 raise ValueError("ftrace:raw_data has no id field")
             self.id_offset = id_field.offset
             self.long_size = kernel_long_size((tfs / "events/header_page").read_bytes())
-            self.path = tfs / "instances" / (name or f"kshark-py-sync-{os.getpid()}-{next(_instance_ids)}")
+            unique = f"{os.getpid()}-{next(_instance_ids)}-{os.urandom(3).hex()}"
+            self.path = tfs / "instances" / (name or f"kshark-py-sync-{unique}")
             os.mkdir(self.path)
             if clock:
                 (self.path / "trace_clock").write_text(clock)
