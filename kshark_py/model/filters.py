@@ -845,7 +845,9 @@ class TaskIndex:
                 codes[i] = label_of[c]
             self.stream_pids.append(uniq)
             self.stream_pid_counts.append(np.bincount(inv, minlength=len(uniq)))
-            self.stream_codes.append(codes[inv] if len(inv) else np.zeros(0, np.int32))
+            # comm codes per row: int16 while there are fewer than 32k distinct names (half the memory)
+            small = codes.astype(np.int16) if len(self.labels) < 2**15 else codes
+            self.stream_codes.append(small[inv] if len(inv) else np.zeros(0, small.dtype))
         self._merged_codes: np.ndarray | None = None
 
     def comm(self, stream: int, pid: int) -> str:

@@ -73,8 +73,8 @@ class GuestInfo:
 class MergedView:
     """All events of all streams in report order, as indices; nothing copied."""
 
-    stream: np.ndarray  # int16 stream index per merged row
-    row: np.ndarray  # int64 row in that stream's events table
+    stream: np.ndarray  # int16 stream index per merged row (read-only; a broadcast for one stream)
+    row: np.ndarray  # int32 (int64 past 2**31 events) row in that stream's events table
     ts: np.ndarray  # int64 timestamp per merged row (host clock for synced guests)
 
     def __len__(self) -> int:
@@ -221,11 +221,13 @@ def _make_streams(files: list[TraceFile], host: TraceFile | None, guests: list[G
 def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedView:
     """Merge streams like ``tracecmd_iterate_events_multi``: slots are (stream, cpu) in order."""
     keys, sidx, rows = [], [], []
+    total = sum(len(st.buffer.events) for st in streams)
+    row_type = np.int32 if total < 2**31 else np.int64  # half the memory for the usual sizes
     for st in streams:
         t = st.buffer.events
         ts = t.column("ts").to_numpy()
         cpu = t.column("cpu").to_numpy()
-        r = np.arange(len(ts), dtype=np.int64)
+        r = np.arange(len(ts), dtype=row_type)
         if cpus is not None:
             keep = np.isin(cpu, list(cpus))
             r, ts, cpu = r[keep], ts[keep], cpu[keep]
@@ -239,7 +241,7 @@ def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedVi
                 if len(seg) > 1 and (seg[1:] < seg[:-1]).any():
                     key[sel] = np.maximum.accumulate(seg)
         keys.append(key)
-        sidx.append(np.full(len(r), st.index, np.int16))
+        sidx.append(np.broadcast_to(np.int16(st.index), len(r)))  # read-only, no memory
         rows.append(r)
     if not keys:
         return MergedView(np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -248,6 +250,7 @@ def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedVi
         t = streams[0].buffer.events
         return MergedView(sidx[0], rows[0], t.column("ts").to_numpy())
     order = merge_order(keys)
+    sidx = [np.full(len(r), st.index, np.int16) for st, r in zip(streams, rows, strict=True)]
     all_ts = np.concatenate([st.buffer.events.column("ts").to_numpy()[r] for st, r in zip(streams, rows,
                                                                                           strict=True)])
     return MergedView(np.concatenate(sidx)[order], np.concatenate(rows)[order], all_ts[order])
