@@ -72,23 +72,6 @@ def _empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
 
-def _running_max_per_group(values: np.ndarray, group_starts: np.ndarray) -> np.ndarray:
-    """``np.maximum.accumulate`` restarted at each group start (values grouped contiguously)."""
-    if len(values) < 2 or not (values[1:] < values[:-1]).any():
-        return values
-    out = values.copy()
-    bounds = np.append(group_starts, len(values))
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):  # one iteration per CPU, not per event
-        seg = out[a:b]
-        if len(seg) > 1 and (seg[1:] < seg[:-1]).any():
-            out[a:b] = np.maximum.accumulate(seg)
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# prev_state
-
-
 def sleeping_mask(buffer: Buffer) -> int:
     """The ``prev_state`` bits that mean the task went to sleep (not runnable) in this trace.
 
