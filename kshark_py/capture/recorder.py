@@ -15,6 +15,7 @@ page), so no event recorded before the stop is lost.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -35,7 +36,11 @@ log = logging.getLogger("kshark_py.capture")
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 POLL_INTERVAL = 0.02
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+SPLICE_PIPE_SIZE = 1 << 20
+"""Bytes the reader's pipe is enlarged to (the default /proc/sys/fs/pipe-max-size): one splice moves up to
+this much, so a busy CPU costs a few syscalls per MiB instead of a few per 64 KiB."""
 SPLICE_BATCH_PAGES = 16
+"""Pages per splice when the pipe cannot be enlarged (the default pipe holds 16 pages)."""
 STOP_TIMEOUT = 20.0
 """Seconds a CPU reader may take to flush after tracing stops (a sink that is not read blocks it)."""
 
@@ -153,11 +158,53 @@ def collect_metadata(tracefs: Path, instance: Path, events: Sequence[tuple[str, 
 
 
 # --- sinks --------------------------------------------------------------------------------------------
+def splice_all(src: int, dst: int, n: int, timeout: float | None = None) -> None:
+    """Move exactly ``n`` bytes that are waiting in the pipe ``src`` to ``dst`` (file or socket) in the kernel.
+
+    ``dst`` may be non-blocking (a socket with a timeout): then we wait for it to drain, at most
+    ``timeout`` seconds without progress (TimeoutError, as ``sendall`` would raise).  OSError (EINVAL:
+    no splice to this file) is raised before any byte has moved only; callers fall back to read/write.
+    """
+    while n:
+        try:
+            m = os.splice(src, dst, n, flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            _r, w, _x = select.select([], [dst], [], timeout)
+            if not w:
+                raise TimeoutError(f"peer did not read for {timeout:.0f} s") from None
+            continue
+        if m == 0:  # the pipe holds the bytes, so 0 means the destination is gone
+            raise BrokenPipeError("splice: destination closed")
+        n -= m
+
+
 class Sink:
     """Where a CPU's pages go."""
 
+    splice_fd: int | None = None
+    """A file descriptor splice() can write to (pages then never enter Python), or None."""
+    splice_timeout: float | None = None
+
     def write(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def write_from_pipe(self, pipe_r: int, n: int) -> None:
+        """Pass on the ``n`` bytes waiting in the non-blocking pipe ``pipe_r``."""
+        if self.splice_fd is not None:
+            try:
+                splice_all(pipe_r, self.splice_fd, n, self.splice_timeout)
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                log.info("splice to the sink unavailable (%s): copying pages", e)
+                self.splice_fd = None  # EINVAL comes before any byte moves: copy them instead
+        while n:
+            data = os.read(pipe_r, n)
+            n -= len(data)
+            self.write(data)
 
     def close(self) -> None:
         pass
@@ -166,7 +213,8 @@ class Sink:
 class FileSink(Sink):
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = str(path)
-        self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._f = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close(); unbuffered: splice shares the fd
+        self.splice_fd = self._f.fileno()
 
     def write(self, data: bytes) -> None:
         self._f.write(data)
@@ -315,6 +363,8 @@ class SocketSink(Sink):
     def __init__(self, sock: socket.socket, timeout: float = 30.0) -> None:
         self.sock = sock
         sock.settimeout(timeout)
+        self.splice_fd = sock.fileno()
+        self.splice_timeout = timeout
 
     def write(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -352,8 +402,12 @@ class CpuReader(threading.Thread):
         self._fd_lock = threading.Lock()
         self.fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         self._pipe: tuple[int, int] | None = None
+        self._batch = page_size * SPLICE_BATCH_PAGES
         if splice and hasattr(os, "splice"):
             self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            with contextlib.suppress(OSError):
+                size = fcntl.fcntl(self._pipe[1], F_SETPIPE_SZ, SPLICE_PIPE_SIZE)
+                self._batch = max(self._batch, size // page_size * page_size)
 
     def stop(self) -> None:
         self._stop_evt.set()
@@ -379,7 +433,7 @@ class CpuReader(threading.Thread):
                 if self.fd is None:
                     return got
                 try:
-                    n = os.splice(self.fd, pw, self.page_size * SPLICE_BATCH_PAGES, flags=os.SPLICE_F_NONBLOCK)
+                    n = os.splice(self.fd, pw, self._batch, flags=os.SPLICE_F_NONBLOCK)
                 except BlockingIOError:
                     return got
                 except InterruptedError:
@@ -390,13 +444,9 @@ class CpuReader(threading.Thread):
                     return got
             if n == 0:
                 return got
-            left = n
-            while left:
-                data = os.read(pr, left)
-                left -= len(data)
-                self.sink.write(data)
-                self.stats.bytes += len(data)
-                self.stats.pages += len(data) // self.page_size
+            self.sink.write_from_pipe(pr, n)
+            self.stats.bytes += n
+            self.stats.pages += n // self.page_size
             got = True
 
     def _close_pipe(self) -> None:
