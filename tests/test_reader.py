@@ -120,3 +120,14 @@ def test_merge_order_matches_head_merge():
             expect.append(base[best] + heads[best])
             heads[best] += 1
         assert merge_order(segs).tolist() == expect
+
+
+def test_cmdlines_resolve_like_libtraceevent():
+    """Duplicated pids resolve to the entry libtraceevent's sorted array + bsearch finds; parsing stops
+    at the first malformed line, as tep_parse_saved_cmdlines() does."""
+    from kshark_py.loaders.metadata import parse_cmdlines
+
+    assert parse_cmdlines(b"5 a\n7 b\n5 c\n9 d\n") == {5: "a", 7: "b", 9: "d"}
+    assert parse_cmdlines(b"5 python3\n5 bash\n") == {5: "python3"}  # the flaky capture case
+    assert parse_cmdlines(b"5 a\nnot a line\n9 d\n") == {5: "a"}
+    assert parse_cmdlines(b"12 kworker/0:1 with spaces\n") == {12: "kworker/0:1 with spaces"}

@@ -82,14 +82,41 @@ def parse_printk(text: bytes) -> dict[int, str]:
 
 
 def parse_cmdlines(text: bytes) -> dict[int, str]:
-    """saved_cmdlines ``<pid> <comm>`` lines -> {pid: comm}; a later line for a pid wins."""
-    out: dict[int, str] = {}
+    """saved_cmdlines ``<pid> <comm>`` lines -> {pid: comm}, resolved as libtraceevent resolves them.
+
+    ``tep_parse_saved_cmdlines()`` stops at the first line it cannot parse, prepends every entry to a
+    list (duplicates included), turns the list into an array sorted by pid (glibc's stable qsort), and
+    looks pids up with ``bsearch``.  When the kernel's table names a pid twice, which entry a lookup
+    lands on depends on that order and on bsearch's probing; both are reproduced here.
+    """
+    pids: list[int] = []
+    comms: list[str] = []
     for line in text.decode("utf-8", "replace").split("\n"):
-        pid_str, sep, comm = line.partition(" ")
-        if not sep:
-            continue
+        if not line:
+            continue  # strtok_r skips empty tokens
+        pid_str, sep, comm = line.lstrip().partition(" ")
+        comm = comm.lstrip(" ")
         try:
-            out[int(pid_str)] = comm
+            pid = int(pid_str)
         except ValueError:
-            continue
+            break
+        if not sep or not comm:
+            break
+        pids.append(pid)
+        comms.append(comm)
+    # the list is built by prepending: reverse order, then a stable sort by pid
+    order = sorted(range(len(pids) - 1, -1, -1), key=lambda i: pids[i])
+    keys = [pids[i] for i in order]
+    out: dict[int, str] = {}
+    for pid in set(pids):
+        lo, hi = 0, len(keys)
+        while lo < hi:  # glibc bsearch
+            mid = (lo + hi) // 2
+            if pid < keys[mid]:
+                hi = mid
+            elif pid > keys[mid]:
+                lo = mid + 1
+            else:
+                out[pid] = comms[order[mid]]
+                break
     return out
