@@ -802,12 +802,12 @@ class TraceFile:
             self.header_page_text, self.header_event_text, pos = _parse_header_info(buf, pos, lay, 0)
         start = pos
         with _section("ftrace events"):
-            pos = _skip_ftrace_events(buf, pos, lay)
+            pos = _ftrace_entries(buf, pos, lay)[1]
         self.sections[OptionId.FTRACE_EVENTS] = bytes(buf[start:pos])
         self._section_pos[OptionId.FTRACE_EVENTS] = start
         start = pos
         with _section("events format"):
-            pos = _skip_event_formats(buf, pos, lay)
+            pos = _format_entries(buf, pos, lay)[1]
         self.sections[OptionId.EVENT_FORMATS] = bytes(buf[start:pos])
         self._section_pos[OptionId.EVENT_FORMATS] = start
         self._section_plain.update(OptionId)
@@ -910,12 +910,12 @@ class TraceFile:
         ft = self.sections.get(OptionId.FTRACE_EVENTS)
         if ft:
             with self._in_section(OptionId.FTRACE_EVENTS):
-                for text in _iter_ftrace_events(ft, lay):
+                for _sys, text in _texts(ft, _ftrace_entries(ft, 0, lay)[0]):
                     events.append(_parse_format_checked(text, "ftrace"))
         ev = self.sections.get(OptionId.EVENT_FORMATS)
         if ev:
             with self._in_section(OptionId.EVENT_FORMATS):
-                for system, text in _iter_event_formats(ev, lay):
+                for system, text in _texts(ev, _format_entries(ev, 0, lay)[0]):
                     events.append(_parse_format_checked(text, system))
         return EventFormats(events)
 
@@ -1004,60 +1004,44 @@ def _parse_header_info(buf, pos: int, lay: Layouts, base: int) -> tuple[str, str
     return texts[0], texts[1], pos
 
 
-def _skip_ftrace_events(buf, pos: int, lay: Layouts) -> int:
+def _ftrace_entries(buf, pos: int, lay: Layouts) -> tuple[list[tuple[str, int, int]], int]:
+    """Walk an ftrace-events block (u32 count, then count x {u64 size, text}) starting at ``pos``:
+    ([("ftrace", text offset, text size)...], end offset).  v6 uses the end, v7 the texts."""
     (count,) = unpack_at(lay.u32, buf, pos, "ftrace events count")
     pos += 4
+    out = []
     for _ in range(count):
         (n,) = unpack_at(lay.u64, buf, pos, "ftrace event format size")
-        pos += 8 + n
-        if pos > len(buf):
+        pos += 8
+        if pos + n > len(buf):
             raise TruncatedFileError("ftrace event format runs past the end", section="ftrace events", offset=pos)
-    return pos
+        out.append(("ftrace", pos, n))
+        pos += n
+    return out, pos
 
 
-def _skip_event_formats(buf, pos: int, lay: Layouts) -> int:
+def _format_entries(buf, pos: int, lay: Layouts) -> tuple[list[tuple[str, int, int]], int]:
+    """Walk an event-systems block (u32 systems; per system: name, u32 count, count x {u64 size, text})."""
     (nsys,) = unpack_at(lay.u32, buf, pos, "event systems count")
     pos += 4
+    out = []
     for _ in range(nsys):
-        _sys, pos = cstring_at(buf, pos, "event system name", limit=pos + 256)
+        system, pos = cstring_at(buf, pos, "event system name", limit=pos + 256)
         (count,) = unpack_at(lay.u32, buf, pos, "event count")
         pos += 4
         for _ in range(count):
             (n,) = unpack_at(lay.u64, buf, pos, "event format size")
-            pos += 8 + n
-            if pos > len(buf):
-                raise TruncatedFileError("event format runs past the end", section="events format", offset=pos)
-    return pos
-
-
-def _iter_ftrace_events(body: bytes, lay: Layouts):
-    (count,) = unpack_at(lay.u32, body, 0, "ftrace events count")
-    pos = 4
-    for _ in range(count):
-        (n,) = unpack_at(lay.u64, body, pos, "ftrace event format size")
-        pos += 8
-        if pos + n > len(body):
-            raise TruncatedFileError("ftrace event format runs past its section", section="ftrace events",
-                                     offset=pos)
-        yield body[pos:pos + n].decode("utf-8", "replace")
-        pos += n
-
-
-def _iter_event_formats(body: bytes, lay: Layouts):
-    (nsys,) = unpack_at(lay.u32, body, 0, "event systems count")
-    pos = 4
-    for _ in range(nsys):
-        system, pos = cstring_at(body, pos, "event system name", limit=pos + 256)
-        (count,) = unpack_at(lay.u32, body, pos, "event count")
-        pos += 4
-        for _ in range(count):
-            (n,) = unpack_at(lay.u64, body, pos, "event format size")
             pos += 8
-            if pos + n > len(body):
-                raise TruncatedFileError("event format runs past its section", section="events format",
-                                         offset=pos)
-            yield system, body[pos:pos + n].decode("utf-8", "replace")
+            if pos + n > len(buf):
+                raise TruncatedFileError("event format runs past the end", section="events format", offset=pos)
+            out.append((system, pos, n))
             pos += n
+    return out, pos
+
+
+def _texts(buf, entries: list[tuple[str, int, int]]):
+    for system, start, n in entries:
+        yield system, bytes(buf[start:start + n]).decode("utf-8", "replace")
 
 
 def _parse_format_checked(text: str, system: str) -> EventFormat:
