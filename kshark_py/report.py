@@ -83,19 +83,20 @@ class TaskNames:
             cmd = tf.cmdlines
             pids = pid_all[in_file]
             pos = positions[in_file]
-            names = np.empty(len(pids), dtype=object)
-            names[:] = "<...>"
-            known = np.array([p in cmd for p in np.unique(pids).tolist()], bool)
-            uniq = np.unique(pids)
-            for p in uniq[known].tolist():
-                names[pids == p] = cmd[p]
+            # one label per distinct pid, then per row by the inverse index: no per-pid pass over rows
+            uniq, inv = np.unique(pids, return_inverse=True)
+            base = np.array(["<idle>" if p == 0 else cmd.get(p, "<...>") for p in uniq.tolist()], dtype=object)
+            later = base.copy()  # the name once the sched plugin has registered one
+            first = np.full(len(uniq), np.iinfo(np.int64).max)
             if plugins:
                 reg_pos, reg_pid, reg_comm = _registered_comms(streams, fi, s_idx, rows)
-                for rp, pid, comm in zip(reg_pos.tolist(), reg_pid.tolist(), reg_comm, strict=True):
-                    if pid == 0 or pid in cmd:
+                k = np.searchsorted(uniq, reg_pid)
+                for j, (kk, pid) in enumerate(zip(k.tolist(), reg_pid.tolist(), strict=True)):
+                    if pid == 0 or pid in cmd or kk >= len(uniq) or uniq[kk] != pid:
                         continue
-                    names[(pids == pid) & (pos > rp)] = comm
-            names[pids == 0] = "<idle>"
+                    first[kk] = reg_pos[j]
+                    later[kk] = reg_comm[j]
+            names = np.where(pos > first[inv], later[inv], base[inv])
             self.comm[in_file] = names
 
 
