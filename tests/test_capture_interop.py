@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from kshark_py.capture import recorder as R
+from kshark_py.capture.control import tcp_listening
 from kshark_py.capture.session import guest_file_name, parse_guest_spec
 from kshark_py.capture.transport import Address
 from kshark_py.loaders.tracedat import open_trace
@@ -41,26 +42,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _listening(port: int) -> bool:
-    """Is a TCP socket listening on ``port``? (/proc/net/tcp, so the probe does not connect to the agent)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for ln in lines:
-            f = ln.split()
-            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
-
-
 def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"agent exited early: {_read_log(proc)}")
-        if _listening(port):
+        if tcp_listening(port):
             return
         time.sleep(0.1)
     raise AssertionError(f"nothing listens on {port}")

@@ -29,7 +29,7 @@ from kshark_py.ui.filterdialogs import (
     TaskFilterDialog,
 )
 
-from .reference import LINE_RE
+from .reference import LINE_RE, merged_col
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +54,6 @@ def view(qtbot, session, tasks):
     v.resize(1300, 500)
     v.show()
     return v
-
-
-def merged_col(session, name):
-    m = session.merged()
-    out = np.zeros(len(m), np.int64)
-    for st in session.streams:
-        sel = m.stream == st.index
-        out[sel] = st.buffer.events.column(name).to_numpy()[m.row[sel]]
-    return out
 
 
 def event_names(session):

@@ -24,21 +24,13 @@ from kshark_py.model.filters import (
 )
 from kshark_py.model.session import Session
 
+from .reference import merged_col
+
 
 @pytest.fixture(scope="module")
 def session(traces):
     files = [open_trace(traces / "vm-tsync" / "trace.dat"), open_trace(traces / "vm-tsync" / "trace-vmguest.dat")]
     return Session.from_files(files)
-
-
-def merged_col(session, name):
-    """A column over the merged view, built row by stream without the code under test."""
-    m = session.merged()
-    out = np.zeros(len(m), np.int64)
-    for st in session.streams:
-        sel = m.stream == st.index
-        out[sel] = st.buffer.events.column(name).to_numpy()[m.row[sel]]
-    return out
 
 
 def ev_id(session, stream, name):

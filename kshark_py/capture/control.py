@@ -75,7 +75,7 @@ def probe_agent(spec: str, timeout: float = 1.0) -> str | None:
     except ValueError as e:
         return str(e)
     if addr.family == "tcp" and str(addr.host) in ("127.0.0.1", "localhost"):
-        return None if _tcp_listening(addr.port) else f"nothing listens on TCP port {addr.port} on this machine"
+        return None if tcp_listening(addr.port) else f"nothing listens on TCP port {addr.port} on this machine"
     try:
         fam = socket.AF_VSOCK if addr.family == "vsock" else socket.AF_INET
         target = (int(addr.host), addr.port) if addr.family == "vsock" else (str(addr.host), addr.port)
@@ -87,7 +87,8 @@ def probe_agent(spec: str, timeout: float = 1.0) -> str | None:
     return None
 
 
-def _tcp_listening(port: int) -> bool:
+def tcp_listening(port: int) -> bool:
+    """Is a TCP socket listening on ``port``? (/proc/net/tcp, so the probe does not connect to an agent)"""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]

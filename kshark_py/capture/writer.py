@@ -254,13 +254,17 @@ class TraceWriter:
     def _section_end(self, size_field: int) -> None:
         self._patch(size_field, self.lay.u64.pack(self._tell() - size_field - 8))
 
-    def _section(self, sid: OptionId, body: bytes, *, announce: bool = True) -> None:
-        size_field = self._section_start(sid, SECTION_NAMES[sid], True, announce)
+    def _write_body(self, body: bytes) -> None:
+        """A section body: one compressed block (u32 C, u32 U, data) when the file is compressed."""
         if self._comp:
             c = self._comp.compress(body)
             self._write(self.lay.compress_block.pack(len(c), len(body)) + c)
         else:
             self._write(body)
+
+    def _section(self, sid: OptionId, body: bytes, *, announce: bool = True) -> None:
+        size_field = self._section_start(sid, SECTION_NAMES[sid], True, announce)
+        self._write_body(body)
         self._section_end(size_field)
 
     # -- public steps
@@ -365,11 +369,7 @@ class TraceWriter:
         desc = self._strings_base - len(pack_cstring(SECTION_NAMES[OptionId.STRINGS]))
         self._write(self.lay.section_header.pack(OptionId.STRINGS, flags, desc, 0))
         size_field = pos + self.lay.section_header.size - 8
-        if self._comp:
-            c = self._comp.compress(body)
-            self._write(self.lay.compress_block.pack(len(c), len(body)) + c)
-        else:
-            self._write(body)
+        self._write_body(body)
         self._section_end(size_field)
 
     def _align(self) -> None:
