@@ -100,3 +100,54 @@ def test_stop_button_ends_a_recording_without_duration(dialog, qtbot):
     qtbot.waitUntil(lambda: dialog.recording is None, timeout=30000)
     assert time.monotonic() - t0 < 20
     assert dialog.result_files and dialog.result_files[0].is_file()
+
+
+def _guest_rows(dialog, name: str) -> dict[str, tuple[str, str]]:
+    """CPU column -> (Events, Lost) text of the stats rows of guest ``name``."""
+    out = {}
+    for i in range(dialog.stats.rowCount()):
+        cells = [dialog.stats.item(i, j).text() if dialog.stats.item(i, j) else "" for j in range(5)]
+        if cells[0] == name:
+            out[cells[1]] = (cells[3], cells[4])
+    return out
+
+
+def test_guest_event_counts_while_recording(dialog, qtbot, tmp_path):
+    """With our agent over TCP, the guest's rows show events counted from its pages while still recording."""
+    from .test_capture_interop import our_cli, start, stop, wait_listening
+
+    port = free_port()
+    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
+    try:
+        wait_listening(port, agent)
+        dialog.set_event("sched:sched_switch")
+        dialog.add_guest("g", "TCP", f"127.0.0.1:{port}")
+        dialog.tsync.setValue(-1)
+        dialog.command.setText("sh -c 'for i in $(seq 100); do ls / >/dev/null; sleep 0.05; done'")
+        dialog.resize(1100, 720)
+        dialog.show()
+        assert dialog.start_recording(), dialog.checks.toPlainText()
+
+        def counted_live() -> bool:
+            rec = dialog.recording
+            rows = _guest_rows(dialog, "g")
+            return (rec is not None and rec.state == "recording"
+                    and any(ev not in ("", "—") and int(ev.replace(",", "")) > 0 for ev, _ in rows.values()))
+
+        qtbot.waitUntil(counted_live, timeout=20000)
+        rows = _guest_rows(dialog, "g")
+        assert "0" in rows and ("all" in rows) == (len(rows) > 2), rows
+        if os.environ.get("KSHARK_SHOTS"):
+            Path(os.environ["KSHARK_SHOTS"]).mkdir(parents=True, exist_ok=True)
+            dialog.grab().save(os.path.join(os.environ["KSHARK_SHOTS"], "capture-panel-guest.png"))
+        dialog.stop_recording()
+        qtbot.waitUntil(lambda: dialog.recording is None, timeout=60000)
+        agent.wait(timeout=30)
+    finally:
+        stop(agent)
+    assert dialog.result_files == [tmp_path / "trace.dat", tmp_path / "trace-g.dat"], dialog.status.text()
+    # the table's last state: the final counts, equal to what the reader finds in the guest file
+    buf = open_trace(tmp_path / "trace-g.dat").buffers[0]
+    rows = _guest_rows(dialog, "g")
+    for st in buf.stats:
+        assert rows[str(st.cpu)][0] == f"{st.events:,}", (rows, st)

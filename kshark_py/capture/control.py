@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .livecount import GuestCounts
 from .recorder import EventSpec, RecordError, find_tracefs, missing_events, parse_lost
 from .session import GuestConfig, HostSession, parse_guest_spec
 from .transport import host_fifos
@@ -172,8 +173,10 @@ class CpuProgress:
     where: str  # "host" or the guest's name
     cpu: int
     bytes: int
-    events: int | None  # None: not known while recording (guest streams are not decoded live)
+    events: int | None  # None: not known (a guest's counts need a GuestCounts that is polled)
     lost: int | None
+    lost_unknown_pages: int = 0
+    """Guest pages flagged as following dropped events without a count (``lost`` is then a lower bound)."""
 
 
 @dataclass
@@ -192,8 +195,13 @@ def _stat_value(stats: str, key: str) -> int | None:
     return None
 
 
-def progress(session: HostSession) -> Progress:
-    """Counters of a running (or finished) session; cheap enough to poll several times a second."""
+def progress(session: HostSession, counts: GuestCounts | None = None) -> Progress:
+    """Counters of a running (or finished) session; cheap enough to poll several times a second.
+
+    Host CPUs: bytes, and events and lost events from tracefs ``per_cpu/cpuN/stats``.  Guest CPUs: bytes
+    received and, with ``counts`` (polled by whoever runs the session, e.g. :class:`Recording`), the events
+    and lost events in the pages counted so far; nothing is decoded here.
+    """
     rec = session.recorder
     t0 = rec.started or time.monotonic()
     t1 = rec.stopped or time.monotonic()
@@ -203,17 +211,27 @@ def progress(session: HostSession) -> Progress:
         ev = _stat_value(stats, "read events")
         p.cpus.append(CpuProgress("host", i, r.stats.bytes, ev, parse_lost(stats) if stats else None))
     for g in session.guests:
-        for r in g.receivers:
-            p.cpus.append(CpuProgress(g.name, r.cpu, r.bytes, None, None))
+        for r in list(g.receivers):
+            c = counts.counter(g.name, r.cpu) if counts is not None else None
+            if c is None:
+                p.cpus.append(CpuProgress(g.name, r.cpu, r.bytes, None, None))
+            else:
+                p.cpus.append(CpuProgress(g.name, r.cpu, r.bytes, c.events, c.lost, c.lost_unknown_pages))
     return p
 
 
 # --- a recording in a background thread -------------------------------------------------------------------
+COUNT_INTERVAL = 0.25
+"""Seconds between two counts of the guests' new pages while recording."""
+
+
 class Recording(threading.Thread):
     """start -> (command | duration | stop()) -> stop -> write, off the caller's thread.
 
     ``files`` holds the written paths when done; ``error`` the reason it failed.  Always cleans up
-    (tracefs instance, temp files), whatever happens.
+    (tracefs instance, temp files), whatever happens.  ``counts`` holds the guests' live event counts:
+    this thread counts the new guest pages every :data:`COUNT_INTERVAL` s (so a front end that shows them
+    never decodes anything), and all the rest once the streams have ended, before the files are written.
     """
 
     def __init__(self, session: HostSession, *, command: str | None = None, duration: float | None = None) -> None:
@@ -226,6 +244,7 @@ class Recording(threading.Thread):
         self.state = "starting"
         self._stop_req = threading.Event()
         self._proc: subprocess.Popen | None = None
+        self.counts = GuestCounts(session)
 
     def request_stop(self) -> None:
         self._stop_req.set()
@@ -241,11 +260,16 @@ class Recording(threading.Thread):
             deadline = time.monotonic() + self.duration if self.duration else None
             if self.command:
                 self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+            next_count = 0.0
             while not self._stop_req.is_set():
                 if self._proc is not None and self._proc.poll() is not None:
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
                     break
+                if now >= next_count:
+                    self.counts.poll()
+                    next_count = now + COUNT_INTERVAL
                 self._stop_req.wait(0.05)
             if self._proc is not None and self._proc.poll() is None:
                 self._proc.terminate()
@@ -255,6 +279,8 @@ class Recording(threading.Thread):
                     self._proc.kill()
             self.state = "stopping"
             s.stop()
+            self.state = "counting"
+            self.counts.poll(None, wait=True)  # the streams have ended: the final counts
             self.state = "writing"
             self.files = s.write()
             self.state = "done"

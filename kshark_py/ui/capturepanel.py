@@ -13,7 +13,16 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ..capture.control import Check, Recording, available_clocks, available_events, preflight, progress
+from ..capture.control import (
+    Check,
+    CpuProgress,
+    Recording,
+    available_clocks,
+    available_events,
+    preflight,
+    progress,
+)
+from ..capture.livecount import cpu_lost_text
 from ..capture.recorder import EventSpec, RecordError
 from ..capture.session import GuestConfig, HostSession, guest_file_name
 
@@ -309,21 +318,24 @@ class CaptureDialog(QtWidgets.QDialog):
         rec = self.recording
         if rec is None:
             return
-        p = progress(rec.session)
-        rows = p.cpus
+        p = progress(rec.session, rec.counts)
+        rows = stat_rows(p.cpus)
         self.stats.setRowCount(len(rows))
-        for i, c in enumerate(rows):
-            vals = [c.where, str(c.cpu), f"{c.bytes:,}", "—" if c.events is None else f"{c.events:,}",
-                    "—" if c.lost is None else str(c.lost)]
+        bold = QtGui.QFont(self.stats.font())
+        bold.setBold(True)
+        for i, (c, total) in enumerate(rows):
+            vals = [c.where, "all" if total else str(c.cpu), f"{c.bytes:,}",
+                    "—" if c.events is None else f"{c.events:,}", cpu_lost_text(c.lost, c.lost_unknown_pages)]
             for j, v in enumerate(vals):
                 item = self.stats.item(i, j)
                 if item is None:
                     item = QtWidgets.QTableWidgetItem()
                     self.stats.setItem(i, j, item)
                 item.setText(v)
-                if j == 4 and c.lost:
-                    item.setForeground(QtGui.QColor("#c62828"))
-        total = sum(c.bytes for c in rows)
+                item.setFont(bold if total else self.stats.font())
+                lost = j == 4 and (c.lost or c.lost_unknown_pages)
+                item.setForeground(QtGui.QColor("#c62828") if lost else self.stats.palette().text().color())
+        total = sum(c.bytes for c in p.cpus)
         self.status.setText(f"{rec.state.capitalize()}: {p.elapsed:.1f} s elapsed, {total / 1e6:.2f} MB received")
         if not rec.is_alive():
             self._timer.stop()
@@ -357,6 +369,24 @@ class CaptureDialog(QtWidgets.QDialog):
             ev.ignore()
             return
         super().closeEvent(ev)
+
+
+def stat_rows(cpus: list[CpuProgress]) -> list[tuple[CpuProgress, bool]]:
+    """The table's rows: each source's CPUs, then (if it has several) its total; (row, is_total)."""
+    out: list[tuple[CpuProgress, bool]] = []
+    by_where: dict[str, list[CpuProgress]] = {}
+    for c in cpus:
+        by_where.setdefault(c.where, []).append(c)
+    for where, cs in by_where.items():
+        out += [(c, False) for c in cs]
+        if len(cs) > 1:
+            events = [c.events for c in cs if c.events is not None]
+            lost = [c.lost for c in cs if c.lost is not None]
+            out.append((CpuProgress(where, -1, sum(c.bytes for c in cs),  # a sum only if every CPU is known
+                                    sum(events) if len(events) == len(cs) else None,
+                                    sum(lost) if len(lost) == len(cs) else None,
+                                    sum(c.lost_unknown_pages for c in cs)), True))
+    return out
 
 
 def _esc(text: str) -> str:
