@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .loaders.errors import TraceDatError
+from .loaders.memory import large_blocks_from_mmap
 
 
 def _cpu_list(text: str) -> list[int]:
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    large_blocks_from_mmap()  # big temporaries go back to the kernel when freed (see there)
     parser = build_parser() if argv and argv[0] in SUBCOMMANDS else gui_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -275,7 +275,7 @@ def test_agent_that_stops_answering(env_ok, tmp_path):
         port = lsock.getsockname()[1]
         t0 = time.monotonic()
         r = subprocess.run(our_cli("record", "-o", "trace.dat", "-e", "sched:sched_switch",
-                                   "-A", f"mute@127.0.0.1:{port}", "sleep", "0.1"),
+                                   "-A", f"mute@127.0.0.1:{port}", "-e", "sched:sched_switch", "sleep", "0.1"),
                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.returncode == 2

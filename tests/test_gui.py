@@ -75,7 +75,7 @@ def test_render_cost_follows_pixels(demo):
         r = m.render(int(t.min()), int(t.max()), npix)
         assert r.image.shape == (len(m.rows) * 10, npix, 4)
         # counts per column add up to the events of the row in the window
-        cpu0 = m.rows[0].events
+        cpu0 = m.rows[0].events.timestamps()
         assert r.counts[0].sum() == ((cpu0 >= r.t0) & (cpu0 < r.t1)).sum()
 
 

@@ -110,6 +110,18 @@ def test_runs_equal_slow_walk(name):
     assert got == _slow_runs(_buffer(name))
 
 
+@pytest.mark.parametrize("block", [1, 7, 1000])
+def test_runs_do_not_depend_on_block_size(block, monkeypatch):
+    """cpu_runs walks the table a block at a time (bounded temporaries): any cut gives the slow walk's runs."""
+    import kshark_py.model.intervals as iv
+
+    monkeypatch.setattr(iv, "_BLOCK_ROWS", block)
+    b = _buffer("host-lost-events.dat")
+    r = cpu_runs(b)
+    got = list(zip(*(r.column(n).to_pylist() for n in ("cpu", "start", "end", "pid", "end_state")), strict=True))
+    assert got == _slow_runs(b)
+
+
 @pytest.mark.parametrize("name", ["host-sched-v7.dat", "host-sched-v6.dat", "vm/trace.dat", "host-instances.dat"])
 def test_runs_tile_each_cpu(name):
     b = _buffer(name)

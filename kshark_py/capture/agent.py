@@ -156,6 +156,8 @@ class Agent:
         req = parse_guest_args(first.args or ())
         if req.ignored:
             log.warning("ignoring unsupported record arguments from the host: %s", " ".join(req.ignored))
+        if not req.specs:  # as trace-cmd's agent, whose record run dies on this; "-e all" is how to ask for all
+            raise RecordError("the host asked for no event: no event or plugin was specified... aborting")
         ncpus = cpu_count_online()
         proto = select_protocol(first.tsync_protos)
         fifo_fds = open_guest_fifos(ncpus) if first.use_fifos else None

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from .recorder import EventSpec, RecordError
-from .session import GuestConfig, HostSession
+from .session import GuestConfig, HostSession, parse_guest_spec
 from .transport import VSOCK_DEFAULT_PORT, PeerError
 from .writer import WriterError
 
@@ -33,7 +33,16 @@ usage: kshark-py record [-o FILE] [-e EVENT [-f FILTER]]... [-b KB] [-C CLOCK] [
 
 Records this kernel's events (and each guest agent's) into FILE (default trace.dat) and
 trace-NAME.dat per guest. Without COMMAND or -d it records until Ctrl-C. Needs root.
-Options after -A apply to that guest.
+Options after -A apply to that guest, until the next -A.
+
+Which events, as trace-cmd 3.1.6 record:
+  -e before the first -A      the host's events (-e all: every event)
+  -e after -A NAME            that guest's events; a guest needs at least one (trace-cmd's agent
+                              aborts a request without -e)
+  no -e before -A             the host is not traced at all and FILE is not written: only the
+                              guests' trace-NAME.dat files
+  no -e at all, no -A         error: nothing to record
+  -e X -A g -e Y              host records X into FILE, guest g records Y into trace-g.dat
 """
 
 _VALUE_OPTS = {"-o", "-e", "-f", "-b", "-C", "--file-version", "--compression", "-d", "--tsync-interval", "-A",
@@ -119,6 +128,13 @@ def parse_record_args(words: list[str]) -> RecordArgs:
                 raise ValueError(f"unknown or misplaced option {w}")
     if a.guests and a.version != 7:
         raise ValueError("guest recording writes version 7 files")
+    if not a.specs and not a.guests:
+        raise ValueError("no event or plugin was specified (-e EVENT; -e all records every event)")
+    for g in a.guests:
+        if not g.specs:
+            name = g.name or parse_guest_spec(g.spec)[0] or g.spec
+            raise ValueError(f"guest {name}: no event was specified for it (-e after -A; -e all records every "
+                             "event): trace-cmd's agent aborts such a request")
     return a
 
 
@@ -187,6 +203,8 @@ def _cmd_record(ns: argparse.Namespace) -> int:
         session.stop()
         files = session.write()
         rec = session.recorder
+        if not session.record_host:
+            print(f"host: not traced (no -e before -A, as trace-cmd): {args.output} not written", file=sys.stderr)
         for cpu, (r, lost) in enumerate(zip(rec.readers, rec.lost, strict=False)):
             print(f"CPU{cpu}: {r.stats.bytes} bytes, {lost} events lost", file=sys.stderr)
         for g in session.guests:

@@ -122,8 +122,11 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
         bad = missing_events(tfs, list(specs)) if specs else []
         for b in bad:
             out.append(Check("error", f"Event {b} does not exist on this kernel."))
-        if not specs:
-            out.append(Check("warn", "No event selected: every event will be recorded."))
+        if not specs and guests:
+            out.append(Check("info", "No host event: as trace-cmd, the host is not traced and no host file is "
+                                     "written, only the guests' files."))
+        elif not specs:
+            out.append(Check("error", "No event selected (-e all records every event)."))
         clocks, sel = available_clocks(tfs)
         use = clock or sel or "local"
         if clock and clock not in clocks:
@@ -147,6 +150,9 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
             out.append(Check("error", f"Guest {name}: agent not reachable ({why})."))
         else:
             out.append(Check("ok", f"Guest {name}: an agent answers at {g.spec}."))
+        if not g.specs:
+            out.append(Check("error", f"Guest {name}: no event selected for it (trace-cmd's agent aborts such a "
+                                      "request)."))
         if g.use_fifos:
             fifos = host_fifos(name)
             if fifos:

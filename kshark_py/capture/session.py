@@ -15,13 +15,14 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..loaders.layout import OptionId, layouts
 from . import msg as M
-from .recorder import EventSpec, Recorder
+from .recorder import EventSpec, Recorder, RecordError
 from .transport import (
     MSG_TIMEOUT,
     VSOCK_DEFAULT_PORT,
@@ -105,7 +106,13 @@ class GuestSession:
 
 
 class HostSession:
-    """The whole host-side recording: local events (optional) plus guests."""
+    """The whole host-side recording: local events (optional) plus guests.
+
+    As trace-cmd 3.1.6's ``record``: without host events (no ``-e`` before the first ``-A``) the host is
+    not traced at all and no host file is written, only the guests' files; with neither host events nor
+    guests there is nothing to do (RecordError); a guest without events is refused before anything starts
+    (trace-cmd's agent aborts such a request).  ``-e all`` records every event.
+    """
 
     def __init__(self, output: str | os.PathLike, specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *,
                  buffer_kb: int | None = None, clock: str | None = None, version: int = 7,
@@ -116,21 +123,31 @@ class HostSession:
         self.version = version
         self.compression = compression
         self.timeout = timeout
+        if not specs and not guests:
+            raise RecordError("no event or plugin was specified (-e EVENT; -e all records every event)")
+        self.record_host = bool(specs)
+        """False: only guests are recorded (no host -e); no tracefs instance, no host file."""
         self.recorder = Recorder(specs, buffer_kb=buffer_kb, clock=clock)
         self.guests: list[GuestSession] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
         for g in guests:
             name, addr = parse_guest_spec(g.spec)
             name = g.name or name or str(addr.host)
+            if not g.specs:
+                raise RecordError(f"guest {name}: no event was specified for it (-e after -A; -e all records every "
+                                  "event): trace-cmd's agent aborts such a request")
             self.guests.append(GuestSession(g, name, addr, guest_file_name(self.output, name)))
 
     # -- setup
     def start(self) -> None:
-        meta = self.recorder.setup()
+        clock = self.recorder.setup().clock if self.record_host else self.recorder.clock or "local"
         try:
             for g in self.guests:
-                self._setup_guest(g, meta.clock)
-            self.recorder.start()
+                self._setup_guest(g, clock)
+            if self.record_host:
+                self.recorder.start()
+            else:
+                self.recorder.started = time.monotonic()
         except BaseException:
             self.abort()
             raise
@@ -200,7 +217,10 @@ class HostSession:
     # -- stop
     def stop(self) -> None:
         """Stop local tracing, tell guests to stop, wait for their streams (bounded)."""
-        self.recorder.stop()
+        if self.record_host:
+            self.recorder.stop()
+        else:
+            self.recorder.stopped = time.monotonic()
         for g in self.guests:
             if g.channel is None:
                 continue
@@ -225,7 +245,8 @@ class HostSession:
                 g.channel.close()
 
     def write(self) -> list[Path]:
-        """Complete each guest file (flyrecord + BUFFER) and write the host file; returns the paths."""
+        """Complete each guest file (flyrecord + BUFFER) and write the host file (if the host was recorded);
+        returns the paths written, the host file first."""
         extra = []
         lay = layouts("<", 8)  # the recorder writes little-endian files with 8-byte longs
         written = []
@@ -244,6 +265,8 @@ class HostSession:
             written.append(g.file)
             pids = [-1] * g.resp.cpus  # host threads of the vCPUs are unknown over TCP/FIFOs, as trace-cmd
             extra.append((OptionId.GUEST, opt_guest(lay, g.name, g.resp.trace_id, pids)))
+        if not self.record_host:
+            return written
         self.recorder.write_file(self.output, version=self.version, compression=self.compression,
                                  extra_options=extra)
         return [self.output, *written]

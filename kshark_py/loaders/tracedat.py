@@ -66,7 +66,7 @@ from .layout import (
     layouts,
     unpack_at,
 )
-from .memory import release_free_memory
+from .memory import drop_mapped_pages, release_free_memory, scatter_consuming
 from .metadata import Kallsyms, parse_cmdlines, parse_printk
 from .options import BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
@@ -319,6 +319,7 @@ class Buffer:
                 for a in range(0, usable, step):
                     arr = whole[off + a: off + min(usable, a + step)]
                     self._decode_part(cols, st, arr, base=off + a, local0=a, cpu_base=off)
+                    drop_mapped_pages(tf.buf)
             for st in self.stats:
                 st.truncated_pages = -(-st.truncated_bytes // ps)
         else:
@@ -394,6 +395,7 @@ class Buffer:
                     self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
                                       local0=int(local_starts[i]), cpu_base=cpu_base)
                     del arr
+                    drop_mapped_pages(tf.buf)
                 k0 += n
 
         for st in self.stats:
@@ -514,8 +516,8 @@ class Buffer:
     def _build_table(self, cols: _Columns | None) -> None:
         """Convert times and merge CPUs into report order.
 
-        Columns are reordered one at a time, each source freed as soon as it is consumed, so the peak
-        stays near the table plus one column rather than two tables.
+        Columns are scattered to their report-order places one at a time, each source released as
+        it is consumed, so the peak stays near the table plus the merge positions.
         """
         tf = self.trace
         if cols is None:
@@ -528,23 +530,23 @@ class Buffer:
         # per-CPU segments, in CPU order, for the merge (a CPU's blocks are consecutive)
         bounds = np.concatenate(([0], np.flatnonzero(np.diff(cpu) != 0) + 1, [len(cpu)]))
         inv = merge_positions([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        order = np.empty_like(inv)
-        order[inv] = np.arange(len(inv), dtype=inv.dtype)
         identity = len(bounds) <= 2
         sparse = cols.missed
         lost_src = np.concatenate([nz for nz, _ in sparse]) if sparse else np.zeros(0, np.int64)
         lost_val = np.concatenate([v for _, v in sparse]) if sparse else np.zeros(0, np.int64)
         new_pos = inv[lost_src].astype(np.int64)
         self._store_hot(inv)
-        del inv
         o = np.argsort(new_pos, kind="stable")
         rows, lost_count = new_pos[o], lost_val[o]
-        out = {"ts": ts if identity else ts[order], "cpu": cpu if identity else cpu[order]}
+        # each column is scattered to its report-order place while its source is released
+        out = {"ts": ts if identity else scatter_consuming(ts, inv, bounds),
+               "cpu": cpu if identity else scatter_consuming(cpu, inv, bounds)}
         del ts, cpu
         for k in ("pid", "eid", "flags", "preempt", "off", "len"):
             col = take(k)
-            out[k] = col if identity else col[order]
+            out[k] = col if identity else scatter_consuming(col, inv, bounds)
             del col
+        del inv
         self._table = schema.events_table(ts=out.pop("ts"), cpu=out["cpu"], pid=out.pop("pid"),
                                           event_id=out.pop("eid"), flags=out.pop("flags"),
                                           preempt=out.pop("preempt"), offset=out.pop("off"), length=out.pop("len"))
@@ -592,12 +594,15 @@ def merge_positions(segments: list[np.ndarray]) -> np.ndarray:
         return inv
     inv = np.empty(n, dt)
     start = 0
+    chunk = 1 << 20  # queries at a time: the int64 temporaries stay small
     for r, k in enumerate(keys):
-        pos = np.arange(len(k), dtype=np.int64)
-        for s_, other in enumerate(keys):
-            if s_ != r and len(other):
-                pos += np.searchsorted(other, k, side="right" if s_ < r else "left")
-        inv[start:start + len(k)] = pos
+        for a in range(0, len(k), chunk):
+            q = k[a:a + chunk]
+            pos = np.arange(a, a + len(q), dtype=np.int64)
+            for s_, other in enumerate(keys):
+                if s_ != r and len(other):
+                    pos += np.searchsorted(other, q, side="right" if s_ < r else "left")
+            inv[start + a:start + a + len(q)] = pos
         start += len(k)
     return inv
 

@@ -393,6 +393,8 @@ def merged_gather(merged: MergedView, per_stream: list[np.ndarray | None], fill:
 
     ``None`` for a stream means "``fill`` for all its rows".
     """
+    if merged.identity and len(per_stream) == 1 and per_stream[0] is not None:
+        return np.array(per_stream[0], dtype)  # one stream in its own order: a plain copy
     out = np.full(len(merged), fill, dtype)
     for si, arr in enumerate(per_stream):
         if arr is None:
@@ -815,7 +817,7 @@ class TaskIndex:
 
     Names come from :func:`~kshark_py.loaders.tasks.task_names` (saved cmdlines, then sched event
     comms), computed once per file, so like KernelShark every event of a pid shows the pid's final
-    name.  ``labels`` holds each distinct comm once; per stream, ``stream_codes[s][row]`` indexes it.
+    name.  ``labels`` holds each distinct comm once; :meth:`merged_codes` indexes it per event.
     """
 
     def __init__(self, session: Session) -> None:
@@ -832,10 +834,10 @@ class TaskIndex:
         self.stream_pids: list[np.ndarray] = []
         """Distinct pids of each stream (ascending)."""
         self.stream_pid_counts: list[np.ndarray] = []
-        self.stream_codes: list[np.ndarray] = []
+        self.stream_pid_labels: list[np.ndarray] = []
+        """Label index of each distinct pid of each stream (per-row codes are made on demand)."""
         for st in session.streams:
-            pids = stream_column(st, "pid")
-            uniq, inv = _dense_codes(pids)
+            uniq, counts = value_counts(stream_column(st, "pid"))
             codes = np.empty(len(uniq), np.int32)
             for i, p in enumerate(uniq.tolist()):
                 c = self.comm(st.index, p)
@@ -843,11 +845,9 @@ class TaskIndex:
                     label_of[c] = len(self.labels)
                     self.labels.append(c)
                 codes[i] = label_of[c]
-            self.stream_pids.append(uniq)
-            self.stream_pid_counts.append(np.bincount(inv, minlength=len(uniq)))
-            # comm codes per row: int16 while there are fewer than 32k distinct names (half the memory)
-            small = codes.astype(np.int16) if len(self.labels) < 2**15 else codes
-            self.stream_codes.append(small[inv] if len(inv) else np.zeros(0, small.dtype))
+            self.stream_pids.append(uniq.astype(np.int64))
+            self.stream_pid_counts.append(counts.astype(np.int64))
+            self.stream_pid_labels.append(codes)
         self._merged_codes: np.ndarray | None = None
 
     def comm(self, stream: int, pid: int) -> str:
@@ -866,7 +866,11 @@ class TaskIndex:
         """int32 label index per merged row (computed on first use, then kept)."""
         if self._merged_codes is None:
             merged = self.session.merged()
-            self._merged_codes = merged_gather(merged, self.stream_codes, fill=0, dtype=np.int32)
+            per_stream = []
+            for st in self.session.streams:
+                _, inv = _dense_codes(stream_column(st, "pid"))
+                per_stream.append(self.stream_pid_labels[st.index][inv])
+            self._merged_codes = merged_gather(merged, per_stream, fill=0, dtype=np.int32)
         return self._merged_codes
 
     def label_mask(self, pred: Callable[[str], bool]) -> np.ndarray:

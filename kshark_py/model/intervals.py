@@ -124,50 +124,97 @@ def cpu_runs(buffer: Buffer) -> pa.Table:
     cpu_all = t.column("cpu").to_numpy()
     pid_all = t.column("pid").to_numpy()
     ts_all = t.column("ts").to_numpy()
-    is_sw = np.zeros(t.num_rows, bool)
-    is_sw[sw_rows] = True
     prev_pid = f["prev_pid"].astype(np.int32)
     next_pid = f["next_pid"].astype(np.int32)
     prev_state = f["prev_state"].astype(np.int64)
     parts = []
-    # one CPU at a time: the temporaries are a CPU's records, not the whole trace's
     for c in np.unique(cpu_all).tolist():
-        rows = np.flatnonzero((cpu_all == c) & (eid >= 0))  # the CPU's own record order
-        if not len(rows):
-            continue
-        parts.append(_cpu_cuts(c, rows, pid_all, ts_all, is_sw, sw_rows, prev_pid, next_pid, prev_state))
+        cuts = _CpuCuts(c)
+        # the table a block at a time: temporaries stay a few MB whatever the trace's size
+        for a in range(0, t.num_rows, _BLOCK_ROWS):
+            b = min(t.num_rows, a + _BLOCK_ROWS)
+            rows = a + np.flatnonzero((cpu_all[a:b] == c) & (eid[a:b] >= 0))  # the CPU's own record order
+            if len(rows):
+                cuts.add(rows, pid_all, ts_all, sw_rows, prev_pid, next_pid, prev_state)
+        if cuts.n:
+            parts.append(cuts.runs())
     if not parts:
         return _empty(CPU_RUNS)
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return _table(CPU_RUNS, **cols)
 
 
-def _cpu_cuts(c: int, rows: np.ndarray, pid_all: np.ndarray, ts_all: np.ndarray, is_sw: np.ndarray,
-              sw_rows: np.ndarray, prev_pid: np.ndarray, next_pid: np.ndarray, prev_state: np.ndarray,
-              ) -> dict[str, np.ndarray]:
-    """Runs of one CPU from its records ``rows`` (see :func:`cpu_runs`)."""
-    n = len(rows)
-    before = pid_all[rows].astype(np.int32)  # task current just before each record
-    after = before.copy()  # task current just after it
-    swi = np.flatnonzero(is_sw[rows])
-    k = np.searchsorted(sw_rows, rows[swi])
-    before[swi] = prev_pid[k]
-    after[swi] = next_pid[k]
-    ts = np.maximum.accumulate(ts_all[rows])
+_BLOCK_ROWS = 1 << 21
 
-    # cut points, each ending one run and starting the next; ordered by key = 4*index + kind
-    # kind 0: the CPU's first record (begins a run); 1: missing switch between index-1 and index;
-    #      2: sched_switch at index; 3: the CPU's last record (ends a run)
-    hid = np.flatnonzero(before[1:] != after[:-1]) + 1
-    key = np.concatenate([[0], 4 * hid + 1, 4 * swi + 2, [4 * (n - 1) + 3]])
-    time = np.concatenate([ts[:1], ts[hid - 1], ts[swi], ts[n - 1:]])
-    newpid = np.concatenate([before[:1], before[hid], after[swi], [0]]).astype(np.int32)
-    endst = np.concatenate([[0], np.full(len(hid), END_MISSING, np.int64), prev_state[k], [END_OPEN]])
-    o = np.argsort(key, kind="stable")
-    key, time, newpid, endst = key[o], time[o], newpid[o], endst[o]
-    begins = np.flatnonzero((key & 3) != 3)  # every cut but the CPU's end starts a run that the next cut ends
-    return {"cpu": np.full(len(begins), c, np.int16), "start": time[begins], "end": time[begins + 1],
-            "pid": newpid[begins], "end_state": endst[begins + 1]}
+
+class _CpuCuts:
+    """Cut points of one CPU's runs, collected block by block (see :func:`cpu_runs`).
+
+    A cut ends one run and starts the next; its key 4*index + kind orders them, index counting
+    the CPU's records: kind 0: the CPU's first record (begins a run); 1: missing switch between
+    index-1 and index; 2: sched_switch at index; 3: the CPU's last record (ends a run).  Between
+    blocks only the last record's task, time and running-maximum time are carried.
+    """
+
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.n = 0
+        self.keys: list[np.ndarray] = []
+        self.times: list[np.ndarray] = []
+        self.pids: list[np.ndarray] = []
+        self.states: list[np.ndarray] = []
+        self.last_after = 0  # task current after the previous block's last record
+        self.last_ts = 0  # running maximum time at that record
+
+    def add(self, rows: np.ndarray, pid_all: np.ndarray, ts_all: np.ndarray, sw_rows: np.ndarray,
+            prev_pid: np.ndarray, next_pid: np.ndarray, prev_state: np.ndarray) -> None:
+        m = len(rows)
+        base = self.n
+        before = pid_all[rows].astype(np.int32)  # task current just before each record
+        k_all = np.searchsorted(sw_rows, rows)
+        is_sw = (k_all < len(sw_rows)) & (sw_rows[np.minimum(k_all, len(sw_rows) - 1)] == rows)
+        swi = np.flatnonzero(is_sw)
+        k = k_all[swi]
+        before[swi] = prev_pid[k]
+        after_last = int(next_pid[k[-1]]) if len(swi) and swi[-1] == m - 1 else int(before[-1])
+        ts = ts_all[rows]
+        if base:
+            ts = np.maximum(ts, self.last_ts) if int(ts[0]) < self.last_ts else ts
+        if m > 1 and bool((ts[1:] < ts[:-1]).any()):
+            ts = np.maximum.accumulate(ts)
+        # task current just after each record: its own pid, or next_pid at a switch
+        after_prev = np.empty(m, np.int32)  # after[i-1], the previous block's last for i = 0
+        after_prev[0] = self.last_after
+        after_prev[1:] = before[:-1]
+        nxt = swi + 1
+        nxt_ok = nxt < m
+        after_prev[nxt[nxt_ok]] = next_pid[k[nxt_ok]]
+        hid = np.flatnonzero(before != after_prev)
+        if base == 0:
+            hid = hid[hid > 0]  # the first record begins a run; nothing before it to miss
+            self._cut(np.array([0]), ts[:1], before[:1], np.array([0]))
+        prev_ts = np.concatenate(([self.last_ts], ts[:-1]))  # time of record index-1
+        self._cut(4 * (base + hid) + 1, prev_ts[hid], before[hid], np.full(len(hid), END_MISSING, np.int64))
+        self._cut(4 * (base + swi) + 2, ts[swi], next_pid[k], prev_state[k])
+        self.n += m
+        self.last_after = after_last
+        self.last_ts = int(ts[-1])
+
+    def _cut(self, key, time, pid, state) -> None:
+        self.keys.append(np.asarray(key, np.int64))
+        self.times.append(np.asarray(time, np.int64))
+        self.pids.append(np.asarray(pid, np.int32))
+        self.states.append(np.asarray(state, np.int64))
+
+    def runs(self) -> dict[str, np.ndarray]:
+        self._cut(np.array([4 * (self.n - 1) + 3]), np.array([self.last_ts]), np.array([0]), np.array([END_OPEN]))
+        key, time = np.concatenate(self.keys), np.concatenate(self.times)
+        newpid, endst = np.concatenate(self.pids), np.concatenate(self.states)
+        o = np.argsort(key, kind="stable")
+        key, time, newpid, endst = key[o], time[o], newpid[o], endst[o]
+        begins = np.flatnonzero((key & 3) != 3)  # every cut but the CPU's end starts a run that the next cut ends
+        return {"cpu": np.full(len(begins), self.cpu, np.int16), "start": time[begins], "end": time[begins + 1],
+                "pid": newpid[begins], "end_state": endst[begins + 1]}
 
 
 def task_runs(runs: pa.Table, pid: int) -> pa.Table:

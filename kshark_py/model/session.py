@@ -69,16 +69,63 @@ class GuestInfo:
     vcpu_count: int
 
 
+class Arange:
+    """The rows 0..n-1 of one stream, answered without storing them.
+
+    A session of one stream has the identity as its merged order; an ``arange`` of 17 M rows
+    would cost 68 MB for nothing.  Indexing gives what indexing the arange would (ints, arrays);
+    anything else converts through ``__array__``.
+    """
+
+    ndim = 1
+
+    def __init__(self, n: int, dtype: type = np.int32) -> None:
+        self.n = n
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.n,)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.arange(self.n, dtype=dtype or self.dtype)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            k = int(key)
+            if not -self.n <= k < self.n:
+                raise IndexError(f"index {k} is out of bounds for size {self.n}")
+            return self.dtype.type(k % self.n)
+        if isinstance(key, slice):
+            return np.arange(*key.indices(self.n), dtype=self.dtype)
+        key = np.asarray(key)
+        if key.dtype == bool:
+            if key.shape != (self.n,):
+                raise IndexError(f"boolean index of shape {key.shape} for size {self.n}")
+            return np.flatnonzero(key).astype(self.dtype)
+        if key.size and (key.min() < -self.n or key.max() >= self.n):
+            raise IndexError(f"index out of bounds for size {self.n}")
+        return (key % max(self.n, 1)).astype(self.dtype)
+
+
 @dataclass
 class MergedView:
     """All events of all streams in report order, as indices; nothing copied."""
 
     stream: np.ndarray  # int16 stream index per merged row (read-only; a broadcast for one stream)
-    row: np.ndarray  # int32 (int64 past 2**31 events) row in that stream's events table
+    row: np.ndarray | Arange  # int32 (int64 past 2**31 events) row in that stream's table; Arange for one stream
     ts: np.ndarray  # int64 timestamp per merged row (host clock for synced guests)
 
     def __len__(self) -> int:
         return len(self.row)
+
+    @property
+    def identity(self) -> bool:
+        """One stream, in its own order: merged row i is that stream's row i."""
+        return isinstance(self.row, Arange)
 
 
 def _guest_name_from_path(path: str) -> str | None:
@@ -248,7 +295,8 @@ def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedVi
     if len(streams) == 1 and cpus is None:
         # one stream: report order is the stream's own order; share its ts column, no copies
         t = streams[0].buffer.events
-        return MergedView(sidx[0], rows[0], t.column("ts").to_numpy())
+        return MergedView(sidx[0], Arange(len(rows[0]), row_type), t.column("ts").to_numpy())
+
     order = merge_order(keys)
     sidx = [np.full(len(r), st.index, np.int16) for st, r in zip(streams, rows, strict=True)]
     all_ts = np.concatenate([st.buffer.events.column("ts").to_numpy()[r] for st, r in zip(streams, rows,

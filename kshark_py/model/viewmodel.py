@@ -94,6 +94,94 @@ class Intervals:
         return np.where(i >= 0, self.busy_cum[ic] + part, 0)
 
 
+class EventTicks:
+    """Where one row's events are, without a copy of their timestamps.
+
+    A row ticks for the events of its stream whose ``key`` column (CPU or pid) equals ``value``
+    and which pass the stream's filter mask.  Copying those timestamps out per row would hold the
+    whole ``ts`` column a second time (136 MB for 17 M events); instead we keep, per block of
+    :attr:`BLOCK` table rows, the running count of matching events (4 bytes per 64 rows) and
+    answer "how many between two times" exactly: binary search the stream's shared, monotone
+    time column for the two table positions, take whole blocks from the running count and count
+    the partial block at each end from the key column.  A render asks this for its pixel edges,
+    so the cost is (pixels x BLOCK) whatever the number of events.
+    """
+
+    BLOCK = 64
+
+    def __init__(self, times: np.ndarray, key: np.ndarray, value: int, mask: np.ndarray | None = None) -> None:
+        self.times = times
+        """The stream's event times in table order, non-decreasing (shared, not copied)."""
+        self.key = key
+        self.value = value
+        self.mask = mask
+        n = len(key)
+        hit = key == value
+        if mask is not None:
+            hit &= mask
+        nb = -(-n // self.BLOCK)
+        padded = np.zeros(nb * self.BLOCK, bool)
+        padded[:n] = hit
+        per_block = padded.reshape(nb, self.BLOCK).sum(axis=1, dtype=np.int64)
+        cum_type = np.int32 if n < 2**31 else np.int64
+        self.cum = np.concatenate(([0], np.cumsum(per_block))).astype(cum_type)
+        """Matching events before each block boundary."""
+
+    def __len__(self) -> int:
+        return int(self.cum[-1])
+
+    def _hits(self, idx: np.ndarray) -> np.ndarray:
+        ok = self.key[idx] == self.value
+        if self.mask is not None:
+            ok &= self.mask[idx]
+        return ok
+
+    def before(self, pos: np.ndarray) -> np.ndarray:
+        """Matching events among table rows ``[0, pos)`` for each position (exact)."""
+        pos = np.asarray(pos, np.int64)
+        if len(self.key) == 0:
+            return np.zeros(len(pos), np.int64)
+        blk = pos // self.BLOCK
+        start = blk * self.BLOCK
+        idx = start[:, None] + np.arange(self.BLOCK)
+        inside = idx < pos[:, None]
+        idx = np.minimum(idx, max(len(self.key) - 1, 0))
+        part = (self._hits(idx) & inside).sum(axis=1)
+        return self.cum[blk].astype(np.int64) + part
+
+    def positions(self, t: np.ndarray) -> np.ndarray:
+        """Table positions of times ``t`` (first row at or after each)."""
+        return np.searchsorted(self.times, t, side="left")
+
+    def counts(self, edges: np.ndarray, pos: np.ndarray | None = None) -> np.ndarray:
+        """Matching events in each ``[edges[k], edges[k+1])``; ``pos`` = :meth:`positions` of the
+        edges when the caller shares it among the rows of one stream."""
+        if pos is None:
+            pos = self.positions(edges)
+        return np.diff(self.before(pos))
+
+    def count_between(self, t0: int, t1: int) -> int:
+        return int(self.counts(np.array([t0, t1], np.int64))[0])
+
+    def nearest(self, t: int, within: float) -> int | None:
+        """Time of the matching event nearest ``t`` if one lies within ``within`` ns."""
+        a = int(np.searchsorted(self.times, t - within, side="left"))
+        b = int(np.searchsorted(self.times, t + within, side="right"))
+        idx = np.arange(a, b)
+        idx = idx[self._hits(idx)] if len(idx) else idx
+        if not len(idx):
+            return None
+        tt = self.times[idx].astype(np.int64)
+        return int(tt[np.argmin(np.abs(tt - t))])
+
+    def timestamps(self) -> np.ndarray:
+        """The matching events' times (a copy: for tests and small rows)."""
+        hit = self.key == self.value
+        if self.mask is not None:
+            hit &= self.mask
+        return self.times[hit]
+
+
 @dataclass
 class Row:
     """One timeline row: what it shows and where its data comes from."""
@@ -109,8 +197,8 @@ class Row:
     intervals: Intervals | None = None
     overlay: Intervals | None = None
     """vcpu_host rows: in-guest intervals, shaded over the thread's runs."""
-    events: np.ndarray | None = None
-    """Sorted timestamps of the events this row ticks for (after filters)."""
+    events: EventTicks | None = None
+    """The events this row ticks for (after filters)."""
     lost: np.ndarray | None = None
     color_by: str = "pid"
     """``pid`` (task colours), ``cpu`` (task rows: colour by the CPU it ran on), ``state``."""
@@ -182,6 +270,7 @@ class TimelineModel:
         dominant = np.full((nrows, npix), -1, np.int64)
         edges = t0 + (np.arange(npix + 1, dtype=np.float64) * ((t1 - t0) / npix)).astype(np.int64)
         probes = (edges[:-1, None] + ((np.arange(SAMPLES) + 0.5) / SAMPLES * (t1 - t0) / npix)).astype(np.int64)
+        positions: dict[int, np.ndarray] = {}  # table positions of the edges, once per stream
         for k, row in enumerate(self.rows):
             base = k * SUBROWS
             body = img[base + BODY_ROWS.start: base + BODY_ROWS.stop]
@@ -190,7 +279,10 @@ class TimelineModel:
                 body[:] = rgba[None, :, :]
                 dominant[k] = dom
             if row.events is not None and len(row.events):
-                c = np.diff(np.searchsorted(row.events, edges))
+                pos = positions.get(row.stream)
+                if pos is None:
+                    pos = positions[row.stream] = row.events.positions(edges)
+                c = row.events.counts(edges, pos)
                 counts[k] = c
                 level = np.where(c > 0, 60 + np.minimum(160, (np.log2(c + 1) * 25)).astype(np.int64), 0)
                 tick = img[base + TICK_ROWS.start: base + TICK_ROWS.stop]
@@ -260,13 +352,15 @@ class RowSources:
     """Builds rows from a session's derived tables (runs, in-guest intervals, states), cached."""
 
     def __init__(self, session: Session, names: Callable[[int, int], str],
-                 mask: Callable[[], np.ndarray | None] | None = None) -> None:
+                 mask: Callable[[int], np.ndarray | None] | None = None) -> None:
         from . import intervals as iv
 
         self.iv = iv
         self.session = session
         self.names = names
-        self.mask = mask or (lambda: None)
+        self.mask = mask or (lambda stream: None)
+        """Filter mask per stream (bool per row of its events table), None when unfiltered."""
+        self._times: dict[int, np.ndarray] = {}
 
     def runs(self, stream: int) -> pa.Table:
         return self.session.runs(stream)
@@ -331,35 +425,34 @@ class RowSources:
                    intervals=iv, color_by="state")
 
     def fill_events(self, row: Row) -> None:
-        """The (filtered) event timestamps this row ticks for, sorted, and its lost-event marks."""
+        """The (filtered) events this row ticks for, and its lost-event marks."""
         st = self.session.streams[row.stream]
         t = st.buffer.events
-        mask = self.mask()
-        if mask is not None:
-            mv = self.session.merged()
-            keep = mask & (mv.stream == row.stream)
-            rows = np.sort(mv.row[keep])
-        else:
-            rows = None
-        ts = t.column("ts").to_numpy()
         if row.kind in ("cpu", "vcpu_guest"):
-            col = t.column("cpu").to_numpy()
-            sel = col == row.cpu
+            key, value = t.column("cpu").to_numpy(), row.cpu
         elif row.kind in ("task", "vcpu_host"):
-            sel = t.column("pid").to_numpy() == row.pid
+            key, value = t.column("pid").to_numpy(), row.pid
         else:
             return
-        if rows is not None:
-            m = np.zeros(len(ts), bool)
-            m[rows] = True
-            sel &= m
-        ev = ts[sel]
-        # the table is in time order, so this is almost always sorted already: check before sorting
-        row.events = ev if len(ev) < 2 or bool((ev[1:] >= ev[:-1]).all()) else np.sort(ev)
+        row.events = EventTicks(self.times(row.stream), key, value, self.mask(row.stream))
         lost = st.buffer.lost
         if lost.num_rows and row.kind in ("cpu", "vcpu_guest"):
             lc = lost.column("cpu").to_numpy()
             row.lost = np.sort(lost.column("ts").to_numpy()[lc == row.cpu])
+
+    def times(self, stream: int) -> np.ndarray:
+        """The stream's event times, non-decreasing, for binary search (cached per stream).
+
+        The table is in report order, which is time order except where a CPU's clock went
+        backwards; then the running maximum stands in (the report's own merge key), a copy made
+        only for such a trace."""
+        hit = self._times.get(stream)
+        if hit is None:
+            ts = self.session.streams[stream].buffer.events.column("ts").to_numpy()
+            if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
+                ts = np.maximum.accumulate(ts)
+            hit = self._times[stream] = ts
+        return hit
 
 
 def _state_codes(st: pa.Table) -> np.ndarray:

@@ -232,13 +232,10 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
                 else:
                     text += f"  running: {self.model.src.names(r.stream, key)}-{key}"
         if r.events is not None and len(r.events):
-            i = int(np.searchsorted(r.events, ts))
-            near = [j for j in (i - 1, i) if 0 <= j < len(r.events)]
-            if near:
-                j = min(near, key=lambda j: abs(int(r.events[j]) - ts))
-                t0, t1 = self.view_range()
-                if abs(int(r.events[j]) - ts) <= 4 * (t1 - t0) / self.pixel_width():
-                    text += f"  event at {format_time(int(r.events[j]))}"
+            t0, t1 = self.view_range()
+            near = r.events.nearest(ts, 4 * (t1 - t0) / self.pixel_width())
+            if near is not None:
+                text += f"  event at {format_time(near)}"
         self.setToolTip(text)
         return text
 

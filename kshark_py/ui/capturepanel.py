@@ -214,6 +214,12 @@ class CaptureDialog(QtWidgets.QDialog):
         n = len(self.specs())
         self.selected_label.setText(f"{n} events selected" if n else "No event selected (all will be recorded)")
 
+    def record_specs(self) -> list[EventSpec]:
+        """What host and guests record: the checked events, or every event (``-e all``) if none is checked.
+
+        Explicit because the session follows trace-cmd, where no ``-e`` means "do not trace the host"."""
+        return self.specs() or [EventSpec.parse("all")]
+
     def specs(self) -> list[EventSpec]:
         out = []
         for name, it in self.event_items().items():
@@ -245,16 +251,18 @@ class CaptureDialog(QtWidgets.QDialog):
             transport = self.guests.cellWidget(r, 1).currentText()  # type: ignore[union-attr]
             if not addr:
                 continue
-            g = GuestConfig(f"{name}@{addr}" if name else addr, name=name, specs=self.specs(),
+            g = GuestConfig(f"{name}@{addr}" if name else addr, name=name, specs=self.record_specs(),
                             use_fifos=transport == "FIFO", fifos_required=transport == "FIFO")
             out.append(g)
         return out
 
     # -- preflight
     def run_preflight(self) -> list[Check]:
-        checks = preflight(self.specs(), self.guest_configs(), clock=self.clock.currentText() or None,
+        checks = preflight(self.record_specs(), self.guest_configs(), clock=self.clock.currentText() or None,
                            tsync_interval=self.tsync.value(), output_dir=self.output_dir.text(),
                            tracefs=self._tracefs)
+        if not self.specs():
+            checks.insert(0, Check("warn", "No event selected: every event will be recorded (-e all)."))
         what = [f"Will record {len(self.specs()) or 'all'} event(s) on this kernel"]
         guests = self.guest_configs()
         if guests:
@@ -293,7 +301,7 @@ class CaptureDialog(QtWidgets.QDialog):
             self.status.setText("Cannot record: see the preflight errors.")
             return False
         try:
-            session = HostSession(self._output_path(), self.specs(), self.guest_configs(),
+            session = HostSession(self._output_path(), self.record_specs(), self.guest_configs(),
                                   buffer_kb=self.buffer_kb.value() or None, clock=self.clock.currentText() or None,
                                   tsync_interval=self.tsync.value())
         except (RecordError, ValueError, OSError) as e:

@@ -51,12 +51,13 @@ class MainWindow(QtWidgets.QMainWindow):
             return "?"
         return self.tasks.comm(stream, int(pid))
 
-    def _mask(self):
-        """The filter mask the graph applies (None: nothing filtered, or graph filtering off)."""
+    def _mask(self, stream: int):
+        """The filter mask the graph applies to one stream's rows (None: nothing filtered there,
+        or graph filtering off)."""
         f = self.filters
         if not f.apply_to_graph or not f.is_active():
             return None
-        return f.mask(self.session)
+        return f.stream_mask(self.session.streams[stream])
 
     def _build_model(self) -> None:
         self.filters = Filters()
