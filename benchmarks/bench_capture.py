@@ -36,10 +36,9 @@ from kshark_py.loaders.tracedat import open_trace  # noqa: E402
 
 EVENTS = ["-e", "raw_syscalls:sys_enter", "-e", "raw_syscalls:sys_exit"]
 HOST_EVENTS = ["-e", "sched:sched_process_exec"]
-"""The hosts' own events, the same quiet one for both pairs.  Without a host ``-e`` the two hosts would do
-different work: ours records every event (its default), trace-cmd's enables none, and on this shared
-kernel ours then also records every guest syscall a second time (~3x the guest's data, with losses),
-which measured the host's local recording rather than the transport."""
+"""The hosts' own events, the same quiet one for both pairs, so that both also write a host file.  (Without
+a host ``-e`` neither host traces its kernel and only the guest file is written, as trace-cmd does; ours
+used to record every host event then, which on this shared kernel recorded every guest syscall twice.)"""
 BUFFER_KB = "65536"
 
 
