@@ -107,9 +107,9 @@ def format_time(ts: int, *, usecs: bool, nsec: bool) -> str:
             return f"{ts // 1000000000:5d}.{ts % 1000000000:09d}"
         t = (ts + 500) // 1000
         return f"{t // 1000000:5d}.{t % 1000000:06d}"
-    # "%12d": libtraceevent reads the 12 as a precision
-    p10 = 10 ** 12
-    return f"{ts // p10:5d}.{ts % p10:012d}"
+    # "%12d": libtraceevent reads the 12 as a precision and computes 10^12 in an int, which wraps to a
+    # negative value, so its "p10 > 1" test fails and it prints "%12llu" (raw clocks like x86-tsc)
+    return f"{ts & 0xFFFFFFFFFFFFFFFF:12d}"
 
 
 def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
@@ -167,7 +167,8 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         if missed:
             head += f"CPU:{c} [{missed} EVENTS DROPPED]\n" if missed > 0 else f"CPU:{c} [EVENTS DROPPED]\n"
         comm = names.comm[k]
-        line = (f"{head}{comm:>16}-{int(pid[r]):<5d} [{c:03d}] "
+        sep = " " if tf.in_usecs else ""  # trace-cmd's time formats: " %6.1000d:" / " %9.1d:" but "%12d:"
+        line = (f"{head}{comm:>16}-{int(pid[r]):<5d} [{c:03d}]{sep}"
                 f"{format_time(int(ts[r]), usecs=tf.in_usecs, nsec=nsec)}: {name}: "
                 + " " * max(0, 20 - len(name)) + info)
         if line.endswith("\n"):
