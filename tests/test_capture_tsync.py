@@ -122,6 +122,7 @@ def test_time_shift_payload_reads_back():
 
 
 def test_protocol_selection():
-    assert S.select_protocol(("kvm", "ptp")) == "ptp"
-    assert S.select_protocol(("kvm",)) is None
+    assert S.select_protocol(("kvm", "ptp"), "local") == "ptp"  # kvm needs x86-tsc (more in test_capture_kvm)
+    assert S.select_protocol(("kvm", "ptp"), "x86-tsc", ("ptp",)) == "ptp"
+    assert S.select_protocol(("kvm",), "local") is None
     assert S.select_protocol(None) is None

@@ -19,7 +19,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from . import kvm
 from . import msg as M
+from . import tsync_msg as T
 from .recorder import EventSpec, FdSink, Recorder, RecordError, SocketSink, cpu_count_online, new_trace_id
 from .transport import (
     MSG_TIMEOUT,
@@ -159,7 +161,9 @@ class Agent:
         if not req.specs:  # as trace-cmd's agent, whose record run dies on this; "-e all" is how to ask for all
             raise RecordError("the host asked for no event: no event or plugin was specified... aborting")
         ncpus = cpu_count_online()
-        proto = select_protocol(first.tsync_protos)
+        proto = select_protocol(first.tsync_protos, req.clock)
+        if proto == T.PROTO_KVM and req.clock is None:
+            req.clock = kvm.TSC_CLOCK  # kvm samples are TSC ticks: record in them too
         fifo_fds = open_guest_fifos(ncpus) if first.use_fifos else None
         data_socks: list[socket.socket] = []
         sinks: dict[int, object] = {}

@@ -28,11 +28,15 @@ log = logging.getLogger("kshark_py.capture")
 RECORD_HELP = """\
 usage: kshark-py record [-o FILE] [-e EVENT [-f FILTER]]... [-b KB] [-C CLOCK] [--file-version 6|7]
                         [--compression zstd|zlib|none] [-d SECONDS] [--tsync-interval MS]
-                        [-A NAME@CID[:PORT] | -A NAME@HOST:PORT [--name NAME] [--nofifos] [-e EVENT [-f FILTER]]...]...
+                        [-A NAME@CID[:PORT] | -A NAME@HOST:PORT [--name NAME] [--nofifos] [--guest-pid PID]
+                         [-e EVENT [-f FILTER]]...]...
                         [COMMAND [ARGS...]]
 
 Records this kernel's events (and each guest agent's) into FILE (default trace.dat) and
 trace-NAME.dat per guest. Without COMMAND or -d it records until Ctrl-C. Needs root.
+--guest-pid PID names the host process running that guest (e.g. QEMU's pid; vsock guests are found
+by their CID): with it the host maps each guest VCPU to its thread (GUEST option) and, with the x86-tsc
+clock, offers KVM time sync (the guest's TSC offsets from /sys/kernel/debug/kvm/PID-*/).
 Options after -A apply to that guest, until the next -A.
 
 Which events, as trace-cmd 3.1.6 record:
@@ -46,7 +50,7 @@ Which events, as trace-cmd 3.1.6 record:
 """
 
 _VALUE_OPTS = {"-o", "-e", "-f", "-b", "-C", "--file-version", "--compression", "-d", "--tsync-interval", "-A",
-               "--name"}
+               "--name", "--guest-pid"}
 
 
 @dataclass
@@ -91,6 +95,10 @@ def parse_record_args(words: list[str]) -> RecordArgs:
                 a.guests.append(guest)
             case "--name" if guest:
                 guest.name = v
+            case "--guest-pid" if guest:
+                if not v or not v.isdigit():  # type: ignore[union-attr]
+                    raise ValueError(f"--guest-pid needs a process id, not {v!r}")
+                guest.guest_pid = int(v)
             case "--nofifos" if guest:
                 guest.use_fifos = False
             case "--nofifos":

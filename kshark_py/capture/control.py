@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import kvm
 from .livecount import GuestCounts
 from .recorder import EventSpec, RecordError, find_tracefs, missing_events, parse_lost
 from .session import GuestConfig, HostSession, parse_guest_spec
@@ -164,12 +165,17 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
             out.append(Check("info", f"Guest {name}: no time sync (interval < 0): guest times stay on the guest "
                                      "clock."))
         else:
-            kvm = Path("/sys/kernel/debug/kvm").is_dir()
-            why_not_kvm = ("KVM's tsc-offset files exist but the kvm protocol is not implemented here"
-                           if kvm else "/sys/kernel/debug/kvm is absent (no local KVM guest to read TSC offsets from)")
             every = "at start and stop" if tsync_interval == 0 else f"every {tsync_interval} ms, at start and stop"
-            out.append(Check("info", f"Guest {name}: time sync with ptp over the agent connection, {every} "
-                                     f"({why_not_kvm})."))
+            if g.guest_pid is None and parse_guest_spec(g.spec)[1].family == "vsock":
+                out.append(Check("info", f"Guest {name}: time sync {every}: kvm (the guest's TSC offsets) if its "
+                                         "CID's process is found and the clock is x86-tsc, else ptp."))
+            else:
+                forecast = clock or (kvm.TSC_CLOCK if not clock and kvm.host_supported() and kvm.tsc2nsec()
+                                     and all(x.guest_pid is not None for x in guests) else None)
+                why_not_kvm = kvm.kvm_unavailable_reason(g.guest_pid, forecast)
+                out.append(Check("info", f"Guest {name}: time sync {every}: " + (
+                    "kvm, from the guest's TSC offsets in debugfs (if the agent supports it; else ptp)."
+                    if why_not_kvm is None else f"ptp over the agent connection (not kvm: {why_not_kvm}).")))
     return out
 
 

@@ -685,12 +685,13 @@ class Recorder:
         return sum(r.stats.bytes for r in self.readers)
 
     def write_file(self, path: str | os.PathLike, *, version: int = 7, compression: str | None = "zstd",
-                   extra_options: Sequence[tuple[int, bytes]] = ()) -> None:
-        """The recording as a trace.dat, like trace-cmd record's output."""
+                   extra_options: Sequence[tuple[int, bytes]] = (), clock: str | None = None) -> None:
+        """The recording as a trace.dat, like trace-cmd record's output (``clock``: the buffer's clock
+        name if not the instance's, e.g. "tsc2nsec")."""
         from .writer import CpuData, write_trace_file
 
         if self.meta is None:
             raise RecordError("nothing recorded")
         cpus = [CpuData(c, p) for c, p in enumerate(self.cpu_files)]
         write_trace_file(path, self.meta, cpus, version=version, compression=compression, trace_id=self.trace_id,
-                         cpu_count=self.ncpus, cpustats=self.cpustats, extra_options=extra_options)
+                         cpu_count=self.ncpus, cpustats=self.cpustats, extra_options=extra_options, clock=clock)

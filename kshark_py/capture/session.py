@@ -11,6 +11,7 @@ and its data so far is still written out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..loaders.layout import OptionId, layouts
+from . import kvm
 from . import msg as M
+from . import tsync_msg as T
 from .recorder import EventSpec, Recorder, RecordError
 from .transport import (
     MSG_TIMEOUT,
@@ -35,7 +38,7 @@ from .transport import (
     open_host_fifo,
 )
 from .tsync import SUPPORTED_PROTOCOLS, HostTimeSync, time_shift_payload
-from .writer import CpuData, append_to_v7, opt_guest
+from .writer import CpuData, append_to_v7, opt_guest, opt_tsc2nsec
 
 log = logging.getLogger("kshark_py.capture")
 
@@ -80,6 +83,8 @@ class GuestConfig:
     fifos_required: bool = False
     """The user chose the FIFO transport (preflight: missing FIFOs are an error, not a fallback)."""
     extra_args: list[str] = field(default_factory=list)
+    guest_pid: int | None = None
+    """The host process running the guest (``--guest-pid``); vsock guests are looked up by CID otherwise."""
 
 
 @dataclass
@@ -95,6 +100,14 @@ class GuestSession:
     error: str | None = None
     metadata_bytes: int = 0
     tsync: HostTimeSync | None = None
+    pid: int | None = None
+    """The host process running the guest (given, or found from the vsock CID), if known."""
+    tasks: list[int] = field(default_factory=list)
+    kvm_refused: str | None = None
+    """Why the kvm time-sync protocol is not offered to this guest (None: it is)."""
+    mapper: kvm.VcpuMapper | None = None
+    vcpu_pids: list[int] | None = None
+    """Host thread of each guest VCPU (from kvm_entry during the first time-sync round), if all were seen."""
 
     def args(self, clock: str) -> tuple[str, ...]:
         out = ["-C", clock]
@@ -128,6 +141,9 @@ class HostSession:
         self.record_host = bool(specs)
         """False: only guests are recorded (no host -e); no tracefs instance, no host file."""
         self.recorder = Recorder(specs, buffer_kb=buffer_kb, clock=clock)
+        self.user_clock = clock
+        self.tsc2nsec: tuple[int, int] | None = None
+        """(mult, shift) written as TSC2NSEC to the host and guest files when x86-tsc was chosen for kvm."""
         self.guests: list[GuestSession] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
         for g in guests:
@@ -139,7 +155,47 @@ class HostSession:
             self.guests.append(GuestSession(g, name, addr, guest_file_name(self.output, name)))
 
     # -- setup
+    def plan_clock(self) -> str | None:
+        """Find the guests' processes and choose the session clock (``set_tsync_params()``).
+
+        Without -C: if kvm time sync is possible on this host (a VM in debugfs), every guest's process is
+        known, x86-tsc exists and the kernel gives TSC->ns factors, everybody records with x86-tsc and
+        the files get TSC2NSEC; otherwise the instance's default clock is used.  Returns the forced clock.
+        """
+        for g in self.guests:
+            g.pid = g.cfg.guest_pid
+            if g.pid is None and g.addr.family == "vsock":
+                g.pid = kvm.find_pid_by_cid(int(g.addr.host))
+                if g.pid is not None:
+                    log.info("guest %s: CID %s is run by process %d", g.name, g.addr.host, g.pid)
+            if g.pid is not None:
+                g.tasks = kvm.guest_tasks(g.pid)
+                if not g.tasks:
+                    log.warning("guest %s: process %d does not exist", g.name, g.pid)
+        if self.user_clock is not None or not self.guests:
+            return None
+        why = None
+        conv = None
+        if not kvm.host_supported():
+            why = "no KVM guest in debugfs"
+        elif any(g.pid is None for g in self.guests):
+            why = "a guest's process is unknown"
+        elif not kvm.clock_supported(kvm.TSC_CLOCK, self.recorder.tracefs):
+            why = "no x86-tsc trace clock"
+        else:
+            conv = kvm.tsc2nsec()
+            if not conv or not conv[0]:
+                why = "the kernel gives no TSC->ns conversion (perf time_mult is 0)"
+        if why or conv is None:
+            log.info("session clock: the default (not x86-tsc: %s)", why)
+            return None
+        self.tsc2nsec = conv
+        self.recorder.clock = kvm.TSC_CLOCK
+        log.info("session clock: x86-tsc for host and guests, TSC2NSEC mult %d shift %d", *conv)
+        return kvm.TSC_CLOCK
+
     def start(self) -> None:
+        self.plan_clock()
         clock = self.recorder.setup().clock if self.record_host else self.recorder.clock or "local"
         try:
             for g in self.guests:
@@ -158,7 +214,7 @@ class HostSession:
             g.fifo_fds.append(open_host_fifo(p))
         sock = connect(g.addr, self.timeout)
         g.channel = ch = Channel(sock, f"guest {g.name}", self.timeout)
-        protos = SUPPORTED_PROTOCOLS if self.tsync_interval >= 0 else None
+        protos = self._protocols(g, clock) if self.tsync_interval >= 0 else None
         ch.send(M.TraceReq(M.MSG_TRACE_USE_FIFOS if fifos else 0, self.recorder.trace_id, g.args(clock), protos))
         resp = ch.recv()
         if not isinstance(resp, M.TraceResp):
@@ -166,6 +222,11 @@ class HostSession:
         g.resp = resp
         log.info("guest %s: %d CPUs, page size %d, %s", g.name, resp.cpus, resp.page_size,
                  "FIFOs" if resp.use_fifos else f"ports {list(resp.ports)}")
+        if g.pid is not None and g.tasks:  # trace-cmd maps VCPUs during the first time-sync round
+            g.mapper = kvm.VcpuMapper(g.pid, g.tasks)
+            if not g.mapper.start():
+                log.info("guest %s: no VCPU mapping: %s", g.name, g.mapper.error)
+                g.mapper = None
         if resp.tsync_proto:
             self._start_tsync(g, resp, clock)
         # the guest's file metadata, verbatim
@@ -180,6 +241,13 @@ class HostSession:
                 g.metadata_bytes += len(m.data)
         if g.tsync is not None and not g.tsync.wait_first_round():
             log.error("guest %s: the first time-sync round did not finish", g.name)
+        if g.mapper is not None:
+            g.vcpu_pids = g.mapper.stop(resp.cpus)
+            if g.vcpu_pids is None:
+                log.warning("guest %s: VCPU threads not found: %s", g.name, g.mapper.error)
+            else:
+                log.info("guest %s: VCPU threads %s (from %s)", g.name, g.vcpu_pids, ", ".join(g.mapper.sources))
+            g.mapper = None
         tmpdir = self._tmp.name
         if resp.use_fifos:
             if not fifos:
@@ -203,6 +271,14 @@ class HostSession:
         for r in g.receivers:
             r.start()
 
+    def _protocols(self, g: GuestSession, clock: str) -> tuple[str, ...]:
+        """What we offer this guest: kvm (when we can read its TSC offsets with this clock), then ptp."""
+        g.kvm_refused = kvm.kvm_unavailable_reason(g.pid, clock)
+        if g.kvm_refused:
+            log.info("guest %s: kvm time sync not offered: %s", g.name, g.kvm_refused)
+            return tuple(p for p in SUPPORTED_PROTOCOLS if p != T.PROTO_KVM)
+        return SUPPORTED_PROTOCOLS
+
     def _start_tsync(self, g: GuestSession, resp: M.TraceResp, clock: str) -> None:
         """Connect to the guest's time-sync port and run the first round before recording (trace-cmd order)."""
         if resp.tsync_proto not in SUPPORTED_PROTOCOLS:
@@ -210,8 +286,24 @@ class HostSession:
                         g.name, resp.tsync_proto)
             return
         log.info("Negotiated %s time sync protocol with guest %s", resp.tsync_proto, g.name)
+        files = None
+        if resp.tsync_proto == T.PROTO_KVM:
+            try:
+                if g.pid is None:
+                    raise kvm.KvmError("the guest's process is unknown")
+                files = kvm.open_clock_files(g.pid, resp.cpus)
+            except (kvm.KvmError, OSError) as e:
+                log.error("guest %s: kvm time sync impossible: %s", g.name, e)
         sock = connect(Address(g.addr.family, g.addr.host, resp.tsync_port), self.timeout)
-        g.tsync = HostTimeSync(sock, resp.tsync_proto, resp.cpus, self.tsync_interval, clock, g.name)
+        if resp.tsync_proto == T.PROTO_KVM and files is None:
+            # the guest waits on this port: connect and say STOP at once, so it ends its sync cleanly
+            ch = Channel(sock, f"time sync with {g.name}", self.timeout)
+            with contextlib.suppress(PeerError):
+                ch.send(T.encode_tsync(T.SyncStop()))
+            ch.close()
+            return
+        g.tsync = HostTimeSync(sock, resp.tsync_proto, resp.cpus, self.tsync_interval, clock, g.name,
+                               kvm_files=files)
         g.tsync.start()
 
     # -- stop
@@ -250,29 +342,39 @@ class HostSession:
         extra = []
         lay = layouts("<", 8)  # the recorder writes little-endian files with 8-byte longs
         written = []
+        tsc = [(OptionId.TSC2NSEC, opt_tsc2nsec(lay, *self.tsc2nsec))] if self.tsc2nsec else []
+        clock = "tsc2nsec" if self.tsc2nsec else None  # trace-cmd's output clock with TSC2NSEC
         for g in self.guests:
             if g.resp is None:
                 continue
             cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
             ts = g.tsync
-            if ts is not None:
-                if ts.complete():  # appended before the CPU data, as host_tsync_complete() does
+            if ts is not None:  # appended before the CPU data, as host_tsync_complete() does
+                opts = list(tsc)
+                if ts.complete():
                     payload = time_shift_payload(lay, self.recorder.trace_id, ts.flags, ts.samples)
-                    append_to_v7(g.file, options=[(OptionId.TIME_SHIFT, payload)])
+                    opts.append((OptionId.TIME_SHIFT, payload))
                 else:
                     log.warning("guest %s: time sync has no sample for some vCPU: no TIME_SHIFT written", g.name)
-            append_to_v7(g.file, buffer=("", "", cpus))
+                if opts:
+                    append_to_v7(g.file, options=opts)
+            append_to_v7(g.file, buffer=("", clock or "", cpus))
             written.append(g.file)
-            pids = [-1] * g.resp.cpus  # host threads of the vCPUs are unknown over TCP/FIFOs, as trace-cmd
+            # host thread of each vCPU: from kvm_entry when the guest's process is known, else -1 (as trace-cmd
+            # over TCP/FIFOs)
+            pids = g.vcpu_pids if g.vcpu_pids and len(g.vcpu_pids) == g.resp.cpus else [-1] * g.resp.cpus
             extra.append((OptionId.GUEST, opt_guest(lay, g.name, g.resp.trace_id, pids)))
         if not self.record_host:
             return written
         self.recorder.write_file(self.output, version=self.version, compression=self.compression,
-                                 extra_options=extra)
+                                 extra_options=extra + tsc, clock=clock)
         return [self.output, *written]
 
     def abort(self) -> None:
         for g in self.guests:
+            if g.mapper is not None:
+                g.mapper.close()
+                g.mapper = None
             if g.tsync is not None:
                 g.tsync.ch.close()
             if g.channel is not None:

@@ -16,6 +16,12 @@ host-guest-timesync.md §4-§5, `trace-timesync.c`, `trace-timesync-ptp.c`):
   with the session clock, whose ``ftrace:raw_data`` event timestamp is read back from the instance's
   raw pages, so offsets are in trace-clock units; without the flag, ``CLOCK_MONOTONIC_RAW``.
 
+* "kvm" (accuracy 0, so a guest offered both picks it): per vCPU the guest writes the marker
+  ``"kvm sync event\0"`` to ``trace_marker_raw`` of an instance on ``x86-tsc`` and sends REQUEST(ts of
+  that event); the host reads the vCPU's debugfs ``tsc-offset`` (and TSC scaling files, see
+  :mod:`kvm`) and answers RESPONSE(ts, -tsc_offset, scaling, frac), which is also its sample.  Only a
+  host that knows the guest's process (and its KVM debugfs directory) and records with x86-tsc offers it.
+
 Why TCP_QUICKACK on the sync socket: trace-cmd writes a message header and its payload with two
 ``write()`` calls and does not disable Nagle, so the payload waits for the ACK of the header, which a
 receiver's delayed ACK holds for up to 40 ms: ~50 s per vCPU and round at 339 probes.  Acknowledging at
@@ -40,19 +46,26 @@ from pathlib import Path
 import numpy as np
 
 from ..loaders.formats import parse_format
-from ..loaders.layout import TSYNC_FLAG_INTERPOLATE, layouts
-from ..loaders.pages import decode_pages
+from ..loaders.layout import TSYNC_FLAG_INTERPOLATE
+from . import kvm
 from . import msg as M
 from . import tsync_msg as T
+from .rawevents import decode_records, read_pages
 from .transport import Channel, PeerError
 from .writer import kernel_long_size
 
 log = logging.getLogger("kshark_py.capture")
 
-SUPPORTED_PROTOCOLS: tuple[str, ...] = (T.PROTO_PTP,)
-"""What we offer as host and accept as guest (kvm needs /sys/kernel/debug/kvm of a real VM)."""
-PROTOCOL_FLAGS = {T.PROTO_PTP: TSYNC_FLAG_INTERPOLATE}
+SUPPORTED_PROTOCOLS: tuple[str, ...] = (T.PROTO_KVM, T.PROTO_PTP)
+"""Everything we implement, in trace-cmd's registration-list order (TRACE_REQ lists kvm first).
+
+Which ones a session offers depends on the guest: see :meth:`HostSession`'s protocol choice and
+:func:`guest_protocols`."""
+PROTOCOL_FLAGS = {T.PROTO_PTP: TSYNC_FLAG_INTERPOLATE, T.PROTO_KVM: 0}
 """TIME_SHIFT flags per protocol, as registered by trace-cmd (ptp interpolates, kvm steps)."""
+PROTOCOL_ACCURACY = {T.PROTO_KVM: 0, T.PROTO_PTP: T.PTP_ACCURACY}
+"""Lower is better: a guest picks the offered protocol with the lowest value (``tsync_proto_select()``)."""
+KVM_MARKER = b"kvm sync event\0"
 PTP_FLAGS = T.PTP_FLAG_FASTEST_RESPONSE | T.PTP_FLAG_USE_MARKER
 SYNC_TIMEOUT = 10.0
 """Seconds to wait for one time-sync message (a round is ~700 messages; a stalled peer ends it)."""
@@ -61,14 +74,32 @@ FIRST_ROUND_TIMEOUT = 60.0
 _MARKER = struct.Struct("=iiiii")  # series_id, local_id, remote_id, count, packet_id (native, as trace-cmd)
 
 
-def select_protocol(offered: Sequence[str] | None) -> str | None:
-    """The guest's choice among the host's protocols (lowest accuracy value wins; we support ptp only)."""
+def guest_protocols() -> tuple[str, ...]:
+    """What this kernel can do as a guest: ptp always, kvm when the ``x86-tsc`` trace clock exists."""
+    from .kvm import TSC_CLOCK, clock_supported
+
+    return (T.PROTO_KVM, T.PROTO_PTP) if clock_supported(TSC_CLOCK) else (T.PROTO_PTP,)
+
+
+def select_protocol(offered: Sequence[str] | None, clock: str | None = None,
+                    supported: Sequence[str] | None = None) -> str | None:
+    """The guest's choice among the host's protocols: the lowest accuracy value among those we support.
+
+    kvm timestamps are TSC ticks, so kvm is only taken when the host asked for the ``x86-tsc`` clock
+    (or for none); ``supported`` defaults to :func:`guest_protocols`.
+    """
     if not offered:
         return None
-    for name in SUPPORTED_PROTOCOLS:
-        if name in offered:
-            return name
-    return None
+    sup = guest_protocols() if supported is None else tuple(supported)
+    best = None
+    for name in offered:
+        if name not in sup or name not in PROTOCOL_ACCURACY:
+            continue
+        if name == T.PROTO_KVM and clock not in (None, "x86-tsc"):
+            continue
+        if best is None or PROTOCOL_ACCURACY[name] < PROTOCOL_ACCURACY[best]:
+            best = name
+    return best
 
 
 def quickack(sock: socket.socket) -> None:
@@ -156,37 +187,37 @@ class MarkerClock:
         os.write(self._marker_fd, _MARKER.pack(series, 0, 0, count, ord(packet)))
 
     def _read_all(self) -> list[bytes]:
-        pages = []
-        for fd in self._pipes:
-            while True:
-                try:
-                    data = os.read(fd, self.page_size)
-                except BlockingIOError:
-                    break
-                if not data:
-                    break
-                pages.append(data.ljust(self.page_size, b"\0"))
-        return pages
+        return [p for fd in self._pipes for p in read_pages(fd, self.page_size)]
+
+    def _raw_data(self) -> list[tuple[int, bytes]]:
+        """(timestamp, record) of the ftrace:raw_data events written since the last read."""
+        recs = decode_records(self._read_all(), self.page_size, self.long_size)
+        return [(r.ts, r.data) for r in recs if r.type == self.raw_id]
 
     def collect(self, series: int) -> dict[tuple[str, int], int]:
         """(packet 's'/'r', count) -> timestamp of this series' markers written so far."""
-        pages = self._read_all()
         out: dict[tuple[str, int], int] = {}
-        if not pages:
-            return out
-        lay = layouts("<" if np.little_endian else ">", self.long_size)
-        data = np.frombuffer(b"".join(pages), np.uint8)
-        dec = decode_pages(data, self.page_size, lay)
-        for ts, off, ln in zip(dec.ts.tolist(), dec.offset.tolist(), dec.length.tolist(), strict=True):
-            if ln < self.id_offset + _MARKER.size:
-                continue
-            rec = data[off:off + ln].tobytes()
-            if int.from_bytes(rec[:2], "little" if np.little_endian else "big") != self.raw_id:
+        for ts, rec in self._raw_data():
+            if len(rec) < self.id_offset + _MARKER.size:
                 continue
             s, lid, rid, count, pid = _MARKER.unpack_from(rec, self.id_offset)
             if s == series and lid == 0 and rid == 0 and count and pid in (ord("s"), ord("r")):
                 out[(chr(pid), count)] = ts
         return out
+
+    def stamp(self, payload: bytes) -> int:
+        """Write ``payload`` to trace_marker_raw now; the timestamp of its raw_data event (0 if not found).
+
+        The instance is emptied first, so the first matching event is this one (``kvm_marker_find()``:
+        the payload starts at the event's ``id`` field).
+        """
+        self.clear()
+        os.write(self._marker_fd, payload)
+        end = self.id_offset + len(payload)
+        for ts, rec in self._raw_data():
+            if len(rec) >= end and rec[self.id_offset:end] == payload:
+                return ts
+        return 0
 
     def close(self) -> None:
         for fd in self._pipes:
@@ -207,6 +238,19 @@ class MarkerClock:
                 except OSError:
                     time.sleep(0.02)
         self.available = False
+
+
+class _NoClock:
+    """The host's kvm role reads debugfs, not trace markers."""
+
+    available = False
+    error = "not used"
+
+    def close(self) -> None:
+        pass
+
+
+_NO_CLOCK: MarkerClock = _NoClock()  # type: ignore[assignment]
 
 
 def _monotonic_raw() -> int:
@@ -365,6 +409,46 @@ def ptp_client(ch: SyncChannel, st: PtpState) -> tuple[int, int]:
     return res.offset, res.ts
 
 
+# --- kvm ---------------------------------------------------------------------------------------------------
+def _expect(ch: SyncChannel, command: int, what: str) -> T.KvmClock:
+    m = ch.recv_tsync()
+    if m.proto != T.PROTO_KVM or m.command != command:
+        raise PeerError(f"kvm: expected {what}, got {m.proto}/{m.command}")
+    try:
+        p = T.decode_tsync(m)
+    except M.PeerProtocolError as e:
+        raise PeerError(f"kvm: {e}") from e
+    assert isinstance(p, T.KvmClock)
+    return p
+
+
+def kvm_guest(ch: SyncChannel, clock: MarkerClock) -> T.KvmClock:
+    """Guest side of one sample: REQUEST(x86-tsc time of a fresh marker) -> the host's RESPONSE.
+
+    Without a marker clock the request carries ts 0, which the host answers but does not record
+    (trace-cmd sends what its search found, 0 when nothing).
+    """
+    ts = clock.stamp(KVM_MARKER) if clock.available else 0
+    ch.send(T.encode_tsync(T.KvmClock(False, ts)))
+    resp = _expect(ch, T.KVM_RESPONSE, "RESPONSE")
+    if resp.ts != ts:
+        raise PeerError(f"kvm: the host answered request {ts} with {resp.ts}")
+    return resp
+
+
+def kvm_host(ch: SyncChannel, files: kvm.VcpuClockFiles) -> T.KvmClock:
+    """Host side of one sample: the vCPU's debugfs numbers, read before the guest's REQUEST is taken
+    (as ``kvm_clock_host()``), sent back as RESPONSE(ts echoed, -tsc_offset, scaling, frac)."""
+    try:
+        offset, scaling, frac = kvm.read_clock(files)
+    except kvm.KvmError as e:
+        raise PeerError(f"kvm: {e}") from e
+    req = _expect(ch, T.KVM_REQUEST, "REQUEST")
+    resp = T.KvmClock(True, req.ts, kvm.wrap_s64(-offset), scaling, frac)
+    ch.send(T.encode_tsync(resp))
+    return resp
+
+
 # --- framing: host ----------------------------------------------------------------------------------------
 @dataclass
 class CpuSamples:
@@ -382,10 +466,14 @@ class HostTimeSync(threading.Thread):
     """
 
     def __init__(self, sock: socket.socket, proto: str, vcpus: int, interval_ms: int, clock: str | None,
-                 name: str = "guest", timeout: float = SYNC_TIMEOUT) -> None:
+                 name: str = "guest", timeout: float = SYNC_TIMEOUT,
+                 kvm_files: Sequence[kvm.VcpuClockFiles] | None = None) -> None:
         super().__init__(name=f"kshark-tsync-{name}", daemon=True)
-        if proto != T.PROTO_PTP:
+        if proto not in PROTOCOL_FLAGS:
             raise ValueError(f"time-sync protocol {proto!r} is not supported")
+        if proto == T.PROTO_KVM and (kvm_files is None or len(kvm_files) != vcpus):
+            raise ValueError("kvm time sync needs the debugfs files of every vCPU")
+        self.kvm_files = list(kvm_files or ())
         prepare_socket(sock)
         self.ch = SyncChannel(sock, f"time sync with {name}", timeout)
         self.proto = proto
@@ -412,7 +500,7 @@ class HostTimeSync(threading.Thread):
             self.join(5)
 
     def run(self) -> None:
-        clock = MarkerClock(self._clock_name)
+        clock = MarkerClock(self._clock_name) if self.proto == T.PROTO_PTP else _NO_CLOCK
         self.state = PtpState(clock)
         try:
             end = False
@@ -441,17 +529,22 @@ class HostTimeSync(threading.Thread):
         for cpu in range(self.vcpus):
             try:
                 self.ch.send(T.encode_tsync(T.SyncProbe(cpu)))
-                offset, ts = ptp_client(self.ch, self.state)
+                if self.proto == T.PROTO_KVM:
+                    r = kvm_host(self.ch, self.kvm_files[cpu])
+                    offset, ts, scaling, frac = r.offset, r.ts, r.scaling, r.frac
+                else:
+                    offset, ts = ptp_client(self.ch, self.state)
+                    scaling, frac = 1, 0
             except PeerError as e:
                 self.error = str(e)
                 log.warning("Failed to synchronize timestamps with guest: %s", e)
                 return False
-            if offset and ts:  # tsync_get_sample(): zero offset/time/scaling is not a sample
+            if offset and ts and scaling:  # tsync_get_sample(): a zero offset/time/scaling is not a sample
                 s = self.samples[cpu]
                 s.times.append(ts)
                 s.offsets.append(offset)
-                s.scalings.append(1)
-                s.fractions.append(0)
+                s.scalings.append(scaling)
+                s.fractions.append(frac)
         self.rounds += 1
         return True
 
@@ -495,7 +588,10 @@ class GuestTimeSync(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        clock = MarkerClock(self._clock_name)
+        kvm_mode = self.proto == T.PROTO_KVM
+        clock = MarkerClock(kvm.TSC_CLOCK if kvm_mode else self._clock_name)
+        if kvm_mode and not clock.available:
+            log.warning("kvm time sync: no x86-tsc trace marker (%s): requests carry no time", clock.error)
         self.state = PtpState(clock)
         try:
             while True:
@@ -509,7 +605,11 @@ class GuestTimeSync(threading.Thread):
                 assert isinstance(probe, T.SyncProbe)
                 old = _pin(probe.cpu)
                 try:
-                    offset, ts = ptp_server(self.ch, self.state)
+                    if kvm_mode:
+                        r = kvm_guest(self.ch, clock)
+                        offset, ts = r.offset, r.ts
+                    else:
+                        offset, ts = ptp_server(self.ch, self.state)
                 finally:
                     if old is not None:
                         with contextlib.suppress(OSError):

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from .msg import PeerProtocolError, TimeSync
+from .msg import LocalProtocolError, PeerProtocolError, TimeSync
 
 PROTO_NONE: Final = "none"
 PROTO_PTP: Final = "ptp"
@@ -100,7 +100,11 @@ class PtpOffset:
 
 @dataclass(frozen=True)
 class KvmClock:
-    """kvm REQUEST (guest ts only) / RESPONSE (ts echoed, offset, scaling, frac)."""
+    """kvm REQUEST (guest ts only) / RESPONSE (ts echoed, offset, scaling, frac).
+
+    Both are ``struct kvm_clock_offset_msg`` {s64 ts, offset, scaling, frac}: 32 bytes in the sender's
+    byte order (trace-cmd sends the whole struct either way; a request's other fields are 0).
+    """
 
     response: bool
     ts: int
@@ -176,5 +180,8 @@ def encode_tsync(payload: TsyncPayload) -> TimeSync:
         case PtpOffset(ts, offset):
             return TimeSync(PROTO_PTP, PTP_OFFSET, _PTP_OFFSET.pack(ts, offset))
         case KvmClock(response, ts, off, sc, fr):
+            for name, v in (("ts", ts), ("offset", off), ("scaling", sc), ("frac", fr)):
+                if not -(1 << 63) <= v < (1 << 63):
+                    raise LocalProtocolError(f"kvm {name} {v} does not fit a signed 64-bit integer")
             return TimeSync(PROTO_KVM, KVM_RESPONSE if response else KVM_REQUEST, _KVM.pack(ts, off, sc, fr))
     raise TypeError(f"not a time-sync payload: {payload!r}")
