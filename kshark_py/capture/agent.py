@@ -162,6 +162,8 @@ class Agent:
             raise RecordError("the host asked for no event: no event or plugin was specified... aborting")
         ncpus = cpu_count_online()
         proto = select_protocol(first.tsync_protos, req.clock)
+        log.info("host offers time sync %s (clock %s): %s", list(first.tsync_protos or ()), req.clock or "default",
+                 proto or "none chosen")
         if proto == T.PROTO_KVM and req.clock is None:
             req.clock = kvm.TSC_CLOCK  # kvm samples are TSC ticks: record in them too
         fifo_fds = open_guest_fifos(ncpus) if first.use_fifos else None

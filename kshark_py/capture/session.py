@@ -355,7 +355,8 @@ class HostSession:
                     payload = time_shift_payload(lay, self.recorder.trace_id, ts.flags, ts.samples)
                     opts.append((OptionId.TIME_SHIFT, payload))
                 else:
-                    log.warning("guest %s: time sync has no sample for some vCPU: no TIME_SHIFT written", g.name)
+                    log.warning("guest %s: time sync has no sample for some vCPU (a zero offset is none, as in "
+                                "trace-cmd: kvm with a guest TSC equal to the host's): no TIME_SHIFT written", g.name)
                 if opts:
                     append_to_v7(g.file, options=opts)
             append_to_v7(g.file, buffer=("", clock or "", cpus))
