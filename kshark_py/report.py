@@ -166,6 +166,10 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         missed = lost_map.get(r)
         if missed:
             head += f"CPU:{c} [{missed} EVENTS DROPPED]\n" if missed > 0 else f"CPU:{c} [EVENTS DROPPED]\n"
+        if ev is None:  # each tep_print_event() call (comm/pid/cpu, then time) prints only this
+            line = f"{head}[UNKNOWN EVENT][UNKNOWN EVENT] {name}: " + " " * max(0, 20 - len(name)) + info
+            yield line[:-1] if line.endswith("\n") else line
+            continue
         comm = names.comm[k]
         sep = " " if tf.in_usecs else ""  # trace-cmd's time formats: " %6.1000d:" / " %9.1d:" but "%12d:"
         line = (f"{head}{comm:>16}-{int(pid[r]):<5d} [{c:03d}]{sep}"
