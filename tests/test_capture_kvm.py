@@ -184,6 +184,16 @@ def root_ok():
     return require_recording()
 
 
+@pytest.fixture
+def top_clock(root_ok):
+    """trace-cmd sets the top instance's clock (-C x86-tsc) and leaves it: put the old one back."""
+    path = root_ok / "trace_clock"
+    text = path.read_text()
+    old = text[text.index("[") + 1:text.index("]")]
+    yield
+    path.write_text(old)
+
+
 def leaked(tracefs: Path, before: set[str]) -> list[str]:
     """Our tracefs instances made since ``before`` whose process is gone (other test runs may use tracefs
     at the same time, so the whole set of instances can change).  Names: kshark-py-[purpose-]PID-..."""
@@ -377,7 +387,7 @@ def test_ours_with_ours_forced_tsc_clock(tinyvm, root_ok, tmp_path, agent_port):
     _check(tmp_path, tinyvm, [-(MIRROR_OFFSET - v["vcpu"] * 1000) for v in tinyvm["vcpus"]], TSC2NSEC)
 
 
-def test_ours_host_with_trace_cmd_agent_kvm(tinyvm, root_ok, tmp_path, agent_port):
+def test_ours_host_with_trace_cmd_agent_kvm(tinyvm, root_ok, top_clock, tmp_path, agent_port):
     """trace-cmd's agent offered kvm + ptp with -C x86-tsc picks kvm and timestamps its markers; our host
     answers from (mirrored) debugfs."""
     mirror = _mirror(tinyvm, tmp_path / "debugfs-kvm")
@@ -392,7 +402,7 @@ def test_ours_host_with_trace_cmd_agent_kvm(tinyvm, root_ok, tmp_path, agent_por
     _check(tmp_path, tinyvm, [-(MIRROR_OFFSET - v["vcpu"] * 1000) for v in tinyvm["vcpus"]], None)
 
 
-def test_trace_cmd_host_offers_no_kvm_over_tcp(tinyvm, root_ok, tmp_path, agent_port):
+def test_trace_cmd_host_offers_no_kvm_over_tcp(tinyvm, root_ok, top_clock, tmp_path, agent_port):
     """trace-cmd 3.1.6 registers kvm for the HOST role only (a TCP guest is a CLIENT role: ptp only), so even
     with -C x86-tsc and a VM running it offers ptp to our agent; both record x86-tsc and the reports agree."""
     agent = start(_cli("agent", "-N", "127.0.0.1", "-p", str(agent_port), "--once"), tmp_path)
