@@ -23,6 +23,7 @@ This machine's KVM is unusual, which decides what the tests can see (measured, n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -184,14 +185,28 @@ def root_ok():
     return require_recording()
 
 
+def _clock(path: Path) -> str:
+    text = path.read_text()
+    return text[text.index("[") + 1:text.index("]")]
+
+
 @pytest.fixture
 def top_clock(root_ok):
-    """trace-cmd sets the top instance's clock (-C x86-tsc) and leaves it: put the old one back."""
-    path = root_ok / "trace_clock"
-    text = path.read_text()
-    old = text[text.index("[") + 1:text.index("]")]
+    """trace-cmd leaves x86-tsc behind: on the top instance (its agent's recording) and on its clock_synch-N
+    instances (which it cannot remove, and reuses with their clock when it is not given one: a later
+    ptp session would then mix clocks).  Put the old clocks back, remove the instances it added."""
+    before = instances(root_ok)
+    synch = {n: _clock(root_ok / "instances" / n / "trace_clock") for n in before if n.startswith("clock_synch-")}
+    top = _clock(root_ok / "trace_clock")
     yield
-    path.write_text(old)
+    (root_ok / "trace_clock").write_text(top)
+    for name in instances(root_ok) - before:
+        if name.startswith("clock_synch-"):
+            with contextlib.suppress(OSError):
+                (root_ok / "instances" / name).rmdir()
+    for name, clock in synch.items():
+        with contextlib.suppress(OSError):
+            (root_ok / "instances" / name / "trace_clock").write_text(clock)
 
 
 def leaked(tracefs: Path, before: set[str]) -> list[str]:
