@@ -76,9 +76,7 @@ _MARKER = struct.Struct("=iiiii")  # series_id, local_id, remote_id, count, pack
 
 def guest_protocols() -> tuple[str, ...]:
     """What this kernel can do as a guest: ptp always, kvm when the ``x86-tsc`` trace clock exists."""
-    from .kvm import TSC_CLOCK, clock_supported
-
-    return (T.PROTO_KVM, T.PROTO_PTP) if clock_supported(TSC_CLOCK) else (T.PROTO_PTP,)
+    return (T.PROTO_KVM, T.PROTO_PTP) if kvm.clock_supported(kvm.TSC_CLOCK) else (T.PROTO_PTP,)
 
 
 def select_protocol(offered: Sequence[str] | None, clock: str | None = None,
@@ -95,7 +93,7 @@ def select_protocol(offered: Sequence[str] | None, clock: str | None = None,
     for name in offered:
         if name not in sup or name not in PROTOCOL_ACCURACY:
             continue
-        if name == T.PROTO_KVM and clock not in (None, "x86-tsc"):
+        if name == T.PROTO_KVM and clock not in (None, kvm.TSC_CLOCK):
             continue
         if best is None or PROTOCOL_ACCURACY[name] < PROTOCOL_ACCURACY[best]:
             best = name
