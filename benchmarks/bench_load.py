@@ -23,9 +23,9 @@ import time
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from kshark_py.loaders.memory import large_blocks_from_mmap
+from kshark_py.loaders.memory import return_memory_promptly
 from kshark_py.loaders.tracedat import open_trace
-large_blocks_from_mmap()  # as the CLI and the app do
+return_memory_promptly()  # as the CLI and the app do
 t_import = time.perf_counter()
 tf = open_trace(sys.argv[1])
 n = sum(len(b.events) for b in tf.buffers)

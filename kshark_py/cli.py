@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .loaders.errors import TraceDatError
-from .loaders.memory import large_blocks_from_mmap
+from .loaders.memory import return_memory_promptly
 
 
 def _cpu_list(text: str) -> list[int]:
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    large_blocks_from_mmap()  # big temporaries go back to the kernel when freed (see there)
+    return_memory_promptly()  # big temporaries go back to the kernel when freed (see there)
     parser = build_parser() if argv and argv[0] in SUBCOMMANDS else gui_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

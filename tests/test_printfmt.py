@@ -162,3 +162,39 @@ def test_alias_symbols_resolve_like_libtraceevent():
     assert r.info(4, payload(4, struct.pack("<Q", 0xFFFFFFFF81000010)), 0) == "first_alias+0x10"
     # past the last symbol nothing resolves (the comparator needs a next entry)
     assert r.info(4, payload(4, struct.pack("<Q", 0xFFFFFFFF81000200)), 0) == "0xffffffff81000200"
+
+
+# --- kallsyms: the vectorized parser against the line grammar, read with a regular expression ---
+
+def _kallsyms_by_regex(text: bytes) -> list[tuple[int, str, str | None]]:
+    import re
+
+    line = re.compile(rb"^([0-9A-Fa-f]{1,16}) (\S) (\S+)(?:\t\[(\S+)\])?", re.MULTILINE)
+    out = []
+    for m in line.finditer(text):
+        if m.group(2) in (b"A", b"a") or m.group(3).startswith(b"$"):
+            continue
+        out.append((int(m.group(1), 16), m.group(3).decode(), m.group(4).decode() if m.group(4) else None))
+    return sorted(out, key=lambda s: s[0])  # stable: equal addresses keep text order
+
+
+def _kallsyms_table(text: bytes) -> list[tuple[int, str, str | None]]:
+    k = Kallsyms(text)
+    return [(int(k.addrs[i]), k.name(i), k.module(i)) for i in range(len(k))]
+
+
+def test_kallsyms_parse_matches_the_line_grammar():
+    from kshark_py.loaders.layout import OptionId
+    from kshark_py.loaders.tracedat import _sized_block, open_trace
+
+    for name in ("host-sched-v7.dat", "vm-tsync/trace-vmguest.dat", "external/doc-test/trace.dat"):
+        tf = open_trace(TRACES / name)
+        text = _sized_block(tf.sections.get(OptionId.KALLSYMS), tf.lay.u32)
+        expect = _kallsyms_by_regex(text)
+        assert len(expect) > 50000
+        assert _kallsyms_table(text) == expect
+    edge = (b"ffff 1 x\n0 T\n12345678901234567 T toolong\nabc T  twospace\nabc T name\t[mod]\n"
+            b"abc t n2\t[m]x]\nabc t n3\t[]\nabc t n4\t[a b]\nzz T bad\n1 A absname\n2 T $map\n"
+            b"3 t x\t[m]\n\nffffffffffffffff T top\n4 T last")
+    assert _kallsyms_table(edge) == _kallsyms_by_regex(edge)
+    assert len(Kallsyms(b"")) == 0 and Kallsyms(b"").resolve(5) is None

@@ -94,13 +94,17 @@ def scatter_consuming(src: np.ndarray, dest_pos: np.ndarray, bounds: np.ndarray,
     return out
 
 
-def large_blocks_from_mmap(threshold: int = 1 << 20) -> None:
-    """Serve allocations of ``threshold`` bytes and more with their own mappings, always.
+def return_memory_promptly(threshold: int = 1 << 20) -> None:
+    """Make freed big blocks go back to the kernel at once (called once by the CLI and the app).
 
-    glibc raises its mmap threshold each time such a block is freed (up to 32 MB), after which
+    glibc raises its mmap threshold each time a big block is freed (up to 32 MB), after which
     numpy's many tens-of-MB temporaries come from the heap and their pages stay with the process
-    when freed: a big load left ~100 MB of free heap resident.  A fixed threshold gives each
-    big temporary back to the kernel as soon as it dies.  Called once by the application.
+    when freed: a big load left ~100 MB of free heap resident.  A fixed threshold gives each big
+    temporary back as soon as it dies.  Arrow's default pool (mimalloc) likewise keeps freed
+    pages; the system allocator, with that threshold, does not.
     """
     if _libc is not None and hasattr(_libc, "mallopt"):
         _libc.mallopt(_M_MMAP_THRESHOLD, threshold)
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())

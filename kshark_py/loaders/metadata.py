@@ -7,11 +7,15 @@ rendering a row never scans text.  Semantics follow libtraceevent's ``tep_parse_
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-_KALLSYMS_RE = re.compile(rb"^([0-9A-Fa-f]{1,16}) (\S) (\S+)(?:\t\[(\S+)\])?", re.MULTILINE)
+_HEX = np.full(256, 255, np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+_SPACE = np.zeros(256, bool)
+_SPACE[list(b" \t\n\r\f\v")] = True
 
 
 class Kallsyms:
@@ -19,29 +23,83 @@ class Kallsyms:
 
     Like libtraceevent, absolute symbols ('A'/'a') and ARM's ``$`` mapping symbols are skipped,
     and an address resolves to the closest symbol at or below it.
+
+    A kernel has a couple of hundred thousand symbols; they are parsed with whole-array operations
+    and kept as offsets into the text (16 bytes a symbol), a name becoming a ``str`` only when it
+    is asked for.  A line is a symbol when it reads ``ADDR KIND NAME`` with 1-16 hex digits, a
+    one-character kind and a name up to the next white space, optionally followed by
+    ``\t[MODULE]``.
     """
 
     def __init__(self, text: bytes) -> None:
-        addrs: list[int] = []
-        names: list[str] = []
-        mods: list[str | None] = []
-        for m in _KALLSYMS_RE.finditer(text):
-            kind = m.group(2)
-            name = m.group(3)
-            if kind in (b"A", b"a") or name.startswith(b"$"):
-                continue
-            addrs.append(int(m.group(1), 16))
-            names.append(name.decode("utf-8", "replace"))
-            mod = m.group(4)
-            mods.append(mod.decode("utf-8", "replace") if mod else None)
-        addr_arr = np.array(addrs, dtype=np.uint64)
-        order = np.argsort(addr_arr, kind="stable")
-        self.addrs = addr_arr[order]
-        self.names = [names[i] for i in order]
-        self.mods = [mods[i] for i in order]
+        self.text = bytes(text)
+        buf = np.frombuffer(self.text, np.uint8)
+        z = np.zeros(0, np.int64)
+        self.addrs = np.zeros(0, np.uint64)
+        self._name = self._name_len = self._mod = self._mod_len = z
+        if not len(buf):
+            return
+        nl = np.flatnonzero(buf == 10)
+        starts = np.concatenate(([0], nl + 1))
+        n = len(buf)
+        # the address: hex digits from the line start up to the first space
+        spaces = np.flatnonzero(buf == 32)
+        k = np.searchsorted(spaces, starts)
+        sp = np.where(k < len(spaces), spaces[np.minimum(k, max(len(spaces) - 1, 0))] if len(spaces) else n, n)
+        alen = sp - starts
+        ok = (alen >= 1) & (alen <= 16)
+        addrs = np.zeros(len(starts), np.uint64)
+        shifts = np.uint64(4) * np.arange(15, -1, -1, dtype=np.uint64)
+        for a in range(0, len(starts), 1 << 14):  # (lines x 16) digit matrices, a slice of lines at a time
+            cols = sp[a:a + (1 << 14), None] - 16 + np.arange(16)
+            inside = cols >= starts[a:a + (1 << 14), None]
+            digit = np.where(inside, _HEX[buf[np.clip(cols, 0, n - 1)]], 0)
+            ok[a:a + (1 << 14)] &= ~(digit == 255).any(axis=1)
+            addrs[a:a + (1 << 14)] = np.bitwise_or.reduce(digit.astype(np.uint64) << shifts, axis=1)
+        # KIND is one non-space character followed by a space, then NAME is non-space
+        at = lambda off: buf[np.minimum(sp + off, n - 1)]  # noqa: E731
+        ok &= (sp + 2 < n) & ~_SPACE[at(1)] & (at(2) == 32) & (sp + 3 < n) & ~_SPACE[at(3)]
+        ws = np.flatnonzero(_SPACE[buf])
+        name0 = sp + 3
+        j = np.searchsorted(ws, name0)
+        name1 = np.where(j < len(ws), ws[np.minimum(j, len(ws) - 1)], n)
+        kind = at(1)
+        ok &= (kind != ord("A")) & (kind != ord("a")) & (at(3) != ord("$"))
+        # optional "\t[MODULE]": the longest non-space run after "[" that ends in "]"
+        has_mod = (name1 + 2 < n) & (buf[np.minimum(name1, n - 1)] == 9) & (buf[np.minimum(name1 + 1, n - 1)] == 91)
+        m0 = name1 + 2
+        jm = np.searchsorted(ws, m0)
+        m_run_end = np.where(jm < len(ws), ws[np.minimum(jm, len(ws) - 1)], n)
+        close = np.flatnonzero(buf == 93)
+        jc = np.searchsorted(close, m_run_end) - 1  # last "]" before the run's end
+        m1 = np.where(jc >= 0, close[np.maximum(jc, 0)] if len(close) else -1, -1)
+        has_mod &= m1 > m0  # MODULE is at least one character
+        sel = np.flatnonzero(ok)
+        addrs = addrs[sel]
+        order = np.argsort(addrs, kind="stable")
+        sel = sel[order]
+        self.addrs = addrs[order]
+        self._name = name0[sel]
+        self._name_len = (name1 - name0)[sel]
+        self._mod = np.where(has_mod, m0, -1)[sel]
+        self._mod_len = np.where(has_mod, m1 - m0, 0)[sel]
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.addrs)
+
+    def name(self, i: int) -> str:
+        """Name of symbol ``i`` (in address order)."""
+        a = int(self._name[i])
+        return self.text[a:a + int(self._name_len[i])].decode("utf-8", "replace")
+
+    def module(self, i: int) -> str | None:
+        a = int(self._mod[i])
+        return None if a < 0 else self.text[a:a + int(self._mod_len[i])].decode("utf-8", "replace")
+
+    @property
+    def names(self) -> list[str]:
+        """Every name, in address order (builds the strings: for tests and rare whole-table uses)."""
+        return [self.name(i) for i in range(len(self))]
 
     def resolve(self, addr: int) -> tuple[str, int, int, str | None] | None:
         """(function name, offset into it, function start, module) for ``addr``, or None.
@@ -58,7 +116,7 @@ class Kallsyms:
         start = int(self.addrs[i])
         if i == n - 1 and addr != start:
             return None
-        return self.names[i], addr - start, start, self.mods[i]
+        return self.name(i), addr - start, start, self.module(i)
 
 
 def parse_printk(text: bytes) -> dict[int, str]:

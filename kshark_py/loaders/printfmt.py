@@ -1339,7 +1339,7 @@ class Evaluator:
         """
         if self._fmap is None:
             self._build_fmap()
-        addrs, names = self._fmap
+        addrs, which = self._fmap
         n = len(addrs)
         if n == 0:
             return None
@@ -1347,10 +1347,10 @@ class Evaluator:
         lo, hi = 0, n
         while lo < hi:
             i = (lo + hi) // 2
-            a = addrs[i]
-            nxt = addrs[i + 1] if i + 1 < n else 0
+            a = int(addrs[i])
+            nxt = int(addrs[i + 1]) if i + 1 < n else 0
             if addr == a or (addr > a and addr < nxt):
-                return names[i], a
+                return self.ctx.kallsyms.name(int(which[i])), a
             if addr < a:
                 hi = i
             else:
@@ -1359,14 +1359,14 @@ class Evaluator:
 
     def _build_fmap(self) -> None:
         ks = self.ctx.kallsyms
-        if ks is None or len(ks) == 0:
-            self._fmap = ([], [])
-            return
         import numpy as np
 
+        if ks is None or len(ks) == 0:
+            self._fmap = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+            return
         a = ks.addrs
         order = np.lexsort((-np.arange(len(a)), a))
-        self._fmap = ([int(x) for x in a[order].tolist()], [ks.names[i] for i in order.tolist()])
+        self._fmap = (a[order], order)  # addresses in libtraceevent's order, and which symbol each is
 
     def symbol_addr(self, name: str) -> int:
         if self._sym_by_name is None:

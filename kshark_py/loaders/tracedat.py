@@ -66,7 +66,7 @@ from .layout import (
     layouts,
     unpack_at,
 )
-from .memory import drop_mapped_pages, release_free_memory, scatter_consuming
+from .memory import drop_mapped_pages, forget_consumed, release_free_memory, scatter_consuming
 from .metadata import Kallsyms, parse_cmdlines, parse_printk
 from .options import BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
@@ -522,15 +522,26 @@ class Buffer:
         tf = self.trace
         if cols is None:
             cols = _Columns(0)
-        seg = cols.segments
-        cpu = np.repeat(np.array([c for c, _ in seg], np.int16), [n for _, n in seg]) if seg \
-            else np.zeros(0, np.int16)
+        # per-CPU runs of records in decode order (a CPU's blocks are consecutive)
+        run_cpu: list[int] = []
+        run_len: list[int] = []
+        for c, k in cols.segments:
+            if k and run_cpu and run_cpu[-1] == c:
+                run_len[-1] += k
+            elif k:
+                run_cpu.append(c)
+                run_len.append(k)
+        bounds = np.concatenate(([0], np.cumsum(run_len, dtype=np.int64))).astype(np.int64)
         take = cols.pop
-        ts = tf.convert_ts(take("ts"), cpu)
-        # per-CPU segments, in CPU order, for the merge (a CPU's blocks are consecutive)
-        bounds = np.concatenate(([0], np.flatnonzero(np.diff(cpu) != 0) + 1, [len(cpu)]))
+        ts = take("ts")
+        for c, a, b in zip(run_cpu, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            conv = tf.convert_ts(ts[a:b], np.full(b - a, c, np.int16))
+            if conv.ctypes.data != ts[a:].ctypes.data:  # converted into a new array: put it back
+                ts[a:b] = conv.view(ts.dtype)
+            del conv
+        ts = ts.view(np.int64)
         inv = merge_positions([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        identity = len(bounds) <= 2
+        identity = len(run_cpu) <= 1
         sparse = cols.missed
         lost_src = np.concatenate([nz for nz, _ in sparse]) if sparse else np.zeros(0, np.int64)
         lost_val = np.concatenate([v for _, v in sparse]) if sparse else np.zeros(0, np.int64)
@@ -538,14 +549,22 @@ class Buffer:
         self._store_hot(inv)
         o = np.argsort(new_pos, kind="stable")
         rows, lost_count = new_pos[o], lost_val[o]
-        # each column is scattered to its report-order place while its source is released
-        out = {"ts": ts if identity else scatter_consuming(ts, inv, bounds),
-               "cpu": cpu if identity else scatter_consuming(cpu, inv, bounds)}
-        del ts, cpu
+        # each column is scattered to its report-order place while its source is released; the
+        # CPU column is written straight into place (no source column at all)
+        out = {"ts": ts if identity else scatter_consuming(ts, inv, bounds)}
+        del ts
         for k in ("pid", "eid", "flags", "preempt", "off", "len"):
             col = take(k)
             out[k] = col if identity else scatter_consuming(col, inv, bounds)
             del col
+        # the CPU column last, straight into place, consuming the merge positions as it goes
+        cpu = np.empty(int(bounds[-1]), np.int16)
+        for c, a, b in zip(run_cpu, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            for x in range(a, b, 1 << 20):
+                y = min(b, x + (1 << 20))
+                cpu[inv[x:y]] = c
+                forget_consumed(inv, x, y)
+        out["cpu"] = cpu
         del inv
         self._table = schema.events_table(ts=out.pop("ts"), cpu=out["cpu"], pid=out.pop("pid"),
                                           event_id=out.pop("eid"), flags=out.pop("flags"),
@@ -927,7 +946,9 @@ class TraceFile:
     @cached_property
     def kallsyms(self) -> Kallsyms:
         with self._in_section(OptionId.KALLSYMS):
-            return Kallsyms(_sized_block(self.sections.get(OptionId.KALLSYMS), self.lay.u32))
+            ks = Kallsyms(_sized_block(self.sections.get(OptionId.KALLSYMS), self.lay.u32))
+        release_free_memory()  # the parse's many sub-MB temporaries came from the heap
+        return ks
 
     @cached_property
     def printk(self) -> dict[int, str]:

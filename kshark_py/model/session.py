@@ -270,6 +270,10 @@ def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedVi
     keys, sidx, rows = [], [], []
     total = sum(len(st.buffer.events) for st in streams)
     row_type = np.int32 if total < 2**31 else np.int64  # half the memory for the usual sizes
+    if len(streams) == 1 and cpus is None:
+        # one stream: report order is the stream's own order; share its ts column, no copies
+        ts = streams[0].buffer.events.column("ts").to_numpy()
+        return MergedView(np.broadcast_to(np.int16(streams[0].index), len(ts)), Arange(len(ts), row_type), ts)
     for st in streams:
         t = st.buffer.events
         ts = t.column("ts").to_numpy()
@@ -292,10 +296,6 @@ def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedVi
         rows.append(r)
     if not keys:
         return MergedView(np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if len(streams) == 1 and cpus is None:
-        # one stream: report order is the stream's own order; share its ts column, no copies
-        t = streams[0].buffer.events
-        return MergedView(sidx[0], Arange(len(rows[0]), row_type), t.column("ts").to_numpy())
 
     order = merge_order(keys)
     sidx = [np.full(len(r), st.index, np.int16) for st, r in zip(streams, rows, strict=True)]

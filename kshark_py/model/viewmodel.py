@@ -116,13 +116,19 @@ class EventTicks:
         self.value = value
         self.mask = mask
         n = len(key)
-        hit = key == value
-        if mask is not None:
-            hit &= mask
         nb = -(-n // self.BLOCK)
-        padded = np.zeros(nb * self.BLOCK, bool)
-        padded[:n] = hit
-        per_block = padded.reshape(nb, self.BLOCK).sum(axis=1, dtype=np.int64)
+        per_block = np.zeros(nb, np.int64)
+        step = self.BLOCK << 14  # a million rows at a time: small temporaries
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            hit = key[a:b] == value
+            if mask is not None:
+                hit &= mask[a:b]
+            full = (b - a) // self.BLOCK
+            blk = a // self.BLOCK
+            per_block[blk:blk + full] = hit[:full * self.BLOCK].reshape(full, self.BLOCK).sum(axis=1)
+            if full * self.BLOCK < b - a:
+                per_block[blk + full] = hit[full * self.BLOCK:].sum()
         cum_type = np.int32 if n < 2**31 else np.int64
         self.cum = np.concatenate(([0], np.cumsum(per_block))).astype(cum_type)
         """Matching events before each block boundary."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
-from ..loaders.memory import large_blocks_from_mmap
+from ..loaders.memory import return_memory_promptly
 from .loader import LoadResult, LoadWorker, load_session
 from .mainwindow import MainWindow
 from .sessionfile import SessionState, load_session_file
@@ -21,7 +21,7 @@ _windows: list[MainWindow] = []
 def app_instance() -> QtWidgets.QApplication:
     app = QtWidgets.QApplication.instance()
     if app is None:
-        large_blocks_from_mmap()  # big temporaries go back to the kernel when freed (see there)
+        return_memory_promptly()  # big temporaries go back to the kernel when freed (see there)
         app = QtWidgets.QApplication(sys.argv[:1])
         app.setApplicationName("kshark-py")
     return app
