@@ -203,3 +203,32 @@ def test_vcpu_map_dialog_adds_pairs(qtbot, traces):
     bad.fields[("vmguest", 0)].setCurrentText("not-a-pid")
     bad._accept()
     assert "not a pid" in bad.error.text() and bad.result_map == {}
+
+
+def test_load_progress_is_per_block_and_cancel_stops_mid_decode(traces):
+    """Progress arrives for every decoded block (file bytes, rising to the total) and a cancel
+    raised from it stops the decode; the file then loads again from scratch."""
+    import os
+    import threading
+
+    from kshark_py.ui.loader import Cancelled
+
+    path = str(traces / "host-sched-v7.dat")
+    calls = []
+    res = load_session([path], progress=lambda d, t, m: calls.append((d, t, m)))
+    decoding = [c for c in calls if c[2].startswith("decoding")]
+    cpus_with_data = sum(1 for st in res.session.streams[0].buffer.stats if st.events)
+    assert len(decoding) >= 1 + cpus_with_data  # the stage, then one call per block (>= one per CPU)
+    done = [d for d, _, _ in calls]
+    assert done == sorted(done) and calls[-1][0] == calls[-1][1] == os.path.getsize(path)
+
+    cancel = threading.Event()
+
+    def cancel_at_first_block(d, t, m):
+        if m.startswith("decoding") and d > 0:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        load_session([path], progress=cancel_at_first_block, cancel=cancel)
+    again = load_session([path])
+    assert len(again.session.streams[0].buffer.events) == len(res.session.streams[0].buffer.events)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -320,6 +321,8 @@ class Buffer:
                     arr = whole[off + a: off + min(usable, a + step)]
                     self._decode_part(cols, st, arr, base=off + a, local0=a, cpu_base=off)
                     drop_mapped_pages(tf.buf)
+                    if tf.progress is not None:
+                        tf.progress(len(arr))
             for st in self.stats:
                 st.truncated_pages = -(-st.truncated_bytes // ps)
         else:
@@ -396,6 +399,8 @@ class Buffer:
                                       local0=int(local_starts[i]), cpu_base=cpu_base)
                     del arr
                     drop_mapped_pages(tf.buf)
+                    if tf.progress is not None:
+                        tf.progress(int(t.csizes[i:j].sum()) + (j - i) * lay.compress_block.size)
                 k0 += n
 
         for st in self.stats:
@@ -638,6 +643,9 @@ class TraceFile:
         decompression later); the results land in each buffer's field cache."""
         self.truncated_options: int | None = None
         """v7: offset of an options section the (truncated) file no longer holds, else None."""
+        self.progress: Callable[[int], None] | None = None
+        """Called after each decoded block with the file bytes it consumed (progress bars; it may
+        raise to abandon the load, which leaves the buffer undecoded)."""
         try:
             self._fh = open(self.path, "rb")
         except OSError as e:

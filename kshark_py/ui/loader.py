@@ -1,8 +1,9 @@
 """Loading off the GUI thread, with progress and cancel.
 
-The work is split into steps (open each file, decode each buffer, derive each stream's run
-intervals); the worker reports bytes of trace data done after every step and checks the cancel
-flag between steps.  Errors from the reader arrive as one line, ready for a dialog.
+The work is split into steps (open each file, decode each buffer a block of about 32 MB at a
+time, derive each stream's run intervals); the worker reports the file bytes done after every
+block and step, and checks the cancel flag there, so a cancel takes effect within one block.
+Errors from the reader arrive as one line, ready for a dialog.
 """
 
 from __future__ import annotations
@@ -52,10 +53,22 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
         files.append(tf)
     for tf in files:
         size = max(1, os.path.getsize(tf.path))
+        reported = 0
         for b in tf.buffers:
-            step(f"decoding {os.path.basename(tf.path)} {b.name or 'top'}")
-            _ = b.events
-            step(f"decoded {os.path.basename(tf.path)} {b.name or 'top'}", size // max(1, len(tf.buffers)))
+            msg = f"decoding {os.path.basename(tf.path)} {b.name or 'top'}"
+            step(msg)
+
+            def block_done(nbytes: int, msg: str = msg) -> None:  # per decoded block: bytes, not stages
+                nonlocal reported
+                reported += nbytes
+                step(msg, nbytes)
+
+            tf.progress = block_done
+            try:
+                _ = b.events
+            finally:
+                tf.progress = None
+        step(f"decoded {os.path.basename(tf.path)}", max(0, size - reported))  # headers, metadata
     session = Session.from_files(files)
     step("reading sched and kvm fields")
     session.prefetch()
