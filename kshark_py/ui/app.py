@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
 from ..loaders.memory import return_memory_promptly
 from .loader import LoadResult, LoadWorker, load_session
-from .mainwindow import MainWindow
 from .sessionfile import SessionState, load_session_file
+
+if TYPE_CHECKING:
+    from .mainwindow import MainWindow
 
 DEMO_SESSION = Path(__file__).resolve().parents[2] / "resources" / "demo" / "demo-session.json"
 
-_windows: list[MainWindow] = []
+_windows: list = []
 
 
 def app_instance() -> QtWidgets.QApplication:
@@ -28,6 +31,10 @@ def app_instance() -> QtWidgets.QApplication:
 
 
 def build_window(res: LoadResult, paths: list[str], user_map=None, state: SessionState | None = None) -> MainWindow:
+    # imported here, after the load: pyqtgraph and the window's modules (~55 MB) are then not
+    # resident while the reader is at its peak
+    from .mainwindow import MainWindow
+
     w = MainWindow(res.session, res.vcpu_map, paths=paths, user_map=user_map)
     if state is not None:
         w.apply_state(state)
