@@ -111,7 +111,7 @@ class Agent:
         if self.lsock is None:
             self.bind()
         assert self.lsock is not None
-        log.info("agent listening on %s port %d", self.family, self.port)
+        log.debug("agent listening on %s port %d", self.family, self.port)  # the CLI prints it
         try:
             while not self._stop.is_set():
                 try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .recorder import EventSpec, RecordError
 from .session import GuestConfig, HostSession, parse_guest_spec
-from .transport import VSOCK_DEFAULT_PORT, PeerError
+from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
 from .writer import WriterError
 
 log = logging.getLogger("kshark_py.capture")
@@ -203,6 +203,9 @@ def _cmd_record(ns: argparse.Namespace) -> int:
         except (RecordError, PeerError, OSError) as e:
             print(f"kshark-py record: {e}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # Ctrl-C/SIGTERM while connecting: cleaned up by start(), nothing written
+            print("kshark-py record: interrupted before recording started: nothing written", file=sys.stderr)
+            return 130
         old = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             rc = _wait(args)
@@ -239,10 +242,15 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
     family = "tcp" if ns.N else "vsock"
     port = ns.p if ns.p is not None else VSOCK_DEFAULT_PORT
     try:
+        check_port(family, port, listening=True)
+    except ValueError as e:
+        print(f"kshark-py agent: {e}", file=sys.stderr)
+        return 2
+    try:
         agent = Agent(family=family, port=port, allowed_host=ns.N, once=ns.once)
         agent.bind()
     except OSError as e:
-        print(f"kshark-py agent: cannot listen on {family} port {port}: {e}", file=sys.stderr)
+        print(f"kshark-py agent: cannot listen on {family} port {port}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(f"kshark-py agent: listening on {family} port {agent.port}", file=sys.stderr, flush=True)
     try:
@@ -258,8 +266,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               usage=RECORD_HELP, add_help=False, prefix_chars="\x01")
     r.add_argument("words", nargs=argparse.REMAINDER)
     r.set_defaults(func=_cmd_record)
-    a = subparsers.add_parser("agent", help="serve a host's record request (trace-cmd agent)")
-    a.add_argument("-p", type=int, help=f"port (default {VSOCK_DEFAULT_PORT})")
+    a = subparsers.add_parser("agent", help="serve a host's record request (trace-cmd agent)",
+                              description="Serves host sessions until Ctrl-C or SIGTERM, then exits with "
+                                          "status 0 (2: cannot listen).")
+    a.add_argument("-p", type=int, help=f"port (default {VSOCK_DEFAULT_PORT}; vsock 0..4294967295, "
+                                        "4294967295: any free port; TCP 0..65535, 0: any)")
     a.add_argument("-N", metavar="HOST", help="listen on TCP and accept only HOST (default: vsock)")
     a.add_argument("--once", action="store_true", help="exit after one session")
     a.set_defaults(func=_cmd_agent)

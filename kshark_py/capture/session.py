@@ -28,11 +28,13 @@ from . import tsync_msg as T
 from .recorder import EventSpec, Recorder, RecordError
 from .transport import (
     MSG_TIMEOUT,
+    VMADDR_CID_ANY,
     VSOCK_DEFAULT_PORT,
     Address,
     Channel,
     PeerError,
     StreamReceiver,
+    check_port,
     connect,
     host_fifos,
     open_host_fifo,
@@ -57,6 +59,7 @@ def parse_guest_spec(spec: str) -> tuple[str | None, Address]:
     """``NAME@CID[:PORT]``, ``NAME@HOST:PORT``, ``CID[:PORT]`` or ``HOST:PORT`` -> (name, address).
 
     A numeric host is a vsock CID (default port 823); anything else (an IP or host name) is a TCP agent.
+    CIDs and vsock ports are 32-bit, TCP ports 1..65535; a port is decimal digits (ValueError otherwise).
     """
     name = None
     if "@" in spec:
@@ -64,12 +67,23 @@ def parse_guest_spec(spec: str) -> tuple[str | None, Address]:
     host, _, port_s = spec.rpartition(":") if ":" in spec else (spec, "", "")
     if not host:
         host, port_s = spec, ""
+    if port_s and not re.fullmatch(r"\d+", port_s):
+        raise ValueError(f"guest {spec!r}: bad port {port_s!r} (decimal digits)")
     port = int(port_s) if port_s else VSOCK_DEFAULT_PORT
     if re.fullmatch(r"\d+", host):
-        return name, Address("vsock", int(host), port)
-    if not port_s:
+        cid = int(host)
+        if cid > VMADDR_CID_ANY:
+            raise ValueError(f"guest {spec!r}: vsock CID {cid} out of range (0..{VMADDR_CID_ANY})")
+        family = "vsock"
+    elif not port_s or not host.strip(":"):
         raise ValueError(f"guest {spec!r}: a TCP agent needs HOST:PORT")
-    return name, Address("tcp", host, port)
+    else:
+        family = "tcp"
+    try:
+        check_port(family, port)
+    except ValueError as e:
+        raise ValueError(f"guest {spec!r}: {e}") from None
+    return name, Address(family, cid if family == "vsock" else host, port)
 
 
 @dataclass
@@ -108,6 +122,8 @@ class GuestSession:
     mapper: kvm.VcpuMapper | None = None
     vcpu_pids: list[int] | None = None
     """Host thread of each guest VCPU (from kvm_entry during the first time-sync round), if all were seen."""
+    file_started: bool = False
+    """``file`` was (re)written by this session's start (removed again if the start fails)."""
 
     def args(self, clock: str) -> tuple[str, ...]:
         out = ["-C", clock]
@@ -145,6 +161,7 @@ class HostSession:
         self.tsc2nsec: tuple[int, int] | None = None
         """(mult, shift) written as TSC2NSEC to the host and guest files when x86-tsc was chosen for kvm."""
         self.guests: list[GuestSession] = []
+        self._clock_note: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
         for g in guests:
             name, addr = parse_guest_spec(g.spec)
@@ -187,12 +204,19 @@ class HostSession:
             if not conv or not conv[0]:
                 why = "the kernel gives no TSC->ns conversion (perf time_mult is 0)"
         if why or conv is None:
-            log.info("session clock: the default (not x86-tsc: %s)", why)
+            self._clock_note = f"session clock: the default (not x86-tsc: {why})"
             return None
         self.tsc2nsec = conv
         self.recorder.clock = kvm.TSC_CLOCK
-        log.info("session clock: x86-tsc for host and guests, TSC2NSEC mult %d shift %d", *conv)
+        self._clock_note = f"session clock: x86-tsc for host and guests, TSC2NSEC mult {conv[0]} shift {conv[1]}"
         return kvm.TSC_CLOCK
+
+    def _log_clock_note(self) -> None:
+        """Log the clock choice once an agent has answered the connection: an unreachable agent then fails
+        with its one error line only."""
+        if self._clock_note:
+            log.info("%s", self._clock_note)
+            self._clock_note = None
 
     def start(self) -> None:
         self.plan_clock()
@@ -206,13 +230,29 @@ class HostSession:
                 self.recorder.started = time.monotonic()
         except BaseException:
             self.abort()
+            self._remove_partial_files()
             raise
+
+    def _remove_partial_files(self) -> None:
+        """After a failed start: delete the guest files begun in it (metadata only, no reader can open them).
+
+        trace-cmd dies leaving such a file; nothing of the session was recorded yet, so nothing is lost.
+        """
+        for g in self.guests:
+            if g.file_started:
+                with contextlib.suppress(OSError):
+                    g.file.unlink()
+                g.file_started = False
 
     def _setup_guest(self, g: GuestSession, clock: str) -> None:
         fifos = host_fifos(g.name) if g.cfg.use_fifos else []
         for p in fifos:
             g.fifo_fds.append(open_host_fifo(p))
-        sock = connect(g.addr, self.timeout)
+        try:
+            sock = connect(g.addr, self.timeout)
+        except PeerError as e:
+            raise PeerError(f"guest {g.name}: {e}") from e
+        self._log_clock_note()
         g.channel = ch = Channel(sock, f"guest {g.name}", self.timeout)
         protos = self._protocols(g, clock) if self.tsync_interval >= 0 else None
         ch.send(M.TraceReq(M.MSG_TRACE_USE_FIFOS if fifos else 0, self.recorder.trace_id, g.args(clock), protos))
@@ -230,6 +270,7 @@ class HostSession:
         if resp.tsync_proto:
             self._start_tsync(g, resp, clock)
         # the guest's file metadata, verbatim
+        g.file_started = True
         with open(g.file, "wb") as f:
             while True:
                 m = ch.recv()
@@ -266,7 +307,10 @@ class HostSession:
                 os.close(fd)
             g.fifo_fds = []
             for cpu, port in enumerate(resp.ports):
-                s = connect(Address(g.addr.family, g.addr.host, port), self.timeout)
+                try:
+                    s = connect(Address(g.addr.family, g.addr.host, port), self.timeout)
+                except PeerError as e:
+                    raise PeerError(f"guest {g.name}: CPU {cpu} data: {e}") from e
                 g.receivers.append(StreamReceiver(cpu, os.path.join(tmpdir, f"{g.name}.cpu{cpu}"), sock=s))
         for r in g.receivers:
             r.start()
@@ -294,7 +338,10 @@ class HostSession:
                 files = kvm.open_clock_files(g.pid, resp.cpus)
             except (kvm.KvmError, OSError) as e:
                 log.error("guest %s: kvm time sync impossible: %s", g.name, e)
-        sock = connect(Address(g.addr.family, g.addr.host, resp.tsync_port), self.timeout)
+        try:
+            sock = connect(Address(g.addr.family, g.addr.host, resp.tsync_port), self.timeout)
+        except PeerError as e:
+            raise PeerError(f"guest {g.name}: time sync: {e}") from e
         if resp.tsync_proto == T.PROTO_KVM and files is None:
             # the guest waits on this port: connect and say STOP at once, so it ends its sync cleanly
             ch = Channel(sock, f"time sync with {g.name}", self.timeout)
@@ -386,8 +433,11 @@ class HostSession:
                 g.channel.close()
             for r in g.receivers:
                 r.finish()
+                if r.ident is None and r.sock is not None:  # connected, never started (a later CPU failed)
+                    r.sock.close()
             for fd in g.fifo_fds:
                 os.close(fd)
+            g.fifo_fds = []
         self.recorder.close()
 
     def close(self) -> None:

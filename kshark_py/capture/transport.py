@@ -57,33 +57,87 @@ class Address:
     def __str__(self) -> str:
         return f"{self.family}:{self.host}:{self.port}"
 
+    def describe(self) -> str:
+        """For messages: ``vsock CID 3 port 823`` / ``TCP 10.0.0.2:5000``."""
+        if self.family == "vsock":
+            return f"vsock CID {self.host} port {self.port}"
+        return f"TCP {self.host}:{self.port}"
+
+
+VSOCK_CONNECT_HINTS = {
+    errno.ENODEV: "no vsock transport of this machine reaches that CID: its own CID needs vsock_loopback, "
+                  "a guest's CID needs vhost_vsock",
+    errno.ECONNRESET: "refused: nothing listens on that port there; is the agent running?",
+    errno.ECONNREFUSED: "refused: nothing listens on that port there; is the agent running?",
+    errno.ETIMEDOUT: "no answer: no running VM has that CID, or it does not answer on vsock",
+    errno.EHOSTUNREACH: "no route to that CID",
+}
+"""Why a vsock connect() failed, in words (the kernel's errnos are terse: vsock refuses with ECONNRESET)."""
+
+
+def vsock_family() -> int:
+    """``socket.AF_VSOCK``, or OSError(EAFNOSUPPORT) when this Python/kernel has none."""
+    fam = getattr(socket, "AF_VSOCK", None)
+    if fam is None:
+        raise OSError(errno.EAFNOSUPPORT, "AF_VSOCK is not supported by this Python")
+    return fam
+
+
+def check_port(family: str, port: int, *, listening: bool = False) -> None:
+    """ValueError unless ``port`` fits the family: vsock 32 bits (0xFFFFFFFF: any), TCP 16 bits.
+
+    Why: Python packs a vsock address with no range check, so 2**32 + 5 would silently become port 5.
+    """
+    low = 0 if listening or family == "vsock" else 1
+    high = 0xFFFFFFFF if family == "vsock" else 0xFFFF
+    if not low <= port <= high:
+        raise ValueError(f"{'vsock' if family == 'vsock' else 'TCP'} port {port} out of range ({low}..{high})")
+
 
 # --- sockets --------------------------------------------------------------------------------------------
 def connect(addr: Address, timeout: float = MSG_TIMEOUT) -> socket.socket:
-    """A connected stream socket to ``addr`` (raises PeerError with the reason)."""
+    """A connected stream socket to ``addr`` (raises PeerError with the reason), within ``timeout`` s.
+
+    vsock: the kernel also gives up after its own connect timeout (2 s by default, as for trace-cmd).
+    """
+    s = None
     try:
+        check_port(addr.family, addr.port)
         if addr.family == "vsock":
-            s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+            cid = int(addr.host)
+            if not 0 <= cid <= VMADDR_CID_ANY:
+                raise ValueError(f"vsock CID {cid} out of range (0..{VMADDR_CID_ANY})")
+            s = socket.socket(vsock_family(), socket.SOCK_STREAM)
             s.settimeout(timeout)
-            s.connect((int(addr.host), addr.port))
+            s.connect((cid, addr.port))
         else:
             s = socket.create_connection((str(addr.host), addr.port), timeout=timeout)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError) as e:
-        raise PeerError(f"cannot connect to {addr}: {e}") from e
+    except (OSError, ValueError, OverflowError) as e:
+        if s is not None:
+            s.close()
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        hint = VSOCK_CONNECT_HINTS.get(getattr(e, "errno", None) or 0) if addr.family == "vsock" else None
+        if isinstance(e, TimeoutError) and addr.family == "vsock":
+            hint = VSOCK_CONNECT_HINTS[errno.ETIMEDOUT]
+        raise PeerError(f"cannot connect to {addr.describe()}: {reason}" + (f" ({hint})" if hint else "")) from e
     return s
 
 
 def listen(family: str, port: int, host: str = "") -> socket.socket:
     """A listening stream socket (TCP on all addresses or vsock on any CID)."""
-    if family == "vsock":
-        s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
-        s.bind((VMADDR_CID_ANY, port))
-    else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
-    s.listen(8)
+    check_port(family, port, listening=True)
+    s = socket.socket(vsock_family() if family == "vsock" else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if family == "vsock":
+            s.bind((VMADDR_CID_ANY, port))
+        else:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+        s.listen(8)
+    except OSError:
+        s.close()
+        raise
     return s
 
 
@@ -107,12 +161,12 @@ def accept(lsock: socket.socket, timeout: float, allowed: set[str] | None = None
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:.0f} s")
+            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:g} s")
         lsock.settimeout(left)
         try:
             conn, peer = lsock.accept()
         except TimeoutError as e:
-            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:.0f} s") from e
+            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:g} s") from e
         if allowed is not None and lsock.family != getattr(socket, "AF_VSOCK", -1) and peer[0] not in allowed:
             log.warning("refused connection from %s (only %s allowed)", peer[0], ", ".join(sorted(allowed)))
             conn.close()
