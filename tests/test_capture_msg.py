@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from kshark_py.capture import msg as M
 from kshark_py.capture.tsync_msg import (
@@ -194,6 +193,13 @@ def test_send_data_split():
     (M.HEADER.pack(44, 6, 16) + bytes(16) + b"\0\0\0\0\0\0\0\x08\xff\xff\xff\xff\0\0\0\0", "argc"),
     (M.HEADER.pack(40, 6, 16) + bytes(16) + b"\0\0\0\0\0\0\x10\0\0\0\0\x01a\0\0\0", "length"),
     (M.HEADER.pack(13, 0, 0) + b"x", "unexpected payload"),
+    # found by the fuzz test: a zero-CPU RINIT (trace-cmd rejects it) used to decode to RInit(()), which
+    # encode() refuses; a port of non-ASCII digits used to raise ValueError ("²") or decode ("١٢" -> 12)
+    (M.HEADER.pack(12, 2, 0), "RINIT: zero CPUs"),
+    (M.HEADER.pack(16, 2, 4) + bytes(4), "RINIT: zero CPUs"),
+    (M.HEADER.pack(19, 2, 4) + b"\0\0\0\x01" + "²".encode() + b"\0", "bad port number"),
+    (M.HEADER.pack(57, 7, 40) + b"\0\0\0\0\0\0\0\x01\0\0\x10\0" + bytes(28) + "١٢".encode() + b"\0",
+     "bad port number"),
 ])
 def test_peer_errors(frame, match):
     conn = M.Connection()
@@ -220,7 +226,22 @@ def test_local_errors():
         M.encode(M.TraceReq(0, 1, ("a\0b",)))
     with pytest.raises(M.LocalProtocolError):
         M.encode("CLOSE")  # type: ignore[arg-type]
+    with pytest.raises(M.LocalProtocolError):
+        M.encode(M.TraceReq(0, 1, None, ("pté",)))
+    with pytest.raises(M.LocalProtocolError):
+        M.encode(M.TraceReq(0, 1, None, ("",)))
+    with pytest.raises(M.LocalProtocolError):
+        M.encode(M.TraceResp(0, 4096, 1, "pté", 0, (1,)))
     assert not issubclass(M.LocalProtocolError, M.PeerProtocolError)
+
+
+def test_tsync_proto_name_with_a_non_ascii_byte_roundtrips():
+    # found by the fuzz test: decoded (ASCII + surrogate escapes) but re-encoding raised UnicodeEncodeError
+    params = b"p\xf4p\0\0"
+    frame = M.HEADER.pack(12 + 16 + 8 + len(params), 6, 16) + bytes(16) + b"\0\0\0\x01\0\0\0\x05" + params
+    m = M.decode(frame)
+    assert m == M.TraceReq(0, 0, None, ("p\udcf4p",))
+    assert M.encode(m) == frame
 
 
 def test_constructed_roundtrip():
@@ -237,6 +258,15 @@ def test_constructed_roundtrip():
 
 
 # --- fuzz: mutated real messages are a message or a typed peer error, never anything else --------------
+# The cases come from a seeded random.Random, not from Hypothesis: Hypothesis draws 5% of its values from
+# constants it mines from every non-test project module in sys.modules, with derandomize=True too, so its
+# inputs changed with each edit to kshark_py and with which test files a run had imported; a few of those
+# input sets hit the codec bugs the regression cases above pin (the "flaky" failures).  These cases depend
+# only on the seed and the captures.  To explore further locally, run _check_stream over other seeds.
+FUZZ_SEED = 20261126
+FUZZ_CASES = 5000
+
+
 def _corpus() -> list[bytes]:
     frames: list[bytes] = []
     for pcap in PCAPS:
@@ -253,40 +283,62 @@ def _corpus() -> list[bytes]:
 
 
 _CORPUS = _corpus() if PROTO.is_dir() else [M.encode(M.Close())]
+_U32_VALUES = [0, 1, 2, 0x7FFFFFFF, 0xFFFFFFFF, 8192, 8180, 12]
 
 
-@st.composite
-def _mutated(draw) -> bytes:
-    frame = bytearray(draw(st.sampled_from(_CORPUS)))
-    for _ in range(draw(st.integers(1, 6))):
-        op = draw(st.sampled_from(["flip", "set", "trunc", "insert", "u32"]))
+def _mutated(rng: random.Random) -> bytes:
+    """A corpus frame with 1-6 mutations, half of them in the header and command struct (first 64 bytes)."""
+    frame = bytearray(rng.choice(_CORPUS))
+    for _ in range(rng.randint(1, 6)):
         if not frame:
             break
-        i = draw(st.integers(0, len(frame) - 1))
+        op = rng.choice(["flip", "set", "trunc", "insert", "u32"])
+        i = rng.randrange(min(len(frame), 64) if rng.random() < 0.5 else len(frame))
         if op == "flip":
-            frame[i] ^= 1 << draw(st.integers(0, 7))
+            frame[i] ^= 1 << rng.randrange(8)
         elif op == "set":
-            frame[i] = draw(st.integers(0, 255))
+            frame[i] = rng.choice([0, 1, 2, 0x7F, 0x80, 0xFF, rng.randrange(256)])
         elif op == "trunc":
             del frame[i:]
         elif op == "insert":
-            frame[i:i] = draw(st.binary(min_size=1, max_size=8))
+            frame[i:i] = rng.randbytes(rng.randint(1, 8))
         else:
-            j = min(i, max(0, len(frame) - 4))
-            frame[j:j + 4] = draw(st.sampled_from([0, 1, 0x7FFFFFFF, 0xFFFFFFFF, 8192, 8180, 12])).to_bytes(4, "big")
+            j = min(i & ~3 if rng.random() < 0.5 else i, max(0, len(frame) - 4))
+            frame[j:j + 4] = rng.choice(_U32_VALUES).to_bytes(4, "big")
     return bytes(frame)
 
 
-@settings(max_examples=1500, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(_mutated(), st.integers(1, 64))
-def test_fuzz_mutated_messages(data, chunk):
+def _fuzz_cases(seed: int, n: int) -> list[tuple[bytes, int]]:
+    rng = random.Random(seed)
+    return [(_mutated(rng), rng.choice([1, 2, 3, 5, 12, 64, rng.randint(1, 64)])) for _ in range(n)]
+
+
+def _reencodes(m: M.Message, header: bytes) -> None:
+    """decode(encode(m)) == m, for the message received with this 12-byte header."""
+    try:
+        frame = M.encode(m)
+    except M.LocalProtocolError as e:
+        # the one received message that cannot be re-encoded: trace-cmd reads a command struct shorter
+        # than its own (zero-filling the rest), so a full-size frame with a short struct is valid, but its
+        # canonical form (with the whole struct) is over MSG_MAX_LEN
+        size, cmd, cmd_size = M.HEADER.unpack(header)
+        assert size - cmd_size + M.CMD_SIZES[M.Cmd(cmd)] > M.MSG_MAX_LEN, e
+        assert "over the maximum" in str(e), e
+        return
+    assert M.decode(frame) == m
+
+
+def _check_stream(data: bytes, chunk: int) -> None:
     conn = M.Connection()
     try:
         for i in range(0, len(data), chunk):
             conn.feed(data[i:i + chunk])
-            while (m := conn.next_message()) is not M.NEED_DATA:
-                assert M.decode(M.encode(m)) == m
+            while True:
+                start = min(i + chunk, len(data)) - conn.buffered  # where the next message begins
+                header = data[start:start + M.MSG_HDR_LEN]
+                if (m := conn.next_message()) is M.NEED_DATA:
+                    break
+                _reencodes(m, header)
                 if isinstance(m, M.TimeSync):
                     try:
                         decode_tsync(m)
@@ -296,3 +348,22 @@ def test_fuzz_mutated_messages(data, chunk):
         conn.next_message()
     except M.PeerProtocolError:
         pass
+
+
+def test_fuzz_mutated_messages():
+    for n, (data, chunk) in enumerate(_fuzz_cases(FUZZ_SEED, FUZZ_CASES)):
+        try:
+            _check_stream(data, chunk)
+        except Exception as e:
+            raise AssertionError(f"fuzz case {n} (seed {FUZZ_SEED}): chunk={chunk} data={data!r}") from e
+
+
+def test_oversize_canonical_form():
+    # a TIME_SYNC with a 16-byte struct (no sub-command) filling MSG_MAX_LEN: valid for trace-cmd, and
+    # what the fuzz test's re-encoding tolerates
+    frame = M.HEADER.pack(M.MSG_MAX_LEN, M.Cmd.TIME_SYNC, 16) + b"ptp".ljust(16, b"\0") + bytes(8164)
+    m = M.decode(frame)
+    assert m == M.TimeSync("ptp", 0, bytes(8164))
+    with pytest.raises(M.LocalProtocolError, match="over the maximum"):
+        M.encode(m)
+    _check_stream(frame, 64)

@@ -251,7 +251,9 @@ def _ports(buf: bytes, count: int, what: str, cmd: int) -> tuple[int, ...]:
         raise PeerProtocolError(f"{what}: {len(buf) - used} bytes after the {count} ports", cmd)
     ports = []
     for t in texts:
-        if not t.isdigit() or len(t) > 10 or int(t) > 0xFFFFFFFF:
+        # ASCII digits only, as trace-cmd writes them ("%u"): str.isdigit() alone also takes "²" (which int()
+        # rejects) and other scripts' digits (which int() reads, so the port would not re-encode as received)
+        if not (t.isascii() and t.isdigit()) or len(t) > 10 or int(t) > 0xFFFFFFFF:
             raise PeerProtocolError(f"{what}: bad port number {t!r}", cmd)
         ports.append(int(t))
     return tuple(ports)
@@ -278,9 +280,14 @@ def _proto_name(raw: bytes, cmd: int) -> str:
 
 
 def _enc_proto_name(name: str) -> bytes:
-    b = name.encode("ascii", "surrogateescape")
+    """A time-sync protocol name in the decoders' encoding (ASCII, other bytes as surrogate escapes)."""
+    try:
+        b = name.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(f"time-sync protocol name {name!r} is not ASCII") from None
     if len(b) > TSYNC_PNAME_LENGTH or b"\0" in b:
-        raise LocalProtocolError(f"time-sync protocol name {name!r} longer than {TSYNC_PNAME_LENGTH} bytes")
+        raise LocalProtocolError(f"time-sync protocol name {name!r} longer than {TSYNC_PNAME_LENGTH} bytes "
+                                 "or containing a NUL")
     return b
 
 
@@ -333,10 +340,12 @@ def _enc_req_params(args: tuple[str, ...] | None, protos: tuple[str, ...] | None
         body = _U32.pack(len(args)) + b"".join(_enc_str(a) for a in args)
         out += _PARAM.pack(TRACE_REQUEST_ARGS, len(body)) + body
     if protos is not None:
-        body = b"".join(_enc_str(p) for p in protos) + b"\0"
-        for p in protos:
-            if not p or len(p.encode()) > TSYNC_PNAME_LENGTH:
-                raise LocalProtocolError(f"bad time-sync protocol name {p!r}")
+        # the same encoding as _parse_req_params decodes with: a received name with a non-ASCII byte
+        # (a surrogate escape) re-encodes to the bytes it came from
+        names = [_enc_proto_name(p) for p in protos]
+        if not all(names):
+            raise LocalProtocolError("empty time-sync protocol name")
+        body = b"".join(n + b"\0" for n in names) + b"\0"
         out += _PARAM.pack(TRACE_REQUEST_TSYNC_PROTOS, len(body)) + body
     return bytes(out)
 
@@ -393,6 +402,8 @@ def _decode_body(cmd: Cmd, fixed: bytes, payload: bytes) -> Message:
         return TInit(cpus, page_size, tuple(opts))
     if cmd == Cmd.RINIT:
         (cpus,) = _RINIT.unpack(fixed)
+        if cpus == 0:  # trace-cmd rejects an RINIT without ports (empty payload); RInit(()) cannot be sent
+            raise PeerProtocolError("RINIT: zero CPUs", cmd)
         return RInit(_ports(payload, cpus, "RINIT", cmd))
     if cmd in (Cmd.TRACE_REQ, Cmd.TRACE_PROXY):
         args, protos = _parse_req_params(payload, cmd)
