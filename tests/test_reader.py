@@ -122,6 +122,40 @@ def test_merge_order_matches_head_merge():
         assert merge_order(segs).tolist() == expect
 
 
+def test_label_merge_and_scatter_equal_the_reference_merge():
+    """The reader merges without a position per row (_Merge + scatter_merged): same order as
+    merge_order for few and many runs, ties and clocks going back, at any chunk size."""
+    from kshark_py.loaders.tracedat import _Merge, scatter_merged
+
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        nseg = int(rng.integers(1, 12))
+        segs = [np.sort(rng.integers(0, 60, rng.integers(0, 40))).astype(np.int64) for _ in range(nseg)]
+        for s in segs:
+            if len(s) > 2 and rng.random() < 0.4:
+                s[rng.integers(0, len(s))] = rng.integers(0, 60)
+        order = merge_order(segs)
+        n = len(order)
+        inv = np.empty(n, np.int64)
+        inv[order] = np.arange(n)
+        ts = np.concatenate(segs) if n else np.zeros(0, np.int64)
+        bounds = np.concatenate(([0], np.cumsum([len(s) for s in segs]))).astype(np.int64)
+        merge = _Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        pick = rng.integers(0, max(n, 1), 10) if n else np.zeros(0, np.int64)
+        assert merge.positions(pick).tolist() == inv[pick].tolist()
+        cpu_ids = rng.permutation(40)[:nseg].astype(np.int16)
+        labels = np.empty(n, np.int16)
+        merge.fill(labels, cpu_ids, chunk=int(rng.integers(1, 9)))
+        run_of = np.repeat(np.arange(nseg), [len(s) for s in segs])
+        assert labels.tolist() == cpu_ids[run_of[order]].tolist()
+        lut = np.zeros(40, np.int64)
+        lut[cpu_ids] = np.arange(nseg)
+        src = {"ts": ts.copy(), "x": np.arange(n, dtype=np.int32) * 3}
+        out = scatter_merged(src, labels, lut, bounds, chunk=int(rng.integers(1, 9)))
+        assert out["ts"].tolist() == ts[order].tolist()
+        assert out["x"].tolist() == (np.arange(n) * 3)[order].tolist()
+
+
 def test_cmdlines_resolve_like_libtraceevent():
     """Duplicated pids resolve to the entry libtraceevent's sorted array + bsearch finds; parsing stops
     at the first malformed line, as tep_parse_saved_cmdlines() does."""

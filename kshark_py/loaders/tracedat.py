@@ -67,7 +67,7 @@ from .layout import (
     layouts,
     unpack_at,
 )
-from .memory import drop_mapped_pages, forget_consumed, release_free_memory, scatter_consuming
+from .memory import drop_mapped_pages, forget_consumed, release_free_memory
 from .metadata import Kallsyms, parse_cmdlines, parse_printk
 from .options import BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
@@ -500,11 +500,12 @@ class Buffer:
         k = int(np.searchsorted(np.cumsum(t.usizes), bad.offset, side="right"))
         return int(t.file_offsets[min(k, len(t.file_offsets) - 1)]) - self.trace.lay.compress_block.size
 
-    def _store_hot(self, inv: np.ndarray) -> None:
-        """Put the fields extracted during decoding into the field cache, in final row order."""
+    def _store_hot(self, positions: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Put the fields extracted during decoding into the field cache, in final row order
+        (``positions``: decode-order indices -> report-order rows)."""
         for ev, fields, where, parts in self._hot:
             src = np.concatenate(where) if where else np.zeros(0, np.int64)
-            final = inv[src].astype(np.int64)
+            final = positions(src).astype(np.int64)
             o = np.argsort(final, kind="stable")
             self._rows_cache[ev.id] = final[o]
             take = pa.array(o)
@@ -521,12 +522,14 @@ class Buffer:
     def _build_table(self, cols: _Columns | None) -> None:
         """Convert times and merge CPUs into report order.
 
-        Columns are scattered to their report-order places one at a time, each source released as
-        it is consumed, so the peak stays near the table plus the merge positions.
+        The CPU column is written in report order first; it labels every row with its run, and
+        the other columns follow it into place chunk by chunk while their sources are released
+        (:func:`scatter_merged`), so the peak stays near one copy of the table.
         """
         tf = self.trace
         if cols is None:
             cols = _Columns(0)
+        release_free_memory()  # the decode blocks' temporaries, before the merge needs room
         # per-CPU runs of records in decode order (a CPU's blocks are consecutive)
         run_cpu: list[int] = []
         run_len: list[int] = []
@@ -545,38 +548,125 @@ class Buffer:
                 ts[a:b] = conv.view(ts.dtype)
             del conv
         ts = ts.view(np.int64)
-        inv = merge_positions([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        identity = len(run_cpu) <= 1
+        merge = _Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         sparse = cols.missed
         lost_src = np.concatenate([nz for nz, _ in sparse]) if sparse else np.zeros(0, np.int64)
         lost_val = np.concatenate([v for _, v in sparse]) if sparse else np.zeros(0, np.int64)
-        new_pos = inv[lost_src].astype(np.int64)
-        self._store_hot(inv)
+        new_pos = merge.positions(lost_src).astype(np.int64)
+        self._store_hot(merge.positions)
         o = np.argsort(new_pos, kind="stable")
         rows, lost_count = new_pos[o], lost_val[o]
-        # each column is scattered to its report-order place while its source is released; the
-        # CPU column is written straight into place (no source column at all)
-        out = {"ts": ts if identity else scatter_consuming(ts, inv, bounds)}
-        del ts
-        for k in ("pid", "eid", "flags", "preempt", "off", "len"):
-            col = take(k)
-            out[k] = col if identity else scatter_consuming(col, inv, bounds)
-            del col
-        # the CPU column last, straight into place, consuming the merge positions as it goes
+        # the CPU column first, straight into report order: it is also the merge's label of every
+        # row, from which each other column is scattered into place while its source is released
         cpu = np.empty(int(bounds[-1]), np.int16)
-        for c, a, b in zip(run_cpu, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            for x in range(a, b, 1 << 20):
-                y = min(b, x + (1 << 20))
-                cpu[inv[x:y]] = c
-                forget_consumed(inv, x, y)
+        merge.fill(cpu, np.array(run_cpu, np.int16))
+        del merge
+        release_free_memory()
+        names = ("ts", "pid", "eid", "flags", "preempt", "off", "len")
+        src = {"ts": ts, **{k: take(k) for k in names[1:]}}
+        del ts
+        if len(run_cpu) <= 1:
+            out = src
+        else:
+            lut = np.zeros(int(max(run_cpu)) + 1, np.int64)
+            lut[run_cpu] = np.arange(len(run_cpu))
+            out = scatter_merged(src, cpu, lut, bounds)
+        del src
         out["cpu"] = cpu
-        del inv
         self._table = schema.events_table(ts=out.pop("ts"), cpu=out["cpu"], pid=out.pop("pid"),
                                           event_id=out.pop("eid"), flags=out.pop("flags"),
                                           preempt=out.pop("preempt"), offset=out.pop("off"), length=out.pop("len"))
         t = self._table
         self._lost = schema.lost_table(row=rows, ts=t.column("ts").to_numpy()[rows], cpu=out["cpu"][rows],
                                        count=lost_count)
+
+
+class _Merge:
+    """trace-cmd's merge of per-CPU runs (see :func:`merge_order`) without a position per row.
+
+    With few runs a record's place is its index in its run plus, from every other run, the
+    records that go before it (``searchsorted``), computed on demand: for the few records whose
+    places are needed one by one (lost-event marks, hot fields) and, a chunk at a time, to write
+    each run's label into the merged order (:meth:`fill`).  No int32 per row is held (68 MB
+    for 17 M events).  With many runs a stable sort of the running maxima gives the positions.
+    """
+
+    def __init__(self, segments: list[np.ndarray]) -> None:
+        self.keys = []
+        for seg in segments:
+            if len(seg) > 1 and bool((seg[1:] < seg[:-1]).any()):
+                seg = np.maximum.accumulate(seg)
+            self.keys.append(seg)
+        self.starts = np.concatenate(([0], np.cumsum([len(k) for k in self.keys], dtype=np.int64)))
+        self.inv = merge_positions(self.keys) if len(self.keys) > 4 else None
+
+    def _place(self, r: int, local: np.ndarray) -> np.ndarray:
+        q = self.keys[r][local]
+        pos = local.astype(np.int64)
+        for s_, other in enumerate(self.keys):
+            if s_ != r and len(other):
+                pos += np.searchsorted(other, q, side="right" if s_ < r else "left")
+        return pos
+
+    def positions(self, src: np.ndarray) -> np.ndarray:
+        """Report-order rows of decode-order indices ``src``."""
+        src = np.asarray(src, np.int64)
+        if self.inv is not None:
+            return self.inv[src].astype(np.int64)
+        out = np.empty(len(src), np.int64)
+        run = np.searchsorted(self.starts, src, side="right") - 1
+        for r in np.unique(run).tolist():
+            sel = np.flatnonzero(run == r)
+            out[sel] = self._place(r, src[sel] - self.starts[r])
+        return out
+
+    def fill(self, out: np.ndarray, values: np.ndarray, chunk: int = 1 << 20) -> None:
+        """``out[row] = values[run of row]`` for every report-order row."""
+        if self.inv is not None:
+            for r, (a, b) in enumerate(zip(self.starts[:-1].tolist(), self.starts[1:].tolist(), strict=True)):
+                for x in range(a, b, chunk):
+                    out[self.inv[x:min(b, x + chunk)]] = values[r]
+            self.inv = None
+            return
+        for r, k in enumerate(self.keys):
+            for a in range(0, len(k), chunk):
+                out[self._place(r, np.arange(a, min(len(k), a + chunk)))] = values[r]
+
+
+def scatter_merged(src: dict[str, np.ndarray], labels: np.ndarray, lut: np.ndarray, bounds: np.ndarray,
+                   chunk: int = 1 << 20) -> dict[str, np.ndarray]:
+    """Columns in decode order (runs at ``bounds``) -> report order, given each report-order row's
+    run (``lut[labels[row]]``).
+
+    A merge never reorders a run, so the rows of run r in a chunk of the output take the next
+    records of run r in order.  The output is filled front to back a chunk at a time, every
+    column at once, and each source is released as it is consumed (see
+    :func:`~.memory.forget_consumed`): the peak stays one copy of the table, with no position
+    array.  The sources are dead afterwards.
+    """
+    out = {k: np.empty_like(v) for k, v in src.items()}
+    nruns = len(bounds) - 1
+    done = [int(x) for x in bounds[:-1]]
+    n = len(labels)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        lab = lut[labels[a:b]]
+        if nruns <= 8:
+            groups = [(r, a + np.flatnonzero(lab == r)) for r in range(nruns)]
+        else:
+            o = np.argsort(lab, kind="stable")
+            cs = np.concatenate(([0], np.cumsum(np.bincount(lab, minlength=nruns))))
+            groups = [(r, a + o[cs[r]:cs[r + 1]]) for r in range(nruns)]
+        for r, dest in groups:
+            m = len(dest)
+            if not m:
+                continue
+            lo = done[r]
+            for k, col in src.items():
+                out[k][dest] = col[lo:lo + m]
+                forget_consumed(col, lo, lo + m)
+            done[r] = lo + m
+    return out
 
 
 def merge_order(segments: list[np.ndarray]) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from ..loaders.memory import return_memory_promptly
+from ..loaders.memory import release_free_memory, return_memory_promptly
 from .loader import LoadResult, LoadWorker, load_session
 from .sessionfile import SessionState, load_session_file
 
@@ -38,6 +38,7 @@ def build_window(res: LoadResult, paths: list[str], user_map=None, state: Sessio
     w = MainWindow(res.session, res.vcpu_map, paths=paths, user_map=user_map)
     if state is not None:
         w.apply_state(state)
+    release_free_memory()  # building rows and the list left free heap pages behind
     _windows.append(w)
     return w
 

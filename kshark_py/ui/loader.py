@@ -1,6 +1,6 @@
 """Loading off the GUI thread, with progress and cancel.
 
-The work is split into steps (open each file, decode each buffer a block of about 32 MB at a
+The work is split into steps (open each file, decode each buffer a block of about 16 MB at a
 time, derive each stream's run intervals); the worker reports the file bytes done after every
 block and step, and checks the cancel flag there, so a cancel takes effect within one block.
 Errors from the reader arrive as one line, ready for a dialog.
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from PySide6 import QtCore
 
 from ..loaders.errors import TraceDatError
+from ..loaders.memory import release_free_memory
 from ..loaders.tracedat import TraceFile, open_trace
 from ..model.session import HOT_FIELDS, Session
 from ..model.vcpus import VcpuMapping, build_vcpu_map
@@ -76,6 +77,7 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
     for st in session.streams:
         step(f"task intervals of {st.name}")
         session.runs(st.index)
+    release_free_memory()  # the derived tables' temporaries: give the heap's free pages back
     step("done")
     return LoadResult(session, vmap, list(session.warnings))
 
