@@ -11,20 +11,28 @@ The loaders give columns; this module only decides order and wording:
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .loaders.metadata import glibc_bsearch
 from .loaders.printfmt import InfoRenderer, RenderContext
 from .loaders.tracedat import TraceFile
 from .model.session import Session, Stream, merged_view
 
+_PLUGIN_COMMS = (("sched_switch", (("prev_pid", "prev_comm"), ("next_pid", "next_comm"))),
+                 ("sched_wakeup", (("pid", "comm"),)), ("sched_wakeup_new", (("pid", "comm"),)))
+"""What libtraceevent's sched plugin registers (tep_register_comm) while printing these events,
+in the order it does."""
+
 
 def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray, rows: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(first print position, pid, comm) of each pid the sched plugin registers in one file."""
-    pos_l, pid_l, comm_l = [], [], []
+    """(print position, pid, comm) of every registration the sched plugin makes in one file, in
+    the order it makes them."""
+    pos_l, pid_l, comm_l, sub_l = [], [], [], []
     positions = np.arange(len(rows))
     for si, st in enumerate(streams):
         if st.file_index != file_index:
@@ -35,8 +43,7 @@ def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray,
         t = st.buffer.events
         eid = t.column("event_id").to_numpy()
         tf = st.trace
-        for name, pairs in (("sched_switch", (("prev_pid", "prev_comm"), ("next_pid", "next_comm"))),
-                            ("sched_wakeup", (("pid", "comm"),))):
+        for name, pairs in _PLUGIN_COMMS:
             ev = tf.formats.find(name, "sched")
             if ev is None:
                 continue
@@ -45,23 +52,95 @@ def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray,
                 continue
             r = rows[sel]
             vals = st.buffer.field_arrays(ev, [f for pair in pairs for f in pair], r)
-            for pf, cf in pairs:
+            for k, (pf, cf) in enumerate(pairs):
                 if pf not in vals or cf not in vals:
                     continue
-                pids = np.asarray(vals[pf]).astype(np.int64)
-                comms = vals[cf].to_pylist()
                 pos_l.append(positions[sel])
-                pid_l.append(pids)
-                comm_l.extend(comms)
+                pid_l.append(np.asarray(vals[pf]).astype(np.int64))
+                sub_l.append(np.full(int(sel.sum()), k))
+                comm_l.extend(vals[cf].to_pylist())
     if not pos_l:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), []
     pos = np.concatenate(pos_l)
-    pid = np.concatenate(pid_l)
-    order = np.lexsort((np.arange(len(pos)), pos))  # print order; prev before next within a row
-    pos, pid = pos[order], pid[order]
-    comm = [comm_l[i] for i in order]
-    uniq, first = np.unique(pid, return_index=True)
-    return pos[first], uniq, [comm[i] for i in first]
+    order = np.lexsort((np.concatenate(sub_l), pos))  # print order; prev before next within a row
+    return pos[order], np.concatenate(pid_l)[order], [comm_l[i] for i in order]
+
+
+class _TepCmdlines:
+    """libtraceevent's pid -> comm table as a report changes it (``event-parse.c``).
+
+    Comms registered before the table's first lookup (the saved cmdlines, and what the sched
+    plugin registers while printing rows of pid 0, which print ``<idle>`` without a lookup) go
+    into a list by prepending, duplicates and all; the first lookup sorts that list into an array
+    (glibc's stable qsort).  Later registrations insert a pid only if ``bsearch`` does not find it.
+    A lookup is a ``bsearch``, so where a pid has duplicates, the entry it lands on can change as
+    other pids are inserted: trace-cmd then prints a task under different names, and so do we.
+    """
+
+    def __init__(self, saved: list[tuple[int, str]], early: list[tuple[int, str]]) -> None:
+        arr = sorted((saved + early)[::-1], key=lambda e: e[0])  # pid 0 entries too: they shift the probes
+        self.keys = [p for p, _ in arr]
+        self.comms = [c for _, c in arr]
+        self.present = set(self.keys)
+
+    def insert(self, pid: int, comm: str) -> bool:
+        if pid == 0 or pid in self.present:
+            return False
+        i = bisect.bisect_left(self.keys, pid)  # the slot add_new_comm() finds for a new pid
+        self.keys.insert(i, pid)
+        self.comms.insert(i, comm)
+        self.present.add(pid)
+        return True
+
+    def lookup(self, pid: int) -> str:
+        if pid == 0:
+            return "<idle>"
+        i = glibc_bsearch(self.keys, pid)
+        return "<...>" if i is None else self.comms[i]
+
+
+def _names_as_printed(saved: list[tuple[int, str]], pids: np.ndarray, pos: np.ndarray, reg_pos: np.ndarray,
+                      reg_pid: np.ndarray, reg_comm: list[str]) -> np.ndarray:
+    """The comm trace-cmd prints for each row of one file (rows at print positions ``pos``).
+
+    The table only changes when a new pid is inserted, so rows are named per epoch (insertions
+    printed before them), not one by one: a pid named once has one name before and one after its
+    insertion; only pids the early list holds twice are looked up again per epoch.
+    """
+    nz = np.flatnonzero(pids != 0)
+    first_lookup = int(pos[nz[0]]) if len(nz) else np.iinfo(np.int64).max
+    early = reg_pos < first_lookup
+    table = _TepCmdlines(saved, [(p, reg_comm[i]) for i, p in zip(np.flatnonzero(early).tolist(),
+                                                                    reg_pid[early].tolist(), strict=True)])
+    dup = sorted({p for i, p in enumerate(table.keys) if i and table.keys[i - 1] == p and p != 0})
+    uniq, inv = np.unique(pids, return_inverse=True)
+    before = np.array([table.lookup(p) for p in uniq.tolist()], dtype=object)
+    after = before.copy()
+    inserted_at = np.full(len(uniq), np.iinfo(np.int64).max)
+    # insertions in print order: a pid's first registration once the table exists, if it is new
+    ins_pos: list[int] = []
+    dup_names: dict[int, list[str]] = {p: [table.lookup(p)] for p in dup}
+    late = np.flatnonzero(~early)
+    if len(late):
+        lp = reg_pid[late]
+        _, first = np.unique(lp, return_index=True)
+        for j in np.sort(first).tolist():
+            p = int(lp[j])
+            if table.insert(p, reg_comm[int(late[j])]):
+                ins_pos.append(int(reg_pos[late[j]]))
+                k = int(np.searchsorted(uniq, p))
+                if k < len(uniq) and uniq[k] == p:
+                    inserted_at[k] = ins_pos[-1]
+                    after[k] = reg_comm[int(late[j])]
+                for d in dup:
+                    dup_names[d].append(table.lookup(d))
+    out = np.where(pos > inserted_at[inv], after[inv], before[inv])
+    ins_pos_a = np.array(ins_pos, np.int64)
+    for d in dup:
+        rows_d = np.flatnonzero(pids == d)
+        epoch = np.searchsorted(ins_pos_a, pos[rows_d], side="left")  # insertions printed before each
+        out[rows_d] = np.array(dup_names[d], dtype=object)[epoch]
+    return out
 
 
 class TaskNames:
@@ -80,24 +159,14 @@ class TaskNames:
         for fi in files:
             tf = next(st.trace for st in streams if st.file_index == fi)
             in_file = np.isin(s_idx, [si for si, st in enumerate(streams) if st.file_index == fi])
-            cmd = tf.cmdlines
             pids = pid_all[in_file]
             pos = positions[in_file]
-            # one label per distinct pid, then per row by the inverse index: no per-pid pass over rows
-            uniq, inv = np.unique(pids, return_inverse=True)
-            base = np.array(["<idle>" if p == 0 else cmd.get(p, "<...>") for p in uniq.tolist()], dtype=object)
-            later = base.copy()  # the name once the sched plugin has registered one
-            first = np.full(len(uniq), np.iinfo(np.int64).max)
             if plugins:
                 reg_pos, reg_pid, reg_comm = _registered_comms(streams, fi, s_idx, rows)
-                k = np.searchsorted(uniq, reg_pid)
-                for j, (kk, pid) in enumerate(zip(k.tolist(), reg_pid.tolist(), strict=True)):
-                    if pid == 0 or pid in cmd or kk >= len(uniq) or uniq[kk] != pid:
-                        continue
-                    first[kk] = reg_pos[j]
-                    later[kk] = reg_comm[j]
-            names = np.where(pos > first[inv], later[inv], base[inv])
-            self.comm[in_file] = names
+            else:
+                reg_pos, reg_pid, reg_comm = np.zeros(0, np.int64), np.zeros(0, np.int64), []
+            self.comm[in_file] = _names_as_printed(tf.cmdline_entries, pids, pos, reg_pos, reg_pid, reg_comm)
+
 
 
 def format_time(ts: int, *, usecs: bool, nsec: bool) -> str:

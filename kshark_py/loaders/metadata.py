@@ -139,16 +139,10 @@ def parse_printk(text: bytes) -> dict[int, str]:
     return out
 
 
-def parse_cmdlines(text: bytes) -> dict[int, str]:
-    """saved_cmdlines ``<pid> <comm>`` lines -> {pid: comm}, resolved as libtraceevent resolves them.
-
-    ``tep_parse_saved_cmdlines()`` stops at the first line it cannot parse, prepends every entry to a
-    list (duplicates included), turns the list into an array sorted by pid (glibc's stable qsort), and
-    looks pids up with ``bsearch``.  When the kernel's table names a pid twice, which entry a lookup
-    lands on depends on that order and on bsearch's probing; both are reproduced here.
-    """
-    pids: list[int] = []
-    comms: list[str] = []
+def saved_cmdline_entries(text: bytes) -> list[tuple[int, str]]:
+    """saved_cmdlines ``<pid> <comm>`` lines in file order, up to the first line
+    ``tep_parse_saved_cmdlines()`` cannot parse (where it stops)."""
+    out: list[tuple[int, str]] = []
     for line in text.decode("utf-8", "replace").split("\n"):
         if not line:
             continue  # strtok_r skips empty tokens
@@ -160,21 +154,40 @@ def parse_cmdlines(text: bytes) -> dict[int, str]:
             break
         if not sep or not comm:
             break
-        pids.append(pid)
-        comms.append(comm)
-    # the list is built by prepending: reverse order, then a stable sort by pid
-    order = sorted(range(len(pids) - 1, -1, -1), key=lambda i: pids[i])
-    keys = [pids[i] for i in order]
+        out.append((pid, comm))
+    return out
+
+
+def glibc_bsearch(keys: list[int], key: int, n: int | None = None) -> int | None:
+    """Index glibc's ``bsearch()`` lands on for ``key`` in the sorted ``keys[:n]`` (None: absent).
+    With duplicate keys, which one it finds depends on the probing; this is that probing."""
+    lo, hi = 0, len(keys) if n is None else n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if key < keys[mid]:
+            hi = mid
+        elif key > keys[mid]:
+            lo = mid + 1
+        else:
+            return mid
+    return None
+
+
+def parse_cmdlines(text: bytes) -> dict[int, str]:
+    """saved_cmdlines ``<pid> <comm>`` lines -> {pid: comm}, resolved as libtraceevent resolves them.
+
+    ``tep_parse_saved_cmdlines()`` stops at the first line it cannot parse, prepends every entry to a
+    list (duplicates included), turns the list into an array sorted by pid (glibc's stable qsort), and
+    looks pids up with ``bsearch``.  When the kernel's table names a pid twice, which entry a lookup
+    lands on depends on that order and on bsearch's probing; both are reproduced here.  (A report
+    can change that array as it goes: see :class:`kshark_py.report.TaskNames`.)
+    """
+    entries = saved_cmdline_entries(text)
+    arr = sorted(entries[::-1], key=lambda e: e[0])  # the list is built by prepending; stable sort
+    keys = [p for p, _ in arr]
     out: dict[int, str] = {}
-    for pid in set(pids):
-        lo, hi = 0, len(keys)
-        while lo < hi:  # glibc bsearch
-            mid = (lo + hi) // 2
-            if pid < keys[mid]:
-                hi = mid
-            elif pid > keys[mid]:
-                lo = mid + 1
-            else:
-                out[pid] = comms[order[mid]]
-                break
+    for pid in {p for p, _ in entries}:
+        i = glibc_bsearch(keys, pid)
+        if i is not None:
+            out[pid] = arr[i][1]
     return out

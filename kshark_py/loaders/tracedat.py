@@ -68,7 +68,7 @@ from .layout import (
     unpack_at,
 )
 from .memory import drop_mapped_pages, forget_consumed, release_free_memory
-from .metadata import Kallsyms, parse_cmdlines, parse_printk
+from .metadata import Kallsyms, parse_cmdlines, parse_printk, saved_cmdline_entries
 from .options import BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
 from .store import BLOCK_BYTES, ChunkStore, FlatStore
@@ -1057,6 +1057,12 @@ class TraceFile:
     def cmdlines(self) -> dict[int, str]:
         with self._in_section(OptionId.CMDLINES):
             return parse_cmdlines(_sized_block(self.sections.get(OptionId.CMDLINES), self.lay.u64))
+
+    @cached_property
+    def cmdline_entries(self) -> list[tuple[int, str]]:
+        """The saved cmdlines as written, in file order (for libtraceevent's registration order)."""
+        with self._in_section(OptionId.CMDLINES):
+            return saved_cmdline_entries(_sized_block(self.sections.get(OptionId.CMDLINES), self.lay.u64))
 
     @contextmanager
     def _in_section(self, oid: int):
