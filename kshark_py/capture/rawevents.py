@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from ..loaders.formats import EventFormat, parse_format
 from ..loaders.layout import layouts
 from ..loaders.pages import decode_pages
+from .recorder import remove_instance_dir
 from .writer import kernel_long_size
 
 _ids = itertools.count()
@@ -125,18 +125,7 @@ class TempInstance:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._pipes.clear()
-        with contextlib.suppress(OSError):
-            self.write("tracing_on", "0")
-        with contextlib.suppress(OSError):
-            self.write("events/enable", "0")
-        for _ in range(50):
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:  # EBUSY for a moment after the last reader closed
-                time.sleep(0.02)
+        remove_instance_dir(self.path, wait=0.02)
 
     def __enter__(self) -> TempInstance:
         return self

@@ -545,19 +545,25 @@ class Instance:
         """Tracing off, events off, rmdir; best effort, never raises (called from finally blocks)."""
         if not self.path.exists():
             return
-        with contextlib.suppress(OSError):
-            self.write("tracing_on", "0")
-        with contextlib.suppress(OSError):
-            self.write("events/enable", "0")
-        for _ in range(50):
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:  # EBUSY while a reader still has a file open
-                time.sleep(0.05)
-        log.error("could not remove tracefs instance %s", self.path)
+        if not remove_instance_dir(self.path):
+            log.error("could not remove tracefs instance %s", self.path)
+
+
+def remove_instance_dir(path: Path, tries: int = 50, wait: float = 0.05) -> bool:
+    """Turn a tracefs instance off (tracing, events) and remove it; never raises.  True when it
+    is gone.  rmdir fails with EBUSY for a moment after the last reader closed, hence the retries."""
+    for rel in ("tracing_on", "events/enable"):
+        with contextlib.suppress(OSError), open(path / rel, "w") as f:
+            f.write("0")
+    for _ in range(tries):
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            time.sleep(wait)
+    return False
 
 
 def parse_lost(stats: str) -> int:
