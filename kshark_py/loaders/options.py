@@ -134,10 +134,11 @@ class TraceMetadata:
 
 
 def _strtoll(text: str) -> int:
-    """C strtoll(text, NULL, 0): leading integer in decimal/hex/octal, 0 if none."""
+    """C strtoll(text, NULL, 0): leading integer in decimal/hex/octal, 0 if none; clamped to the
+    s64 range on overflow (LLONG_MAX / LLONG_MIN), as C does."""
     t = text.strip()
     sign = 1
-    if t[:1] in "+-":
+    if t[:1] in ("+", "-"):  # ('"" in "+-"' is true: an empty text raised IndexError here)
         sign = -1 if t[0] == "-" else 1
         t = t[1:]
     base, digits = 10, "0123456789"
@@ -150,7 +151,9 @@ def _strtoll(text: str) -> int:
         if ch not in digits:
             break
         n = n * base + int(ch, 16)
-    return sign * n
+        if n >> 64:  # clamped below in any case; stop before a long digit run grows a huge int
+            break
+    return max(-(1 << 63), min((1 << 63) - 1, sign * n))
 
 
 def _text(payload: bytes) -> str:
@@ -258,10 +261,17 @@ def _parse_time_shift(payload: bytes, offset: int, lay: Layouts, bad) -> TimeShi
         pos += need
         per_cpu.append((vals[:count], vals[count:2 * count], vals[2 * count:]))
     fractions: list[list[int]] = []
-    for times, _o, _s in per_cpu:
+    for v, (times, _o, _s) in enumerate(per_cpu):
         count = len(times)
         if pos + 8 * count <= len(payload):
-            fractions.append([s64.unpack_from(payload, pos + 8 * k)[0] for k in range(count)])
+            frac = [s64.unpack_from(payload, pos + 8 * k)[0] for k in range(count)]
+            for k, f in enumerate(frac):
+                # a shift count: libtracecmd's "(ts * scaling) >> fraction" is undefined outside 0..63
+                if not 0 <= f < 64:
+                    raise CorruptSectionError(f"option TIME_SHIFT: VCPU {v} sample {k}: {f} fraction bits "
+                                              "(a 64-bit shift, must be 0..63)", section="options",
+                                              offset=offset + pos + 8 * k)
+            fractions.append(frac)
             pos += 8 * count
         else:
             fractions.append([0] * count)

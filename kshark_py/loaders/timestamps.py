@@ -60,7 +60,9 @@ def correct_vcpu(ts: np.ndarray, samples: TimeShiftCpu, flags: int) -> np.ndarra
             tscor = o_min + _trunc_div(num + _trunc_div(delta, np.int64(2)), delta)
         else:
             tscor = o_min
-        scal = np.array(samples.scalings, np.uint64)[k]
+        # C converts the s64 scaling to u64 for "ts * scaling" (a negative one wraps); the reader
+        # refuses fractions outside 0..63
+        scal = np.array(samples.scalings, np.int64).view(np.uint64)[k]
         frac = np.array(samples.fractions, np.uint64)[k]
         out = (ts * scal) >> frac
         return out + tscor.astype(np.uint64)  # two's complement add == C's "ts - llabs(tscor)"

@@ -979,9 +979,11 @@ class TraceFile:
             try:
                 (n,) = unpack_at(lay.u64, buf, pos, "trace clock size")
                 if pos + 8 + n <= self.file_size and n < 4096:
-                    clock_text = bytes(buf[pos + 8:pos + 8 + n]).split(b"\0")[0].decode()
-                    if "[" in clock_text:
-                        clock = clock_text[clock_text.index("[") + 1:clock_text.index("]")]
+                    # "[local]"; text without both brackets names no clock (and need not be UTF-8)
+                    text = bytes(buf[pos + 8:pos + 8 + n]).split(b"\0")[0].decode("utf-8", "replace")
+                    _, bra, rest = text.partition("[")
+                    name, ket, _ = rest.partition("]")
+                    clock = name if bra and ket and name else None
             except TraceDatError:
                 clock = None
         return "", table, clock
