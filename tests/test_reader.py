@@ -148,7 +148,7 @@ def test_label_merge_and_scatter_equal_the_reference_merge():
         merge.fill(labels, cpu_ids, chunk=int(rng.integers(1, 9)))
         run_of = np.repeat(np.arange(nseg), [len(s) for s in segs])
         assert labels.tolist() == cpu_ids[run_of[order]].tolist()
-        lut = np.zeros(40, np.int64)
+        lut = np.full(40, -1, np.int64)
         lut[cpu_ids] = np.arange(nseg)
         src = {"ts": ts.copy(), "x": np.arange(n, dtype=np.int32) * 3}
         out = scatter_merged(src, labels, lut, bounds, chunk=int(rng.integers(1, 9)))

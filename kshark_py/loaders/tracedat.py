@@ -568,7 +568,7 @@ class Buffer:
         if len(run_cpu) <= 1:
             out = src
         else:
-            lut = np.zeros(int(max(run_cpu)) + 1, np.int64)
+            lut = np.full(int(max(run_cpu)) + 1, -1, np.int64)
             lut[run_cpu] = np.arange(len(run_cpu))
             out = scatter_merged(src, cpu, lut, bounds)
         del src
@@ -628,7 +628,14 @@ class _Merge:
                     out[self.inv[x:min(b, x + chunk)]] = values[r]
             self.inv = None
             return
+        if not self.keys:
+            return
+        # the longest run takes every row the others do not: only the others are searched
+        big = int(np.argmax([len(k) for k in self.keys]))
+        out[:] = values[big]
         for r, k in enumerate(self.keys):
+            if r == big:
+                continue
             for a in range(0, len(k), chunk):
                 out[self._place(r, np.arange(a, min(len(k), a + chunk)))] = values[r]
 
@@ -636,7 +643,7 @@ class _Merge:
 def scatter_merged(src: dict[str, np.ndarray], labels: np.ndarray, lut: np.ndarray, bounds: np.ndarray,
                    chunk: int = 1 << 20) -> dict[str, np.ndarray]:
     """Columns in decode order (runs at ``bounds``) -> report order, given each report-order row's
-    run (``lut[labels[row]]``).
+    run (``lut[labels[row]]``; ``lut`` is -1 for labels no run has).
 
     A merge never reorders a run, so the rows of run r in a chunk of the output take the next
     records of run r in order.  The output is filled front to back a chunk at a time, every
