@@ -20,7 +20,7 @@ import numpy as np
 
 from .compress import Codec
 
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 32 << 20
 """Decompressed bytes handled at once by bulk operations: bounds memory (the per-block
 temporaries are several times this), keeps caches warm."""
 CACHE_CHUNKS = 512

@@ -1,6 +1,6 @@
 """Loading off the GUI thread, with progress and cancel.
 
-The work is split into steps (open each file, decode each buffer a block of about 16 MB at a
+The work is split into steps (open each file, decode each buffer a block of about 32 MB at a
 time, derive each stream's run intervals); the worker reports the file bytes done after every
 block and step, and checks the cancel flag there, so a cancel takes effect within one block.
 Errors from the reader arrive as one line, ready for a dialog.
