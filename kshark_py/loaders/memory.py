@@ -71,8 +71,8 @@ def return_memory_promptly() -> None:
     Arrow's default pool (mimalloc) keeps freed pages for reuse; with glibc's malloc they go back
     with :func:`release_free_memory`, which the loader calls after each big step.  (A fixed, low
     mmap threshold was tried as well: it cut the load's peak by ~80 MB but made every temporary
-    a fresh mapping, 0.7 M page faults and +1.4 s per 17 M events; smaller decode blocks cut the
-    peak as much for free.)
+    a fresh mapping, 0.7 M page faults and +1.4 s per 17 M events; trimming the heap after the
+    load's big steps keeps most of the gain for free.)
     """
     import pyarrow as pa
 
