@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import select
+import signal
 import socket
 import tempfile
 import threading
@@ -551,19 +552,37 @@ class Instance:
 
 def remove_instance_dir(path: Path, tries: int = 50, wait: float = 0.05) -> bool:
     """Turn a tracefs instance off (tracing, events) and remove it; never raises.  True when it
-    is gone.  rmdir fails with EBUSY for a moment after the last reader closed, hence the retries."""
-    for rel in ("tracing_on", "events/enable"):
-        with contextlib.suppress(OSError), open(path / rel, "w") as f:
-            f.write("0")
-    for _ in range(tries):
-        try:
-            os.rmdir(path)
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError:
-            time.sleep(wait)
-    return False
+    is gone.  rmdir fails with EBUSY for a moment after the last reader closed, hence the retries.
+
+    Ctrl-C or SIGTERM arriving meanwhile waits until the instance is gone (an agent stopped while
+    it cleans up would otherwise leave its instance behind)."""
+    with signals_deferred():
+        for rel in ("tracing_on", "events/enable"):
+            with contextlib.suppress(OSError), open(path / rel, "w") as f:
+                f.write("0")
+        for _ in range(tries):
+            try:
+                os.rmdir(path)
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError:
+                time.sleep(wait)
+        return False
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM until the block ends (main thread only: Python runs its handlers
+    there); a signal that came meanwhile is delivered, and handled, right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def parse_lost(stats: str) -> int:
