@@ -573,16 +573,26 @@ def remove_instance_dir(path: Path, tries: int = 50, wait: float = 0.05) -> bool
 
 @contextlib.contextmanager
 def signals_deferred():
-    """Hold SIGINT and SIGTERM until the block ends (main thread only: Python runs its handlers
-    there); a signal that came meanwhile is delivered, and handled, right after."""
+    """Hold SIGINT and SIGTERM until the block ends; one that came meanwhile is then handled as
+    it would have been.  Python-level (handlers swapped, main thread only): blocking the signal
+    with a mask would not do, since the kernel hands it to any other thread of the process."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    got: list[int] = []
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in sigs}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, h in old.items():
+            signal.signal(s, h)
+        for s in dict.fromkeys(got):
+            h = old[s]
+            if callable(h):
+                h(s, None)
+            elif h == signal.SIG_DFL:
+                os.kill(os.getpid(), s)
 
 
 def parse_lost(stats: str) -> int:
