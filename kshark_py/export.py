@@ -14,7 +14,7 @@ from .loaders.tracedat import TraceFile
 
 def events_with_names(tf: TraceFile) -> pa.Table:
     """Every buffer's events, concatenated, with ``stream``, ``comm`` and ``event`` columns."""
-    names = task_names(tf.buffers, tf.formats, tf.cmdlines, tf.endian)
+    names = task_names(tf.buffers, tf.formats, tf.cmdlines)
     ev_names = {ev.id: ev.name for ev in tf.formats}
     ev_systems = {ev.id: ev.system for ev in tf.formats}
     parts = []

@@ -255,7 +255,7 @@ def test_task_index(session):
     names = []
     for st in session.streams:
         tf = st.trace
-        names.append(task_names(tf.buffers, tf.formats, tf.cmdlines, tf.endian))
+        names.append(task_names(tf.buffers, tf.formats, tf.cmdlines))
     comm = np.array([("<idle>" if p == 0 else names[s].get(p, "<...>"))
                      for s, p in zip(m.stream.tolist(), pid.tolist(), strict=True)], object)
     for text, mode in (("qemu", "contains"), ("MD5", "contains"), ("dd", "full match"), ("idle", "not contains")):

@@ -24,7 +24,7 @@ _SOURCES = (
 )
 
 
-def task_names(buffers, formats, cmdlines: dict[int, str], endian: str = "<") -> dict[int, str]:
+def task_names(buffers, formats, cmdlines: dict[int, str]) -> dict[int, str]:
     """pid -> comm for every pid the buffers mention. Saved cmdlines win; else the last comm seen."""
     names: dict[int, str] = {}
     for buf in buffers:

@@ -305,7 +305,6 @@ class Buffer:
                 fields = [f for f in (ev.field(n) for n in names) if f is not None]
                 if fields:
                     self._hot.append((ev, fields, [], {f.name: [] for f in fields}))
-        self._n_decoded = 0
         step = max(ps, (BLOCK_BYTES // ps) * ps)
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
@@ -320,9 +319,7 @@ class Buffer:
                 for a in range(0, usable, step):
                     arr = whole[off + a: off + min(usable, a + step)]
                     self._decode_part(cols, st, arr, base=off + a, local0=a, cpu_base=off)
-                    drop_mapped_pages(tf.buf)
-                    if tf.progress is not None:
-                        tf.progress(len(arr))
+                    self._block_done(len(arr))
             for st in self.stats:
                 st.truncated_pages = -(-st.truncated_bytes // ps)
         else:
@@ -398,9 +395,7 @@ class Buffer:
                     self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
                                       local0=int(local_starts[i]), cpu_base=cpu_base)
                     del arr
-                    drop_mapped_pages(tf.buf)
-                    if tf.progress is not None:
-                        tf.progress(int(t.csizes[i:j].sum()) + (j - i) * lay.compress_block.size)
+                    self._block_done(int(t.csizes[i:j].sum()) + (j - i) * lay.compress_block.size)
                 k0 += n
 
         for st in self.stats:
@@ -409,6 +404,12 @@ class Buffer:
                                    f"{st.truncated_bytes} bytes of CPU data missing "
                                    f"({'at least ' if self.compressed else ''}{st.truncated_pages} pages lost)")
         self._build_table(cols)
+
+    def _block_done(self, file_bytes: int) -> None:
+        """After each decoded block: the file pages read so far leave our RSS, progress is told."""
+        drop_mapped_pages(self.trace.buf)
+        if self.trace.progress is not None:
+            self.trace.progress(file_bytes)
 
     def _salvage(self, k0: int, i: int, j: int) -> tuple[np.ndarray, int]:
         """Chunks ``i..j-1`` of a CPU one by one: (the good prefix, index of the first bad chunk)."""
@@ -480,13 +481,12 @@ class Buffer:
         for ev, fields, where, parts in self._hot:
             sel = np.flatnonzero(event_id == ev.id)
             if len(sel):
-                where.append(sel + self._n_decoded)
+                where.append(sel + cols.n)
                 for f in fields:
                     parts[f.name].append(field_array(arr, dec.offset[sel], dec.length[sel], f, tf.endian))
         nz = np.flatnonzero(m)
         if len(nz):  # sparse: almost every record has none
-            cols.missed.append((nz + self._n_decoded, m[nz]))
-        self._n_decoded += len(dec.ts)
+            cols.missed.append((nz + cols.n, m[nz]))
         cols.add(st.cpu, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid, flags=flags,
                  preempt=preempt)
 

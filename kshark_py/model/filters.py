@@ -839,7 +839,7 @@ class TaskIndex:
         for st in session.streams:
             tf: TraceFile = st.trace
             if id(tf) not in by_file:
-                by_file[id(tf)] = task_names(tf.buffers, tf.formats, tf.cmdlines, tf.endian)
+                by_file[id(tf)] = task_names(tf.buffers, tf.formats, tf.cmdlines)
             self.names.append(by_file[id(tf)])
         label_of: dict[str, int] = {}
         self.labels: list[str] = []

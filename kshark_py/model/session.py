@@ -267,7 +267,7 @@ def _make_streams(files: list[TraceFile], host: TraceFile | None, guests: list[G
 
 def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedView:
     """Merge streams like ``tracecmd_iterate_events_multi``: slots are (stream, cpu) in order."""
-    keys, sidx, rows = [], [], []
+    keys, rows = [], []
     total = sum(len(st.buffer.events) for st in streams)
     row_type = np.int32 if total < 2**31 else np.int64  # half the memory for the usual sizes
     if len(streams) == 1 and cpus is None:
@@ -292,7 +292,6 @@ def merged_view(streams: list[Stream], cpus: set[int] | None = None) -> MergedVi
                 if len(seg) > 1 and (seg[1:] < seg[:-1]).any():
                     key[sel] = np.maximum.accumulate(seg)
         keys.append(key)
-        sidx.append(np.broadcast_to(np.int16(st.index), len(r)))  # read-only, no memory
         rows.append(r)
     if not keys:
         return MergedView(np.zeros(0, np.int16), np.zeros(0, np.int64), np.zeros(0, np.int64))

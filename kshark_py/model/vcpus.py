@@ -154,7 +154,7 @@ def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: in
     from .timesync import causality_check
 
     hs = session.host_stream
-    names = task_names(session.host.buffers, session.host.formats, session.host.cmdlines, session.host.endian) \
+    names = task_names(session.host.buffers, session.host.formats, session.host.cmdlines) \
         if session.host is not None else {}
     by = {(m.guest, m.vcpu): m for m in mappings}
     rows = []
