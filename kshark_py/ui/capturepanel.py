@@ -8,7 +8,7 @@ package knows about Qt, and a stalled guest or disk can never block the event lo
 from __future__ import annotations
 
 import os
-import time
+from html import escape
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -24,7 +24,7 @@ from ..capture.control import (
 )
 from ..capture.livecount import cpu_lost_text
 from ..capture.recorder import EventSpec, RecordError
-from ..capture.session import GuestConfig, HostSession, guest_file_name
+from ..capture.session import GuestConfig, HostSession
 
 TRANSPORTS = ("vsock", "TCP", "FIFO")
 _LEVEL_COLOURS = {"ok": "#2e7d32", "info": "#1565c0", "warn": "#ef6c00", "error": "#c62828"}
@@ -276,7 +276,7 @@ class CaptureDialog(QtWidgets.QDialog):
         html = [f"<p><b>{' '.join(what)}</b>, into {self._output_path()}.</p>"]
         for c in checks:
             html.append(f"<div style='color:{_LEVEL_COLOURS[c.level]}'>{_LEVEL_MARKS[c.level]} "
-                        f"{_esc(c.message)}"
+                        f"{escape(c.message, quote=False)}"
                         "</div>")
         self.checks.setHtml("".join(html))
         self.last_checks = checks
@@ -309,7 +309,6 @@ class CaptureDialog(QtWidgets.QDialog):
             return False
         self.recording = Recording(session, command=self.command.text().strip() or None,
                                    duration=self.duration.value() or None)
-        self._t0 = time.monotonic()
         self.recording.start()
         self.record_btn.setEnabled(False)
         self.stop_btn.setEnabled(True)
@@ -395,12 +394,3 @@ def stat_rows(cpus: list[CpuProgress]) -> list[tuple[CpuProgress, bool]]:
                                     sum(lost) if len(lost) == len(cs) else None,
                                     sum(c.lost_unknown_pages for c in cs)), True))
     return out
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def expected_guest_file(host_file: Path, name: str) -> Path:
-    """Where the guest's file will be written (shown to the user, used by tests)."""
-    return guest_file_name(host_file, name)
