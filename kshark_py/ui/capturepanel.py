@@ -214,11 +214,12 @@ class CaptureDialog(QtWidgets.QDialog):
         n = len(self.specs())
         self.selected_label.setText(f"{n} events selected" if n else "No event selected (all will be recorded)")
 
-    def record_specs(self) -> list[EventSpec]:
-        """What host and guests record: the checked events, or every event (``-e all``) if none is checked.
+    def record_specs(self, checked: list[EventSpec] | None = None) -> list[EventSpec]:
+        """What host and guests record: the checked events (``checked``, if already read from the tree), or
+        every event (``-e all``) if none is checked.
 
         Explicit because the session follows trace-cmd, where no ``-e`` means "do not trace the host"."""
-        return self.specs() or [EventSpec.parse("all")]
+        return (self.specs() if checked is None else checked) or [EventSpec.parse("all")]
 
     def specs(self) -> list[EventSpec]:
         out = []
@@ -243,7 +244,10 @@ class CaptureDialog(QtWidgets.QDialog):
         if r >= 0:
             self.guests.removeRow(r)
 
-    def guest_configs(self) -> list[GuestConfig]:
+    def guest_configs(self, specs: list[EventSpec] | None = None) -> list[GuestConfig]:
+        """One config per guest row with an address; every guest records ``specs`` (default: :meth:`record_specs`)."""
+        if specs is None:
+            specs = self.record_specs()
         out = []
         for r in range(self.guests.rowCount()):
             name = (self.guests.item(r, 0).text() if self.guests.item(r, 0) else "").strip() or None
@@ -251,20 +255,22 @@ class CaptureDialog(QtWidgets.QDialog):
             transport = self.guests.cellWidget(r, 1).currentText()  # type: ignore[union-attr]
             if not addr:
                 continue
-            g = GuestConfig(f"{name}@{addr}" if name else addr, name=name, specs=self.record_specs(),
+            g = GuestConfig(f"{name}@{addr}" if name else addr, name=name, specs=specs,
                             use_fifos=transport == "FIFO", fifos_required=transport == "FIFO")
             out.append(g)
         return out
 
     # -- preflight
     def run_preflight(self) -> list[Check]:
-        checks = preflight(self.record_specs(), self.guest_configs(), clock=self.clock.currentText() or None,
+        checked = self.specs()  # walks every event of the tree: once per check
+        specs = self.record_specs(checked)
+        guests = self.guest_configs(specs)
+        checks = preflight(specs, guests, clock=self.clock.currentText() or None,
                            tsync_interval=self.tsync.value(), output_dir=self.output_dir.text(),
                            tracefs=self._tracefs)
-        if not self.specs():
+        if not checked:
             checks.insert(0, Check("warn", "No event selected: every event will be recorded (-e all)."))
-        what = [f"Will record {len(self.specs()) or 'all'} event(s) on this kernel"]
-        guests = self.guest_configs()
+        what = [f"Will record {len(checked) or 'all'} event(s) on this kernel"]
         if guests:
             what.append(f"and on {len(guests)} guest(s): " + ", ".join(g.name or g.spec for g in guests))
         if self.command.text().strip():
@@ -301,7 +307,8 @@ class CaptureDialog(QtWidgets.QDialog):
             self.status.setText("Cannot record: see the preflight errors.")
             return False
         try:
-            session = HostSession(self._output_path(), self.record_specs(), self.guest_configs(),
+            specs = self.record_specs()
+            session = HostSession(self._output_path(), specs, self.guest_configs(specs),
                                   buffer_kb=self.buffer_kb.value() or None, clock=self.clock.currentText() or None,
                                   tsync_interval=self.tsync.value())
         except (RecordError, ValueError, OSError) as e:
