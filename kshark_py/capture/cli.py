@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from .recorder import EventSpec, RecordError
-from .session import GuestConfig, HostSession, parse_guest_spec
+from .session import NO_EVENT_ERROR, GuestConfig, HostSession, guest_without_events_error, parse_guest_spec
 from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
 from .writer import WriterError
 
@@ -137,12 +137,11 @@ def parse_record_args(words: list[str]) -> RecordArgs:
     if a.guests and a.version != 7:
         raise ValueError("guest recording writes version 7 files")
     if not a.specs and not a.guests:
-        raise ValueError("no event or plugin was specified (-e EVENT; -e all records every event)")
+        raise ValueError(NO_EVENT_ERROR)
     for g in a.guests:
         if not g.specs:
             name = g.name or parse_guest_spec(g.spec)[0] or g.spec
-            raise ValueError(f"guest {name}: no event was specified for it (-e after -A; -e all records every "
-                             "event): trace-cmd's agent aborts such a request")
+            raise ValueError(guest_without_events_error(name))
     return a
 
 

@@ -86,6 +86,16 @@ def parse_guest_spec(spec: str) -> tuple[str | None, Address]:
     return name, Address(family, cid if family == "vsock" else host, port)
 
 
+NO_EVENT_ERROR = "no event or plugin was specified (-e EVENT; -e all records every event)"
+"""Neither host nor guest events (the CLI's parser and :class:`HostSession` refuse it alike)."""
+
+
+def guest_without_events_error(name: str) -> str:
+    """Why a guest without ``-e`` is refused (the CLI's parser and :class:`HostSession` alike)."""
+    return (f"guest {name}: no event was specified for it (-e after -A; -e all records every event): "
+            "trace-cmd's agent aborts such a request")
+
+
 @dataclass
 class GuestConfig:
     """One ``-A`` and the options that followed it."""
@@ -153,7 +163,7 @@ class HostSession:
         self.compression = compression
         self.timeout = timeout
         if not specs and not guests:
-            raise RecordError("no event or plugin was specified (-e EVENT; -e all records every event)")
+            raise RecordError(NO_EVENT_ERROR)
         self.record_host = bool(specs)
         """False: only guests are recorded (no host -e); no tracefs instance, no host file."""
         self.recorder = Recorder(specs, buffer_kb=buffer_kb, clock=clock)
@@ -167,8 +177,7 @@ class HostSession:
             name, addr = parse_guest_spec(g.spec)
             name = g.name or name or str(addr.host)
             if not g.specs:
-                raise RecordError(f"guest {name}: no event was specified for it (-e after -A; -e all records every "
-                                  "event): trace-cmd's agent aborts such a request")
+                raise RecordError(guest_without_events_error(name))
             self.guests.append(GuestSession(g, name, addr, guest_file_name(self.output, name)))
 
     # -- setup
