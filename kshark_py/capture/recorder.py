@@ -30,13 +30,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .transport import F_SETPIPE_SZ, close_pipe
 from .writer import Metadata, kernel_long_size, uname_text
 
 log = logging.getLogger("kshark_py.capture")
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 POLL_INTERVAL = 0.02
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 SPLICE_PIPE_SIZE = 1 << 20
 """Bytes the reader's pipe is enlarged to (the default /proc/sys/fs/pipe-max-size): one splice moves up to
 this much, so a busy CPU costs a few syscalls per MiB instead of a few per 64 KiB."""
@@ -452,9 +452,7 @@ class CpuReader(threading.Thread):
 
     def _close_pipe(self) -> None:
         if self._pipe is not None:
-            for fd in self._pipe:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            close_pipe(self._pipe)
             self._pipe = None
 
     def _drain(self, final: bool = False) -> bool:

@@ -42,6 +42,13 @@ SPLICE_CHUNK = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
+def close_pipe(pipe: tuple[int, int]) -> None:
+    """Close both ends of a splice pipe (best effort)."""
+    for fd in pipe:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 class PeerError(Exception):
     """The peer closed, timed out or broke the protocol; the session ends with this message."""
 
@@ -325,7 +332,7 @@ class StreamReceiver(threading.Thread):
                             if e.errno != errno.EINVAL:
                                 raise
                             log.info("CPU %d: splice from the stream unavailable (%s): copying", self.cpu, e)
-                            self._close_pipe(pipe)
+                            close_pipe(pipe)
                             pipe = None
                             continue
                         if n is None:
@@ -351,18 +358,12 @@ class StreamReceiver(threading.Thread):
             log.error("data stream %s", self.error)
         finally:
             if pipe is not None:
-                self._close_pipe(pipe)
+                close_pipe(pipe)
             if self.sock is not None:
                 self.sock.close()
             if self.fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(self.fd)
-
-    @staticmethod
-    def _close_pipe(pipe: tuple[int, int]) -> None:
-        for fd in pipe:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 # --- FIFOs ---------------------------------------------------------------------------------------------
