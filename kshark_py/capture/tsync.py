@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -255,6 +256,32 @@ def _monotonic_raw() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW)
 
 
+# --- protocol messages -----------------------------------------------------------------------------------
+_P = TypeVar("_P")
+
+
+def _check(m: M.TimeSync, proto: str, command: int, what: str) -> None:
+    """PeerError("<proto>: expected <what>, ...") unless ``m`` is a ``proto``/``command`` message."""
+    if m.proto != proto or m.command != command:
+        raise PeerError(f"{proto}: expected {what}, got {m.proto}/{m.command}")
+
+
+def _decode(m: M.TimeSync, proto: str, command: int, what: str, kind: type[_P]) -> _P:
+    """``m`` (checked by :func:`_check`) decoded; it must be a ``kind``."""
+    _check(m, proto, command, what)
+    try:
+        p = T.decode_tsync(m)
+    except M.PeerProtocolError as e:
+        raise PeerError(f"{proto}: {e}") from e
+    assert isinstance(p, kind)
+    return p
+
+
+def _expect(ch: SyncChannel, proto: str, command: int, what: str, kind: type[_P]) -> _P:
+    """The next message, which must be ``proto``/``command`` (see :func:`_decode`)."""
+    return _decode(ch.recv_tsync(), proto, command, what, kind)
+
+
 # --- ptp: the offset computation ------------------------------------------------------------------------
 def ptp_fastest(server: Sequence[tuple[int, int]], server_count: int, client: Sequence[tuple[int, int]],
                 client_count: int) -> tuple[int, int, int]:
@@ -299,9 +326,7 @@ def ptp_server(ch: SyncChannel, st: PtpState) -> tuple[int, int]:
     flags = st.flags if st.clock.available else st.flags & ~T.PTP_FLAG_USE_MARKER
     series = st.series + 1
     ch.send(T.encode_tsync(T.PtpStart(series, flags)))
-    m = ch.recv_tsync()
-    if m.proto != T.PROTO_PTP or m.command != T.PTP_START:
-        raise PeerError(f"ptp: expected START, got {m.proto}/{m.command}")
+    _check(ch.recv_tsync(), T.PROTO_PTP, T.PTP_START, "START")
     use_marker = bool(flags & T.PTP_FLAG_USE_MARKER)
     if use_marker:
         st.clock.clear()
@@ -329,14 +354,7 @@ def ptp_server(ch: SyncChannel, st: PtpState) -> tuple[int, int]:
         if T.decode_tsync(r) != T.PtpProbe(count):
             raise PeerError(f"ptp: probe {count} answered with another count")
     ch.send(T.encode_tsync(T.PtpEnd()))
-    m = ch.recv_tsync()
-    if m.proto != T.PROTO_PTP or m.command != T.PTP_PROBES:
-        raise PeerError(f"ptp: expected PROBES, got {m.proto}/{m.command}")
-    try:
-        probes = T.decode_tsync(m)
-    except M.PeerProtocolError as e:
-        raise PeerError(f"ptp: {e}") from e
-    assert isinstance(probes, T.PtpProbes)
+    probes = _expect(ch, T.PROTO_PTP, T.PTP_PROBES, "PROBES", T.PtpProbes)
     if use_marker:
         for (packet, count), ts in st.clock.collect(series).items():
             if packet == "r" and count <= size:
@@ -355,13 +373,7 @@ def ptp_server(ch: SyncChannel, st: PtpState) -> tuple[int, int]:
 def ptp_client(ch: SyncChannel, st: PtpState) -> tuple[int, int]:
     """Host side of one sample: echo the guest's probes, report our receive times, get its OFFSET."""
     m = ch.recv_tsync()
-    if m.proto != T.PROTO_PTP or m.command != T.PTP_START:
-        raise PeerError(f"ptp: expected START, got {m.proto}/{m.command}")
-    try:
-        start = T.decode_tsync(m)
-    except M.PeerProtocolError as e:
-        raise PeerError(f"ptp: {e}") from e
-    assert isinstance(start, T.PtpStart)
+    start = _decode(m, T.PROTO_PTP, T.PTP_START, "START", T.PtpStart)
     ch.send(m)  # echoed as received
     series, flags = start.series_id, start.flags
     use_marker = bool(flags & T.PTP_FLAG_USE_MARKER) and st.clock.available
@@ -395,31 +407,12 @@ def ptp_client(ch: SyncChannel, st: PtpState) -> tuple[int, int]:
                 table[count - 1] = (ts, count)
                 stored += 1
     ch.send(T.encode_tsync(T.PtpProbes(series, stored, tuple(table))))
-    m = ch.recv_tsync()
-    if m.proto != T.PROTO_PTP or m.command != T.PTP_OFFSET:
-        raise PeerError(f"ptp: expected OFFSET, got {m.proto}/{m.command}")
-    try:
-        res = T.decode_tsync(m)
-    except M.PeerProtocolError as e:
-        raise PeerError(f"ptp: {e}") from e
-    assert isinstance(res, T.PtpOffset)
+    res = _expect(ch, T.PROTO_PTP, T.PTP_OFFSET, "OFFSET", T.PtpOffset)
     st.stats.append((series, res.offset, 0))
     return res.offset, res.ts
 
 
 # --- kvm ---------------------------------------------------------------------------------------------------
-def _expect(ch: SyncChannel, command: int, what: str) -> T.KvmClock:
-    m = ch.recv_tsync()
-    if m.proto != T.PROTO_KVM or m.command != command:
-        raise PeerError(f"kvm: expected {what}, got {m.proto}/{m.command}")
-    try:
-        p = T.decode_tsync(m)
-    except M.PeerProtocolError as e:
-        raise PeerError(f"kvm: {e}") from e
-    assert isinstance(p, T.KvmClock)
-    return p
-
-
 def kvm_guest(ch: SyncChannel, clock: MarkerClock) -> T.KvmClock:
     """Guest side of one sample: REQUEST(x86-tsc time of a fresh marker) -> the host's RESPONSE.
 
@@ -428,7 +421,7 @@ def kvm_guest(ch: SyncChannel, clock: MarkerClock) -> T.KvmClock:
     """
     ts = clock.stamp(KVM_MARKER) if clock.available else 0
     ch.send(T.encode_tsync(T.KvmClock(False, ts)))
-    resp = _expect(ch, T.KVM_RESPONSE, "RESPONSE")
+    resp = _expect(ch, T.PROTO_KVM, T.KVM_RESPONSE, "RESPONSE", T.KvmClock)
     if resp.ts != ts:
         raise PeerError(f"kvm: the host answered request {ts} with {resp.ts}")
     return resp
@@ -441,7 +434,7 @@ def kvm_host(ch: SyncChannel, files: kvm.VcpuClockFiles) -> T.KvmClock:
         offset, scaling, frac = kvm.read_clock(files)
     except kvm.KvmError as e:
         raise PeerError(f"kvm: {e}") from e
-    req = _expect(ch, T.KVM_REQUEST, "REQUEST")
+    req = _expect(ch, T.PROTO_KVM, T.KVM_REQUEST, "REQUEST", T.KvmClock)
     resp = T.KvmClock(True, req.ts, kvm.wrap_s64(-offset), scaling, frac)
     ch.send(T.encode_tsync(resp))
     return resp
