@@ -32,7 +32,6 @@ once makes a sync round take milliseconds with either peer (this is why trace-cm
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import socket
@@ -46,14 +45,12 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..loaders.formats import parse_format
 from ..loaders.layout import TSYNC_FLAG_INTERPOLATE
 from . import kvm
 from . import msg as M
 from . import tsync_msg as T
-from .rawevents import decode_records, read_pages
+from .rawevents import TempInstance
 from .transport import Channel, PeerError
-from .writer import kernel_long_size
 
 log = logging.getLogger("kshark_py.capture")
 
@@ -129,9 +126,6 @@ class SyncChannel(Channel):
 
 
 # --- timestamps ---------------------------------------------------------------------------------------
-_instance_ids = itertools.count()
-
-
 class MarkerClock:
     """Trace-clock timestamps of markers, from a private tracefs instance (trace-cmd's ``clock_synch-N``).
 
@@ -140,38 +134,25 @@ class MarkerClock:
     caller falls back to ``CLOCK_MONOTONIC_RAW`` as trace-cmd does without USE_MARKER.
     """
 
-    def __init__(self, clock: str | None, name: str | None = None, tracefs: Path | None = None) -> None:
+    def __init__(self, clock: str | None, tracefs: Path | None = None) -> None:
         self.available = False
         self.error = ""
         self.path: Path | None = None
+        self._inst: TempInstance | None = None
         self._marker_fd = -1
-        self._pipes: list[int] = []
         try:
-            from .recorder import cpu_count_online, find_tracefs
-
-            tfs = tracefs or find_tracefs()
-            fmt = parse_format((tfs / "events/ftrace/raw_data/format").read_text(), "ftrace")
+            inst = self._inst = TempInstance("sync", tracefs)
+            self.path = inst.path
+            fmt = inst.event_format("ftrace", "raw_data")
             self.raw_id = fmt.id
             id_field = fmt.field("id")
             if id_field is None:
                 raise ValueError("ftrace:raw_data has no id field")
             self.id_offset = id_field.offset
-            self.long_size = kernel_long_size((tfs / "events/header_page").read_bytes())
-            unique = f"{os.getpid()}-{next(_instance_ids)}-{os.urandom(3).hex()}"
-            self.path = tfs / "instances" / (name or f"kshark-py-sync-{unique}")
-            os.mkdir(self.path)
             if clock:
-                (self.path / "trace_clock").write_text(clock)
-            self.page_size = os.sysconf("SC_PAGE_SIZE")
-            sub = self.path / "buffer_subbuf_size_kb"
-            if sub.exists():
-                txt = sub.read_text().strip()
-                if txt.isdigit():
-                    self.page_size = int(txt) * 1024
-            self._marker_fd = os.open(self.path / "trace_marker_raw", os.O_WRONLY)
-            for cpu in range(cpu_count_online()):
-                self._pipes.append(os.open(self.path / "per_cpu" / f"cpu{cpu}" / "trace_pipe_raw",
-                                           os.O_RDONLY | os.O_NONBLOCK))
+                inst.write("trace_clock", clock)
+            self._marker_fd = os.open(inst.path / "trace_marker_raw", os.O_WRONLY)
+            inst.open_pipes()
             self.available = True
         except (OSError, ValueError) as e:
             self.error = str(e)
@@ -180,18 +161,15 @@ class MarkerClock:
 
     def clear(self) -> None:
         """Drop old markers (trace-cmd writes the instance's ``trace`` file at each series)."""
-        self._read_all()
+        self._raw_data()
 
     def mark(self, series: int, count: int, packet: str) -> None:
         os.write(self._marker_fd, _MARKER.pack(series, 0, 0, count, ord(packet)))
 
-    def _read_all(self) -> list[bytes]:
-        return [p for fd in self._pipes for p in read_pages(fd, self.page_size)]
-
     def _raw_data(self) -> list[tuple[int, bytes]]:
         """(timestamp, record) of the ftrace:raw_data events written since the last read."""
-        recs = decode_records(self._read_all(), self.page_size, self.long_size)
-        return [(r.ts, r.data) for r in recs if r.type == self.raw_id]
+        assert self._inst is not None
+        return [(r.ts, r.data) for r in self._inst.records() if r.type == self.raw_id]
 
     def collect(self, series: int) -> dict[tuple[str, int], int]:
         """(packet 's'/'r', count) -> timestamp of this series' markers written so far."""
@@ -219,23 +197,13 @@ class MarkerClock:
         return 0
 
     def close(self) -> None:
-        for fd in self._pipes:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._pipes = []
         if self._marker_fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._marker_fd)
             self._marker_fd = -1
-        if self.path is not None and self.path.exists():
-            for _ in range(50):
-                try:
-                    os.rmdir(self.path)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+        if self._inst is not None:
+            self._inst.close()
+            self._inst = None
         self.available = False
 
 
