@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..loaders.options import _strtoll as strtoll  # C strtoll(text, NULL, 0), as trace-cmd parses
 from .rawevents import TempInstance
 
 log = logging.getLogger("kshark_py.capture")
@@ -56,29 +57,6 @@ class KvmError(Exception):
 
 
 # --- numbers as trace-cmd parses them -------------------------------------------------------------------
-def strtoll(text: str) -> int:
-    """C ``strtoll(text, NULL, 0)``: leading space, sign, 0x/0 prefixes, stops at the first bad digit, clamps."""
-    s = text.lstrip(" \t\n\v\f\r")
-    neg = False
-    if s and s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    base = 10
-    if s[:2].lower() == "0x" and len(s) > 2 and s[2] in "0123456789abcdefABCDEF":
-        base, s = 16, s[2:]
-    elif s[:1] == "0":
-        base = 8
-    digits = "0123456789abcdef"[:base]
-    n = 0
-    for ch in s.lower():
-        d = digits.find(ch)
-        if d < 0:
-            break
-        n = n * base + d
-    n = -n if neg else n
-    return max(LLONG_MIN, min(LLONG_MAX, n))
-
-
 def wrap_s64(v: int) -> int:
     """Two's complement wrap to s64 (C's ``-kvm_offset`` of LLONG_MIN stays LLONG_MIN)."""
     return (v + (1 << 63)) % (1 << 64) - (1 << 63)
