@@ -11,13 +11,12 @@ The loaders give columns; this module only decides order and wording:
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .loaders.metadata import glibc_bsearch
+from .loaders.metadata import CmdlineTable
 from .loaders.printfmt import InfoRenderer, RenderContext
 from .loaders.tracedat import TraceFile
 from .model.session import Session, Stream, merged_view
@@ -66,39 +65,6 @@ def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray,
     return pos[order], np.concatenate(pid_l)[order], [comm_l[i] for i in order]
 
 
-class _TepCmdlines:
-    """libtraceevent's pid -> comm table as a report changes it (``event-parse.c``).
-
-    Comms registered before the table's first lookup (the saved cmdlines, and what the sched
-    plugin registers while printing rows of pid 0, which print ``<idle>`` without a lookup) go
-    into a list by prepending, duplicates and all; the first lookup sorts that list into an array
-    (glibc's stable qsort).  Later registrations insert a pid only if ``bsearch`` does not find it.
-    A lookup is a ``bsearch``, so where a pid has duplicates, the entry it lands on can change as
-    other pids are inserted: trace-cmd then prints a task under different names, and so do we.
-    """
-
-    def __init__(self, saved: list[tuple[int, str]], early: list[tuple[int, str]]) -> None:
-        arr = sorted((saved + early)[::-1], key=lambda e: e[0])  # pid 0 entries too: they shift the probes
-        self.keys = [p for p, _ in arr]
-        self.comms = [c for _, c in arr]
-        self.present = set(self.keys)
-
-    def insert(self, pid: int, comm: str) -> bool:
-        if pid == 0 or pid in self.present:
-            return False
-        i = bisect.bisect_left(self.keys, pid)  # the slot add_new_comm() finds for a new pid
-        self.keys.insert(i, pid)
-        self.comms.insert(i, comm)
-        self.present.add(pid)
-        return True
-
-    def lookup(self, pid: int) -> str:
-        if pid == 0:
-            return "<idle>"
-        i = glibc_bsearch(self.keys, pid)
-        return "<...>" if i is None else self.comms[i]
-
-
 def _names_as_printed(saved: list[tuple[int, str]], pids: np.ndarray, pos: np.ndarray, reg_pos: np.ndarray,
                       reg_pid: np.ndarray, reg_comm: list[str]) -> np.ndarray:
     """The comm trace-cmd prints for each row of one file (rows at print positions ``pos``).
@@ -110,7 +76,7 @@ def _names_as_printed(saved: list[tuple[int, str]], pids: np.ndarray, pos: np.nd
     nz = np.flatnonzero(pids != 0)
     first_lookup = int(pos[nz[0]]) if len(nz) else np.iinfo(np.int64).max
     early = reg_pos < first_lookup
-    table = _TepCmdlines(saved, [(p, reg_comm[i]) for i, p in zip(np.flatnonzero(early).tolist(),
+    table = CmdlineTable(saved + [(p, reg_comm[i]) for i, p in zip(np.flatnonzero(early).tolist(),
                                                                     reg_pid[early].tolist(), strict=True)])
     dup = sorted({p for i, p in enumerate(table.keys) if i and table.keys[i - 1] == p and p != 0})
     uniq, inv = np.unique(pids, return_inverse=True)

@@ -7,6 +7,8 @@ rendering a row never scans text.  Semantics follow libtraceevent's ``tep_parse_
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 _HEX = np.full(256, 255, np.uint8)
@@ -158,10 +160,10 @@ def saved_cmdline_entries(text: bytes) -> list[tuple[int, str]]:
     return out
 
 
-def glibc_bsearch(keys: list[int], key: int, n: int | None = None) -> int | None:
-    """Index glibc's ``bsearch()`` lands on for ``key`` in the sorted ``keys[:n]`` (None: absent).
+def glibc_bsearch(keys: list[int], key: int) -> int | None:
+    """Index glibc's ``bsearch()`` lands on for ``key`` in the sorted ``keys`` (None: absent).
     With duplicate keys, which one it finds depends on the probing; this is that probing."""
-    lo, hi = 0, len(keys) if n is None else n
+    lo, hi = 0, len(keys)
     while lo < hi:
         mid = (lo + hi) // 2
         if key < keys[mid]:
@@ -173,6 +175,47 @@ def glibc_bsearch(keys: list[int], key: int, n: int | None = None) -> int | None
     return None
 
 
+class CmdlineTable:
+    """libtraceevent's pid -> comm table (``event-parse.c``), as registrations change it.
+
+    Comms registered before the table's first lookup (the saved cmdlines, and during a report
+    what the sched plugin registers while printing rows of pid 0, which print ``<idle>`` without a
+    lookup) go into a list by prepending, duplicates and all; the first lookup sorts that list
+    into an array (glibc's stable qsort).  Later registrations insert a pid only if ``bsearch``
+    does not find it.  A lookup is a ``bsearch``, so where a pid has duplicates, the entry it
+    lands on can change as other pids are inserted: trace-cmd then prints a task under
+    different names.
+    """
+
+    def __init__(self, registered: list[tuple[int, str]]) -> None:
+        """``registered``: the list phase's (pid, comm) in registration order."""
+        arr = sorted(registered[::-1], key=lambda e: e[0])  # pid 0 entries too: they shift the probes
+        self.keys = [p for p, _ in arr]
+        self.comms = [c for _, c in arr]
+        self.present = set(self.keys)
+
+    def insert(self, pid: int, comm: str) -> bool:
+        """A registration once the array exists (``add_new_comm()``); True if it added the pid."""
+        if pid == 0 or pid in self.present:
+            return False
+        i = bisect.bisect_left(self.keys, pid)  # the slot add_new_comm() finds for a new pid
+        self.keys.insert(i, pid)
+        self.comms.insert(i, comm)
+        self.present.add(pid)
+        return True
+
+    def find(self, pid: int) -> str | None:
+        i = glibc_bsearch(self.keys, pid)
+        return None if i is None else self.comms[i]
+
+    def lookup(self, pid: int) -> str:
+        """What ``tep_data_comm_from_pid()`` returns."""
+        if pid == 0:
+            return "<idle>"
+        c = self.find(pid)
+        return "<...>" if c is None else c
+
+
 def parse_cmdlines(text: bytes) -> dict[int, str]:
     """saved_cmdlines ``<pid> <comm>`` lines -> {pid: comm}, resolved as libtraceevent resolves them.
 
@@ -180,14 +223,8 @@ def parse_cmdlines(text: bytes) -> dict[int, str]:
     list (duplicates included), turns the list into an array sorted by pid (glibc's stable qsort), and
     looks pids up with ``bsearch``.  When the kernel's table names a pid twice, which entry a lookup
     lands on depends on that order and on bsearch's probing; both are reproduced here.  (A report
-    can change that array as it goes: see :class:`kshark_py.report.TaskNames`.)
+    can change that array as it goes: see :class:`CmdlineTable`.)
     """
     entries = saved_cmdline_entries(text)
-    arr = sorted(entries[::-1], key=lambda e: e[0])  # the list is built by prepending; stable sort
-    keys = [p for p, _ in arr]
-    out: dict[int, str] = {}
-    for pid in {p for p, _ in entries}:
-        i = glibc_bsearch(keys, pid)
-        if i is not None:
-            out[pid] = arr[i][1]
-    return out
+    table = CmdlineTable(entries)
+    return {pid: table.find(pid) for pid in {p for p, _ in entries}}
