@@ -172,13 +172,19 @@ def _vcpu_number(d: Path) -> int:
 
 def vcpu_numbers(pid: int, vcpus: int, kvm_dir: Path | None = None) -> list[int]:
     """The VM's VCPU numbers, sorted; exactly ``vcpus`` of them (else KvmError)."""
+    return sorted(_vcpu_number(v) for v in _guest_vcpu_dirs(pid, vcpus, kvm_dir))
+
+
+def _guest_vcpu_dirs(pid: int, vcpus: int, kvm_dir: Path | None, say_where: bool = False) -> list[Path]:
+    """The VM's ``vcpu*`` directories; KvmError unless there are exactly ``vcpus``."""
     d = vm_dir(pid, kvm_dir)
     if d is None:
-        raise KvmError(f"no KVM debugfs directory for process {pid}")
+        where = f" in {kvm_dir or kvm_debug_dir()}" if say_where else ""
+        raise KvmError(f"no KVM debugfs directory for process {pid}{where}")
     dirs = _vcpu_dirs(d)
     if len(dirs) != vcpus:
         raise KvmError(f"{d} has {len(dirs)} VCPU directories, the guest reports {vcpus} CPUs")
-    return sorted(_vcpu_number(v) for v in dirs)
+    return dirs
 
 
 @dataclass(frozen=True)
@@ -191,14 +197,8 @@ class VcpuClockFiles:
 
 def open_clock_files(pid: int, vcpus: int, kvm_dir: Path | None = None) -> list[VcpuClockFiles]:
     """``kvm_open_debug_files()``: one entry per VCPU sorted by number; KvmError if anything is missing."""
-    d = vm_dir(pid, kvm_dir)
-    if d is None:
-        raise KvmError(f"no KVM debugfs directory for process {pid} in {kvm_dir or kvm_debug_dir()}")
-    dirs = _vcpu_dirs(d)
-    if len(dirs) != vcpus:
-        raise KvmError(f"{d} has {len(dirs)} VCPU directories, the guest reports {vcpus} CPUs")
     out = []
-    for v in dirs:
+    for v in _guest_vcpu_dirs(pid, vcpus, kvm_dir, say_where=True):
         names = {e.name for e in os.scandir(v) if not e.is_dir(follow_symlinks=False)}
         if OFFSET_FILE not in names:
             raise KvmError(f"{v} has no {OFFSET_FILE}")
