@@ -766,21 +766,19 @@ def _find_event(fmts: EventFormats, name: str) -> EventFormat | None:
 # task names per event
 # --------------------------------------------------------------------------------------------
 
-def _dense_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique values, code per element) like ``np.unique(return_inverse)`` but O(n) for small ranges
-    (pids): a bincount instead of a sort of millions of elements."""
-    if len(values) == 0:
-        return values[:0].astype(np.int64), np.zeros(0, np.int32)
-    lo, hi = int(values.min()), int(values.max())
+def map_values(values: np.ndarray, per_distinct: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``per_distinct(distinct values)`` spread back over ``values``: the function runs once per
+    distinct value (pids, event ids, CPUs), the spreading is one table lookup (no sort)."""
+    uniq, _ = value_counts(values)
+    res = np.asarray(per_distinct(uniq))
+    if not len(uniq):
+        return res[:0]
+    lo, hi = int(uniq[0]), int(uniq[-1])
     if hi - lo > (1 << 24):
-        uniq, inv = np.unique(values, return_inverse=True)
-        return uniq.astype(np.int64), inv.astype(np.int32)
-    shifted = values.astype(np.int64) - lo if lo else values
-    present = np.bincount(shifted, minlength=hi - lo + 1) > 0
-    uniq = np.flatnonzero(present)
-    lut = np.zeros(hi - lo + 1, np.int32)
-    lut[uniq] = np.arange(len(uniq), dtype=np.int32)
-    return uniq + lo, lut[shifted]
+        return res[np.searchsorted(uniq, values)]
+    lut = np.zeros(hi - lo + 1, res.dtype)
+    lut[uniq - lo] = res
+    return lut[values.astype(np.int64) - lo] if lo else lut[values]
 
 
 def value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -880,8 +878,8 @@ class TaskIndex:
             merged = self.session.merged()
             per_stream = []
             for st in self.session.streams:
-                _, inv = _dense_codes(stream_column(st, "pid"))
-                per_stream.append(self.stream_pid_labels[st.index][inv])
+                labels = self.stream_pid_labels[st.index]  # aligned with the pid column's distinct values
+                per_stream.append(map_values(stream_column(st, "pid"), lambda _uniq, labels=labels: labels))
             self._merged_codes = merged_gather(merged, per_stream, fill=0, dtype=np.int32)
         return self._merged_codes
 

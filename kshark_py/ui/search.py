@@ -20,7 +20,7 @@ import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
-from ..model.filters import MATCH_MODES, merged_gather, stream_column, text_matcher
+from ..model.filters import MATCH_MODES, map_values, merged_gather, stream_column, text_matcher
 
 if TYPE_CHECKING:
     from .eventlist import EventListView, EventTableModel
@@ -34,14 +34,7 @@ INFO_STEP = 64
 
 def value_mask(col: np.ndarray, pred: Callable[[int], bool]) -> np.ndarray:
     """bool per element of an int column: ``pred`` runs once per distinct value (bincount, no sort)."""
-    if len(col) == 0:
-        return np.zeros(0, bool)
-    lo, hi = int(col.min()), int(col.max())
-    shifted = col.astype(np.int64) - lo if lo else col
-    present = np.flatnonzero(np.bincount(shifted, minlength=hi - lo + 1))
-    lut = np.zeros(hi - lo + 1, bool)
-    lut[present] = [pred(int(v) + lo) for v in present]
-    return lut[shifted]
+    return map_values(col, lambda uniq: np.array([bool(pred(int(v))) for v in uniq.tolist()], bool)).astype(bool)
 
 
 def column_mask(model: EventTableModel, column: str, mode: str, text: str) -> np.ndarray:
