@@ -62,9 +62,8 @@ def decode_records(pages: list[bytes], page_size: int, long_size: int, cpu: int 
     if not pages:
         return []
     lay = layouts("<" if np.little_endian else ">", long_size)
-    data = np.frombuffer(b"".join(pages), np.uint8)
-    dec = decode_pages(data, page_size, lay)
-    raw = data.tobytes()
+    raw = b"".join(pages)
+    dec = decode_pages(np.frombuffer(raw, np.uint8), page_size, lay)
     return [RawRecord(ts, cpu, raw[off:off + ln])
             for ts, off, ln in zip(dec.ts.tolist(), dec.offset.tolist(), dec.length.tolist(), strict=True)]
 
