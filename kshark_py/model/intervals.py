@@ -127,17 +127,22 @@ def cpu_runs(buffer: Buffer) -> pa.Table:
     prev_pid = f["prev_pid"].astype(np.int32)
     next_pid = f["next_pid"].astype(np.int32)
     prev_state = f["prev_state"].astype(np.int64)
-    parts = []
-    for c in np.unique(cpu_all).tolist():
-        cuts = _CpuCuts(c)
-        # the table a block at a time: temporaries stay a few MB whatever the trace's size
-        for a in range(0, t.num_rows, _BLOCK_ROWS):
-            b = min(t.num_rows, a + _BLOCK_ROWS)
-            rows = a + np.flatnonzero((cpu_all[a:b] == c) & (eid[a:b] >= 0))  # the CPU's own record order
-            if len(rows):
-                cuts.add(rows, pid_all, ts_all, sw_rows, prev_pid, next_pid, prev_state)
-        if cuts.n:
-            parts.append(cuts.runs())
+    cuts: dict[int, _CpuCuts] = {}
+    # the table a block at a time, every CPU in one pass: temporaries stay a few MB whatever the
+    # trace's size or CPU count
+    for a in range(0, t.num_rows, _BLOCK_ROWS):
+        b = min(t.num_rows, a + _BLOCK_ROWS)
+        rows = a + np.flatnonzero(eid[a:b] >= 0)
+        cpu = cpu_all[rows]
+        order = np.argsort(cpu, kind="stable")  # by CPU, each CPU's own record order kept
+        bounds = np.flatnonzero(np.diff(cpu[order])) + 1
+        for part in np.split(order, bounds) if len(order) else []:
+            c = int(cpu[part[0]])
+            cc = cuts.get(c)
+            if cc is None:
+                cc = cuts[c] = _CpuCuts(c)
+            cc.add(rows[part], pid_all, ts_all, sw_rows, prev_pid, next_pid, prev_state)
+    parts = [cuts[c].runs() for c in sorted(cuts)]
     if not parts:
         return _empty(CPU_RUNS)
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
