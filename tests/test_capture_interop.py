@@ -92,6 +92,25 @@ def _read_log(proc: subprocess.Popen) -> str:
     return Path(cwd, "agent.log").read_text() if cwd else ""
 
 
+class AgentRun:
+    """Our ``agent --once`` on a free TCP port, for one session: ``proc``, ``port``, and its ``log`` once stopped."""
+
+    def __init__(self, port: int, proc: subprocess.Popen) -> None:
+        self.port, self.proc, self.log = port, proc, ""
+
+
+@contextlib.contextmanager
+def our_agent(cwd: Path):
+    """Start our agent (``--once``, TCP from 127.0.0.1), wait until it listens; stop it on the way out."""
+    port = free_port()
+    run = AgentRun(port, start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), cwd))
+    try:
+        wait_listening(port, run.proc)
+        yield run
+    finally:
+        run.log = stop(run.proc)
+
+
 def our_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "kshark_py.cli", *args]
 
@@ -192,18 +211,14 @@ def test_trace_cmd_host_with_our_agent(env_ok, tmp_path, transport, request):
     name = "gt"
     if transport == "fifo":
         name = request.getfixturevalue("fifos")
-    port = free_port()
-    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
-    try:
-        wait_listening(port, agent)
+    with our_agent(tmp_path) as ag:
         t0 = time.monotonic()
-        r = _tc_host(tmp_path, name, port)
+        r = _tc_host(tmp_path, name, ag.port)
         assert r.returncode == 0, r.stderr
         assert "Negotiated ptp time sync protocol" in r.stdout, r.stdout
         assert time.monotonic() - t0 < 30
-        agent.wait(timeout=30)
-    finally:
-        log = stop(agent)
+        ag.proc.wait(timeout=30)
+    log = ag.log
     assert "host closed the session" in log, log
     assert "did not read" not in log, log
     check_pair(tmp_path, name)
@@ -211,40 +226,25 @@ def test_trace_cmd_host_with_our_agent(env_ok, tmp_path, transport, request):
 
 def test_no_time_sync_both_ways(env_ok, tmp_path):
     """--tsync-interval -1: no protocol offered, no TIME_SHIFT (trace-cmd host -> our agent -> our host)."""
-    port = free_port()
-    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
-    try:
-        wait_listening(port, agent)
-        r = _tc_host(tmp_path, "gt", port, "--tsync-interval", "-1")
+    with our_agent(tmp_path) as ag:
+        r = _tc_host(tmp_path, "gt", ag.port, "--tsync-interval", "-1")
         assert r.returncode == 0, r.stderr
         assert "Negotiated" not in r.stdout
-        agent.wait(timeout=30)
-    finally:
-        stop(agent)
+        ag.proc.wait(timeout=30)
     check_pair(tmp_path, "gt", tsync=False)
-    port = free_port()
-    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
-    try:
-        wait_listening(port, agent)
-        r = _ours_host(tmp_path, "gt", port, "--tsync-interval", "-1")
+    with our_agent(tmp_path) as ag:
+        r = _ours_host(tmp_path, "gt", ag.port, "--tsync-interval", "-1")
         assert r.returncode == 0, r.stderr
-        agent.wait(timeout=30)
-    finally:
-        stop(agent)
+        ag.proc.wait(timeout=30)
     check_pair(tmp_path, "gt", tsync=False)
 
 
 def test_tsync_interval(env_ok, tmp_path):
     """--tsync-interval 100 over 0.5 s: periodic rounds plus the first and last (ours with ours)."""
-    port = free_port()
-    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
-    try:
-        wait_listening(port, agent)
-        r = _ours_host(tmp_path, "gt", port, "--tsync-interval", "100")
+    with our_agent(tmp_path) as ag:
+        r = _ours_host(tmp_path, "gt", ag.port, "--tsync-interval", "100")
         assert r.returncode == 0, r.stderr
-        agent.wait(timeout=30)
-    finally:
-        stop(agent)
+        ag.proc.wait(timeout=30)
     check_pair(tmp_path, "gt", min_samples=4)
 
 
@@ -253,16 +253,12 @@ def test_ours_with_ours(env_ok, tmp_path, transport, request):
     name = "gt"
     if transport == "fifo":
         name = request.getfixturevalue("fifos")
-    port = free_port()
-    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
-    try:
-        wait_listening(port, agent)
-        r = _ours_host(tmp_path, name, port)
+    with our_agent(tmp_path) as ag:
+        r = _ours_host(tmp_path, name, ag.port)
         assert r.returncode == 0, r.stderr
         assert ("FIFOs" in r.stderr) == (transport == "fifo"), r.stderr
-        agent.wait(timeout=30)
-    finally:
-        log = stop(agent)
+        ag.proc.wait(timeout=30)
+    log = ag.log
     assert "host closed the session" in log, log
     check_pair(tmp_path, name)
 

@@ -20,7 +20,7 @@ from kshark_py.capture.recorder import EventSpec
 from kshark_py.capture.session import GuestConfig, HostSession
 from kshark_py.loaders.tracedat import open_trace
 
-from .test_capture_interop import env_ok, free_port, our_cli, start, stop, wait_listening  # noqa: F401
+from .test_capture_interop import env_ok, our_agent  # noqa: F401
 from .test_capture_record import ROOT
 
 TRACES = ROOT.parent / "shared" / "traces"
@@ -77,12 +77,9 @@ def test_counts_in_slices_match_the_reader(tmp_path, name):
 
 def _record(tmp: Path, guest_specs: list[str], command: str, *extra: str) -> tuple[Recording, list]:
     """Our host (a Recording, as the panel runs it) with our agent over TCP; progress rows seen while recording."""
-    port = free_port()
-    agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp)
     seen = []
-    try:
-        wait_listening(port, agent)
-        g = GuestConfig(f"g@127.0.0.1:{port}", specs=[EventSpec.parse(e) for e in guest_specs],
+    with our_agent(tmp) as ag:
+        g = GuestConfig(f"g@127.0.0.1:{ag.port}", specs=[EventSpec.parse(e) for e in guest_specs],
                         extra_args=list(extra))
         session = HostSession(tmp / "trace.dat", [EventSpec.parse("sched:sched_switch")], [g],
                               tsync_interval=-1)
@@ -92,9 +89,8 @@ def _record(tmp: Path, guest_specs: list[str], command: str, *extra: str) -> tup
             if rec.state == "recording":
                 seen.append(progress(session, rec.counts))
             rec.join(0.1)
-        agent.wait(timeout=30)
-    finally:
-        log = stop(agent)
+        ag.proc.wait(timeout=30)
+    log = ag.log
     assert rec.error is None, (rec.error, log)
     return rec, seen
 
