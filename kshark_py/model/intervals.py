@@ -149,7 +149,7 @@ def cpu_runs(buffer: Buffer) -> pa.Table:
     return _table(CPU_RUNS, **cols)
 
 
-_BLOCK_ROWS = 1 << 21
+_BLOCK_ROWS = 1 << 20
 
 
 class _CpuCuts:
