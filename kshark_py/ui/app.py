@@ -1,4 +1,11 @@
-"""Starting the desktop app: files, a session, or the bundled demo; optionally a screenshot."""
+"""Starting the desktop app: files, a session, or the bundled demo; optionally a screenshot.
+
+Only this module creates main windows. Windows ask for a new one with
+:attr:`MainWindow.openRequested`; :class:`WindowManager` (a QObject living in the GUI thread) loads
+the files in a worker thread and builds the window when the load is done. Every slot the worker's
+signals reach is a method of a GUI-thread QObject, so Qt queues the call into the GUI thread: a
+lambda or closure slot would run in the worker thread and build widgets there, which crashes Qt.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,13 @@ from PySide6 import QtCore, QtWidgets
 
 from ..loaders.memory import release_free_memory, return_memory_promptly
 from .loader import LoadResult, LoadWorker, load_session
+from .openrequest import OpenRequest
 from .sessionfile import SessionState, load_session_file
 
 if TYPE_CHECKING:
     from .mainwindow import MainWindow
 
 DEMO_SESSION = Path(__file__).resolve().parents[2] / "resources" / "demo" / "demo-session.json"
-
-_windows: list = []
 
 
 def app_instance() -> QtWidgets.QApplication:
@@ -27,10 +33,12 @@ def app_instance() -> QtWidgets.QApplication:
         return_memory_promptly()  # big temporaries go back to the kernel when freed (see there)
         app = QtWidgets.QApplication(sys.argv[:1])
         app.setApplicationName("kshark-py")
+        app.setOrganizationName("kshark-py")
     return app
 
 
 def build_window(res: LoadResult, paths: list[str], user_map=None, state: SessionState | None = None) -> MainWindow:
+    """The main window for a finished load (synchronous: tests, screenshots, the manager)."""
     # imported here, after the load: pyqtgraph and the window's modules (~55 MB) are then not
     # resident while the reader is at its peak
     from .mainwindow import MainWindow
@@ -39,43 +47,134 @@ def build_window(res: LoadResult, paths: list[str], user_map=None, state: Sessio
     if state is not None:
         w.apply_state(state)
     release_free_memory()  # building rows and the list left free heap pages behind
-    _windows.append(w)
     return w
+
+
+class _LoadJob(QtCore.QObject):
+    """One load in a worker thread, with its progress dialog. Lives in the GUI thread: the worker's
+    signals arrive here queued."""
+
+    done = QtCore.Signal(object, object)  # self, MainWindow | None
+
+    def __init__(self, req: OpenRequest, parent: QtCore.QObject) -> None:
+        super().__init__(parent)
+        self.req = req
+        self.dialog = QtWidgets.QProgressDialog("Loading...", "Cancel", 0, 1000)
+        self.dialog.setWindowTitle("kshark-py")
+        self.dialog.setMinimumDuration(200)
+        self.dialog.setAutoClose(False)
+        self.dialog.setAutoReset(False)
+        self._thread = QtCore.QThread(self)
+        self.worker = LoadWorker(req.paths, req.user_map)
+        self.worker.moveToThread(self._thread)
+        self._thread.started.connect(self.worker.run)
+        self.worker.progress.connect(self._progress)
+        self.worker.finished.connect(self._finished)
+        self.worker.failed.connect(self._failed)
+        self.dialog.canceled.connect(self.worker.cancel, QtCore.Qt.ConnectionType.DirectConnection)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @QtCore.Slot(int, int, str)
+    def _progress(self, value: int, total: int, msg: str) -> None:
+        if self.dialog.wasCanceled():
+            return
+        self.dialog.setMaximum(total)
+        self.dialog.setValue(value)
+        self.dialog.setLabelText(msg)
+
+    def _stop_thread(self) -> None:
+        self.dialog.close()
+        self.dialog.deleteLater()
+        self._thread.quit()
+        self._thread.wait()
+        self.worker.deleteLater()
+
+    @QtCore.Slot(object)
+    def _finished(self, res: LoadResult) -> None:
+        self._stop_thread()
+        r = self.req
+        w = build_window(res, r.paths, r.user_map, r.state)
+        self.done.emit(self, w)
+
+    @QtCore.Slot(str)
+    def _failed(self, msg: str) -> None:
+        self._stop_thread()
+        if msg != "cancelled":
+            QtWidgets.QMessageBox.critical(None, "kshark-py", msg)
+        self.done.emit(self, None)
+
+
+class WindowManager(QtCore.QObject):
+    """Owns the main windows and the loads in progress; quits the app when the last window closes
+    and no load is pending (Qt's own rule would quit between closing an old window and showing the
+    new one)."""
+
+    def __init__(self, app: QtWidgets.QApplication) -> None:
+        super().__init__(app)
+        self.app = app
+        app.setQuitOnLastWindowClosed(False)
+        self.windows: list[MainWindow] = []
+        self.jobs: list[_LoadJob] = []
+
+    def open(self, req: OpenRequest) -> None:
+        """Load ``req.paths`` off the GUI thread; show the window when done."""
+        job = _LoadJob(req, self)
+        job.done.connect(self._job_done)
+        self.jobs.append(job)
+        job.start()
+
+    @QtCore.Slot(object, object)
+    def _job_done(self, job: _LoadJob, w: MainWindow | None) -> None:
+        self.jobs.remove(job)
+        job.deleteLater()
+        if w is not None:
+            self.adopt(w)
+            w.show()
+            if job.req.replace is not None:
+                job.req.replace.close()
+        self._maybe_quit()
+
+    def adopt(self, w: MainWindow) -> None:
+        """Track a window: its requests come here, and it is freed when closed."""
+        w.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        w.openRequested.connect(self.open)
+        w.destroyed.connect(self._forget)
+        self.windows.append(w)
+
+    @QtCore.Slot(QtCore.QObject)
+    def _forget(self, obj: QtCore.QObject) -> None:
+        self.windows = [w for w in self.windows if w is not obj]
+        QtCore.QTimer.singleShot(0, self._maybe_quit)
+
+    def _maybe_quit(self) -> None:
+        alive = [w for w in self.windows if _alive(w) and w.isVisible()]
+        if not alive and not self.jobs:
+            self.app.quit()
+
+
+def _alive(obj: QtCore.QObject) -> bool:
+    try:
+        from shiboken6 import isValid
+    except ImportError:  # pragma: no cover
+        return True
+    return isValid(obj)
+
+
+_manager: WindowManager | None = None
+
+
+def window_manager() -> WindowManager:
+    global _manager
+    if _manager is None:
+        _manager = WindowManager(app_instance())
+    return _manager
 
 
 def open_window(paths: list[str], user_map=None, state: SessionState | None = None) -> None:
     """Load in a worker thread with a progress dialog; the window appears when loading is done."""
-    dlg = QtWidgets.QProgressDialog("Loading...", "Cancel", 0, 1000)
-    dlg.setWindowTitle("kshark-py")
-    dlg.setMinimumDuration(200)
-    thread = QtCore.QThread()
-    worker = LoadWorker(paths, user_map)
-    worker.moveToThread(thread)
-    thread.started.connect(worker.run)
-    worker.progress.connect(lambda v, t, m: (dlg.setMaximum(t), dlg.setValue(v), dlg.setLabelText(m)))
-    dlg.canceled.connect(worker.cancel)
-
-    def done(res: LoadResult) -> None:
-        dlg.reset()
-        thread.quit()
-        build_window(res, paths, user_map, state).show()
-
-    def failed(msg: str) -> None:
-        dlg.reset()
-        thread.quit()
-        if msg != "cancelled":
-            QtWidgets.QMessageBox.critical(None, "kshark-py", msg)
-
-    worker.finished.connect(done)
-    worker.failed.connect(failed)
-    thread.finished.connect(worker.deleteLater)
-    _windows.append((thread, worker, dlg))  # keep them alive
-    thread.start()
-
-
-def open_session(path: str) -> None:
-    state = load_session_file(path)
-    open_window(state.files, state.vcpu_map, state)
+    window_manager().open(OpenRequest(list(paths), dict(user_map or {}), state))
 
 
 def screenshot(paths: list[str], out: str, user_map=None, state: SessionState | None = None,
@@ -110,8 +209,8 @@ def run(paths: list[str], session: str | None, user_map: dict | None, shot: str 
         app = app_instance()
         open_window(paths, user_map, state)
         code = app.exec()
-    # Tear-down of PySide6 6.12 + pyqtgraph objects during interpreter finalization can abort the
-    # process ("bool_dealloc" in the GC) after all work is done; leave without it, files flushed.
+    # Tear-down of PySide6 + pyqtgraph objects during interpreter finalization can abort the
+    # process in the GC after all work is done; leave without it, files flushed.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -32,7 +32,10 @@ _LEVEL_MARKS = {"ok": "✔", "info": "ℹ", "warn": "⚠", "error": "✖"}
 
 
 class CaptureDialog(QtWidgets.QDialog):
-    """Record host and guests (trace-cmd record -A) from the viewer; opens the files when done."""
+    """Record host and guests (trace-cmd record -A) from the viewer; when done it announces the files
+    with :attr:`filesRecorded` (the main window asks the app to open them)."""
+
+    filesRecorded = QtCore.Signal(list)  # [host file, guest files...] as str
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, tracefs: Path | None = None,
                  open_result: bool = True) -> None:
@@ -43,7 +46,6 @@ class CaptureDialog(QtWidgets.QDialog):
         self._open_result = open_result
         self.recording: Recording | None = None
         self.result_files: list[Path] = []
-        self._user_map = getattr(parent, "user_map", None)
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._poll)
@@ -365,10 +367,7 @@ class CaptureDialog(QtWidgets.QDialog):
         self.result_files = list(rec.files)
         self.status.setText("Wrote " + ", ".join(str(f) for f in self.result_files))
         if self._open_result and self.result_files:
-            from .app import open_window
-
-            host, *guests = self.result_files
-            open_window([str(host), *map(str, guests)], self._user_map)
+            self.filesRecorded.emit([str(f) for f in self.result_files])
             self.accept()
 
     def reject(self) -> None:

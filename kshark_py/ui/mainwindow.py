@@ -19,12 +19,15 @@ from ..model.viewmodel import RowSources, TimelineModel
 from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .eventlist import EventListView
+from .openrequest import OpenRequest
 from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel
-from .sessionfile import SessionState, save_session
+from .sessionfile import SessionFileError, SessionState, load_session_file, save_session
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    """One session's window."""
+    """One session's window. It never opens windows itself: it asks with :attr:`openRequested`."""
+
+    openRequested = QtCore.Signal(object)  # OpenRequest
 
     def __init__(self, session: Session, vcpu_map: list[VcpuMapping], *, paths: list[str],
                  user_map: dict[str, dict[int, int]] | None = None, parent=None) -> None:
@@ -259,17 +262,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_dialog(self) -> None:
         paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Open trace", "", "trace-cmd files (*.dat)")
         if paths:
-            from .app import open_window
-
-            open_window(paths, self.user_map)
+            self.openRequested.emit(OpenRequest(paths, dict(self.user_map)))
 
     def append_dialog(self) -> None:
         paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Append guest trace", "", "trace-cmd files (*.dat)")
-        if paths:
-            from .app import open_window
-
-            open_window(self.paths + paths, self.user_map)
-            self.close()
+        if paths:  # the new window replaces this one once it is loaded
+            self.openRequested.emit(OpenRequest(self.paths + paths, dict(self.user_map), replace=self))
 
     def session_state(self) -> SessionState:
         t0, t1 = self.timeline.view_range()
@@ -307,10 +305,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def import_session_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Import session", "", "JSON (*.json)")
         if path:
-            from .app import open_session
-
-            open_session(path)
-            self.close()
+            try:
+                state = load_session_file(path)
+            except SessionFileError as e:
+                QtWidgets.QMessageBox.critical(self, "Import session", str(e))
+                return
+            self.openRequested.emit(OpenRequest(list(state.files), dict(state.vcpu_map), state, replace=self))
 
     def screenshot_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save screenshot", "kshark-py.png", "PNG (*.png)")
@@ -320,6 +320,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def record_dialog(self) -> None:
         from .capturepanel import CaptureDialog
 
-        CaptureDialog(self).exec()
+        dlg = CaptureDialog(self)
+        # a new recording brings its own VCPU map (GUEST records, kvm): not this window's
+        dlg.filesRecorded.connect(lambda files: self.openRequested.emit(OpenRequest(list(files))))
+        dlg.exec()
 
 
