@@ -28,6 +28,7 @@ from kshark_py.model.intervals import (
     StreamIntervals,
     cpu_runs,
     in_guest_intervals,
+    is_hlt_exit,
     is_runnable,
     sleeping_mask,
     state_totals,
@@ -323,27 +324,56 @@ def _check_lane(lane: pa.Table, b) -> dict[str, int]:
     return tot
 
 
+def _report_exit_names(name: str, pid: int) -> list[str]:
+    """The exit reason trace-cmd 3.1.6 printed for each ``kvm_exit`` of thread ``pid``, in order."""
+    with gzip.open(TRACES / f"{name}.report.txt.gz", "rt") as f:
+        return [m.group(1) for line in f if f"-{pid} " in line and " kvm_exit: " in line
+                for m in [re.search(r"kvm_exit:\s+reason (\S+)", line)] if m]
+
+
 def test_vcpu_lane_kvm_host_without_sched():
+    """Without scheduling events the kvm view decides: in guest between entry and exit, halted after
+    an exit trace-cmd prints as ``reason HLT`` (the guest idles until the next entry), VM exit
+    (host) after any other exit."""
     b = _buffer(DOC_TEST)
     lane = vcpu_states(b, VCPU_DOC, _runs(DOC_TEST), _guest(DOC_TEST))
     tot = _check_lane(lane, b)
     t0, t1 = _span(b)
-    assert tot["unknown"] == 0 and tot["preempted"] == 0 and tot["halted"] == 0  # first record is its entry
-    assert tot["guest"] + tot["exit"] == t1 - t0
+    assert tot["unknown"] == 0 and tot["preempted"] == 0  # first record is its entry
+    assert tot["guest"] + tot["exit"] + tot["halted"] == t1 - t0
     g = _cols(_guest(DOC_TEST))
     mine = g["pid"] == VCPU_DOC
     assert tot["guest"] == int((g["end"][mine] - g["start"][mine]).sum())
+    # expected from the records' times and trace-cmd's printed reasons: each exit lasts to the next entry
+    recs = [(ts, kind) for ts, pid, _, kind, _ in _kvm_records(b) if pid == VCPU_DOC]
+    names = _report_exit_names(DOC_TEST, VCPU_DOC)
+    assert len(names) == sum(k == "exit" for _, k in recs) == 5356 and names.count("HLT") == 1488
+    gaps = [(recs[i + 1][0] if i + 1 < len(recs) else t1) - ts for i, (ts, k) in enumerate(recs) if k == "exit"]
+    want_halt = sum(gap for gap, n in zip(gaps, names, strict=True) if n == "HLT")
+    want_exit = sum(gap for gap, n in zip(gaps, names, strict=True) if n != "HLT")
+    assert tot["halted"] == want_halt and tot["exit"] == want_exit
+    assert tot["halted"] > 10 * tot["exit"]  # an idle guest: the halts, not the exits, fill the time
     state = lane.column("state").to_pylist()
     reasons = [r for s, r in zip(state, lane.column("reason").to_pylist(), strict=True) if s == "exit"]
     exits = [v for _, pid, _, kind, v in _kvm_records(b) if pid == VCPU_DOC and kind == "exit"]
-    assert reasons == exits  # one exit interval per kvm_exit, with its reason
+    assert reasons == [v for v, n in zip(exits, names, strict=True) if n != "HLT"]  # one interval per non-HLT exit
+    assert set(state) == {"guest", "exit", "halted"}
     # another VCPU thread: unknown until its first kvm_entry, then the kvm view alone
     other = vcpu_states(b, 453724, _runs(DOC_TEST), _guest(DOC_TEST))
     tot2 = _check_lane(other, b)
     pid_all = b.events.column("pid").to_numpy()
     ts_all = b.events.column("ts").to_numpy()
     assert tot2["unknown"] == int(ts_all[pid_all == 453724].min()) - t0
-    assert other.column("state")[other.num_rows - 1].as_py() == "exit"  # its last kvm event is an exit
+    last = _report_exit_names(DOC_TEST, 453724)[-1]
+    assert other.column("state")[other.num_rows - 1].as_py() == ("halted" if last == "HLT" else "exit")
+
+
+def test_hlt_exit_codes_vmx_and_svm():
+    """HLT is 12 in VMX's table and 0x78 (printed EXIT_HLT) in SVM's; no isa field means VMX."""
+    r = np.array([12, 0x78, 12, 0x78, 30, 12])
+    isa = np.array([1, 2, 2, 1, 1, 3])
+    assert is_hlt_exit(r, isa).tolist() == [True, True, False, False, False, False]
+    assert is_hlt_exit(r, None).tolist() == [True, False, True, False, False, True]
 
 
 def _lane_from_runs(runs: pa.Table, pid: int, t0: int, t1: int) -> dict[str, int]:
@@ -431,3 +461,11 @@ def test_lane_combines_sched_and_kvm_views():
         (a2 + 100, b2, "guest", -1),  # open entry: in guest while on CPU
         (b2, t1, "halted", -1),
     ]
+    # the same first exit flagged as HLT: on a host CPU until the next entry, yet halted (it only polls)
+    rows = guest.to_pylist()
+    rows[0]["halt"] = True
+    lane = vcpu_states(b, VCPU_TSYNC, runs, pa.Table.from_pylist(rows, schema=IN_GUEST))
+    _check_lane(lane, b)
+    got2 = list(zip(*(lane.column(n).to_pylist() for n in ("start", "end", "state", "reason")), strict=True))
+    assert got2[3] == (a0 + 2000, a0 + 3000, "halted", -1)
+    assert got2[:3] == got[:3] and got2[4:] == got[4:]

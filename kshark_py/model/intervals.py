@@ -16,7 +16,9 @@ Task runs (:func:`cpu_runs`)
     switch starts a run of ``next_pid`` until the next switch on that CPU".
 
 In-guest intervals (:func:`in_guest_intervals`)
-    ``kvm_entry`` to the next ``kvm_exit`` (or ``kvm_entry``) of the same host thread.
+    ``kvm_entry`` to the next ``kvm_exit`` (or ``kvm_entry``) of the same host thread.  An exit
+    whose reason is HLT (the guest idles) is flagged: the VCPU is halted until its next entry, not
+    busy in the host.
 
 VCPU states (:func:`vcpu_states`)
     One contiguous lane over the whole trace for one host VCPU thread, combining the scheduling
@@ -32,12 +34,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..loaders.plugins import SVM_EXIT_REASONS, VMX_EXIT_REASONS
 from ..loaders.tracedat import Buffer
 from .columns import event_columns
 
 __all__ = [
     "CPU_RUNS", "IN_GUEST", "VCPU_STATES", "STATES", "END_OPEN", "END_MISSING",
-    "cpu_runs", "task_runs", "in_guest_intervals", "vcpu_states", "state_totals",
+    "cpu_runs", "task_runs", "in_guest_intervals", "vcpu_states", "state_totals", "is_hlt_exit",
     "sleeping_mask", "is_runnable", "StreamIntervals",
 ]
 
@@ -49,7 +52,7 @@ END_MISSING = -2
 CPU_RUNS = pa.schema([("cpu", pa.int16()), ("start", pa.int64()), ("end", pa.int64()),
                       ("pid", pa.int32()), ("end_state", pa.int64())])
 IN_GUEST = pa.schema([("pid", pa.int32()), ("vcpu", pa.int32()), ("start", pa.int64()), ("end", pa.int64()),
-                      ("exit_reason", pa.int64()), ("cpu", pa.int16())])
+                      ("exit_reason", pa.int64()), ("cpu", pa.int16()), ("halt", pa.bool_())])
 STATES = ("guest", "exit", "preempted", "halted", "unknown")
 """Every value of ``vcpu_states(...)["state"]``; the dictionary of that column is always this tuple."""
 VCPU_STATES = pa.schema([("start", pa.int64()), ("end", pa.int64()),
@@ -57,6 +60,26 @@ VCPU_STATES = pa.schema([("start", pa.int64()), ("end", pa.int64()),
 
 _GUEST, _EXIT, _PREEMPTED, _HALTED, _UNKNOWN = range(5)
 _STATE_DICT = pa.array(STATES, pa.string())
+
+ISA_VMX, ISA_SVM = 1, 2
+"""``kvm_exit``'s ``isa`` field: which table ``exit_reason`` is from (libtraceevent's kvm plugin
+reads VMX when the field is absent, as on kernels before it existed)."""
+HLT_VMX = next(k for k, v in VMX_EXIT_REASONS.items() if v == "HLT")  # 12: trace-cmd prints "reason HLT"
+HLT_SVM = next(k for k, v in SVM_EXIT_REASONS.items() if v == "EXIT_HLT")  # 0x78: "reason EXIT_HLT"
+
+
+def is_hlt_exit(exit_reason: np.ndarray, isa: np.ndarray | None) -> np.ndarray:
+    """True where a ``kvm_exit`` left guest mode because the guest executed HLT (it idles).
+
+    Compares as trace-cmd's kvm plugin does: the reason as a signed 32-bit number, in the table of
+    the exit's ``isa`` (VMX when there is no ``isa`` field).
+    """
+    r = np.asarray(exit_reason, np.int64).astype(np.int32)
+    if isa is None:
+        return r == HLT_VMX
+    isa = np.asarray(isa, np.int64) & 0xFFFFFFFF
+    return ((isa == ISA_VMX) & (r == HLT_VMX)) | ((isa == ISA_SVM) & (r == HLT_SVM))
+
 
 # prev_state bits meaning "not runnable" when the format cannot be read: TASK_REPORT | TASK_REPORT_IDLE
 # of kernels >= 4.14, whose "R+" (preempted) bit is TASK_REPORT_MAX = 0x100.
@@ -252,26 +275,29 @@ def in_guest_intervals(buffer: Buffer) -> pa.Table:
     Columns: ``pid`` int32 (host thread), ``vcpu`` int32 (the entry's ``vcpu_id``, -1 if the event has
     none), ``start``/``end`` int64, ``exit_reason`` int64 (of the ``kvm_exit`` that closed the interval;
     -1 if another ``kvm_entry`` of that thread came first, which then closes it, or if the trace ends
-    first, in which case ``end`` is that thread's last record), ``cpu`` int16 (host CPU of the entry).
+    first, in which case ``end`` is that thread's last record), ``cpu`` int16 (host CPU of the entry),
+    ``halt`` bool (the closing exit's reason is HLT: see :func:`is_hlt_exit`).
     An exit without a preceding entry is ignored.  Sorted by (pid, start).  Empty without kvm_entry.
     """
     er, ef = event_columns(buffer, "kvm_entry", ["vcpu_id"], system="kvm")
     if len(er) == 0:
         return _empty(IN_GUEST)
-    xr, xf = event_columns(buffer, "kvm_exit", ["exit_reason"], system="kvm")
+    xr, xf = event_columns(buffer, "kvm_exit", ["exit_reason", "isa"], system="kvm")
     t = buffer.events
     ts_all = t.column("ts").to_numpy()
     pid_all = t.column("pid").to_numpy()
 
     rows = np.concatenate([er, xr])
     is_entry = np.r_[np.ones(len(er), bool), np.zeros(len(xr), bool)]
-    reason = np.r_[np.full(len(er), -1, np.int64),
-                   xf["exit_reason"].astype(np.int64) if "exit_reason" in xf else np.full(len(xr), -1, np.int64)]
+    xreason = xf["exit_reason"].astype(np.int64) if "exit_reason" in xf else np.full(len(xr), -1, np.int64)
+    reason = np.r_[np.full(len(er), -1, np.int64), xreason]
+    hlt = np.r_[np.zeros(len(er), bool),
+                is_hlt_exit(xreason, xf.get("isa")) if "exit_reason" in xf else np.zeros(len(xr), bool)]
     vcpu = np.r_[ef["vcpu_id"].astype(np.int64) if "vcpu_id" in ef else np.full(len(er), -1, np.int64),
                  np.full(len(xr), -1, np.int64)]
     p = pid_all[rows]
     o = np.lexsort((rows, p))  # per thread, in report order
-    rows, is_entry, reason, vcpu, p = rows[o], is_entry[o], reason[o], vcpu[o], p[o]
+    rows, is_entry, reason, hlt, vcpu, p = rows[o], is_entry[o], reason[o], hlt[o], vcpu[o], p[o]
 
     ent = np.flatnonzero(is_entry)
     nxt = ent + 1
@@ -281,9 +307,10 @@ def in_guest_intervals(buffer: Buffer) -> pa.Table:
     upids = np.unique(p[ent])
     last_ts = _last_ts_per_pid(buffer, upids)[np.searchsorted(upids, p[ent])]
     end = np.where(has_next, ts_all[rows[nxt_c]], last_ts)
-    why = np.where(has_next & ~is_entry[nxt_c], reason[nxt_c], -1)
+    by_exit = has_next & ~is_entry[nxt_c]
+    why = np.where(by_exit, reason[nxt_c], -1)
     return _table(IN_GUEST, pid=p[ent], vcpu=vcpu[ent], start=ts_all[rows[ent]], end=end,
-                  exit_reason=why, cpu=t.column("cpu").to_numpy()[rows[ent]])
+                  exit_reason=why, cpu=t.column("cpu").to_numpy()[rows[ent]], halt=by_exit & hlt[nxt_c])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -292,7 +319,7 @@ def in_guest_intervals(buffer: Buffer) -> pa.Table:
 # scheduling view codes
 _S_UNKNOWN, _S_ON, _S_PREEMPTED, _S_HALTED = range(4)
 # kvm view codes
-_K_UNKNOWN, _K_GUEST, _K_EXIT = range(3)
+_K_UNKNOWN, _K_GUEST, _K_EXIT, _K_HALT = range(4)
 
 
 def _state_at(x: np.ndarray, times: np.ndarray, codes: np.ndarray, default: int) -> np.ndarray:
@@ -316,7 +343,9 @@ def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: p
       VCPU, e.g. TCG), all of its time on a host CPU.
     * ``exit``: on a host CPU outside guest mode, after a ``kvm_exit`` (handling the VM exit).
     * ``preempted``: switched out still runnable (``prev_state`` R / R+), waiting for a CPU.
-    * ``halted``: switched out sleeping (S, D, I, ...; e.g. HLT -> kvm_vcpu_block).
+    * ``halted``: switched out sleeping (S, D, I, ...; e.g. HLT -> kvm_vcpu_block), or out of guest
+      mode after a HLT exit until the next ``kvm_entry`` (on a host CPU meanwhile it only polls for
+      a wake-up: the guest idles, the host does no work for it).
     * ``unknown``: before the first information about the thread, and after a run that a switch
       missing from the trace ended (see :func:`cpu_runs`) until the next information.
 
@@ -358,8 +387,10 @@ def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: p
     ge = g.column("end").to_numpy().astype(np.int64)
     gr = g.column("exit_reason").to_numpy().astype(np.int64)
     closed = gr >= 0  # ended by a kvm_exit; -1: by the next entry (no gap) or not at all (stays in guest)
+    halt = g.column("halt").to_numpy(zero_copy_only=False).astype(bool) if "halt" in g.column_names \
+        else np.zeros(len(gs), bool)
     k_times = np.concatenate([gs, ge[closed]])
-    k_codes = np.concatenate([np.full(len(gs), _K_GUEST), np.full(int(closed.sum()), _K_EXIT)])
+    k_codes = np.concatenate([np.full(len(gs), _K_GUEST), np.where(halt[closed], _K_HALT, _K_EXIT)])
     k_reason = np.concatenate([np.full(len(gs), -1, np.int64), gr[closed]])
     k_seq = np.concatenate([2 * np.arange(len(gs)), 2 * np.flatnonzero(closed) + 1])
     o = np.lexsort((k_seq, k_times))
@@ -374,8 +405,9 @@ def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: p
     k = _state_at(x, k_times, k_codes, _K_UNKNOWN)
     kr = _state_at(x, k_times, k_reason, -1)
 
-    on_cpu_state = np.where(k == _K_GUEST, _GUEST, _EXIT) if has_kvm else np.full(len(x), _GUEST)
-    kvm_state = np.select([k == _K_GUEST, k == _K_EXIT], [_GUEST, _EXIT], _UNKNOWN)
+    on_cpu_state = np.select([k == _K_GUEST, k == _K_HALT], [_GUEST, _HALTED], _EXIT) if has_kvm \
+        else np.full(len(x), _GUEST)
+    kvm_state = np.select([k == _K_GUEST, k == _K_EXIT, k == _K_HALT], [_GUEST, _EXIT, _HALTED], _UNKNOWN)
     state = np.select([s == _S_ON, s == _S_PREEMPTED, s == _S_HALTED], [on_cpu_state, _PREEMPTED, _HALTED],
                       kvm_state)
     reason = np.where(state == _EXIT, np.where(k == _K_EXIT, kr, -1), -1)
