@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+pytest_plugins = ["tests.livegui"]  # display, live: the app as a process on Xvfb
+
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 
 

@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtWidgets
 from ..loaders.memory import release_free_memory, return_memory_promptly
 from .loader import LoadResult, LoadWorker, load_session
 from .openrequest import OpenRequest
+from .probe import start_probe
 from .sessionfile import SessionState, load_session_file
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ def run(paths: list[str], session: str | None, user_map: dict | None, shot: str 
         code = screenshot(paths, shot, user_map, state)
     else:
         app = app_instance()
+        probe = start_probe(app)  # noqa: F841 (kept alive by its parent; a test reads what it writes)
         open_window(paths, user_map, state)
         code = app.exec()
     # Tear-down of PySide6 + pyqtgraph objects during interpreter finalization can abort the

@@ -1,0 +1,102 @@
+"""A read-back of what the live app shows, for tests that drive the real process with real input.
+
+With ``KSHARK_PY_PROBE=/path/state.json`` in the environment, the app writes a JSON description of
+its visible top-level windows a few times a second (atomically: temp file and rename): each main
+window's title, row labels, time range, visible rows, markers, selected list row and status line,
+and the titles of open dialogs. A test starts ``kshark-py`` as a subprocess on Xvfb, drives it with
+xdotool and asserts on this file, so it checks what the user sees without reaching into private
+methods of a process it cannot import. Without the variable nothing runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+PROBE_ENV = "KSHARK_PY_PROBE"
+INTERVAL_MS = 200
+
+
+def _safe(fn, default=None):
+    try:
+        return fn()
+    except Exception:  # a field a window does not have (yet) must not stop the probe
+        return default
+
+
+def _global_rect(view: QtWidgets.QGraphicsView, scene_rect: QtCore.QRectF) -> list[int]:
+    """A scene rectangle of a graphics view in screen coordinates: where xdotool must point."""
+    tl = view.mapToGlobal(view.mapFromScene(scene_rect.topLeft()))
+    br = view.mapToGlobal(view.mapFromScene(scene_rect.bottomRight()))
+    return [tl.x(), tl.y(), br.x() - tl.x(), br.y() - tl.y()]
+
+
+def window_state(w: Any) -> dict:
+    """What one main window shows."""
+    tl = w.timeline
+    g = w.geometry()
+    out: dict[str, Any] = {
+        "kind": "main",
+        "title": w.windowTitle(),
+        "geometry": [g.x(), g.y(), g.width(), g.height()],
+        "files": list(w.paths),
+        "rows": _safe(lambda: [r.label for r in w.model.rows], []),
+        "range": _safe(lambda: list(tl.view_range())),
+        "full_range": _safe(lambda: list(tl._full)),
+        "y_range": _safe(lambda: list(tl.vb.viewRange()[1])),
+        "plot_rect": _safe(lambda: _global_rect(tl, tl.vb.sceneBoundingRect())),
+        "markers": _safe(lambda: {k: v for k, v in w.markers.times.items()}, {}),
+        "active_marker": _safe(lambda: w.markers.active),
+        "list_rows": _safe(lambda: w.event_list.model.rowCount()),
+        "list_selected": _safe(lambda: w.event_list.current_merged_index()),
+        "status": _safe(lambda: w.status.currentMessage(), ""),
+        "highlight": _safe(lambda: list(tl.highlight.getRegion()) if tl.highlight.isVisible() else None),
+        "docks": _safe(lambda: {d.windowTitle(): d.isVisible()
+                               for d in w.findChildren(QtWidgets.QDockWidget)}, {}),
+    }
+    return out
+
+
+def app_state() -> dict:
+    wins = []
+    for top in QtWidgets.QApplication.topLevelWidgets():
+        if not top.isVisible():
+            continue
+        if hasattr(top, "timeline") and hasattr(top, "model"):
+            wins.append(window_state(top))
+        else:
+            wins.append({"kind": type(top).__name__, "title": top.windowTitle()})
+    return {"pid": os.getpid(), "windows": wins}
+
+
+class Probe(QtCore.QObject):
+    """Writes :func:`app_state` to ``path`` every ``INTERVAL_MS`` when it changed."""
+
+    def __init__(self, path: str, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.path = path
+        self._last = ""
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(INTERVAL_MS)
+        self._timer.timeout.connect(self.write)
+        self._timer.start()
+
+    @QtCore.Slot()
+    def write(self) -> None:
+        text = json.dumps(app_state(), default=str)
+        if text == self._last:
+            return
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.path)
+        self._last = text
+
+
+def start_probe(app: QtWidgets.QApplication) -> Probe | None:
+    """Start the probe if the environment asks for it."""
+    path = os.environ.get(PROBE_ENV)
+    return Probe(path, app) if path else None
