@@ -20,7 +20,7 @@ from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .eventlist import EventListView
 from .openrequest import OpenRequest
-from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel
+from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel, parse_task_choice, task_choices
 from .sessionfile import SessionFileError, SessionState, load_session_file, save_session
 
 
@@ -100,7 +100,9 @@ class MainWindow(QtWidgets.QMainWindow):
             dock.setObjectName(title)
             dock.setWidget(w)
             self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            dock.setVisible(bool(self.session.guests))  # nothing to map or sync on a host-only trace
             docks.append(dock)
+        self.docks = docks
         self.resizeDocks(docks, [360, 360], QtCore.Qt.Orientation.Horizontal)
         self.resizeDocks(docks, [200, 500], QtCore.Qt.Orientation.Vertical)
         self.status = self.statusBar()
@@ -232,17 +234,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.set_marker(name, ts)
 
     def add_task_dialog(self) -> None:
-        items = []
-        for st in self.session.streams:
-            pids = np.unique(st.buffer.events.column("pid").to_numpy())
-            for p in pids.tolist():
-                if p:
-                    items.append(f"{st.index}: {st.name} {self.names(st.index, p)}-{p}")
+        items = task_choices(self.session, self.names)
         item, ok = QtWidgets.QInputDialog.getItem(self, "Add task row", "Task:", items, 0, True)
-        if ok and item:
-            stream = int(item.split(":", 1)[0])
-            pid = int(item.rsplit("-", 1)[1])
-            self.add_task_row(stream, pid)
+        if not ok:
+            return
+        try:
+            stream, pid = parse_task_choice(item, self.session, self.names)
+        except ValueError as e:  # the combo is editable: typed text may name no task
+            QtWidgets.QMessageBox.warning(self, "Add task row", str(e))
+            return
+        self.add_task_row(stream, pid)
 
     def filter_dialog(self, cls) -> None:
         dlg = fd.TaskFilterDialog(self.session, self.filters, self.tasks, self) if cls is None \

@@ -1,6 +1,8 @@
-"""Side panels: the VCPU map, time-sync quality, and the A/B marker bar."""
+"""Side panels: the VCPU map, time-sync quality, the A/B marker bar, and the task chooser's parsing."""
 
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pyqtgraph as pg
@@ -10,6 +12,51 @@ from ..model.session import Session
 from ..model.timesync import sync_samples
 from ..model.vcpus import VcpuMapping
 from ..plots.axes import format_time
+
+UNMAPPED = "unmapped: Edit VCPU map..."
+"""What the Source column says of a VCPU without a host thread: the GUI's way to give one."""
+
+
+def task_choices(session: Session, names) -> list[str]:
+    """``"STREAM: NAME COMM-PID"`` for every task (pid > 0) of every stream: Plots > Add task row."""
+    items = []
+    for st in session.streams:
+        for p in np.unique(st.buffer.events.column("pid").to_numpy()).tolist():
+            if p:
+                items.append(f"{st.index}: {st.name} {names(st.index, p)}-{p}")
+    return items
+
+
+def parse_task_choice(text: str, session: Session, names) -> tuple[int, int]:
+    """(stream, pid) of what the user chose or typed in the task chooser (an editable combo box).
+
+    Accepts a listed item, ``COMM-PID`` or a bare PID (first stream that has it), or a task name
+    that names exactly one task.  Raises ``ValueError`` with a sentence for the user otherwise.
+    """
+    text = text.strip()
+    if not text:
+        raise ValueError("Type or choose a task (name, PID or NAME-PID).")
+    pids = [set(np.unique(st.buffer.events.column("pid").to_numpy()).tolist()) - {0} for st in session.streams]
+    head, sep, rest = text.partition(":")
+    if sep and head.strip().isdigit() and "-" in rest:  # a listed item: "STREAM: NAME COMM-PID"
+        stream, tail = int(head), rest.rsplit("-", 1)[1].strip()
+        if 0 <= stream < len(pids) and tail.isdigit() and int(tail) in pids[stream]:
+            return stream, int(tail)
+    tail = text.rsplit("-", 1)[-1].strip()
+    if tail.isdigit():
+        pid = int(tail)
+        for i, have in enumerate(pids):
+            if pid in have:
+                return i, pid
+        raise ValueError(f"No task with PID {pid} in the loaded trace.")
+    found = [(i, p) for i, have in enumerate(pids) for p in sorted(have) if names(i, p) == text]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        listed = ", ".join(f"{text}-{p}" for _, p in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise ValueError(f"{len(found)} tasks are named {text!r} ({listed}): "
+                         "choose one from the list or type NAME-PID.")
+    raise ValueError(f"No task named {text!r}: choose one from the list, or type a PID or NAME-PID.")
 
 
 class VcpuMapPanel(QtWidgets.QWidget):
@@ -52,13 +99,17 @@ class VcpuMapPanel(QtWidgets.QWidget):
                 pid = m.host_pid if m else None
                 comm = names(host.index, pid) if (m and host is not None) else ""
                 rows.append([g.name, str(v), str(pid) if pid is not None else "?", comm,
-                             m.source if m else "unmapped (give --vcpu-map)", str(int((cpu == v).sum())),
+                             m.source if m else UNMAPPED, str(int((cpu == v).sum())),
                              "host clock" if g.synced else "own clock"])
                 self._keys.append((g.name, v))
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             for j, text in enumerate(r):
-                self.table.setItem(i, j, QtWidgets.QTableWidgetItem(text))
+                item = QtWidgets.QTableWidgetItem(text)
+                if text == UNMAPPED:
+                    item.setToolTip("The host trace does not say which host thread ran this VCPU (a TCP guest "
+                                    "records -1): press Edit VCPU map... below and choose it.")
+                self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
 
     def _clicked(self, row: int, _col: int) -> None:
@@ -132,8 +183,17 @@ class VcpuMapDialog(QtWidgets.QDialog):
         self.accept()
 
 
+SYNC_COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207),
+               (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34)]
+"""One colour per plotted line (guest, VCPU): the tab10 palette, then dashed repeats."""
+
+
 class SyncPanel(QtWidgets.QWidget):
-    """Each guest VCPU's TIME_SHIFT offset samples over (host) time, and the causality count."""
+    """Each guest VCPU's TIME_SHIFT offset samples over (host) time, and the causality count.
+
+    Every (guest, VCPU) line has its own colour (dashed once the palette repeats); the legend is a
+    label under the plot, so it can never cover a line.
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -141,18 +201,23 @@ class SyncPanel(QtWidgets.QWidget):
         self.plot.setLabel("left", "offset - first sample", units="s")
         self.plot.setLabel("bottom", "host time (s)")
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
-        self.plot.addLegend(offset=(5, 5))
+        self.legend = QtWidgets.QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.info = QtWidgets.QLabel()
         self.info.setWordWrap(True)
+        self.lines: list[tuple[str, pg.PlotDataItem]] = []
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.plot, 1)
+        lay.addWidget(self.legend)
         lay.addWidget(self.info)
 
     def set_data(self, session: Session, causality: dict[tuple[str, int], tuple[int, int]]) -> None:
         self.plot.clear()
+        self.lines = []
         lines = []
-        colors = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)]
+        keys = []
         for g in session.guests:
             t = sync_samples(g.trace)
             if t.num_rows == 0:
@@ -164,12 +229,22 @@ class SyncPanel(QtWidgets.QWidget):
                 x = t.column("host_time").to_numpy()[sel] / 1e9
                 off = t.column("offset").to_numpy()[sel]
                 y = (off - off[0]) / 1e9
-                self.plot.plot(x, y, pen=pg.mkPen(colors[int(v) % len(colors)], width=2), symbol="o",
-                               name=f"{g.name} VCPU {v}")
+                k = len(self.lines)
+                rgb = SYNC_COLORS[k % len(SYNC_COLORS)]
+                style = QtCore.Qt.PenStyle.SolidLine if k < len(SYNC_COLORS) else QtCore.Qt.PenStyle.DashLine
+                name = f"{g.name} VCPU {v}"
+                item = self.plot.plot(x, y, pen=pg.mkPen(rgb, width=2, style=style), symbol="o",
+                                      symbolBrush=rgb, symbolPen=rgb, symbolSize=6)
+                self.lines.append((name, item))
+                keys.append(f'<span style="color: rgb{rgb}; font-weight: bold">'
+                            f'{"&#9473;&#9473;" if k < len(SYNC_COLORS) else "&#9476;&#9476;"}</span>'
+                            f"&nbsp;{html.escape(name)}")
                 drift = t.column("drift_ppm").to_numpy()[sel]
                 d = drift[~np.isnan(drift)]
                 lines.append(f"{g.name} VCPU {v}: {int(sel.sum())} samples, offset {off[0] / 1e9:.6f} s, "
                              f"moving {y[-1] * 1e3:+.3f} ms" + (f", drift {d.mean():.1f} ppm" if len(d) else ""))
+        self.legend.setText(" &nbsp; ".join(keys))
+        self.legend.setVisible(bool(keys))
         for (guest, v), (outside, judged) in sorted(causality.items()):
             lines.append(f"{guest} VCPU {v}: {outside} of {judged} guest events at host times when the VCPU "
                          f"thread was not in guest mode")

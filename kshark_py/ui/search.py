@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QWidget,
+)
 
 from ..model.filters import MATCH_MODES, map_values, merged_gather, stream_column, text_matcher
 
@@ -26,6 +35,8 @@ if TYPE_CHECKING:
     from .eventlist import EventListView, EventTableModel
 
 SEARCH_COLUMNS = ("Event", "Task", "Info", "PID", "CPU")
+SEARCH_MIN_WIDTH = 180
+"""The text field never gets narrower than this (the other controls give way first)."""
 INFO_BUDGET_S = 0.015
 """Time an Info search may spend per event-loop turn (then the window gets to repaint and react)."""
 INFO_STEP = 64
@@ -75,21 +86,27 @@ class SearchBar(QWidget):
         self.view = view
         self.column = QComboBox(self)
         self.column.addItems(SEARCH_COLUMNS)
+        self.column.setToolTip("The column to search")
         self.mode = QComboBox(self)
         self.mode.addItems(MATCH_MODES)
         self.text = QLineEdit(self)
         self.text.setPlaceholderText("search text")
         self.text.setClearButtonEnabled(True)
+        self.text.setMinimumWidth(SEARCH_MIN_WIDTH)
         self.prev_button = QPushButton("Prev", self)
         self.next_button = QPushButton("Next", self)
+        for b in (self.prev_button, self.next_button):  # as wide as their text, not the style's 80 px
+            b.setMinimumWidth(b.fontMetrics().horizontalAdvance(b.text()) + 20)
+            b.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+            b.setMaximumWidth(b.minimumWidth())
         self.counter = QLabel("", self)
-        self.counter.setMinimumWidth(110)
+        self.counter.setMinimumWidth(self.counter.fontMetrics().horizontalAdvance("searching… 100%") + 4)
         self.graph_follows = QCheckBox("Graph follows", self)
         self.graph_follows.setChecked(True)
         self.graph_follows.setToolTip("Move the graph's marker to each match")
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 2, 4, 2)
-        lay.addWidget(QLabel("Search: Column", self))
+        lay.addWidget(QLabel("Search:", self))
         lay.addWidget(self.column)
         lay.addWidget(self.mode)
         lay.addWidget(self.text, 1)
