@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .filters import Emitter
 from .session import Session
 
 SUBROWS = 10
@@ -180,6 +181,24 @@ class EventTicks:
         tt = self.times[idx].astype(np.int64)
         return int(tt[np.argmin(np.abs(tt - t))])
 
+    def nth(self, k: int) -> int:
+        """Table position of the ``k``-th matching event (0-based): the running count per block
+        finds the block, one block of the key column finds the row."""
+        blk = int(np.searchsorted(self.cum, k, side="right")) - 1
+        idx = blk * self.BLOCK + np.arange(self.BLOCK)
+        idx = idx[idx < len(self.key)]
+        return int(idx[np.flatnonzero(self._hits(idx))[k - int(self.cum[blk])]])
+
+    def nearest_position(self, t: int) -> int | None:
+        """Table position of the matching event nearest ``t`` in time (ties: the earlier one),
+        however far; None when the row has no events.  Costs two block scans, not a pass."""
+        n = len(self)
+        if n == 0:
+            return None
+        c = int(self.before(self.positions(np.array([t], np.int64)))[0])
+        cand = [self.nth(k) for k in (c - 1, c) if 0 <= k < n]
+        return min(cand, key=lambda i: abs(int(self.times[i]) - t))
+
     def timestamps(self) -> np.ndarray:
         """The matching events' times (a copy: for tests and small rows)."""
         hit = self.key == self.value
@@ -217,67 +236,202 @@ class RenderResult:
     t1: int
     counts: np.ndarray  # int64 (nrows, npix) events per pixel column per row
     dominant: np.ndarray  # int64 (nrows, npix) key drawn in each column (-1: nothing)
+    first: int = 0
+    """Index in :attr:`TimelineModel.rows` of the first rendered row (image row 0)."""
 
 
 class TimelineModel:
-    """The rows of a session's timeline and how to render them (no Qt)."""
+    """The rows of a session's timeline and how to render them (no Qt).
+
+    Which rows show is state a session file saves, in KernelShark's terms: per stream, the CPUs
+    whose rows show (a guest's CPU row is its "VCPUn (guest CPU)" row); per mapped guest VCPU, its
+    pair rows (the host thread and its state lane, KernelShark's "combo"); and the task rows, in
+    the order they were added.  :attr:`rows` is derived from that state, top to bottom: host CPUs,
+    then each guest VCPU (pair rows, then guest CPU), then instances' CPUs, then tasks.  Every
+    change rebuilds :attr:`rows` and emits :attr:`rows_changed`; views re-read the rows from it.
+    Built rows are cached, so showing a row again costs nothing.
+    """
 
     def __init__(self, session: Session, sources: RowSources) -> None:
         self.session = session
         self.src = sources
         self.rows: list[Row] = []
+        """What is drawn, top to bottom (read-only: change it through the methods below)."""
         self.highlight_pid: tuple[int, int] | None = None
         """(stream, pid) whose runs are emphasized on CPU rows (others dimmed)."""
+        self.rows_changed = Emitter()
+        """Emitted (no arguments) after :attr:`rows` changed."""
+        self._vcpu_map: list = []
+        self._hidden_cpus: dict[int, set[int]] = {}
+        self._hidden_pairs: set[tuple[str, int]] = set()
+        self._tasks: list[tuple[int, int]] = []
+        self._cache: dict[tuple, Row] = {}
 
-    # -- rows -------------------------------------------------------------------------------
+    # -- which rows show ------------------------------------------------------------------------
     def default_rows(self, vcpu_map: list | None = None) -> None:
-        """Host CPUs; then for each guest VCPU: host thread, state lane, guest CPU; then other streams."""
-        self.rows = []
-        ss = self.session
-        host = ss.host_stream
-        if host is not None:
-            for c in range(host.cpu_count):
-                self.rows.append(self.src.cpu_row(host.index, c))
-        mapped: dict[tuple[str, int], int] = {(m.guest, m.vcpu): m.host_pid for m in (vcpu_map or [])}
-        for st in ss.streams:
-            if st.role == "guest" and st.buffer.name == "":
-                for v in range(st.cpu_count):
-                    pid = mapped.get((st.name, v))
-                    if pid is not None and host is not None:
-                        self.rows.append(self.src.vcpu_host_row(host.index, pid, st.name, v))
-                        self.rows.append(self.src.vcpu_state_row(host.index, pid, st.name, v))
-                    self.rows.append(self.src.cpu_row(st.index, v, vcpu_of=st.name))
-        for st in ss.streams:
-            if st.buffer.name != "":
-                for c in range(st.cpu_count):
-                    self.rows.append(self.src.cpu_row(st.index, c))
+        """Every CPU of every stream and every mapped VCPU pair; no task rows."""
+        self._vcpu_map = list(vcpu_map or [])
+        self._hidden_cpus, self._hidden_pairs, self._tasks = {}, set(), []
+        self._rebuild()
+
+    def set_vcpu_map(self, vcpu_map: list) -> None:
+        """A new VCPU map (new pair rows); the CPU, pair and task choices are kept."""
+        self._vcpu_map = list(vcpu_map)
+        self._rebuild()
+
+    def cpu_streams(self) -> list[tuple[int, int]]:
+        """(stream index, CPU count) of every stream that has CPU rows, in row order."""
+        return [(st.index, st.cpu_count) for st in self._cpu_stream_order()]
+
+    def visible_cpus(self, stream: int) -> list[int]:
+        """The CPUs of ``stream`` whose rows show."""
+        hidden = self._hidden_cpus.get(stream, set())
+        return [c for c in range(self.session.streams[stream].cpu_count) if c not in hidden]
+
+    def set_visible_cpus(self, stream: int, cpus) -> None:
+        """Show exactly these CPU rows of ``stream`` (KernelShark's Plots > CPUs)."""
+        n = self.session.streams[stream].cpu_count
+        shown = {int(c) for c in cpus}
+        self._hidden_cpus[stream] = {c for c in range(n) if c not in shown}
+        self._rebuild()
+
+    def pairs(self) -> list[tuple[str, int]]:
+        """Every mapped (guest, vcpu) that has pair rows (host thread + state lane)."""
+        return [(m.guest, m.vcpu) for m in self._mapped()]
+
+    def visible_pairs(self) -> list[tuple[str, int]]:
+        return [p for p in self.pairs() if p not in self._hidden_pairs]
+
+    def set_visible_pairs(self, pairs) -> None:
+        """Show exactly these VCPU pairs' host thread and state rows."""
+        shown = {(str(g), int(v)) for g, v in pairs}
+        self._hidden_pairs = {p for p in self.pairs() if p not in shown}
+        self._rebuild()
+
+    def visible_tasks(self) -> list[tuple[int, int]]:
+        """(stream, pid) of the task rows, in row order."""
+        return list(self._tasks)
+
+    def set_visible_tasks(self, tasks) -> None:
+        """Show exactly these task rows, in this order (KernelShark's Plots > Tasks)."""
+        out: list[tuple[int, int]] = []
+        for s, p in tasks:
+            if (int(s), int(p)) not in out:
+                out.append((int(s), int(p)))
+        self._tasks = out
+        self._rebuild()
 
     def add_task_row(self, stream: int, pid: int) -> Row:
-        row = self.src.task_row(stream, pid)
-        self.rows.append(row)
-        return row
+        """Show the task row of (stream, pid) (at the end; where it is if already shown)."""
+        key = (int(stream), int(pid))
+        if key not in self._tasks:
+            self._tasks.append(key)
+            self._rebuild()
+        return self._cache[("task", *key)]
 
     def remove_row(self, index: int) -> None:
-        del self.rows[index]
+        """Hide row ``index``: its CPU, its VCPU pair (both pair rows) or its task."""
+        r = self.rows[index]
+        if r.kind in ("cpu", "vcpu_guest"):
+            self._hidden_cpus.setdefault(r.stream, set()).add(int(r.cpu))
+        elif r.kind in ("vcpu_host", "vcpu_state"):
+            self._hidden_pairs.add((r.guest, int(r.vcpu)))
+        else:
+            self._tasks.remove((r.stream, int(r.pid)))
+        self._rebuild()
 
     def refresh_events(self) -> None:
-        """Re-read event ticks after a filter change."""
+        """Re-read event ticks after a filter change (hidden rows are rebuilt when shown again)."""
         for r in self.rows:
             self.src.fill_events(r)
+        self._cache = {_row_key(r): r for r in self.rows}
+
+    def _mapped(self) -> list:
+        ss = self.session
+        if ss.host_stream is None:
+            return []
+        guests = {st.name: st.cpu_count for st in ss.streams if st.role == "guest" and st.buffer.name == ""}
+        return [m for m in self._vcpu_map if 0 <= m.vcpu < guests.get(m.guest, 0)]
+
+    def _cpu_stream_order(self) -> list:
+        ss = self.session
+        out = [ss.host_stream] if ss.host_stream is not None else []
+        out += [st for st in ss.streams if st.role == "guest" and st.buffer.name == ""]
+        out += [st for st in ss.streams if st.buffer.name != ""]
+        return out
+
+    def _row(self, key: tuple, make: Callable[[], Row]) -> Row:
+        row = self._cache.get(key)
+        if row is None:
+            row = self._cache[key] = make()
+        return row
+
+    def _rebuild(self) -> None:
+        src, rows = self.src, []
+        host = self.session.host_stream
+        mapped = {(m.guest, m.vcpu): m.host_pid for m in self._mapped()}
+        for st in self._cpu_stream_order():
+            hidden = self._hidden_cpus.get(st.index, set())
+            guest = st.role == "guest" and st.buffer.name == ""
+            for c in range(st.cpu_count):
+                if guest:
+                    pid = mapped.get((st.name, c))
+                    if pid is not None and (st.name, c) not in self._hidden_pairs:
+                        rows.append(self._row(("vcpu_host", host.index, pid, st.name, c),
+                                              lambda p=pid, g=st.name, v=c: src.vcpu_host_row(host.index, p, g, v)))
+                        rows.append(self._row(("vcpu_state", host.index, pid, st.name, c),
+                                              lambda p=pid, g=st.name, v=c: src.vcpu_state_row(host.index, p, g, v)))
+                if c not in hidden:
+                    rows.append(self._row(("vcpu_guest" if guest else "cpu", st.index, c),
+                                          lambda s=st.index, c=c, g=guest, n=st.name:
+                                          src.cpu_row(s, c, vcpu_of=n if g else None)))
+        for s, p in self._tasks:
+            rows.append(self._row(("task", s, p), lambda s=s, p=p: src.task_row(s, p)))
+        self.rows = rows
+        self.rows_changed.emit()
+
+    # -- picking ---------------------------------------------------------------------------------
+    def nearest_event(self, index: int, ts: int) -> tuple[int, int, int] | None:
+        """(stream, table position, time) of the event of row ``index`` nearest ``ts``: a CPU
+        row's CPU, a task row's task, a VCPU state lane's host thread.  None if it has none."""
+        r = self.rows[index]
+        ticks = r.events
+        if ticks is None and r.pid is not None:  # the state lane: its thread's events
+            t = self.session.streams[r.stream].buffer.events
+            ticks = EventTicks(self.src.times(r.stream), t.column("pid").to_numpy(), r.pid,
+                               self.src.mask(r.stream))
+        if ticks is None:
+            return None
+        pos = ticks.nearest_position(int(ts))
+        if pos is None:
+            return None
+        t = self.session.streams[r.stream].buffer.events.column("ts")
+        return r.stream, pos, int(t[pos].as_py())
+
+    def merged_index(self, stream: int, position: int) -> int:
+        """Where table row ``position`` of ``stream`` sits in the session's merged order."""
+        m = self.session.merged()
+        if m.identity:
+            return int(position)
+        hit = np.flatnonzero((m.row == position) & (m.stream == stream))
+        return int(hit[0]) if len(hit) else -1
 
     # -- rendering --------------------------------------------------------------------------
-    def render(self, t0: int, t1: int, npix: int) -> RenderResult:
-        """Every row between ``t0`` and ``t1`` (ns) at ``npix`` columns."""
+    def render(self, t0: int, t1: int, npix: int, first: int = 0, count: int | None = None) -> RenderResult:
+        """Rows ``first`` .. ``first + count`` (default: all) between ``t0`` and ``t1`` (ns) at
+        ``npix`` columns: a view renders only the rows on screen."""
         npix = max(1, int(npix))
         t1 = max(t1, t0 + npix)
-        nrows = len(self.rows)
+        first = max(0, min(int(first), len(self.rows)))
+        shown = self.rows[first:] if count is None else self.rows[first:first + max(0, int(count))]
+        nrows = len(shown)
         img = np.zeros((nrows * SUBROWS, npix, 4), np.uint8)
         counts = np.zeros((nrows, npix), np.int64)
         dominant = np.full((nrows, npix), -1, np.int64)
         edges = t0 + (np.arange(npix + 1, dtype=np.float64) * ((t1 - t0) / npix)).astype(np.int64)
         probes = (edges[:-1, None] + ((np.arange(SAMPLES) + 0.5) / SAMPLES * (t1 - t0) / npix)).astype(np.int64)
         positions: dict[int, np.ndarray] = {}  # table positions of the edges, once per stream
-        for k, row in enumerate(self.rows):
+        for k, row in enumerate(shown):
             base = k * SUBROWS
             body = img[base + BODY_ROWS.start: base + BODY_ROWS.stop]
             if row.intervals is not None:
@@ -301,7 +455,7 @@ class TimelineModel:
                     # a lost-events mark: a red bar through the whole row, at least 2 px wide
                     cols = np.unique(np.clip(np.concatenate([cols, cols + 1]), 0, npix - 1))
                     img[base: base + BODY_ROWS.stop, cols] = (220, 20, 60, 255)
-        return RenderResult(img, t0, t1, counts, dominant)
+        return RenderResult(img, t0, t1, counts, dominant, first)
 
     def _body(self, row: Row, edges: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         iv = row.intervals
@@ -338,6 +492,15 @@ class TimelineModel:
             rgba[sel, :3] = (rgba[sel, :3] * 0.35 + np.array(STATE_COLORS["guest"]) * 0.65).astype(np.uint8)
             rgba[sel, 3] = np.maximum(rgba[sel, 3], (120 + 135 * frac[sel]).astype(np.uint8))
         return rgba, dom
+
+
+def _row_key(r: Row) -> tuple:
+    """The cache key :meth:`TimelineModel._rebuild` gives a row."""
+    if r.kind in ("vcpu_host", "vcpu_state"):
+        return (r.kind, r.stream, r.pid, r.guest, r.vcpu)
+    if r.kind == "task":
+        return ("task", r.stream, r.pid)
+    return (r.kind, r.stream, r.cpu)
 
 
 def _mode(keys: np.ndarray, ignore: int) -> np.ndarray:

@@ -26,13 +26,33 @@ def format_time(ts_ns: int, decimals: int = 6) -> str:
     return f"{s}.{ns // 10 ** (9 - decimals):0{decimals}d}"
 
 
+def window_text(t0: int, t1: int) -> str:
+    """``start 4647.356419 s ... end 4647.949700 s (window 593.281 ms)``: what the time axis says
+    below its ticks."""
+    span = max(t1 - t0, 0)
+    dec = 9 if span < 10_000 else 6
+    mult, unit, d = time_unit(max(span, 1) / 1e9)
+    return (f"start {format_time(t0, dec)} s \u2003\u2026\u2003 end {format_time(t1, dec)} s"
+            f" \u2003(window {span / 1e9 * mult:.{d}f} {unit})")
+
+
 class TimeAxis(pg.AxisItem):
     """Bottom axis: ticks are absolute seconds; the labels show the time since the window start in
-    units that fit the zoom (s, ms, µs, ns), and the left end shows the absolute start."""
+    units that fit the zoom (s, ms, µs, ns); the label below them gives the window's absolute start
+    and end (:func:`window_text`), so an offset always has something to count from."""
 
     def __init__(self, **kw) -> None:
         super().__init__("bottom", **kw)
+        self.window = (0, 0)
         self.setLabel("")
+
+    def set_window(self, t0: int, t1: int) -> None:
+        """Show the window's absolute start and end under the ticks, in trace-cmd's seconds (µs
+        decimals, ns when the window is under 10 µs): the ticks only give offsets from the start."""
+        if (t0, t1) == self.window:
+            return
+        self.window = (t0, t1)
+        self.setLabel(window_text(t0, t1))
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph API)
         if not values:

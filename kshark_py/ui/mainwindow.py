@@ -78,7 +78,11 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addWidget(self._toolbar())
-        lay.addWidget(self.timeline, 1)
+        plot_row = QtWidgets.QHBoxLayout()  # the timeline and its vertical scroll bar
+        plot_row.setSpacing(0)
+        plot_row.addWidget(self.timeline, 1)
+        plot_row.addWidget(self.timeline.vscroll)
+        lay.addLayout(plot_row, 1)
         if any(r.kind == "vcpu_state" for r in self.model.rows):
             lay.addWidget(StateLegend())
         lay.addWidget(self.markers)
@@ -125,6 +129,7 @@ class MainWindow(QtWidgets.QMainWindow):
         rb = tb.addAction("Zoom to selection")
         rb.setCheckable(True)
         rb.toggled.connect(lambda on: setattr(self.timeline, "rubber_band", on))
+        self.timeline.rubberBandDone.connect(lambda: rb.setChecked(False))  # one zoom per click, as KernelShark
         self.act_rubber = rb
         tb.addSeparator()
         tb.addAction("Add task row...", self.add_task_dialog)
@@ -146,6 +151,8 @@ class MainWindow(QtWidgets.QMainWindow):
         f.addAction("Save &screenshot...", self.screenshot_dialog)
         f.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
         p = m.addMenu("&Plots")
+        p.addAction("&CPUs...", self.cpu_plots_dialog)
+        p.addAction("&Tasks...", self.task_plots_dialog)
         p.addAction("Add &task row...", self.add_task_dialog)
         p.addAction("&Zoom to fit", self.timeline_fit, "Home")
         flt = m.addMenu("Fi&lter")
@@ -174,11 +181,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Apply a user VCPU map: rebuild the mapping (record and kvm_entry still win) and the rows."""
         self.user_map = {g: dict(m) for g, m in user_map.items()}
         self.vcpu_map = build_vcpu_map(self.session, self.user_map)
-        tasks = [(r.stream, r.pid) for r in self.model.rows if r.kind == "task"]
-        self.model.default_rows(self.vcpu_map)
-        for stream, pid in tasks:
-            self.model.add_task_row(stream, pid)
-        self.timeline.rows_changed()
+        self.model.set_vcpu_map(self.vcpu_map)  # the shown CPUs and tasks stay
         self._fill_panels()
 
     def edit_vcpu_map(self) -> None:
@@ -191,11 +194,16 @@ class MainWindow(QtWidgets.QMainWindow):
         return [i for i, r in enumerate(self.model.rows) if r.guest == guest and r.vcpu == vcpu]
 
     def scroll_to_pair(self, guest: str, vcpu: int) -> None:
+        """A VCPU map line: scroll the pair's rows into view (row heights stay) and highlight it."""
+        self.timeline.ensure_rows_visible(self._row_of_pair(guest, vcpu))
+        self.highlight_pair(guest, vcpu)
+
+    def highlight_pair(self, guest: str, vcpu: int) -> None:
+        """Highlight a VCPU pair's rows and its host thread's runs; the rows do not move."""
         rows = self._row_of_pair(guest, vcpu)
         if not rows:
             return
         host_row = next((self.model.rows[i] for i in rows if self.model.rows[i].kind == "vcpu_host"), None)
-        self.timeline.vb.setYRange(max(0, min(rows) - 2), max(rows) + 3, padding=0)
         self._highlight(rows, host_row.stream if host_row else None, host_row.pid if host_row else None)
 
     def _highlight(self, rows: list[int], stream: int | None, pid: int | None) -> None:
@@ -211,20 +219,30 @@ class MainWindow(QtWidgets.QMainWindow):
         thread highlights that thread's VCPU pair (the reverse direction)."""
         r = self.model.rows[row]
         if r.guest is not None:
-            self.scroll_to_pair(r.guest, r.vcpu)
+            self.highlight_pair(r.guest, r.vcpu)
             return
         if r.kind == "cpu" and r.intervals is not None:
             pid = int(r.intervals.at(np.array([ts]))[0])
             pair = next((m for m in self.vcpu_map if m.host_pid == pid), None)
             if pair is not None and self.session.streams[r.stream].role == "host":
-                self.scroll_to_pair(pair.guest, pair.vcpu)
+                self.highlight_pair(pair.guest, pair.vcpu)
                 return
         self.clear_highlight()
         self.set_marker(self.markers.active, ts)
 
     def _on_double_click(self, row: int, ts: int) -> None:
-        self.set_marker(self.markers.active, ts)
-        self.event_list.select_time(ts)
+        """Select the clicked row's event nearest the click (its CPU's, task's...): the marker
+        goes to that event's time and the list selects it."""
+        hit = self.model.nearest_event(row, ts)
+        if hit is None:
+            return
+        stream, pos, ets = hit
+        self.set_marker(self.markers.active, ets)
+        m = self.model.merged_index(stream, pos)
+        if m >= 0:  # hidden from the list by a filter: the nearest listed event in time
+            self.event_list.select_merged_index(m)
+        else:
+            self.event_list.select_time(ets)
 
     def _on_list_selected(self, merged_index: int, ts: int) -> None:
         self.set_marker(self.markers.active, ts)
@@ -252,7 +270,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def add_task_row(self, stream: int, pid: int) -> None:
         self.model.add_task_row(stream, pid)
-        self.timeline.rows_changed()
+
+    def cpu_plots_dialog(self) -> None:
+        from .plotdialogs import CpuPlotsDialog
+
+        CpuPlotsDialog(self.model, self).exec()
+
+    def task_plots_dialog(self) -> None:
+        from .plotdialogs import TaskPlotsDialog
+
+        TaskPlotsDialog(self.model, self.names, self).exec()
 
     def filters_changed(self) -> None:
         """Filters changed: ticks and the list follow."""
@@ -287,7 +314,6 @@ class MainWindow(QtWidgets.QMainWindow):
             if not any(r.kind == "task" and r.stream == t["stream"] and r.pid == t["pid"] for r in self.model.rows):
                 if 0 <= t["stream"] < len(self.session.streams):
                     self.model.add_task_row(t["stream"], t["pid"])
-        self.timeline.rows_changed()
         if state.filters:
             for w in self.filters.from_dict(self.session, state.filters):
                 self.status.showMessage(w, 8000)
