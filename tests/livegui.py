@@ -251,3 +251,16 @@ def live(display: Display, tmp_path: Path) -> Iterator[Callable[..., LiveApp]]:
     for a in apps:
         if a.alive():
             a.stop()
+
+
+@pytest.fixture(scope="session")
+def big_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real multi-million-event recording (a second of every event under load), so a load takes
+    long enough to see its progress dialog; recorded once per test run with trace-cmd (root)."""
+    tool = ROOT.parent / "shared" / "tools" / "record-bench-trace.sh"
+    out = tmp_path_factory.mktemp("big") / "big.dat"
+    r = subprocess.run(["sh", str(tool), str(out), "1"], capture_output=True, text=True, timeout=300,
+                       cwd=str(out.parent))
+    if r.returncode != 0 or not out.exists():
+        pytest.fail(f"recording the big trace failed ({r.returncode}): {r.stderr[-1000:]}")
+    return out

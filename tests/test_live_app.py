@@ -177,3 +177,19 @@ def test_bad_file_shows_an_error_and_keeps_running(live, tmp_path):
     app.key("Return", title_re="^kshark-py$")
     app.wait_for("error box closed", lambda st: not any(w["kind"] == "QMessageBox" for w in st["windows"]))
     assert app.quit() == 0
+
+
+def test_load_progress_and_cancel(live, big_trace):
+    """File > Open of a big recording shows the load's progress; Cancel stops it and the app goes on."""
+    app = live()
+    first = app.wait_main()
+    app.key("ctrl+o")
+    _file_dialog(app, "Open trace", str(big_trace))
+    app.wait_for("the progress dialog", lambda st: any(w["kind"] == "QProgressDialog" for w in st["windows"]))
+    app.key("Escape", title_re="^kshark-py$")
+    app.wait_for("the load cancelled", lambda st: not any(w["kind"] == "QProgressDialog" for w in st["windows"]))
+    time_left = app.wait_settled(quiet=2.0)
+    mains = [w for w in time_left["windows"] if w["kind"] == "main"]
+    assert [w["title"] for w in mains] == [first["title"]], "a cancelled load opens no window"
+    assert app.alive()
+    assert app.quit() == 0
