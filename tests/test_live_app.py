@@ -193,3 +193,20 @@ def test_load_progress_and_cancel(live, big_trace):
     assert [w["title"] for w in mains] == [first["title"]], "a cancelled load opens no window"
     assert app.alive()
     assert app.quit() == 0
+
+
+def test_closed_windows_are_freed_and_quit_ends_all(live, traces):
+    """Close window (Ctrl+W) frees the window and its session; Ctrl+Q quits the app from any window."""
+    app = live()
+    first = app.wait_main()
+    for name in ("host-sched-v7.dat", "host-small-v7.dat"):
+        app.key("ctrl+o", title_re=f"^{first['title']}$")
+        _file_dialog(app, "Open trace", str(traces / name))
+        app.wait_for(f"window of {name}", lambda st, n=name: any(w["title"] == f"kshark-py - {n}"
+                                                                 for w in st["windows"] if w["kind"] == "main"))
+    app.wait_for("three windows in memory", lambda st: st["windows_in_memory"] == 3)
+    app.key("ctrl+w", title_re="^kshark-py - host-sched-v7.dat$")
+    app.wait_for("the closed window freed", lambda st: st["windows_in_memory"] == 2
+                 and len([w for w in st["windows"] if w["kind"] == "main"]) == 2)
+    assert app.alive()
+    assert app.quit() == 0  # one Ctrl+Q closes both remaining windows

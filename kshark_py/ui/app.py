@@ -9,8 +9,11 @@ lambda or closure slot would run in the worker thread and build widgets there, w
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import traceback
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +41,17 @@ def app_instance() -> QtWidgets.QApplication:
     return app
 
 
+_built: weakref.WeakSet = weakref.WeakSet()
+"""Every main window built and not yet garbage: a closed window must leave it (its session's tables
+are the app's memory)."""
+
+
+def windows_in_memory() -> int:
+    """Main windows whose Python objects are still alive after a garbage collection."""
+    gc.collect()
+    return len(_built)
+
+
 def build_window(res: LoadResult, paths: list[str], user_map=None, state: SessionState | None = None) -> MainWindow:
     """The main window for a finished load (synchronous: tests, screenshots, the manager)."""
     # imported here, after the load: pyqtgraph and the window's modules (~55 MB) are then not
@@ -45,6 +59,7 @@ def build_window(res: LoadResult, paths: list[str], user_map=None, state: Sessio
     from .mainwindow import MainWindow
 
     w = MainWindow(res.session, res.vcpu_map, paths=paths, user_map=user_map)
+    _built.add(w)
     if state is not None:
         w.apply_state(state)
     release_free_memory()  # building rows and the list left free heap pages behind
@@ -96,7 +111,12 @@ class _LoadJob(QtCore.QObject):
     def _finished(self, res: LoadResult) -> None:
         self._stop_thread()
         r = self.req
-        w = build_window(res, r.paths, r.user_map, r.state)
+        try:
+            w = build_window(res, r.paths, r.user_map, r.state)
+        except Exception as e:  # a bug must not leave the app running without a window
+            traceback.print_exc()
+            QtWidgets.QMessageBox.critical(None, "kshark-py", f"could not open {', '.join(r.paths)}: {e}")
+            w = None
         self.done.emit(self, w)
 
     @QtCore.Slot(str)

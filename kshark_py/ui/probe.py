@@ -69,7 +69,9 @@ def app_state() -> dict:
             wins.append(window_state(top))
         else:
             wins.append({"kind": type(top).__name__, "title": top.windowTitle()})
-    return {"pid": os.getpid(), "windows": wins}
+    from .app import windows_in_memory  # here: app imports this module
+
+    return {"pid": os.getpid(), "windows": wins, "windows_in_memory": windows_in_memory()}
 
 
 class Probe(QtCore.QObject):
