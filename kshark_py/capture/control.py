@@ -15,7 +15,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,14 +66,15 @@ def available_events(tracefs: Path | None = None) -> dict[str, list[str]]:
     return dict(sorted(out.items()))
 
 
-def probe_agent(spec: str, timeout: float = 1.0) -> str | None:
+def probe_agent(spec: str, timeout: float = 1.0, transport: str | None = None) -> str | None:
     """None if something accepts connections at the guest's address, else why not.
 
+    ``transport`` ("vsock", "tcp" or None) as for :func:`~kshark_py.capture.session.parse_guest_spec`.
     Over TCP on this machine the listening table is read instead of connecting, because a connection
     would count as a host session for an agent started with ``--once``.
     """
     try:
-        _name, addr = parse_guest_spec(spec)
+        _name, addr = parse_guest_spec(spec, transport)
     except ValueError as e:
         return str(e)
     if addr.family == "tcp" and str(addr.host) in ("127.0.0.1", "localhost"):
@@ -105,8 +106,12 @@ def tcp_listening(port: int) -> bool:
 
 def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, clock: str | None = None,
               tsync_interval: int = 0, output_dir: str | os.PathLike | None = None,
-              tracefs: Path | None = None) -> list[Check]:
-    """What will happen and what is wrong, before anything is started."""
+              tracefs: Path | None = None, probe: Callable[[GuestConfig], str | None] | None = None) -> list[Check]:
+    """What will happen and what is wrong, before anything is started.
+
+    ``probe`` checks that a guest's agent answers (default :func:`probe_agent` on its address); a front end
+    that re-checks on every change passes one that caches, so typing never waits for a connect timeout.
+    """
     out: list[Check] = []
     if os.geteuid() != 0:
         out.append(Check("error", "Recording needs root: run kshark-py as root (tracefs instances and events "
@@ -142,11 +147,13 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
         elif not os.access(d, os.W_OK):
             out.append(Check("error", f"Output folder {d} is not writable."))
     for g in guests:
+        name = g.display_name()
         try:
-            name = g.name or parse_guest_spec(g.spec)[0] or g.spec
-        except ValueError:
-            name = g.name or g.spec
-        why = probe_agent(g.spec)
+            addr = g.address()[1]
+        except ValueError as e:
+            out.append(Check("error", f"Guest {name}: bad address: {e}."))
+            continue
+        why = probe(g) if probe is not None else probe_agent(g.spec, transport=g.transport)
         if why:
             out.append(Check("error", f"Guest {name}: agent not reachable ({why})."))
         else:
@@ -166,7 +173,7 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
                                      "clock."))
         else:
             every = "at start and stop" if tsync_interval == 0 else f"every {tsync_interval} ms, at start and stop"
-            if g.guest_pid is None and parse_guest_spec(g.spec)[1].family == "vsock":
+            if g.guest_pid is None and addr.family == "vsock":
                 out.append(Check("info", f"Guest {name}: time sync {every}: kvm (the guest's TSC offsets) if its "
                                          "CID's process is found and the clock is x86-tsc, else ptp."))
             else:
@@ -177,6 +184,23 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
                     "kvm, from the guest's TSC offsets in debugfs (if the agent supports it; else ptp)."
                     if why_not_kvm is None else f"ptp over the agent connection (not kvm: {why_not_kvm}).")))
     return out
+
+
+def new_recording_dir(parent: str | os.PathLike, now: float | None = None) -> Path:
+    """Create ``PARENT/kshark-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... if taken) for one recording's files.
+
+    Why a folder per recording: readers pair ``trace.dat`` with every ``trace-NAME.dat`` beside it, so a new
+    recording in the same folder would be read together with guest files left by an older one.
+    """
+    base = Path(parent) / time.strftime("kshark-%Y%m%d-%H%M%S", time.localtime(now))
+    for k in range(1, 1000):
+        d = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        return d
+    raise FileExistsError(f"{base}: no free name")
 
 
 # --- live progress --------------------------------------------------------------------------------------
@@ -232,6 +256,11 @@ def progress(session: HostSession, counts: GuestCounts | None = None) -> Progres
     return p
 
 
+def _guest_text(name: str, text: str) -> str:
+    """``guest NAME: text``, once (channel errors already start with it)."""
+    return text if text.startswith(f"guest {name}:") else f"guest {name}: {text}"
+
+
 # --- a recording in a background thread -------------------------------------------------------------------
 COUNT_INTERVAL = 0.25
 """Seconds between two counts of the guests' new pages while recording."""
@@ -240,7 +269,8 @@ COUNT_INTERVAL = 0.25
 class Recording(threading.Thread):
     """start -> (command | duration | stop()) -> stop -> write, off the caller's thread.
 
-    ``files`` holds the written paths when done; ``error`` the reason it failed.  Always cleans up
+    ``files`` holds the written paths when done; ``error`` the reason it failed; ``warnings`` what went wrong
+    with guests while the rest was recorded (a guest dropped at start, one that stopped answering).  Always cleans up
     (tracefs instance, temp files), whatever happens.  ``counts`` holds the guests' live event counts:
     this thread counts the new guest pages every :data:`COUNT_INTERVAL` s (so a front end that shows them
     never decodes anything), and all the rest once the streams have ended, before the files are written.
@@ -253,6 +283,7 @@ class Recording(threading.Thread):
         self.duration = duration
         self.files: list[Path] = []
         self.error: str | None = None
+        self.warnings: list[str] = []
         self.state = "starting"
         self._stop_req = threading.Event()
         self._proc: subprocess.Popen | None = None
@@ -295,6 +326,8 @@ class Recording(threading.Thread):
             self.counts.poll(None, wait=True)  # the streams have ended: the final counts
             self.state = "writing"
             self.files = s.write()
+            self.warnings = [g.error if g.failed else _guest_text(g.name, f"{g.error} (its data so far is kept)")
+                             for g in s.guests if g.error]
             self.state = "done"
         except Exception as e:  # shown to the user; the session is cleaned up below
             self.error = str(e) or type(e).__name__

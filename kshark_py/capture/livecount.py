@@ -49,13 +49,35 @@ class PageFormat:
     @classmethod
     def from_metadata_file(cls, path: str | os.PathLike) -> PageFormat:
         """From the file metadata a guest streamed (header, header_page), opened with our reader."""
-        from ..loaders.tracedat import open_trace
+        return read_guest_metadata(path)[0]
 
-        tf = open_trace(path)
+
+def read_guest_metadata(path: str | os.PathLike) -> tuple[PageFormat, str | None]:
+    """(page format, VERSION option: which program wrote it, e.g. trace-cmd's "3.1.6 ...") of a guest's
+    streamed metadata, opened with our reader."""
+    from ..loaders.tracedat import open_trace
+
+    tf = open_trace(path)
+    try:
+        fmt = PageFormat(tf.page_size, tf.lay, tf.header_page.data_offset)
         try:
-            return cls(tf.page_size, tf.lay, tf.header_page.data_offset)
-        finally:
-            tf.close()
+            version = tf.meta.version
+        except Exception:  # the version only feeds a hint; the counts do not need it
+            version = None
+        return fmt, version
+    finally:
+        tf.close()
+
+
+def is_trace_cmd_agent(version: str | None) -> bool:
+    """Did trace-cmd's agent write this guest metadata?  (Its VERSION option starts with its version number;
+    ours says "kshark-py ...".)
+
+    Why it matters: trace-cmd's agent reads each guest CPU's ring buffer with blocking reads, which the kernel
+    wakes only once the buffer is ``buffer_percent`` full (50 % by default, the guest's tracefs setting), so
+    its pages arrive in bursts and a quiet guest sends nothing until Stop; ours sends every full page.
+    """
+    return bool(version) and version[:1].isdigit()  # type: ignore[index]
 
 
 class StreamCounter:
@@ -134,6 +156,8 @@ class GuestCounts:
     def __init__(self, session: HostSession) -> None:
         self.session = session
         self._formats: dict[str, PageFormat | None] = {}
+        self.agent_versions: dict[str, str | None] = {}
+        """Guest name -> the VERSION its metadata carries (see :func:`is_trace_cmd_agent`), once read."""
         self._counters: dict[tuple[str, int], StreamCounter] = {}
         self._lock = threading.Lock()
         self._turn = 0
@@ -183,7 +207,7 @@ class GuestCounts:
         if g.name not in self._formats:
             # receivers exist only once the guest's metadata is complete in its file
             try:
-                self._formats[g.name] = PageFormat.from_metadata_file(g.file)
+                self._formats[g.name], self.agent_versions[g.name] = read_guest_metadata(g.file)
             except Exception as e:  # shown as unknown counts; the recording itself is unaffected
                 log.warning("guest %s: cannot read the page layout from its metadata (%s): no live event counts",
                             g.name, e)

@@ -55,12 +55,30 @@ def guest_file_name(output: str | os.PathLike, name: str) -> Path:
     return p.with_name(f"{p.name}-{name}")
 
 
-def parse_guest_spec(spec: str) -> tuple[str | None, Address]:
+TRANSPORTS = ("vsock", "tcp")
+"""What a guest's control connection may be forced to (None: chosen from the address, as trace-cmd)."""
+
+
+def parse_guest_spec(spec: str, transport: str | None = None) -> tuple[str | None, Address]:
     """``NAME@CID[:PORT]``, ``NAME@HOST:PORT``, ``CID[:PORT]`` or ``HOST:PORT`` -> (name, address).
 
-    A numeric host is a vsock CID (default port 823); anything else (an IP or host name) is a TCP agent.
+    Without ``transport`` (trace-cmd's rule) a numeric host is a vsock CID (default port 823) and anything
+    else (an IP or host name) a TCP agent.  With ``transport`` "vsock" or "tcp" the address must be of that
+    kind: a front end whose user chose the transport must not silently connect another way.
     CIDs and vsock ports are 32-bit, TCP ports 1..65535; a port is decimal digits (ValueError otherwise).
     """
+    if transport is not None and transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})")
+    name, addr = _parse_guest_spec(spec)
+    if transport == "vsock" and addr.family != "vsock":
+        raise ValueError(f"guest {spec!r}: a vsock address is CID[:PORT] (the guest's context id, a number), "
+                         f"not a host name or IP")
+    if transport == "tcp" and addr.family != "tcp":
+        raise ValueError(f"guest {spec!r}: a TCP address is HOST:PORT (an IP or host name and the agent's port)")
+    return name, addr
+
+
+def _parse_guest_spec(spec: str) -> tuple[str | None, Address]:
     name = None
     if "@" in spec:
         name, spec = spec.split("@", 1)
@@ -109,6 +127,19 @@ class GuestConfig:
     extra_args: list[str] = field(default_factory=list)
     guest_pid: int | None = None
     """The host process running the guest (``--guest-pid``); vsock guests are looked up by CID otherwise."""
+    transport: str | None = None
+    """"vsock" or "tcp": the address must be of that kind; None: as trace-cmd (a numeric host is a CID)."""
+
+    def address(self) -> tuple[str | None, Address]:
+        """(name from the spec, address), checked against :attr:`transport` (ValueError says what is wrong)."""
+        return parse_guest_spec(self.spec, self.transport)
+
+    def display_name(self) -> str:
+        """The guest's name for messages: ``name``, the spec's NAME@, or the spec itself."""
+        try:
+            return self.name or self.address()[0] or self.spec
+        except ValueError:
+            return self.name or self.spec
 
 
 @dataclass
@@ -134,6 +165,10 @@ class GuestSession:
     """Host thread of each guest VCPU (from kvm_entry during the first time-sync round), if all were seen."""
     file_started: bool = False
     """``file`` was (re)written by this session's start (removed again if the start fails)."""
+    failed: bool = False
+    """Its start failed and the session went on without it (``keep_going``): nothing of it is written."""
+    step: str = "connecting"
+    """How far its start got (for the message when the agent gives up)."""
 
     def args(self, clock: str) -> tuple[str, ...]:
         out = ["-C", clock]
@@ -151,12 +186,18 @@ class HostSession:
     not traced at all and no host file is written, only the guests' files; with neither host events nor
     guests there is nothing to do (RecordError); a guest without events is refused before anything starts
     (trace-cmd's agent aborts such a request).  ``-e all`` records every event.
+
+    ``keep_going``: a guest whose start fails (its agent refuses or dies, e.g. trace-cmd's agent without
+    ftrace access) is dropped with its reason in ``error`` and the session records the rest; without it (the
+    CLI, as trace-cmd) such a failure ends the whole session before anything is recorded.
     """
 
     def __init__(self, output: str | os.PathLike, specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *,
                  buffer_kb: int | None = None, clock: str | None = None, version: int = 7,
-                 compression: str | None = "zstd", timeout: float = MSG_TIMEOUT, tsync_interval: int = 0) -> None:
+                 compression: str | None = "zstd", timeout: float = MSG_TIMEOUT, tsync_interval: int = 0,
+                 keep_going: bool = False) -> None:
         self.output = Path(output)
+        self.keep_going = keep_going
         self.tsync_interval = tsync_interval
         """``--tsync-interval`` in ms: < 0 offers no time sync, 0 syncs at start and stop, > 0 also periodically."""
         self.version = version
@@ -174,7 +215,7 @@ class HostSession:
         self._clock_note: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
         for g in guests:
-            name, addr = parse_guest_spec(g.spec)
+            name, addr = g.address()
             name = g.name or name or str(addr.host)
             if not g.specs:
                 raise RecordError(guest_without_events_error(name))
@@ -232,7 +273,15 @@ class HostSession:
         clock = self.recorder.setup().clock if self.record_host else self.recorder.clock or "local"
         try:
             for g in self.guests:
-                self._setup_guest(g, clock)
+                try:
+                    self._setup_guest(g, clock)
+                except (PeerError, OSError, M.ProtocolError) as e:
+                    reason = self._failure(g, e)
+                    if not self.keep_going:
+                        raise PeerError(reason) from e
+                    self._drop_guest(g, reason)
+            if self.guests and not self.record_host and all(g.failed for g in self.guests):
+                raise PeerError("; ".join(g.error or g.name for g in self.guests))
             if self.record_host:
                 self.recorder.start()
             else:
@@ -241,6 +290,42 @@ class HostSession:
             self.abort()
             self._remove_partial_files()
             raise
+
+    @property
+    def failed_guests(self) -> list[GuestSession]:
+        """Guests dropped at start (``keep_going``); their ``error`` says why."""
+        return [g for g in self.guests if g.failed]
+
+    def _failure(self, g: GuestSession, e: BaseException) -> str:
+        """The user's reason for a guest's failed start: the step it was at and what its agent did."""
+        text = str(e)
+        if text.startswith(f"guest {g.name}: "):
+            text = text[len(f"guest {g.name}: "):]
+        if g.step == "metadata" and "peer closed the connection" in text:
+            return (f"guest {g.name}: its agent accepted the request, then closed the connection without sending "
+                    f"its trace metadata ({g.metadata_bytes} bytes received): it could not start recording in "
+                    "the guest (trace-cmd's agent does this without ftrace access there, e.g. tracefs not "
+                    "mounted or not root; its own output says why)")
+        if g.step == "request" and "peer closed the connection" in text:
+            return (f"guest {g.name}: its agent closed the connection without answering the request: it could "
+                    "not set up recording in the guest (a missing event, no tracefs, or busy with another host; "
+                    "its own output says why)")
+        return f"guest {g.name}: {text}"
+
+    def _drop_guest(self, g: GuestSession, reason: str) -> None:
+        """Forget a guest whose start failed: close everything of it and delete its partial file."""
+        log.error("%s; recording without it", reason)
+        self._abort_guest(g)
+        if g.file_started:
+            with contextlib.suppress(OSError):
+                g.file.unlink()
+            g.file_started = False
+        g.failed = True
+        g.error = reason
+        g.resp = None
+        g.channel = None
+        g.tsync = None
+        g.receivers = []
 
     def _remove_partial_files(self) -> None:
         """After a failed start: delete the guest files begun in it (metadata only, no reader can open them).
@@ -254,6 +339,7 @@ class HostSession:
                 g.file_started = False
 
     def _setup_guest(self, g: GuestSession, clock: str) -> None:
+        g.step = "connecting"
         fifos = host_fifos(g.name) if g.cfg.use_fifos else []
         for p in fifos:
             g.fifo_fds.append(open_host_fifo(p))
@@ -264,8 +350,11 @@ class HostSession:
         self._log_clock_note()
         g.channel = ch = Channel(sock, f"guest {g.name}", self.timeout)
         protos = self._protocols(g, clock) if self.tsync_interval >= 0 else None
+        g.step = "request"
         ch.send(M.TraceReq(M.MSG_TRACE_USE_FIFOS if fifos else 0, self.recorder.trace_id, g.args(clock), protos))
         resp = ch.recv()
+        if isinstance(resp, M.NotSupp):
+            raise PeerError(f"guest {g.name}: its agent refused the request (NOT_SUPP: it does not support it)")
         if not isinstance(resp, M.TraceResp):
             raise PeerError(f"guest {g.name}: expected TRACE_RESP, got {type(resp).__name__}")
         g.resp = resp
@@ -279,12 +368,16 @@ class HostSession:
         if resp.tsync_proto:
             self._start_tsync(g, resp, clock)
         # the guest's file metadata, verbatim
+        g.step = "metadata"
         g.file_started = True
         with open(g.file, "wb") as f:
             while True:
                 m = ch.recv()
                 if isinstance(m, M.FinData):
                     break
+                if isinstance(m, M.NotSupp):
+                    raise PeerError(f"guest {g.name}: its agent gave up before its trace metadata was complete "
+                                    "(NOT_SUPP)")
                 if not isinstance(m, M.SendData):
                     raise PeerError(f"guest {g.name}: expected SEND_DATA, got {type(m).__name__}")
                 f.write(m.data)
@@ -298,6 +391,7 @@ class HostSession:
             else:
                 log.info("guest %s: VCPU threads %s (from %s)", g.name, g.vcpu_pids, ", ".join(g.mapper.sources))
             g.mapper = None
+        g.step = "data"
         tmpdir = self._tmp.name
         if resp.use_fifos:
             if not fifos:
@@ -401,7 +495,7 @@ class HostSession:
         tsc = [(OptionId.TSC2NSEC, opt_tsc2nsec(lay, *self.tsc2nsec))] if self.tsc2nsec else []
         clock = "tsc2nsec" if self.tsc2nsec else None  # trace-cmd's output clock with TSC2NSEC
         for g in self.guests:
-            if g.resp is None:
+            if g.resp is None or g.failed:
                 continue
             cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
             ts = g.tsync
@@ -429,25 +523,30 @@ class HostSession:
 
     def abort(self) -> None:
         for g in self.guests:
-            if g.mapper is not None:
-                g.mapper.close()
-                g.mapper = None
-            if g.tsync is not None:
-                g.tsync.ch.close()
-            if g.channel is not None:
-                try:
-                    g.channel.send(M.Close())
-                except PeerError:
-                    pass
-                g.channel.close()
-            for r in g.receivers:
-                r.finish()
-                if r.ident is None and r.sock is not None:  # connected, never started (a later CPU failed)
-                    r.sock.close()
-            for fd in g.fifo_fds:
-                os.close(fd)
-            g.fifo_fds = []
+            self._abort_guest(g)
         self.recorder.close()
+
+    @staticmethod
+    def _abort_guest(g: GuestSession) -> None:
+        """Close everything of one guest: VCPU mapper, time sync, control channel (CLOSE), streams, FIFOs."""
+        if g.mapper is not None:
+            g.mapper.close()
+            g.mapper = None
+        if g.tsync is not None:
+            g.tsync.ch.close()
+        if g.channel is not None:
+            try:
+                g.channel.send(M.Close())
+            except PeerError:
+                pass
+            g.channel.close()
+        for r in g.receivers:
+            r.finish()
+            if r.ident is None and r.sock is not None:  # connected, never started (a later CPU failed)
+                r.sock.close()
+        for fd in g.fifo_fds:
+            os.close(fd)
+        g.fifo_fds = []
 
     def close(self) -> None:
         self.recorder.close()

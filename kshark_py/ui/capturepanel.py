@@ -3,11 +3,19 @@
 Why a dialog that polls: the recording itself (:class:`kshark_py.capture.control.Recording`) runs in a
 plain thread and only exposes counters; a QTimer reads them four times a second.  Nothing in the capture
 package knows about Qt, and a stalled guest or disk can never block the event loop.
+
+Each recording goes into a new folder (``<output folder>/kshark-YYYYmmdd-HHMMSS/``): readers pair a
+``trace.dat`` with every ``trace-NAME.dat`` beside it, so two recordings must never share one.  What the
+user chose (events, guests, folder, duration...) is kept in QSettings (organization "kshark-py").
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
+import time
 from html import escape
 from pathlib import Path
 
@@ -19,16 +27,47 @@ from ..capture.control import (
     Recording,
     available_clocks,
     available_events,
+    new_recording_dir,
     preflight,
+    probe_agent,
     progress,
 )
-from ..capture.livecount import cpu_lost_text
+from ..capture.livecount import cpu_lost_text, is_trace_cmd_agent
 from ..capture.recorder import EventSpec, RecordError
 from ..capture.session import GuestConfig, HostSession
 
 TRANSPORTS = ("vsock", "TCP", "FIFO")
+_TRANSPORT_FAMILY = {"vsock": "vsock", "TCP": "tcp", "FIFO": None}
+"""Transport column -> the address kind it demands (FIFO: data over FIFOs, control over vsock or TCP)."""
 _LEVEL_COLOURS = {"ok": "#2e7d32", "info": "#1565c0", "warn": "#ef6c00", "error": "#c62828"}
 _LEVEL_MARKS = {"ok": "✔", "info": "ℹ", "warn": "⚠", "error": "✖"}
+SETTINGS_ORG = "kshark-py"
+SETTINGS_APP = "kshark-py"
+SETTINGS_KEY = "capture/state"
+RECHECK_MS = 300
+"""Quiet time after a change before the preflight runs again (typing does not probe agents per key)."""
+PROBE_TTL = 5.0
+"""Seconds an agent probe's answer is reused by automatic re-checks (Check probes afresh)."""
+MAX_STAT_ROWS = 10
+"""More counter rows than this: one row per source (its CPUs summed), so every source stays in view."""
+GUEST_EVENTS_HINT = "as the host"
+
+
+def guest_event_specs(text: str) -> list[EventSpec]:
+    """A guest row's Events cell (``irq``, ``sched:sched_switch, sched:sched_wakeup``, ``all``) -> specs;
+    ``-e`` words as trace-cmd's ``-A GUEST -e ...`` takes them.  Empty: [] (the host's events are used)."""
+    return [EventSpec.parse(w) for w in re.split(r"[\s,]+", text.strip()) if w]
+
+
+def spec_text(s: EventSpec) -> str:
+    """An event spec as ``-e`` takes it (``sched:sched_switch``, ``irq``, ``all``)."""
+    return f"{s.system}:{s.event}" if s.system and s.event else (s.system or s.event or "all")
+
+
+def capture_settings() -> QtCore.QSettings:
+    """Where the dialog keeps its choices (an INI file under the user's config folder)."""
+    return QtCore.QSettings(QtCore.QSettings.Format.IniFormat, QtCore.QSettings.Scope.UserScope,
+                            SETTINGS_ORG, SETTINGS_APP)
 
 
 class CaptureDialog(QtWidgets.QDialog):
@@ -38,19 +77,30 @@ class CaptureDialog(QtWidgets.QDialog):
     filesRecorded = QtCore.Signal(list)  # [host file, guest files...] as str
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, tracefs: Path | None = None,
-                 open_result: bool = True) -> None:
+                 open_result: bool = True, settings: QtCore.QSettings | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Record host and guests")
-        self.resize(1000, 700)
+        self.resize(1000, 760)
         self._tracefs = tracefs
         self._open_result = open_result
+        self._settings = settings if settings is not None else capture_settings()
         self.recording: Recording | None = None
+        self.recording_dir: Path | None = None
         self.result_files: list[Path] = []
+        self.last_checks: list[Check] = []
+        self._probes: dict[tuple[str, str | None], tuple[float, str | None]] = {}
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(250)
         self._timer.timeout.connect(self._poll)
+        self._recheck = QtCore.QTimer(self)
+        self._recheck.setSingleShot(True)
+        self._recheck.setInterval(RECHECK_MS)
+        self._recheck.timeout.connect(self.run_preflight)
+        self._loading = True
         self._build()
         self._fill_events()
+        self.load_settings()
+        self._loading = False
         self.run_preflight()
 
     # -- layout
@@ -71,9 +121,9 @@ class CaptureDialog(QtWidgets.QDialog):
         self.tree.setColumnWidth(0, 230)
         self.tree.setToolTip("Check events to record; double-click the Filter column to set a filter "
                              "(e.g. prev_pid != 0)")
-        self.tree.itemChanged.connect(lambda *_: self._selection_changed())
+        self.tree.itemChanged.connect(self._selection_changed)
         lv.addWidget(self.tree, 1)
-        self.selected_label = QtWidgets.QLabel()
+        self.selected_label = QtWidgets.QLabel(textFormat=QtCore.Qt.TextFormat.PlainText)
         lv.addWidget(self.selected_label)
         split.addWidget(left)
 
@@ -102,6 +152,7 @@ class CaptureDialog(QtWidgets.QDialog):
         form.addRow("Time-sync interval", self.tsync)
         out_row = QtWidgets.QHBoxLayout()
         self.output_dir = QtWidgets.QLineEdit(os.getcwd())
+        self.output_dir.setToolTip("Each recording goes into a new folder in it: kshark-YYYYmmdd-HHMMSS/")
         browse = QtWidgets.QPushButton("…")
         browse.clicked.connect(self._browse)
         out_row.addWidget(self.output_dir, 1)
@@ -113,11 +164,18 @@ class CaptureDialog(QtWidgets.QDialog):
 
         gbox = QtWidgets.QGroupBox("Guests (agents: trace-cmd agent or kshark-py agent)")
         gl = QtWidgets.QVBoxLayout(gbox)
-        self.guests = QtWidgets.QTableWidget(0, 3)
-        self.guests.setHorizontalHeaderLabels(["Name", "Transport", "Address (CID[:PORT] or HOST:PORT)"])
+        self.guests = QtWidgets.QTableWidget(0, 4)
+        self.guests.setHorizontalHeaderLabels(["Name", "Transport", "Address", f"Events (empty: {GUEST_EVENTS_HINT})"])
+        self.guests.horizontalHeaderItem(2).setToolTip("vsock: CID[:PORT]; TCP: HOST:PORT; FIFO: the control "
+                                                       "connection's CID[:PORT] or HOST:PORT")
+        self.guests.horizontalHeaderItem(3).setToolTip("This guest's events, as after -A NAME: e.g. irq, "
+                                                       "sched:sched_switch sched:sched_wakeup, all; empty: the "
+                                                       "events ticked on the left")
         self.guests.horizontalHeader().setStretchLastSection(True)
+        self.guests.setColumnWidth(2, 170)
         self.guests.verticalHeader().hide()
         self.guests.setMinimumHeight(90)
+        self.guests.itemChanged.connect(self._changed)
         gl.addWidget(self.guests)
         brow = QtWidgets.QHBoxLayout()
         add = QtWidgets.QPushButton("Add guest")
@@ -130,25 +188,37 @@ class CaptureDialog(QtWidgets.QDialog):
         gl.addLayout(brow)
         rv.addWidget(gbox)
 
-        pbox = QtWidgets.QGroupBox("Preflight")
+        self.vsplit = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.vsplit.setChildrenCollapsible(False)
+        pbox = QtWidgets.QGroupBox("Preflight (follows every change)")
         pl = QtWidgets.QVBoxLayout(pbox)
+        pl.setContentsMargins(4, 4, 4, 4)
         self.checks = QtWidgets.QTextBrowser()
-        self.checks.setMinimumHeight(120)
+        self.checks.setMinimumHeight(50)
         pl.addWidget(self.checks)
-        rv.addWidget(pbox, 1)
+        self.vsplit.addWidget(pbox)
 
         self.stats = QtWidgets.QTableWidget(0, 5)
         self.stats.setHorizontalHeaderLabels(["Where", "CPU", "Bytes", "Events", "Lost"])
         self.stats.verticalHeader().hide()
+        self.stats.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.stats.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
-        self.stats.setMinimumHeight(110)
-        rv.addWidget(self.stats, 1)
-        self.status = QtWidgets.QLabel("Ready.")
+        self.stats.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.stats.setMinimumHeight(80)
+        self.vsplit.addWidget(self.stats)
+        self.vsplit.setSizes([300, 120])
+        rv.addWidget(self.vsplit, 1)
+        self.note = QtWidgets.QLabel(textFormat=QtCore.Qt.TextFormat.PlainText, wordWrap=True)
+        self.note.hide()
+        rv.addWidget(self.note)
+        self.status = QtWidgets.QLabel("Ready.", textFormat=QtCore.Qt.TextFormat.PlainText, wordWrap=True)
+        self.status.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         rv.addWidget(self.status)
 
         buttons = QtWidgets.QHBoxLayout()
         self.check_btn = QtWidgets.QPushButton("Check")
-        self.check_btn.clicked.connect(self.run_preflight)
+        self.check_btn.setToolTip("Check again now, probing every guest's agent afresh")
+        self.check_btn.clicked.connect(self.check_now)
         self.record_btn = QtWidgets.QPushButton("Record")
         self.record_btn.setDefault(True)
         self.record_btn.clicked.connect(self.start_recording)
@@ -164,6 +234,17 @@ class CaptureDialog(QtWidgets.QDialog):
         rv.addLayout(buttons)
         split.addWidget(right)
         split.setSizes([380, 620])
+
+        for sig in (self.output_dir.textChanged, self.file_name.textChanged, self.command.textChanged,
+                    self.clock.currentTextChanged, self.tsync.valueChanged, self.duration.valueChanged):
+            sig.connect(self._changed)
+
+    def _changed(self, *_args: object) -> None:
+        """Any choice changed: re-run the preflight once the user pauses (it decides if Record is enabled)."""
+        if self._loading or self.recording is not None:
+            return
+        self.record_btn.setEnabled(False)  # until the preflight has seen the change
+        self._recheck.start()
 
     # -- events
     def _fill_events(self) -> None:
@@ -212,12 +293,13 @@ class CaptureDialog(QtWidgets.QDialog):
     def visible_events(self) -> list[str]:
         return [n for n, it in self.event_items().items() if not it.isHidden() and not it.parent().isHidden()]
 
-    def _selection_changed(self) -> None:
+    def _selection_changed(self, *_args: object) -> None:
         n = len(self.specs())
         self.selected_label.setText(f"{n} events selected" if n else "No event selected (all will be recorded)")
+        self._changed()
 
     def record_specs(self, checked: list[EventSpec] | None = None) -> list[EventSpec]:
-        """What host and guests record: the checked events (``checked``, if already read from the tree), or
+        """What the host records: the checked events (``checked``, if already read from the tree), or
         every event (``-e all``) if none is checked.
 
         Explicit because the session follows trace-cmd, where no ``-e`` means "do not trace the host"."""
@@ -231,74 +313,176 @@ class CaptureDialog(QtWidgets.QDialog):
         return out
 
     # -- guests
-    def add_guest(self, name: str, transport: str, address: str) -> None:
+    def add_guest(self, name: str, transport: str, address: str, events: str = "") -> None:
+        """A guest row; ``events`` as after trace-cmd's ``-A NAME`` (empty: the host's events)."""
         r = self.guests.rowCount()
+        self.guests.blockSignals(True)
         self.guests.insertRow(r)
         self.guests.setItem(r, 0, QtWidgets.QTableWidgetItem(name))
         combo = QtWidgets.QComboBox()
         combo.addItems(TRANSPORTS)
-        combo.setCurrentText(transport)
+        combo.setCurrentText(transport if transport in TRANSPORTS else "vsock")
+        combo.currentTextChanged.connect(self._changed)
         self.guests.setCellWidget(r, 1, combo)
         self.guests.setItem(r, 2, QtWidgets.QTableWidgetItem(address))
+        self.guests.setItem(r, 3, QtWidgets.QTableWidgetItem(events))
+        self.guests.blockSignals(False)
+        self._changed()
 
     def _remove_guest(self) -> None:
         r = self.guests.currentRow()
         if r >= 0:
             self.guests.removeRow(r)
+            self._changed()
+
+    def guest_rows(self) -> list[tuple[str, str, str, str]]:
+        """(name, transport, address, events) of every row, as typed."""
+        out = []
+        for r in range(self.guests.rowCount()):
+            cells = [(self.guests.item(r, c).text() if self.guests.item(r, c) else "").strip() for c in (0, 2, 3)]
+            combo = self.guests.cellWidget(r, 1)
+            transport = combo.currentText() if isinstance(combo, QtWidgets.QComboBox) else "vsock"
+            out.append((cells[0], transport, cells[1], cells[2]))
+        return out
 
     def guest_configs(self, specs: list[EventSpec] | None = None) -> list[GuestConfig]:
-        """One config per guest row with an address; every guest records ``specs`` (default: :meth:`record_specs`)."""
+        """One config per guest row with an address: its own events (the Events column), or ``specs``
+        (default: :meth:`record_specs`) when that is empty; its address must match its Transport."""
         if specs is None:
             specs = self.record_specs()
         out = []
-        for r in range(self.guests.rowCount()):
-            name = (self.guests.item(r, 0).text() if self.guests.item(r, 0) else "").strip() or None
-            addr = (self.guests.item(r, 2).text() if self.guests.item(r, 2) else "").strip()
-            transport = self.guests.cellWidget(r, 1).currentText()  # type: ignore[union-attr]
+        for name, transport, addr, events in self.guest_rows():
             if not addr:
                 continue
-            g = GuestConfig(f"{name}@{addr}" if name else addr, name=name, specs=specs,
-                            use_fifos=transport == "FIFO", fifos_required=transport == "FIFO")
-            out.append(g)
+            fifo = transport == "FIFO"
+            out.append(GuestConfig(f"{name}@{addr}" if name else addr, name=name or None,
+                                   specs=guest_event_specs(events) or list(specs), use_fifos=fifo,
+                                   fifos_required=fifo, transport=_TRANSPORT_FAMILY.get(transport)))
         return out
 
     # -- preflight
+    def check_now(self) -> list[Check]:
+        """The Check button: probe every agent afresh."""
+        self._probes.clear()
+        return self.run_preflight()
+
+    def _probe(self, g: GuestConfig) -> str | None:
+        """:func:`probe_agent`, its answer reused for :data:`PROBE_TTL` s (automatic re-checks)."""
+        key = (g.spec, g.transport)
+        now = time.monotonic()
+        hit = self._probes.get(key)
+        if hit is not None and now - hit[0] < PROBE_TTL:
+            return hit[1]
+        why = probe_agent(g.spec, timeout=0.5, transport=g.transport)
+        self._probes[key] = (now, why)
+        return why
+
     def run_preflight(self) -> list[Check]:
+        self._recheck.stop()
         checked = self.specs()  # walks every event of the tree: once per check
         specs = self.record_specs(checked)
         guests = self.guest_configs(specs)
         checks = preflight(specs, guests, clock=self.clock.currentText() or None,
                            tsync_interval=self.tsync.value(), output_dir=self.output_dir.text(),
-                           tracefs=self._tracefs)
+                           tracefs=self._tracefs, probe=self._probe)
         if not checked:
             checks.insert(0, Check("warn", "No event selected: every event will be recorded (-e all)."))
         what = [f"Will record {len(checked) or 'all'} event(s) on this kernel"]
         if guests:
-            what.append(f"and on {len(guests)} guest(s): " + ", ".join(g.name or g.spec for g in guests))
+            what.append(f"and on {len(guests)} guest(s): " + ", ".join(
+                f"{g.display_name()} ({' '.join(spec_text(s) for s in g.specs)})" for g in guests))
         if self.command.text().strip():
             what.append(f"while running “{self.command.text().strip()}”")
         elif self.duration.value():
             what.append(f"for {self.duration.value():g} s")
         else:
             what.append("until Stop")
-        html = [f"<p><b>{' '.join(what)}</b>, into {self._output_path()}.</p>"]
+        html = [f"<p><b>{escape(' '.join(what), quote=False)}</b>, into "
+                f"{escape(str(self._output_preview()), quote=False)} (a new folder per recording).</p>"]
         for c in checks:
             html.append(f"<div style='color:{_LEVEL_COLOURS[c.level]}'>{_LEVEL_MARKS[c.level]} "
                         f"{escape(c.message, quote=False)}"
                         "</div>")
         self.checks.setHtml("".join(html))
         self.last_checks = checks
-        self.record_btn.setEnabled(not any(c.level == "error" for c in checks) and self.recording is None)
+        ok = not any(c.level == "error" for c in checks)
+        self.record_btn.setEnabled(ok and self.recording is None)
+        if self.recording is None and self.status.text().startswith("Cannot record") and ok:
+            self.status.setText("Ready.")
         return checks
 
-    def _output_path(self) -> Path:
-        return Path(self.output_dir.text()) / (self.file_name.text().strip() or "trace.dat")
+    def _output_preview(self) -> Path:
+        """Where the host file will go: a new ``kshark-<date>-<time>`` folder in the output folder."""
+        return Path(self.output_dir.text()) / "kshark-YYYYmmdd-HHMMSS" / self._file_name()
+
+    def _file_name(self) -> str:
+        return Path(self.file_name.text().strip() or "trace.dat").name
 
     def _browse(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Output folder", self.output_dir.text())
         if d:
             self.output_dir.setText(d)
-            self.run_preflight()
+
+    # -- settings
+    def settings_state(self) -> dict:
+        """The choices kept between openings (JSON-able)."""
+        return {
+            "events": {n: it.text(1) for n, it in self.event_items().items()
+                       if it.checkState(0) == QtCore.Qt.CheckState.Checked},
+            "guests": [list(r) for r in self.guest_rows()],
+            "output_dir": self.output_dir.text(),
+            "file_name": self.file_name.text(),
+            "duration": self.duration.value(),
+            "command": self.command.text(),
+            "tsync": self.tsync.value(),
+            "buffer_kb": self.buffer_kb.value(),
+            "clock": self.clock.currentText(),
+        }
+
+    def save_settings(self) -> None:
+        self._settings.setValue(SETTINGS_KEY, json.dumps(self.settings_state()))
+        self._settings.sync()
+
+    def load_settings(self) -> None:
+        """Restore the last choices; events this kernel lacks and bad values are skipped."""
+        raw = self._settings.value(SETTINGS_KEY)
+        try:
+            st = json.loads(raw) if isinstance(raw, str) and raw else {}
+        except ValueError:
+            st = {}
+        if not isinstance(st, dict):
+            return
+        items = self.event_items()
+        events = st.get("events")
+        if isinstance(events, dict):
+            self.tree.blockSignals(True)
+            for name, filt in events.items():
+                it = items.get(name)
+                if it is not None:
+                    it.setCheckState(0, QtCore.Qt.CheckState.Checked)
+                    it.setText(1, str(filt or ""))
+            self.tree.blockSignals(False)
+            self._selection_changed()
+        for row in st.get("guests") or []:
+            if isinstance(row, list) and len(row) == 4 and all(isinstance(x, str) for x in row):
+                self.add_guest(*row)
+        with contextlib.suppress(TypeError, ValueError):
+            for key, widget in (("output_dir", self.output_dir), ("file_name", self.file_name),
+                                ("command", self.command)):
+                if isinstance(st.get(key), str) and st[key]:
+                    widget.setText(st[key])
+            if "duration" in st:
+                self.duration.setValue(float(st["duration"]))
+            if "tsync" in st:
+                self.tsync.setValue(int(st["tsync"]))
+            if "buffer_kb" in st:
+                self.buffer_kb.setValue(int(st["buffer_kb"]))
+            if st.get("clock") and self.clock.findText(str(st["clock"])) >= 0:
+                self.clock.setCurrentText(str(st["clock"]))
+
+    def done(self, result: int) -> None:  # accept, reject, Escape: all remember the choices
+        self.save_settings()
+        super().done(result)
 
     # -- recording
     def start_recording(self) -> bool:
@@ -308,19 +492,29 @@ class CaptureDialog(QtWidgets.QDialog):
         if any(c.level == "error" for c in checks):
             self.status.setText("Cannot record: see the preflight errors.")
             return False
+        self.save_settings()
+        folder = None
         try:
             specs = self.record_specs()
-            session = HostSession(self._output_path(), specs, self.guest_configs(specs),
+            guests = self.guest_configs(specs)
+            folder = new_recording_dir(self.output_dir.text())
+            session = HostSession(folder / self._file_name(), specs, guests,
                                   buffer_kb=self.buffer_kb.value() or None, clock=self.clock.currentText() or None,
-                                  tsync_interval=self.tsync.value())
+                                  tsync_interval=self.tsync.value(), keep_going=True)
         except (RecordError, ValueError, OSError) as e:
+            if folder is not None:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             self.status.setText(f"Cannot record: {e}")
             return False
+        self.recording_dir = folder
         self.recording = Recording(session, command=self.command.text().strip() or None,
                                    duration=self.duration.value() or None)
         self.recording.start()
         self.record_btn.setEnabled(False)
         self.stop_btn.setEnabled(True)
+        self.note.hide()
+        self.vsplit.setSizes([60, sum(self.vsplit.sizes()) - 60])  # the counters matter now
         self._timer.start()
         return True
 
@@ -351,24 +545,61 @@ class CaptureDialog(QtWidgets.QDialog):
                 item.setFont(bold if total else self.stats.font())
                 lost = j == 4 and (c.lost or c.lost_unknown_pages)
                 item.setForeground(QtGui.QColor("#c62828") if lost else self.stats.palette().text().color())
+        self._fit_stats()
+        self._show_agent_note(rec)
         total = sum(c.bytes for c in p.cpus)
-        self.status.setText(f"{rec.state.capitalize()}: {p.elapsed:.1f} s elapsed, {total / 1e6:.2f} MB received")
+        if rec.state != "failed":
+            self.status.setText(f"{rec.state.capitalize()}: {p.elapsed:.1f} s elapsed, "
+                                f"{total / 1e6:.2f} MB received")
         if not rec.is_alive():
             self._timer.stop()
             self._finished(rec)
+
+    def _fit_stats(self) -> None:
+        """Give the counters the height their rows need (taken from the preflight text above them)."""
+        need = (self.stats.horizontalHeader().height() + 2 * self.stats.frameWidth()
+                + sum(self.stats.rowHeight(i) for i in range(self.stats.rowCount())) + 2)
+        top, have = self.vsplit.sizes()
+        if have < need and top > 50:
+            give = min(need - have, top - 50)
+            self.vsplit.setSizes([top - give, have + give])
+
+    def _show_agent_note(self, rec: Recording) -> None:
+        """Why a trace-cmd agent's counts lag (see :func:`~kshark_py.capture.livecount.is_trace_cmd_agent`)."""
+        names = [n for n, v in rec.counts.agent_versions.items() if is_trace_cmd_agent(v)]
+        if not names or self.note.isVisible():
+            return
+        self.note.setText(
+            f"Guest {', '.join(names)}: trace-cmd's agent sends a CPU's pages only once the guest's ring buffer "
+            "for that CPU is half full (the guest's /sys/kernel/tracing/buffer_percent) and at Stop, so its "
+            "counts arrive in bursts and a quiet guest shows 0 until Stop. In the guest, "
+            "echo 0 > /sys/kernel/tracing/buffer_percent makes it send each page as soon as it is full.")
+        self.note.show()
 
     def _finished(self, rec: Recording) -> None:
         self.recording = None
         self.stop_btn.setEnabled(False)
         self.record_btn.setEnabled(True)
         if rec.error:
+            if self.recording_dir is not None:  # nothing was written: drop the empty folder
+                with contextlib.suppress(OSError):
+                    self.recording_dir.rmdir()
             self.status.setText(f"Recording failed: {rec.error}")
+            self._set_status_colour("error")
             return
         self.result_files = list(rec.files)
-        self.status.setText("Wrote " + ", ".join(str(f) for f in self.result_files))
+        text = "Wrote " + ", ".join(str(f) for f in self.result_files)
+        if rec.warnings:
+            text += ". Not recorded or cut short: " + "; ".join(rec.warnings)
+        self.status.setText(text)
+        self._set_status_colour("warn" if rec.warnings else "ok")
         if self._open_result and self.result_files:
             self.filesRecorded.emit([str(f) for f in self.result_files])
-            self.accept()
+            if not rec.warnings:  # otherwise stay open, so the user reads what went wrong
+                self.accept()
+
+    def _set_status_colour(self, level: str) -> None:
+        self.status.setStyleSheet(f"color: {_LEVEL_COLOURS[level]}" if level in ("warn", "error") else "")
 
     def reject(self) -> None:
         if self.recording is not None:
@@ -381,18 +612,24 @@ class CaptureDialog(QtWidgets.QDialog):
             self.stop_recording()
             ev.ignore()
             return
+        self.save_settings()
         super().closeEvent(ev)
 
 
-def stat_rows(cpus: list[CpuProgress]) -> list[tuple[CpuProgress, bool]]:
-    """The table's rows: each source's CPUs, then (if it has several) its total; (row, is_total)."""
+def stat_rows(cpus: list[CpuProgress], max_rows: int = MAX_STAT_ROWS) -> list[tuple[CpuProgress, bool]]:
+    """The table's rows: each source's CPUs, then (if it has several) its total; (row, is_total).
+
+    If that makes more than ``max_rows`` rows, one row per source (its total), so that no source (a guest
+    after a many-CPU host) is pushed out of view."""
     out: list[tuple[CpuProgress, bool]] = []
     by_where: dict[str, list[CpuProgress]] = {}
     for c in cpus:
         by_where.setdefault(c.where, []).append(c)
+    totals_only = len(cpus) + sum(len(cs) > 1 for cs in by_where.values()) > max_rows
     for where, cs in by_where.items():
-        out += [(c, False) for c in cs]
-        if len(cs) > 1:
+        if not totals_only:
+            out += [(c, False) for c in cs]
+        if len(cs) > 1 or totals_only:
             events = [c.events for c in cs if c.events is not None]
             lost = [c.lost for c in cs if c.lost is not None]
             out.append((CpuProgress(where, -1, sum(c.bytes for c in cs),  # a sum only if every CPU is known
