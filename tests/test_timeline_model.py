@@ -1,0 +1,47 @@
+"""The timeline's model without Qt: picking a row's nearest event, rendering only some rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kshark_py.model.viewmodel import EventTicks
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000, 20011])
+def test_nearest_position_is_the_rows_nearest_event(n):
+    """Exact against brute force, however far the nearest matching event is, masked or not."""
+    rng = np.random.default_rng(n)
+    times = np.sort(rng.integers(0, 10**6, n)).astype(np.int64)
+    key = rng.integers(0, 4, n).astype(np.int16)
+    mask = rng.random(n) < 0.5
+    for m in (None, mask):
+        ticks = EventTicks(times, key, 3, m)
+        hit = (key == 3) if m is None else ((key == 3) & m)
+        idx = np.flatnonzero(hit)
+        for k in range(len(idx)):
+            assert ticks.nth(k) == idx[k]
+        for t in rng.integers(-10**5, 11 * 10**5, 50).tolist():
+            got = ticks.nearest_position(t)
+            if not len(idx):
+                assert got is None
+                continue
+            assert hit[got]
+            assert abs(int(times[got]) - t) == np.abs(times[idx] - t).min()
+
+
+def test_render_of_some_rows_matches_the_full_render(traces):
+    from kshark_py.loaders.tracedat import open_trace
+    from kshark_py.model.session import Session
+    from kshark_py.model.viewmodel import RowSources, TimelineModel
+
+    s = Session.from_files([open_trace(str(traces / "host-sched-v7.dat"))])
+    m = TimelineModel(s, RowSources(s, lambda st, p: str(p)))
+    m.default_rows()
+    m.add_task_row(0, int(s.streams[0].buffer.events.column("pid").to_numpy()[100]))
+    t = s.merged().ts
+    full = m.render(int(t.min()), int(t.max()), 300)
+    part = m.render(int(t.min()), int(t.max()), 300, first=1, count=2)
+    assert part.first == 1 and part.image.shape[0] == 2 * 10
+    assert np.array_equal(part.image, full.image[10:30])
+    assert np.array_equal(part.counts, full.counts[1:3]) and np.array_equal(part.dominant, full.dominant[1:3])
