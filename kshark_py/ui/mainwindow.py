@@ -153,7 +153,7 @@ class MainWindow(QtWidgets.QMainWindow):
         p = m.addMenu("&Plots")
         p.addAction("&CPUs...", self.cpu_plots_dialog)
         p.addAction("&Tasks...", self.task_plots_dialog)
-        p.addAction("Add &task row...", self.add_task_dialog)
+        p.addAction("Add task &row...", self.add_task_dialog)
         p.addAction("&Zoom to fit", self.timeline_fit, "Home")
         flt = m.addMenu("Fi&lter")
         for label, cls in (("Show &events...", fd.EventFilterDialog), ("Show &tasks...", None),
