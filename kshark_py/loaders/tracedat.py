@@ -181,6 +181,21 @@ class Buffer:
             self._checked_load()
         return self._lost
 
+    def shift_time(self, delta_ns: int) -> None:
+        """Add ``delta_ns`` to every timestamp of this buffer (its events and lost marks), in place.
+
+        The user's correction for a guest recorded without time sync (KernelShark's "Add Time
+        Offset"). Row order is unchanged, so every per-row cache (fields, rows of an event) stays
+        valid; only the ``ts`` columns are replaced."""
+        if not delta_ns:
+            return
+        t, lost = self.events, self.lost
+        d = np.int64(delta_ns)
+        self._table = t.set_column(t.schema.get_field_index("ts"), "ts", pa.array(t.column("ts").to_numpy() + d))
+        if len(lost):
+            self._lost = lost.set_column(lost.schema.get_field_index("ts"), "ts",
+                                         pa.array(lost.column("ts").to_numpy() + d))
+
     def _checked_load(self) -> None:
         try:
             self._load()

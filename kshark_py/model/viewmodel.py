@@ -274,6 +274,14 @@ class TimelineModel:
         self._hidden_cpus, self._hidden_pairs, self._tasks = {}, set(), []
         self._rebuild()
 
+    def set_sources(self, sources: RowSources, vcpu_map: list) -> None:
+        """Rebuild every row from new sources and VCPU map (a stream's times changed: a time
+        offset); the CPU, pair and task choices are kept."""
+        self.src = sources
+        self._vcpu_map = list(vcpu_map)
+        self._cache = {}
+        self._rebuild()
+
     def set_vcpu_map(self, vcpu_map: list) -> None:
         """A new VCPU map (new pair rows); the CPU, pair and task choices are kept."""
         self._vcpu_map = list(vcpu_map)

@@ -12,6 +12,7 @@ import os
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..model import sessionfile as sf
 from ..model.filters import Filters, TaskIndex
 from ..model.session import Session
 from ..model.vcpus import VcpuMapping, build_vcpu_map, causality_by_vcpu
@@ -172,6 +173,7 @@ class MainWindow(QtWidgets.QMainWindow):
         flt.addAction("C&lear all filters", self.filters.clear)
         t = m.addMenu("&Tools")
         t.addAction("&Record...", self.record_dialog, "Ctrl+R")
+        t.addAction("Add time &offset...", self.time_offset_dialog)
 
     def _fill_panels(self) -> None:
         self.vcpu_panel.set_data(self.session, self.vcpu_map, self.names)
@@ -298,31 +300,104 @@ class MainWindow(QtWidgets.QMainWindow):
             self.openRequested.emit(OpenRequest(self.paths + paths, dict(self.user_map), replace=self))
 
     def session_state(self) -> SessionState:
+        """This window as a session file (KernelShark's layout, see :mod:`kshark_py.model.sessionfile`)."""
+        state = sf.capture(self.session, self.model, self.filters, self.vcpu_map)
+        old = getattr(self, "_imported", None) or SessionState(files=[])
+        for s in state.streams:  # KernelShark-only settings of a stream we read: written back as read
+            prev = next((o for o in old.streams if o.buffer == s.buffer and os.path.realpath(o.file)
+                         == os.path.realpath(s.file)), None)
+            s.plugins = prev.plugins if prev is not None else None
+        state.extra = dict(old.extra)
         t0, t1 = self.timeline.view_range()
-        rows = [{"kind": r.kind, "stream": r.stream, "cpu": r.cpu, "pid": r.pid, "guest": r.guest, "vcpu": r.vcpu}
-                for r in self.model.rows]
-        tasks = [{"stream": r.stream, "pid": r.pid} for r in self.model.rows if r.kind == "task"]
-        umap = {m.guest: {} for m in self.vcpu_map}
-        for m in self.vcpu_map:
-            umap[m.guest][m.vcpu] = m.host_pid
-        flt = self.filters.to_dict(self.session)
-        return SessionState(files=list(self.paths), range=(t0, t1), rows=rows, markers=dict(self.markers.times),
-                            active_marker=self.markers.active, vcpu_map=umap, filters=flt, tasks=tasks)
+        state.range, state.bins = (t0, t1), max(1, self.timeline.pixel_width())
+        rows = None
+        for name in ("A", "B"):
+            t = self.markers.times.get(name)
+            if t is not None:
+                rows = rows or sf.EntryRows(self.session)
+                state.markers[name], state.marker_rows[name] = t, rows.row_of(t)
+        state.active_marker = self.markers.active
+        state.window = "FullScreen" if self.isFullScreen() else (self.width(), self.height())
+        sizes = self.splitter.sizes()
+        state.splitter = (sizes[0], sizes[-1])
+        table = self.event_list.table
+        top = table.rowAt(0)
+        if top > 0:
+            ts = int(self.session.merged().ts[self.event_list.model.merged_index(top)])
+            state.view_top = (rows or sf.EntryRows(self.session)).row_of(ts)
+        return state
 
     def apply_state(self, state: SessionState) -> None:
-        for t in state.tasks:
-            if not any(r.kind == "task" and r.stream == t["stream"] and r.pid == t["pid"] for r in self.model.rows):
-                if 0 <= t["stream"] < len(self.session.streams):
-                    self.model.add_task_row(t["stream"], t["pid"])
-        if state.filters:
-            for w in self.filters.from_dict(self.session, state.filters):
-                self.status.showMessage(w, 8000)
-            self.filters_changed()
-        if state.range:
+        """Show what a session file says: time offsets first (they move everything), then rows,
+        filters, range, markers, window and pane sizes, the list's first row."""
+        self._imported = state
+        warnings = list(state.warnings)
+        matched = sf.match_streams(self.session, state)
+        offsets = {i: s.time_offset for i, (_, s) in matched.items()
+                   if s.time_offset != self.session.time_offsets.get(i, 0)}
+        if offsets:
+            for i, ns in offsets.items():
+                self.session.set_time_offset(i, ns)
+            self._times_changed()
+        warnings += sf.restore(self.session, state, self.model, self.filters)
+        self.filters_changed()
+        if state.window == "FullScreen":
+            self.showFullScreen()
+        elif state.window is not None:
+            self.resize(*state.window)
+        if state.splitter is not None and sum(state.splitter) > 0:
+            self.splitter.setSizes(list(state.splitter))
+        if state.range and state.range[1] > state.range[0]:
             self.timeline.set_range(*state.range)
+        rows = None
         for name in ("A", "B"):
-            self.set_marker(name, state.markers.get(name))
+            t = state.markers.get(name)
+            if t is None and state.marker_rows.get(name) is not None:
+                rows = rows or sf.EntryRows(self.session)
+                t = rows.time_of(state.marker_rows[name])
+            self.set_marker(name, t)
         (self.markers.a if state.active_marker == "A" else self.markers.b).setChecked(True)
+        if state.view_top:
+            t = (rows or sf.EntryRows(self.session)).time_of(state.view_top)
+            if t is not None:
+                m = self.event_list.model
+                k = m.row_at_time(t)
+                self.event_list.table.scrollTo(m.index(k, 0), QtWidgets.QAbstractItemView.ScrollHint.PositionAtTop)
+        for w in warnings:
+            self.status.showMessage(w, 8000)
+
+    def time_offset_dialog(self) -> None:
+        from .timeoffset import TimeOffsetDialog
+
+        dlg = TimeOffsetDialog(self.session, self)
+        if dlg.exec() and dlg.result_value is not None:
+            self.set_time_offset(*dlg.result_value)
+
+    def set_time_offset(self, stream: int, ns: int) -> None:
+        """Tools > Add time offset: put one stream ``ns`` later (absolute; 0 undoes it)."""
+        if ns == self.session.time_offsets.get(stream, 0):
+            return
+        self.session.set_time_offset(stream, ns)
+        self._times_changed()
+
+    def _times_changed(self) -> None:
+        """A stream's times moved: rebuild what holds times (rows, task index, event list, VCPU
+        map and panels) from the session; the shown rows, filters and markers stay."""
+        self.tasks = TaskIndex(self.session)
+        self.sources = RowSources(self.session, self.names, mask=self._mask)
+        self.vcpu_map = build_vcpu_map(self.session, self.user_map)
+        self.model.set_sources(self.sources, self.vcpu_map)
+        old = self.event_list
+        self.event_list = EventListView(self.session, self.filters, self.tasks)
+        self.event_list.rowSelected.connect(self._on_list_selected)
+        self.event_list.taskPlotRequested.connect(self.add_task_row)
+        self.splitter.replaceWidget(self.splitter.indexOf(old), self.event_list)
+        old.deleteLater()
+        self._fill_panels()
+        t = self.session.merged().ts
+        if len(t):
+            self.timeline.set_full_range(int(t.min()), int(t.max()))
+            self.timeline.zoom_to_fit()
 
     def export_session_dialog(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export session", "session.json", "JSON (*.json)")
