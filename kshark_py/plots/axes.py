@@ -84,7 +84,7 @@ class RowAxis(pg.AxisItem):
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 (pyqtgraph API)
         lo, hi = sorted((minVal, maxVal))  # an inverted view hands the range over reversed
-        vals = [i + 0.45 for i in range(len(self.labels)) if lo - 1 <= i <= hi]
+        vals = [i + 0.55 for i in range(len(self.labels)) if lo - 1 <= i <= hi]  # the body's middle
         return [(1.0, vals)]
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802

@@ -138,6 +138,7 @@ class TaskPlotsDialog(_PlotsDialog):
         self.search.setPlaceholderText("find a task (name or PID)")
         self.search.textChanged.connect(self._narrow)
         self.layout_.insertWidget(0, self.search)
+        self.search.setFocus()  # typing narrows the tree at once
         shown = set(model.visible_tasks())
         for st in model.session.streams:
             pids, counts = np.unique(st.buffer.events.column("pid").to_numpy(), return_counts=True)
