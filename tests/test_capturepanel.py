@@ -22,7 +22,7 @@ from kshark_py.loaders.tracedat import open_trace  # noqa: E402
 from kshark_py.ui import capturepanel  # noqa: E402
 from kshark_py.ui.capturepanel import CaptureDialog  # noqa: E402
 
-from .test_capture_interop import free_port  # noqa: E402
+from .test_capture_interop import env_ok, free_port  # noqa: E402, F401
 from .test_capture_record import instances, ours, require_recording  # noqa: E402
 
 
@@ -140,6 +140,7 @@ def test_guest_event_counts_while_recording(dialog, qtbot, tmp_path):
     agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
     try:
         wait_listening(port, agent)
+        dialog.max_stat_rows = 1000  # every CPU's row, whatever this machine's CPU count
         dialog.set_event("sched:sched_switch")
         dialog.add_guest("g", "TCP", f"127.0.0.1:{port}")
         dialog.tsync.setValue(-1)
@@ -212,6 +213,11 @@ def test_each_guest_gets_its_own_events(dialog):
     dialog.run_preflight()
     text = dialog.checks.toPlainText()
     assert "g1 (irq), g2 (all), g3 (sched:sched_wakeup sched:sched_waking), g4 (sched:sched_switch)" in text
+    assert "used twice" not in text
+    dialog.add_guest("g1", "vsock", "4", "all")  # the same name twice would write trace-g1.dat twice
+    dialog.run_preflight()
+    assert "Guest name g1 is used twice" in dialog.checks.toPlainText()
+    assert not dialog.record_btn.isEnabled()
 
 
 def test_transport_column_decides_how_to_connect(dialog):
@@ -343,8 +349,9 @@ def test_failing_agent_keeps_the_host_data(qtbot, tmp_path, reply):
     assert got.args == [[str(out / "trace.dat")]]
     assert sorted(p.name for p in out.iterdir()) == ["trace.dat"]
     assert open_trace(out / "trace.dat").buffers[0].events.num_rows > 0
-    status = d.status.text()
-    assert status.startswith(f"Wrote {out / 'trace.dat'}"), status
+    assert d.status.text() == f"Wrote {out / 'trace.dat'}. 1 guest(s) not recorded or cut short: see above."
+    status = d.checks.toPlainText()
+    assert f"Wrote {out / 'trace.dat'}" in status, status
     if reply == "dies":
         assert "guest bad: its agent accepted the request, then closed the connection without sending its trace " \
                "metadata" in status and "ftrace" in status, status
@@ -410,33 +417,29 @@ def test_host_and_our_agent_2s_each_with_its_events(qtbot, tmp_path):
     assert event_names(host) == {"sched_switch"}
     assert event_names(guest) and event_names(guest) <= {"sched_wakeup", "sched_waking"}, event_names(guest)
     # every row of the counters (host CPUs + total, guest CPUs + total) is inside the visible part of the table
-    n = d.stats.rowCount()
-    assert n == len(capturepanel.stat_rows(progress_cpus(d))) and n >= 4
+    from kshark_py.capture.control import CpuProgress
+
+    n = d.stats.rowCount()  # guest and host are this machine: as many CPUs each
+    assert n == len(capturepanel.stat_rows([CpuProgress(w, i, 0, 0, 0) for w in ("host", "g")
+                                            for i in range(os.cpu_count() or 1)])), n
     view = d.stats.viewport().rect()
     for i in range(n):
         assert view.contains(d.stats.visualItemRect(d.stats.item(i, 0))), (i, n, view)
     assert {d.stats.item(i, 0).text() for i in range(n)} == {"host", "g"}
 
 
-def progress_cpus(d) -> list:
-    """The counters' CPUs as the table was last filled (host CPUs, then the guest's)."""
-    from kshark_py.capture.control import CpuProgress
-
-    out = []
-    for i in range(d.stats.rowCount()):
-        if d.stats.item(i, 1).text() != "all":
-            out.append(CpuProgress(d.stats.item(i, 0).text(), int(d.stats.item(i, 1).text()), 0, 0, 0))
-    return out
-
-
 def test_many_cpus_collapse_to_one_row_per_source():
-    """A 16-CPU host and a 2-CPU guest: one row each, so the guest is not pushed out of view."""
+    """A 16-CPU host and a 2-CPU guest: the host shrinks to its total, so the guest is not pushed out of view;
+    a second 16-CPU guest shrinks too."""
     from kshark_py.capture.control import CpuProgress
 
     cpus = [CpuProgress("host", i, 10, 1, 0) for i in range(16)] + [CpuProgress("g", i, 5, 2, 1) for i in range(2)]
     rows = capturepanel.stat_rows(cpus)
-    assert [(c.where, c.bytes, c.events, c.lost, total) for c, total in rows] == [
-        ("host", 160, 16, 0, True), ("g", 10, 4, 2, True)]
+    assert [(c.where, c.cpu, c.bytes, c.events, c.lost, total) for c, total in rows] == [
+        ("host", -1, 160, 16, 0, True), ("g", 0, 5, 2, 1, False), ("g", 1, 5, 2, 1, False), ("g", -1, 10, 4, 2, True)]
+    big = cpus + [CpuProgress("h", i, 1, 1, 0) for i in range(16)]
+    assert [(c.where, total) for c, total in capturepanel.stat_rows(big)] == [
+        ("host", True), ("g", False), ("g", False), ("g", True), ("h", True)]
     few = capturepanel.stat_rows(cpus[:2] + cpus[16:])
     assert [(c.where, c.cpu, total) for c, total in few] == [
         ("host", 0, False), ("host", 1, False), ("host", -1, True), ("g", 0, False), ("g", 1, False), ("g", -1, True)]
@@ -483,3 +486,38 @@ def test_preflight_escapes_command_names_and_paths(dialog, tmp_path):
     assert "<u>g</u> (<s>irq&amp;)" in text, text
     assert str(odd / "kshark-YYYYmmdd-HHMMSS" / "trace.dat") in text, text
     assert "Guest <u>g</u>:" in text
+
+
+def test_trace_cmd_agent_counts_are_explained(qtbot, tmp_path, env_ok):  # noqa: F811 - the fixture
+    """trace-cmd's agent sends a guest CPU's pages only when its ring buffer is half full (the guest's
+    buffer_percent) or at Stop: the dialog says so while recording, and the final counts match the file."""
+    from .test_capture_interop import TC_NS, start, stop, wait_listening
+
+    port = free_port()
+    agent = start(["sh", str(TC_NS), "agent", "-N", "127.0.0.1", "-p", str(port)], tmp_path)
+    try:
+        wait_listening(port, agent)
+        d = CaptureDialog(None, open_result=False)
+        qtbot.addWidget(d)
+        d.max_stat_rows = 1000  # every CPU's row, whatever this machine's CPU count
+        d.output_dir.setText(str(tmp_path))
+        d.set_event("sched:sched_switch")
+        d.add_guest("tc", "TCP", f"127.0.0.1:{port}", "sched:sched_process_exec")
+        d.tsync.setValue(-1)
+        d.command.setText("sh -c 'for i in $(seq 30); do /bin/true; sleep 0.05; done'")
+        d.show()
+        assert d.start_recording(), d.checks.toPlainText()
+        qtbot.waitUntil(lambda: d.note.isVisible(), timeout=20000)
+        assert d.recording is not None and d.recording.state == "recording"
+        note = d.note.text()
+        assert note.startswith("Guest tc: trace-cmd's agent sends a CPU's pages only once") and "buffer_percent" in note
+        qtbot.waitUntil(lambda: d.recording is None, timeout=60000)
+    finally:
+        stop(agent)
+    out = recorded_dir(d)
+    assert d.result_files == [out / "trace.dat", out / "trace-tc.dat"], d.status.text()
+    buf = open_trace(out / "trace-tc.dat").buffers[0]
+    assert buf.events.num_rows >= 30  # the execs above, all sent at Stop
+    rows = _guest_rows(d, "tc")
+    for st in buf.stats:
+        assert rows[str(st.cpu)][0] == f"{st.events:,}", (rows, st)

@@ -146,6 +146,10 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
             out.append(Check("error", f"Output folder {d} does not exist."))
         elif not os.access(d, os.W_OK):
             out.append(Check("error", f"Output folder {d} is not writable."))
+    names = [g.display_name() for g in guests]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        out.append(Check("error", f"Guest name {dup} is used twice: each guest needs its own name (its file is "
+                                  f"trace-{dup}.dat)."))
     for g in guests:
         name = g.display_name()
         try:

@@ -49,7 +49,7 @@ RECHECK_MS = 300
 PROBE_TTL = 5.0
 """Seconds an agent probe's answer is reused by automatic re-checks (Check probes afresh)."""
 MAX_STAT_ROWS = 10
-"""More counter rows than this: one row per source (its CPUs summed), so every source stays in view."""
+"""More counter rows than this: the biggest sources show their total only, so every source stays in view."""
 GUEST_EVENTS_HINT = "as the host"
 
 
@@ -88,6 +88,8 @@ class CaptureDialog(QtWidgets.QDialog):
         self.recording_dir: Path | None = None
         self.result_files: list[Path] = []
         self.last_checks: list[Check] = []
+        self.max_stat_rows = MAX_STAT_ROWS
+        """More counter rows than this: the biggest sources shrink to their total (see :func:`stat_rows`)."""
         self._probes: dict[tuple[str, str | None], tuple[float, str | None]] = {}
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(250)
@@ -174,7 +176,10 @@ class CaptureDialog(QtWidgets.QDialog):
         self.guests.horizontalHeader().setStretchLastSection(True)
         self.guests.setColumnWidth(2, 170)
         self.guests.verticalHeader().hide()
-        self.guests.setMinimumHeight(90)
+        self.guests.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 12)  # fits a combo box
+        rows = self.guests.verticalHeader().defaultSectionSize()
+        self.guests.setMinimumHeight(rows * 2 + 30)
+        self.guests.setMaximumHeight(rows * 4 + 30)  # four guests in view; the rest of the height: the counters
         self.guests.itemChanged.connect(self._changed)
         gl.addWidget(self.guests)
         brow = QtWidgets.QHBoxLayout()
@@ -529,7 +534,7 @@ class CaptureDialog(QtWidgets.QDialog):
         if rec is None:
             return
         p = progress(rec.session, rec.counts)
-        rows = stat_rows(p.cpus)
+        rows = stat_rows(p.cpus, self.max_stat_rows)
         self.stats.setRowCount(len(rows))
         bold = QtGui.QFont(self.stats.font())
         bold.setBold(True)
@@ -567,7 +572,7 @@ class CaptureDialog(QtWidgets.QDialog):
     def _show_agent_note(self, rec: Recording) -> None:
         """Why a trace-cmd agent's counts lag (see :func:`~kshark_py.capture.livecount.is_trace_cmd_agent`)."""
         names = [n for n, v in rec.counts.agent_versions.items() if is_trace_cmd_agent(v)]
-        if not names or self.note.isVisible():
+        if not names or not self.note.isHidden():
             return
         self.note.setText(
             f"Guest {', '.join(names)}: trace-cmd's agent sends a CPU's pages only once the guest's ring buffer "
@@ -590,13 +595,25 @@ class CaptureDialog(QtWidgets.QDialog):
         self.result_files = list(rec.files)
         text = "Wrote " + ", ".join(str(f) for f in self.result_files)
         if rec.warnings:
-            text += ". Not recorded or cut short: " + "; ".join(rec.warnings)
+            text += f". {len(rec.warnings)} guest(s) not recorded or cut short: see above."
+            self._show_result(rec)
         self.status.setText(text)
         self._set_status_colour("warn" if rec.warnings else "ok")
         if self._open_result and self.result_files:
             self.filesRecorded.emit([str(f) for f in self.result_files])
             if not rec.warnings:  # otherwise stay open, so the user reads what went wrong
                 self.accept()
+
+    def _show_result(self, rec: Recording) -> None:
+        """What was written and what went wrong with guests, where the preflight was (room to read it)."""
+        html = ["<p><b>Recording done.</b></p>"]
+        html += [f"<div style='color:{_LEVEL_COLOURS['ok']}'>{_LEVEL_MARKS['ok']} Wrote "
+                 f"{escape(str(f), quote=False)}</div>" for f in rec.files]
+        html += [f"<div style='color:{_LEVEL_COLOURS['error']}'>{_LEVEL_MARKS['error']} "
+                 f"{escape(w, quote=False)}</div>" for w in rec.warnings]
+        self.checks.setHtml("".join(html))
+        total = sum(self.vsplit.sizes())
+        self.vsplit.setSizes([total // 2, total - total // 2])
 
     def _set_status_colour(self, level: str) -> None:
         self.status.setStyleSheet(f"color: {_LEVEL_COLOURS[level]}" if level in ("warn", "error") else "")
@@ -619,17 +636,23 @@ class CaptureDialog(QtWidgets.QDialog):
 def stat_rows(cpus: list[CpuProgress], max_rows: int = MAX_STAT_ROWS) -> list[tuple[CpuProgress, bool]]:
     """The table's rows: each source's CPUs, then (if it has several) its total; (row, is_total).
 
-    If that makes more than ``max_rows`` rows, one row per source (its total), so that no source (a guest
-    after a many-CPU host) is pushed out of view."""
-    out: list[tuple[CpuProgress, bool]] = []
+    Past ``max_rows`` rows, the sources with the most CPUs are shown as their total only, biggest first,
+    until the rows fit, so that no source (a guest after a many-CPU host) is pushed out of view."""
     by_where: dict[str, list[CpuProgress]] = {}
     for c in cpus:
         by_where.setdefault(c.where, []).append(c)
-    totals_only = len(cpus) + sum(len(cs) > 1 for cs in by_where.values()) > max_rows
+    size = {w: len(cs) + (len(cs) > 1) for w, cs in by_where.items()}
+    collapsed: set[str] = set()
+    for w in sorted(by_where, key=lambda w: -len(by_where[w])):
+        if sum(size.values()) <= max_rows:
+            break
+        collapsed.add(w)
+        size[w] = 1
+    out: list[tuple[CpuProgress, bool]] = []
     for where, cs in by_where.items():
-        if not totals_only:
+        if where not in collapsed:
             out += [(c, False) for c in cs]
-        if len(cs) > 1 or totals_only:
+        if len(cs) > 1 or where in collapsed:
             events = [c.events for c in cs if c.events is not None]
             lost = [c.lost for c in cs if c.lost is not None]
             out.append((CpuProgress(where, -1, sum(c.bytes for c in cs),  # a sum only if every CPU is known
