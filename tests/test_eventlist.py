@@ -8,6 +8,7 @@ only.
 
 from __future__ import annotations
 
+import gzip
 import re
 import subprocess
 
@@ -30,6 +31,8 @@ from kshark_py.ui.filterdialogs import (
 )
 
 from .reference import LINE_RE, merged_col
+
+LOST_LINE_RE = re.compile(r"^(?:\S+: )?CPU:(?P<cpu>\d+) (?P<what>\[(\d+ )?EVENTS DROPPED\])$")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,8 @@ def event_names(session):
 def test_model_rows_and_cells_match_report(qapp, files, session, tasks):
     model = EventTableModel(session, None, tasks)
     m = session.merged()
-    assert model.rowCount() == len(m) == 190135
+    assert len(m) == 190135
+    assert model.rowCount() == len(m) + len(model.lost)  # one missed_events row per loss
     assert model.columnCount() == len(COL)
     lines = list(report(files))[len(files):]
     assert len(lines) == len(m)
@@ -86,8 +90,10 @@ def test_model_rows_and_cells_match_report(qapp, files, session, tasks):
         r = LINE_RE.match(line)
         assert r, line
 
-        def cell(col, k=k):
-            return model.data(model.index(k, COL[col]))
+        row = model.row_of(k)
+
+        def cell(col, row=row):
+            return model.data(model.index(row, COL[col]))
 
         assert cell("#") == str(k)
         assert cell("Time") == r["ts"]
@@ -100,8 +106,18 @@ def test_model_rows_and_cells_match_report(qapp, files, session, tasks):
         info = line[r.start("event") + len(name) + 2 + max(0, 20 - len(name)):]
         assert cell("Info") == info, k
         assert cell("Stream") == ("host" if m.stream[k] == 0 else "vmguest")
-        assert model.data(model.index(k, 0), MergedIndexRole) == k
-    assert "lost" in model.data(model.index(lost[0], 0), Qt.ItemDataRole.ToolTipRole)
+        assert model.data(model.index(row, 0), MergedIndexRole) == k
+        if k in lost:  # trace-cmd prints "CPU:N [COUNT EVENTS DROPPED]" before it: so does the row above
+            head = LOST_LINE_RE.match(lines[k].split("\n")[0])
+            assert head, lines[k]
+
+            def above(col, row=row):
+                return model.data(model.index(row - 1, COL[col]))
+
+            assert (above("Event"), above("CPU"), above("Info")) == ("missed_events", head["cpu"], head["what"])
+            assert above("Time") == cell("Time") and model.data(model.index(row - 1, 0), MergedIndexRole) == -1
+            assert "lost on CPU" in model.data(model.index(row - 1, 0), Qt.ItemDataRole.ToolTipRole)
+    assert len(model.lost) == len(lost)
 
 
 def test_latency_matches_trace_cmd(traces, qapp):
@@ -126,20 +142,29 @@ def test_filtered_model_follows_filters(qapp, session, tasks):
     wake = session.streams[0].trace.formats.find("sched_wakeup").id
     f.set(0, "event", "hide", [wake])
     assert resets == [1]
-    assert model.rowCount() == int(f.mask(session).sum())
+    assert model.rowCount() == int(f.mask(session).sum()) + len(model.lost_rows)
+    assert len(model.lost_rows) == len(model.lost)  # hiding an event type hides no loss row
     vis = f.visible(session)
     for k in (0, 1, 5000, len(vis) - 1):
-        assert model.merged_index(k) == vis[k]
-        assert model.data(model.index(k, COL["Event"])) != "sched_wakeup" or session.merged().stream[vis[k]] == 1
+        row = int(model.table_rows(np.array([k]))[0])
+        assert model.merged_index(row) == vis[k]
+        assert model.data(model.index(row, COL["Event"])) != "sched_wakeup" or session.merged().stream[vis[k]] == 1
     hidden = int(np.setdiff1d(np.arange(len(session.merged())), vis)[0])
     assert model.row_of(hidden) == -1
     assert model.merged_index(model.nearest_row(hidden)) in (vis[vis < hidden][-1], vis[vis > hidden][0])
     f.apply_to_list = False  # notifies: the list shows everything again
     assert resets == [1, 1]
-    assert model.rowCount() == len(session.merged())
+    assert model.rowCount() == len(session.merged()) + len(model.lost)
     f.apply_to_list = True
     f.clear()
-    assert model.rowCount() == len(session.merged()) and model.visible_rows() is None
+    assert model.rowCount() == len(session.merged()) + len(model.lost) and model.visible_rows() is None
+    # a CPU filter hides that CPU's loss rows too
+    lost_cpu = int(model.lost.cpu[0])
+    f.set(int(model.lost.stream[0]), "cpu", "hide", [lost_cpu])
+    there = (model.lost.cpu == lost_cpu) & (model.lost.stream == model.lost.stream[0])
+    assert len(model.lost_rows) == len(model.lost) - int(there.sum())
+    assert not any(there[model.lost_index(int(r))] for r in model.lost_rows)
+    f.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +184,7 @@ def test_user_selection_emits_merged_index_and_time(qtbot, view, session):
 def test_programmatic_selection_is_quiet(qtbot, view, session):
     ts = session.merged().ts
     with qtbot.assertNotEmitted(view.rowSelected):
-        assert view.select_merged_index(150000) == 150000
+        assert view.select_merged_index(150000) == view.model.row_of(150000) >= 150000
         assert view.current_merged_index() == 150000
         # a time between two events selects the nearer one
         t = int(ts[120000]) + (int(ts[120001]) - int(ts[120000])) // 4
@@ -177,7 +202,7 @@ def test_selection_survives_filter_change(qtbot, view, session):
     host_k = int(np.flatnonzero(m.stream == 0)[5000])
     view.select_merged_index(host_k)
     view.filters.set_stream_enabled(1, False)
-    assert view.model.rowCount() == int((m.stream == 0).sum())
+    assert view.model.rowCount() == int((m.stream == 0).sum()) + int((view.model.lost.stream == 0).sum())
     assert view.current_merged_index() == host_k
     view.filters.set_stream_enabled(1, True)
     assert view.current_merged_index() == host_k
@@ -207,7 +232,7 @@ def test_search_event_next_prev_wrap(qtbot, view, session):
     names = event_names(session)
     want = np.flatnonzero(np.array(["sched_wakeup" in n for n in names]))
     bar.set_query("Event", "sched_wakeup")
-    assert np.array_equal(bar.matches(), want)
+    assert np.array_equal(bar.matches(), view.model.table_rows(want))
     bar.find_next()
     assert view.current_merged_index() == want[0]
     assert bar.counter.text() == f"1/{len(want)}"
@@ -244,14 +269,14 @@ def test_search_columns_vectorized(qtbot, view, session, column, text, mode):
     elif column == "Event":
         vals = event_names(session)
     else:
-        vals = np.array([model.data(model.index(k, col)) for k in range(model.rowCount())], object)
+        vals = np.array([model.cell_text(k, col) for k in range(len(session.merged()))], object)
     if mode == "full match":
         want = np.flatnonzero(vals == text)
     else:
         has = np.array([text.lower() in v.lower() for v in vals])
         want = np.flatnonzero(has if mode == "contains" else ~has)
     assert len(want) > 0
-    assert np.array_equal(hits, want)
+    assert np.array_equal(hits, model.table_rows(want))
     bar.find_next()
     assert view.current_merged_index() == want[0]
 
@@ -278,8 +303,9 @@ def test_search_info_incremental(qtbot, view, session):
     model = view.model
     bar = view.search_bar
     text = "==> sleep:"
-    first = next(k for k in range(model.rowCount()) if text in model.info(k, cache=False))
-    second = next(k for k in range(first + 1, model.rowCount()) if text in model.info(k, cache=False))
+    n = len(session.merged())
+    first = next(k for k in range(n) if text in model.info(k, cache=False))
+    second = next(k for k in range(first + 1, n) if text in model.info(k, cache=False))
     assert first > 1000  # the hit lies beyond the first slice of work
     bar.set_query("Info", text)
     bar.find_next()
@@ -461,3 +487,76 @@ def test_screenshot(qtbot, view, tmp_path):
     path = tmp_path / "eventlist.png"
     assert img.save(str(path))
     assert img.width() >= 1300 and path.stat().st_size > 10000
+
+
+# --------------------------------------------------------------------------------------------
+# lost events, vectorized info text
+# --------------------------------------------------------------------------------------------
+
+def test_lost_events_rows_and_graph_tooltip(qtbot, traces):
+    """host-lost-events.dat: every loss trace-cmd reports is a missed_events row with its count, right
+    above the event that follows it, and the graph's red mark says the same on hover."""
+    from kshark_py.ui.app import build_window
+    from kshark_py.ui.loader import load_session
+
+    path = str(traces / "host-lost-events.dat")
+    w = build_window(load_session([path]), [path])
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    with gzip.open(traces / "host-lost-events.dat.report.txt.gz", "rt") as fh:
+        want = [(m["cpu"], m["what"]) for ln in fh if (m := LOST_LINE_RE.match(ln.rstrip("\n")))]
+    model = w.event_list.model
+    got = [(model.cell_text_at(int(r), COL["CPU"]), model.cell_text_at(int(r), COL["Info"])) for r in model.lost_rows]
+    assert len(want) == 16 and got == want  # "[777 EVENTS DROPPED]" and the count-less "[EVENTS DROPPED]"
+    for r in model.lost_rows[:3].tolist():
+        k = model.merged_index(r)  # the event after the loss
+        assert model.row_of(k) == r + 1 and model.cell_text_at(r, COL["Event"]) == "missed_events"
+    # the graph: hover the first loss's mark on its CPU row
+    k = model.lost_index(int(model.lost_rows[0]))
+    cpu, t = int(model.lost.cpu[k]), int(model.merged.ts[model.lost.merged[k]])
+    row = next(i for i, r in enumerate(w.model.rows) if r.kind == "cpu" and r.cpu == cpu)
+    text = w.timeline.describe(row, t)
+    assert f"{want[0][1]}: the ring buffer was full" in text
+
+
+@pytest.mark.parametrize("name", ["host-lost-events.dat", "host-printk.dat", "host-instances.dat",
+                                  "vm-2guests/trace-vmguestA.dat", "external/doc-test/trace.dat"])
+def test_block_info_equals_scalar_renderer(qapp, traces, name):
+    """The vectorized info text of a whole file is, row for row, what the list's renderer shows."""
+    tf = open_trace(traces / name)
+    session = Session.from_files([tf])
+    model = EventTableModel(session)
+    n = len(session.merged())
+    for si, st in enumerate(session.streams):
+        rows = np.arange(len(st.buffer.events))
+        got = model.block_info(si).render(rows).to_pylist()
+        sel = np.flatnonzero(np.asarray(session.merged().stream) == si)
+        want = [model.info(int(k), cache=False) for k in sel]
+        rowmap = np.asarray(session.merged().row)[sel]
+        assert [got[int(r)] for r in rowmap] == want
+    assert n > 2000
+
+
+def test_info_search_renders_blocks_not_rows(qtbot, view, session, monkeypatch):
+    """A no-match Info search over 190,135 rows: the per-event renderer runs for a few distinct values
+    only (the block renderer), the search reports progress, and ends with "no match"."""
+    from kshark_py.loaders.printfmt import InfoRenderer
+
+    calls = []
+    orig = InfoRenderer.info
+    monkeypatch.setattr(InfoRenderer, "info", lambda self, *a: calls.append(1) or orig(self, *a))
+    bar = view.search_bar
+    bar.set_query("Info", "no such text anywhere")
+    seen = []
+    bar.counter.setText = (lambda f: lambda t: seen.append(t) or f(t))(bar.counter.setText)
+    bar.find_next()
+    qtbot.waitUntil(lambda: not bar.busy, timeout=120000)
+    assert bar.counter.text() == "no match"
+    assert any(t.startswith("searching… ") and t.endswith("%") for t in seen)
+    assert len(calls) < len(session.merged()) // 20
+    # Esc cancels a running search
+    bar.find_next()
+    assert bar.busy
+    bar.stop()
+    assert not bar.busy and bar.counter.text() == "cancelled"

@@ -15,6 +15,7 @@ closures; rendering a row only runs the closures.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -967,7 +968,9 @@ _FLAG_NAMES = {"HI_SOFTIRQ": 0, "TIMER_SOFTIRQ": 1, "NET_TX_SOFTIRQ": 2, "NET_RX
                "HRTIMER_SOFTIRQ": 8, "RCU_SOFTIRQ": 9, "HRTIMER_NORESTART": 0, "HRTIMER_RESTART": 1}
 
 
+@functools.lru_cache(maxsize=4096)
 def _eval_flag(s: str) -> int:
+    """A flag/symbol table value (pure: cached, it ran strtoull for every entry of every table)."""
     if s[:1].isdigit():
         return _s64(_strtoull(s))
     return _FLAG_NAMES.get(s, -1)

@@ -22,6 +22,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..model.lost import lost_near, lost_text
 from ..model.viewmodel import STATE_ORDER, SUBROWS, RenderResult, TimelineModel
 from .axes import RowAxis, TimeAxis, format_time
 
@@ -357,6 +358,13 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
             near = r.events.nearest(ts, 4 * (t1 - t0) / self.pixel_width())
             if near is not None:
                 text += f"  event at {format_time(near)}"
+        if r.lost is not None and len(r.lost):  # the red marks: say what they are
+            t0, t1 = self.view_range()
+            lost = lost_near(self.model.session, r.stream, r.cpu, ts, int(4 * (t1 - t0) / self.pixel_width()))
+            if lost:
+                known = sum(c for _, c in lost if c >= 0)
+                what = lost_text(known if all(c >= 0 for _, c in lost) else -1)
+                text += f"  {what}: the ring buffer was full, the kernel lost events here"
         self.setToolTip(text)
         return text
 

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView,
 
 from ..loaders.printfmt import InfoRenderer
 from ..model.filters import Filters, TaskIndex, stream_column
+from ..model.infotext import BlockInfo
+from ..model.lost import LOST_EVENT_NAME, lost_events, lost_text
 from ..model.session import Session
 from ..report import format_time, guest_funcs, render_context
 
@@ -97,11 +99,10 @@ class EventTableModel(QAbstractTableModel):
         """Bumped on every reset, so searches know their cached matches are stale."""
         self._cols = [{c: stream_column(st, c) for c in ("ts", "cpu", "pid", "event_id", "flags", "preempt")}
                       for st in session.streams]
-        self._lost = []
-        for st in session.streams:
-            lost = st.buffer.lost
-            self._lost.append(dict(zip(lost.column("row").to_pylist(), lost.column("count").to_pylist(),
-                                       strict=True)) if len(lost) else {})
+        self.lost = lost_events(session)
+        self._lost_rows = np.zeros(0, np.int64)  # table rows of the loss rows shown (ascending)
+        self._lost_of = np.zeros(0, np.int64)  # index into self.lost of each of them
+        self._lost_anchor = np.zeros(0, np.int64)  # event row (see _event_row) each is shown before
         gf = guest_funcs(session)
         self._renderers: dict[int, InfoRenderer] = {}
         for st in session.streams:
@@ -109,6 +110,7 @@ class EventTableModel(QAbstractTableModel):
                 ctx = render_context(st.trace, gf if st.trace is session.host else None)
                 self._renderers[id(st.trace)] = InfoRenderer(st.trace.formats, ctx)
         self._info = _LRU(self.INFO_CACHE)
+        self._block_info: dict[int, BlockInfo] = {}
         self._tints = [QColor(*_STREAM_TINTS[i % len(_STREAM_TINTS)]) for i in range(len(session.streams))]
         self._lost_color = QColor("#ffd6d6")
         self._mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
@@ -118,6 +120,7 @@ class EventTableModel(QAbstractTableModel):
             # the filters may outlive this model (a reopened list): stop calling a deleted model
             self.destroyed.connect(lambda *_: filters.changed.disconnect(cb))
             self._rows = self._visible_from_filters()
+        self._place_lost()
 
     # ---- rows -------------------------------------------------------------------------------
     def _visible_from_filters(self) -> np.ndarray | None:
@@ -130,46 +133,113 @@ class EventTableModel(QAbstractTableModel):
         """Re-read the filters (connected to ``filters.changed``)."""
         self.beginResetModel()
         self._rows = self._visible_from_filters()
+        self._place_lost()
         self.generation += 1
         self.endResetModel()
 
+    def _place_lost(self) -> None:
+        """Put a row before the first shown event at or after each loss (KernelShark's missed_events
+        entry); a loss is hidden only with its stream or CPU."""
+        lost = self.lost
+        keep = np.ones(len(lost), bool)
+        f = self.filters
+        if f is not None and f.apply_to_list and f.is_active() and len(lost):
+            for si in np.unique(lost.stream).tolist():
+                sel = lost.stream == si
+                if not f.stream_enabled(si):
+                    keep &= ~sel
+                    continue
+                show, hide = f.get(si, "cpu", "show"), f.get(si, "cpu", "hide")
+                cpu = lost.cpu
+                if show:
+                    keep &= ~sel | np.isin(cpu, list(show))
+                if hide:
+                    keep &= ~sel | ~np.isin(cpu, list(hide))
+        which = np.flatnonzero(keep)
+        m = lost.merged[which]
+        anchor = m if self._rows is None else np.searchsorted(self._rows, m)
+        self._lost_of = which
+        self._lost_anchor = np.asarray(anchor, np.int64)
+        self._lost_rows = self._lost_anchor + np.arange(len(which))
+
+    def _n_events(self) -> int:
+        return len(self.merged) if self._rows is None else len(self._rows)
+
+    def _event_row(self, row: int) -> int:
+        """Index among the shown events of table row ``row`` (the next event's for a loss row)."""
+        return row - int(np.searchsorted(self._lost_rows, row, side="left"))
+
+    def table_rows(self, event_rows: np.ndarray) -> np.ndarray:
+        """Table rows of shown events given by their index among the shown events (vectorized)."""
+        event_rows = np.asarray(event_rows, np.int64)
+        return event_rows + np.searchsorted(self._lost_anchor, event_rows, side="right")
+
+    @property
+    def lost_rows(self) -> np.ndarray:
+        """Table rows of the loss rows shown, ascending."""
+        return self._lost_rows
+
+    def lost_index(self, row: int) -> int:
+        """Index into :attr:`lost` if table row ``row`` is a loss row, else -1."""
+        k = int(np.searchsorted(self._lost_rows, row))
+        return int(self._lost_of[k]) if k < len(self._lost_rows) and self._lost_rows[k] == row else -1
+
+    def row_targets(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(merged index, is a loss row) of table rows ``rows`` (vectorized; a loss row's merged
+        index is -1)."""
+        rows = np.asarray(rows, np.int64)
+        k = np.searchsorted(self._lost_rows, rows)
+        kc = np.minimum(k, max(len(self._lost_rows) - 1, 0))
+        is_lost = (k < len(self._lost_rows)) & (self._lost_rows[kc] == rows) if len(self._lost_rows) \
+            else np.zeros(len(rows), bool)
+        ev = rows - k
+        m = ev if self._rows is None else self._rows[np.clip(ev, 0, max(len(self._rows) - 1, 0))]
+        return np.where(is_lost, -1, m).astype(np.int64), is_lost
+
     def visible_rows(self) -> np.ndarray | None:
-        """Merged indices of the rows, ascending; None means all rows (row k is merged event k)."""
+        """Merged indices of the shown events, ascending; None means all (shown event k is merged
+        event k).  Loss rows are not events: :meth:`table_rows` maps event positions to table rows."""
         return self._rows
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         if parent.isValid():
             return 0
-        return len(self.merged) if self._rows is None else len(self._rows)
+        return self._n_events() + len(self._lost_rows)
 
     def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(COLUMNS)
 
     def merged_index(self, row: int) -> int:
-        """The merged index shown in table row ``row``."""
-        return int(row if self._rows is None else self._rows[row])
+        """The merged index shown in table row ``row`` (a loss row: the event after it)."""
+        e = min(self._event_row(row), self._n_events() - 1)
+        return int(e if self._rows is None else self._rows[e])
 
     def row_of(self, merged_index: int) -> int:
         """Table row of ``merged_index``, or -1 if that event is filtered out."""
         if self._rows is None:
-            return merged_index if 0 <= merged_index < len(self.merged) else -1
-        k = int(np.searchsorted(self._rows, merged_index))
-        return k if k < len(self._rows) and self._rows[k] == merged_index else -1
+            e = merged_index if 0 <= merged_index < len(self.merged) else -1
+        else:
+            k = int(np.searchsorted(self._rows, merged_index))
+            e = k if k < len(self._rows) and self._rows[k] == merged_index else -1
+        return -1 if e < 0 else int(self.table_rows(np.array([e]))[0])
 
     def nearest_row(self, merged_index: int) -> int:
         """Table row of ``merged_index`` or, if it is hidden, of the nearest visible event in time."""
-        n = self.rowCount()
+        n = self._n_events()
         if n == 0:
             return -1
         if self._rows is None:
-            return min(max(merged_index, 0), n - 1)
-        k = int(np.searchsorted(self._rows, merged_index))
-        if k < n and self._rows[k] == merged_index:
-            return k
-        ts = self.merged.ts
-        target = int(ts[min(max(merged_index, 0), len(ts) - 1)])
-        cands = [c for c in (k - 1, k) if 0 <= c < n]
-        return min(cands, key=lambda c: abs(int(ts[self._rows[c]]) - target))
+            e = min(max(merged_index, 0), n - 1)
+        else:
+            k = int(np.searchsorted(self._rows, merged_index))
+            if k < n and self._rows[k] == merged_index:
+                e = k
+            else:
+                ts = self.merged.ts
+                target = int(ts[min(max(merged_index, 0), len(ts) - 1)])
+                cands = [c for c in (k - 1, k) if 0 <= c < n]
+                e = min(cands, key=lambda c: abs(int(ts[self._rows[c]]) - target))
+        return int(self.table_rows(np.array([e]))[0])
 
     def row_at_time(self, ts: int) -> int:
         """Table row of the visible event nearest to ``ts`` (ns)."""
@@ -207,6 +277,19 @@ class EventTableModel(QAbstractTableModel):
             text = f"[cannot format: {e}]"
         return text[:-1] if text.endswith("\n") else text
 
+    def block_info(self, stream: int) -> BlockInfo:
+        """The vectorized info renderer of one stream (for searches), with the list's own context."""
+        bi = self._block_info.get(stream)
+        if bi is None:
+            st = self.session.streams[stream]
+            bi = self._block_info[stream] = BlockInfo(st.buffer, self._renderers[id(st.trace)])
+        return bi
+
+    def cell_text_at(self, row: int, column: int) -> str:
+        """What table row ``row`` shows in ``column`` (an event or a loss row)."""
+        k = self.lost_index(row) if len(self._lost_rows) else -1
+        return self.lost_cell(k, column) if k >= 0 else self.cell_text(self.merged_index(row), column)
+
     def event_name(self, stream: int, event_id: int) -> str:
         ev = self.session.streams[stream].trace.formats.get(event_id)
         return ev.name if ev else "(NULL)"
@@ -237,15 +320,37 @@ class EventTableModel(QAbstractTableModel):
             return self.event_name(s, eid)
         return self.info(merged_index)
 
-    def lost_before(self, merged_index: int) -> int | None:
-        """Events the kernel dropped just before this one on its CPU (-1: unknown count), or None."""
-        s = int(self.merged.stream[merged_index])
-        return self._lost[s].get(int(self.merged.row[merged_index]))
+    def lost_cell(self, k: int, column: int) -> str:
+        """What column ``column`` shows in the row of loss ``k`` (see :mod:`kshark_py.model.lost`)."""
+        lost = self.lost
+        s = int(lost.stream[k])
+        name = COLUMNS[column]
+        if name == "Time":
+            return self.time_text(s, int(self.merged.ts[lost.merged[k]]))
+        if name == "Stream":
+            return self.session.streams[s].name
+        if name == "CPU":
+            return str(int(lost.cpu[k]))
+        if name == "Event":
+            return LOST_EVENT_NAME
+        if name == "Info":
+            return lost_text(int(lost.count[k]))
+        return ""
+
+    def lost_tooltip(self, k: int) -> str:
+        c = int(self.lost.count[k])
+        what = f"{c} events were" if c >= 0 else "Events were (the trace does not say how many)"
+        return (f"{what} lost on CPU {int(self.lost.cpu[k])} of {self.session.streams[int(self.lost.stream[k])].name} "
+                "here: the ring buffer was full and the kernel dropped them before they were recorded.")
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         col = index.column()
+        if len(self._lost_rows):
+            k = self.lost_index(index.row())
+            if k >= 0:
+                return self._lost_data(k, col, role)
         if role == Qt.ItemDataRole.DisplayRole:
             return self.cell_text(self.merged_index(index.row()), col)
         if role == MergedIndexRole:
@@ -258,8 +363,6 @@ class EventTableModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.BackgroundRole:
             m = self.merged_index(index.row())
-            if col == 0 and self.lost_before(m) is not None:
-                return self._lost_color
             s = int(self.merged.stream[m])
             return self._tints[s] if s else None
         if role == Qt.ItemDataRole.FontRole and COLUMNS[col] in ("Time", "Latency"):
@@ -268,12 +371,23 @@ class EventTableModel(QAbstractTableModel):
             m = self.merged_index(index.row())
             s, _, _, cpu, pid, eid, _, _ = self.event_fields(m)
             ev = self.session.streams[s].trace.formats.get(eid)
-            tip = (f"{self.session.streams[s].name}  CPU {cpu}  {self.tasks.comm(s, pid)}-{pid}\n"
-                   f"{ev.full_name if ev else eid}: {self.info(m)}")
-            lost = self.lost_before(m)
-            if lost is not None:
-                tip += f"\n{lost if lost >= 0 else 'some'} events were lost on this CPU just before this one"
-            return tip
+            return (f"{self.session.streams[s].name}  CPU {cpu}  {self.tasks.comm(s, pid)}-{pid}\n"
+                    f"{ev.full_name if ev else eid}: {self.info(m)}")
+        return None
+
+    def _lost_data(self, k: int, col: int, role: int) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.lost_cell(k, col)
+        if role == MergedIndexRole:
+            return -1
+        if role == TimestampRole:
+            return int(self.merged.ts[self.lost.merged[k]])
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return self._lost_color
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.lost_tooltip(k)
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def headerData(self, section: int, orientation: Qt.Orientation,
@@ -322,6 +436,7 @@ class EventListView(QWidget):
         QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self, self.search_bar.focus)
         QShortcut(QKeySequence(QKeySequence.StandardKey.FindNext), self, self.search_bar.find_next)
         QShortcut(QKeySequence(QKeySequence.StandardKey.FindPrevious), self, self.search_bar.find_prev)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self.search_bar, self.search_bar.stop)
         self.model.modelAboutToBeReset.connect(self._remember)
         self.model.modelReset.connect(self._restore)
         self._kept: int | None = None

@@ -5,9 +5,11 @@ runs on the few distinct values of the column (event names, task names, pids, CP
 maps the answer back onto the events, and ``np.flatnonzero`` gives every matching row; Next/Prev then
 are binary searches in that array, and the counter shows "k/N".
 
-Info text only exists once rendered, so an Info search renders rows in chunks from the current row
-onward on the event loop (a zero-delay timer, ~15 ms of work per turn), stops at the first hit, and
-never freezes the window, even on 17 million rows.
+Info text only exists once rendered, so an Info search renders blocks of rows from the current row
+onward (:class:`kshark_py.model.infotext.BlockInfo`: the block's texts as one Arrow array, built per
+event type with array operations, then ``pyarrow.compute.match_substring``), one block per turn of
+the event loop (~150 ms of work, a zero-delay timer), stops at the first hit, shows its progress, and
+can be cancelled (Esc, or any change of the query); the window never freezes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..model.filters import MATCH_MODES, map_values, merged_gather, stream_column, text_matcher
+from ..model.infotext import match_mask
 
 if TYPE_CHECKING:
     from .eventlist import EventListView, EventTableModel
@@ -37,10 +40,13 @@ if TYPE_CHECKING:
 SEARCH_COLUMNS = ("Event", "Task", "Info", "PID", "CPU")
 SEARCH_MIN_WIDTH = 180
 """The text field never gets narrower than this (the other controls give way first)."""
-INFO_BUDGET_S = 0.015
-"""Time an Info search may spend per event-loop turn (then the window gets to repaint and react)."""
-INFO_STEP = 64
-"""Rows rendered between two looks at the clock."""
+INFO_BUDGET_S = 0.15
+"""Time an Info search aims to spend per block (then the window gets to repaint and react)."""
+INFO_FIRST_BLOCK = 4096
+INFO_MAX_BLOCK = 1 << 18
+"""Rows per Info block: the first is small (a hit near the current row comes at once), later ones
+grow towards INFO_BUDGET_S of work, up to this."""
+COL_INFO = 8
 
 
 def value_mask(col: np.ndarray, pred: Callable[[int], bool]) -> np.ndarray:
@@ -155,6 +161,12 @@ class SearchBar(QWidget):
         self._timer.stop()
         self._job = None
 
+    def stop(self) -> None:
+        """Esc: cancel a running Info search and say so."""
+        if self.busy:
+            self.cancel()
+            self._show_count("cancelled")
+
     def matches(self) -> np.ndarray | None:
         """Table rows matching the current query (ascending), or None for Info (found lazily)."""
         column, mode, text = self.column.currentText(), self.mode.currentText(), self.text.text()
@@ -165,7 +177,7 @@ class SearchBar(QWidget):
         if self._key != key:
             full = column_mask(model, column, mode, text)
             rows = model.visible_rows()
-            self._matches = np.flatnonzero(full if rows is None else full[rows])
+            self._matches = model.table_rows(np.flatnonzero(full if rows is None else full[rows]))
             self._key = key
         return self._matches
 
@@ -212,7 +224,7 @@ class SearchBar(QWidget):
         self.counter.setText(text)
         self.counter.setStyleSheet("color: #b00020;" if error else "")
 
-    # ---- Info: incremental ----------------------------------------------------------------------
+    # ---- Info: a block at a time ---------------------------------------------------------------
     def _start_info(self, direction: int) -> None:
         model = self.view.model
         n = model.rowCount()
@@ -222,35 +234,58 @@ class SearchBar(QWidget):
         cur = self._current_row()
         start = (cur + 1 if direction > 0 else cur - 1) if cur >= 0 else (0 if direction > 0 else n - 1)
         self._job = {"dir": direction, "row": start % n, "left": n if cur < 0 else n - 1, "n": n,
-                     "pred": text_matcher(self.text.text(), self.mode.currentText()), "gen": model.generation,
-                     "origin": cur}
+                     "text": self.text.text(), "mode": self.mode.currentText(), "gen": model.generation,
+                     "origin": cur, "block": INFO_FIRST_BLOCK, "t0": time.monotonic()}
         self._show_count("searching…")
         self._timer.start()
 
     def _info_step(self) -> None:
+        """One block: render its info texts vectorized, match them, land on the first hit."""
         job = self._job
         model = self.view.model
         if job is None or job["gen"] != model.generation:
             self.cancel()
             return
-        pred, d, n = job["pred"], job["dir"], job["n"]
-        row = job["row"]
-        deadline = time.monotonic() + INFO_BUDGET_S
-        while job["left"] > 0 and time.monotonic() < deadline:
-            for _ in range(min(INFO_STEP, job["left"])):
-                text = model.info(model.merged_index(row), cache=False)
-                job["left"] -= 1
-                if pred(text):
-                    self.cancel()
-                    wrapped = (d > 0 and row <= job["origin"]) or (d < 0 and row >= job["origin"] >= 0)
-                    self._show_count(f"row {row + 1}" + (" (wrapped)" if wrapped else ""))
-                    self._land(row)
-                    return
-                row = (row + d) % n
-        job["row"] = row
+        d, n, row = job["dir"], job["n"], job["row"]
+        size = min(job["block"], job["left"])
+        rows = (row + d * np.arange(size)) % n
+        t = time.monotonic()
+        hit = np.flatnonzero(self._info_hits(rows, job["text"], job["mode"]))
+        took = time.monotonic() - t
+        job["rendered"] = job.get("rendered", 0) + size
+        if len(hit):
+            found = int(rows[hit[0]])
+            self.cancel()
+            wrapped = (d > 0 and found <= job["origin"]) or (d < 0 and found >= job["origin"] >= 0)
+            self._show_count(f"row {found + 1}" + (" (wrapped)" if wrapped else ""))
+            self._land(found)
+            return
+        job["left"] -= size
+        job["row"] = int((row + d * size) % n)
         if job["left"] <= 0:
             self.cancel()
             self._show_count("no match", error=True)
             return
+        # aim at ~INFO_BUDGET_S per block: the window repaints and takes input between blocks
+        job["block"] = int(min(INFO_MAX_BLOCK, max(INFO_FIRST_BLOCK, size * INFO_BUDGET_S / max(took, 1e-3))))
         done = 100 * (n - job["left"]) // max(1, n)
         self._show_count(f"searching… {done}%")
+
+    def _info_hits(self, rows: np.ndarray, text: str, mode: str) -> np.ndarray:
+        """bool per table row of ``rows``: does its info text match (loss rows: their text)."""
+        model = self.view.model
+        merged, is_lost = model.row_targets(rows)
+        out = np.zeros(len(rows), bool)
+        ev = np.flatnonzero(~is_lost)
+        if len(ev):
+            m = merged[ev]
+            stream = np.asarray(model.merged.stream[m])
+            srow = np.asarray(model.merged.row[m])
+            for si in np.unique(stream).tolist():
+                sel = np.flatnonzero(stream == si)
+                texts = model.block_info(si).render(srow[sel])
+                out[ev[sel]] = match_mask(texts, text, mode)
+        pred = text_matcher(text, mode)
+        for k in np.flatnonzero(is_lost).tolist():
+            out[k] = pred(model.cell_text_at(int(rows[k]), COL_INFO))
+        return out
