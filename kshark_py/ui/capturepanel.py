@@ -248,8 +248,7 @@ class CaptureDialog(QtWidgets.QDialog):
         """Any choice changed: re-run the preflight once the user pauses (it decides if Record is enabled)."""
         if self._loading or self.recording is not None:
             return
-        self.record_btn.setEnabled(False)  # until the preflight has seen the change
-        self._recheck.start()
+        self._recheck.start()  # Record itself re-checks first, so a click meanwhile is safe
 
     # -- events
     def _fill_events(self) -> None:
