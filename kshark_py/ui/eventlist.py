@@ -58,6 +58,12 @@ def latency_text(flags: int, preempt: int) -> str:
         + (f"{depth:x}" if depth else ".") + (f"{migrate:x}" if migrate else ".")
 
 
+def _alignment(col: int) -> int:
+    if COLUMNS[col] in ("#", "Time", "CPU", "PID"):
+        return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+
+
 class _LRU(OrderedDict):
     """A bounded dict: the most recently used ``cap`` entries survive."""
 
@@ -358,9 +364,7 @@ class EventTableModel(QAbstractTableModel):
         if role == TimestampRole:
             return int(self.merged.ts[self.merged_index(index.row())])
         if role == Qt.ItemDataRole.TextAlignmentRole:
-            if COLUMNS[col] in ("#", "Time", "CPU", "PID"):
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            return _alignment(col)
         if role == Qt.ItemDataRole.BackgroundRole:
             m = self.merged_index(index.row())
             s = int(self.merged.stream[m])
@@ -387,7 +391,9 @@ class EventTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.lost_tooltip(k)
         if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            return _alignment(col)
+        if role == Qt.ItemDataRole.FontRole and COLUMNS[col] in ("Time", "Latency"):
+            return self._mono
         return None
 
     def headerData(self, section: int, orientation: Qt.Orientation,
