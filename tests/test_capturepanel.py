@@ -349,7 +349,7 @@ def test_failing_agent_keeps_the_host_data(qtbot, tmp_path, reply):
     assert got.args == [[str(out / "trace.dat")]]
     assert sorted(p.name for p in out.iterdir()) == ["trace.dat"]
     assert open_trace(out / "trace.dat").buffers[0].events.num_rows > 0
-    assert d.status.text() == f"Wrote {out / 'trace.dat'}. 1 guest(s) not recorded or cut short: see above."
+    assert d.status.text() == f"Wrote trace.dat in {out}; 1 guest(s) not recorded or cut short (see above)."
     status = d.checks.toPlainText()
     assert f"Wrote {out / 'trace.dat'}" in status, status
     if reply == "dies":

@@ -592,11 +592,15 @@ class CaptureDialog(QtWidgets.QDialog):
             self._set_status_colour("error")
             return
         self.result_files = list(rec.files)
-        text = "Wrote " + ", ".join(str(f) for f in self.result_files)
+        folders = {f.parent for f in self.result_files}
+        text = "Wrote " + ", ".join(f.name if len(folders) == 1 else str(f) for f in self.result_files)
+        if len(folders) == 1:
+            text += f" in {folders.pop()}"
         if rec.warnings:
-            text += f". {len(rec.warnings)} guest(s) not recorded or cut short: see above."
+            text += f"; {len(rec.warnings)} guest(s) not recorded or cut short (see above)"
             self._show_result(rec)
-        self.status.setText(text)
+        self.status.setText(text + ".")
+        self.status.setToolTip("\n".join([text, *rec.warnings]))
         self._set_status_colour("warn" if rec.warnings else "ok")
         if self._open_result and self.result_files:
             self.filesRecorded.emit([str(f) for f in self.result_files])
