@@ -521,3 +521,12 @@ def test_trace_cmd_agent_counts_are_explained(qtbot, tmp_path, env_ok):  # noqa:
     rows = _guest_rows(d, "tc")
     for st in buf.stats:
         assert rows[str(st.cpu)][0] == f"{st.events:,}", (rows, st)
+
+
+def test_return_means_record_not_another_button(dialog):
+    """Return in the dialog presses Record (the default button), whichever button last had the focus."""
+    from PySide6 import QtWidgets
+
+    buttons = {b.text(): b for b in dialog.findChildren(QtWidgets.QPushButton)}
+    assert buttons["Record"].isDefault()
+    assert [t for t, b in buttons.items() if b.autoDefault()] == ["Record"], buttons

@@ -234,6 +234,8 @@ class CaptureDialog(QtWidgets.QDialog):
         close.clicked.connect(self.reject)
         for b in (self.check_btn, self.record_btn, self.stop_btn):
             buttons.addWidget(b)
+        for b in (browse, add, rem, self.check_btn, self.stop_btn, close):
+            b.setAutoDefault(False)  # Return means Record (the default button), never "open the folder chooser"
         buttons.addStretch(1)
         buttons.addWidget(close)
         rv.addLayout(buttons)
