@@ -244,3 +244,28 @@ def test_old_kshark_py_session_still_loads(tmp_path):
     moved = tmp_path / "demo"
     shutil.copytree(DEMO_SESSION.parent, moved)
     assert load_session_file(moved / DEMO_SESSION.name).files[0] == str(moved / "trace.dat")
+
+
+def test_instances_are_ours_only_and_round_trip(qtbot, traces, tmp_path):
+    """KernelShark 2.2.1 cannot reopen a buffer from a session (even its own export): it fails,
+    then crashes on the markers.  Instance streams go under "kshark-py"; marker rows count the
+    entries of the streams KernelShark loads (the top buffer)."""
+    w = _window(qtbot, [traces / "host-instances.dat"])
+    top, inst = w.session.streams
+    w.model.set_visible_cpus(inst.index, [1])
+    w.filters.set(inst.index, "cpu", "hide", [0])
+    t = int(top.buffer.events.column("ts")[1000].as_py())
+    w.set_marker("A", t)
+    out = tmp_path / "inst.json"
+    save_session(w.session_state(), out)
+    doc = json.loads(out.read_text())
+    assert [s["data"]["name"] for s in doc["data streams"]] == ["top buffer"]
+    (ours,) = doc["kshark-py"]["instance streams"]
+    assert ours["data"]["name"] == "irqbuf" and ours["CPUPlots"] == [1] and ours["filters"]["hide cpu filter"] == [0]
+    top_ts = np.sort(np.concatenate([top.buffer.events.column("ts").to_numpy(),
+                                     top.buffer.lost.column("ts").to_numpy() - 10]))  # + missed_events entries
+    assert doc["Markers"]["markA"]["row"] == int(np.searchsorted(top_ts, t, side="right")) - 1
+    st = load_session_file(out)
+    w2 = _window(qtbot, st.files, None, st)
+    assert [r.label for r in w2.model.rows] == ["host CPU 0", "host CPU 1", "host:irqbuf CPU 1"]
+    assert w2.filters.get(inst.index, "cpu", "hide") == frozenset({0}) and w2.markers.times["A"] == t

@@ -196,3 +196,38 @@ def test_session_round_trips_through_kernelshark(qtbot, display, ks_user, shared
     assert w2.markers.times == {"A": a, "B": b}
     t0, t1 = w2.timeline.view_range()
     assert (t0, t1) == (r0, r1)
+
+
+def test_session_of_a_file_with_instances_loads_in_kernelshark(qtbot, display, ks_user, shared, traces):
+    """A file with a second buffer (``record -B``): KernelShark 2.2.1 cannot reopen a buffer from
+    a session and then crashes on the markers; our export lists only the top buffer for it, and the
+    marker lands on the same event."""
+    path = shared / "host-instances.dat"
+    shutil.copy2(traces / "host-instances.dat", path)
+    os.chmod(path, 0o644)
+    w = build_window(load_session([str(path)]), [str(path)])
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    t = int(w.session.streams[0].buffer.events.column("ts")[20000].as_py())
+    w.set_marker("A", t)
+    ours = shared / "inst.json"
+    save_session(w.session_state(), ours)
+    os.chmod(ours, 0o644)
+    mine = json.loads(ours.read_text())
+    ks = KernelShark(display, ks_user, ours)
+    try:
+        wid = ks.window()
+        time.sleep(4)
+        assert ks.alive(), f"KernelShark died loading our session:\n{ks.output()}"
+        assert "Failed to import" not in ks.output(), ks.output()
+        shot = display.screenshot(shared / "kernelshark-inst.png")
+        assert colourful_pixels(shot) > 20000, f"KernelShark drew no trace (see {shot}):\n{ks.output()}"
+        theirs = ks.export_session(wid, shared / "inst-from-kernelshark.json")
+    finally:
+        ks.stop()
+    assert [s["data"] for s in theirs["data streams"]] == [s["data"] for s in mine["data streams"]]
+    assert theirs["Markers"]["markA"] == {"isSet": True, "row": mine["Markers"]["markA"]["row"]}
+    st = load_session_file(shared / "inst-from-kernelshark.json")
+    w2 = build_window(load_session(st.files), st.files, None, st)
+    qtbot.addWidget(w2)
+    assert w2.markers.times["A"] == t

@@ -4,12 +4,14 @@ The document is KernelShark's ``kshark.config.session`` exactly as ``KsSession.c
 ``libkshark-configio.c`` (kernelshark-v2.2.1) write and read it; each key both programs have means
 the same in both:
 
-* ``"data streams"``: one entry per stream, in KernelShark's stream-id order (each file's top
-  buffer, then that file's instances).  ``data`` names the file (absolute path), the buffer (``"top
-  buffer"`` for the top one) and the file's mtime; KernelShark refuses the whole session when the
-  mtime differs or when ``filters`` (with ``"filter mask"``) or ``plugins`` is missing, so they are
-  always written.  ``CPUPlots``/``TaskPlots`` are the CPU rows and task rows shown; ``"calib.
-  array"`` ``[ns]`` is the stream's time offset (Tools > Add Time Offset).
+* ``"data streams"``: one entry per file's top buffer (KernelShark's stream ids follow).  ``data``
+  names the file (absolute path), the buffer (``"top buffer"``) and the file's mtime; KernelShark
+  refuses the whole session when the mtime differs or when ``filters`` (with ``"filter mask"``) or
+  ``plugins`` is missing, so they are always written.  ``CPUPlots``/``TaskPlots`` are the CPU rows
+  and task rows shown; ``"calib. array"`` ``[ns]`` is the stream's time offset (Tools > Add Time
+  Offset).  Instances (``trace-cmd record -B``) are listed under ``"kshark-py"``: KernelShark
+  2.2.1 cannot reopen a buffer from a session (it fails, then crashes on the markers), even from
+  its own export; entries for instances in a KernelShark file are read all the same.
 * ``"ComboPlots"``: a VCPU pair is KernelShark's KVM combo ``[[guest sd, CPU|GUEST, vcpu], [host sd,
   TASK|HOST, host pid]]``.
 * ``"Model"``: the visible range and bin count; ``"Markers"``: markers as rows of KernelShark's
@@ -73,6 +75,10 @@ class StreamState:
     """ns added to this stream's timestamps (``"calib. array"[0]``)."""
     plugins: list[Any] | None = None
     """KernelShark's ``plugins.registered`` as read, written back unchanged."""
+    kernelshark: bool = True
+    """Listed in ``"data streams"``. Our instance streams are not: KernelShark 2.2.1 fails to open
+    a buffer from a session ("Failed to import data file"), then crashes on the markers; they go
+    under ``"kshark-py"`` instead, and KernelShark shows the files' top buffers."""
 
 
 @dataclass
@@ -82,7 +88,7 @@ class SessionState:
     files: list[str]
     """Trace files to open, in order (each once; the first is the first stream's)."""
     streams: list[StreamState] = field(default_factory=list)
-    """In KernelShark's stream-id order: ``streams[sd]``."""
+    """In KernelShark's stream-id order: ``streams[sd]``; then the streams only we list."""
     range: tuple[int, int] | None = None
     bins: int | None = None
     markers: dict[str, int | None] = field(default_factory=lambda: {"A": None, "B": None})
@@ -117,7 +123,7 @@ class SessionState:
         if self.range is not None:
             doc["Model"] = {"type": "kshark.config.model", "range": [int(self.range[0]), int(self.range[1])],
                             "bins": int(self.bins or 1)}
-        doc["data streams"] = [_stream_json(sd, s) for sd, s in enumerate(self.streams)]
+        doc["data streams"] = [_stream_json(sd, s) for sd, s in enumerate(self.streams) if s.kernelshark]
         doc["ComboPlots"] = [[[int(x) for x in p] for p in c] for c in (self.combos or [])]
         marks: dict[str, Any] = {"type": "kshark.config.markers"}
         for name in ("A", "B"):
@@ -133,7 +139,9 @@ class SessionState:
         doc["ViewTop"] = int(self.view_top or 0)
         doc.update(self.extra)
         doc[OURS] = {"vcpu map": {g: {str(v): int(p) for v, p in m.items()} for g, m in self.vcpu_map.items()},
-                     "filters": self.filters}
+                     "filters": self.filters,
+                     "instance streams": [_stream_json(sd, s) for sd, s in enumerate(self.streams)
+                                          if not s.kernelshark]}
         return doc
 
     # -- reading ------------------------------------------------------------------------------
@@ -155,9 +163,12 @@ class SessionState:
         warnings: list[str] = []
         streams: list[StreamState] = []
         entries = doc.get("data streams") or []
+        ours = doc.get(OURS) or {}
         if not isinstance(entries, list):
             raise SessionFileError("malformed session file: \"data streams\" is not a list")
-        for e in sorted(entries, key=lambda e: int(e.get("stream id", 0))):
+        n_ks = len(entries)
+        entries = sorted(entries, key=lambda e: int(e.get("stream id", 0))) + list(ours.get("instance streams") or [])
+        for k, e in enumerate(entries):
             data = e["data"]
             f = _resolve(str(data["file"]), base)
             name = str(data.get("name") or TOP_BUFFER)
@@ -173,7 +184,8 @@ class SessionState:
                 cpus=[int(c) for c in cpus] if isinstance(cpus, list) else None,
                 tasks=[int(p) for p in e.get("TaskPlots") or []],
                 filters=dict(filt) if isinstance(filt, dict) else None,
-                time_offset=int(calib[0]), plugins=list(plugins) if isinstance(plugins, list) else None))
+                time_offset=int(calib[0]), plugins=list(plugins) if isinstance(plugins, list) else None,
+                kernelshark=k < n_ks))
         files: list[str] = []
         for s in streams:
             if s.file not in files:
@@ -189,7 +201,6 @@ class SessionState:
             is_set = m.get("isSet", t is not None)
             times[name] = int(t) if is_set and t is not None else None
             rows[name] = int(r) if is_set and r is not None else None
-        ours = doc.get(OURS) or {}
         vmap = {g: {int(v): int(p) for v, p in m.items()} for g, m in (ours.get("vcpu map") or {}).items()}
         win = doc.get("MainWindow")
         spl = doc.get("Splitter")
@@ -277,16 +288,22 @@ def match_streams(session: Session, state: SessionState) -> dict[int, tuple[int,
     return out
 
 
+def kernelshark_streams(session: Session, state: SessionState) -> list[int]:
+    """Our streams that KernelShark loads from ``state`` (its ``"data streams"``)."""
+    return sorted(i for i, (_, s) in match_streams(session, state).items() if s.kernelshark)
+
+
 class EntryRows:
     """KernelShark's entry array as times: every event of every stream and one ``missed_events``
     entry :data:`MISSED_EVENTS_SHIFT` ns before each record that follows lost events, sorted by
     time.  Markers and ``ViewTop`` are rows of that array; a time maps to the last row at or
     before it, a row to its time, so an event time survives the trip either way."""
 
-    def __init__(self, session: Session) -> None:
-        parts = [st.buffer.events.column("ts").to_numpy() for st in session.streams]
-        parts += [st.buffer.lost.column("ts").to_numpy() - MISSED_EVENTS_SHIFT for st in session.streams
-                  if len(st.buffer.lost)]
+    def __init__(self, session: Session, streams: list[int] | None = None) -> None:
+        """``streams``: the streams KernelShark loads (default: all), see :func:`kernelshark_streams`."""
+        sts = session.streams if streams is None else [session.streams[i] for i in streams]
+        parts = [st.buffer.events.column("ts").to_numpy() for st in sts]
+        parts += [st.buffer.lost.column("ts").to_numpy() - MISSED_EVENTS_SHIFT for st in sts if len(st.buffer.lost)]
         self.ts = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     def row_of(self, t: int) -> int:
@@ -302,6 +319,8 @@ def capture(session: Session, model: TimelineModel, filters: Filters, vcpu_map: 
     """What a window shows of ``session`` (rows, filters, time offsets, VCPU map), as a session;
     the caller adds range, markers and the window geometry."""
     order = ks_stream_order(session)
+    order = [i for i in order if session.streams[i].buffer.name == ""] + \
+        [i for i in order if session.streams[i].buffer.name != ""]
     sd_of = {i: sd for sd, i in enumerate(order)}
     tasks = model.visible_tasks()
     streams = []
@@ -309,7 +328,7 @@ def capture(session: Session, model: TimelineModel, filters: Filters, vcpu_map: 
         st = session.streams[i]
         streams.append(StreamState(file=st.trace.path, buffer=st.buffer.name, cpus=model.visible_cpus(i),
                                    tasks=[p for s, p in tasks if s == i], filters=filters.export_stream(st),
-                                   time_offset=session.time_offsets.get(i, 0)))
+                                   time_offset=session.time_offsets.get(i, 0), kernelshark=st.buffer.name == ""))
     host = session.host_stream
     pids = {(m.guest, m.vcpu): m.host_pid for m in vcpu_map}
     guest_sd = {st.name: sd_of[st.index] for st in session.streams if st.role == "guest" and st.buffer.name == ""}

@@ -311,10 +311,11 @@ class MainWindow(QtWidgets.QMainWindow):
         t0, t1 = self.timeline.view_range()
         state.range, state.bins = (t0, t1), max(1, self.timeline.pixel_width())
         rows = None
+        ks = sf.kernelshark_streams(self.session, state)
         for name in ("A", "B"):
             t = self.markers.times.get(name)
             if t is not None:
-                rows = rows or sf.EntryRows(self.session)
+                rows = rows or sf.EntryRows(self.session, ks)
                 state.markers[name], state.marker_rows[name] = t, rows.row_of(t)
         state.active_marker = self.markers.active
         state.window = "FullScreen" if self.isFullScreen() else (self.width(), self.height())
@@ -324,7 +325,7 @@ class MainWindow(QtWidgets.QMainWindow):
         top = table.rowAt(0)
         if top > 0:
             ts = int(self.session.merged().ts[self.event_list.model.merged_index(top)])
-            state.view_top = (rows or sf.EntryRows(self.session)).row_of(ts)
+            state.view_top = (rows or sf.EntryRows(self.session, ks)).row_of(ts)
         return state
 
     def apply_state(self, state: SessionState) -> None:
@@ -350,15 +351,16 @@ class MainWindow(QtWidgets.QMainWindow):
         if state.range and state.range[1] > state.range[0]:
             self.timeline.set_range(*state.range)
         rows = None
+        ks = sf.kernelshark_streams(self.session, state)
         for name in ("A", "B"):
             t = state.markers.get(name)
             if t is None and state.marker_rows.get(name) is not None:
-                rows = rows or sf.EntryRows(self.session)
+                rows = rows or sf.EntryRows(self.session, ks)
                 t = rows.time_of(state.marker_rows[name])
             self.set_marker(name, t)
         (self.markers.a if state.active_marker == "A" else self.markers.b).setChecked(True)
         if state.view_top:
-            t = (rows or sf.EntryRows(self.session)).time_of(state.view_top)
+            t = (rows or sf.EntryRows(self.session, ks)).time_of(state.view_top)
             if t is not None:
                 m = self.event_list.model
                 k = m.row_at_time(t)
