@@ -314,6 +314,8 @@ class FailingAgent:
             while (m := c.next_message()) is M.NEED_DATA:
                 c.feed(conn.recv(4096))
             assert isinstance(m, M.TraceReq)
+            if self.reply == "hangs_up":  # as our agent when the guest lacks an event: no TRACE_RESP
+                return
             if self.reply == "not_supp":
                 conn.sendall(M.encode(M.NotSupp()))
             else:
@@ -325,7 +327,7 @@ class FailingAgent:
         self.thread.join(5)
 
 
-@pytest.mark.parametrize("reply", ["dies", "not_supp"])
+@pytest.mark.parametrize("reply", ["dies", "not_supp", "hangs_up"])
 def test_failing_agent_keeps_the_host_data(qtbot, tmp_path, reply):
     """The guest is dropped with the reason its agent gave (or how it failed); the host's file is written,
     announced and loads; no partial guest file is left; the dialog stays open to show what happened."""
@@ -355,8 +357,10 @@ def test_failing_agent_keeps_the_host_data(qtbot, tmp_path, reply):
     if reply == "dies":
         assert "guest bad: its agent accepted the request, then closed the connection without sending its trace " \
                "metadata" in status and "ftrace" in status, status
-    else:
+    elif reply == "not_supp":
         assert "guest bad: its agent refused the request (NOT_SUPP" in status, status
+    else:
+        assert "guest bad: its agent closed the connection without answering the request" in status, status
     assert "peer closed the connection" not in status
     assert d.isVisible()  # not closed: the user reads why the guest is missing
 

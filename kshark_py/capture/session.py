@@ -291,21 +291,17 @@ class HostSession:
             self._remove_partial_files()
             raise
 
-    @property
-    def failed_guests(self) -> list[GuestSession]:
-        """Guests dropped at start (``keep_going``); their ``error`` says why."""
-        return [g for g in self.guests if g.failed]
-
     def _failure(self, g: GuestSession, e: BaseException) -> str:
         """The user's reason for a guest's failed start: the step it was at and what its agent did."""
         text = str(e)
         if text.startswith(f"guest {g.name}: "):
             text = text[len(f"guest {g.name}: "):]
         if g.step == "metadata" and "peer closed the connection" in text:
-            return (f"guest {g.name}: its agent accepted the request, then closed the connection without sending "
-                    f"its trace metadata ({g.metadata_bytes} bytes received): it could not start recording in "
-                    "the guest (trace-cmd's agent does this without ftrace access there, e.g. tracefs not "
-                    "mounted or not root; its own output says why)")
+            sent = ("without sending its trace metadata" if not g.metadata_bytes else
+                    f"before its trace metadata was complete ({g.metadata_bytes} bytes received)")
+            return (f"guest {g.name}: its agent accepted the request, then closed the connection {sent}: it could "
+                    "not start recording in the guest (trace-cmd's agent does this without ftrace access there, "
+                    "e.g. tracefs not mounted or not root; its own output says why)")
         if g.step == "request" and "peer closed the connection" in text:
             return (f"guest {g.name}: its agent closed the connection without answering the request: it could "
                     "not set up recording in the guest (a missing event, no tracefs, or busy with another host; "
