@@ -97,7 +97,8 @@ class _RowAxis(RowAxis):
 class TimelineWidget(pg.GraphicsLayoutWidget):
     """Rows of CPUs, tasks and VCPU pairs between two times; emits what the user points at.
 
-    The vertical scroll bar is :attr:`vscroll`; the window lays it out beside the widget."""
+    The vertical scroll bar is :attr:`vscroll`, in :attr:`vscroll_box` (which keeps it level with
+    the rows, not the time axis): the window lays the box out beside the widget."""
 
     rangeChanged = QtCore.Signal(object, object)  # t0, t1 in ns (Qt ints are 32-bit)
     rowClicked = QtCore.Signal(int, object)  # row index, time ns
@@ -137,6 +138,10 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         self.vscroll = QtWidgets.QScrollBar(QtCore.Qt.Orientation.Vertical)
         self.vscroll.setSingleStep(ROW_PX)
         self.vscroll.valueChanged.connect(self._apply_rows_view)
+        self.vscroll_box = QtWidgets.QWidget()
+        box = QtWidgets.QVBoxLayout(self.vscroll_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.vscroll)
         self.last: RenderResult | None = None
         self.render_ms: list[float] = []
         self._full = (0, 1)
@@ -183,6 +188,8 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         sb.setPageStep(h)
         sb.blockSignals(False)
         sb.setVisible(total > h)
+        r = self.mapFromScene(self.vb.sceneBoundingRect()).boundingRect()
+        self.vscroll_box.layout().setContentsMargins(0, max(0, r.top()), 0, max(0, self.height() - r.bottom() - 1))
         top, bottom = self.visible_rows()
         y0, y1 = self.vb.viewRange()[1]
         if abs(y0 - top) > 1e-6 or abs(y1 - bottom) > 1e-6:

@@ -82,7 +82,7 @@ class MainWindow(QtWidgets.QMainWindow):
         plot_row = QtWidgets.QHBoxLayout()  # the timeline and its vertical scroll bar
         plot_row.setSpacing(0)
         plot_row.addWidget(self.timeline, 1)
-        plot_row.addWidget(self.timeline.vscroll)
+        plot_row.addWidget(self.timeline.vscroll_box)
         lay.addLayout(plot_row, 1)
         if any(r.kind == "vcpu_state" for r in self.model.rows):
             lay.addWidget(StateLegend())
