@@ -45,3 +45,19 @@ def test_render_of_some_rows_matches_the_full_render(traces):
     assert part.first == 1 and part.image.shape[0] == 2 * 10
     assert np.array_equal(part.image, full.image[10:30])
     assert np.array_equal(part.counts, full.counts[1:3]) and np.array_equal(part.dominant, full.dominant[1:3])
+
+
+def test_short_runs_show_when_zoomed_out():
+    """A column in which a row was busy is never drawn empty, however short the runs (probes miss
+    them); the colour is that of the column's first busy run."""
+    from kshark_py.model.viewmodel import Intervals, Row, TimelineModel
+
+    start = np.arange(50, 10_000_000, 100_000, dtype=np.int64)  # 1 µs runs every 100 µs
+    key = np.where(np.arange(len(start)) % 2 == 0, 3, 5).astype(np.int64)
+    iv = Intervals(start, start + 1_000, key)
+    m = TimelineModel.__new__(TimelineModel)
+    m.rows, m.highlight_pid = [Row("task", 0, "t", pid=1, intervals=iv, color_by="cpu")], None
+    res = m.render(0, 10_000_000, 50)  # 200 µs per column: two runs in each, probes 33 µs apart
+    body = res.image[5]
+    assert (body[:, 3] > 0).all(), "busy columns must not be empty"
+    assert (res.dominant[0] == 3).all()  # each column's first run has key 3

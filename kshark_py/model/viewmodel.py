@@ -479,6 +479,17 @@ class TimelineModel:
             return rgba, dom
         dom = _mode(keys, ignore=0)
         busy = (iv.busy_until(edges[1:]) - iv.busy_until(edges[:-1])) / np.maximum(np.diff(edges), 1)
+        # runs shorter than the gap between probes: the column was busy but no probe hit a run;
+        # take the key of its first busy run, so a short run never vanishes when zoomed out.
+        # First run ending after the column start (ends are sorted too), then the first busy one
+        # from there: where the cumulative busy time first grows.
+        missed = np.flatnonzero((busy > 0) & (dom <= 0))
+        if len(missed):
+            i0 = np.searchsorted(iv.end, edges[missed], "right")
+            k = np.searchsorted(iv.busy_cum, iv.busy_cum[i0], "right") - 1
+            kc = np.minimum(k, len(iv.start) - 1)
+            ok = (k < len(iv.start)) & (iv.start[kc] < edges[missed + 1]) & (iv.key[kc] > 0)
+            dom[missed[ok]] = iv.key[kc[ok]]
         rgba = np.zeros((npix, 4), np.uint8)
         has = dom > 0
         if row.color_by == "cpu":
