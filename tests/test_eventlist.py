@@ -560,3 +560,25 @@ def test_info_search_renders_blocks_not_rows(qtbot, view, session, monkeypatch):
     assert bar.busy
     bar.stop()
     assert not bar.busy and bar.counter.text() == "cancelled"
+
+
+def test_find_funcs_probes_like_find_func(traces):
+    """The column symbol lookup returns, address for address, what the scalar bsearch returns
+    (aliases at one address included), inside functions, on starts, before the first and past the last."""
+    from kshark_py.loaders.printfmt import InfoRenderer
+    from kshark_py.model.vexpr import find_funcs
+    from kshark_py.report import render_context
+
+    tf = open_trace(traces / "host-sched-v7.dat")
+    ev = InfoRenderer(tf.formats, render_context(tf)).ev
+    ks = ev.ctx.kallsyms
+    assert ks is not None and len(ks) > 1000
+    a = np.asarray(ks.addrs, np.uint64)
+    rng = np.random.default_rng(7)
+    probe = np.concatenate([a[rng.integers(0, len(a), 3000)], a[rng.integers(0, len(a), 3000)] + np.uint64(5),
+                            np.array([0, 1, int(a.min()) - 1, int(a.max()), int(a.max()) + 1], np.uint64)])
+    sym, start = find_funcs(ev, probe)
+    for k, x in enumerate(probe.tolist()):
+        want = ev.find_func(x)
+        got = None if sym[k] < 0 else (ks.name(int(sym[k])), int(start[k]))
+        assert got == want, hex(x)

@@ -24,13 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..loaders.printfmt import (
-    A_ATOM,
+    A_BSTRING,
     A_DYNAMIC_ARRAY,
     A_DYNAMIC_ARRAY_LEN,
-    A_FIELD,
-    A_OP,
     F_ARRAY,
     F_DYNAMIC,
+    F_LONG,
+    F_POINTER,
+    F_SIGNED,
     P_DIGIT,
     P_POINTER,
     P_STRING,
@@ -39,8 +40,10 @@ from ..loaders.printfmt import (
     ParseItem,
     TEvent,
     TField,
+    _raw_field,
 )
 from ..loaders.tracedat import Buffer
+from .vexpr import compile_num, find_funcs
 
 __all__ = ["BlockInfo", "match_mask"]
 
@@ -97,48 +100,34 @@ def _item_fields(it: ParseItem) -> tuple[list[TField], bool]:
     return fields, whole
 
 
-class _Slot:
-    """Where a conversion's number sits in the record: ``size`` bytes at ``offset``."""
-
-    __slots__ = ("offset", "size")
-
-    def __init__(self, offset: int, size: int) -> None:
-        self.offset, self.size = offset, size
-
-
-def _plain_slot(it: ParseItem) -> _Slot | None:
-    """The bytes a number/pointer conversion prints, if it can be formatted for a whole column: a
-    plain fixed-size field, or a constant index into a fixed array (``REC->args[2]``); else None."""
+def _vec_item(it: ParseItem, ev) -> tuple | None:
+    """How to format a number/pointer conversion for a whole column: ("num", fn) for ``%d %u %x``
+    and friends (width, ``0``, ``-``, ``#``), ("ptr", fn) for a plain ``%p``, ("sym", fn, with_offset)
+    for ``%ps %pS %pf %pF``; fn evaluates the argument (:func:`vexpr.compile_num`).  None: scalar."""
     a = it.arg
     if it.len_arg is not None or a is None:
         return None
-    if a.kind == A_FIELD and a.field is not None:
-        f = a.field
-        if f.flags & (F_ARRAY | F_DYNAMIC):
+    if it.kind == P_POINTER:
+        if a.kind == A_BSTRING:
             return None
-        slot = _Slot(f.offset, f.size)
-    elif a.kind == A_OP and a.op == "[" and a.left is not None and a.left.kind == A_FIELD \
-            and a.left.field is not None and a.right is not None and a.right.kind == A_ATOM \
-            and a.right.atom.isdigit():
-        f = a.left.field
-        if f.flags & F_DYNAMIC or not f.elementsize:
+        fn = compile_num(a, ev)
+        if fn is None:
             return None
-        slot = _Slot(f.offset + int(a.right.atom) * f.elementsize, f.elementsize)
-    else:
-        return None
-    if slot.size not in (1, 2, 4, 8):
+        ext = it.format[it.format.find("p") + 1:]
+        if ext == "":
+            return ("ptr", fn)
+        if ext[:1] in ("F", "f", "S", "s"):
+            return ("sym", fn, ext[:1] in ("F", "S"))
         return None
     sp = it.spec
-    if it.kind == P_POINTER:
-        p = it.format.find("p")
-        return slot if it.format[p + 1:] == "" else None
     if it.kind != P_DIGIT or it.ls not in _BITS or sp is None or sp.conv not in ("d", "i", "u", "x", "X"):
         return None
     if sp.prec is not None or sp.width == "*" or set(sp.flags) - set("-0#"):
         return None
     if "0" in sp.flags and sp.conv in "di":
         return None  # zero padding after a minus sign: left to the scalar path
-    return slot
+    fn = compile_num(a, ev)
+    return None if fn is None else ("num", fn)
 
 
 def _hex(v: np.ndarray, upper: bool = False) -> pa.Array:
@@ -183,7 +172,9 @@ class BlockInfo:
         plan: list | None
         # the kmem plugin's handler only prefixes "(symbol+off) " from call_site, then prints the fmt
         prefix = tev is not None and getattr(tev.handler, "__name__", "") == "call_site"
-        if tev is None or (tev.handler is not None and not prefix) or tev.failed or tev.is_bprint \
+        if tev is not None and tev.failed and tev.handler is None and not tev.is_bprint:
+            plan = self._failed_plan(tev)
+        elif tev is None or (tev.handler is not None and not prefix) or tev.failed or tev.is_bprint \
                 or tev.cache is None:
             plan = None
         else:
@@ -195,13 +186,25 @@ class BlockInfo:
                 if it.kind == P_STRING:
                     plan.append(("lit", it.format))
                     continue
-                slot = _plain_slot(it)
-                if slot is not None:
-                    plan.append(("vec", it, slot))
+                vec = _vec_item(it, self.r.ev)
+                if vec is not None:
+                    plan.append(("vec", it, vec))
                     continue
                 fields, whole = _item_fields(it)
                 plan.append(("key", it, fields, whole))
         self._plans[eid] = plan
+        return plan
+
+    def _failed_plan(self, tev: TEvent) -> list:
+        """``[FAILED TO PARSE]`` and every field raw (libtraceevent's print_field_raw), per field."""
+        plan: list = [("lit", "[FAILED TO PARSE]")]
+        string_ok = self.r._string_ok.setdefault(tev.fmt.id, {})
+        for f in tev.fields:
+            plan.append(("lit", f" {f.name}="))
+            if not f.flags & F_ARRAY:
+                plan.append(("raw", f))
+            else:
+                plan.append(("rawkey", f, string_ok, bool(f.flags & F_DYNAMIC)))
         return plan
 
     # ---- rendering -----------------------------------------------------------------------------
@@ -271,6 +274,13 @@ class BlockInfo:
                                                  site(tev, bytes(mat[i, :ln[i]]), int(cpu[i]))[0]))
             elif step[0] == "vec":
                 pieces.append(self._vector(step[1], step[2], mat, ln))
+            elif step[0] == "raw":
+                pieces.append(self._raw(step[1], mat, ln))
+            elif step[0] == "rawkey":
+                _, f, string_ok, dynamic = step
+                key = np.hstack([mat, _le(ln, 4)]) if dynamic else self._key(mat, ln, [f])
+                pieces.append(self._per_distinct(key, lambda i, f=f, ok=string_ok:
+                                                 _raw_field(ev, f, bytes(mat[i, :ln[i]]), ok)))
             else:
                 _, it, fields, whole = step
                 key = np.hstack([mat, _le(ln, 4)]) if whole else self._key(mat, ln, fields)
@@ -293,26 +303,43 @@ class BlockInfo:
                          + [(ln[:, None] >= np.array([f.offset + f.size for f in fields])[None, :]).astype(np.uint8)])
 
     @staticmethod
-    def _field_bytes(mat: np.ndarray, ln: np.ndarray, f: TField | _Slot) -> np.ndarray:
+    def _field_bytes(mat: np.ndarray, ln: np.ndarray, f: TField) -> np.ndarray:
         out = np.zeros((len(mat), f.size), np.uint8)
         w = max(0, min(mat.shape[1], f.offset + f.size) - f.offset)
         if w:
             out[:, :w] = mat[:, f.offset:f.offset + w]
         return out
 
-    def _values(self, mat: np.ndarray, ln: np.ndarray, f: _Slot) -> np.ndarray:
-        """The field as uint64 the way Evaluator.read reads it (0 past the record's end)."""
-        raw = np.ascontiguousarray(self._field_bytes(mat, ln, f))
-        dt = np.dtype({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[f.size]).newbyteorder(self.endian)
-        v = raw.view(dt).reshape(-1).astype(np.uint64)
-        v[ln < f.offset + f.size] = 0
-        return v
+    def _reader(self, mat: np.ndarray, ln: np.ndarray):
+        """reader(offset, size) over a type's payload matrix: ``Evaluator.read`` for every row."""
+        dts = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+        cache: dict[tuple[int, int], np.ndarray] = {}
 
-    def _vector(self, it: ParseItem, f: _Slot, mat: np.ndarray, ln: np.ndarray) -> pa.Array:
-        v = self._values(mat, ln, f)
-        if it.kind == P_POINTER:
+        def read(off: int, size: int) -> np.ndarray:
+            v = cache.get((off, size))
+            if v is not None:
+                return v
+            if size not in dts or off < 0:
+                v = np.zeros(len(mat), np.uint64)
+            else:
+                raw = np.zeros((len(mat), size), np.uint8)
+                w = max(0, min(mat.shape[1], off + size) - off)
+                if w:
+                    raw[:, :w] = mat[:, off:off + w]
+                v = raw.view(np.dtype(dts[size]).newbyteorder(self.endian)).reshape(-1).astype(np.uint64)
+                v[ln < off + size] = 0
+            cache[(off, size)] = v
+            return v
+
+        return read
+
+    def _vector(self, it: ParseItem, vec: tuple, mat: np.ndarray, ln: np.ndarray) -> pa.Array:
+        v = vec[1](self._reader(mat, ln), len(mat))
+        if vec[0] == "ptr":
             body = pc.binary_join_element_wise("0x", _hex(v), "")
             return pc.if_else(pa.array(v == 0), pa.scalar("(nil)"), body)
+        if vec[0] == "sym":
+            return self._symbols(v, vec[2])
         sp = it.spec
         bits = _BITS[it.ls]
         if bits < 64:
@@ -346,6 +373,34 @@ class BlockInfo:
             else:
                 body = pc.utf8_lpad(body, width=w, padding=" ")
         return body
+
+    def _raw(self, f: TField, mat: np.ndarray, ln: np.ndarray) -> pa.Array:
+        """``printfmt._raw_field`` of a scalar field, for the whole column."""
+        v = self._reader(mat, ln)(f.offset, f.size)
+        if f.flags & F_POINTER or (f.flags & F_LONG and not (f.flags & F_SIGNED)):
+            return pc.binary_join_element_wise("0x", _hex(v), "")
+        if f.flags & F_SIGNED:
+            if f.size == 4 and f.flags & F_LONG:
+                return pc.binary_join_element_wise("0x", _hex(v & np.uint64(0xFFFFFFFF)), "")
+            signed = {4: np.int32, 2: np.int16, 1: np.int8}.get(f.size, np.int64)
+            sv = v.astype({4: np.uint32, 2: np.uint16, 1: np.uint8}.get(f.size, np.uint64)).view(signed)
+            text = _dec(sv.astype(np.int64))
+            return pc.utf8_lpad(text, width=2, padding=" ") if f.size == 2 else text
+        return _dec(v)
+
+    def _symbols(self, v: np.ndarray, with_offset: bool) -> pa.Array:
+        """``%pS``/``%ps``: "name+0xoff" / "name" of the function holding each address, else "0x..."."""
+        ev = self.r.ev
+        sym, start = find_funcs(ev, v)
+        found = sym >= 0
+        uniq, inv = np.unique(sym, return_inverse=True)
+        ks = ev.ctx.kallsyms
+        names = pa.array([ks.name(int(k)) if k >= 0 else "" for k in uniq.tolist()], pa.string())
+        text = names.take(pa.array(inv.reshape(-1)))
+        if with_offset:
+            text = pc.binary_join_element_wise(text, "+0x", _hex(v - start), "")
+        raw = pc.binary_join_element_wise("0x", _hex(v), "")
+        return pc.if_else(pa.array(found), text, raw)
 
     @staticmethod
     def _per_distinct(key: np.ndarray, render) -> pa.Array:
