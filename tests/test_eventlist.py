@@ -582,3 +582,16 @@ def test_find_funcs_probes_like_find_func(traces):
         want = ev.find_func(x)
         got = None if sym[k] < 0 else (ks.name(int(sym[k])), int(start[k]))
         assert got == want, hex(x)
+
+
+def test_block_info_splits_big_blocks(qapp, traces, monkeypatch):
+    """Long records make big payload matrices: the block is split, the texts stay the same."""
+    from kshark_py.model import infotext
+
+    session = Session.from_files([open_trace(traces / "host-printk.dat")])
+    model = EventTableModel(session)
+    rows = np.arange(len(session.streams[0].buffer.events))
+    whole = model.block_info(0).render(rows).to_pylist()
+    monkeypatch.setattr(infotext, "MATRIX_BYTES", 4096)
+    assert infotext.BlockInfo(session.streams[0].buffer, model._renderers[id(session.host)]).render(rows) \
+        .to_pylist() == whole

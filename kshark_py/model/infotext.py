@@ -47,6 +47,8 @@ from .vexpr import compile_num, find_funcs
 
 __all__ = ["BlockInfo", "match_mask"]
 
+MATRIX_BYTES = 64 << 20
+"""At most this much payload matrix per call (:meth:`BlockInfo.render` splits bigger blocks)."""
 _BITS = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _HEX_UP = np.frombuffer(b"0123456789ABCDEF", np.uint8)
@@ -224,6 +226,9 @@ class BlockInfo:
         width = np.zeros(len(types), np.int64)
         for k, g in enumerate(groups):
             width[k] = int(ln[g].max())
+        if n > 1 and sum(len(g) * int(width[k]) for k, g in enumerate(groups)) > MATRIX_BYTES:
+            half = n // 2  # long records (a big print, a buffer dump): two smaller matrices
+            return pa.concat_arrays([self.render(rows[:half]), self.render(rows[half:])])
         # one pass over the stored chunks: each group's payloads as a zero-padded byte matrix
         mats = [np.zeros((len(g), int(width[k])), np.uint8) for k, g in enumerate(groups)]
         pos_in_group = np.empty(n, np.int64)
