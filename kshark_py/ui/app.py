@@ -9,6 +9,7 @@ lambda or closure slot would run in the worker thread and build widgets there, w
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -161,12 +162,12 @@ class WindowManager(QtCore.QObject):
         """Track a window: its requests come here, and it is freed when closed."""
         w.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose, True)
         w.openRequested.connect(self.open)
-        w.destroyed.connect(self._forget)
+        # destroyed() hands over a new QObject wrapper, not ``w``: identify the window by its id
+        w.destroyed.connect(functools.partial(self._forget, id(w)))
         self.windows.append(w)
 
-    @QtCore.Slot(QtCore.QObject)
-    def _forget(self, obj: QtCore.QObject) -> None:
-        self.windows = [w for w in self.windows if w is not obj]
+    def _forget(self, key: int, *_: object) -> None:
+        self.windows = [w for w in self.windows if id(w) != key]
         QtCore.QTimer.singleShot(0, self._maybe_quit)
 
     def _maybe_quit(self) -> None:
