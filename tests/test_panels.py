@@ -89,3 +89,14 @@ def test_search_box_keeps_a_usable_width_at_1024x700(two_guests):
     sb = w.event_list.search_bar
     assert sb.text.width() >= 180
     assert sb.geometry().right() <= w.event_list.width()
+
+
+def test_vcpu_map_warnings_do_not_send_gui_users_to_the_command_line(traces):
+    from kshark_py.model.vcpus import build_vcpu_map
+
+    paths = [str(traces / "vm/trace.dat"), str(traces / "vm/trace-vmguest.dat")]
+    session = load_session(paths).session
+    session.warnings.clear()
+    build_vcpu_map(session, {"nosuch": {0: 1}, "vmguest": {7: 1}})
+    assert session.warnings == ["guest 'vmguest': the VCPU map names VCPUs [7] it does not have",
+                                "the VCPU map names guest 'nosuch', which is not loaded"]

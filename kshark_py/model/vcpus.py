@@ -94,7 +94,8 @@ def build_vcpu_map(session: Session, user: dict[str, dict[int, int]] | None = No
     kvm = kvm_entry_pairs(session) if len(session.guests) == 1 else {}
     if len(session.guests) > 1 and kvm_entry_pairs(session):
         session.warnings.append("kvm_entry events cannot be attributed to one of several guests; "
-                                "give --vcpu-map for guests without a host record")
+                                "give the VCPU map (--vcpu-map, or Edit VCPU map... in the window) for guests "
+                                "without a host record")
     out: list[VcpuMapping] = []
     for g in session.guests:
         mine = user.get(g.name, {})
@@ -108,9 +109,9 @@ def build_vcpu_map(session: Session, user: dict[str, dict[int, int]] | None = No
                 out.append(VcpuMapping(g.name, v, mine[v], SOURCE_USER))
         unknown = set(mine) - set(range(g.vcpu_count))
         if unknown:
-            session.warnings.append(f"guest {g.name!r}: --vcpu-map names VCPUs {sorted(unknown)} it does not have")
+            session.warnings.append(f"guest {g.name!r}: the VCPU map names VCPUs {sorted(unknown)} it does not have")
     for name in set(user) - {g.name for g in session.guests}:
-        session.warnings.append(f"--vcpu-map names guest {name!r}, which is not loaded")
+        session.warnings.append(f"the VCPU map names guest {name!r}, which is not loaded")
     return out
 
 
