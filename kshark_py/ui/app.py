@@ -82,7 +82,7 @@ class _LoadJob(QtCore.QObject):
         self.dialog.setAutoClose(False)
         self.dialog.setAutoReset(False)
         self._thread = QtCore.QThread(self)
-        self.worker = LoadWorker(req.paths, req.user_map)
+        self.worker = LoadWorker(req.paths, req.user_map, req.time_offsets)
         self.worker.moveToThread(self._thread)
         self._thread.started.connect(self.worker.run)
         self.worker.progress.connect(self._progress)
@@ -194,16 +194,18 @@ def window_manager() -> WindowManager:
     return _manager
 
 
-def open_window(paths: list[str], user_map=None, state: SessionState | None = None) -> None:
+def open_window(paths: list[str], user_map=None, state: SessionState | None = None,
+                time_offsets: dict[int | str, int] | None = None) -> None:
     """Load in a worker thread with a progress dialog; the window appears when loading is done."""
-    window_manager().open(OpenRequest(list(paths), dict(user_map or {}), state))
+    window_manager().open(OpenRequest(list(paths), dict(user_map or {}), state,
+                                      time_offsets=dict(time_offsets or {})))
 
 
 def screenshot(paths: list[str], out: str, user_map=None, state: SessionState | None = None,
-               size: tuple[int, int] = (1600, 1000)) -> int:
+               size: tuple[int, int] = (1600, 1000), time_offsets: dict[int | str, int] | None = None) -> int:
     """Load synchronously, lay out and render the main window, write the PNG."""
     app_instance()
-    res = load_session(paths, user_map)
+    res = load_session(paths, user_map, time_offsets=time_offsets)
     w = build_window(res, paths, user_map, state)
     w.resize(*size)
     w.show()
@@ -216,8 +218,10 @@ def screenshot(paths: list[str], out: str, user_map=None, state: SessionState | 
     return 0 if ok else 2
 
 
-def run(paths: list[str], session: str | None, user_map: dict | None, shot: str | None) -> int:
-    """The GUI entry point behind ``kshark-py [-i FILE ...] [--session F] [--screenshot OUT]``."""
+def run(paths: list[str], session: str | None, user_map: dict | None, shot: str | None,
+        time_offsets: dict[int | str, int] | None = None) -> int:
+    """The GUI entry point behind ``kshark-py [-i FILE ...] [--session F] [--time-offset S=NS]
+    [--screenshot OUT]``."""
     state = None
     if session or not paths:
         state = load_session_file(session or DEMO_SESSION)
@@ -226,11 +230,11 @@ def run(paths: list[str], session: str | None, user_map: dict | None, shot: str 
         merged.update(user_map or {})
         user_map = merged
     if shot:
-        code = screenshot(paths, shot, user_map, state)
+        code = screenshot(paths, shot, user_map, state, time_offsets=time_offsets)
     else:
         app = app_instance()
         probe = start_probe(app)  # noqa: F841 (kept alive by its parent; a test reads what it writes)
-        open_window(paths, user_map, state)
+        open_window(paths, user_map, state, time_offsets)
         code = app.exec()
     # Tear-down of PySide6 + pyqtgraph objects during interpreter finalization can abort the
     # process in the GC after all work is done; leave without it, files flushed.

@@ -33,8 +33,12 @@ class LoadResult:
 
 
 def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = None, progress=None,
-                 cancel: threading.Event | None = None) -> LoadResult:
-    """Open ``paths`` as one session and decode everything the timeline needs (synchronous)."""
+                 cancel: threading.Event | None = None,
+                 time_offsets: dict[int | str, int] | None = None) -> LoadResult:
+    """Open ``paths`` as one session and decode everything the timeline needs (synchronous).
+
+    ``time_offsets`` puts streams (by index or name) that many ns later (``--time-offset``), before
+    anything is derived from their times."""
     total = sum(max(1, os.path.getsize(p)) for p in paths)
     done = 0
 
@@ -71,6 +75,8 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
                 tf.progress = None
         step(f"decoded {os.path.basename(tf.path)}", max(0, size - reported))  # headers, metadata
     session = Session.from_files(files)
+    for stream, ns in (time_offsets or {}).items():
+        session.set_time_offset(stream, ns)
     step("reading sched and kvm fields")
     session.prefetch()
     vmap = build_vcpu_map(session, user_map)
@@ -89,22 +95,23 @@ class LoadWorker(QtCore.QObject):
     finished = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
-    def __init__(self, paths: list[str], user_map=None) -> None:
+    def __init__(self, paths: list[str], user_map=None, time_offsets: dict[int | str, int] | None = None) -> None:
         super().__init__()
         self.paths = paths
         self.user_map = user_map
+        self.time_offsets = time_offsets
         self.cancel_event = threading.Event()
 
     @QtCore.Slot()
     def run(self) -> None:
         try:
             res = load_session(self.paths, self.user_map, progress=lambda d, t, m: self.progress.emit(
-                int(d * 1000 // max(t, 1)), 1000, m), cancel=self.cancel_event)
+                int(d * 1000 // max(t, 1)), 1000, m), cancel=self.cancel_event, time_offsets=self.time_offsets)
         except Cancelled:
             self.failed.emit("cancelled")
         except TraceDatError as e:
             self.failed.emit(e.one_line())
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a bad --time-offset stream, a VCPU map error
             self.failed.emit(str(e))
         else:
             self.finished.emit(res)
