@@ -269,3 +269,24 @@ def test_instances_are_ours_only_and_round_trip(qtbot, traces, tmp_path):
     w2 = _window(qtbot, st.files, None, st)
     assert [r.label for r in w2.model.rows] == ["host CPU 0", "host CPU 1", "host:irqbuf CPU 1"]
     assert w2.filters.get(inst.index, "cpu", "hide") == frozenset({0}) and w2.markers.times["A"] == t
+
+
+def test_command_line_offset_stays_when_the_session_gives_none(qtbot, traces, tmp_path):
+    """``--time-offset`` (applied while loading) with ``--session``: a stream the file gives no
+    ``calib. array`` keeps the command line's offset; one it gives takes the file's."""
+    paths = [str(traces / "vm/trace.dat"), str(traces / "vm/trace-vmguest.dat")]
+    w = build_window(load_session(paths, None), paths)
+    qtbot.addWidget(w)
+    out = tmp_path / "none.json"
+    save_session(w.session_state(), out)
+    st = load_session_file(out)
+    res = load_session(paths, None, time_offsets={"vmguest": 5_000})
+    w2 = build_window(res, paths, None, st)
+    qtbot.addWidget(w2)
+    assert w2.session.time_offsets == {1: 5_000}
+    w2.set_time_offset(1, 7_000)
+    save_session(w2.session_state(), out)
+    res = load_session(paths, None, time_offsets={"vmguest": 5_000})
+    w3 = build_window(res, paths, None, load_session_file(out))
+    qtbot.addWidget(w3)
+    assert w3.session.time_offsets == {1: 7_000}

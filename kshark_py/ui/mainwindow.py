@@ -334,8 +334,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._imported = state
         warnings = list(state.warnings)
         matched = sf.match_streams(self.session, state)
+        # a stream the file gives no offset keeps its own (--time-offset on the command line)
         offsets = {i: s.time_offset for i, (_, s) in matched.items()
-                   if s.time_offset != self.session.time_offsets.get(i, 0)}
+                   if s.time_offset and s.time_offset != self.session.time_offsets.get(i, 0)}
         if offsets:
             for i, ns in offsets.items():
                 self.session.set_time_offset(i, ns)
