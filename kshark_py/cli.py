@@ -1,38 +1,191 @@
-"""The ``kshark-py`` command: subcommands over the library; errors become one line and exit 2."""
+"""The ``kshark-py`` command: subcommands over the library; errors become one line and exit 2.
+
+One parser: the app's options at the top, one subparser per command. Before argparse sees the
+words, :func:`arrange` moves the command to the front wherever it stands (``kshark-py -i x.dat
+report`` = ``kshark-py report -i x.dat``: options before a command apply to it) and turns bare file
+names into ``-i FILE`` in their place (``kshark-py trace.dat``, ``kshark-py report trace.dat`` as
+``trace-cmd report trace.dat``), so the host-then-guests order is the order typed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from .argtypes import arg_type, whole_number
 from .loaders.errors import TraceDatError
 from .loaders.memory import return_memory_promptly
 
+PROG = "kshark-py"
+FILE_COMMANDS = ("report", "vcpus", "export")
+"""Commands whose bare words are input files (``record`` runs its bare words; ``agent`` takes none)."""
 
-def _cpu_list(text: str) -> list[int]:
-    """``0,2-3`` -> [0, 2, 3] (trace-cmd's --cpu syntax)."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
+
+class UsageError(ValueError):
+    """Bad command-line input: printed as ``kshark-py: ...`` on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and no abbreviated long options.
+
+    One line: every other error of the command is one line (README "Errors"), not argparse's usage
+    block. No abbreviations: :func:`arrange` must know which words are option values, and
+    ``--sess F`` would hide that ``F`` belongs to ``--session``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} -h)\n")
+
+
+# --- --cpu: trace-cmd's CPU list, kept as ranges -------------------------------------------------
+
+_BLANK = " \t\n\v\f\r"  # C isspace()
+_HUGE = 1 << 62  # a CPU number this large is past every file's CPUs; ranges are clipped anyway
+
+
+def parse_cpu_list(text: str) -> list[tuple[int, int]]:
+    """``--cpu`` text -> inclusive ``(first, last)`` ranges, with trace-cmd 3.1.6's syntax and meaning.
+
+    As its ``parse_cpulist()``: numbers or ``A-B`` ranges, separated by ``,`` or ``:`` (or only blanks),
+    blanks allowed before each number; ``1-`` / ``-1`` / ``a`` / ``0x1`` / a trailing blank are errors and
+    so is ``5-2``. Why ranges and not a list: ``0-999999999999`` is valid and means "every CPU"
+    (trace-cmd allocates the whole list and crashes; expanding it here was a MemoryError); the
+    caller clips the ranges to the CPUs the files have (:func:`cpus_in`).
+    """
+    n = len(text)
+
+    def number(i: int) -> tuple[int, int]:
+        while i < n and text[i] in _BLANK:
+            i += 1
+        if i >= n:
+            raise UsageError(f"--cpu {text!r}: a CPU number is missing at the end")
+        j = i
+        while j < n and "0" <= text[j] <= "9":
+            j += 1
+        if j == i:
+            raise UsageError(f"--cpu {text!r}: invalid character {text[i]!r} where a CPU number is expected "
+                             "(give CPUs as 0,2-3)")
+        digits = text[i:j].lstrip("0")
+        return (_HUGE if len(digits) > 18 else int(digits or "0")), j
+
+    out: list[tuple[int, int]] = []
+    i = 0
+    while True:
+        first, i = number(i)
+        last = first
+        if i < n and text[i] == "-":
+            last, i = number(i + 1)
+        if last < first:
+            raise UsageError(f"--cpu {text!r}: the range {first}-{last} goes down (lower CPU first)")
+        out.append((first, last))
+        if i < n and text[i] in ",:":
+            i += 1
+        if i >= n:
+            return out
+
+
+def cpus_in(ranges: Sequence[tuple[int, int]], ncpu: int) -> list[int]:
+    """The CPUs below ``ncpu`` that ``ranges`` select, sorted; never more than ``ncpu`` numbers."""
+    keep: set[int] = set()
+    for first, last in ranges:
+        keep.update(range(first, min(last, ncpu - 1) + 1))
+    return sorted(keep)
+
+
+def cpu_slots(files: Sequence) -> int:
+    """How many ``--cpu`` numbers the files have: trace-cmd counts every buffer's CPUs in turn
+    (see :func:`kshark_py.report.report`), so a host + guest pair of 2 + 1 CPUs has 0-2."""
+    return sum(b.cpu_count for tf in files for b in tf.buffers)
+
+
+# --- inputs and user maps --------------------------------------------------------------------------
+
+
+def check_inputs(paths: Sequence[str]) -> None:
+    """Refuse a missing file, a directory, a FIFO or a device before opening anything.
+
+    Why here: the app loads in a worker and would only show a dialog over no window, and open() of a
+    FIFO waits for a writer forever.
+    """
+    for p in paths:
+        try:
+            mode = os.stat(p).st_mode
+        except OSError as e:
+            raise UsageError(f"{p}: cannot open: {e.strerror or e}") from None
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"{p}: cannot open: Is a directory")
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise UsageError(f"{p}: not a regular file ({kind}): give a trace.dat file")
+
+
+def user_vcpu_map(map_specs: Sequence[str] | None, thread_specs: Sequence[str] | None) -> dict[str, dict[int, int]]:
+    """``--vcpu-map`` and ``--vcpu-threads`` merged into {guest: {vcpu: host thread}}.
+
+    One function for the app and ``vcpus``, so both give a guest the same map. TCP guests always need
+    one: the host's GUEST record carries pid -1 for them. A later item for the same VCPU wins.
+    """
+    from .model.vcpus import load_vcpu_threads_json, parse_vcpu_map_arg
+
+    out: dict[str, dict[int, int]] = {}
+    for spec in map_specs or []:
+        for g, m in parse_vcpu_map_arg(spec).items():
+            out.setdefault(g, {}).update(m)
+    for spec in thread_specs or []:
+        guest, _, path = spec.partition("=")
+        if not guest or not path:
+            raise UsageError(f"--vcpu-threads takes GUEST=FILE.json (a QMP query-cpus-fast dump), not {spec!r}")
+        out.setdefault(guest, {}).update(load_vcpu_threads_json(path))
     return out
+
+
+def parse_time_offsets(specs: Sequence[str] | None) -> dict[str | int, int]:
+    """``--time-offset STREAM=NS`` items -> {stream name, or index when all digits: nanoseconds}.
+
+    ``NS`` is a whole number of nanoseconds, negative allowed (``guest=-2600000000000``); a later item
+    for the same stream wins. The app checks that the streams exist once the files are loaded.
+    """
+    out: dict[str | int, int] = {}
+    for spec in specs or []:
+        stream, sep, ns = spec.rpartition("=")
+        if not sep or not stream:
+            raise UsageError(f"--time-offset takes STREAM=NS (a stream name or index, nanoseconds), not {spec!r}")
+        try:
+            value = whole_number(ns, -(1 << 63) + 1, (1 << 63) - 1)
+        except ValueError as e:
+            raise UsageError(f"--time-offset {spec!r}: {e} (nanoseconds)") from None
+        out[int(stream) if stream.isascii() and stream.isdigit() else stream] = value
+    return out
+
+
+# --- commands --------------------------------------------------------------------------------------
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .loaders.tracedat import open_trace
     from .report import report
 
-    files = [open_trace(p) for p in (args.input or ["trace.dat"])]
+    ranges = [r for spec in args.cpu for r in parse_cpu_list(spec)] if args.cpu else None
+    paths = args.input or ["trace.dat"]
+    check_inputs(paths)
+    files = [open_trace(p) for p in paths]
     cpus = None
-    if args.cpu:
-        cpus = [c for spec in args.cpu for c in _cpu_list(spec)]
+    if ranges is not None:
+        ncpu = cpu_slots(files)
+        cpus = cpus_in(ranges, ncpu)
+        if not cpus:  # trace-cmd prints only the "cpus=N" lines then; say why
+            print(f"{PROG}: warning: --cpu {' '.join(args.cpu)} selects none of the input's CPUs 0-{ncpu - 1}"
+                  + (" (counted across files and instances, as trace-cmd does)"
+                                     if ncpu > max(tf.cpus or 0 for tf in files) else ""), file=sys.stderr)
     out = sys.stdout
     buf: list[str] = []
     for line in report(files, nsec=args.t, raw=args.R, cpus=cpus):
@@ -50,57 +203,36 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_parquet
     from .loaders.tracedat import open_trace
 
-    tf = open_trace(args.input)
+    if len(args.input) != 1:
+        raise UsageError(f"export takes one input file, not {len(args.input)}")
+    check_inputs(args.input)
+    tf = open_trace(args.input[0])
     n = export_parquet(tf, args.output)
     print(f"{args.output}: {n} events", file=sys.stderr)
     return 0
 
 
-def _vcpu_map(args: argparse.Namespace) -> dict[str, dict[int, int]]:
-    from .model.vcpus import parse_vcpu_map_arg
-
-    out: dict[str, dict[int, int]] = {}
-    for spec in getattr(args, "vcpu_map", None) or []:
-        for g, m in parse_vcpu_map_arg(spec).items():
-            out.setdefault(g, {}).update(m)
-    return out
-
-
 def _cmd_gui(args: argparse.Namespace) -> int:
-    from .ui.app import run
+    paths = args.input or []
+    check_inputs(paths)
+    user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
+    offsets = parse_time_offsets(args.time_offset)
+    from .ui.app import run  # Qt only once the arguments are known to be good
 
-    return run(args.input or [], args.session, _vcpu_map(args), args.screenshot)
-
-
-def gui_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kshark-py", description=(
-        "Host + guest kernel trace viewer. With no arguments it opens the bundled demo. Subcommands: "
-        + ", ".join(SUBCOMMANDS) + " (kshark-py SUBCOMMAND -h)."))
-    p.add_argument("-i", dest="input", action="append", help="trace file (repeat: host then guests)")
-    p.add_argument("--session", help="restore a session JSON")
-    p.add_argument("--vcpu-map", action="append", help="GUEST:VCPU=PID,... host thread of each guest VCPU")
-    p.add_argument("--screenshot", metavar="OUT.png", help="render the main window to a PNG and exit")
-    p.set_defaults(func=_cmd_gui)
-    return p
-
-
-SUBCOMMANDS = ("report", "export", "vcpus", "record", "agent")
+    extra = {"time_offsets": offsets} if offsets else {}
+    return run(paths, args.session, user, args.screenshot, **extra)
 
 
 def _cmd_vcpus(args: argparse.Namespace) -> int:
     from .loaders.tracedat import open_trace
     from .model.session import Session
     from .model.timesync import sync_samples
-    from .model.vcpus import build_vcpu_map, load_vcpu_threads_json, vcpu_summary
+    from .model.vcpus import build_vcpu_map, vcpu_summary
 
+    check_inputs(args.input)
+    user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     files = [open_trace(p) for p in args.input]
     session = Session.from_files(files)
-    user = _vcpu_map(args)
-    for spec in args.vcpu_threads or []:
-        guest, _, path = spec.partition("=")
-        if not path:
-            raise SystemExit("kshark-py: --vcpu-threads takes GUEST=FILE.json")
-        user.setdefault(guest, {}).update(load_vcpu_threads_json(path))
     mappings = build_vcpu_map(session, user)
     t = vcpu_summary(session, mappings, args.tolerance_us * 1000)
     head = ["guest", "vcpu", "host pid", "host comm", "source", "guest events", "in guest (s)", "basis",
@@ -125,54 +257,147 @@ def _cmd_vcpus(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the parser ------------------------------------------------------------------------------------
+
+_VCPU_MAP_HELP = "GUEST:VCPU=PID,... the host thread of each guest VCPU"
+_VCPU_THREADS_HELP = ("a QMP query-cpus-fast dump giving each VCPU's thread id (TCP guests need this or "
+                      "--vcpu-map: their host record has no pid)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kshark-py", description="Host + guest kernel trace viewer")
-    sub = p.add_subparsers(dest="command")
-    v = sub.add_parser("vcpus", help="guest VCPU -> host thread map, time in guest, sync quality")
-    v.add_argument("-i", dest="input", action="append", required=True, help="host file, then guest files")
-    v.add_argument("--vcpu-map", action="append", help="GUEST:VCPU=PID,... (when the host did not record it)")
-    v.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json",
-                   help="a QMP query-cpus-fast dump giving each VCPU's thread id")
-    v.add_argument("--tolerance-us", type=int, default=50, help="causality check tolerance (default 50 us)")
-    v.set_defaults(func=_cmd_vcpus)
-    r = sub.add_parser("report", help="print events like trace-cmd report")
-    r.add_argument("-i", dest="input", action="append", help="input file (repeat for host + guests)")
+    """``kshark-py``: the app's options, then one subparser per command (listed by ``-h``)."""
+    p = _Parser(prog=PROG, usage=f"{PROG} [-i FILE]... [FILE]... [options]   (the desktop app)\n"
+                                 f"       {PROG} COMMAND [options]",
+                description="Host + guest kernel trace viewer. With no files it opens the bundled demo. "
+                            "Options given before COMMAND apply to it.")
+    p.add_argument("-i", dest="input", action="append", metavar="FILE",
+                   help="trace file (repeat: host, then guests; bare FILE arguments are the same)")
+    p.add_argument("--session", metavar="S.json", help="restore a session JSON (kshark-py's or KernelShark's)")
+    p.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
+    p.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
+    p.add_argument("--time-offset", action="append", metavar="STREAM=NS",
+                   help="shift a stream's timestamps by NS nanoseconds (STREAM: its name or index; repeatable)")
+    p.add_argument("--screenshot", metavar="OUT.png", help="render the main window to a PNG and exit")
+    p.set_defaults(func=_cmd_gui)
+    sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND", prog=PROG,
+                           description=f"{PROG} COMMAND -h shows a command's options")
+    r = sub.add_parser("report", help="print events as trace-cmd report does, line for line",
+                       description="Prints what trace-cmd report prints for the same arguments.")
+    r.add_argument("-i", dest="input", action="append", metavar="FILE",
+                   help="input file (repeat for host + guests; default trace.dat)")
     r.add_argument("-t", action="store_true", help="print timestamps in nanoseconds")
     r.add_argument("-R", action="store_true", help="raw format: print every field")
-    r.add_argument("--cpu", action="append", help="only these CPUs (e.g. 0,2-3)")
+    r.add_argument("--cpu", action="append", metavar="LIST",
+                   help="only these CPUs: numbers and ranges such as 0,2-3 (as trace-cmd; repeatable)")
     r.set_defaults(func=_cmd_report)
-    e = sub.add_parser("export", help="write the events table to Parquet")
-    e.add_argument("-i", dest="input", required=True)
-    e.add_argument("-o", dest="output", required=True)
+    v = sub.add_parser("vcpus", help="guest VCPU -> host thread, time in guest, sync quality",
+                       description="Each guest VCPU's host thread and where that came from, events, time in "
+                                   "guest, the causality check of the time sync, and the TIME_SHIFT samples.")
+    v.add_argument("-i", dest="input", action="append", required=True, metavar="FILE",
+                   help="host file, then guest files")
+    v.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
+    v.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
+    v.add_argument("--tolerance-us", type=arg_type(whole_number, 0, 10**9), default=50, metavar="US",
+                   help="causality check tolerance (default 50 us)")
+    v.set_defaults(func=_cmd_vcpus)
+    e = sub.add_parser("export", help="write every buffer's events to Parquet",
+                       description="Writes every buffer's events with stream, comm and event name to Parquet.")
+    e.add_argument("-i", dest="input", action="append", required=True, metavar="FILE", help="the trace file")
+    e.add_argument("-o", dest="output", required=True, metavar="OUT.parquet")
     e.set_defaults(func=_cmd_export)
     from .capture.cli import register as register_capture  # record, agent
 
     register_capture(sub)
+    p.commands = dict(sub.choices)
     return p
+
+
+def _value_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """(every option that takes a value, every command name), over the parser and its commands."""
+    from .capture.cli import RECORD_VALUE_OPTIONS
+
+    values: set[str] = set(RECORD_VALUE_OPTIONS)
+    commands: set[str] = set()
+    todo = [parser]
+    while todo:
+        p = todo.pop()
+        for action in p._actions:  # argparse keeps no public list of its options
+            if isinstance(action, argparse._SubParsersAction):
+                commands.update(action.choices)
+                todo.extend(action.choices.values())
+            elif action.option_strings and action.nargs != 0:
+                values.update(action.option_strings)
+    return values, commands
+
+
+def arrange(argv: Sequence[str], value_options: set[str], commands: set[str]) -> list[str]:
+    """The words in the order argparse needs: the command first, bare file names as ``-i FILE``.
+
+    The command is the first word that is neither an option nor an option's value; the words before it
+    follow it (they apply to it). Words after ``--`` are file names. ``record`` and ``agent`` get their
+    words unchanged (``record``'s bare words are the command it runs).
+    """
+    words = list(argv)
+    command = None
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w == "--":
+            break
+        if w in value_options:
+            i += 2
+            continue
+        if not w.startswith("-") and w in commands:
+            command = w
+            del words[i]
+            break
+        i += 1
+    if command is not None and command not in FILE_COMMANDS:
+        return [command, *words]
+    out: list[str] = [] if command is None else [command]
+    i = 0
+    files_only = False
+    while i < len(words):
+        w = words[i]
+        if files_only or not w.startswith("-") or w == "-":
+            out.extend([f"-i{w}"] if w.startswith("-") else ["-i", w])  # "-i-x.dat": a file named -x.dat
+        elif w == "--":
+            files_only = True
+        elif w in value_options:
+            out.extend(words[i:i + 2])
+            i += 1
+        else:
+            out.append(w)
+        i += 1
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     return_memory_promptly()  # big temporaries go back to the kernel when freed (see there)
-    parser = build_parser() if argv and argv[0] in SUBCOMMANDS else gui_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(arrange(argv, *_value_options(parser)))
+        if extra:  # name the command whose options these are not (argparse names the top level)
+            (parser.commands.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:  # -h, or a usage error already printed as one line
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except TraceDatError as e:
-        print(f"kshark-py: {e.one_line()}", file=sys.stderr)
+        print(f"{PROG}: {e.one_line()}", file=sys.stderr)
         return 2
-    except ValueError as e:  # VcpuMapError, SessionFileError: bad user input, one line
-        if type(e).__name__ not in ("VcpuMapError", "SessionFileError"):
+    except ValueError as e:  # UsageError, VcpuMapError, SessionFileError: bad user input, one line
+        if type(e).__name__ not in ("UsageError", "VcpuMapError", "SessionFileError"):
             raise
-        print(f"kshark-py: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # Ctrl-C in report/export/vcpus: no traceback
+        return 130
     except OSError as e:
-        print(f"kshark-py: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
 
 

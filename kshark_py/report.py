@@ -149,7 +149,13 @@ def format_time(ts: int, *, usecs: bool, nsec: bool) -> str:
 
 def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
            cpus: Iterable[int] | None = None) -> Iterator[str]:
-    """Yield the lines of ``trace-cmd report [-t] [-R] [--cpu LIST]`` for ``files``."""
+    """Yield the lines of ``trace-cmd report [-t] [-R] [--cpu LIST]`` for ``files``.
+
+    ``cpus`` are trace-cmd 3.1.6's ``--cpu`` numbers, which count the CPUs of every stream in turn
+    (``tracecmd_iterate_events_multi()`` hands the callback that running index): with a 2-CPU host and
+    a 1-CPU guest, 2 is the guest's CPU 0; with one plain file they are the CPUs. As there, events are
+    merged first and the others skipped (:func:`report_slots`).
+    """
     session = Session.from_files(files)
     streams = session.streams
     multi = len(files) > 1
@@ -169,9 +175,11 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         # trace-cmd learns about instances only after printing this line: no prefix for one file
         yield f"{prefix(os.path.basename(tf.path)) if multi else ''}cpus={ncpu}"
 
-    cpu_set = set(cpus) if cpus is not None else None
-    merged = merged_view(streams, cpu_set)
+    merged = merged_view(streams)
     s_idx, rows = merged.stream.astype(np.int64), merged.row
+    if cpus is not None:
+        keep = np.isin(report_slots(streams, s_idx, rows), np.fromiter(cpus, np.int64))
+        s_idx, rows = s_idx[keep], rows[keep]
     names = TaskNames(streams, s_idx, rows, plugins=not raw)
     renderers = {}
     gfuncs = guest_funcs(session)
@@ -213,6 +221,16 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         if line.endswith("\n"):
             line = line[:-1]
         yield line
+
+
+def report_slots(streams: list[Stream], s_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """trace-cmd's CPU index of each merged event: its CPU plus the CPU counts of the streams before."""
+    base = np.cumsum([0] + [st.cpu_count for st in streams[:-1]]).astype(np.int64)
+    out = np.empty(len(rows), np.int64)
+    for i, st in enumerate(streams):
+        sel = np.flatnonzero(s_idx == i)
+        out[sel] = st.buffer.events.column("cpu").to_numpy()[rows[sel]].astype(np.int64) + base[i]
+    return out
 
 
 def render_context(tf: TraceFile, guest_func=None) -> RenderContext:

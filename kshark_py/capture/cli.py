@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..argtypes import arg_type, seconds, whole_number
 from .recorder import EventSpec, RecordError
 from .session import NO_EVENT_ERROR, GuestConfig, HostSession, guest_without_events_error, parse_guest_spec
 from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
@@ -26,18 +27,35 @@ from .writer import WriterError
 log = logging.getLogger("kshark_py.capture")
 
 RECORD_HELP = """\
-usage: kshark-py record [-o FILE] [-e EVENT [-f FILTER]]... [-b KB] [-C CLOCK] [--file-version 6|7]
-                        [--compression zstd|zlib|none] [-d SECONDS] [--tsync-interval MS]
-                        [-A NAME@CID[:PORT] | -A NAME@HOST:PORT [--name NAME] [--nofifos] [--guest-pid PID]
-                         [-e EVENT [-f FILTER]]...]...
-                        [COMMAND [ARGS...]]
+usage: kshark-py record [HOST OPTIONS] [-A GUEST [GUEST OPTIONS]]... [COMMAND [ARGS...]]
 
 Records this kernel's events (and each guest agent's) into FILE (default trace.dat) and
 trace-NAME.dat per guest. Without COMMAND or -d it records until Ctrl-C. Needs root.
---guest-pid PID names the host process running that guest (e.g. QEMU's pid; vsock guests are found
-by their CID): with it the host maps each guest VCPU to its thread (GUEST option) and, with the x86-tsc
-clock, offers KVM time sync (the guest's TSC offsets from /sys/kernel/debug/kvm/PID-*/).
 Options after -A apply to that guest, until the next -A.
+
+host options (before the first -A):
+  -o FILE               output file (default trace.dat)
+  -e EVENT              SYSTEM, SYSTEM:EVENT, EVENT or all (repeatable)
+  -f FILTER             tracefs filter for the -e before it
+  -b KB                 per-CPU ring buffer size in KB (1..2147483647)
+  -C CLOCK              trace clock (local, global, x86-tsc, ...: /sys/kernel/tracing/trace_clock)
+  --nofifos             connect to every guest over vsock/TCP even where FIFOs exist
+any position:
+  -d SECONDS            stop after SECONDS (a COMMAND still running then is terminated)
+  --file-version 6|7    trace.dat version (default 7; guests need 7)
+  --compression zstd|zlib|none   (default zstd)
+  --tsync-interval MS   guest time-sync period (default 0: at start and stop; negative: none)
+  -h, --help            this text
+a guest:
+  -A NAME@CID[:PORT]    a vsock agent (port 823 by default)
+  -A NAME@HOST:PORT     a TCP agent (kshark-py agent -N, trace-cmd agent -N)
+  -e EVENT [-f FILTER]  the guest's events (at least one)
+  -b KB                 the guest's buffer size
+  --name NAME           the guest's name (its file: trace-NAME.dat)
+  --nofifos             this guest over vsock/TCP even where FIFOs exist
+  --guest-pid PID       the host process running the guest (QEMU's pid; vsock guests are found by
+                        their CID): maps each VCPU to its thread (GUEST option) and, with -C x86-tsc,
+                        offers KVM time sync (TSC offsets from /sys/kernel/debug/kvm/PID-*/)
 
 Which events, as trace-cmd 3.1.6 record:
   -e before the first -A      the host's events (-e all: every event)
@@ -49,8 +67,23 @@ Which events, as trace-cmd 3.1.6 record:
   -e X -A g -e Y              host records X into FILE, guest g records Y into trace-g.dat
 """
 
-_VALUE_OPTS = {"-o", "-e", "-f", "-b", "-C", "--file-version", "--compression", "-d", "--tsync-interval", "-A",
-               "--name", "--guest-pid"}
+RECORD_VALUE_OPTIONS = frozenset({"-o", "-e", "-f", "-b", "-C", "--file-version", "--compression", "-d",
+                                  "--tsync-interval", "-A", "--name", "--guest-pid"})
+"""``record``'s options that take a value (kshark_py.cli also needs them to find the command word)."""
+
+RECORD_SUMMARY = "record the host and guest agents (trace-cmd record)"
+AGENT_SUMMARY = "the guest side of record (as trace-cmd agent)"
+_BUFFER_KB_MAX = (1 << 31) - 1  # trace-cmd reads -b with atoi()
+_PID_MAX = 1 << 22  # the kernel's largest pid_max
+_INTERVAL_MS = (1 << 31) - 1
+
+
+def _number(option: str, text: str, parse, *bounds) -> int | float:
+    """``parse(text, *bounds)`` or a ValueError naming the option (one line, exit 2 in _cmd_record)."""
+    try:
+        return parse(text, *bounds)
+    except ValueError as e:
+        raise ValueError(f"{option}: {e}") from None
 
 
 @dataclass
@@ -70,6 +103,7 @@ class RecordArgs:
 def parse_record_args(words: list[str]) -> RecordArgs:
     """Scan ``record``'s words; raises ValueError with a message for bad input."""
     a = RecordArgs()
+    no_fifos = False
     i = 0
     guest: GuestConfig | None = None
     while i < len(words):
@@ -80,7 +114,7 @@ def parse_record_args(words: list[str]) -> RecordArgs:
         if not w.startswith("-") or w == "-":
             a.command = words[i:]
             break
-        if w in _VALUE_OPTS:
+        if w in RECORD_VALUE_OPTIONS:
             if i + 1 >= len(words):
                 raise ValueError(f"option {w} needs a value")
             v = words[i + 1]
@@ -96,14 +130,11 @@ def parse_record_args(words: list[str]) -> RecordArgs:
             case "--name" if guest:
                 guest.name = v
             case "--guest-pid" if guest:
-                if not v or not v.isdigit():  # type: ignore[union-attr]
-                    raise ValueError(f"--guest-pid needs a process id, not {v!r}")
-                guest.guest_pid = int(v)
+                guest.guest_pid = _number("--guest-pid", v, whole_number, 1, _PID_MAX)  # type: ignore[arg-type]
             case "--nofifos" if guest:
                 guest.use_fifos = False
-            case "--nofifos":
-                for g in a.guests:
-                    g.use_fifos = False
+            case "--nofifos":  # before any -A: for every guest (applied below)
+                no_fifos = True
             case "-e":
                 specs.append(EventSpec.parse(v))  # type: ignore[arg-type]
             case "-f":
@@ -114,10 +145,11 @@ def parse_record_args(words: list[str]) -> RecordArgs:
             case "-o" if not guest:
                 a.output = v  # type: ignore[assignment]
             case "-b":
+                kb = _number("-b (buffer size in KB)", v, whole_number, 1, _BUFFER_KB_MAX)  # type: ignore[arg-type]
                 if guest:
-                    guest.extra_args += ["-b", v]  # type: ignore[list-item]
+                    guest.extra_args += ["-b", str(kb)]
                 else:
-                    a.buffer_kb = int(v)  # type: ignore[arg-type]
+                    a.buffer_kb = kb  # type: ignore[assignment]
             case "-C" if not guest:
                 a.clock = v
             case "--file-version":
@@ -127,13 +159,16 @@ def parse_record_args(words: list[str]) -> RecordArgs:
             case "--compression":
                 a.compression = None if v == "none" else v
             case "-d":
-                a.duration = float(v)  # type: ignore[arg-type]
+                a.duration = _number("-d", v, seconds)  # type: ignore[arg-type]
             case "--tsync-interval":
-                a.tsync_interval = int(v)  # type: ignore[arg-type]
+                a.tsync_interval = _number("--tsync-interval (ms; negative: no time sync)", v,  # type: ignore
+                                           whole_number, -_INTERVAL_MS, _INTERVAL_MS)
             case "-h" | "--help":
                 raise SystemExit(print(RECORD_HELP) or 0)
             case _:
                 raise ValueError(f"unknown or misplaced option {w}")
+    for g in a.guests if no_fifos else ():
+        g.use_fifos = False
     if a.guests and a.version != 7:
         raise ValueError("guest recording writes version 7 files")
     if not a.specs and not a.guests:
@@ -261,15 +296,16 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``record`` and ``agent`` to the kshark-py command (called from kshark_py.cli.build_parser)."""
-    r = subparsers.add_parser("record", help="record this kernel and guest agents (trace-cmd record -A)",
+    r = subparsers.add_parser("record", help=RECORD_SUMMARY,
                               usage=RECORD_HELP, add_help=False, prefix_chars="\x01")
     r.add_argument("words", nargs=argparse.REMAINDER)
     r.set_defaults(func=_cmd_record)
-    a = subparsers.add_parser("agent", help="serve a host's record request (trace-cmd agent)",
+    a = subparsers.add_parser("agent", help=AGENT_SUMMARY,
                               description="Serves host sessions until Ctrl-C or SIGTERM, then exits with "
                                           "status 0 (2: cannot listen).")
-    a.add_argument("-p", type=int, help=f"port (default {VSOCK_DEFAULT_PORT}; vsock 0..4294967295, "
-                                        "4294967295: any free port; TCP 0..65535, 0: any)")
+    a.add_argument("-p", type=arg_type(whole_number), metavar="PORT",
+                   help=f"port (default {VSOCK_DEFAULT_PORT}; vsock 0..4294967295, 4294967295: any free port; "
+                        "TCP 0..65535, 0: any)")
     a.add_argument("-N", metavar="HOST", help="listen on TCP and accept only HOST (default: vsock)")
     a.add_argument("--once", action="store_true", help="exit after one session")
     a.set_defaults(func=_cmd_agent)
