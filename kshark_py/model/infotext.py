@@ -49,6 +49,13 @@ __all__ = ["BlockInfo", "match_mask"]
 
 MATRIX_BYTES = 64 << 20
 """At most this much payload matrix per call (:meth:`BlockInfo.render` splits bigger blocks)."""
+def _str(text: str) -> pa.Scalar:
+    """A typed string scalar: an untyped Python str handed to pyarrow.compute costs a (failing)
+    pandas import attempt per call when pandas is not installed."""
+    return _STR.get(text) or _STR.setdefault(text, pa.scalar(text, pa.string()))
+
+
+_STR: dict[str, pa.Scalar] = {}
 _BITS = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _HEX_UP = np.frombuffer(b"0123456789ABCDEF", np.uint8)
@@ -341,8 +348,8 @@ class BlockInfo:
     def _vector(self, it: ParseItem, vec: tuple, mat: np.ndarray, ln: np.ndarray) -> pa.Array:
         v = vec[1](self._reader(mat, ln), len(mat))
         if vec[0] == "ptr":
-            body = pc.binary_join_element_wise("0x", _hex(v), "")
-            return pc.if_else(pa.array(v == 0), pa.scalar("(nil)"), body)
+            body = pc.binary_join_element_wise(_str("0x"), _hex(v), _str(""))
+            return pc.if_else(pa.array(v == 0), _str("(nil)"), body)
         if vec[0] == "sym":
             return self._symbols(v, vec[2])
         sp = it.spec
@@ -355,14 +362,14 @@ class BlockInfo:
             mag = np.where(neg, (np.uint64(0) - v) & np.uint64((1 << bits) - 1) if bits < 64 else
                            np.uint64(0) - v, v)
             digits = _dec(mag)
-            body = pc.if_else(pa.array(neg), pc.binary_join_element_wise("-", digits, ""), digits)
+            body = pc.if_else(pa.array(neg), pc.binary_join_element_wise(_str("-"), digits, _str("")), digits)
         elif conv == "u":
             body = _dec(v)
         else:
             body = _hex(v, conv == "X")
         if "#" in sp.flags and conv in "xX":
             pre = "0x" if conv == "x" else "0X"
-            body = pc.if_else(pa.array(v != 0), pc.binary_join_element_wise(pre, body, ""), body)
+            body = pc.if_else(pa.array(v != 0), pc.binary_join_element_wise(_str(pre), body, _str("")), body)
         w = sp.width
         if isinstance(w, int) and w > 0:
             if "-" in sp.flags:
@@ -371,7 +378,7 @@ class BlockInfo:
                 if "#" in sp.flags and conv in "xX":  # zeros go between the 0x and the digits
                     digits = _hex(v, conv == "X")
                     padded = pc.utf8_lpad(digits, width=max(0, w - 2), padding="0")
-                    body = pc.if_else(pa.array(v != 0), pc.binary_join_element_wise(pre, padded, ""),
+                    body = pc.if_else(pa.array(v != 0), pc.binary_join_element_wise(_str(pre), padded, _str("")),
                                       pc.utf8_lpad(digits, width=w, padding="0"))
                 else:
                     body = pc.utf8_lpad(body, width=w, padding="0")
@@ -383,10 +390,10 @@ class BlockInfo:
         """``printfmt._raw_field`` of a scalar field, for the whole column."""
         v = self._reader(mat, ln)(f.offset, f.size)
         if f.flags & F_POINTER or (f.flags & F_LONG and not (f.flags & F_SIGNED)):
-            return pc.binary_join_element_wise("0x", _hex(v), "")
+            return pc.binary_join_element_wise(_str("0x"), _hex(v), _str(""))
         if f.flags & F_SIGNED:
             if f.size == 4 and f.flags & F_LONG:
-                return pc.binary_join_element_wise("0x", _hex(v & np.uint64(0xFFFFFFFF)), "")
+                return pc.binary_join_element_wise(_str("0x"), _hex(v & np.uint64(0xFFFFFFFF)), _str(""))
             signed = {4: np.int32, 2: np.int16, 1: np.int8}.get(f.size, np.int64)
             sv = v.astype({4: np.uint32, 2: np.uint16, 1: np.uint8}.get(f.size, np.uint64)).view(signed)
             text = _dec(sv.astype(np.int64))
@@ -403,8 +410,8 @@ class BlockInfo:
         names = pa.array([ks.name(int(k)) if k >= 0 else "" for k in uniq.tolist()], pa.string())
         text = names.take(pa.array(inv.reshape(-1)))
         if with_offset:
-            text = pc.binary_join_element_wise(text, "+0x", _hex(v - start), "")
-        raw = pc.binary_join_element_wise("0x", _hex(v), "")
+            text = pc.binary_join_element_wise(text, _str("+0x"), _hex(v - start), _str(""))
+        raw = pc.binary_join_element_wise(_str("0x"), _hex(v), _str(""))
         return pc.if_else(pa.array(found), text, raw)
 
     @staticmethod

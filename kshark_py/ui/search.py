@@ -8,7 +8,7 @@ are binary searches in that array, and the counter shows "k/N".
 Info text only exists once rendered, so an Info search renders blocks of rows from the current row
 onward (:class:`kshark_py.model.infotext.BlockInfo`: the block's texts as one Arrow array, built per
 event type with array operations, then ``pyarrow.compute.match_substring``), one block per turn of
-the event loop (~150 ms of work, a zero-delay timer), stops at the first hit, shows its progress, and
+the event loop (~250 ms of work, a zero-delay timer), stops at the first hit, shows its progress, and
 can be cancelled (Esc, or any change of the query); the window never freezes.
 """
 
@@ -40,10 +40,10 @@ if TYPE_CHECKING:
 SEARCH_COLUMNS = ("Event", "Task", "Info", "PID", "CPU")
 SEARCH_MIN_WIDTH = 180
 """The text field never gets narrower than this (the other controls give way first)."""
-INFO_BUDGET_S = 0.15
+INFO_BUDGET_S = 0.25
 """Time an Info search aims to spend per block (then the window gets to repaint and react)."""
 INFO_FIRST_BLOCK = 4096
-INFO_MAX_BLOCK = 1 << 18
+INFO_MAX_BLOCK = 1 << 20
 """Rows per Info block: the first is small (a hit near the current row comes at once), later ones
 grow towards INFO_BUDGET_S of work, up to this."""
 COL_INFO = 8
