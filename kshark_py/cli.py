@@ -219,8 +219,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
     offsets = parse_time_offsets(args.time_offset)
     from .ui.app import run  # Qt only once the arguments are known to be good
 
-    extra = {"time_offsets": offsets} if offsets else {}
-    return run(paths, args.session, user, args.screenshot, **extra)
+    return run(paths, args.session, user, args.screenshot, time_offsets=offsets)
 
 
 def _cmd_vcpus(args: argparse.Namespace) -> int:
