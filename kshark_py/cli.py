@@ -203,8 +203,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_parquet
     from .loaders.tracedat import open_trace
 
-    if len(args.input) != 1:
-        raise UsageError(f"export takes one input file, not {len(args.input)}")
+    if len(args.input or []) != 1:
+        raise UsageError(f"export takes one input file, not {len(args.input or [])}: {PROG} export FILE -o OUT.parquet")
     check_inputs(args.input)
     tf = open_trace(args.input[0])
     n = export_parquet(tf, args.output)
@@ -228,6 +228,8 @@ def _cmd_vcpus(args: argparse.Namespace) -> int:
     from .model.timesync import sync_samples
     from .model.vcpus import build_vcpu_map, vcpu_summary
 
+    if not args.input:
+        raise UsageError(f"vcpus needs the trace files: {PROG} vcpus HOST.dat GUEST.dat...")
     check_inputs(args.input)
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     files = [open_trace(p) for p in args.input]
@@ -280,28 +282,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_gui)
     sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND", prog=PROG,
                            description=f"{PROG} COMMAND -h shows a command's options")
-    r = sub.add_parser("report", help="print events as trace-cmd report does, line for line",
+    r = sub.add_parser("report", usage=f"{PROG} report [FILE]... [-i FILE]... [-t] [-R] [--cpu LIST]...",
+                       help="print events as trace-cmd report does, line for line",
                        description="Prints what trace-cmd report prints for the same arguments.")
     r.add_argument("-i", dest="input", action="append", metavar="FILE",
-                   help="input file (repeat for host + guests; default trace.dat)")
+                   help="input file (repeat for host + guests; bare FILE arguments are the same; "
+                        "default trace.dat)")
     r.add_argument("-t", action="store_true", help="print timestamps in nanoseconds")
     r.add_argument("-R", action="store_true", help="raw format: print every field")
     r.add_argument("--cpu", action="append", metavar="LIST",
-                   help="only these CPUs: numbers and ranges such as 0,2-3 (as trace-cmd; repeatable)")
+                   help="only these CPUs: numbers and ranges such as 0,2-3 (as trace-cmd, repeatable; with "
+                        "several files or instances the numbers go on: host 0-1, then the guest's 2, ...)")
     r.set_defaults(func=_cmd_report)
-    v = sub.add_parser("vcpus", help="guest VCPU -> host thread, time in guest, sync quality",
+    v = sub.add_parser("vcpus", usage=f"{PROG} vcpus HOST.dat GUEST.dat... [--vcpu-map G:V=PID,...] "
+                                      "[--vcpu-threads GUEST=FILE.json] [--tolerance-us US]",
+                       help="guest VCPU -> host thread, time in guest, sync quality",
                        description="Each guest VCPU's host thread and where that came from, events, time in "
                                    "guest, the causality check of the time sync, and the TIME_SHIFT samples.")
-    v.add_argument("-i", dest="input", action="append", required=True, metavar="FILE",
-                   help="host file, then guest files")
+    v.add_argument("-i", dest="input", action="append", metavar="FILE",
+                   help="host file, then guest files (bare FILE arguments are the same)")
     v.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
     v.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
     v.add_argument("--tolerance-us", type=arg_type(whole_number, 0, 10**9), default=50, metavar="US",
                    help="causality check tolerance (default 50 us)")
     v.set_defaults(func=_cmd_vcpus)
-    e = sub.add_parser("export", help="write every buffer's events to Parquet",
+    e = sub.add_parser("export", usage=f"{PROG} export FILE -o OUT.parquet",
+                       help="write every buffer's events to Parquet",
                        description="Writes every buffer's events with stream, comm and event name to Parquet.")
-    e.add_argument("-i", dest="input", action="append", required=True, metavar="FILE", help="the trace file")
+    e.add_argument("-i", dest="input", action="append", metavar="FILE",
+                   help="the trace file (or a bare FILE)")
     e.add_argument("-o", dest="output", required=True, metavar="OUT.parquet")
     e.set_defaults(func=_cmd_export)
     from .capture.cli import register as register_capture  # record, agent

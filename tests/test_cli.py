@@ -215,8 +215,12 @@ def test_fifo_and_directory_inputs(capsys, tmp_path):
 def test_export_takes_one_file(capsys, traces, tmp_path):
     code, _, err = run(capsys, "export", str(traces / SMALL), str(traces / SMALL), "-o", str(tmp_path / "x.parquet"))
     assert_one_line_error(code, err, "one input file")
+    code, _, err = run(capsys, "export", "-o", str(tmp_path / "x.parquet"))
+    assert_one_line_error(code, err, "one input file")
     code, _, err = run(capsys, str(traces / SMALL), "export", "-o", str(tmp_path / "x.parquet"))
     assert code == 0 and "events" in err
+    code, _, err = run(capsys, "vcpus")
+    assert_one_line_error(code, err, "HOST.dat GUEST.dat")
 
 
 # --- numbers ---------------------------------------------------------------------------------------
