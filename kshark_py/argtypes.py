@@ -1,9 +1,11 @@
-"""Checked numbers for command-line options.
+"""Checked numbers and output paths for command-line options.
 
 Why: ``int("abc")`` says "invalid literal for int() with base 10", ``float("nan")`` is accepted and
 later breaks ``time.sleep``, and ``int()`` also takes "1_000", " 7 " or Arabic-Indic digits. Options
 of ``kshark-py`` and ``kshark-py record`` take plain ASCII numbers in a stated range, and a bad one
-is refused with one line naming the value and what was expected. No dependencies: the CLI floors
+is refused with one line naming the value and what was expected. An output file whose directory is
+missing is refused before any work (``record`` would record first; ``--screenshot`` failed silently).
+No dependencies: the CLI floors
 (``cli.py`` and ``capture/cli.py``) both use it.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from collections.abc import Callable
 
@@ -45,6 +48,18 @@ def seconds(text: str, lo: float = 0.0, hi: float = 1e9) -> float:
     if not math.isfinite(v) or not lo < v <= hi:
         raise ValueError(f"{text} seconds is out of range (more than {lo:g}, at most {hi:g})")
     return v
+
+
+def writable_file(path: str) -> str:
+    """``path`` if a file can be created or replaced there; ValueError naming what is wrong otherwise."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory (give a file name)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{path}: cannot write: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write: no permission in {parent}")
+    return path
 
 
 def arg_type(parse: Callable[..., object], *bounds: float | None) -> Callable[[str], object]:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .argtypes import arg_type, whole_number
+from .argtypes import arg_type, whole_number, writable_file
 from .loaders.errors import TraceDatError
 from .loaders.memory import return_memory_promptly
 
@@ -128,6 +128,13 @@ def check_inputs(paths: Sequence[str]) -> None:
             raise UsageError(f"{p}: not a regular file ({kind}): give a trace.dat file")
 
 
+def _check_output(path: str) -> None:
+    try:
+        writable_file(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def user_vcpu_map(map_specs: Sequence[str] | None, thread_specs: Sequence[str] | None) -> dict[str, dict[int, int]]:
     """``--vcpu-map`` and ``--vcpu-threads`` merged into {guest: {vcpu: host thread}}.
 
@@ -206,6 +213,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if len(args.input or []) != 1:
         raise UsageError(f"export takes one input file, not {len(args.input or [])}: {PROG} export FILE -o OUT.parquet")
     check_inputs(args.input)
+    _check_output(args.output)
     tf = open_trace(args.input[0])
     n = export_parquet(tf, args.output)
     print(f"{args.output}: {n} events", file=sys.stderr)
@@ -215,6 +223,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_gui(args: argparse.Namespace) -> int:
     paths = args.input or []
     check_inputs(paths)
+    if args.screenshot:
+        _check_output(args.screenshot)
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     offsets = parse_time_offsets(args.time_offset)
     from .ui.app import run  # Qt only once the arguments are known to be good

@@ -223,6 +223,21 @@ def test_export_takes_one_file(capsys, traces, tmp_path):
     assert_one_line_error(code, err, "HOST.dat GUEST.dat")
 
 
+@pytest.mark.parametrize(("argv", "why"), [
+    ([SMALL, "--screenshot", "{missing}/x.png"], "is not a directory"),
+    ([SMALL, "--screenshot", "{tmp}"], "is a directory"),
+    (["export", SMALL, "-o", "{missing}/x.parquet"], "is not a directory"),
+    (["record", "-o", "{missing}/x.dat", "-e", "sched", "-d", "1"], "is not a directory"),
+    (["record", "-o", "{tmp}", "-e", "sched", "-d", "1"], "is a directory"),
+])
+def test_unwritable_outputs_are_refused_first(traces, tmp_path, argv, why):
+    """--screenshot into a missing directory exited 2 saying nothing; record recorded, then failed on a temp name."""
+    argv = [str(traces / a) if a == SMALL else a.format(missing=tmp_path / "missing", tmp=tmp_path) for a in argv]
+    r = run_proc(*argv)
+    assert_one_line_error(r.returncode, r.stderr, why)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- numbers ---------------------------------------------------------------------------------------
 
 

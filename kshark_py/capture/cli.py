@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..argtypes import arg_type, seconds, whole_number
+from ..argtypes import arg_type, seconds, whole_number, writable_file
 from .recorder import EventSpec, RecordError
 from .session import NO_EVENT_ERROR, GuestConfig, HostSession, guest_without_events_error, parse_guest_spec
 from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
@@ -167,6 +167,7 @@ def parse_record_args(words: list[str]) -> RecordArgs:
                 raise SystemExit(print(RECORD_HELP) or 0)
             case _:
                 raise ValueError(f"unknown or misplaced option {w}")
+    writable_file(a.output)  # FILE and the guests' trace-NAME.dat beside it: before anything is recorded
     for g in a.guests if no_fifos else ():
         g.use_fifos = False
     if a.guests and a.version != 7:
