@@ -260,3 +260,23 @@ def test_capture_dialog_records_and_opens_the_result(live, tmp_path):
     ids = set(tf.buffers[0].events.column("event_id").to_numpy().tolist())
     assert {tf.formats.by_id[i].name for i in ids} == {"sched_switch"}, "only the checked event is recorded"
     assert app.quit() == 0
+
+
+def test_list_click_moves_marker_and_graph_follows(live):
+    """A click on a list row whose event is off screen sets marker A there and moves the graph to it."""
+    app = live()
+    app.wait_main()
+    app.key("plus", "plus", "plus", "plus")  # the middle sixteenth: the list's first rows are off screen
+    win = app.wait_for("zoomed", lambda st: span(st["windows"][0]) * 15 < full_span(st["windows"][0])
+                       and st["windows"][0])
+    win = app.wait_settled()["windows"][0]
+    s = span(win)
+    x, y, w, h = win["list_rect"]
+    rh = win["list_row_height"]
+    app.click(x + w // 2, y + rh * 3 + rh // 2)
+    win = app.wait_for("marker A set", lambda st: st["windows"][0]["markers"]["A"] is not None and st["windows"][0])
+    win = app.wait_settled()["windows"][0]
+    a = int(win["markers"]["A"])
+    assert win["range"][0] <= a <= win["range"][1], "the graph follows the list to the marker"
+    assert span(win) == pytest.approx(s, rel=0.01), "following keeps the zoom"
+    assert app.quit() == 0

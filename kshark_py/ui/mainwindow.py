@@ -150,7 +150,9 @@ class MainWindow(QtWidgets.QMainWindow):
         f.addAction("&Import session...", self.import_session_dialog)
         f.addSeparator()
         f.addAction("Save &screenshot...", self.screenshot_dialog)
-        f.addAction("&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        f.addAction("&Close window", self.close, QtGui.QKeySequence.StandardKey.Close)
+        # Quit ends the app (every window), as in KernelShark; Close window closes this one
+        f.addAction("&Quit", QtWidgets.QApplication.closeAllWindows, QtGui.QKeySequence.StandardKey.Quit)
         p = m.addMenu("&Plots")
         p.addAction("&CPUs...", self.cpu_plots_dialog)
         p.addAction("&Tasks...", self.task_plots_dialog)
@@ -247,7 +249,13 @@ class MainWindow(QtWidgets.QMainWindow):
             self.event_list.select_time(ets)
 
     def _on_list_selected(self, merged_index: int, ts: int) -> None:
+        """A list row sets the active marker; when its time is off screen the graph moves to centre it
+        (same zoom), as KernelShark's graph follows the table."""
         self.set_marker(self.markers.active, ts)
+        t0, t1 = self.timeline.view_range()
+        if not t0 <= ts <= t1:
+            half = (t1 - t0) // 2
+            self.timeline.set_range(ts - half, ts + half)
 
     def set_marker(self, name: str, ts: int | None) -> None:
         self.markers.set_time(name, ts)

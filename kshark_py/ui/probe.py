@@ -34,6 +34,11 @@ def _global_rect(view: QtWidgets.QGraphicsView, scene_rect: QtCore.QRectF) -> li
     return [tl.x(), tl.y(), br.x() - tl.x(), br.y() - tl.y()]
 
 
+def _widget_rect(widget: QtWidgets.QWidget) -> list[int]:
+    p = widget.mapToGlobal(QtCore.QPoint(0, 0))
+    return [p.x(), p.y(), widget.width(), widget.height()]
+
+
 def window_state(w: Any) -> dict:
     """What one main window shows."""
     tl = w.timeline
@@ -51,6 +56,9 @@ def window_state(w: Any) -> dict:
         "markers": _safe(lambda: {k: v for k, v in w.markers.times.items()}, {}),
         "active_marker": _safe(lambda: w.markers.active),
         "list_rows": _safe(lambda: w.event_list.model.rowCount()),
+        "list_rect": _safe(lambda: _widget_rect(w.event_list.table.viewport())),
+        "list_row_height": _safe(lambda: w.event_list.table.verticalHeader().defaultSectionSize()),
+        "list_top_row": _safe(lambda: w.event_list.table.rowAt(0)),
         "list_selected": _safe(lambda: w.event_list.current_merged_index()),
         "status": _safe(lambda: w.status.currentMessage(), ""),
         "highlight": _safe(lambda: list(tl.highlight.getRegion()) if tl.highlight.isVisible() else None),
