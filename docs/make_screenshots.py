@@ -1,73 +1,109 @@
-"""Render the README's screenshots of the bundled demo (offscreen), so they can be remade.
+"""Take the README's screenshots from the real app: ``kshark-py`` on an Xvfb display, driven with xdotool.
 
-Usage: QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py [OUTDIR]
-Writes demo-full.png, demo-vcpu-pair.png and demo-list-markers.png (default OUTDIR: docs/).
+Usage: python docs/make_screenshots.py [OUTDIR]   (needs Xvfb, xdotool, imagemagick: ./setup.sh)
+Writes demo-full.png, demo-vcpu-pair.png and demo-list-markers.png (default OUTDIR: docs/). The
+ranges and markers come from session files (as a user would import them); the highlight and the list
+selection come from real clicks; each picture is the window as X shows it (``import -window``).
 """
 
 from __future__ import annotations
 
-import os
+import json
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from PySide6 import QtWidgets  # noqa: E402
 
-from kshark_py.ui.app import DEMO_SESSION, app_instance, build_window  # noqa: E402
-from kshark_py.ui.loader import load_session  # noqa: E402
-from kshark_py.ui.sessionfile import load_session_file  # noqa: E402
+from kshark_py.loaders.tracedat import open_trace  # noqa: E402
+from kshark_py.model.session import Session  # noqa: E402
+from kshark_py.model.sessionfile import load_session_file  # noqa: E402
+from kshark_py.model.vcpus import build_vcpu_map  # noqa: E402
+from kshark_py.ui.app import DEMO_SESSION  # noqa: E402
+from tests.livegui import Display, LiveApp  # noqa: E402
 
 
-def settle(w) -> None:
-    for _ in range(5):
-        QtWidgets.QApplication.processEvents()
-    w.timeline.redraw()
-    QtWidgets.QApplication.processEvents()
+def session_with(range_ns: tuple[int, int], markers: dict[str, int], out: Path) -> Path:
+    """The demo's session file with absolute paths, a range and markers."""
+    s = json.loads(DEMO_SESSION.read_text())
+    for st in s["data streams"]:
+        st["data"]["file"] = str(DEMO_SESSION.parent / st["data"]["file"])
+    s["Model"]["range"] = list(range_ns)
+    for name, t in markers.items():
+        s["Markers"][f"mark{name}"] = {"isSet": True, "time": int(t)}
+    out.write_text(json.dumps(s))
+    return out
+
+
+def shoot(app: LiveApp, out: Path) -> None:
+    app.wait_settled(quiet=1.0)
+    time.sleep(0.5)
+    wid = app.window_id()
+    subprocess.run(["import", "-window", wid, str(out)], env=app.d.env(), check=True, timeout=30)
+    print(f"wrote {out}")
 
 
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent)
     out.mkdir(parents=True, exist_ok=True)
-    app_instance()
-    state = load_session_file(str(DEMO_SESSION))
-    res = load_session(state.files, state.vcpu_map)
-    w = build_window(res, state.files, state.vcpu_map, state)
-    w.resize(1600, 1000)
-    w.show()
-    settle(w)
-    w.grab().save(str(out / "demo-full.png"))
+    tmp = Path(tempfile.mkdtemp(prefix="kshark-shots-"))
+    d = Display(1600, 1000)
+    try:
+        # 1. the demo as it opens
+        app = LiveApp(d, [], tmp)
+        app.wait_main()
+        shoot(app, out / "demo-full.png")
+        assert app.quit() == 0
 
-    # a VCPU pair up close: where the first mapped VCPU's host thread is busiest, highlighted
-    host = res.session.host_stream
-    m = res.vcpu_map[0]
-    runs = res.session.runs(host.index)
-    pid = runs.column("pid").to_numpy()
-    start = runs.column("start").to_numpy()[pid == m.host_pid]
-    end = runs.column("end").to_numpy()[pid == m.host_pid]
-    busiest = int(np.argmax(np.convolve((end - start).astype(float), np.ones(20), "same")))
-    t_mid = int(start[busiest])
-    w.timeline.set_range(t_mid - 2_000_000, t_mid + 2_000_000)
-    state_row = next(i for i, r in enumerate(w.model.rows) if r.kind == "vcpu_state")
-    w._on_row_clicked(state_row, t_mid)
-    settle(w)
-    w.grab().save(str(out / "demo-vcpu-pair.png"))
+        # where the VCPU's host thread is busiest, and two guest events a little apart (model, no Qt)
+        state = load_session_file(str(DEMO_SESSION))
+        session = Session.from_files([open_trace(p) for p in state.files])
+        m = build_vcpu_map(session, state.vcpu_map)[0]
+        host = session.host_stream
+        runs = session.runs(host.index)
+        pid = runs.column("pid").to_numpy()
+        start = runs.column("start").to_numpy()[pid == m.host_pid]
+        end = runs.column("end").to_numpy()[pid == m.host_pid]
+        busiest = int(np.argmax(np.convolve((end - start).astype(float), np.ones(20), "same")))
+        t_mid = int(start[busiest])
+        merged = session.merged()
+        guest_rows = np.flatnonzero(merged.stream != host.index)
+        a, b = int(guest_rows[len(guest_rows) // 2]), int(guest_rows[len(guest_rows) // 2 + 30])
+        ta, tb = int(merged.ts[a]), int(merged.ts[b])
 
-    # the list with markers A and B two guest events apart
-    merged = res.session.merged()
-    guest_rows = np.flatnonzero(merged.stream != host.index)
-    a, b = int(guest_rows[len(guest_rows) // 2]), int(guest_rows[len(guest_rows) // 2 + 40])
-    w.timeline.set_range(int(merged.ts[a]) - 200_000, int(merged.ts[b]) + 200_000)
-    w.set_marker("B", int(merged.ts[b]))
-    w.event_list.select_merged_index(a, emit=True)  # as a click on the row: marker A moves there
-    settle(w)
-    w.grab().save(str(out / "demo-list-markers.png"))
-    w.close()
+        # 2. the VCPU pair up close, its state row clicked: the pair and the thread's runs highlighted
+        s2 = session_with((t_mid - 2_000_000, t_mid + 2_000_000), {}, tmp / "pair.json")
+        app = LiveApp(d, ["--session", str(s2)], tmp)
+        win = app.wait_main()
+        win = app.wait_settled()["windows"][0]
+        row = next(i for i, r in enumerate(win["rows"]) if r.endswith("state"))
+        app.focus()
+        app.click(*app.row_point(win, row, 0.5))
+        app.wait_for("highlight", lambda st: st["windows"][0]["highlight"])
+        shoot(app, out / "demo-vcpu-pair.png")
+        assert app.quit() == 0
+
+        # 3. marker B on a guest event; a double-click on the guest CPU row selects that row's nearest
+        # event in the list and puts the active marker A on it
+        s3 = session_with((ta - 200_000, tb + 200_000), {"B": tb}, tmp / "list.json")
+        app = LiveApp(d, ["--session", str(s3)], tmp)
+        app.wait_main()
+        win = app.wait_settled()["windows"][0]
+        row = next(i for i, r in enumerate(win["rows"]) if r.endswith("(guest CPU)"))
+        app.focus()
+        app.click(*app.row_point(win, row, 0.3), repeat=2)
+        app.wait_for("a list row selected", lambda st: st["windows"][0]["list_selected"] is not None)
+        shoot(app, out / "demo-list-markers.png")
+        assert app.quit() == 0
+    finally:
+        d.close()
     return 0
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)  # skip PySide6/pyqtgraph teardown (see kshark_py.ui.app.run)
+    sys.exit(main())
