@@ -312,6 +312,7 @@ def test_search_info_incremental(qtbot, view, session):
     assert bar.busy
     qtbot.waitUntil(lambda: not bar.busy, timeout=20000)
     assert view.current_merged_index() == first
+    assert bar.counter.text() == f"# {first}"  # what the list's # column shows for it
     bar.find_next()
     qtbot.waitUntil(lambda: not bar.busy, timeout=20000)
     assert view.current_merged_index() == second

@@ -257,7 +257,9 @@ class SearchBar(QWidget):
             found = int(rows[hit[0]])
             self.cancel()
             wrapped = (d > 0 and found <= job["origin"]) or (d < 0 and found >= job["origin"] >= 0)
-            self._show_count(f"row {found + 1}" + (" (wrapped)" if wrapped else ""))
+            lost = model.lost_index(found) >= 0
+            where = "lost events" if lost else f"# {model.merged_index(found)}"  # as the # column says
+            self._show_count(where + (" (wrapped)" if wrapped else ""))
             self._land(found)
             return
         job["left"] -= size
