@@ -596,3 +596,19 @@ def test_block_info_splits_big_blocks(qapp, traces, monkeypatch):
     monkeypatch.setattr(infotext, "MATRIX_BYTES", 4096)
     assert infotext.BlockInfo(session.streams[0].buffer, model._renderers[id(session.host)]).render(rows) \
         .to_pylist() == whole
+
+
+def test_info_search_falls_back_to_rows_if_the_block_renderer_fails(qtbot, view, session, monkeypatch):
+    from kshark_py.model.infotext import BlockInfo
+
+    def boom(self, rows):
+        raise RuntimeError("a format the block renderer does not know")
+
+    monkeypatch.setattr(BlockInfo, "render", boom)
+    model = view.model
+    first = next(k for k in range(len(session.merged())) if "==> sleep:" in model.info(k, cache=False))
+    bar = view.search_bar
+    bar.set_query("Info", "==> sleep:")
+    bar.find_next()
+    qtbot.waitUntil(lambda: not bar.busy, timeout=60000)
+    assert view.current_merged_index() == first

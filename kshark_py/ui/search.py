@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -285,7 +286,10 @@ class SearchBar(QWidget):
             srow = np.asarray(model.merged.row[m])
             for si in np.unique(stream).tolist():
                 sel = np.flatnonzero(stream == si)
-                texts = model.block_info(si).render(srow[sel])
+                try:
+                    texts = model.block_info(si).render(srow[sel])
+                except Exception:  # noqa: BLE001 (a format the block renderer trips on: row by row, as the list)
+                    texts = pa.array([model.info(int(k), cache=False) for k in m[sel].tolist()], pa.string())
                 out[ev[sel]] = match_mask(texts, text, mode)
         pred = text_matcher(text, mode)
         for k in np.flatnonzero(is_lost).tolist():
