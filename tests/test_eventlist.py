@@ -522,11 +522,12 @@ def test_lost_events_rows_and_graph_tooltip(qtbot, traces):
 
 
 @pytest.mark.parametrize("name", ["host-lost-events.dat", "host-printk.dat", "host-instances.dat",
-                                  "vm-2guests/trace-vmguestA.dat", "external/doc-test/trace.dat"])
+                                  "vm-2guests/trace-vmguestA.dat",
+                                  "external/doc-test/trace.dat+external/doc-test/trace-Salamander4.dat"])
 def test_block_info_equals_scalar_renderer(qapp, traces, name):
-    """The vectorized info text of a whole file is, row for row, what the list's renderer shows."""
-    tf = open_trace(traces / name)
-    session = Session.from_files([tf])
+    """The vectorized info text of a whole file is, row for row, what the list's renderer shows (with
+    a guest: the host's kvm events name guest functions)."""
+    session = Session.from_files([open_trace(traces / p) for p in name.split("+")])
     model = EventTableModel(session)
     n = len(session.merged())
     for si, st in enumerate(session.streams):
