@@ -57,8 +57,6 @@ def _str(text: str) -> pa.Scalar:
 
 _STR: dict[str, pa.Scalar] = {}
 _BITS = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}
-_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
-_HEX_UP = np.frombuffer(b"0123456789ABCDEF", np.uint8)
 
 
 def match_mask(texts: pa.Array, text: str, mode: str) -> np.ndarray:
@@ -139,19 +137,29 @@ def _vec_item(it: ParseItem, ev) -> tuple | None:
     return None if fn is None else ("num", fn)
 
 
+def _pairs(digits: bytes) -> np.ndarray:
+    """The two hex characters of each byte value, as little-endian uint16 (first character first)."""
+    return np.array([digits[i >> 4] | (digits[i & 15] << 8) for i in range(256)], "<u2")
+
+
+_PAIRS = _pairs(b"0123456789abcdef")
+_PAIRS_UP = _pairs(b"0123456789ABCDEF")
+
+
 def _hex(v: np.ndarray, upper: bool = False) -> pa.Array:
-    """uint64 -> lowercase (uppercase) hex without leading zeros, as a string array."""
+    """uint64 -> lowercase (uppercase) hex without leading zeros, as a string array (a byte at a
+    time through a 256-entry table of character pairs)."""
     n = len(v)
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    nib = ((v[:, None] >> shifts) & np.uint64(0xF)).astype(np.uint8)
-    chars = (_HEX_UP if upper else _HEX)[nib]
-    nz = nib != 0
-    first = np.where(nz.any(axis=1), nz.argmax(axis=1), 15)  # keep one digit for 0
-    lens = 16 - first
+    be = np.ascontiguousarray(v, ">u8").view(np.uint8).reshape(n, 8)
+    chars = (_PAIRS_UP if upper else _PAIRS)[be].view(np.uint8).reshape(n, 16)
+    nz = be != 0
+    fb = nz.argmax(axis=1)
+    high_zero = (be[np.arange(n), fb] >> 4) == 0
+    first = np.where(nz.any(axis=1), 2 * fb + high_zero, 15)  # keep one digit for 0
     keep = np.arange(16)[None, :] >= first[:, None]
     flat = chars[keep]
     offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(lens, out=offsets[1:])
+    np.cumsum(16 - first, out=offsets[1:])
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(flat.tobytes()))
 
 
@@ -229,30 +237,34 @@ class BlockInfo:
         ln = t.column("length").to_numpy()[rows].astype(np.int64)
         cpu = t.column("cpu").to_numpy()[rows]
         types, inv = np.unique(eid, return_inverse=True)
-        groups = [np.flatnonzero(inv == k) for k in range(len(types))]
-        width = np.zeros(len(types), np.int64)
-        for k, g in enumerate(groups):
-            width[k] = int(ln[g].max())
+        inv = inv.reshape(-1)
+        by_type = np.argsort(inv, kind="stable")
+        groups = np.split(by_type, np.searchsorted(inv[by_type], np.arange(1, len(types))))
+        width = np.maximum.reduceat(ln[by_type], np.searchsorted(inv[by_type], np.arange(len(types))))
         if n > 1 and sum(len(g) * int(width[k]) for k, g in enumerate(groups)) > MATRIX_BYTES:
             half = n // 2  # long records (a big print, a buffer dump): two smaller matrices
             return pa.concat_arrays([self.render(rows[:half]), self.render(rows[half:])])
         # one pass over the stored chunks: each group's payloads as a zero-padded byte matrix
         mats = [np.zeros((len(g), int(width[k])), np.uint8) for k, g in enumerate(groups)]
         pos_in_group = np.empty(n, np.int64)
-        for g in groups:
-            pos_in_group[g] = np.arange(len(g))
+        pos_in_group[by_type] = np.arange(n) - np.repeat(np.cumsum([0] + [len(g) for g in groups[:-1]]),
+                                                        [len(g) for g in groups])
         for idx, base, block in self.buffer.store.blocks(off):
             kk = inv[idx]
-            for k in np.unique(kk).tolist():
-                sel = idx[kk == k]
+            o = np.argsort(kk, kind="stable")
+            idx, kk = idx[o], kk[o]
+            present = np.unique(kk)
+            cuts = np.searchsorted(kk, present)
+            for k, sel in zip(present.tolist(), np.split(idx, cuts[1:]), strict=True):
                 w = int(width[k])
                 if w == 0:
                     continue
-                start = off[sel] - base
-                cols = start[:, None] + np.arange(w)
-                ok = (np.arange(w)[None, :] < ln[sel][:, None]) & (cols < len(block))
-                vals = block[np.where(ok, cols, 0)]
-                vals[~ok] = 0
+                it = np.int32 if len(block) < 1 << 31 else np.int64  # (an uncompressed file is one block)
+                ar = np.arange(w, dtype=it)
+                cols = (off[sel] - base).astype(it)[:, None] + ar
+                np.minimum(cols, len(block) - 1, out=cols)
+                vals = block[cols]
+                vals *= ar[None, :] < ln[sel][:, None]  # zero past each record's end
                 mats[k][pos_in_group[sel]] = vals
         out: list[pa.Array | None] = [None] * len(types)
         for k, g in enumerate(groups):
@@ -433,7 +445,8 @@ def _le(v: np.ndarray, size: int) -> np.ndarray:
 
 def _finish_all(text: pa.Array) -> pa.Array:
     """:func:`printfmt._finish` for a whole column: one trailing newline dropped, cut at a NUL."""
-    text = pc.replace_substring_regex(text, pattern="\n\\z", replacement="", max_replacements=1)
+    if pc.any(pc.ends_with(text, "\n")).as_py():
+        text = pc.replace_substring_regex(text, pattern="\n\\z", replacement="", max_replacements=1)
     if pc.any(pc.match_substring(text, "\0")).as_py():
         text = pc.replace_substring_regex(text, pattern="(?s)\\x00.*", replacement="")
     return text
