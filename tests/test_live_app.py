@@ -280,3 +280,19 @@ def test_list_click_moves_marker_and_graph_follows(live):
     assert win["range"][0] <= a <= win["range"][1], "the graph follows the list to the marker"
     assert span(win) == pytest.approx(s, rel=0.01), "following keeps the zoom"
     assert app.quit() == 0
+
+
+def test_time_offset_and_vcpu_threads_options(live, traces):
+    """vm/ was recorded without time sync (guest ~2,849 s behind) over TCP (its GUEST record has no host
+    pid): --time-offset puts the guest on the host's clock, --vcpu-threads maps its VCPUs."""
+    pair = traces / "vm"
+    app = live("-i", str(pair / "trace.dat"), "-i", str(pair / "trace-vmguest.dat"))
+    unsynced = app.wait_main()
+    assert full_span(unsynced) > 2_000e9
+    assert app.quit() == 0
+    app = live(str(pair / "trace.dat"), str(pair / "trace-vmguest.dat"), "--time-offset", "vmguest=2848872632049",
+               "--vcpu-threads", f"vmguest={pair / 'vcpu-threads.json'}")
+    win = app.wait_main()
+    assert full_span(win) < 100e9, "the guest's events sit within the host's recording"
+    assert any(r.startswith("vmguest VCPU0 host ") for r in win["rows"]), win["rows"]
+    assert app.quit() == 0
