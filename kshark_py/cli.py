@@ -174,6 +174,23 @@ def parse_time_offsets(specs: Sequence[str] | None) -> dict[str | int, int]:
     return out
 
 
+def check_streams(paths: Sequence[str], offsets: dict[str | int, int]) -> None:
+    """Every ``--time-offset`` stream exists in ``paths``, checked before the app starts.
+
+    Why here: the app loads in a worker and a wrong name would only fail there. Opening the files
+    reads their headers and metadata only; the events are decoded later, by the app.
+    """
+    from .loaders.tracedat import open_trace
+    from .model.session import Session
+
+    session = Session.from_files([open_trace(p) for p in paths])
+    for key in offsets:
+        try:
+            session.stream_index(key)
+        except ValueError as e:
+            raise UsageError(f"--time-offset: {e}") from None
+
+
 # --- commands --------------------------------------------------------------------------------------
 
 
@@ -227,6 +244,8 @@ def _cmd_gui(args: argparse.Namespace) -> int:
         _check_output(args.screenshot)
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     offsets = parse_time_offsets(args.time_offset)
+    if offsets and paths:
+        check_streams(paths, offsets)
     from .ui.app import run  # Qt only once the arguments are known to be good
 
     return run(paths, args.session, user, args.screenshot, time_offsets=offsets)

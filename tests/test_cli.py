@@ -187,9 +187,11 @@ def test_app_vcpu_threads_and_time_offsets(capsys, traces, fake_app):
     (["--vcpu-map", "nonsense"], ["nonsense"]),
     (["-i", "/nonexistent.dat"], ["/nonexistent.dat", "No such file"]),
     (["/"], ["/", "Is a directory"]),
+    (["{traces}/" + SMALL, "--time-offset", "guest=5"], ["--time-offset", "no stream 'guest'", "0=host"]),
+    (["{traces}/" + SMALL, "--time-offset", "1=5"], ["--time-offset", "no stream 1"]),
 ])
-def test_app_bad_arguments_never_start_the_app(capsys, fake_app, argv, words):
-    code, _, err = run(capsys, *argv)
+def test_app_bad_arguments_never_start_the_app(capsys, traces, fake_app, argv, words):
+    code, _, err = run(capsys, *(a.format(traces=traces) for a in argv))
     assert_one_line_error(code, err, *words)
     assert fake_app == []
 
