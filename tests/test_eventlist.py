@@ -613,3 +613,13 @@ def test_info_search_falls_back_to_rows_if_the_block_renderer_fails(qtbot, view,
     bar.find_next()
     qtbot.waitUntil(lambda: not bar.busy, timeout=60000)
     assert view.current_merged_index() == first
+
+
+def test_info_search_finds_loss_rows(qtbot, view):
+    bar = view.search_bar
+    bar.set_query("Info", "events dropped")
+    bar.find_next()
+    qtbot.waitUntil(lambda: not bar.busy, timeout=60000)
+    row = view.table.currentIndex().row()
+    assert view.model.lost_index(row) >= 0 and bar.counter.text() == "lost events"
+    assert view.model.data(view.model.index(row, COL["Event"])) == "missed_events"

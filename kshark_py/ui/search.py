@@ -47,7 +47,6 @@ INFO_FIRST_BLOCK = 4096
 INFO_MAX_BLOCK = 1 << 20
 """Rows per Info block: the first is small (a hit near the current row comes at once), later ones
 grow towards INFO_BUDGET_S of work, up to this."""
-COL_INFO = 8
 
 
 def value_mask(col: np.ndarray, pred: Callable[[int], bool]) -> np.ndarray:
@@ -291,7 +290,9 @@ class SearchBar(QWidget):
                 except Exception:  # noqa: BLE001 (a format the block renderer trips on: row by row, as the list)
                     texts = pa.array([model.info(int(k), cache=False) for k in m[sel].tolist()], pa.string())
                 out[ev[sel]] = match_mask(texts, text, mode)
+        from .eventlist import COL
+
         pred = text_matcher(text, mode)
         for k in np.flatnonzero(is_lost).tolist():
-            out[k] = pred(model.cell_text_at(int(rows[k]), COL_INFO))
+            out[k] = pred(model.cell_text_at(int(rows[k]), COL["Info"]))
         return out
