@@ -57,7 +57,7 @@ def main() -> int:
         if now >= next_sample:
             curve.append((now - t0, rss_mb(pid)))
             print(f"  t={now - t0:6.0f} s  rss {curve[-1][1]:7.1f} MB  actions {actions}", flush=True)
-            next_sample += 10
+            next_sample = now + 10
             st = app.state()
             wins = [w for w in st["windows"] if w["kind"] == "main"]
             if wins:
