@@ -254,6 +254,8 @@ def test_capture_dialog_records_and_opens_the_result(live, tmp_path):
     files = win["files"]
     assert len(files) == 1 and Path(files[0]).parent.parent == out, files
     assert all(r.startswith("host CPU") for r in win["rows"]) and win["list_rows"] > 0
+    # the recording brings its own VCPU map: nothing of the demo's guest is carried over
+    assert "vmguest" not in win["status"] and not any(win["docks"].values()), (win["status"], win["docks"])
     span_s = (win["full_range"][1] - win["full_range"][0]) / 1e9
     assert 0.5 < span_s < 10, f"a 2 s recording spans {span_s} s"
     tf = open_trace(files[0])
