@@ -6,10 +6,12 @@ rubber bands, list scrolling and the search box. Every 10 s it samples the proce
 (VmRSS) and prints the curve. Exits 1 when the app dies or stops answering.
 
 Usage: python benchmarks/soak_gui.py SECONDS [kshark-py args...]   (no args: the demo)
+       SOAK_ACTIONS=list,double python benchmarks/soak_gui.py ...   (only those kinds of input)
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import tempfile
@@ -31,6 +33,8 @@ def main() -> int:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 600
     args = sys.argv[2:]
     rnd = random.Random(1234)
+    # SOAK_ACTIONS=key,wheel,... limits the input to some kinds (to find which one grows memory)
+    kinds = os.environ.get("SOAK_ACTIONS", "key,key,wheel,click,double,band,list,pan").split(",")
     d = Display()
     tmp = Path(tempfile.mkdtemp(prefix="kshark-soak-"))
     app = LiveApp(d, args, tmp)
@@ -67,7 +71,7 @@ def main() -> int:
                 app.d.xdo("key", "Escape")
         x, y, w, h = win["plot_rect"]
         px, py = x + int(w * rnd.random()), y + int(h * rnd.random())
-        a = rnd.choice(["key", "key", "wheel", "click", "double", "band", "list", "pan"])
+        a = rnd.choice(kinds)
         if a == "key":
             app.d.xdo("key", rnd.choice(["plus", "minus", "Left", "Right", "Home", "plus", "minus"]))
         elif a == "wheel":

@@ -183,18 +183,24 @@ class LiveApp:
         self.focus(title_re)
         self.d.xdo("type", "--delay", "30", text)
 
+    def move(self, x: int, y: int) -> None:
+        """Put the pointer at (x, y). Not ``mousemove --sync``: that waits ~15 s when the pointer is
+        already there."""
+        self.d.xdo("mousemove", str(x), str(y))
+        time.sleep(0.05)
+
     def click(self, x: int, y: int, button: int = 1, repeat: int = 1) -> None:
-        self.d.xdo("mousemove", "--sync", str(x), str(y))
-        time.sleep(0.1)
+        self.move(x, y)
+        time.sleep(0.05)
         self.d.xdo("click", "--repeat", str(repeat), "--delay", "80", str(button))
 
     def drag(self, x0: int, y0: int, x1: int, y1: int, modifier: str | None = None) -> None:
-        self.d.xdo("mousemove", "--sync", str(x0), str(y0))
+        self.move(x0, y0)
         if modifier:
             self.d.xdo("keydown", modifier)
         self.d.xdo("mousedown", "1")
         for i in range(1, 11):
-            self.d.xdo("mousemove", "--sync", str(x0 + (x1 - x0) * i // 10), str(y0 + (y1 - y0) * i // 10))
+            self.d.xdo("mousemove", str(x0 + (x1 - x0) * i // 10), str(y0 + (y1 - y0) * i // 10))
             time.sleep(0.03)
         self.d.xdo("mouseup", "1")
         if modifier:
