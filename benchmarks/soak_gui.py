@@ -29,11 +29,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 600
     args = sys.argv[2:]
     rnd = random.Random(1234)
     # SOAK_ACTIONS=key,wheel,... limits the input to some kinds (to find which one grows memory)
+    trace = bool(os.environ.get("SOAK_TRACE"))
     kinds = os.environ.get("SOAK_ACTIONS", "key,key,wheel,click,double,band,list,pan").split(",")
     d = Display()
     tmp = Path(tempfile.mkdtemp(prefix="kshark-soak-"))
@@ -90,9 +97,31 @@ def main() -> int:
             app.d.xdo("key", rnd.choice(["Page_Down", "Page_Up", "Down", "End", "Home"]))
             app.focus()
         actions += 1
+        if trace:
+            print(f"    {time.monotonic() - t0:7.2f} {a} cpu {cpu_s(pid):.2f}", flush=True)
         time.sleep(0.05)
     curve.append((time.monotonic() - t0, rss_mb(pid)))
+    c0 = cpu_s(pid)
+    time.sleep(3)
+    idle_cpu = (cpu_s(pid) - c0) / 3
+    print(f"soak: the app uses {idle_cpu:.0%} of a core when left alone for 3 s")
+    if os.environ.get("SOAK_PYSPY"):  # what a busy app is doing (pip install py-spy)
+        import subprocess
+
+        for _ in range(3):
+            subprocess.run(["py-spy", "dump", "--native", "--pid", str(pid)], check=False)
+            time.sleep(0.3)
+    d.screenshot(tmp / "before-quit.png")
+    before = app.state()
+    for k in ("ctrl", "shift", "alt"):  # a modifier left down by an interrupted drag would change Ctrl+Q
+        app.d.xdo("keyup", k)
+    app.d.xdo("mouseup", "1")
     code = app.quit()
+    if code != 0:
+        age = time.time() - app.probe.stat().st_mtime
+        print(f"soak: Ctrl+Q did not end the app (status {code}); its probe last changed {age:.1f} s before; "
+              f"windows then: "
+              f"{[(w['kind'], w['title']) for w in before['windows']]}; screenshot {tmp / 'before-quit.png'}")
     d.close()
     first, peak, last = curve[0][1], max(r for _, r in curve), curve[-1][1]
     settled = [r for t, r in curve if t >= seconds * 0.3]

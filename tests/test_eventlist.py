@@ -624,3 +624,25 @@ def test_info_search_finds_loss_rows(qtbot, view):
     row = view.table.currentIndex().row()
     assert view.model.lost_index(row) >= 0 and bar.counter.text() == "lost events (wrapped)"
     assert view.model.data(view.model.index(row, COL["Event"])) == "missed_events"
+
+
+def test_typing_in_the_table_searches_instead_of_matching_every_row(qtbot, view, monkeypatch):
+    """Qt's type-ahead ran model.match over every row (the info text of millions of events: a
+    frozen window); keys typed in the table go to the search box instead."""
+    calls = []
+    monkeypatch.setattr(view.model, "match", lambda *a, **k: calls.append(a) or [])
+    view.show()
+    qtbot.waitExposed(view)
+    view.table.setFocus()
+    view.select_row(3)
+    qtbot.keyClick(view.table, "s")
+    assert view.search_bar.text.hasFocus()
+    qtbot.keyClicks(view.search_bar.text, "ched")  # the next keys reach the focused search box
+    assert view.search_bar.text.text() == "sched"
+    assert calls == [], "the table's type-ahead must not scan the model"
+    rendered = []
+    orig = view.model.data
+    monkeypatch.setattr(view.model, "data", lambda *a, **k: rendered.append(1) or orig(*a, **k))
+    view.table.setFocus()
+    qtbot.keyClick(view.table, "+")
+    assert len(rendered) < 5000, "one key must not render more than the visible rows"

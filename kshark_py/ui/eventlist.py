@@ -409,6 +409,18 @@ class EventTableModel(QAbstractTableModel):
         return None
 
 
+class _EventTable(QTableView):
+    """The list's table. Qt's type-ahead (``keyboardSearch``) matches the typed text against every
+    row's cell with ``model.match``: on millions of events that renders each row's info text and
+    freezes the window for minutes. Typing in the list goes to the search box instead."""
+
+    typed = Signal(str)
+
+    def keyboardSearch(self, search: str) -> None:  # noqa: N802 (Qt's name)
+        if search.strip():
+            self.typed.emit(search)
+
+
 class EventListView(QWidget):
     """The list pane: search bar over a table of events.
 
@@ -428,7 +440,7 @@ class EventListView(QWidget):
 
         self.filters = filters
         self.model = EventTableModel(session, filters, tasks, self)
-        self.table = QTableView(self)
+        self.table = _EventTable(self)
         self.table.setModel(self.model)
         self._quiet = False
         self._setup_table()
@@ -439,6 +451,7 @@ class EventListView(QWidget):
         lay.addWidget(self.search_bar)
         lay.addWidget(self.table)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        self.table.typed.connect(self._type_into_search)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self, self.search_bar.focus)
         QShortcut(QKeySequence(QKeySequence.StandardKey.FindNext), self, self.search_bar.find_next)
         QShortcut(QKeySequence(QKeySequence.StandardKey.FindPrevious), self, self.search_bar.find_prev)
@@ -446,6 +459,11 @@ class EventListView(QWidget):
         self.model.modelAboutToBeReset.connect(self._remember)
         self.model.modelReset.connect(self._restore)
         self._kept: int | None = None
+
+    def _type_into_search(self, text: str) -> None:
+        """Text typed while the table has the focus starts a search (as in a browser's find bar)."""
+        self.search_bar.focus()
+        self.search_bar.text.setText(text)
 
     def _setup_table(self) -> None:
         t = self.table
