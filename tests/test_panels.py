@@ -100,3 +100,15 @@ def test_vcpu_map_warnings_do_not_send_gui_users_to_the_command_line(traces):
     build_vcpu_map(session, {"nosuch": {0: 1}, "vmguest": {7: 1}})
     assert session.warnings == ["guest 'vmguest': the VCPU map names VCPUs [7] it does not have",
                                 "the VCPU map names guest 'nosuch', which is not loaded"]
+
+
+def test_sync_panel_names_a_user_time_offset(qtbot, traces):
+    """vm/ has no time sync: the panel says the guest stays on its clock until the user shifts it,
+    then that it was moved by the user's offset (not by TIME_SHIFT samples)."""
+    w = _window(qtbot, [str(traces / "vm" / "trace.dat"), str(traces / "vm" / "trace-vmguest.dat")])
+    assert "events stay on the guest clock" in w.sync_panel.info.text()
+    guest = next(st.index for st in w.session.streams if st.guest is not None)
+    w.set_time_offset(guest, 2_848_872_632_049)
+    text = w.sync_panel.info.text()
+    assert "moved by the user's time offset (+2848.872632049 s)" in text
+    assert "stay on the guest clock" not in text

@@ -221,7 +221,13 @@ class SyncPanel(QtWidgets.QWidget):
         for g in session.guests:
             t = sync_samples(g.trace)
             if t.num_rows == 0:
-                lines.append(f"{g.name}: no TIME_SHIFT samples - events stay on the guest clock")
+                offs = {session.time_offsets[st.index] for st in session.streams
+                        if st.guest is g and st.index in session.time_offsets}
+                if offs:  # Tools > Add time offset / --time-offset put it on the host's clock by hand
+                    shift = ", ".join(f"{o / 1e9:+.9f} s" for o in sorted(offs))
+                    lines.append(f"{g.name}: no TIME_SHIFT samples - moved by the user's time offset ({shift})")
+                else:
+                    lines.append(f"{g.name}: no TIME_SHIFT samples - events stay on the guest clock")
                 continue
             vc = t.column("vcpu").to_numpy()
             for v in np.unique(vc):
