@@ -1296,6 +1296,17 @@ def _parse_arg_string(fmt: str, pos: int, items: list[ParseItem]) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def unwrap_casts(arg: Arg | None) -> tuple[Arg | None, Arg | None]:
+    """``((T1)(T2)x)[i]``: the outermost cast (it decides the value's type, as libtraceevent's
+    index evaluation does) and the operand under all casts."""
+    typearg = None
+    while arg is not None and arg.kind == A_TYPE:
+        if typearg is None:
+            typearg = arg
+        arg = arg.item
+    return typearg, arg
+
+
 class Evaluator:
     """Evaluates parsed args against one record's bytes (eval_num_arg / print_str_arg)."""
 
@@ -1426,12 +1437,7 @@ class Evaluator:
 
     def _index(self, arg: Arg, data: bytes) -> int:
         right = self.num(arg.right, data)
-        larg = arg.left
-        typearg = None
-        while larg is not None and larg.kind == A_TYPE:
-            if typearg is None:
-                typearg = larg
-            larg = larg.item
+        typearg, larg = unwrap_casts(arg.left)
         field_size = self.long_size
         if larg is None:
             return 0

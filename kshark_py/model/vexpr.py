@@ -25,6 +25,7 @@ from ..loaders.printfmt import (
     Arg,
     Evaluator,
     _eval_type_str,
+    unwrap_casts,
 )
 
 __all__ = ["Reader", "compile_num", "find_funcs"]
@@ -96,12 +97,7 @@ def _index(arg: Arg, ev: Evaluator) -> Num | None:
     if _has_data(arg.right):
         return None
     right = ev.num(arg.right, b"")
-    larg = arg.left
-    typearg = None
-    while larg is not None and larg.kind == A_TYPE:
-        if typearg is None:
-            typearg = larg
-        larg = larg.item
+    typearg, larg = unwrap_casts(arg.left)
     if larg is None or larg.kind != A_FIELD or larg.field is None:
         return None
     f = larg.field

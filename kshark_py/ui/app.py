@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
+from shiboken6 import isValid
 
 from ..loaders.memory import release_free_memory, return_memory_promptly
 from .loader import LoadResult, LoadWorker, load_session
@@ -171,17 +172,9 @@ class WindowManager(QtCore.QObject):
         QtCore.QTimer.singleShot(0, self._maybe_quit)
 
     def _maybe_quit(self) -> None:
-        alive = [w for w in self.windows if _alive(w) and w.isVisible()]
+        alive = [w for w in self.windows if isValid(w) and w.isVisible()]  # deleted: not yet forgotten
         if not alive and not self.jobs:
             self.app.quit()
-
-
-def _alive(obj: QtCore.QObject) -> bool:
-    try:
-        from shiboken6 import isValid
-    except ImportError:  # pragma: no cover
-        return True
-    return isValid(obj)
 
 
 _manager: WindowManager | None = None
