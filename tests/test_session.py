@@ -89,6 +89,12 @@ def test_parse_vcpu_map_arg():
         parse_vcpu_map_arg("0=16748")
     with pytest.raises(VcpuMapError):
         parse_vcpu_map_arg("g:x=1")
+    assert parse_vcpu_map_arg("g: 3 = 42 ") == {"g": {3: 42}}
+    # Huge or negative numbers were taken silently (a VCPU the guest cannot have, a pid no thread has).
+    for bad in ("g:99999999999999999999999=1", "g:70000=1", "g:0=0", "g:0=4194305", "g:-1=5", "g:0=-5",
+                "g:0=0x10", "g:1_0=5"):
+        with pytest.raises(VcpuMapError, match="out of range|whole numbers"):
+            parse_vcpu_map_arg(bad)
 
 
 def test_vcpu_summary_and_causality(traces):

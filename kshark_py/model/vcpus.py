@@ -12,6 +12,7 @@ Each mapping records its source, so the UI can say how sure it is.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,13 @@ SOURCE_USER = "user"
 
 VCPU_MAP_SCHEMA = pa.schema([("guest", pa.string()), ("vcpu", pa.int32()), ("host_pid", pa.int32()),
                              ("source", pa.string())])
+
+
+MAX_VCPU = 65535
+"""Largest VCPU number a map may name: KVM's limit is 4096 on x86 (KVM_MAX_VCPUS), with room to spare."""
+MAX_PID = 4 * 1024 * 1024
+"""Linux's PID_MAX_LIMIT: no thread id is larger."""
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class VcpuMapError(ValueError):
@@ -54,11 +62,15 @@ def parse_vcpu_map_arg(text: str) -> dict[str, dict[int, int]]:
             guest, part = part.split(":", 1)
         if guest is None or "=" not in part:
             raise VcpuMapError(f"bad VCPU map item {part!r}: expected GUEST:VCPU=PID")
-        v, p = part.split("=", 1)
-        try:
-            out.setdefault(guest, {})[int(v)] = int(p)
-        except ValueError as e:
-            raise VcpuMapError(f"bad VCPU map item {part!r}: VCPU and PID must be integers") from e
+        v, p = (s.strip() for s in part.split("=", 1))
+        if not (_DIGITS.fullmatch(v) and _DIGITS.fullmatch(p)):
+            raise VcpuMapError(f"bad VCPU map item {part!r}: VCPU and PID must be whole numbers")
+        vcpu, pid = (int(x) if len(x) <= 12 else 10**12 for x in (v, p))  # past any range, int() stays cheap
+        if vcpu > MAX_VCPU:
+            raise VcpuMapError(f"bad VCPU map item {part!r}: VCPU {v} is out of range (0..{MAX_VCPU})")
+        if not 0 < pid <= MAX_PID:
+            raise VcpuMapError(f"bad VCPU map item {part!r}: PID {p} is out of range (1..{MAX_PID})")
+        out.setdefault(guest, {})[vcpu] = pid
     return out
 
 
