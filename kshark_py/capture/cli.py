@@ -10,7 +10,10 @@ scans them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..argtypes import arg_type, seconds, whole_number, writable_file
-from .recorder import EventSpec, RecordError
+from . import leftovers, spool
+from .recorder import EventSpec, RecordError, find_tracefs
 from .session import NO_EVENT_ERROR, GuestConfig, HostSession, guest_without_events_error, parse_guest_spec
 from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
 from .writer import WriterError
@@ -28,6 +32,7 @@ log = logging.getLogger("kshark_py.capture")
 
 RECORD_HELP = """\
 usage: kshark-py record [HOST OPTIONS] [-A GUEST [GUEST OPTIONS]]... [COMMAND [ARGS...]]
+       kshark-py record --recover DIR [-o FILE] [--file-version 6|7] [--compression ...]
 
 Records this kernel's events (and each guest agent's) into FILE (default trace.dat) and
 trace-NAME.dat per guest. Without COMMAND or -d it records until Ctrl-C. Needs root.
@@ -45,6 +50,8 @@ any position:
   --file-version 6|7    trace.dat version (default 7; guests need 7)
   --compression zstd|zlib|none   (default zstd)
   --tsync-interval MS   guest time-sync period (default 0: at start and stop; negative: none)
+  --recover DIR         write the raw pages a recording kept in DIR (its output disk was full, it was
+                        killed, its write was interrupted) into FILE (default: the file it was meant for)
   -h, --help            this text
 a guest:
   -A NAME@CID[:PORT]    a vsock agent (port 823 by default)
@@ -65,10 +72,19 @@ Which events, as trace-cmd 3.1.6 record:
                               guests' trace-NAME.dat files
   no -e at all, no -A         error: nothing to record
   -e X -A g -e Y              host records X into FILE, guest g records Y into trace-g.dat
+
+Raw pages go to a folder in the temp dir (TMPDIR) and stay there until FILE has been written and read
+back complete; if that fails, the message names the folder and --recover finishes the job.  Instances
+and such folders left by killed kshark-py processes are removed (instances) or listed (folders) at start.
+On Ctrl-C or SIGTERM a COMMAND gets the same signal; the trace so far is written.
+
+exit status: 0 complete; 2 error (FILE not written: the message says where the recording is kept);
+3 FILE written but events were lost (the summary says which CPUs, how many and why); otherwise the
+COMMAND's non-zero status.
 """
 
 RECORD_VALUE_OPTIONS = frozenset({"-o", "-e", "-f", "-b", "-C", "--file-version", "--compression", "-d",
-                                  "--tsync-interval", "-A", "--name", "--guest-pid"})
+                                  "--tsync-interval", "-A", "--name", "--guest-pid", "--recover"})
 """``record``'s options that take a value (kshark_py.cli also needs them to find the command word)."""
 
 RECORD_SUMMARY = "record the host and guest agents (trace-cmd record)"
@@ -76,6 +92,11 @@ AGENT_SUMMARY = "the guest side of record (as trace-cmd agent)"
 _BUFFER_KB_MAX = (1 << 31) - 1  # trace-cmd reads -b with atoi()
 _PID_MAX = 1 << 22  # the kernel's largest pid_max
 _INTERVAL_MS = (1 << 31) - 1
+EXIT_ERROR = 2
+EXIT_LOST = 3
+"""The file was written but events were lost (kernel overruns, pages a full temp dir could not take)."""
+COMMAND_STOP_WAIT = 5.0
+"""Seconds the recorded command gets to exit after the signal we pass on, before we say it still runs."""
 
 
 def _number(option: str, text: str, parse, *bounds) -> int | float:
@@ -98,6 +119,8 @@ class RecordArgs:
     tsync_interval: int = 0
     guests: list[GuestConfig] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
+    recover: str | None = None
+    output_given: bool = False
 
 
 def parse_record_args(words: list[str]) -> RecordArgs:
@@ -144,6 +167,9 @@ def parse_record_args(words: list[str]) -> RecordArgs:
                 specs[-1] = EventSpec(last.system, last.event, v)
             case "-o" if not guest:
                 a.output = v  # type: ignore[assignment]
+                a.output_given = True
+            case "--recover" if not guest:
+                a.recover = v
             case "-b":
                 kb = _number("-b (buffer size in KB)", v, whole_number, 1, _BUFFER_KB_MAX)  # type: ignore[arg-type]
                 if guest:
@@ -167,6 +193,12 @@ def parse_record_args(words: list[str]) -> RecordArgs:
                 raise SystemExit(print(RECORD_HELP) or 0)
             case _:
                 raise ValueError(f"unknown or misplaced option {w}")
+    if a.recover is not None:
+        if a.specs or a.guests or a.command:
+            raise ValueError("--recover takes only -o, --file-version and --compression")
+        if a.output_given:
+            writable_file(a.output)
+        return a
     writable_file(a.output)  # FILE and the guests' trace-NAME.dat beside it: before anything is recorded
     for g in a.guests if no_fifos else ():
         g.use_fifos = False
@@ -181,9 +213,68 @@ def parse_record_args(words: list[str]) -> RecordArgs:
     return a
 
 
-def _wait(args: RecordArgs) -> int:
-    """Run the command / sleep the duration / wait for Ctrl-C; returns the command's exit status."""
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt while recording, remembering which came (passed on to the
+    recorded command, as a terminal's Ctrl-C reaches it too)."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self._old: dict[int, object] = {}
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.last = signum
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, h in self._old.items():
+            signal.signal(sig, h)  # type: ignore[arg-type]
+
+
+def _same_terminal_group(proc: subprocess.Popen) -> bool:
+    """The command is in the terminal's foreground process group (then a Ctrl-C reached it already)."""
+    try:
+        fg = os.tcgetpgrp(sys.stdin.fileno())
+        return fg == os.getpgid(proc.pid)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _stop_command(proc: subprocess.Popen, sig: int, why: str) -> int | None:
+    """Stop the recorded command with ``sig`` (as trace-cmd's Ctrl-C, which reaches its whole process group);
+    its status, or None when it still runs after :data:`COMMAND_STOP_WAIT` s (then stderr says so).
+
+    A command in our terminal's foreground group got a Ctrl-C already: it gets a moment to exit on its own
+    before the signal is repeated (a second SIGINT often means "quit now" to a program shutting down)."""
+    name = signal.Signals(sig).name
+    try:
+        if sig == signal.SIGINT and _same_terminal_group(proc):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return proc.wait(1.0)
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.send_signal(sig)
+        return proc.wait(COMMAND_STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        waited = f"within {COMMAND_STOP_WAIT:g} s of {name}"
+    except KeyboardInterrupt:  # another signal: stop waiting
+        waited = "before a second signal"
+    if proc.poll() is not None:
+        return proc.returncode
+    print(f"kshark-py record: {why}: {shlex.join(proc.args)} (pid {proc.pid}) did not exit {waited}: it still "
+          "runs; writing the trace recorded so far", file=sys.stderr)
+    return None
+
+
+def _wait(args: RecordArgs, sigs: _Signals) -> int:
+    """Run the command / sleep the duration / wait for Ctrl-C; returns the command's exit status (0 when the
+    user stopped the recording)."""
     rc = 0
+    proc: subprocess.Popen | None = None
     try:
         if args.command:
             try:
@@ -194,15 +285,18 @@ def _wait(args: RecordArgs) -> int:
             try:
                 rc = proc.wait(timeout=args.duration)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                rc = proc.wait()
+                st = _stop_command(proc, signal.SIGTERM, f"-d {args.duration:g} s are over")
+                rc = 0 if st is None or st == -signal.SIGTERM else st
         elif args.duration is not None:
             time.sleep(args.duration)
         else:
-            print("kshark-py: recording; press Ctrl-C to stop", file=sys.stderr)
+            print("kshark-py record: recording; press Ctrl-C to stop", file=sys.stderr)
             threading.Event().wait()
     except KeyboardInterrupt:
-        pass
+        if proc is not None and proc.poll() is None:
+            sig = sigs.last or signal.SIGINT
+            _stop_command(proc, sig, f"{signal.Signals(sig).name} received")
+        rc = 0
     return rc
 
 
@@ -218,6 +312,63 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _say(text: str) -> None:
+    print(f"kshark-py record: {text}", file=sys.stderr)
+
+
+def _clean_leftovers() -> None:
+    """Remove the tracefs instances of killed kshark-py processes (one line each) and list their spools."""
+    try:
+        tracefs = find_tracefs()
+    except RecordError:
+        return  # said by the recording itself
+    if os.geteuid() == 0:
+        for inst, why in leftovers.remove_stale_instances(tracefs):
+            _say(f"removed {leftovers.instance_text(inst)}" if why is None else
+                 f"left {leftovers.instance_text(inst)}: {why}")
+    for sp in leftovers.stale_spools():
+        _say(leftovers.spool_text(sp))
+
+
+def _recover(args: RecordArgs) -> int:
+    try:
+        r = spool.recover(args.recover or "", args.output if args.output_given else None, version=args.version,
+                          compression=args.compression)
+    except (spool.SpoolError, spool.OutputError, WriterError) as e:
+        _say(str(e))
+        return EXIT_ERROR
+    torn = f"; {r.torn_bytes:,} bytes of torn last pages left out" if r.torn_bytes else ""
+    _say(f"wrote {r.path}: {r.pages:,} pages, {r.events:,} events, read back complete{torn}; removed {args.recover}")
+    return 0
+
+
+def _lost_lines(rec) -> list[str]:
+    """One line per CPU that lost events: how many, and why."""
+    out = []
+    for c in rec.losses():
+        parts = []
+        if c.unsaved_pages or c.reason:
+            where = f" in {rec.spool}" if rec.spool is not None else ""
+            parts.append(f"{c.unsaved_pages:,} pages ({c.unsaved_events:,} events) not saved: "
+                         f"{c.reason or 'write error'}{where} (the temp dir for raw pages: TMPDIR)")
+        if c.kernel_events:
+            parts.append(f"{c.kernel_events:,} events dropped by the kernel (its ring buffer was full: a bigger "
+                         "-b, fewer events, or a faster disk)")
+        out.append(f"CPU{c.cpu}: " + "; ".join(parts))
+    return out
+
+
+def _kept_text(session: HostSession) -> str:
+    rec = session.recorder
+    kept = rec.spool
+    if kept is None or not rec.spool_kept:
+        return "nothing was recorded"
+    size = sum(r.stats.bytes for r in rec.readers)
+    pages = sum(r.stats.pages for r in rec.readers)
+    return (f"the recording ({pages:,} pages, {size / 1e6:,.1f} MB of raw data) is kept in {kept}: free space "
+            f"and run: kshark-py record --recover {kept} (-o FILE: elsewhere)")
+
+
 def _cmd_record(ns: argparse.Namespace) -> int:
     _log_setup()
     try:
@@ -225,6 +376,9 @@ def _cmd_record(ns: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"kshark-py record: {e}", file=sys.stderr)
         return 2
+    if args.recover is not None:
+        return _recover(args)
+    _clean_leftovers()
     try:
         session = HostSession(args.output, args.specs, args.guests, buffer_kb=args.buffer_kb, clock=args.clock,
                               version=args.version, compression=args.compression,
@@ -232,6 +386,7 @@ def _cmd_record(ns: argparse.Namespace) -> int:
     except (RecordError, ValueError) as e:
         print(f"kshark-py record: {e}", file=sys.stderr)
         return 2
+    failed = True
     try:
         try:
             session.start()
@@ -241,18 +396,16 @@ def _cmd_record(ns: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # Ctrl-C/SIGTERM while connecting: cleaned up by start(), nothing written
             print("kshark-py record: interrupted before recording started: nothing written", file=sys.stderr)
             return 130
-        old = signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            rc = _wait(args)
-        finally:
-            signal.signal(signal.SIGINT, old)
+        with _Signals() as sigs:
+            rc = _wait(args, sigs)
         session.stop()
         files = session.write()
+        failed = False
         rec = session.recorder
         if not session.record_host:
             print(f"host: not traced (no -e before -A, as trace-cmd): {args.output} not written", file=sys.stderr)
         for cpu, (r, lost) in enumerate(zip(rec.readers, rec.lost, strict=False)):
-            print(f"CPU{cpu}: {r.stats.bytes} bytes, {lost} events lost", file=sys.stderr)
+            print(f"CPU{cpu}: {r.stats.bytes:,} bytes, {lost:,} events lost", file=sys.stderr)
         for g in session.guests:
             got = sum(r.bytes for r in g.receivers)
             status = f" ({g.error})" if g.error else ""
@@ -262,12 +415,27 @@ def _cmd_record(ns: argparse.Namespace) -> int:
                 print(f"guest {g.name}: {g.tsync.proto} time sync, {g.tsync.rounds} rounds, offsets (ns or clock "
                       f"units) {offs}" + (f" ({g.tsync.error})" if g.tsync.error else ""), file=sys.stderr)
         print("wrote " + " ".join(str(f) for f in files), file=sys.stderr)
+        lost = _lost_lines(rec) if session.record_host else []
+        if lost:
+            events = sum(c.kernel_events + c.unsaved_events for c in rec.losses())
+            _say(f"data lost: {events:,} events on {len(lost)} CPU(s); {files[0]} holds the rest")
+            for line in lost:
+                _say(line)
+            return EXIT_LOST
         return 0 if rc == 0 else rc
+    except spool.OutputError as e:
+        _say(f"{e}; {_kept_text(session)}")
+        return EXIT_ERROR
     except (WriterError, RecordError, OSError) as e:
-        print(f"kshark-py record: {e}", file=sys.stderr)
-        return 2
+        _say(f"{e}; {_kept_text(session)}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _say(f"interrupted while writing; {_kept_text(session)}")
+        return 130
     finally:
-        session.close()
+        kept = session.close()
+        if kept is not None and not failed:
+            _say(f"the raw pages stay in {kept}: kshark-py record --recover {kept}")
 
 
 def _cmd_agent(ns: argparse.Namespace) -> int:
@@ -278,16 +446,22 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
     port = ns.p if ns.p is not None else VSOCK_DEFAULT_PORT
     try:
         check_port(family, port, listening=True)
+        if ns.listen is not None and not ns.N:
+            raise ValueError("--listen needs -N HOST (a TCP agent accepts only its host)")
+        if ns.allow_cid and ns.N:
+            raise ValueError("--allow-cid is for a vsock agent (without -N)")
     except ValueError as e:
         print(f"kshark-py agent: {e}", file=sys.stderr)
         return 2
     try:
-        agent = Agent(family=family, port=port, allowed_host=ns.N, once=ns.once)
+        agent = Agent(family=family, port=port, allowed_host=ns.N, listen_addr=ns.listen,
+                      allowed_cids=ns.allow_cid or None, once=ns.once)
         agent.bind()
     except OSError as e:
         print(f"kshark-py agent: cannot listen on {family} port {port}: {e.strerror or e}", file=sys.stderr)
         return 2
-    print(f"kshark-py agent: listening on {family} port {agent.port}", file=sys.stderr, flush=True)
+    where = f"vsock port {agent.port}" if family == "vsock" else agent.describe()
+    print(f"kshark-py agent: listening on {where}", file=sys.stderr, flush=True)
     try:
         agent.serve()
     except KeyboardInterrupt:
@@ -307,6 +481,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("-p", type=arg_type(whole_number), metavar="PORT",
                    help=f"port (default {VSOCK_DEFAULT_PORT}; vsock 0..4294967295, 4294967295: any free port; "
                         "TCP 0..65535, 0: any)")
-    a.add_argument("-N", metavar="HOST", help="listen on TCP and accept only HOST (default: vsock)")
+    a.add_argument("-N", metavar="HOST", help="listen on TCP and accept only HOST (IPv4/IPv6 address or name, "
+                   "resolved at each connection); listens on the local address that reaches HOST (default: vsock)")
+    a.add_argument("--listen", metavar="ADDR", help="with -N: listen on ADDR instead (:: or 0.0.0.0: everywhere)")
+    a.add_argument("--allow-cid", metavar="CID", action="append", type=arg_type(whole_number, 0, 0xFFFFFFFE),
+                   help="vsock: also accept this CID (repeatable; by default only the host, CID 2)")
     a.add_argument("--once", action="store_true", help="exit after one session")
     a.set_defaults(func=_cmd_agent)

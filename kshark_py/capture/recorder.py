@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .transport import F_SETPIPE_SZ, close_pipe
-from .writer import Metadata, kernel_long_size, uname_text
+from .writer import CpuData, Metadata, kernel_long_size, uname_text
 
 log = logging.getLogger("kshark_py.capture")
 
@@ -187,6 +187,9 @@ class Sink:
     splice_fd: int | None = None
     """A file descriptor splice() can write to (pages then never enter Python), or None."""
     splice_timeout: float | None = None
+    keeps_going: bool = False
+    """After a write error the reader goes on draining the CPU, counting and dropping its pages (a file
+    on a full disk); False: the reader ends (a peer that went away)."""
 
     def write(self, data: bytes) -> None:
         raise NotImplementedError
@@ -212,16 +215,62 @@ class Sink:
 
 
 class FileSink(Sink):
+    """A temp file of raw pages.  On a write error (a full temp dir) :meth:`cut_to_pages` and
+    ``unwritten`` give back exactly the bytes that did not make it, so the reader can count what is lost."""
+
+    keeps_going = True
+
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = str(path)
         self._f = open(path, "wb", buffering=0)  # noqa: SIM115 - closed in close(); unbuffered: splice shares the fd
         self.splice_fd = self._f.fileno()
+        self.unwritten = b""
+        """What the last failed :meth:`write` did not write."""
 
     def write(self, data: bytes) -> None:
-        self._f.write(data)
+        mv = memoryview(data)
+        while mv:
+            try:
+                n = os.write(self.splice_fd, mv)
+            except InterruptedError:
+                continue
+            except OSError:
+                self.unwritten = bytes(mv)
+                raise
+            mv = mv[n:]
+
+    def cut_to_pages(self, page_size: int) -> bytes:
+        """Truncate the file to whole pages; returns the bytes of the torn page cut off."""
+        fd = self._f.fileno()
+        size = os.fstat(fd).st_size
+        whole = size - size % page_size
+        torn = os.pread(fd, size - whole, whole) if size > whole else b""
+        os.ftruncate(fd, whole)
+        os.lseek(fd, whole, os.SEEK_SET)
+        return torn
 
     def close(self) -> None:
         self._f.close()
+
+
+class DiscardSink(Sink):
+    """Counts and drops pages: what a CPU reader uses once its file could not take more (a full temp dir).
+
+    Why drain at all: a CPU that is no longer read overruns its ring buffer, and the loss would then be
+    known only as the kernel's overrun count; draining keeps counting exactly which pages and events were
+    not saved, and the other CPUs keep recording."""
+
+    def __init__(self, page_size: int, long_size: int) -> None:
+        self.page_size = page_size
+        self.long_size = long_size
+        self.pages = 0
+        self.events = 0
+
+    def write(self, data: bytes) -> None:
+        from .spool import count_events
+
+        self.pages += -(-len(data) // self.page_size)
+        self.events += count_events(data, self.page_size, self.long_size)
 
 
 class FdSink(Sink):
@@ -377,12 +426,32 @@ class SocketSink(Sink):
 
 
 # --- per-CPU readers ----------------------------------------------------------------------------------
+def _read_pipe(fd: int, n: int | None = None) -> bytes:
+    """``n`` bytes waiting in the non-blocking pipe ``fd`` (None: all there is)."""
+    out = bytearray()
+    while n is None or len(out) < n:
+        try:
+            data = os.read(fd, SPLICE_PIPE_SIZE if n is None else n - len(out))
+        except BlockingIOError:
+            break
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        out += data
+    return bytes(out)
+
+
 @dataclass
 class CpuStats:
     cpu: int
     bytes: int = 0
+    """Bytes passed on to the sink (after a sink error: what it holds)."""
     pages: int = 0
     error: str | None = None
+    unsaved_pages: int = 0
+    """Pages read from the kernel that the sink could not take (counted and dropped after ``error``)."""
+    unsaved_events: int = 0
 
 
 class CpuReader(threading.Thread):
@@ -393,12 +462,16 @@ class CpuReader(threading.Thread):
     a mostly empty 4 KiB page every 20 ms.  After the stop, read() collects the partial last page.
     """
 
-    def __init__(self, path: Path, cpu: int, sink: Sink, page_size: int, *, splice: bool = True) -> None:
+    def __init__(self, path: Path, cpu: int, sink: Sink, page_size: int, *, splice: bool = True,
+                 long_size: int = 8) -> None:
         super().__init__(name=f"kshark-cpu{cpu}", daemon=True)
         self.path = path
         self.sink = sink
         self.page_size = page_size
+        self.long_size = long_size
         self.stats = CpuStats(cpu)
+        self.discard: DiscardSink | None = None
+        """Set once the sink failed (a ``keeps_going`` sink): pages go here, counted and dropped."""
         self._stop_evt = threading.Event()
         self._fd_lock = threading.Lock()
         self.fd: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -445,9 +518,7 @@ class CpuReader(threading.Thread):
                     return got
             if n == 0:
                 return got
-            self.sink.write_from_pipe(pr, n)
-            self.stats.bytes += n
-            self.stats.pages += n // self.page_size
+            self._pass_on(n=n)
             got = True
 
     def _close_pipe(self) -> None:
@@ -472,10 +543,56 @@ class CpuReader(threading.Thread):
                     continue
             if not data:
                 return got
-            self.sink.write(data)
-            self.stats.bytes += len(data)
-            self.stats.pages += 1
+            self._pass_on(data=data)
             got = True
+
+    def _pass_on(self, *, n: int = 0, data: bytes = b"") -> None:
+        """Give the sink ``data``, or the ``n`` bytes waiting in our pipe; count them where they went."""
+        if self.discard is not None:
+            if not data and self._pipe is not None:
+                data = _read_pipe(self._pipe[0], n)
+            self.discard.write(data)
+            self._sync_discard()
+            return
+        size = n or len(data)
+        try:
+            if data:
+                self.sink.write(data)
+            else:
+                assert self._pipe is not None
+                self.sink.write_from_pipe(self._pipe[0], n)
+        except OSError as e:
+            if not self.sink.keeps_going:
+                raise
+            self._sink_failed(e)
+            return
+        self.stats.bytes += size
+        self.stats.pages += -(-size // self.page_size)
+
+    def _sink_failed(self, e: OSError) -> None:
+        """The sink refused a write (a full disk): keep what it holds as whole pages, count the rest as lost,
+        and drop (but count) every later page of this CPU."""
+        lost = b""
+        with contextlib.suppress(OSError):
+            if isinstance(self.sink, FileSink):
+                lost = self.sink.cut_to_pages(self.page_size) + self.sink.unwritten
+                self.stats.bytes = os.fstat(self.sink.splice_fd).st_size
+                self.stats.pages = self.stats.bytes // self.page_size
+        if self._pipe is not None:  # what a failed splice left in our pipe
+            lost += _read_pipe(self._pipe[0])
+        self.stats.error = e.strerror or str(e)
+        where = getattr(self.sink, "path", "the sink")
+        log.error("CPU %d: cannot save pages to %s: %s; this CPU's pages are counted and dropped from now on",
+                  self.stats.cpu, where, self.stats.error)
+        self.discard = DiscardSink(self.page_size, self.long_size)
+        if lost:
+            self.discard.write(lost)
+        self._sync_discard()
+
+    def _sync_discard(self) -> None:
+        assert self.discard is not None
+        self.stats.unsaved_pages = self.discard.pages
+        self.stats.unsaved_events = self.discard.events
 
     def run(self) -> None:
         try:
@@ -604,27 +721,50 @@ def parse_lost(stats: str) -> int:
     return lost
 
 
+@dataclass(frozen=True)
+class CpuLoss:
+    """What one CPU of a recording lost, and why."""
+
+    cpu: int
+    kernel_events: int
+    """Events the kernel overwrote or dropped (its ring buffer was full: ``overrun`` + ``dropped events``)."""
+    unsaved_pages: int = 0
+    unsaved_events: int = 0
+    """Pages (and the events in them) read from the kernel that could not be saved (``reason``)."""
+    reason: str | None = None
+
+
 class Recorder:
     """Records the chosen events on every CPU of this kernel in its own tracefs instance.
 
-    ``sink_factory(cpu)`` chooses where pages go (default: temp files, for :meth:`write_file`).
-    Use as a context manager, or call :meth:`close` in a finally block: the instance is always removed.
+    ``sink_factory(cpu)`` chooses where pages go (default: files in a spool folder, see :mod:`.spool`, for
+    :meth:`write_file`).  Use as a context manager, or call :meth:`close` in a finally block: the instance is
+    always removed.  With ``keep_unwritten`` (the record command and the capture panel) the spool is kept by
+    :meth:`cleanup_files` until a trace.dat of it has been written and verified, so nothing recorded is lost
+    to a full output disk or an interrupted write (``kshark-py record --recover``).
     """
 
     def __init__(self, specs: Sequence[EventSpec], *, buffer_kb: int | None = None, clock: str | None = None,
                  tracefs: Path | None = None, name: str | None = None, tmpdir: str | None = None,
-                 sink_factory: Callable[[int], Sink] | None = None, cpus: int | None = None) -> None:
+                 sink_factory: Callable[[int], Sink] | None = None, cpus: int | None = None,
+                 keep_unwritten: bool = False) -> None:
         self.tracefs = tracefs or find_tracefs()
         if os.geteuid() != 0:
             raise RecordError("recording needs root (tracefs instances and events are root-only)")
         self.specs = list(specs) or [EventSpec(None, None)]
         self.events = resolve_events(self.tracefs / "events", self.specs)
-        self.instance = Instance(self.tracefs, name or f"kshark-py-{os.getpid()}-{random.getrandbits(16):04x}")
+        self.instance = Instance(self.tracefs, name or instance_name())
         self.buffer_kb = buffer_kb
         self.clock = clock
         self.ncpus = cpus or cpu_count_online()
-        self._tmp = tempfile.TemporaryDirectory(prefix="kshark-rec-", dir=tmpdir)
+        self.tmpdir = tmpdir
+        self.spool: Path | None = None
+        """The folder of raw pages and metadata (None with a ``sink_factory``, or before :meth:`setup`)."""
+        self.keep_unwritten = keep_unwritten
+        self.written: Path | None = None
+        """The last trace.dat written from the spool and verified."""
         self._sink_factory = sink_factory
+        self._note_failed = False
         self.readers: list[CpuReader] = []
         self.cpu_files: list[str] = []
         self.trace_id = new_trace_id()
@@ -634,16 +774,49 @@ class Recorder:
         self.stopped = 0.0
 
     # -- lifecycle
-    def setup(self) -> Metadata:
-        """Create and configure the instance; returns the metadata (the agent streams it before starting)."""
+    def setup(self, **spool_state: object) -> Metadata:
+        """Create and configure the instance; returns the metadata (the agent streams it before starting).
+
+        Recording to files: the spool folder is made and the metadata saved in it now (``spool_state``: more
+        for its recording.json, e.g. the output file), so a full temp dir fails here, before recording."""
         self.instance.create()
         try:
             self.instance.configure(self.events, buffer_kb=self.buffer_kb, clock=self.clock)
             self.meta = collect_metadata(self.tracefs, self.instance.path, self.events)
+            if self._sink_factory is None:
+                self._make_spool(spool_state)
         except BaseException:
             self.instance.remove()
             raise
         return self.meta
+
+    def _make_spool(self, state: dict) -> None:
+        from . import spool
+
+        assert self.meta is not None
+        try:
+            self.spool = spool.create(self.tmpdir)
+            spool.save_metadata(self.spool, self.meta, trace_id=self.trace_id, cpu_count=self.ncpus,
+                                instance=self.instance.name, **state)
+        except OSError as e:
+            where = self.spool or self.tmpdir or tempfile.gettempdir()
+            if self.spool is not None:
+                spool.remove(self.spool)
+                self.spool = None
+            raise RecordError(f"cannot save the recording's metadata in {where}: {e.strerror or e} (the temp "
+                              "dir for raw pages: TMPDIR)") from e
+
+    def note(self, **state: object) -> None:
+        """Add to the spool's recording.json (output choices...); best effort: a full disk only loses the note."""
+        from . import spool
+
+        if self.spool is not None:
+            try:
+                spool.update_state(self.spool, **state)
+            except OSError as e:
+                if not self._note_failed:  # once: a full temp dir refuses every later note too
+                    log.warning("could not update %s: %s", self.spool / spool.STATE_FILE, e.strerror or e)
+                self._note_failed = True
 
     def start(self) -> None:
         if self.meta is None:
@@ -654,11 +827,12 @@ class Recorder:
                 if self._sink_factory:
                     sink = self._sink_factory(cpu)
                 else:
-                    path = os.path.join(self._tmp.name, f"cpu{cpu}")
+                    assert self.spool is not None
+                    path = str(self.spool / f"cpu{cpu}")
                     self.cpu_files.append(path)
                     sink = FileSink(path)
                 r = CpuReader(self.instance.path / "per_cpu" / f"cpu{cpu}" / "trace_pipe_raw", cpu, sink,
-                              self.meta.page_size)
+                              self.meta.page_size, long_size=self.meta.long_size)
                 self.readers.append(r)
             for r in self.readers:
                 r.start()
@@ -686,9 +860,15 @@ class Recorder:
         self.cpustats = [self.instance.cpu_stats(c) for c in range(self.ncpus)]
         if self.meta is not None:
             self.meta.cmdlines = _read(self.tracefs / "saved_cmdlines")
+        if self.spool is not None and self.meta is not None:
+            from . import spool
+
+            with contextlib.suppress(OSError):
+                spool._write_file(self.spool / "meta" / "cmdlines", self.meta.cmdlines)
+            self.note(state="stopped", cpustats=self.cpustats)
 
     def close(self) -> None:
-        """Stop (if running), remove the instance and the temp files."""
+        """Stop (if running), remove the instance (the spool stays until :meth:`cleanup_files`)."""
         try:
             if self.readers and not self.stopped:
                 self.stop()
@@ -698,8 +878,22 @@ class Recorder:
                     r.close_trace_fd()
             self.instance.remove()
 
-    def cleanup_files(self) -> None:
-        self._tmp.cleanup()
+    @property
+    def spool_kept(self) -> bool:
+        """:meth:`cleanup_files` keeps the spool: pages were recorded and no verified file holds them."""
+        return (self.spool is not None and self.keep_unwritten and self.written is None
+                and any(r.stats.bytes for r in self.readers))
+
+    def cleanup_files(self) -> Path | None:
+        """Remove the spool, unless :attr:`spool_kept`; returns the folder kept (None: removed)."""
+        from . import spool
+
+        if self.spool is None:
+            return None
+        if self.spool_kept:
+            return self.spool
+        spool.remove(self.spool)
+        return None
 
     def __enter__(self) -> Recorder:
         return self
@@ -711,7 +905,20 @@ class Recorder:
     # -- results
     @property
     def lost(self) -> list[int]:
-        return [parse_lost(s) for s in self.cpustats]
+        """Events lost per CPU: the kernel's overruns and drops plus the events that could not be saved."""
+        return [parse_lost(s) + (self.readers[i].stats.unsaved_events if i < len(self.readers) else 0)
+                for i, s in enumerate(self.cpustats)]
+
+    def losses(self) -> list[CpuLoss]:
+        """The CPUs that lost anything, with counts and the reason (empty: a complete recording)."""
+        out = []
+        for cpu, text in enumerate(self.cpustats):
+            r = self.readers[cpu] if cpu < len(self.readers) else None
+            k = parse_lost(text)
+            up, ue = (r.stats.unsaved_pages, r.stats.unsaved_events) if r else (0, 0)
+            if k or up or (r and r.stats.error):
+                out.append(CpuLoss(cpu, k, up, ue, r.stats.error if r else None))
+        return out
 
     @property
     def total_bytes(self) -> int:
@@ -720,11 +927,25 @@ class Recorder:
     def write_file(self, path: str | os.PathLike, *, version: int = 7, compression: str | None = "zstd",
                    extra_options: Sequence[tuple[int, bytes]] = (), clock: str | None = None) -> None:
         """The recording as a trace.dat, like trace-cmd record's output (``clock``: the buffer's clock
-        name if not the instance's, e.g. "tsc2nsec")."""
-        from .writer import CpuData, write_trace_file
+        name if not the instance's, e.g. "tsc2nsec"), flushed to disk and read back to check the page and
+        event counts of every CPU (:class:`~kshark_py.capture.spool.OutputError` if anything is missing)."""
+        from . import spool
 
         if self.meta is None:
             raise RecordError("nothing recorded")
-        cpus = [CpuData(c, p) for c, p in enumerate(self.cpu_files)]
-        write_trace_file(path, self.meta, cpus, version=version, compression=compression, trace_id=self.trace_id,
-                         cpu_count=self.ncpus, cpustats=self.cpustats, extra_options=extra_options, clock=clock)
+        extra = list(extra_options)
+        self.note(output=str(Path(path).absolute()), version=version, compression=compression, out_clock=clock,
+                  extra_options=[(int(o), p.hex()) for o, p in extra])
+        cpus = spool.cpu_data(self.spool, self.ncpus, self.meta.page_size) if self.spool is not None else \
+            [CpuData(c, p) for c, p in enumerate(self.cpu_files)]
+        spool.write_verified(path, self.meta, cpus, version=version, compression=compression,
+                             trace_id=self.trace_id, cpu_count=self.ncpus, cpustats=self.cpustats,
+                             extra_options=extra, clock=clock)
+        self.written = Path(path)
+        self.note(state="written")
+
+
+def instance_name(pid: int | None = None) -> str:
+    """``kshark-py-PID-XXXX``: the pid lets a later run tell an instance left by a dead process
+    (:mod:`.leftovers`) from one in use."""
+    return f"kshark-py-{pid or os.getpid()}-{random.getrandbits(16):04x}"

@@ -207,7 +207,7 @@ class HostSession:
             raise RecordError(NO_EVENT_ERROR)
         self.record_host = bool(specs)
         """False: only guests are recorded (no host -e); no tracefs instance, no host file."""
-        self.recorder = Recorder(specs, buffer_kb=buffer_kb, clock=clock)
+        self.recorder = Recorder(specs, buffer_kb=buffer_kb, clock=clock, keep_unwritten=True)
         self.user_clock = clock
         self.tsc2nsec: tuple[int, int] | None = None
         """(mult, shift) written as TSC2NSEC to the host and guest files when x86-tsc was chosen for kvm."""
@@ -270,7 +270,9 @@ class HostSession:
 
     def start(self) -> None:
         self.plan_clock()
-        clock = self.recorder.setup().clock if self.record_host else self.recorder.clock or "local"
+        clock = (self.recorder.setup(output=str(self.output.absolute()), version=self.version,
+                                     compression=self.compression).clock
+                 if self.record_host else self.recorder.clock or "local")
         try:
             for g in self.guests:
                 try:
@@ -544,7 +546,10 @@ class HostSession:
             os.close(fd)
         g.fifo_fds = []
 
-    def close(self) -> None:
+    def close(self) -> Path | None:
+        """Remove the instance and temp files; returns the host's spool folder when it is kept (its pages
+        are in no verified file: ``kshark-py record --recover`` writes them)."""
         self.recorder.close()
-        self.recorder.cleanup_files()
+        kept = self.recorder.cleanup_files()
         self._tmp.cleanup()
+        return kept

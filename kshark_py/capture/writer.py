@@ -599,8 +599,11 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 def write_trace_file(path: str | os.PathLike, meta: Metadata, cpus: Sequence[CpuData], *, version: int = 7,
                      compression: str | None = "zstd", trace_id: int, cpu_count: int,
                      cpustats: Sequence[str] | None = None, extra_options: Iterable[tuple[int, bytes]] = (),
-                     buffer_name: str = "", clock: str | None = None) -> None:
-    """A whole local trace file, in trace-cmd's order (the recorder's one call)."""
+                     buffer_name: str = "", clock: str | None = None, sync: bool = False) -> None:
+    """A whole local trace file, in trace-cmd's order (the recorder's one call).
+
+    ``sync``: fsync before returning, so a disk that fills up or fails on write-back (delayed allocation,
+    network file systems) raises here, while the caller still has the raw pages."""
     with open(Path(path), "w+b") as f:
         w = TraceWriter(f, version=version, compression=compression, page_size=meta.page_size,
                         long_size=meta.long_size)
@@ -613,6 +616,8 @@ def write_trace_file(path: str | os.PathLike, meta: Metadata, cpus: Sequence[Cpu
         w.set_cpu_count(cpu_count)
         w.write_buffer(buffer_name, clock or meta.clock, cpus)
         w.finish()
+        if sync:
+            os.fsync(f.fileno())
 
 
 def metadata_stream(meta: Metadata, *, trace_id: int, cpu_count: int, version: int = 7,
