@@ -196,7 +196,7 @@ def check_streams(paths: Sequence[str], offsets: dict[str | int, int]) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .loaders.tracedat import open_trace
-    from .report import report
+    from .report import report, write_lines
 
     ranges = [r for spec in args.cpu for r in parse_cpu_list(spec)] if args.cpu else None
     paths = args.input or ["trace.dat"]
@@ -210,16 +210,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(f"{PROG}: warning: --cpu {' '.join(args.cpu)} selects none of the input's CPUs 0-{ncpu - 1}"
                   + (" (counted across files and instances, as trace-cmd does)"
                                      if ncpu > max(tf.cpus or 0 for tf in files) else ""), file=sys.stderr)
-    out = sys.stdout
-    buf: list[str] = []
-    for line in report(files, nsec=args.t, raw=args.R, cpus=cpus):
-        buf.append(line)
-        if len(buf) >= 4096:
-            out.write("\n".join(buf) + "\n")
-            buf.clear()
-    if buf:
-        out.write("\n".join(buf) + "\n")
-    out.flush()
+    sys.stdout.flush()  # the report goes to the byte stream beneath: comms are bytes, not UTF-8
+    write_lines(report(files, nsec=args.t, raw=args.R, cpus=cpus), sys.stdout.buffer)
     return 0
 
 

@@ -6,18 +6,23 @@ The loaders give columns; this module only decides order and wording:
     the sched_switch / sched_wakeup plugin registers *as it prints* (so a pid first seen before
     any switch naming it prints as ``<...>``), computed with array operations;
   * times print with trace-cmd's formats (``%6.1000d`` usecs, ``%9.1d`` with -t);
-  * the info text comes from the print-fmt renderer, only for the rows printed.
+  * the info text comes from the print-fmt renderer, only for the rows printed;
+  * comms, ``%s`` arguments and every other kernel text are lossless ``str``
+    (:mod:`.loaders.text`): :func:`write_lines` writes the bytes trace-cmd writes, and the task
+    column is padded to 16 *bytes*, as ``%16s`` does in C.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
 from .loaders.metadata import CmdlineTable
 from .loaders.printfmt import InfoRenderer, RenderContext
+from .loaders.text import decode_array, encode, pad
 from .loaders.tracedat import TraceFile
 from .model.session import Session, Stream, merged_view
 
@@ -28,7 +33,7 @@ in the order it does."""
 
 
 def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray, rows: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(print position, pid, comm) of every registration the sched plugin makes in one file, in
     the order it makes them."""
     pos_l, pid_l, comm_l, sub_l = [], [], [], []
@@ -57,16 +62,16 @@ def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray,
                 pos_l.append(positions[sel])
                 pid_l.append(np.asarray(vals[pf]).astype(np.int64))
                 sub_l.append(np.full(int(sel.sum()), k))
-                comm_l.extend(vals[cf].to_pylist())
+                comm_l.append(decode_array(vals[cf]))
     if not pos_l:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object)
     pos = np.concatenate(pos_l)
     order = np.lexsort((np.concatenate(sub_l), pos))  # print order; prev before next within a row
-    return pos[order], np.concatenate(pid_l)[order], [comm_l[i] for i in order]
+    return pos[order], np.concatenate(pid_l)[order], np.concatenate(comm_l)[order]
 
 
 def _names_as_printed(saved: list[tuple[int, str]], pids: np.ndarray, pos: np.ndarray, reg_pos: np.ndarray,
-                      reg_pid: np.ndarray, reg_comm: list[str]) -> np.ndarray:
+                      reg_pid: np.ndarray, reg_comm: np.ndarray) -> np.ndarray:
     """The comm trace-cmd prints for each row of one file (rows at print positions ``pos``).
 
     The table only changes when a new pid is inserted, so rows are named per epoch (insertions
@@ -130,7 +135,7 @@ class TaskNames:
             if plugins:
                 reg_pos, reg_pid, reg_comm = _registered_comms(streams, fi, s_idx, rows)
             else:
-                reg_pos, reg_pid, reg_comm = np.zeros(0, np.int64), np.zeros(0, np.int64), []
+                reg_pos, reg_pid, reg_comm = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object)
             self.comm[in_file] = _names_as_printed(tf.cmdline_entries, pids, pos, reg_pos, reg_pid, reg_comm)
 
 
@@ -215,12 +220,26 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
             continue
         comm = names.comm[k]
         sep = " " if tf.in_usecs else ""  # trace-cmd's time formats: " %6.1000d:" / " %9.1d:" but "%12d:"
-        line = (f"{head}{comm:>16}-{int(pid[r]):<5d} [{c:03d}]{sep}"
+        line = (f"{head}{pad(comm, 16)}-{int(pid[r]):<5d} [{c:03d}]{sep}"
                 f"{format_time(int(ts[r]), usecs=tf.in_usecs, nsec=nsec)}: {name}: "
                 + " " * max(0, 20 - len(name)) + info)
         if line.endswith("\n"):
             line = line[:-1]
         yield line
+
+
+def write_lines(lines: Iterable[str], out: BinaryIO, *, batch: int = 4096) -> None:
+    """Write report lines to a byte stream, each followed by a newline, as the bytes they stand for
+    (:func:`.loaders.text.encode`: a comm that is not UTF-8 comes out as the kernel wrote it)."""
+    buf: list[str] = []
+    for line in lines:
+        buf.append(line)
+        if len(buf) >= batch:
+            out.write(encode("\n".join(buf) + "\n"))
+            buf.clear()
+    if buf:
+        out.write(encode("\n".join(buf) + "\n"))
+    out.flush()
 
 
 def report_slots(streams: list[Stream], s_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 Given the rows of one event type, every field becomes one Arrow array, built with numpy gathers
 over the buffer's data (no per-event Python).  Integers keep their declared size and sign;
-``char[N]`` and ``__data_loc char[]`` become strings (cut at the first NUL, as C prints them);
-other arrays become list arrays.  Work is done in blocks so a multi-million-row extraction never
-materializes a giant index matrix.
+``char[N]`` and ``__data_loc char[]`` become ``large_binary`` (the bytes as the kernel wrote them,
+cut at the first NUL, as C prints them: never ``string``, whose UTF-8 the kernel does not promise;
+:mod:`.text` decodes them); other arrays become list arrays.  Work is done in blocks so a
+multi-million-row extraction never materializes a giant index matrix.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def int_values(data: np.ndarray, starts: np.ndarray, size: int, signed: bool, en
 
 
 def _cstrings(flat: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    """Variable-length byte runs (flat bytes + offsets) -> strings cut at the first NUL."""
+    """Variable-length byte runs (flat bytes + offsets) -> ``large_binary`` cut at the first NUL.
+
+    Always binary, whatever the bytes: one block of a column must have the type of every other
+    (a comm that is not UTF-8 in one block made that block binary and the rest string)."""
     n = len(offsets) - 1
     lens = np.diff(offsets)
     if len(flat):
@@ -69,12 +73,8 @@ def _cstrings(flat: np.ndarray, offsets: np.ndarray) -> pa.Array:
     new_off = np.concatenate(([0], np.cumsum(cut))).astype(np.int64)
     idx = np.repeat(offsets[:-1] - new_off[:-1], cut) + np.arange(int(new_off[-1]))
     body = flat[idx] if len(idx) else np.zeros(0, np.uint8)
-    arr = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(new_off),
-                                                                   pa.py_buffer(body.tobytes())])
-    try:
-        return arr.cast(pa.large_string())
-    except pa.ArrowInvalid:
-        return arr
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(new_off),
+                                                                    pa.py_buffer(body.tobytes())])
 
 
 def _runs(data: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,9 @@
 Each is parsed once, on first use, into lookup structures (sorted numpy arrays, dicts) so that
 rendering a row never scans text.  Semantics follow libtraceevent's ``tep_parse_kallsyms()``,
 ``tep_register_print_string()`` and trace-cmd's cmdline parsing.
+
+Names, formats and comms are lossless text (:func:`.text.decode`): a comm is whatever bytes a
+process chose, and trace-cmd prints all of them byte for byte.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import bisect
 
 import numpy as np
+
+from .text import decode
 
 _HEX = np.full(256, 255, np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
@@ -92,11 +97,11 @@ class Kallsyms:
     def name(self, i: int) -> str:
         """Name of symbol ``i`` (in address order)."""
         a = int(self._name[i])
-        return self.text[a:a + int(self._name_len[i])].decode("utf-8", "replace")
+        return decode(self.text[a:a + int(self._name_len[i])])
 
     def module(self, i: int) -> str | None:
         a = int(self._mod[i])
-        return None if a < 0 else self.text[a:a + int(self._mod_len[i])].decode("utf-8", "replace")
+        return None if a < 0 else decode(self.text[a:a + int(self._mod_len[i])])
 
     @property
     def names(self) -> list[str]:
@@ -124,7 +129,7 @@ class Kallsyms:
 def parse_printk(text: bytes) -> dict[int, str]:
     """printk_formats lines ``0xADDR : "fmt"`` -> {addr: fmt}; the quotes are stripped."""
     out: dict[int, str] = {}
-    for line in text.decode("utf-8", "replace").split("\n"):
+    for line in decode(text).split("\n"):
         if not line:
             continue
         addr_str, sep, fmt = line.partition(":")
@@ -145,7 +150,7 @@ def saved_cmdline_entries(text: bytes) -> list[tuple[int, str]]:
     """saved_cmdlines ``<pid> <comm>`` lines in file order, up to the first line
     ``tep_parse_saved_cmdlines()`` cannot parse (where it stops)."""
     out: list[tuple[int, str]] = []
-    for line in text.decode("utf-8", "replace").split("\n"):
+    for line in decode(text).split("\n"):
         if not line:
             continue  # strtok_r skips empty tokens
         pid_str, sep, comm = line.lstrip().partition(" ")

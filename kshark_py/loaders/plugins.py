@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .printfmt import FuncDef, Spec, TEvent, TField, c_int, c_str
+from .text import decode
 
 if TYPE_CHECKING:
     from .printfmt import InfoRenderer
@@ -214,7 +215,7 @@ class PluginSet:
         nul = comm.find(b"\0")
         if nul >= 0:
             comm = comm[:nul]
-        s = comm.decode("utf-8", "replace")
+        s = decode(comm)
         pid = _s32(pid)
         if pid and pid not in self.registered_comms:
             self.registered_comms[pid] = s

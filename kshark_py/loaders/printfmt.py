@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import text as ktext
 from .formats import EventFormat, EventFormats
 from .formats import Field as FmtField
 from .metadata import Kallsyms
@@ -1089,12 +1090,10 @@ def c_str(sp: Spec, s: str, plen: int = -1) -> str:
     """printf %s with flags/width/precision."""
     flags, width, prec = _resolve_star(sp, plen) if (sp.width == "*" or sp.prec == "*") else (
         sp.flags, sp.width, sp.prec)
-    if prec is not None:
-        s = s[:prec]
-    if width is not None and len(s) < width:
-        if "-" in flags:
-            return s + " " * (width - len(s))
-        return " " * (width - len(s)) + s
+    if prec is not None:  # C counts bytes: a comm that is not UTF-8 is as wide as its bytes
+        s = ktext.truncate(s, max(prec, 0))
+    if width is not None:
+        return ktext.pad(s, width, left="-" in flags)
     return s
 
 
@@ -1105,7 +1104,7 @@ def _cstring(data: bytes, off: int, limit: int | None = None) -> str:
     nul = data.find(b"\0", off, end)
     if nul < 0:
         nul = end
-    return data[off:nul].decode("utf-8", "replace")
+    return ktext.decode(data[off:nul])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1948,7 +1947,7 @@ def _bprint_args(ev: Evaluator, fmt: str, data: bytes, buf_off: int, ip: int) ->
                     if end < 0:
                         end = size
                     na = Arg(A_BSTRING)
-                    na.atom = data[bptr:end].decode("utf-8", "replace")
+                    na.atom = ktext.decode(data[bptr:end])
                     args.append(na)
                     bptr = end + 1
                 break

@@ -3,13 +3,20 @@
 The kernel's saved_cmdlines is a small cache, so many pids in a trace are missing from it; the
 comm fields of sched_switch (prev/next), sched_wakeup/waking/wakeup_new and sched_process_fork
 name them.  Everything is gathered with vectorized field extraction; the per-row ``comm`` column
-is a dictionary-encoded Arrow array (one string per distinct task, not per event).
+is a dictionary-encoded Arrow array (one value per distinct task, not per event).
+
+A comm is whatever bytes the process gave itself, so names are lossless text
+(:func:`~kshark_py.loaders.text.decode`: bytes that are not UTF-8 survive as lone surrogates) and
+the ``comm`` column holds the bytes themselves (binary); :func:`~kshark_py.loaders.text.display`
+makes a name showable.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+
+from .text import decode_array, encode
 
 # (event, pid field, comm field) pairs whose comm names that pid
 _SOURCES = (
@@ -25,7 +32,9 @@ _SOURCES = (
 
 
 def task_names(buffers, formats, cmdlines: dict[int, str]) -> dict[int, str]:
-    """pid -> comm for every pid the buffers mention. Saved cmdlines win; else the last comm seen."""
+    """pid -> comm for every pid the buffers mention. Saved cmdlines win; else the last comm seen.
+
+    Names are lossless text (see the module doc): ``text.encode(name)`` is what the kernel wrote."""
     names: dict[int, str] = {}
     for buf in buffers:
         t = buf.events
@@ -54,13 +63,14 @@ def _last_names(names: dict[int, str], pids: np.ndarray, comms: pa.Array) -> Non
     """Record the last comm seen for each pid (a later source of the same pid overrides)."""
     uniq, idx = np.unique(pids[::-1], return_index=True)
     last = len(pids) - 1 - idx
-    for p, c in zip(uniq.tolist(), comms.take(pa.array(last)).to_pylist(), strict=True):
+    for p, c in zip(uniq.tolist(), decode_array(comms.take(pa.array(last))).tolist(), strict=True):
         if c:
             names[p] = c
 
 
 def comm_column(pids: np.ndarray, names: dict[int, str]) -> pa.DictionaryArray:
-    """A dictionary-encoded comm per row (``<...>`` for pids nobody named)."""
+    """A dictionary-encoded comm per row (``<...>`` for pids nobody named), as the kernel's bytes:
+    ``dictionary<int32, binary>`` (a comm need not be UTF-8)."""
     uniq, inv = np.unique(pids, return_inverse=True)
-    labels = pa.array([names.get(int(p), "<...>") for p in uniq], pa.string())
+    labels = pa.array([encode(names.get(int(p), "<...>")) for p in uniq], pa.binary())
     return pa.DictionaryArray.from_arrays(pa.array(inv.astype(np.int32)), labels)

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from ..loaders.formats import EventFormat, EventFormats
 from ..loaders.tasks import task_names
+from ..loaders.text import decode, display
 from .columns import event_columns
 
 if TYPE_CHECKING:
@@ -280,14 +281,20 @@ def _compare_str(arr: pa.Array, op: str, value: str) -> np.ndarray:
     if len(arr) == 0:
         return np.zeros(0, bool)
     enc = arr.dictionary_encode()
-    uniq = enc.dictionary.to_pylist()
+    # string fields are bytes (loaders.fields): test the lossless text, and for a value that is not
+    # UTF-8 also the text the user sees (U+FFFD in it), so what is shown can be typed
+    uniq = [u if u is None or isinstance(u, str) else decode(u) for u in enc.dictionary.to_pylist()]
     if op in ("==", "!="):
-        hit = [u == value for u in uniq]
+        test = value.__eq__
     elif op in ("~", "!~"):
-        hit = [u is not None and fnmatch.fnmatchcase(u, value) for u in uniq]
+        def test(u: str) -> bool:
+            return fnmatch.fnmatchcase(u, value)
     else:  # "=~"
         rx = re.compile(value)
-        hit = [u is not None and rx.search(u) is not None for u in uniq]
+
+        def test(u: str) -> bool:
+            return rx.search(u) is not None
+    hit = [u is not None and (test(u) or ((d := display(u)) is not u and test(d))) for u in uniq]
     lut = np.array(hit, bool)
     idx = enc.indices.to_numpy(zero_copy_only=False)
     out = lut[np.where(idx < 0, 0, idx)] if len(lut) else np.zeros(len(idx), bool)
@@ -861,10 +868,11 @@ class TaskIndex:
         self._merged_codes: np.ndarray | None = None
 
     def comm(self, stream: int, pid: int) -> str:
-        """The task name of ``pid`` in ``stream`` (``<idle>`` for 0, ``<...>`` if nobody named it)."""
+        """The task name of ``pid`` in ``stream`` (``<idle>`` for 0, ``<...>`` if nobody named it), as
+        shown: bytes that are not UTF-8 read U+FFFD (:attr:`names` keeps them)."""
         if pid == 0:
             return "<idle>"
-        return self.names[stream].get(pid, "<...>")
+        return display(self.names[stream].get(pid, "<...>"))
 
     def tasks(self, stream: int) -> list[tuple[int, str, int]]:
         """(pid, comm, event count) of every pid with events in ``stream``, by pid."""

@@ -13,8 +13,11 @@ piece by piece, per event type:
   spread back with ``take``;
 * events with a plugin handler, ``bprint`` or an unparsable format: once per distinct payload.
 
-The result is exactly :meth:`InfoRenderer.info` for every row (tests compare the two on the
-corpus); matching then is one ``pyarrow.compute`` call per block.
+The result is exactly :meth:`InfoRenderer.info` for every row, as shown: the renderer's lossless
+text (a comm or ``%s`` argument that is not UTF-8 keeps its bytes, :mod:`~kshark_py.loaders.text`)
+goes through :func:`~kshark_py.loaders.text.display` (U+FFFD), since an Arrow string is valid UTF-8
+and the event list shows the same (tests compare the two on the corpus); matching then is one
+``pyarrow.compute`` call per block.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from ..loaders.printfmt import (
     TField,
     _raw_field,
 )
+from ..loaders.text import display
 from ..loaders.tracedat import Buffer
 from .vexpr import compile_num, find_funcs
 
@@ -289,7 +293,7 @@ class BlockInfo:
         ev = self.r.ev
         for step in plan:
             if step[0] == "lit":
-                pieces.append(pa.scalar(step[1], pa.string()))
+                pieces.append(pa.scalar(display(step[1]), pa.string()))
             elif step[0] == "call_site":
                 _, tev, fields = step
                 site = self.r.plugins.call_site
@@ -419,7 +423,7 @@ class BlockInfo:
         found = sym >= 0
         uniq, inv = np.unique(sym, return_inverse=True)
         ks = ev.ctx.kallsyms
-        names = pa.array([ks.name(int(k)) if k >= 0 else "" for k in uniq.tolist()], pa.string())
+        names = pa.array([display(ks.name(int(k))) if k >= 0 else "" for k in uniq.tolist()], pa.string())
         text = names.take(pa.array(inv.reshape(-1)))
         if with_offset:
             text = pc.binary_join_element_wise(text, _str("+0x"), _hex(v - start), _str(""))
@@ -434,7 +438,7 @@ class BlockInfo:
             key = np.zeros((len(key), 1), np.uint8)
         flat = key.view(np.dtype((np.void, key.shape[1]))).reshape(-1)
         _, first, inv = np.unique(flat, return_index=True, return_inverse=True)
-        texts = pa.array([render(int(i)) for i in first.tolist()], pa.string())
+        texts = pa.array([display(render(int(i))) for i in first.tolist()], pa.string())
         return texts.take(pa.array(inv.reshape(-1)))
 
 

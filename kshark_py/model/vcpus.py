@@ -164,6 +164,7 @@ def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: in
     host spent in that guest on its behalf, and the causality check (guest events at host times when
     the thread was not in guest mode, of those the host's span could judge)."""
     from ..loaders.tasks import task_names
+    from ..loaders.text import display
     from .timesync import causality_check
 
     hs = session.host_stream
@@ -182,7 +183,8 @@ def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: in
         for v in range(g.vcpu_count):
             m = by.get((g.name, v))
             row = {"guest": g.name, "vcpu": v, "host_pid": m.host_pid if m else -1,
-                   "host_comm": names.get(m.host_pid, "<...>") if m else "", "source": m.source if m else "unmapped",
+                   "host_comm": display(names.get(m.host_pid, "<...>")) if m else "",
+                   "source": m.source if m else "unmapped",
                    "guest_events": int((gcpu == v).sum()), "in_guest_ns": 0, "in_guest_basis": "",
                    "outside": 0, "judged": 0}
             if m is not None and hs is not None:

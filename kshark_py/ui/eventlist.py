@@ -20,6 +20,7 @@ from PySide6.QtGui import QAction, QColor, QFontDatabase, QFontMetricsF, QKeySeq
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView, QVBoxLayout, QWidget
 
 from ..loaders.printfmt import InfoRenderer
+from ..loaders.text import display
 from ..model.filters import Filters, TaskIndex, stream_column
 from ..model.infotext import BlockInfo
 from ..model.lost import LOST_EVENT_NAME, lost_events, lost_text
@@ -281,6 +282,7 @@ class EventTableModel(QAbstractTableModel):
             text = self._renderers[id(st.trace)].info(eid, st.buffer.payload(r), cpu)
         except Exception as e:  # a renderer bug must not take the list down; show it in the cell
             text = f"[cannot format: {e}]"
+        text = display(text)  # a comm or %s that is not UTF-8: U+FFFD (Qt would drop such bytes silently)
         return text[:-1] if text.endswith("\n") else text
 
     def block_info(self, stream: int) -> BlockInfo:
