@@ -78,6 +78,9 @@ def get_codec(name: str, version: str = "", *, path: str | None = None, offset: 
     if name == COMPRESSION_NONE:
         return None
     if name == "zstd":
+        if zstandard is None:
+            raise UnsupportedCompressionError("zstd needs the 'zstandard' package", path=path,
+                                              section="file header", offset=offset)
         return _Zstd()
     if name == "zlib":
         return _Zlib()

@@ -15,10 +15,15 @@ Damaged input, and what ``strict`` changes (``open_trace(path, strict=True)`` is
   does not hide the others.
 * A file that *ends early* inside the CPU data (truncated copy or download): never an error.  Each
   buffer loads every whole page (uncompressed) or every whole chunk (compressed) that is present;
-  ``Buffer.stats[i].truncated_bytes`` / ``.truncated_pages`` say what is missing and
-  ``TraceFile.warnings`` gets one line per damaged CPU.  In v7 the BUFFER option of a buffer is
-  written *after* its data, so a v7 file cut inside its last buffer keeps its metadata but loses
-  that buffer's index: the buffer is absent and a warning says so.
+  ``Buffer.stats[i].truncated_bytes`` / ``.truncated_pages`` say what is missing, and
+  ``TraceFile.losses`` holds one typed :class:`~kshark_py.loaders.errors.DataLoss` per damaged CPU
+  (with counts; what every front end shows) besides the older ``warnings`` strings.  In v7 the
+  BUFFER option of a buffer is written *after* its data, so a v7 file cut inside its last buffer
+  keeps its metadata but loses that buffer's index: the buffer's section is then found by walking
+  the sections and its compressed chunks are read up to the cut
+  (:meth:`TraceFile._recover_lost_buffers`; the loss of the index is a ``DataLoss`` too).
+  trace-cmd 3.1.6 is stricter: a v6 file cut in its data is refused ("File possibly truncated",
+  exit 22) and a v7 one prints nothing, exit 0.
 * CPU data whose *contents lie* (a page commit larger than the page, an event running past the
   commit, a chunk that does not decompress or claims an impossible size):
   - ``strict=True``: opening and the metadata still work; the buffer's ``events``/``lost`` raise
@@ -44,8 +49,13 @@ import pyarrow as pa
 from . import schema
 from .compress import ChunkTable, Codec, decompress_block, get_codec, read_chunk_table
 from .errors import (
+    LOSS_CORRUPT,
+    LOSS_INDEX,
+    LOSS_TRUNCATED,
     BadMagicError,
     CorruptSectionError,
+    DataLoss,
+    FormatParseError,
     TraceDatError,
     TruncatedFileError,
     UnsupportedVersionError,
@@ -106,6 +116,24 @@ class CpuStats:
     truncated_pages: int = 0
     """Pages lost to truncation: exact for uncompressed data; for compressed data the pages of the
     chunk cut short when its header survived (a lower bound: later chunks' sizes are unknown)."""
+    bad_chunk_at: int | None = None
+    """Lenient load: file offset of the chunk header from which this CPU's data was dropped."""
+
+
+@dataclass(frozen=True)
+class LostIndex:
+    """A v7 buffer found without its BUFFER option (cut off with the end of the file).
+
+    trace-cmd writes a buffer's BUFFER option (where each CPU's data lies) into the options section
+    *after* the data, so a file cut inside the data has the data but not its index; the reader then
+    walks the buffer's flyrecord section itself (:meth:`TraceFile._recover_lost_buffers`)."""
+
+    section_offset: int
+    """The buffer's flyrecord section header."""
+    section_end: int | None
+    """Where its data ran to (the section header's size), None if the header never got its size."""
+    options_offset: int | None
+    """The options section that held the BUFFER option, past the end of the file (None: unknown)."""
 
 
 class _Columns:
@@ -123,11 +151,12 @@ class _Columns:
         self.segments: list[tuple[int, int]] = []  # (cpu, records) per block, in decode order
         self.missed: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def add(self, cpu: int, **cols: np.ndarray) -> None:
+    def add(self, cpu: int, at: int, **cols: np.ndarray) -> None:
+        """Append one block's records of ``cpu`` (whose data starts at file byte ``at``)."""
         k = len(cols["ts"])
         a, b = self.n, self.n + k
         if b > len(self.arrays["ts"]):  # pragma: no cover (a record is at least 8 bytes)
-            raise CorruptSectionError("more records than the data can hold")
+            raise CorruptSectionError(f"CPU {cpu}: more records than the data can hold", offset=at)
         for name, arr in cols.items():
             self.arrays[name][a:b] = arr
         self.n = b
@@ -142,7 +171,7 @@ class Buffer:
     """One tracing instance of a file (``""`` is the top instance) and its events, decoded lazily."""
 
     def __init__(self, tf: TraceFile, name: str, clock: str | None, page_size: int,
-                 cpus: list[CpuData], compressed: bool) -> None:
+                 cpus: list[CpuData], compressed: bool, lost_index: LostIndex | None = None) -> None:
         self.trace = tf
         self.name = name
         self.clock = clock
@@ -150,6 +179,10 @@ class Buffer:
         self.cpu_data = sorted(cpus, key=lambda c: c.cpu)  # slot order of trace-cmd's merge
         self.compressed = compressed
         self.stats: list[CpuStats] = []
+        self.lost_index = lost_index
+        """Set when the buffer was found without its BUFFER option (a v7 file cut inside its data)."""
+        self.losses: list[DataLoss] = []
+        """What decoding could not read (filled by the first access to :attr:`events`)."""
         self._table: pa.Table | None = None
         self._lost: pa.Table | None = None
         self._chunks: dict[int, ChunkTable | None] = {}
@@ -312,6 +345,7 @@ class Buffer:
         lay = tf.lay
         ps = self.page_size
         self.stats = []
+        self.losses = []
         cols: _Columns | None = None
         self._hot = []
         for system, name, names in tf.hot_fields:
@@ -356,6 +390,9 @@ class Buffer:
                                                   offset=t.bad_at)
                     tf.warnings.append(f"buffer {self.name!r}: {t.bad_reason} at byte {t.bad_at}; "
                                        f"data from there on dropped")
+                    self.losses.append(self._loss(LOSS_CORRUPT, cd.cpu, t.bad_at, f"{t.bad_reason}; the CPU's data "
+                                                  f"from byte {t.bad_at} on dropped",
+                                                  nbytes=max(0, cd.offset + 4 + cd.size - t.bad_at)))
                 tables.append(t)
             self._chunks = dict(zip((cd.cpu for cd in self.cpu_data), tables, strict=True))
             present = [t for t in tables if t is not None]
@@ -405,6 +442,10 @@ class Buffer:
                                                       offset=bad_at) from None
                         tf.warnings.append(f"buffer {self.name!r} CPU {cd.cpu}: chunk at byte {bad_at} "
                                            f"does not decompress; data after it dropped")
+                        self.losses.append(self._loss(
+                            LOSS_CORRUPT, cd.cpu, bad_at, f"the chunk at byte {bad_at} does not decompress; the "
+                            f"CPU's data from there on dropped", pages=int(t.usizes[bad:].sum()) // ps,
+                            nbytes=max(0, cd.offset + 4 + cd.size - bad_at)))
                         break
                     st.data_bytes += len(arr)
                     self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
@@ -418,7 +459,46 @@ class Buffer:
                 tf.warnings.append(f"buffer {self.name!r} CPU {st.cpu}: file truncated, "
                                    f"{st.truncated_bytes} bytes of CPU data missing "
                                    f"({'at least ' if self.compressed else ''}{st.truncated_pages} pages lost)")
+        self._note_losses()
         self._build_table(cols)
+
+    def _loss(self, kind: str, cpu: int | None, offset: int, what: str, *, pages: int | None = None,
+              nbytes: int | None = None, at_least: bool = False) -> DataLoss:
+        return DataLoss(self.trace.path, kind, self.name, cpu, offset, what, pages=pages, bytes=nbytes,
+                        at_least=at_least, compressed=self.compressed and nbytes is not None)
+
+    def _note_losses(self) -> None:
+        """One :class:`DataLoss` per CPU that lost data to the file's end or to corrupt pages (after
+        the chunk losses recorded while loading), with the counts the file allows."""
+        tf = self.trace
+        fs = tf.file_size
+        kind_of = "compressed data" if self.compressed else "data"
+        li = self.lost_index
+        for cd, st in zip(self.cpu_data, self.stats, strict=True):
+            if st.bad_pages:
+                b = st.bad_pages[0]
+                at = self._file_offset(st.cpu, cd.offset, b)
+                self.losses.append(self._loss(
+                    LOSS_CORRUPT, st.cpu, at, f"{len(st.bad_pages)} corrupt page(s), the first (page {b.page}) at "
+                    f"byte {at}: {b.reason}; the records after each fault dropped", pages=len(st.bad_pages)))
+            if not st.truncated_bytes:
+                continue
+            start, end = cd.offset, cd.offset + cd.size + (4 if self.compressed else 0)
+            if li is not None:  # a buffer found without its index: its CPUs' sizes are not known
+                ran = f"; the buffer's data ran to byte {li.section_end}" if li.section_end else ""
+                self.losses.append(self._loss(
+                    LOSS_TRUNCATED, st.cpu, fs, f"file ends at byte {fs} inside CPU {st.cpu}'s {kind_of}, which "
+                    f"starts at byte {start}{ran}", pages=st.truncated_pages or None, at_least=True))
+            elif end <= fs:  # not cut: the CPU's data is not a whole number of pages
+                self.losses.append(self._loss(
+                    LOSS_CORRUPT, st.cpu, start + st.data_bytes, f"CPU {st.cpu}'s {kind_of} (bytes {start}-{end}) "
+                    f"ends with a partial page", pages=st.truncated_pages, nbytes=st.truncated_bytes))
+            else:
+                where = ", before" if fs <= start else " inside"
+                self.losses.append(self._loss(
+                    LOSS_TRUNCATED, st.cpu, fs, f"file ends at byte {fs}{where} CPU {st.cpu}'s "
+                    f"{kind_of} (bytes {start}-{end})", pages=st.truncated_pages, nbytes=st.truncated_bytes,
+                    at_least=self.compressed))
 
     def _block_done(self, file_bytes: int) -> None:
         """After each decoded block: the file pages read so far leave our RSS, progress is told."""
@@ -502,7 +582,8 @@ class Buffer:
         nz = np.flatnonzero(m)
         if len(nz):  # sparse: almost every record has none
             cols.missed.append((nz + cols.n, m[nz]))
-        cols.add(st.cpu, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid, flags=flags,
+        at = next(cd.offset for cd in self.cpu_data if cd.cpu == st.cpu)
+        cols.add(st.cpu, at, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid, flags=flags,
                  preempt=preempt)
 
     def _file_offset(self, cpu: int, base: int, bad: BadPage) -> int:
@@ -755,6 +836,7 @@ class TraceFile:
         decompression later); the results land in each buffer's field cache."""
         self.truncated_options: int | None = None
         """v7: offset of an options section the (truncated) file no longer holds, else None."""
+        self._file_losses: list[DataLoss] = []
         self.progress: Callable[[int], None] | None = None
         """Called after each decoded block with the file bytes it consumed (progress bars; it may
         raise to abandon the load, which leaves the buffer undecoded)."""
@@ -772,6 +854,23 @@ class TraceFile:
             self.close()
             e.with_context(path=self.path)
             raise
+
+    @property
+    def losses(self) -> list[DataLoss]:
+        """Everything found lost so far: known at open (a v7 buffer's lost index) and per decoded
+        buffer (truncated or, with ``strict=False``, corrupt CPU data).  :meth:`decode_all` first
+        gives the full list."""
+        out = [*self._file_losses, *(x for b in getattr(self, "buffers", []) for x in b.losses)]
+        # buffer by buffer (top first), its own record before its CPUs'
+        return sorted(out, key=lambda x: (x.buffer is not None and x.buffer != "", x.buffer or "",
+                                          -1 if x.cpu is None else x.cpu))
+
+    def decode_all(self) -> list[DataLoss]:
+        """Decode every buffer (cached: the report, export or app that follows decodes nothing
+        again) and return :attr:`losses`, complete."""
+        for b in self.buffers:
+            _ = b.events
+        return self.losses
 
     def close(self) -> None:
         for b in getattr(self, "buffers", []):
@@ -843,6 +942,7 @@ class TraceFile:
             self.compression_version, pos = cstring_at(buf, pos, "compression version", limit=pos + 64)
             self.codec = get_codec(self.compression, self.compression_version, path=self.path, offset=name_pos)
             (first_opts,) = unpack_at(lay.u64, buf, pos, "options offset")
+            self._first_section = pos + 8  # sections follow one another from here (spec §5)
             self._parse_v7(first_opts)
         else:
             self._parse_v6(pos)
@@ -885,18 +985,21 @@ class TraceFile:
         lay = self.lay
         seen: set[int] = set()
         off = first_opts
+        searched_to = first_opts  # the end of the last options section read (for "no HEADER_INFO")
         while off:
             if off in seen or len(seen) > MAX_OPTIONS_SECTIONS:
                 raise CorruptSectionError("options sections form a loop", section="options", offset=off)
-            if seen and off + lay.section_header.size > self.file_size:
+            if seen and self._options_cut(off):
                 # v7 writes each buffer's options after its data: a file cut inside the data loses them
                 self.warnings.append(f"file truncated: options section at byte {off} lies past the end of the "
                                      f"{self.file_size}-byte file; buffers described there are lost")
                 self.truncated_options = off
+                searched_to = self.file_size
                 break
             seen.add(off)
             body = self._section_body(off, OptionId.DONE)
             base = off + lay.section_header.size
+            searched_to = base + len(body)
             off = self._parse_options(body, base, v7=True)
         for oid in (OptionId.HEADER_INFO, OptionId.FTRACE_EVENTS, OptionId.EVENT_FORMATS,
                     OptionId.KALLSYMS, OptionId.PRINTK, OptionId.CMDLINES):
@@ -904,11 +1007,42 @@ class TraceFile:
                 self._section_pos[oid] = self.meta.section_offsets[oid]
                 self.sections[oid] = self._section_body(self.meta.section_offsets[oid], oid)
         if OptionId.HEADER_INFO not in self.sections:
-            raise CorruptSectionError("no HEADER_INFO section", section="options")
+            raise CorruptSectionError(f"no HEADER_INFO section: no options section from byte {first_opts} "
+                                      f"to byte {searched_to}, where the search ended, names one",
+                                      section="options", offset=searched_to)
         with self._in_section(OptionId.HEADER_INFO):
             self.header_page_text, self.header_event_text, _ = _parse_header_info(
                 self.sections[OptionId.HEADER_INFO], 0, lay, 0)
         self.cpus = self.meta.cpu_count or 0
+
+    def _options_cut(self, off: int) -> bool:
+        """Whether the (later) v7 options section at ``off`` is cut off by the end of the file.
+
+        Its whole option records are read all the same (a buffer's BUFFER option comes first), so a
+        file cut just after the index of its last buffer loses nothing but the rest of that section."""
+        lay = self.lay
+        start = off + lay.section_header.size
+        if start > self.file_size:
+            return True
+        sid, flags, _d, size = lay.section_header.unpack_from(self.buf, off)
+        if sid != OptionId.DONE or start + size <= self.file_size:
+            return False  # whole (or not an options section at all: _section_body says so)
+        if not flags & SECTION_FLAG_COMPRESSED:
+            with _section("options"):
+                self._parse_whole_options(self.buf[start:self.file_size], start)
+        return True
+
+    def _parse_whole_options(self, body, base: int) -> None:
+        """The option records of a cut v7 options section that lie wholly in the file."""
+        hdr = self.lay.option_header
+        pos = 0
+        while pos + hdr.size <= len(body):
+            oid, size = hdr.unpack_from(body, pos)
+            start = pos + hdr.size
+            if oid == OptionId.DONE or start + size > len(body):
+                return
+            parse_option(self.meta, oid, bytes(body[start:start + size]), base + start, self.lay, self.version)
+            pos = start + size
 
     def _parse_options(self, body: bytes, base: int, *, v7: bool) -> int:
         """Parse option records; returns the next options section offset (v7) or end offset (v6)."""
@@ -1019,6 +1153,8 @@ class TraceFile:
                 ps = b.page_size or self.page_size
                 self.buffers.append(Buffer(self, b.name, b.clock or self.meta.trace_clock, ps,
                                            list(b.cpus), compressed and self._buffer_compressed(b)))
+            if self.truncated_options is not None:
+                self._recover_lost_buffers()
         else:
             if getattr(self, "_v6_top", None) is not None:
                 _, table, clock = self._v6_top
@@ -1031,6 +1167,108 @@ class TraceFile:
         # the top buffer first, as trace-cmd reports it
         self.buffers.sort(key=lambda b: b.name != "")
         # CPU data past the end of the file is a truncation: loading records it per CPU (stats, warnings)
+
+    def _recover_lost_buffers(self) -> None:
+        """v7 cut inside a buffer's data or its index: find its flyrecord section and read the CPUs.
+
+        The BUFFER option (where each CPU's data lies) is written after the data, so it is gone,
+        but the data is not: sections follow one another from the file header on, each sized by its
+        header, so the buffer's flyrecord section is found by walking them.  Inside it trace-cmd put
+        each CPU's data at the next page-aligned offset; compressed data starts with its chunk count
+        and chunk sizes, so each CPU's extent is known and every whole chunk before the cut loads.
+        Two things the index alone knew are assumed: the CPU numbers (file order 0, 1, ...; trace-cmd
+        writes nothing for a CPU with no data, which would shift the later ones) and the names of
+        instances after the top buffer (the first buffer section is the top buffer: trace-cmd writes
+        it first).  Uncompressed data has no chunk headers, so with more than one CPU the boundary
+        between CPUs is unknown and that buffer's data is reported lost rather than guessed.
+        """
+        lay = self.lay
+        hdr = lay.section_header
+        fs = self.file_size
+        known = {b.section_offset for b in self.meta.buffers}
+        names = {b.name for b in self.meta.buffers}
+        pos = getattr(self, "_first_section", None)
+        found = []
+        for _ in range(MAX_OPTIONS_SECTIONS):
+            if pos is None or pos + hdr.size > fs:
+                break
+            sid, flags, _d, size = hdr.unpack_from(self.buf, pos)
+            if sid > max(OptionId):
+                break  # not a section header: the walk has lost its way
+            if sid == OptionId.BUFFER and pos not in known:
+                found.append((pos, flags, size))
+            if size == 0 and sid == OptionId.BUFFER:
+                break  # never given its size (the writer died): the rest of the file is its data
+            pos += hdr.size + size
+        if not found:
+            self._file_losses.append(DataLoss(
+                self.path, LOSS_INDEX, None, None, fs, f"file ends at byte {fs}, before the options section at "
+                f"byte {self.truncated_options} that describes the buffers written after byte "
+                f"{self.truncated_options if pos is None else min(pos, fs)}; their data is not in the file"))
+            return
+        unnamed = 0
+        for sec, flags, size in found:
+            if "" not in names:
+                name = ""
+            else:
+                unnamed += 1
+                name = f"(unnamed {unnamed})"
+            names.add(name)
+            li = LostIndex(sec, sec + hdr.size + size if size else None, self.truncated_options)
+            compressed = bool(flags & SECTION_FLAG_COMPRESSED) and self.codec is not None
+            cpus, note, missing = self._walk_lost_buffer(sec + hdr.size, li, compressed)
+            what = "top buffer" if name == "" else f"buffer {name}"
+            self._file_losses.append(DataLoss(
+                self.path, LOSS_INDEX, name, None, fs, f"file ends at byte {fs}, before the options section at "
+                f"byte {self.truncated_options} that holds the index of the {what} (trace-cmd writes it after the "
+                f"data); {note}"))
+            for c in missing:
+                self._file_losses.append(DataLoss(
+                    self.path, LOSS_TRUNCATED, name, c, fs, f"file ends at byte {fs}, before CPU {c}'s data "
+                    f"(the index that gave its size is lost too)"))
+            if cpus is not None:
+                self.buffers.append(Buffer(self, name, self.meta.trace_clock, self.page_size, cpus, compressed, li))
+
+    def _walk_lost_buffer(self, data_start: int, li: LostIndex, compressed: bool,
+                          ) -> tuple[list[CpuData] | None, str, list[int]]:
+        """The CPU extents of a buffer found without its index (see :meth:`_recover_lost_buffers`):
+        (CPU data, or None if it cannot be split into CPUs; what was done, for the loss record; the
+        CPUs of the file's CPU count that lie wholly past the end)."""
+        ps = self.page_size
+        fs = self.file_size
+        end = min(li.section_end or fs, fs)
+        ncpus = self.meta.cpu_count
+
+        def align(p: int) -> int:
+            return (p + ps - 1) // ps * ps
+
+        pos = align(data_start)
+        if not compressed:
+            if ncpus == 1:
+                size = (li.section_end or fs) - pos
+                return [CpuData(0, pos, max(0, size))], "CPU 0's pages read up to the end of the file", []
+            return None, (f"the {max(0, end - pos):,} bytes of uncompressed CPU data at bytes {pos}-{end} are not "
+                          f"read: without the index nothing says where one CPU's pages end and the next's begin"), []
+        cpus: list[CpuData] = []
+        cpu = 0
+        while ncpus is None or cpu < ncpus:
+            pos = align(pos)
+            if pos + 4 > end:
+                break
+            t = read_chunk_table(self.buf, pos, end, self.lay, ps, f"CPU {cpu} data")
+            if t.truncated_at is None and t.bad_at is None:
+                stop = int(t.file_offsets[-1] + t.csizes[-1]) if len(t.csizes) else pos + 4
+                cpus.append(CpuData(cpu, pos, stop - pos - 4))
+                pos = stop
+                cpu += 1
+                continue
+            # the cut CPU: promise the rest of the section, so loading counts it as truncated there
+            cpus.append(CpuData(cpu, pos, max(0, (li.section_end or fs) - pos - 4)))
+            cpu += 1
+            break
+        missing = list(range(cpu, ncpus)) if ncpus is not None and cpu < ncpus else []
+        return cpus, (f"its CPU data was found by walking its chunks ({len(cpus)} CPU(s), numbered in file "
+                      f"order)"), missing
 
     def _check_v7_buffer(self, b: BufferOption) -> None:
         sid, _flags, _d, _size = unpack_at(self.lay.section_header, self.buf, b.section_offset,
@@ -1056,13 +1294,13 @@ class TraceFile:
         ft = self.sections.get(OptionId.FTRACE_EVENTS)
         if ft:
             with self._in_section(OptionId.FTRACE_EVENTS):
-                for _sys, text in _texts(ft, _ftrace_entries(ft, 0, lay)[0]):
-                    events.append(_parse_format_checked(text, "ftrace"))
+                for _sys, text, at in _texts(ft, _ftrace_entries(ft, 0, lay)[0]):
+                    events.append(_parse_format_checked(text, "ftrace", at))
         ev = self.sections.get(OptionId.EVENT_FORMATS)
         if ev:
             with self._in_section(OptionId.EVENT_FORMATS):
-                for system, text in _texts(ev, _format_entries(ev, 0, lay)[0]):
-                    events.append(_parse_format_checked(text, system))
+                for system, text, at in _texts(ev, _format_entries(ev, 0, lay)[0]):
+                    events.append(_parse_format_checked(text, system, at))
         return EventFormats(events)
 
     @cached_property
@@ -1194,12 +1432,20 @@ def _format_entries(buf, pos: int, lay: Layouts) -> tuple[list[tuple[str, int, i
 
 
 def _texts(buf, entries: list[tuple[str, int, int]]):
+    """(system, format text, offset of the text in ``buf``) per entry."""
     for system, start, n in entries:
-        yield system, bytes(buf[start:start + n]).decode("utf-8", "replace")
+        yield system, bytes(buf[start:start + n]).decode("utf-8", "replace"), start
 
 
-def _parse_format_checked(text: str, system: str) -> EventFormat:
-    return parse_format(text, system)
+def _parse_format_checked(text: str, system: str, at: int) -> EventFormat:
+    """parse_format, its errors located at the format text (``at``: the offset in the section body,
+    which :meth:`TraceFile._in_section` turns into a file offset)."""
+    try:
+        return parse_format(text, system)
+    except FormatParseError as e:
+        if e.offset is None:
+            e.offset = at
+        raise
 
 
 def _sized_block(block: bytes | None, size_struct) -> bytes:
