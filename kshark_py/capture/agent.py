@@ -6,7 +6,8 @@ accept one data connection per CPU (or write the FIFOs) -> record until CLOSE ->
 
 Why a whitelist for the request's arguments: the host's arguments come over an unauthenticated
 connection; trace-cmd runs them as a ``record`` command line, we only accept the options that select
-what to record (-e, -f, -C, -b) and ignore (with a warning) anything else.
+what to record (-e, -f, -C, -b) and ignore (with a warning) anything else.  Who may connect at all, and
+how a connection becomes the one session, is :mod:`.gate`'s part.
 """
 
 from __future__ import annotations
@@ -14,14 +15,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import kvm
 from . import msg as M
 from . import tsync_msg as T
+from .gate import (
+    HANDSHAKE_TIMEOUT,
+    HOST_CID,
+    Allow,
+    CidAllow,
+    Gate,
+    HostAllow,
+    bind_addresses,
+    close_cleanly,
+    describe_peer,
+)
 from .recorder import EventSpec, FdSink, Recorder, RecordError, SocketSink, cpu_count_online, new_trace_id
 from .transport import (
     MSG_TIMEOUT,
@@ -30,7 +43,9 @@ from .transport import (
     accept,
     listen,
     listen_data_port,
+    local_address,
     open_guest_fifos,
+    peer_key,
 )
 from .tsync import GuestTimeSync, select_protocol
 from .writer import metadata_stream
@@ -82,75 +97,121 @@ def parse_guest_args(args: Sequence[str]) -> GuestRequest:
 
 
 class Agent:
-    """Listens on one transport/port and serves host sessions one after the other."""
+    """Listens on one transport/port and serves host sessions one after the other.
+
+    Who may connect and how connections become sessions is :mod:`.gate`'s policy: a TCP agent needs
+    ``allowed_host`` (``-N``) and listens on the local address(es) that reach it (or ``listen_addr``); a
+    vsock agent answers only ``allowed_cids`` (the host's CID, 2, by default).
+    """
 
     def __init__(self, *, family: str = "tcp", port: int = 823, allowed_host: str | None = None,
-                 timeout: float = MSG_TIMEOUT, once: bool = False, tmpdir: str | None = None) -> None:
+                 listen_addr: str | None = None, allowed_cids: Iterable[int] | None = None,
+                 timeout: float = MSG_TIMEOUT, handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 once: bool = False, tmpdir: str | None = None) -> None:
         self.family = family
         self.port = port
-        self.allowed = None
-        if allowed_host is not None:
-            self.allowed = {ai[4][0] for ai in socket.getaddrinfo(allowed_host, None, socket.AF_INET)}
+        self.allow: Allow
+        if family == "vsock":
+            if allowed_host is not None or listen_addr is not None:
+                raise ValueError("a vsock agent has no host name or listening address (its hosts are CIDs)")
+            self.allow = CidAllow(frozenset(allowed_cids) if allowed_cids is not None else frozenset({HOST_CID}))
+        else:
+            if allowed_host is None:
+                raise ValueError("a TCP agent needs its host's name or address (-N HOST)")
+            if allowed_cids is not None:
+                raise ValueError("allowed CIDs are for a vsock agent")
+            self.allow = HostAllow(allowed_host)
+        self.allowed_host = allowed_host
+        self.listen_addr = listen_addr
         self.timeout = timeout
+        self.handshake_timeout = handshake_timeout
         self.once = once
         self.tmpdir = tmpdir
         self._stop = threading.Event()
-        self.lsock: socket.socket | None = None
+        self.lsocks: list[socket.socket] = []
+        self.addresses: list[str] = []
+        self.gate: Gate | None = None
         self.sessions = 0
 
     def bind(self) -> int:
-        self.lsock = listen(self.family, self.port)
-        self.port = self.lsock.getsockname()[1]
+        """Open the listening socket(s); the port (the kernel's choice for port 0).  OSError when it cannot."""
+        if self.family == "vsock":
+            self.lsocks = [listen("vsock", self.port, backlog=socket.SOMAXCONN)]
+            self.port = self.lsocks[0].getsockname()[1]
+            return self.port
+        assert self.allowed_host is not None
+        self.addresses = [self.listen_addr] if self.listen_addr is not None else bind_addresses(self.allowed_host)
+        try:
+            for addr in self.addresses:
+                s = listen(self.family, self.port, addr, backlog=socket.SOMAXCONN)  # a flood must not stall a host
+                self.lsocks.append(s)
+                self.port = s.getsockname()[1]  # port 0: the others take the port the first one got
+        except OSError as e:
+            self.close()
+            where = addr if ":" not in addr else f"[{addr}]"
+            raise OSError(e.errno, f"{where}:{self.port}: {e.strerror or e}") from e
         return self.port
+
+    @property
+    def lsock(self) -> socket.socket | None:
+        """The (first) listening socket."""
+        return self.lsocks[0] if self.lsocks else None
+
+    def describe(self) -> str:
+        """Where it listens and whom it accepts, for the start-up line."""
+        if self.family == "vsock":
+            return f"vsock port {self.port}, {self.allow.describe()}"
+        return f"TCP port {self.port} on {', '.join(self.addresses)}, {self.allow.describe()}"
+
+    def close(self) -> None:
+        for s in self.lsocks:
+            s.close()
+        self.lsocks = []
 
     def stop(self) -> None:
         self._stop.set()
 
     def serve(self) -> None:
-        """Accept and serve sessions until stopped (or after one with ``once``)."""
-        if self.lsock is None:
+        """Serve sessions until stopped (or after one with ``once``), one at a time (see :mod:`.gate`)."""
+        if not self.lsocks:
             self.bind()
-        assert self.lsock is not None
-        log.debug("agent listening on %s port %d", self.family, self.port)  # the CLI prints it
+        log.debug("agent listening on %s", self.describe())  # the CLI prints it
+        self.gate = gate = Gate(self.lsocks, self.allow, handshake_timeout=self.handshake_timeout)
+        gate.start()
         try:
             while not self._stop.is_set():
                 try:
-                    conn = accept(self.lsock, 0.5, self.allowed)
-                except PeerError:
+                    r = gate.requests.get(timeout=0.5)
+                except queue.Empty:
                     continue
-                busy = threading.Event()
-                busy.set()
-                refuser = threading.Thread(target=self._refuse_while, args=(busy,), daemon=True)
-                refuser.start()
+                log.info("session for %s", describe_peer(r.key))
                 try:
-                    self.serve_connection(conn)
+                    self.serve_connection(r.sock, r.req, r.parser)
                 except (PeerError, RecordError, M.ProtocolError, OSError) as e:
                     log.error("session ended: %s", e)
                 finally:
-                    busy.clear()
-                    refuser.join()
                     with contextlib.suppress(OSError):
-                        conn.close()
+                        r.sock.close()
                 self.sessions += 1
                 if self.once:
                     break
+                gate.busy.clear()
         finally:
-            self.lsock.close()
+            gate.stop()
+            gate.join(5)
+            while not gate.requests.empty():  # handed over as we stopped: never served
+                close_cleanly(gate.requests.get_nowait().sock)
+            self.close()
 
-    def _refuse_while(self, busy: threading.Event) -> None:
-        """One host session at a time: close other connections while busy."""
-        assert self.lsock is not None
-        while busy.is_set():
-            try:
-                c = accept(self.lsock, 0.2, self.allowed)
-            except PeerError:
-                continue
-            log.warning("busy with a session: refused another host")
-            c.close()
-
-    def serve_connection(self, sock: socket.socket) -> None:
+    def serve_connection(self, sock: socket.socket, first: M.Message | None = None,
+                         parser: M.Connection | None = None) -> None:
+        """One host session on its control connection; ``first``: its TRACE_REQ if already read (the gate
+        reads it, ``parser`` holding any bytes after it)."""
         ch = Channel(sock, "control", self.timeout)
-        first = ch.recv()
+        if parser is not None:
+            ch.conn = parser
+        if first is None:
+            first = ch.recv(self.handshake_timeout)
         if not isinstance(first, M.TraceReq):
             if not isinstance(first, M.NotSupp):
                 ch.send(M.NotSupp())
@@ -172,16 +233,18 @@ class Agent:
         rec = None
         tsync_ls: socket.socket | None = None
         tsync: GuestTimeSync | None = None
-        host_ip = sock.getpeername()[0] if sock.family == socket.AF_INET else None
-        allowed = {host_ip} if host_ip else None
+        # data and time-sync ports: on the address the host reached us at, only for the host's address/CID
+        host_key = peer_key(sock.family, sock.getpeername())
+        allowed = {host_key} if host_key is not None else None
+        here = local_address(sock) or (self.addresses[0] if self.addresses else "")
         try:
             if fifo_fds is None:
                 for _ in range(ncpus):
-                    s, _port = listen_data_port(self.family)
+                    s, _port = listen_data_port(self.family, here)
                     data_socks.append(s)
             tsync_port = 0
             if proto:  # after the data ports, as trace-cmd (TCP: next free port from 1500; vsock: any)
-                tsync_ls, tsync_port = listen_data_port(self.family)
+                tsync_ls, tsync_port = listen_data_port(self.family, here)
             rec = Recorder(req.specs, clock=req.clock, buffer_kb=req.buffer_kb, tmpdir=self.tmpdir,
                            sink_factory=lambda cpu: sinks[cpu], cpus=ncpus)
             meta = rec.setup()
@@ -191,7 +254,8 @@ class Agent:
             ch.send(M.TraceResp(M.MSG_TRACE_USE_FIFOS if fifo_fds is not None else 0, meta.page_size, trace_id,
                                 proto or "", tsync_port, ports))
             if proto and tsync_ls is not None:
-                tsync = GuestTimeSync(accept(tsync_ls, self.timeout * 2, allowed), proto, req.clock or meta.clock)
+                tsync_sock = accept(tsync_ls, self.timeout * 2, allowed, watch=sock)
+                tsync = GuestTimeSync(tsync_sock, proto, req.clock or meta.clock)
                 tsync.start()
                 log.info("time sync with the host: %s", proto)
             # the host runs its first time-sync round before it reads the metadata: allow for that
@@ -204,7 +268,7 @@ class Agent:
                 fifo_fds = None
             else:
                 for cpu, ls in enumerate(data_socks):
-                    sinks[cpu] = SocketSink(accept(ls, self.timeout * 2, allowed))
+                    sinks[cpu] = SocketSink(accept(ls, self.timeout * 2, allowed, watch=sock))
             rec.start()
             log.info("recording %d CPUs for the host", ncpus)
             while True:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import logging
 import os
 import select
@@ -101,6 +102,43 @@ def check_port(family: str, port: int, *, listening: bool = False) -> None:
         raise ValueError(f"{'vsock' if family == 'vsock' else 'TCP'} port {port} out of range ({low}..{high})")
 
 
+PeerKey = str | int
+"""A peer as the allow-lists compare it: a normalized IP string (IPv4-mapped IPv6 as IPv4) or a CID."""
+
+
+def peer_key(family: int, peer: object) -> PeerKey | None:
+    """The allow-list key of a socket peer address; None for families without one (socketpairs)."""
+    if family == getattr(socket, "AF_VSOCK", -1):
+        return int(peer[0])  # type: ignore[index]
+    if family in (socket.AF_INET, socket.AF_INET6):
+        return normalize_ip(str(peer[0]))  # type: ignore[index]
+    return None
+
+
+def normalize_ip(text: str) -> str:
+    """``::ffff:1.2.3.4`` -> ``1.2.3.4``, ``fe80::1%eth0`` -> ``fe80::1``, IPv6 in its compressed form."""
+    ip = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def local_address(sock: socket.socket) -> str | None:
+    """The local IP a connected TCP socket uses (with ``%scope`` for link-local IPv6), else None."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    name = sock.getsockname()
+    addr = str(name[0])
+    if sock.family == socket.AF_INET6:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+        if ip.ipv4_mapped is not None:  # on a dual-stack "::" listener: bind the IPv4 address itself
+            return str(ip.ipv4_mapped)
+        if name[3] and "%" not in addr:
+            addr = f"{addr}%{name[3]}"
+    return addr
+
+
+
 # --- sockets --------------------------------------------------------------------------------------------
 def connect(addr: Address, timeout: float = MSG_TIMEOUT) -> socket.socket:
     """A connected stream socket to ``addr`` (raises PeerError with the reason), within ``timeout`` s.
@@ -131,21 +169,40 @@ def connect(addr: Address, timeout: float = MSG_TIMEOUT) -> socket.socket:
     return s
 
 
-def listen(family: str, port: int, host: str = "") -> socket.socket:
-    """A listening stream socket (TCP on all addresses or vsock on any CID)."""
+def listen(family: str, port: int, host: str = "", backlog: int = 8) -> socket.socket:
+    """A listening stream socket: vsock on any CID, TCP on ``host`` (an IPv4 or IPv6 address; "" is every
+    IPv4 address, "::" every address of both families).  ``backlog``: connections the kernel queues for
+    accept(); beyond it a client's SYN is dropped and its connect() waits a second for the retry."""
     check_port(family, port, listening=True)
-    s = socket.socket(vsock_family() if family == "vsock" else socket.AF_INET, socket.SOCK_STREAM)
+    if family == "vsock":
+        fam, addr = vsock_family(), (VMADDR_CID_ANY, port)
+    else:
+        fam, addr = tcp_sockaddr(host, port)
+    s = socket.socket(fam, socket.SOCK_STREAM)
     try:
-        if family == "vsock":
-            s.bind((VMADDR_CID_ANY, port))
-        else:
+        if family != "vsock":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-        s.listen(8)
+        if fam == socket.AF_INET6:  # "::" takes IPv4 too (peers then look like ::ffff:a.b.c.d)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(ipaddress.ip_address(addr[0].split("%")[0])
+                                                                      != ipaddress.IPv6Address("::")))
+        s.bind(addr)
+        s.listen(backlog)
     except OSError:
         s.close()
         raise
     return s
+
+
+def tcp_sockaddr(host: str, port: int) -> tuple[int, tuple]:
+    """(address family, sockaddr) to bind ``host``:``port``; a link-local IPv6 needs ``%IFACE``."""
+    if not host:
+        return socket.AF_INET, ("", port)
+    try:
+        fam, _t, _p, _c, sa = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                                                 socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise OSError(errno.EADDRNOTAVAIL, f"cannot resolve {host}: {e.strerror or e}") from e
+    return fam, sa
 
 
 def listen_data_port(family: str, host: str = "") -> tuple[socket.socket, int]:
@@ -162,20 +219,43 @@ def listen_data_port(family: str, host: str = "") -> tuple[socket.socket, int]:
     raise OSError(errno.EADDRINUSE, "no free TCP port from 1500 up")
 
 
-def accept(lsock: socket.socket, timeout: float, allowed: set[str] | None = None) -> socket.socket:
-    """Accept one connection within ``timeout`` from an allowed peer (others are closed and logged)."""
+def accept(lsock: socket.socket, timeout: float, allowed: set[PeerKey] | None = None,
+           watch: socket.socket | None = None) -> socket.socket:
+    """Accept one connection within ``timeout`` from an allowed peer (others are closed and logged).
+
+    ``allowed`` holds :func:`peer_key` values: IPs for TCP, CIDs for vsock.  ``watch``: the session's
+    control connection; if the host closes it meanwhile, waiting on is pointless (PeerError at once).
+    """
     deadline = time.monotonic() + timeout
+    port = lsock.getsockname()[1]
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:g} s")
+            raise PeerError(f"no connection on port {port} within {timeout:g} s")
+        if watch is not None:
+            r, _, _ = select.select([lsock, watch], [], [], left)
+            if watch in r:
+                try:
+                    peek = watch.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    peek = b"?"
+                except OSError as e:
+                    raise PeerError(f"the host's control connection failed while port {port} waited: {e}") from e
+                if not peek:
+                    raise PeerError(f"the host closed the session while port {port} waited for its connection")
+                watch = None  # it sent something (read later): stop watching
+            if lsock not in r:
+                continue
+            left = max(deadline - time.monotonic(), 0.001)
         lsock.settimeout(left)
         try:
             conn, peer = lsock.accept()
         except TimeoutError as e:
-            raise PeerError(f"no connection on port {lsock.getsockname()[1]} within {timeout:g} s") from e
-        if allowed is not None and lsock.family != getattr(socket, "AF_VSOCK", -1) and peer[0] not in allowed:
-            log.warning("refused connection from %s (only %s allowed)", peer[0], ", ".join(sorted(allowed)))
+            raise PeerError(f"no connection on port {port} within {timeout:g} s") from e
+        key = peer_key(conn.family, peer)
+        if allowed is not None and key not in allowed:
+            log.warning("refused connection from %s on port %d (only %s allowed)", key, port,
+                        ", ".join(map(str, sorted(allowed, key=str))))
             conn.close()
             continue
         return conn
