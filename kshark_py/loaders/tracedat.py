@@ -487,8 +487,8 @@ class Buffer:
             if li is not None:  # a buffer found without its index: its CPUs' sizes are not known
                 ran = f"; the buffer's data ran to byte {li.section_end}" if li.section_end else ""
                 self.losses.append(self._loss(
-                    LOSS_TRUNCATED, st.cpu, fs, f"file ends at byte {fs} inside CPU {st.cpu}'s {kind_of}, which "
-                    f"starts at byte {start}{ran}", pages=st.truncated_pages or None, at_least=True))
+                    LOSS_TRUNCATED, st.cpu, fs, f"file ends at byte {fs} inside CPU {st.cpu}'s {kind_of} (from byte "
+                    f"{start}{ran})", pages=st.truncated_pages or None, at_least=True))
             elif end <= fs:  # not cut: the CPU's data is not a whole number of pages
                 self.losses.append(self._loss(
                     LOSS_CORRUPT, st.cpu, start + st.data_bytes, f"CPU {st.cpu}'s {kind_of} (bytes {start}-{end}) "
@@ -1217,11 +1217,9 @@ class TraceFile:
             li = LostIndex(sec, sec + hdr.size + size if size else None, self.truncated_options)
             compressed = bool(flags & SECTION_FLAG_COMPRESSED) and self.codec is not None
             cpus, note, missing = self._walk_lost_buffer(sec + hdr.size, li, compressed)
-            what = "top buffer" if name == "" else f"buffer {name}"
             self._file_losses.append(DataLoss(
-                self.path, LOSS_INDEX, name, None, fs, f"file ends at byte {fs}, before the options section at "
-                f"byte {self.truncated_options} that holds the index of the {what} (trace-cmd writes it after the "
-                f"data); {note}"))
+                self.path, LOSS_INDEX, name, None, fs, f"file ends at byte {fs}, before the buffer's index "
+                f"(trace-cmd writes it after the data, at byte {self.truncated_options}); {note}"))
             for c in missing:
                 self._file_losses.append(DataLoss(
                     self.path, LOSS_TRUNCATED, name, c, fs, f"file ends at byte {fs}, before CPU {c}'s data "
@@ -1267,8 +1265,8 @@ class TraceFile:
             cpu += 1
             break
         missing = list(range(cpu, ncpus)) if ncpus is not None and cpu < ncpus else []
-        return cpus, (f"its CPU data was found by walking its chunks ({len(cpus)} CPU(s), numbered in file "
-                      f"order)"), missing
+        whose = "1 CPU's" if len(cpus) == 1 else f"{len(cpus)} CPUs'"
+        return cpus, f"{whose} data found by walking the chunks, numbered in file order", missing
 
     def _check_v7_buffer(self, b: BufferOption) -> None:
         sid, _flags, _d, _size = unpack_at(self.lay.section_header, self.buf, b.section_offset,
