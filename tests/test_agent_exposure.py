@@ -34,6 +34,7 @@ from kshark_py.capture import session as S
 from kshark_py.capture import transport as X
 from kshark_py.capture.recorder import EventSpec
 
+from .test_capture_interop import TC_NS, env_ok, free_port, our_cli, start, stop, wait_listening  # noqa: F401 - env_ok: a fixture
 from .test_capture_record import ROOT, instances, require_recording
 
 HANDSHAKE = 0.2
@@ -432,3 +433,59 @@ def test_session_over_ipv6_binds_its_ports_there(recording, tmp_path):
         events = record_guest(tmp_path, agent.port, "::1", during=during, tsync=0)
     assert events > 0 and agent.sessions == 1
     assert seen and all(v == {"::1"} for v in seen.values()), seen
+
+
+# --- with the real trace-cmd 3.1.6 host ----------------------------------------------------------------
+def _tc_record(tmp: Path, spec: str, name: str, hosts: str, *extra: str) -> subprocess.CompletedProcess:
+    """trace-cmd record -A SPEC --name NAME in its own session (it signals its process group when it
+    stops).  It connects the data ports to NAME, so ``hosts`` maps NAME to the agent's address."""
+    (tmp / "hosts").write_text(hosts)
+    return subprocess.run(["sh", str(TC_NS), "record", "-o", "trace.dat", *extra, "-A", spec, "--name", name,
+                           "-e", "sched:sched_switch", "sleep", "0.5"],
+                          cwd=tmp, capture_output=True, timeout=90, start_new_session=True,
+                          env=dict(os.environ, TC_HOSTS=str(tmp / "hosts")))
+
+
+@pytest.mark.usefixtures("env_ok")
+def test_trace_cmd_host_over_ipv6(tmp_path):
+    """trace-cmd record -A ::1:PORT with our agent -N ::1: the session (PTP time sync, data) runs over
+    IPv6 and trace-cmd reads the guest file it wrote."""
+    port = free_port()
+    agent = start(our_cli("agent", "-N", "::1", "-p", str(port), "--once"), tmp_path)
+    try:
+        wait_listening(port, agent)
+        assert listeners(port) == {"::1"}
+        r = _tc_record(tmp_path, f"::1:{port}", "g6", "127.0.0.1 localhost\n::1 g6\n")
+        assert r.returncode == 0, r.stderr
+        assert b"Negotiated ptp time sync protocol" in r.stdout, r.stdout
+        agent.wait(timeout=30)
+    finally:
+        log = stop(agent)
+    assert "session for ::1" in log and "host closed the session" in log, log
+    rep = subprocess.run(["trace-cmd", "report", "-i", str(tmp_path / "trace-g6.dat")], capture_output=True,
+                         timeout=60)
+    assert rep.returncode == 0 and b" sched_switch: " in rep.stdout
+
+
+@pytest.mark.usefixtures("env_ok")
+def test_trace_cmd_host_refused_while_busy(tmp_path, caplog):
+    """trace-cmd's host asking while our host's session runs: refused at once, as trace-cmd's own busy
+    agent does (it says "Failed to receive trace response", exit status 2); the session finishes."""
+    caplog.set_level(logging.INFO, "kshark_py.capture")
+    runs: list[tuple[float, subprocess.CompletedProcess]] = []
+
+    def during(hs: S.HostSession) -> None:
+        (tmp_path / "tc").mkdir()
+        t0 = time.monotonic()
+        r = _tc_record(tmp_path / "tc", f"127.0.0.1:{agent.port}", "g7", "127.0.0.1 localhost g7\n",
+                       "--tsync-interval", "-1")
+        runs.append((time.monotonic() - t0, r))
+
+    with running_agent(allowed_host="127.0.0.1", once=True) as agent:
+        events = record_guest(tmp_path, agent.port, during=during)
+    assert events > 0 and agent.sessions == 1
+    (took, r), = runs
+    assert r.returncode != 0 and b"Failed to receive trace response" in r.stderr, r.stderr
+    assert took < 10
+    assert not (tmp_path / "tc" / "trace-g7.dat").exists()
+    assert "busy with the session of 127.0.0.1: closed the connection from 127.0.0.1" in caplog.text

@@ -134,7 +134,10 @@ def local_address(sock: socket.socket) -> str | None:
         if ip.ipv4_mapped is not None:  # on a dual-stack "::" listener: bind the IPv4 address itself
             return str(ip.ipv4_mapped)
         if name[3] and "%" not in addr:
-            addr = f"{addr}%{name[3]}"
+            try:
+                addr = f"{addr}%{socket.if_indextoname(name[3])}"
+            except OSError:
+                addr = f"{addr}%{name[3]}"
     return addr
 
 
