@@ -191,6 +191,28 @@ def check_streams(paths: Sequence[str], offsets: dict[str | int, int]) -> None:
             raise UsageError(f"--time-offset: {e}") from None
 
 
+# --- data loss -------------------------------------------------------------------------------------
+
+
+def show_losses(files: Sequence, strict: bool) -> bool:
+    """Decode every buffer and print one line per :class:`~.loaders.errors.DataLoss` on stderr.
+
+    Returns True when ``--strict`` must stop the command (exit 2) before it prints or writes
+    anything. Why before: the lines are then the first thing a reader of the terminal sees, and a
+    strict run leaves no partial output. The decoding is what the command does next anyway (it is
+    cached). What trace-cmd 3.1.6 does with the same files: a v6 file cut inside its CPU data is
+    refused ("File possibly truncated. Need at least N, but file size is M", exit 22, nothing
+    reported); a v7 file cut inside its data prints nothing at all and exits 0.
+    """
+    lost = [x for tf in files for x in tf.decode_all()]
+    for x in lost:
+        print(f"{PROG}: {x.one_line()}", file=sys.stderr)
+    return strict and bool(lost)
+
+
+_STRICT_HELP = "exit with status 2 if any data of the input is lost (a cut or damaged file) instead of using the rest"
+
+
 # --- commands --------------------------------------------------------------------------------------
 
 
@@ -202,6 +224,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     paths = args.input or ["trace.dat"]
     check_inputs(paths)
     files = [open_trace(p) for p in paths]
+    if show_losses(files, args.strict):
+        return 2
     cpus = None
     if ranges is not None:
         ncpu = cpu_slots(files)
@@ -224,6 +248,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     check_inputs(args.input)
     _check_output(args.output)
     tf = open_trace(args.input[0])
+    if show_losses([tf], args.strict):
+        return 2
     n = export_parquet(tf, args.output)
     print(f"{args.output}: {n} events", file=sys.stderr)
     return 0
@@ -254,6 +280,8 @@ def _cmd_vcpus(args: argparse.Namespace) -> int:
     check_inputs(args.input)
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     files = [open_trace(p) for p in args.input]
+    if show_losses(files, args.strict):
+        return 2
     session = Session.from_files(files)
     mappings = build_vcpu_map(session, user)
     t = vcpu_summary(session, mappings, args.tolerance_us * 1000)
@@ -303,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_gui)
     sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND", prog=PROG,
                            description=f"{PROG} COMMAND -h shows a command's options")
-    r = sub.add_parser("report", usage=f"{PROG} report [FILE]... [-i FILE]... [-t] [-R] [--cpu LIST]...",
+    r = sub.add_parser("report", usage=f"{PROG} report [FILE]... [-i FILE]... [-t] [-R] [--cpu LIST]... [--strict]",
                        help="print events as trace-cmd report does, line for line",
                        description="Prints what trace-cmd report prints for the same arguments.")
     r.add_argument("-i", dest="input", action="append", metavar="FILE",
@@ -311,12 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "default trace.dat)")
     r.add_argument("-t", action="store_true", help="print timestamps in nanoseconds")
     r.add_argument("-R", action="store_true", help="raw format: print every field")
+    r.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     r.add_argument("--cpu", action="append", metavar="LIST",
                    help="only these CPUs: numbers and ranges such as 0,2-3 (as trace-cmd, repeatable; with "
                         "several files or instances the numbers go on: host 0-1, then the guest's 2, ...)")
     r.set_defaults(func=_cmd_report)
     v = sub.add_parser("vcpus", usage=f"{PROG} vcpus HOST.dat GUEST.dat... [--vcpu-map G:V=PID,...] "
-                                      "[--vcpu-threads GUEST=FILE.json] [--tolerance-us US]",
+                                      "[--vcpu-threads GUEST=FILE.json] [--tolerance-us US] [--strict]",
                        help="guest VCPU -> host thread, time in guest, sync quality",
                        description="Each guest VCPU's host thread and where that came from, events, time in "
                                    "guest, the causality check of the time sync, and the TIME_SHIFT samples.")
@@ -326,13 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
     v.add_argument("--tolerance-us", type=arg_type(whole_number, 0, 10**9), default=50, metavar="US",
                    help="causality check tolerance (default 50 us)")
+    v.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     v.set_defaults(func=_cmd_vcpus)
-    e = sub.add_parser("export", usage=f"{PROG} export FILE -o OUT.parquet",
+    e = sub.add_parser("export", usage=f"{PROG} export FILE -o OUT.parquet [--strict]",
                        help="write every buffer's events to Parquet",
                        description="Writes every buffer's events with stream, comm and event name to Parquet.")
     e.add_argument("-i", dest="input", action="append", metavar="FILE",
                    help="the trace file (or a bare FILE)")
     e.add_argument("-o", dest="output", required=True, metavar="OUT.parquet")
+    e.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     e.set_defaults(func=_cmd_export)
     from .capture.cli import register as register_capture  # record, agent
 

@@ -20,6 +20,7 @@ from ..model.viewmodel import RowSources, TimelineModel
 from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .eventlist import EventListView
+from .lossbanner import LossBanner, session_losses
 from .openrequest import OpenRequest
 from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel, parse_task_choice, task_choices
 from .sessionfile import SessionFileError, SessionState, load_session_file, save_session
@@ -95,7 +96,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.event_list.taskPlotRequested.connect(self.add_task_row)
         self.filters.changed.connect(lambda *_: self.filters_changed())
         self.splitter.setSizes([600, 350])
-        self.setCentralWidget(self.splitter)
+        # what the files lost (cut or damaged), in sight above everything until closed
+        self.loss_banner = LossBanner()
+        self.loss_banner.set_losses(session_losses(self.session))
+        central = QtWidgets.QWidget()
+        col = QtWidgets.QVBoxLayout(central)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        col.addWidget(self.loss_banner)
+        col.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
 
         self.vcpu_panel = VcpuMapPanel()
         self.sync_panel = SyncPanel()
