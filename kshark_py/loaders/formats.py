@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import FormatParseError
+from .text import display
 
 _FIELD_RE = re.compile(
     r"^\s*field:(?P<decl>[^;]*);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);"
@@ -129,7 +130,10 @@ def parse_field_decl(decl: str) -> tuple[str, str, int | None, str | None]:
 
 
 def parse_format(text: str, system: str) -> EventFormat:
-    """Parse one kernel ``format`` file's text (the system is not in the text; the file gives it)."""
+    """Parse one kernel ``format`` file's text (the system is not in the text; the file gives it).
+
+    ``text`` is lossless (:func:`.text.decode`): the print fmt keeps bytes that are not UTF-8 (its
+    literals print as trace-cmd prints them); the event name, a key everywhere, is made valid Unicode."""
     name = None
     event_id = None
     common: list[Field] = []
@@ -140,7 +144,7 @@ def parse_format(text: str, system: str) -> EventFormat:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("name:"):
-            name = line[5:].strip()
+            name = display(line[5:].strip())  # a key everywhere: valid Unicode (the text is lossless)
         elif line.startswith("ID:"):
             try:
                 event_id = int(line[3:].strip())

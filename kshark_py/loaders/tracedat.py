@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ from .metadata import Kallsyms, parse_cmdlines, parse_printk, saved_cmdline_entr
 from .options import BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
 from .store import BLOCK_BYTES, ChunkStore, FlatStore
+from .text import decode
 from .timestamps import to_trace_time
 
 MAX_OPTIONS_SECTIONS = 4096
@@ -840,10 +842,7 @@ class TraceFile:
         self.progress: Callable[[int], None] | None = None
         """Called after each decoded block with the file bytes it consumed (progress bars; it may
         raise to abandon the load, which leaves the buffer undecoded)."""
-        try:
-            self._fh = open(self.path, "rb")
-        except OSError as e:
-            raise TraceDatError(f"cannot open: {e.strerror}", path=self.path) from e
+        self._fh = _open_regular(self.path)
         try:
             self.file_size = os.fstat(self._fh.fileno()).st_size
             if self.file_size == 0:
@@ -1370,6 +1369,25 @@ class TraceFile:
         raise KeyError(name)
 
 
+def _open_regular(path: str):
+    """Open ``path`` for reading; anything but a regular file is refused at once.
+
+    Why not plain open(): open() of a FIFO waits for a writer forever (the app's File > Open and any
+    script would hang, uncancellable); O_NONBLOCK returns at once, and fstat then says what it is.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise TraceDatError(f"cannot open: {e.strerror}", path=path) from e
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise TraceDatError(f"cannot open: not a regular file ({kind})", path=path)
+    return os.fdopen(fd, "rb")
+
+
 def open_trace(path: str | os.PathLike, *, strict: bool = True) -> TraceFile:
     """Open a trace-cmd file.  ``strict=False`` loads past corrupt pages/chunks, noting them."""
     return TraceFile(path, strict=strict)
@@ -1432,7 +1450,7 @@ def _format_entries(buf, pos: int, lay: Layouts) -> tuple[list[tuple[str, int, i
 def _texts(buf, entries: list[tuple[str, int, int]]):
     """(system, format text, offset of the text in ``buf``) per entry."""
     for system, start, n in entries:
-        yield system, bytes(buf[start:start + n]).decode("utf-8", "replace"), start
+        yield system, decode(bytes(buf[start:start + n])), start  # print fmts keep their bytes (.text)
 
 
 def _parse_format_checked(text: str, system: str, at: int) -> EventFormat:
