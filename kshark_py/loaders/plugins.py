@@ -7,12 +7,13 @@ below follows the C code (libtraceevent ``plugins/plugin_*.c``) including its od
 values are read unsigned (``tep_get_field_val``), a missing field prints ``<CANT FIND FIELD x>``,
 and a handler returning non-zero lets the print fmt be printed after its own text.
 
-A handler is ``handler(tev, data, cpu) -> (text, also_print_fmt)``.  Print-fmt helper functions
-(``is_writable_pte`` ...) are :class:`~kshark_py.loaders.printfmt.FuncDef` objects.
+A handler is ``handler(tev, data, cpu) -> (text, also_print_fmt)``.  The print-fmt helper
+functions the plugins register (``jiffies_to_msecs``, ``scsi_trace_parse_cdb`` ...) are in
+:mod:`.plugin_funcs`.
 
-Not ported (no such events in our corpus; they fall back to the print fmt or "[FAILED TO PARSE]"):
-``scsi_trace_parse_cdb`` (plugin_scsi), ``sys_enter_futex`` (plugin_futex),
-``drv_bss_info_changed`` (plugin_mac80211), trace-cmd's function-graph handlers.
+Not ported: ``func_repeats``' ``last_ts`` (it needs the record's timestamp, which a handler does
+not get; the function tracer cannot run on our recording hosts), the ``ftrace`` plugin options
+(``parent``, ``offset``: trace-cmd's defaults are used), trace-cmd's own function-graph handlers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .printfmt import FuncDef, Spec, TEvent, TField, c_int, c_str
+from .plugin_funcs import print_functions
+from .printfmt import Spec, TEvent, TField, c_int, c_str
 from .text import decode
 
 if TYPE_CHECKING:
@@ -30,59 +32,7 @@ U64 = 0xFFFFFFFFFFFFFFFF
 
 Handler = Callable[[TEvent, bytes, int], tuple[str, bool]]
 
-
-# ---------------------------------------------------------------------------------------------
-# print-fmt helper functions registered by plugins
-# ---------------------------------------------------------------------------------------------
-
-
-def _is_writable_pte(args: list, long_size: int) -> tuple[str, int]:
-    return "", args[0] & 2
-
-
-def _jbd2_dev_to_name(args: list, long_size: int) -> tuple[str, int]:
-    dev = args[0] & 0xFFFFFFFF
-    return f"{_s32(dev >> 20)}:{_s32(dev & 0xFFFFF)}", 0
-
-
-def _jiffies_to_msecs(args: list, long_size: int) -> tuple[str, int]:
-    v = args[0] & U64
-    return str(v - (1 << 64) if v >> 63 else v), v
-
-
-def _le16_to_cpup(args: list, long_size: int) -> tuple[str, int]:
-    # The C helper dereferences a pointer into the record; only __get_dynamic_array() makes sense.
-    return "", 0
-
-
-_XEN_NAMES = [
-    "set_trap_table", "mmu_update", "set_gdt", "stack_switch", "set_callbacks", "fpu_taskswitch",
-    "sched_op_compat", "dom0_op", "set_debugreg", "get_debugreg", "update_descriptor", None, "memory_op",
-    "multicall", "update_va_mapping", "set_timer_op", "event_channel_op_compat", "xen_version",
-    "console_io", "physdev_op_compat", "grant_table_op", "vm_assist", "update_va_mapping_otherdomain",
-    "iret", "vcpu_op", "set_segment_base", "mmuext_op", "acm_op", "nmi_op", "sched_op", "callback_op",
-    "xenoprof_op", "event_channel_op", "physdev_op", "hvm_op",
-]
-
-
-def _xen_hypercall_name(args: list, long_size: int) -> tuple[str, int]:
-    op = args[0] & 0xFFFFFFFF
-    names: dict[int, str] = {i: n for i, n in enumerate(_XEN_NAMES) if n}
-    for i in range(8):
-        names[48 + i] = f"arch_{i}"
-    name = names.get(op)
-    return (name if name is not None else str(op)), 0
-
-
-def print_functions() -> dict[str, FuncDef]:
-    """The helper functions the installed plugins register (by name)."""
-    return {
-        "is_writable_pte": FuncDef("is_writable_pte", ["long"], _is_writable_pte),
-        "jbd2_dev_to_name": FuncDef("jbd2_dev_to_name", ["int"], _jbd2_dev_to_name),
-        "jiffies_to_msecs": FuncDef("jiffies_to_msecs", ["long"], _jiffies_to_msecs),
-        "__le16_to_cpup": FuncDef("__le16_to_cpup", ["ptr"], _le16_to_cpup),
-        "xen_hypercall_name": FuncDef("xen_hypercall_name", ["int"], _xen_hypercall_name),
-    }
+__all__ = ["PluginSet", "print_functions", "printf1"]
 
 
 def _s32(v: int) -> int:
@@ -138,12 +88,16 @@ class PluginSet:
         self.registered_comms: dict[int, str] = {}
         """pid -> comm as sched plugins register them (tep_register_comm: first one wins)."""
         self._fstack: dict[int, list[str]] = {}
+        self._insn_text = ""
+        """plugin_kvm's static disassembly buffer: a record with len 0 prints what the one before left."""
         self._table: dict[tuple[str, str], Handler] = {
             ("sched", "sched_switch"): self.sched_switch,
             ("sched", "sched_wakeup"): self.sched_wakeup,
             ("sched", "sched_wakeup_new"): self.sched_wakeup,
             ("timer", "hrtimer_expire_entry"): self.hrtimer_expire,
             ("timer", "hrtimer_start"): self.hrtimer_start,
+            ("syscalls", "sys_enter_futex"): self.sys_enter_futex,
+            ("mac80211", "drv_bss_info_changed"): self.drv_bss_info_changed,
             ("ftrace", "function"): self.function,
             ("ftrace", "kernel_stack"): self.kernel_stack,
             ("ftrace", "raw_data"): self.raw_data,
@@ -232,7 +186,7 @@ class PluginSet:
             out.append(self._comm(f, data, pid))
             out.append(":")
         out.append(str(pid))
-        v = self._val(tev, "prio", data)
+        v = self._val_err(tev, "prio", data, out)
         if v is not None:
             out.append(f" [{v}]")
         v = self._val(tev, "success", data)
@@ -271,6 +225,58 @@ class PluginSet:
         v = self._val(tev, "next_prio", data)
         if v is not None:
             out.append(f" [{_s32(v)}]")
+        return "".join(out), False
+
+    # -- futex plugin -------------------------------------------------------------------------
+    def sys_enter_futex(self, tev: TEvent, data: bytes, cpu: int) -> tuple[str, bool]:
+        out: list[str] = []
+        v: dict[str, int] = {}
+        for name in ("uaddr", "op", "val", "utime", "uaddr2", "val3"):
+            x = self._val_err(tev, name, data, out)
+            if x is None:
+                return "".join(out), True
+            v[name] = x
+        op = v["op"]
+        cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME) & U64
+        if cmd >= len(FUTEX_OPS):
+            return "", True  # an op the plugin does not know (FUTEX_LOCK_PI2 ...): the print fmt
+        name, *fmts = FUTEX_OPS[cmd]
+        out.append(f"op={name}")
+        if op & FUTEX_PRIVATE_FLAG:
+            out.append("|FUTEX_PRIVATE_FLAG")
+        if op & FUTEX_CLOCK_REALTIME:
+            out.append("|FUTEX_CLOCK_REALTIME")
+        out.append(f" uaddr=0x{v['uaddr']:08x}")
+        for fmt, key in zip(fmts, ("val", "utime", "uaddr2", "val3"), strict=True):
+            if fmt:
+                out.append(printf1(fmt, v[key]))
+        return "".join(out), False
+
+    # -- mac80211 plugin ------------------------------------------------------------------------
+    def _mac_string(self, tev: TEvent, name: str, data: bytes) -> str:
+        f = tev.find_field(name)
+        if f is None:
+            return f"NOTFOUND:{name}"
+        off, ln = f.offset, f.size
+        if f.type.startswith("__data_loc"):
+            if f.size not in (1, 2, 4, 8):
+                return "invalid_data_loc"
+            v = self.ev.read(data, f.offset, f.size)
+            off, ln = v & 0xFFFF, v >> 16
+        s = data[off:off + ln]
+        nul = s.find(b"\0")
+        return decode(s if nul < 0 else s[:nul])
+
+    def drv_bss_info_changed(self, tev: TEvent, data: bytes, cpu: int) -> tuple[str, bool]:
+        out = [self._mac_string(tev, "wiphy_name", data), " vif:", self._mac_string(tev, "vif_name", data)]
+        self._num_field(out, "(%d)", tev, "vif_type", data, True)
+        indent = "\n" + " " * 65
+        for k, group in enumerate(_BSS_FIELDS):
+            out.append(indent)
+            for i, (name, hexa) in enumerate(group):
+                self._num_field(out, f"{name}:%#x" if hexa else f"{name}:%d", tev, name, data, False)
+                if i < len(group) - 1 or k == 0:
+                    out.append(" ")
         return "".join(out), False
 
     # -- hrtimer plugin -----------------------------------------------------------------------
@@ -472,8 +478,10 @@ class PluginSet:
         if f.flags & 16:  # dynamic
             off = self.ev.read(data, f.offset, f.size) & 0xFFFF
         ln = vals["len"] & 0xFFFFFFFF
-        insn = data[off:off + ln]
-        disasm = " ".join(f"{b:02x}" for b in insn)
+        if ln:
+            insn = data[off:off + ln].ljust(ln, b"\0")  # (the C code reads on past a short record)
+            self._insn_text = " ".join(f"{b:02x}" for b in insn)
+        disasm = self._insn_text
         out.append(f"{vals['csbase']:x}:{vals['rip']:x}")
         self._rip_function(tev, data, vals["rip"], out)
         out.append(f": {disasm}{' FAIL' if vals['failed'] else ''}")
@@ -543,6 +551,35 @@ class PluginSet:
         out.append(f"sp gfn {v:x} ")
         ok = self._mmu_role(tev, data, out)
         return "".join(out), not ok
+
+
+FUTEX_PRIVATE_FLAG = 128
+FUTEX_CLOCK_REALTIME = 256
+FUTEX_OPS: list[tuple[str, str | None, str | None, str | None, str | None]] = [
+    # name, then the formats of val, utime (val2), uaddr2, val3 (None: not printed)
+    ("FUTEX_WAIT", " val=0x%08llx", " utime=0x%08llx", None, None),
+    ("FUTEX_WAKE", " val=%llu", None, None, None),
+    ("FUTEX_FD", " val=%llu", None, None, None),
+    ("FUTEX_REQUEUE", " val=%llu", " val2=%llu", " uaddr2=0x%08llx", None),
+    ("FUTEX_CMP_REQUEUE", " val=%llu", " val2=%llu", " uaddr2=0x%08llx", " val3=0x%08llx"),
+    ("FUTEX_WAKE_OP", " val=%llu", " val2=%llu", " uaddr2=0x%08llx", " val3=0x%08llx"),
+    ("FUTEX_LOCK_PI", None, " utime=0x%08llx", None, None),
+    ("FUTEX_UNLOCK_PI", None, None, None, None),
+    ("FUTEX_TRYLOCK_PI", None, None, None, None),
+    ("FUTEX_WAIT_BITSET", " val=0x%08llx", " utime=0x%08llx", None, " val3=0x%08llx"),
+    ("FUTEX_WAKE_BITSET", " val=%llu", None, None, " val3=0x%08llx"),
+    ("FUTEX_WAIT_REQUEUE_PI", " val=0x%08llx", " utime=0x%08llx", " uaddr2=0x%08llx", " val3=0x%08llx"),
+    ("FUTEX_CMP_REQUEUE_PI", " val=%llu", " val2=%llu", " uaddr2=0x%08llx", " val3=0x%08llx"),
+]
+"""plugin_futex's table, indexed by ``op & FUTEX_CMD_MASK``."""
+
+_BSS_FIELDS = [
+    [("assoc", False), ("aid", False), ("cts", False), ("shortpre", False), ("shortslot", False),
+     ("dtimper", False)],
+    [("bcnint", False), ("assoc_cap", True), ("basic_rates", True), ("enable_beacon", False)],
+    [("ht_operation_mode", False)],
+]
+"""plugin_mac80211's drv_bss_info_changed lines: (field, printed with %#x) after each indent."""
 
 
 def _write_state(val: int) -> str:

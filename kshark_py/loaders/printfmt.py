@@ -322,7 +322,8 @@ class FuncDef:
     name: str
     params: list[str]  # 'int' | 'long' | 'ptr' | 'string'
     fn: Callable[[list, int], tuple[str, int]]
-    """fn(args, long_size) -> (text printed, return value)."""
+    """fn(args, long_size) -> (text printed, return value).  Numbers arrive as unsigned ints, strings
+    as str, pointers as the bytes they point at in the record, or None (:meth:`Evaluator.pointee`)."""
 
 
 def _get_op_prio(op: str) -> int:
@@ -1466,10 +1467,22 @@ class Evaluator:
             if p == "string":
                 vals.append(self.strarg(fa, data, Spec(conv="s"), -1))
             elif p == "ptr":
-                vals.append((fa, data))
+                vals.append(self.pointee(fa, data))
             else:
                 vals.append(self.num(fa, data))
         return fd.fn(vals, self.long_size)
+
+    def pointee(self, arg: Arg, data: bytes) -> bytes | None:
+        """The bytes a pointer argument of a plugin helper points at, from there to the record's end.
+
+        libtraceevent passes a TEP_FUNC_ARG_PTR as eval_num_arg's value, which is an address inside
+        the record only for ``__get_dynamic_array(f)`` (possibly under casts); any other pointer is a
+        kernel address the C helper would dereference in the reader's memory: None here.
+        """
+        _, a = unwrap_casts(arg)
+        if a is None or a.kind != A_DYNAMIC_ARRAY or a.field is None:
+            return None
+        return data[self.dyn(a.field, data)[0]:]
 
     # -- print_str_arg ------------------------------------------------------------------------
     def strarg(self, arg: Arg, data: bytes, sp: Spec, plen: int) -> str:
@@ -1857,7 +1870,11 @@ class Evaluator:
             return c_int(it.spec, val, bits, plen)
         if k == P_POINTER:
             return self.pointer(it, data, plen if it.len_arg is not None else 1)
-        return self.strarg(it.arg, data, it.spec, plen)
+        # print_arg_string: the argument goes through a helper trace_seq copied with trace_seq_puts,
+        # so a NUL in it (plugin_scsi's CDB text ends with one) ends that argument, not the line
+        text = self.strarg(it.arg, data, it.spec, plen)
+        nul = text.find("\0")
+        return text if nul < 0 else text[:nul]
 
 
 def _s32(v: int) -> int:
