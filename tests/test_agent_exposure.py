@@ -284,6 +284,11 @@ def test_cli_agent_options(tmp_path):
         assert p.wait(10) == 0
     line = (tmp_path / "log").read_text().splitlines()[0]
     assert line.startswith("kshark-py agent: listening on TCP port ") and line.endswith(" on ::1, only from ::1")
+    if hasattr(socket, "AF_VSOCK"):  # --allow-cid adds to the host's CID
+        r = subprocess.run(["timeout", "-s", "INT", "2", *cli, "--allow-cid", "7", "--allow-cid", "3", "-p",
+                            str(X.VMADDR_PORT_ANY)], capture_output=True, text=True, env=env, timeout=30)
+        assert r.stderr.startswith("kshark-py agent: listening on vsock port "), r.stderr
+        assert r.stderr.splitlines()[0].endswith(", only from CID 2, 3, 7"), r.stderr
 
 
 # --- hostile and silent peers ---------------------------------------------------------------------------

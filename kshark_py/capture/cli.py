@@ -440,6 +440,7 @@ def _cmd_record(ns: argparse.Namespace) -> int:
 
 def _cmd_agent(ns: argparse.Namespace) -> int:
     from .agent import Agent
+    from .gate import HOST_CID
 
     _log_setup()
     family = "tcp" if ns.N else "vsock"
@@ -455,12 +456,12 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
         return 2
     try:
         agent = Agent(family=family, port=port, allowed_host=ns.N, listen_addr=ns.listen,
-                      allowed_cids=ns.allow_cid or None, once=ns.once)
+                      allowed_cids=[HOST_CID, *ns.allow_cid] if ns.allow_cid else None, once=ns.once)
         agent.bind()
     except OSError as e:
         print(f"kshark-py agent: cannot listen on {family} port {port}: {e.strerror or e}", file=sys.stderr)
         return 2
-    where = f"vsock port {agent.port}" if family == "vsock" else agent.describe()
+    where = f"vsock port {agent.port}" if family == "vsock" and not ns.allow_cid else agent.describe()
     print(f"kshark-py agent: listening on {where}", file=sys.stderr, flush=True)
     try:
         agent.serve()
@@ -477,7 +478,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_cmd_record)
     a = subparsers.add_parser("agent", help=AGENT_SUMMARY,
                               description="Serves host sessions until Ctrl-C or SIGTERM, then exits with "
-                                          "status 0 (2: cannot listen).")
+                                          "status 0 (2: cannot listen). One host session at a time: a "
+                                          "connection while one runs is closed at once; one that sends no "
+                                          "request within 5 s is closed.")
     a.add_argument("-p", type=arg_type(whole_number), metavar="PORT",
                    help=f"port (default {VSOCK_DEFAULT_PORT}; vsock 0..4294967295, 4294967295: any free port; "
                         "TCP 0..65535, 0: any)")
