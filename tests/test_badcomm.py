@@ -28,7 +28,9 @@ from kshark_py.model.session import HOT_FIELDS, Session
 
 BAD = b"bad\xff\xfename"
 SHOWN = "bad\ufffd\ufffdname"
-RECORD_BADCOMM = Path(__file__).resolve().parents[2] / "shared" / "tools" / "record-badcomm.sh"
+TOOLS = Path(__file__).resolve().parents[2] / "shared" / "tools"
+RECORD_BADCOMM = TOOLS / "record-badcomm.sh"
+TC_NS = TOOLS / "tc-record-ns.sh"
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +100,25 @@ def test_report_of_an_evicted_pid_equals_trace_cmd(evicted):
         # -R prints a char array that is not all printable as ARRAY[62, 61, 64, ff, ...], as trace-cmd does
         assert (BAD in ours.stdout) == (args != ["-R"])
         assert ours.stdout == theirs.stdout, args
+
+
+def test_marker_text_that_is_not_utf8_prints_as_trace_cmd(tmp_path):
+    """``%s`` output (ftrace:print, the bytes written to trace_marker), real recording, byte for byte."""
+    script = ('printf "bad\\377\\376mark %s\\n" x > /sys/kernel/tracing/trace_marker; '
+              'printf "caf\\303\\251 ok\\n" > /sys/kernel/tracing/trace_marker')
+    for k in range(5):  # another recording on the top instance at the same moment may turn tracing off
+        out = tmp_path / f"marker{k}.dat"
+        r = subprocess.run([str(TC_NS), "record", "-e", "sched:sched_switch", "-o", str(out), "sh", "-c", script],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        theirs = subprocess.run(["trace-cmd", "report", str(out)], capture_output=True, timeout=120).stdout
+        if b"bad\xff\xfemark x" in theirs and "caf\u00e9 ok".encode() in theirs:
+            break
+    else:
+        pytest.fail("no recording held both marker writes")
+    ours = _cli("report", str(out))
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == theirs
 
 
 def test_printf_widths_count_bytes():
