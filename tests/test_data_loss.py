@@ -363,3 +363,20 @@ def test_every_error_kind_names_its_offset(tmp_path, monkeypatch):
                                   UnsupportedCompressionError, DecompressionError, FormatParseError)}
     assert kinds <= set(seen), (kinds - set(seen), seen)
     assert k > 100
+
+
+# --- item 4: a FIFO as input (the CLI refuses it in tests/test_cli.py; the library and app too) ---------
+
+def test_library_and_app_loader_refuse_a_fifo_at_once(tmp_path):
+    """open() of a FIFO waited for a writer forever: File > Open of one hung the app's load worker
+    (uncancellable). The reader itself now refuses anything but a regular file, in one line."""
+    fifo = tmp_path / "trace.dat"
+    os.mkfifo(fifo)
+    code = ("import sys\nfrom kshark_py.loaders.errors import TraceDatError\n"
+            "from kshark_py.loaders.tracedat import open_trace\nfrom kshark_py.ui.loader import load_session\n"
+            "for f in (open_trace, lambda p: load_session([p])):\n"
+            "    try:\n        f(sys.argv[1])\n    except TraceDatError as e:\n        print(e.one_line())\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60,
+                       env=env, cwd=REPO)
+    assert r.stdout.splitlines() == [f"{fifo}: cannot open: not a regular file (a FIFO)"] * 2, r.stderr
