@@ -380,3 +380,30 @@ def test_library_and_app_loader_refuse_a_fifo_at_once(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60,
                        env=env, cwd=REPO)
     assert r.stdout.splitlines() == [f"{fifo}: cannot open: not a regular file (a FIFO)"] * 2, r.stderr
+
+
+def test_v7_uncompressed_cut_inside_data_is_reported_not_guessed(tmp_path):
+    """Uncompressed v7 data has no chunk headers: without the lost index nothing says where one CPU's
+    pages end, so the buffer's data is reported lost (bytes, where) rather than split by a guess. The
+    corpus has no uncompressed v7 file (trace-cmd here writes zstd): record one with our recorder."""
+    from tests.test_capture_record import require_recording
+
+    require_recording()
+    src = tmp_path / "u7.dat"
+    r = cli("record", "-o", str(src), "--file-version", "7", "--compression", "none", "-e", "sched:sched_switch",
+            "-d", "0.5")
+    assert r.returncode == 0, r.stderr
+    with open_trace(src) as tf:
+        assert (tf.version, tf.compression) == (7, "none") and len(tf.buffers[0].cpu_data) == 2
+        (_c0, off0, _s0), (_c1, off1, size1) = [(c.cpu, c.offset, c.size) for c in tf.buffers[0].cpu_data]
+        sec = tf.meta.buffers[0].section_offset
+    cut = off1 + size1 // 2 if size1 else off1
+    p = cut_copy(tmp_path, src, cut)
+    with open_trace(p) as tf:
+        assert tf.buffers == []
+        (x,) = tf.decode_all()
+        assert (x.kind, x.buffer, x.cpu, x.bytes) == (LOSS_INDEX, "", None, cut - sec - 16)
+        assert f"uncompressed CPU data (bytes {off0}-{cut}) is not read" in x.what
+    r = cli("report", str(p))
+    assert r.returncode == 0 and r.stdout.decode().splitlines() == ["cpus=2"]
+    assert r.stderr.decode().splitlines() == [f"kshark-py: {x.one_line()}"]

@@ -1218,7 +1218,8 @@ class TraceFile:
             cpus, note, missing = self._walk_lost_buffer(sec + hdr.size, li, compressed)
             self._file_losses.append(DataLoss(
                 self.path, LOSS_INDEX, name, None, fs, f"file ends at byte {fs}, before the buffer's index "
-                f"(trace-cmd writes it after the data, at byte {self.truncated_options}); {note}"))
+                f"(trace-cmd writes it after the data, at byte {self.truncated_options}); {note}",
+                bytes=None if cpus is not None else max(0, min(li.section_end or fs, fs) - sec - hdr.size)))
             for c in missing:
                 self._file_losses.append(DataLoss(
                     self.path, LOSS_TRUNCATED, name, c, fs, f"file ends at byte {fs}, before CPU {c}'s data "
@@ -1244,8 +1245,8 @@ class TraceFile:
             if ncpus == 1:
                 size = (li.section_end or fs) - pos
                 return [CpuData(0, pos, max(0, size))], "CPU 0's pages read up to the end of the file", []
-            return None, (f"the {max(0, end - pos):,} bytes of uncompressed CPU data at bytes {pos}-{end} are not "
-                          f"read: without the index nothing says where one CPU's pages end and the next's begin"), []
+            return None, (f"its uncompressed CPU data (bytes {pos}-{end}) is not read: without the index nothing "
+                          f"says where one CPU's pages end and the next's begin"), []
         cpus: list[CpuData] = []
         cpu = 0
         while ncpus is None or cpu < ncpus:
