@@ -1200,6 +1200,9 @@ class TraceFile:
                 break  # never given its size (the writer died): the rest of the file is its data
             pos += hdr.size + size
         if not found:
+            x = self.truncated_options
+            where = (f"inside the options section at byte {x} (its whole option records were read)"
+                     if x + hdr.size <= fs else f", before the options section at byte {x}")
             self._file_losses.append(DataLoss(
                 self.path, LOSS_INDEX, None, None, fs, f"file ends at byte {fs}, before the options section at "
                 f"byte {self.truncated_options} that describes the buffers written after byte "
