@@ -1204,9 +1204,8 @@ class TraceFile:
             where = (f"inside the options section at byte {x} (its whole option records were read)"
                      if x + hdr.size <= fs else f", before the options section at byte {x}")
             self._file_losses.append(DataLoss(
-                self.path, LOSS_INDEX, None, None, fs, f"file ends at byte {fs}, before the options section at "
-                f"byte {self.truncated_options} that describes the buffers written after byte "
-                f"{self.truncated_options if pos is None else min(pos, fs)}; their data is not in the file"))
+                self.path, LOSS_INDEX, None, None, fs, f"file ends at byte {fs}{' ' if where[0] != ',' else ''}"
+                f"{where}: whatever was written after it (more buffers, if any) is not in the file"))
             return
         unnamed = 0
         for sec, flags, size in found:
