@@ -226,6 +226,7 @@ def test_v7_cut_inside_the_trailing_options_keeps_the_index(tmp_path):
         assert tf.truncated_options == opts and tf.buffers[0].lost_index is None
         assert len(tf.buffers[0].events) == n
         assert [(x.kind, x.buffer) for x in tf.losses] == [(LOSS_INDEX, None)]
+        assert tf.losses[0].what.startswith(f"file ends at byte {cut} inside the options section at byte {opts}")
 
 
 def test_lenient_corrupt_chunk_is_a_loss(tmp_path):
