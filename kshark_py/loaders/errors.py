@@ -1,7 +1,12 @@
-"""One exception family for everything the loaders refuse.
+"""One exception family for everything the loaders refuse, and one record for what they lost.
 
 Every error names the file, the part of the file it was reading (the section) and the byte offset,
 so a user can tell a truncated download from a corrupted section from a feature we do not support.
+The one exception is the base :class:`TraceDatError` for a file that cannot be opened at all (missing,
+no permission, not a regular file): no byte of it was read.
+
+A load that succeeds may still have lost data (a cut or, with ``strict=False``, damaged file):
+:class:`DataLoss` records say what, and every front end prints them the same way.
 """
 
 from __future__ import annotations
