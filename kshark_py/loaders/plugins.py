@@ -157,12 +157,17 @@ class PluginSet:
             if err:
                 out.append(f'CAN\'T FIND FIELD "{name}"')
             return
+        out.append(self._func_text(fmt, tev.find_field(name), data))
+
+    def _func_text(self, fmt: str, f: TField, data: bytes) -> str:
+        """tep_print_func_field's text for a readable field: "name/0x(start - value)" or the value."""
+        v = self.ev.read(data, f.offset, f.size)
         fn = self.ev.find_func(v)
         if fn is not None:
             tmp = f"{fn[0]}/0x{(fn[1] - v) & U64:x}"
         else:
             tmp = f"0x{v:08x}"
-        out.append(printf1(fmt, tmp))
+        return printf1(fmt, tmp)
 
     def _comm(self, f: TField, data: bytes, pid: int) -> str:
         comm = data[f.offset:f.offset + f.size]
@@ -280,6 +285,37 @@ class PluginSet:
         return "".join(out), False
 
     # -- hrtimer plugin -----------------------------------------------------------------------
+    def column_plan(self, tev: TEvent) -> list[tuple] | None:
+        """The handler's text as pieces a block renderer can format a whole column at a time, or
+        None (then it renders once per distinct payload).  Pieces: ``("lit", text)``, ``("hex",
+        field)`` (``0x%llx``), ``("dec", field)`` (``%llu``), ``("distinct", fields, fn)`` (``fn(data)``
+        once per distinct value of those fields).  Only for handlers whose every event has a value
+        of its own (hrtimer's now/expires), where per-payload rendering would be per event.
+        """
+        if tev.handler not in (self.hrtimer_expire, self.hrtimer_start):
+            return None
+        plan: list[tuple] = [("lit", "hrtimer=")]
+        f = self._num(tev, "timer") or self._num(tev, "hrtimer")
+        plan.append(("hex", f) if f is not None else ("lit", 'CAN\'T FIND FIELD "hrtimer"'))
+        func = self._num(tev, "function")
+        fn_piece = [("distinct", [func], lambda data: self._func_text(" function=%s", func, data))] if func else []
+        if tev.handler == self.hrtimer_start:
+            plan += fn_piece
+        names = ["now"] if tev.handler == self.hrtimer_expire else ["expires", "softexpires"]
+        for name in names:
+            plan.append(("lit", f" {name}="))
+            f = self._num(tev, name)
+            plan.append(("dec", f) if f is not None else ("lit", f'CAN\'T FIND FIELD "{name}"'))
+        if tev.handler == self.hrtimer_expire:
+            plan += fn_piece
+        return plan
+
+    @staticmethod
+    def _num(tev: TEvent, name: str) -> TField | None:
+        """The field tep_read_number_field can read, or None."""
+        f = tev.find_field(name)
+        return f if f is not None and f.size in (1, 2, 4, 8) else None
+
     def hrtimer_expire(self, tev: TEvent, data: bytes, cpu: int) -> tuple[str, bool]:
         out = ["hrtimer="]
         if not self._num_field(out, "0x%llx", tev, "timer", data, False):

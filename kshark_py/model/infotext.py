@@ -11,7 +11,9 @@ piece by piece, per event type:
 * anything else (``__print_flags``, ``%s`` of a comm, ``%pS`` symbols, functions...): rendered with
   the scalar evaluator once per *distinct* value of the bytes it reads (a comm, a flags word), and
   spread back with ``take``;
-* events with a plugin handler, ``bprint`` or an unparsable format: once per distinct payload.
+* events with a plugin handler, ``bprint`` or an unparsable format: once per distinct payload,
+  except handlers that describe their text in column pieces (``PluginSet.column_plan``: hrtimer,
+  whose every event carries its own time).
 
 The result is exactly :meth:`InfoRenderer.info` for every row, as shown: the renderer's lossless
 text (a comm or ``%s`` argument that is not UTF-8 keeps its bytes, :mod:`~kshark_py.loaders.text`)
@@ -186,14 +188,18 @@ class BlockInfo:
 
     # ---- plan per event type ---------------------------------------------------------------------
     def _plan(self, eid: int) -> list | None:
-        """Per item: ("lit", text) | ("vec", item, field) | ("key", item, fields, whole); None: per payload."""
+        """Per item: ("lit", text) | ("vec", item, field) | ("key", item, fields, whole) | a plugin's
+        ("hex"/"dec", field) | ("distinct", fields, fn); None: per payload."""
         if eid in self._plans:
             return self._plans[eid]
         tev: TEvent | None = self.r.event(eid)
         plan: list | None
         # the kmem plugin's handler only prefixes "(symbol+off) " from call_site, then prints the fmt
         prefix = tev is not None and getattr(tev.handler, "__name__", "") == "call_site"
-        if tev is not None and tev.failed and tev.handler is None and not tev.is_bprint:
+        columns = self.r.plugins.column_plan(tev) if tev is not None and tev.handler is not None else None
+        if columns is not None:
+            plan = columns  # a plugin's text in column pieces (hrtimer: every event has its own time)
+        elif tev is not None and tev.failed and tev.handler is None and not tev.is_bprint:
             plan = self._failed_plan(tev)
         elif tev is None or (tev.handler is not None and not prefix) or tev.failed or tev.is_bprint \
                 or tev.cache is None:
@@ -304,6 +310,15 @@ class BlockInfo:
                 pieces.append(self._vector(step[1], step[2], mat, ln))
             elif step[0] == "raw":
                 pieces.append(self._raw(step[1], mat, ln))
+            elif step[0] == "hex":
+                v = self._reader(mat, ln)(step[1].offset, step[1].size)
+                pieces.append(pc.binary_join_element_wise(_str("0x"), _hex(v), _str("")))
+            elif step[0] == "dec":
+                pieces.append(_dec(self._reader(mat, ln)(step[1].offset, step[1].size)))
+            elif step[0] == "distinct":
+                _, fields, fn = step
+                pieces.append(self._per_distinct(self._key(mat, ln, fields),
+                                                 lambda i, fn=fn: fn(bytes(mat[i, :ln[i]]))))
             elif step[0] == "rawkey":
                 _, f, string_ok, dynamic = step
                 key = np.hstack([mat, _le(ln, 4)]) if dynamic else self._key(mat, ln, [f])
