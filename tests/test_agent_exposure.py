@@ -38,7 +38,10 @@ from .test_capture_interop import TC_NS, env_ok, free_port, our_cli, start, stop
 from .test_capture_record import ROOT, instances, require_recording
 
 HANDSHAKE = 0.2
-"""The handshake timeout of these tests: trace-cmd's 5 s scaled down."""
+"""The handshake timeout of the starvation tests: trace-cmd's 5 s scaled down."""
+WAIT = 0.6
+"""The handshake timeout elsewhere: long enough to tell "closed at once" (< WAIT/2) from "waited for"
+on a loaded machine."""
 TRACE_REQ = M.encode(M.TraceReq(0, 1, ("-e", "sched:sched_switch"), None))
 
 
@@ -60,7 +63,7 @@ def listeners(port: int) -> set[str]:
 @contextlib.contextmanager
 def running_agent(**kw):
     """Our agent serving in a thread (``bind`` first, so the port is known); stopped on the way out."""
-    agent = A.Agent(**{"family": "tcp", "port": 0, "handshake_timeout": HANDSHAKE, **kw})
+    agent = A.Agent(**{"family": "tcp", "port": 0, "handshake_timeout": WAIT, **kw})
     agent.bind()
     t = threading.Thread(target=agent.serve, daemon=True)
     t.start()
@@ -164,7 +167,7 @@ def test_vsock_accepts_only_the_host_cid(caplog):
     with pytest.raises(ValueError, match="needs its host"):
         A.Agent(family="tcp", port=823)
 
-    gate = G.Gate([], default.allow, handshake_timeout=HANDSHAKE)
+    gate = G.Gate([], default.allow, handshake_timeout=WAIT)
     stranger, agent_end = socket.socketpair()
     with stranger:
         assert not gate.offer(agent_end, 3)
@@ -218,16 +221,16 @@ def test_host_name_resolved_at_each_connection(monkeypatch, caplog):
         assert agent.addresses == ["127.0.0.1"] and listeners(agent.port) == {"127.0.0.1"}
         with connect(agent.port) as s:  # guesthost: pending until the handshake timeout
             took, _ = closed_after(s)
-            assert HANDSHAKE * 0.8 < took < HANDSHAKE + 1.0
-        assert f"closed the connection from 127.0.0.1: no request within {HANDSHAKE:g} s" in caplog.text
+            assert WAIT * 0.8 < took < WAIT + 1.0
+        assert f"closed the connection from 127.0.0.1: no request within {WAIT:g} s" in caplog.text
         answers["now"] = ["127.0.0.2"]  # DNS changed: the old address is a stranger now
         with connect(agent.port) as s:
             took, _ = closed_after(s)
-            assert took < HANDSHAKE * 0.8
+            assert took < WAIT / 2
         assert "refused the connection from 127.0.0.1: not guesthost (127.0.0.2)" in caplog.text
         with connect(agent.port, source="127.0.0.2") as s:  # and the new one is the host
             took, _ = closed_after(s)
-            assert took > HANDSHAKE * 0.8
+            assert took > WAIT * 0.8
         assert "refused the connection from 127.0.0.2" not in caplog.text
 
 
@@ -242,22 +245,22 @@ def test_binds_to_the_address_that_reaches_the_host(caplog):
         assert agent.addresses == [G.route_source(socket.AF_INET, ("127.0.0.2", 0))] == ["127.0.0.1"]
         assert listeners(agent.port) == {"127.0.0.1"}
         with connect(agent.port) as s:
-            assert closed_after(s)[0] < HANDSHAKE * 0.8
+            assert closed_after(s)[0] < WAIT / 2
         assert "refused the connection from 127.0.0.1: not 127.0.0.2 (127.0.0.2)" in caplog.text
         with connect(agent.port, source="127.0.0.2") as s:
-            assert closed_after(s)[0] > HANDSHAKE * 0.8
+            assert closed_after(s)[0] > WAIT * 0.8
     with running_agent(allowed_host="::1") as agent:
         assert agent.addresses == ["::1"] and listeners(agent.port) == {"::1"}
         with pytest.raises(ConnectionRefusedError):
             connect(agent.port, "127.0.0.1")
         with connect(agent.port, "::1") as s:
-            assert closed_after(s)[0] > HANDSHAKE * 0.8
+            assert closed_after(s)[0] > WAIT * 0.8
     with running_agent(allowed_host="127.0.0.1", listen_addr="::") as agent:
         assert listeners(agent.port) == {"::"}
         with connect(agent.port, "127.0.0.1") as s:
-            assert closed_after(s)[0] > HANDSHAKE * 0.8  # admitted (waited for its request)
+            assert closed_after(s)[0] > WAIT * 0.8  # admitted (waited for its request)
         with connect(agent.port, "::1") as s:
-            assert closed_after(s)[0] < HANDSHAKE * 0.8
+            assert closed_after(s)[0] < WAIT / 2
         assert "refused the connection from ::1: not 127.0.0.1" in caplog.text
 
 
@@ -301,12 +304,12 @@ def test_hostile_peers_are_closed_never_waited_on(caplog):
         with connect(agent.port) as s:
             s.sendall(b"\xff" * 12)
             took, got = closed_after(s)
-            assert took < HANDSHAKE * 0.8 and got == b""
+            assert took < WAIT / 2 and got == b""
         assert "closed the connection from 127.0.0.1: not a trace request (" in caplog.text
         with connect(agent.port) as s:
             s.sendall(M.encode(M.Close()))
             took, got = closed_after(s)
-            assert took < HANDSHAKE * 0.8 and got == struct.pack(">III", 12, 5, 0)  # NOT_SUPP
+            assert took < WAIT / 2 and got == struct.pack(">III", 12, 5, 0)  # NOT_SUPP
         assert "it sent Close instead of a trace request (answered NOT_SUPP)" in caplog.text
         with connect(agent.port) as s:
             t0 = time.monotonic()
@@ -323,10 +326,10 @@ def test_hostile_peers_are_closed_never_waited_on(caplog):
                 except OSError:
                     ended = time.monotonic() - t0
                     break
-            assert ended is not None and HANDSHAKE * 0.8 < ended < HANDSHAKE + 1.0
+            assert ended is not None and WAIT * 0.8 < ended < WAIT + 1.0
         socks = [connect(agent.port) for _ in range(G.MAX_PENDING + 3)]
         try:
-            time.sleep(HANDSHAKE / 4)
+            time.sleep(WAIT / 4)
             closed, _, _ = select.select(socks, [], [], 0)  # end of stream waiting: closed by the agent
             assert closed == socks[:3]
         finally:
@@ -357,7 +360,7 @@ def test_silent_reconnectors_do_not_starve_the_host(recording, tmp_path, caplog)
                 took, got = closed_after(s)
                 held.append(took)
 
-    with running_agent(allowed_host="127.0.0.1", once=True) as agent:
+    with running_agent(allowed_host="127.0.0.1", once=True, handshake_timeout=HANDSHAKE) as agent:
         threads = [threading.Thread(target=silent, args=(agent.port,), daemon=True) for _ in range(3)]
         for t in threads:
             t.start()
@@ -373,7 +376,7 @@ def test_silent_reconnectors_do_not_starve_the_host(recording, tmp_path, caplog)
     assert took < 15
     assert before >= 6
     assert all(HANDSHAKE * 0.8 < h < HANDSHAKE + 1.0 for h in held[:before]), held  # dropped at the timeout
-    assert sum(h < HANDSHAKE / 2 for h in held[before:]) >= 3, held  # during the session: closed at once
+    assert sum(h < HANDSHAKE * 0.6 for h in held[before:]) >= 3, held  # during the session: closed at once
     assert "host closed the session" in caplog.text
 
 
@@ -405,14 +408,14 @@ def test_reconnecting_host_during_a_session(recording, tmp_path, caplog):
         finally:
             other.close()
         time.sleep(1.0)  # the session records on, with 5 knocks
+        stop.set()  # before the session ends: a knock on the idle agent would be served (and hold it)
+        knocker.join(10)
 
     with running_agent(allowed_host="127.0.0.1") as agent:
         knocker = threading.Thread(target=knock, args=(agent.port,), daemon=True)
         events = record_guest(tmp_path, agent.port, during=during, tsync=0)
-        stop.set()
-        knocker.join(10)
-        deadline = time.monotonic() + 5
-        while agent.sessions < 1 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while agent.gate.busy.is_set() and time.monotonic() < deadline:  # the agent finishes its side
             time.sleep(0.05)
         again = record_guest(tmp_path / "second", agent.port)
     assert events > 0 and again > 0 and agent.sessions == 2
