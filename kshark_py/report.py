@@ -220,7 +220,8 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
             continue
         comm = names.comm[k]
         sep = " " if tf.in_usecs else ""  # trace-cmd's time formats: " %6.1000d:" / " %9.1d:" but "%12d:"
-        line = (f"{head}{pad(comm, 16)}-{int(pid[r]):<5d} [{c:03d}]{sep}"
+        task = comm.rjust(16) if comm.isascii() else pad(comm, 16)  # "%16s": bytes, not characters
+        line = (f"{head}{task}-{int(pid[r]):<5d} [{c:03d}]{sep}"
                 f"{format_time(int(ts[r]), usecs=tf.in_usecs, nsec=nsec)}: {name}: "
                 + " " * max(0, 20 - len(name)) + info)
         if line.endswith("\n"):

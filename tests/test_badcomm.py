@@ -221,6 +221,10 @@ def test_app_opens_it_and_shows_replacement_characters(badcomm, qtbot):
     assert any(c.startswith(f"{SHOWN}:{pid} [120] S ==>") for _, c in cells)
     qt_text = m.data(m.index(2, task_col))  # what Qt holds: lone surrogates would have been dropped
     assert qt_text == SHOWN
+    from PySide6.QtCore import Qt
+
+    tip = m.data(m.index(8, info_col), Qt.ItemDataRole.ToolTipRole)
+    assert tip == f"host  CPU 0  {SHOWN}-{pid}\nsched:sched_switch: {SHOWN}:{pid} [120] S ==> swapper/0:0 [120]"
     # the info search renders blocks with the same text as the list
     bi = m.block_info(0)
     rows = np.arange(len(m.merged))
