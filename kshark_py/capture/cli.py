@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..argtypes import arg_type, seconds, whole_number, writable_file
 from . import leftovers, spool
+from .control import loss_lines
 from .recorder import EventSpec, RecordError, find_tracefs
 from .session import NO_EVENT_ERROR, GuestConfig, HostSession, guest_without_events_error, parse_guest_spec
 from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
@@ -342,22 +343,6 @@ def _recover(args: RecordArgs) -> int:
     return 0
 
 
-def _lost_lines(rec) -> list[str]:
-    """One line per CPU that lost events: how many, and why."""
-    out = []
-    for c in rec.losses():
-        parts = []
-        if c.unsaved_pages or c.reason:
-            where = f" in {rec.spool}" if rec.spool is not None else ""
-            parts.append(f"{c.unsaved_pages:,} pages ({c.unsaved_events:,} events) not saved: "
-                         f"{c.reason or 'write error'}{where} (the temp dir for raw pages: TMPDIR)")
-        if c.kernel_events:
-            parts.append(f"{c.kernel_events:,} events dropped by the kernel (its ring buffer was full: a bigger "
-                         "-b, fewer events, or a faster disk)")
-        out.append(f"CPU{c.cpu}: " + "; ".join(parts))
-    return out
-
-
 def _kept_text(session: HostSession) -> str:
     rec = session.recorder
     kept = rec.spool
@@ -415,7 +400,7 @@ def _cmd_record(ns: argparse.Namespace) -> int:
                 print(f"guest {g.name}: {g.tsync.proto} time sync, {g.tsync.rounds} rounds, offsets (ns or clock "
                       f"units) {offs}" + (f" ({g.tsync.error})" if g.tsync.error else ""), file=sys.stderr)
         print("wrote " + " ".join(str(f) for f in files), file=sys.stderr)
-        lost = _lost_lines(rec) if session.record_host else []
+        lost = loss_lines(rec) if session.record_host else []
         if lost:
             events = sum(c.kernel_events + c.unsaved_events for c in rec.losses())
             _say(f"data lost: {events:,} events on {len(lost)} CPU(s); {files[0]} holds the rest")

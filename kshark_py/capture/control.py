@@ -19,20 +19,38 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import kvm
+from . import kvm, leftovers
 from .livecount import GuestCounts
-from .recorder import EventSpec, RecordError, find_tracefs, missing_events, parse_lost
+from .recorder import EventSpec, Recorder, RecordError, find_tracefs, missing_events, parse_lost
 from .session import GuestConfig, HostSession, parse_guest_spec
 from .transport import host_fifos
 
-
 # --- preflight ------------------------------------------------------------------------------------------
+FIX_STALE_INSTANCES = "remove-stale-instances"
+"""A :attr:`Check.fix`: :func:`~kshark_py.capture.leftovers.remove_stale_instances` removes what it reports."""
+
+
 @dataclass(frozen=True)
 class Check:
-    """One preflight finding: ``level`` is "ok", "info", "warn" or "error" (errors block recording)."""
+    """One preflight finding: ``level`` is "ok", "info", "warn" or "error" (errors block recording).
+
+    ``fix`` names what a front end can offer to do about it (:data:`FIX_STALE_INSTANCES`), or None."""
 
     level: str
     message: str
+    fix: str | None = None
+
+
+def leftover_checks(tracefs: Path, tmpdir: str | os.PathLike | None = None) -> list[Check]:
+    """Instances of killed kshark-py processes (offered for removal) and the raw pages they left."""
+    out = []
+    for inst in leftovers.stale_instances(tracefs):
+        cost = " (it keeps filling its ring buffers)" if inst.recording else ""
+        out.append(Check("warn", f"Leftover {leftovers.instance_text(inst)}{cost}: remove it (kshark-py record "
+                                 "also removes such instances when it starts).", FIX_STALE_INSTANCES))
+    for sp in leftovers.stale_spools(tmpdir):
+        out.append(Check("warn", f"Leftover recording: {leftovers.spool_text(sp)}."))
+    return out
 
 
 def available_clocks(tracefs: Path | None = None) -> tuple[list[str], str | None]:
@@ -133,6 +151,7 @@ def preflight(specs: Sequence[EventSpec], guests: Sequence[GuestConfig], *, cloc
                                      "written, only the guests' files."))
         elif not specs:
             out.append(Check("error", "No event selected (-e all records every event)."))
+        out += leftover_checks(tfs)
         clocks, sel = available_clocks(tfs)
         use = clock or sel or "local"
         if clock and clock not in clocks:
@@ -260,6 +279,22 @@ def progress(session: HostSession, counts: GuestCounts | None = None) -> Progres
     return p
 
 
+def loss_lines(rec: Recorder) -> list[str]:
+    """One line per CPU of a stopped recording that lost events: how many, and why (empty: nothing lost)."""
+    out = []
+    for c in rec.losses():
+        parts = []
+        if c.unsaved_pages or c.reason:
+            where = f" in {rec.spool}" if rec.spool is not None else ""
+            parts.append(f"{c.unsaved_pages:,} pages ({c.unsaved_events:,} events) not saved: "
+                         f"{c.reason or 'write error'}{where} (the temp dir for raw pages: TMPDIR)")
+        if c.kernel_events:
+            parts.append(f"{c.kernel_events:,} events dropped by the kernel (its ring buffer was full: a bigger "
+                         "buffer (-b KB), fewer events, or a faster disk)")
+        out.append(f"CPU{c.cpu}: " + "; ".join(parts))
+    return out
+
+
 def _guest_text(name: str, text: str) -> str:
     """``guest NAME: text``, once (channel errors already start with it)."""
     return text if text.startswith(f"guest {name}:") else f"guest {name}: {text}"
@@ -292,6 +327,8 @@ class Recording(threading.Thread):
         self._stop_req = threading.Event()
         self._proc: subprocess.Popen | None = None
         self.counts = GuestCounts(session)
+        self.kept: Path | None = None
+        """The host's raw pages kept after a failed write (a full disk): ``kshark-py record --recover`` it."""
 
     def request_stop(self) -> None:
         self._stop_req.set()
@@ -332,6 +369,8 @@ class Recording(threading.Thread):
             self.files = s.write()
             self.warnings = [g.error if g.failed else _guest_text(g.name, f"{g.error} (its data so far is kept)")
                              for g in s.guests if g.error]
+            if s.record_host:
+                self.warnings += [f"Host {line}" for line in loss_lines(s.recorder)]
             self.state = "done"
         except Exception as e:  # shown to the user; the session is cleaned up below
             self.error = str(e) or type(e).__name__
@@ -340,4 +379,7 @@ class Recording(threading.Thread):
                 s.abort()
         finally:
             with contextlib.suppress(Exception):
-                s.close()
+                self.kept = s.close()
+            if self.kept is not None and self.error:
+                self.error += (f"; the recording is kept in {self.kept}: kshark-py record --recover {self.kept} "
+                               "writes its trace.dat")

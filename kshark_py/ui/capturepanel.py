@@ -22,6 +22,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..capture.control import (
+    FIX_STALE_INSTANCES,
     Check,
     CpuProgress,
     Recording,
@@ -32,8 +33,9 @@ from ..capture.control import (
     probe_agent,
     progress,
 )
+from ..capture.leftovers import remove_stale_instances
 from ..capture.livecount import cpu_lost_text, is_trace_cmd_agent
-from ..capture.recorder import EventSpec, RecordError
+from ..capture.recorder import EventSpec, RecordError, find_tracefs
 from ..capture.session import GuestConfig, HostSession
 
 TRANSPORTS = ("vsock", "TCP", "FIFO")
@@ -201,6 +203,13 @@ class CaptureDialog(QtWidgets.QDialog):
         self.checks = QtWidgets.QTextBrowser()
         self.checks.setMinimumHeight(50)
         pl.addWidget(self.checks)
+        self.cleanup_btn = QtWidgets.QPushButton("Remove leftover instances")
+        self.cleanup_btn.setToolTip("Remove the tracefs instances of kshark-py processes that no longer run (killed "
+                                    "while recording: they keep recording into their ring buffers)")
+        self.cleanup_btn.setAutoDefault(False)
+        self.cleanup_btn.clicked.connect(self.remove_leftovers)
+        self.cleanup_btn.hide()
+        pl.addWidget(self.cleanup_btn, 0, QtCore.Qt.AlignmentFlag.AlignLeft)
         self.vsplit.addWidget(pbox)
 
         self.stats = QtWidgets.QTableWidget(0, 5)
@@ -411,11 +420,29 @@ class CaptureDialog(QtWidgets.QDialog):
                         "</div>")
         self.checks.setHtml("".join(html))
         self.last_checks = checks
+        self.cleanup_btn.setVisible(any(c.fix == FIX_STALE_INSTANCES for c in checks) and self.recording is None)
         ok = not any(c.level == "error" for c in checks)
         self.record_btn.setEnabled(ok and self.recording is None)
         if self.recording is None and self.status.text().startswith("Cannot record") and ok:
             self.status.setText("Ready.")
         return checks
+
+    def remove_leftovers(self) -> list[str]:
+        """The button: remove the instances of dead kshark-py processes; returns the ones that stay (why)."""
+        try:
+            tfs = self._tracefs or find_tracefs()
+        except RecordError as e:
+            self.status.setText(str(e))
+            return [str(e)]
+        results = remove_stale_instances(tfs)
+        stay = [f"{inst.name}: {why}" for inst, why in results if why]
+        gone = len(results) - len(stay)
+        text = f"Removed {gone} leftover tracefs instance(s)."
+        if stay:
+            text += " Left: " + "; ".join(stay)
+        self.status.setText(text)
+        self.run_preflight()
+        return stay
 
     def _output_preview(self) -> Path:
         """Where the host file will go: a new ``kshark-<date>-<time>`` folder in the output folder."""
