@@ -181,6 +181,28 @@ def test_task_index_shows_replacement_characters(badcomm):
     assert idx.match("bad\ufffd", "contains").any()
 
 
+def test_metadata_blocks_keep_their_bytes():
+    """kallsyms names, printk formats and saved cmdlines are text blocks the kernel copied: a byte
+    that is not UTF-8 survives each of them (it used to become U+FFFD) and renders as it was."""
+    from kshark_py.loaders.formats import EventFormats, parse_format
+    from kshark_py.loaders.metadata import Kallsyms, parse_cmdlines, parse_printk
+    from kshark_py.loaders.printfmt import InfoRenderer, RenderContext
+
+    ks = Kallsyms(b"ffffffff81000000 T bad\xffsym\nffffffff81000100 t other\t[m\xfeod]\n")
+    assert text.encode(ks.name(0)) == b"bad\xffsym" and text.encode(ks.module(1)) == b"m\xfeod"
+    assert text.encode(parse_printk(b'0xffffffff82000000 : "x\xff=%d\\n"\n')[0xFFFFFFFF82000000]) == b"x\xff=%d\\n"
+    assert text.encode(parse_cmdlines(b"12 " + BAD + b"\n13 ok\n")[12]) == BAD
+    # a print fmt byte that is not printable ASCII: libtraceevent's tokenizer (isprint) fails the
+    # parse and prints the fields raw; the event name, a key everywhere, becomes valid Unicode
+    fmt = text.decode(b'name: ev\xff\nID: 9\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;'
+                      b'\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n'
+                      b'\tfield:int v;\toffset:8;\tsize:4;\tsigned:1;\n\nprint fmt: "v\xfe=%d", REC->v\n')
+    ev = parse_format(fmt, "test")
+    assert ev.name == "ev\ufffd"
+    r = InfoRenderer(EventFormats([ev]), RenderContext("<", 8, ks, {}, lambda p: "<...>"))
+    assert r.info(9, bytes(8) + (5).to_bytes(4, "little"), 0) == "[FAILED TO PARSE] v=5"
+
+
 def test_text_round_trip_and_display():
     for raw in (BAD, b"plain", "caf\u00e9".encode(), b"\xc3", b"\xed\xa0\x80"):
         s = text.decode(raw)

@@ -132,8 +132,9 @@ def parse_field_decl(decl: str) -> tuple[str, str, int | None, str | None]:
 def parse_format(text: str, system: str) -> EventFormat:
     """Parse one kernel ``format`` file's text (the system is not in the text; the file gives it).
 
-    ``text`` is lossless (:func:`.text.decode`): the print fmt keeps bytes that are not UTF-8 (its
-    literals print as trace-cmd prints them); the event name, a key everywhere, is made valid Unicode."""
+    ``text`` is lossless (:func:`.text.decode`), so the print fmt is the kernel's, byte for byte (a
+    byte outside printable ASCII in its quotes fails the parse, as in libtraceevent); the event name,
+    a key everywhere, is made valid Unicode."""
     name = None
     event_id = None
     common: list[Field] = []
