@@ -85,9 +85,16 @@ def main(argv: list[str] | None = None) -> int:
 
     step_secs: Counter[str] = Counter()
 
+    slowest: list[tuple[float, str, str]] = []
+
     def on_result(res: fuzzcases.Result) -> None:
         done[0] += 1
         step_secs.update(res.times)
+        if res.times:  # the slowest cases, by the child's own clock: pathological inputs short of a hang
+            top = max(res.times, key=res.times.get)
+            slowest.append((sum(res.times.values()), res.case.label(), f"{top} {res.times[top]:.1f} s"))
+            slowest.sort(reverse=True)
+            del slowest[5:]
         bucket = res.outcome.split(":")[0] if not res.bug else res.outcome
         outcomes[res.outcome] += 1
         by_kind.setdefault(res.case.kind, Counter())[bucket] += 1
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print("\nmean seconds per case in each step: " + ", ".join(
         f"{k} {v / max(done[0], 1):.3f}" for k, v in step_secs.most_common()))
+    print("slowest cases: " + "; ".join(f"{label} {secs:.1f} s ({top})" for secs, label, top in slowest))
     if a.json:
         Path(a.json).write_text(json.dumps({"cases": done[0], "seconds": secs, "outcomes": outcomes,
                                             "by_kind": by_kind, "signatures": sigs, "first": first_of}, indent=1))

@@ -1177,8 +1177,9 @@ def _worker(rfd: int, wfd: int, depth: float, workdir: str, timeout: float, recy
     for n, line in enumerate(inp):
         key, seed, index, kind = json.loads(line)
         msg = run_one(key, seed, index, kind, depth, workdir, timeout)
+        msg["retire"] = n + 1 >= recycle or msg["outcome"] in ("hang", "blowup") or msg["outcome"].startswith("crash")
         os.write(wfd, (json.dumps(msg) + "\n").encode())
-        if n + 1 >= recycle or msg["outcome"] in ("hang", "blowup") or msg["outcome"].startswith("crash"):
+        if msg["retire"]:
             break
 
 
@@ -1292,7 +1293,11 @@ class Runner:
                     while b"\n" in p.buf:
                         line, _, rest = bytes(p.buf).partition(b"\n")
                         p.buf[:] = rest
-                        self._answer(p, json.loads(line), on_result)
+                        msg = json.loads(line)
+                        self._answer(p, msg, on_result)
+                        if msg.get("retire"):  # it exits: no case may be sent to it any more
+                            self._reap(p)
+                            break
                     continue
                 case, t0 = p.case, p.started
                 status = self._reap(p)
