@@ -46,13 +46,14 @@ def load() -> ctypes.CDLL:
 
 
 class Libtraceevent:
-    """One tep handle, little endian, 8-byte longs, with every installed plugin loaded."""
+    """One tep handle for a file of 8-byte longs (little endian unless ``big``), on this little-endian
+    host, with every installed plugin loaded."""
 
-    def __init__(self) -> None:
+    def __init__(self, big: bool = False) -> None:
         self.lib = load()
         self.tep = self.lib.tep_alloc()
         self.lib.tep_set_long_size(self.tep, 8)
-        self.lib.tep_set_file_bigendian(self.tep, 0)
+        self.lib.tep_set_file_bigendian(self.tep, 1 if big else 0)
         self.lib.tep_set_local_bigendian(self.tep, 0)
         if not self.lib.tep_load_plugins(self.tep):
             raise OSError("libtraceevent loaded no plugins")
