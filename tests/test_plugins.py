@@ -546,7 +546,7 @@ def _plan_text(ours: InfoRenderer, plan: list[tuple], data: bytes) -> str:
             out.append(piece[1])
         elif piece[0] in ("hex", "dec"):
             v = ours.ev.read(data, piece[1].offset, piece[1].size)
-            out.append(f"0x{v:x}" if piece[0] == "hex" else str(v))
+            out.append(f"{piece[2]}{v:x}" if piece[0] == "hex" else str(v))
         else:
             out.append(piece[2](data))
     return "".join(out)
@@ -572,3 +572,31 @@ def test_hrtimer_column_plan_is_the_handler(oracle, recordings):
     block = BlockInfo(tf.buffers[0], InfoRenderer(tf.formats, render_context(tf)))
     for name in ("hrtimer_start", "hrtimer_expire_entry"):
         assert block._plan(tf.formats.find(name, "timer").id) is not None
+
+
+@pytest.mark.parametrize("guest", [False, True], ids=["host-only", "with-guest-functions"])
+def test_kvm_column_plan_is_the_handler(oracle, guest):
+    """kvm_exit / kvm_entry (a guest RIP and exit infos per event) in column pieces: the same text
+    as the handler, this kernel's formats and an old one with isa, with and without guest symbols
+    (a merged host+guest report names the guest function at the RIP)."""
+    require_recording()
+    formats = [f for f in OTHER_FORMATS if f[0] == "kvm"]
+    formats += [("kvm", (EVENTS / ev / "format").read_text()) for ev in ("kvm/kvm_exit", "kvm/kvm_entry")]
+    ours, fmts, _ = _both(oracle, formats)
+    if guest:
+        ours.ctx.guest_func = lambda pid, rip: ("guest_fn", rip & ~0xFF) if pid % 3 else None
+    rng = random.Random(5)
+    for fmt in fmts:
+        tev = ours.event(fmt.id)
+        plan = ours.plugins.column_plan(tev)
+        if fmt.field("rip") is None and fmt.field("guest_rip") is None:
+            # no RIP: the handler gives up and the print fmt follows; rendered per payload
+            assert plan is None and tev.handler(tev, random_payload(rng, fmt), 0)[1]
+            continue
+        assert plan is not None and any(p[0] == "hex" for p in plan)
+        texts = []
+        for _ in range(200):
+            p = random_payload(rng, fmt)
+            texts.append(ours.info(fmt.id, p, 0))
+            assert _plan_text(ours, plan, p) == texts[-1]
+        assert any("guest_fn" in t for t in texts) == guest

@@ -288,15 +288,17 @@ class PluginSet:
     def column_plan(self, tev: TEvent) -> list[tuple] | None:
         """The handler's text as pieces a block renderer can format a whole column at a time, or
         None (then it renders once per distinct payload).  Pieces: ``("lit", text)``, ``("hex",
-        field)`` (``0x%llx``), ``("dec", field)`` (``%llu``), ``("distinct", fields, fn)`` (``fn(data)``
-        once per distinct value of those fields).  Only for handlers whose every event has a value
-        of its own (hrtimer's now/expires), where per-payload rendering would be per event.
+        field, prefix)`` (``prefix%llx``), ``("dec", field)`` (``%llu``), ``("distinct", fields, fn)``
+        (``fn(data)`` once per distinct value of those fields).  For handlers whose events mostly
+        differ (hrtimer's times, kvm's guest RIPs and exit infos), where per payload is per event.
         """
+        if tev.handler in (self.kvm_exit, self.kvm_entry):
+            return self._kvm_plan(tev)
         if tev.handler not in (self.hrtimer_expire, self.hrtimer_start):
             return None
         plan: list[tuple] = [("lit", "hrtimer=")]
         f = self._num(tev, "timer") or self._num(tev, "hrtimer")
-        plan.append(("hex", f) if f is not None else ("lit", 'CAN\'T FIND FIELD "hrtimer"'))
+        plan.append(("hex", f, "0x") if f is not None else ("lit", 'CAN\'T FIND FIELD "hrtimer"'))
         func = self._num(tev, "function")
         fn_piece = [("distinct", [func], lambda data: self._func_text(" function=%s", func, data))] if func else []
         if tev.handler == self.hrtimer_start:
@@ -308,6 +310,47 @@ class PluginSet:
             plan.append(("dec", f) if f is not None else ("lit", f'CAN\'T FIND FIELD "{name}"'))
         if tev.handler == self.hrtimer_expire:
             plan += fn_piece
+        return plan
+
+    def _kvm_plan(self, tev: TEvent) -> list[tuple] | None:
+        """kvm_exit / kvm_entry in column pieces; None where the handler would fail over to the print
+        fmt (a field it needs is missing) or print ``%u`` of an 8-byte vcpu_id."""
+        exit_ = tev.handler == self.kvm_exit
+        rip = self._num(tev, "guest_rip" if exit_ else "rip")
+        if rip is None:
+            return None
+        plan: list[tuple] = []
+        if exit_:
+            reason = self._num(tev, "exit_reason")
+            if reason is None:
+                return None
+            isa = self._num(tev, "isa")
+
+            def reason_text(data: bytes) -> str:
+                out: list[str] = []
+                self._exit_reason(tev, data, "exit_reason", out)
+                return "".join(out)
+
+            plan.append(("distinct", [reason] + ([isa] if isa else []), reason_text))
+        else:
+            vcpu = self._num(tev, "vcpu_id")
+            if vcpu is not None and vcpu.size > 4:
+                return None
+            plan += [("lit", " vcpu "), ("dec", vcpu)] if vcpu else [("lit", 'CAN\'T FIND FIELD "vcpu_id"')]
+        plan += [("lit", " rip "), ("hex", rip, "0x")]
+        pid = tev.find_any_field("common_pid")
+        if self.r.ctx.guest_func is not None:
+
+            def function(data: bytes) -> str:
+                out: list[str] = []
+                self._rip_function(tev, data, self.ev.read(data, rip.offset, rip.size), out)
+                return "".join(out)
+
+            plan.append(("distinct", [f for f in (pid, rip) if f is not None], function))
+        if exit_:
+            i1, i2 = self._num(tev, "info1"), self._num(tev, "info2")
+            if i1 is not None and i2 is not None:
+                plan += [("lit", " info "), ("hex", i1, ""), ("lit", " "), ("hex", i2, "")]
         return plan
 
     @staticmethod

@@ -13,7 +13,7 @@ piece by piece, per event type:
   spread back with ``take``;
 * events with a plugin handler, ``bprint`` or an unparsable format: once per distinct payload,
   except handlers that describe their text in column pieces (``PluginSet.column_plan``: hrtimer,
-  whose every event carries its own time).
+  whose every event carries its own time, and kvm_exit/kvm_entry with their guest RIPs).
 
 The result is exactly :meth:`InfoRenderer.info` for every row, as shown: the renderer's lossless
 text (a comm or ``%s`` argument that is not UTF-8 keeps its bytes, :mod:`~kshark_py.loaders.text`)
@@ -189,7 +189,7 @@ class BlockInfo:
     # ---- plan per event type ---------------------------------------------------------------------
     def _plan(self, eid: int) -> list | None:
         """Per item: ("lit", text) | ("vec", item, field) | ("key", item, fields, whole) | a plugin's
-        ("hex"/"dec", field) | ("distinct", fields, fn); None: per payload."""
+        ("hex", field, prefix) | ("dec", field) | ("distinct", fields, fn); None: per payload."""
         if eid in self._plans:
             return self._plans[eid]
         tev: TEvent | None = self.r.event(eid)
@@ -312,7 +312,7 @@ class BlockInfo:
                 pieces.append(self._raw(step[1], mat, ln))
             elif step[0] == "hex":
                 v = self._reader(mat, ln)(step[1].offset, step[1].size)
-                pieces.append(pc.binary_join_element_wise(_str("0x"), _hex(v), _str("")))
+                pieces.append(pc.binary_join_element_wise(_str(step[2]), _hex(v), _str("")) if step[2] else _hex(v))
             elif step[0] == "dec":
                 pieces.append(_dec(self._reader(mat, ln)(step[1].offset, step[1].size)))
             elif step[0] == "distinct":
