@@ -251,7 +251,7 @@ def write_verified(path: str | os.PathLike, meta: Metadata, cpus: Sequence[CpuDa
         write_trace_file(path, meta, cpus, version=version, compression=compression, trace_id=trace_id,
                          cpu_count=cpu_count, cpustats=cpustats, extra_options=extra_options, clock=clock,
                          sync=True)
-    except OSError as e:
+    except BaseException as e:  # a full disk, or Ctrl-C while writing: the spool stays, the incomplete file goes
         written = 0
         with contextlib.suppress(OSError):
             written = os.path.getsize(path)
@@ -259,7 +259,9 @@ def write_verified(path: str | os.PathLike, meta: Metadata, cpus: Sequence[CpuDa
         with contextlib.suppress(OSError):
             os.unlink(path)
             removed = True
-        raise OutputError(path, e.strerror or str(e), written=written, removed=removed) from None
+        if isinstance(e, OSError):
+            raise OutputError(path, e.strerror or str(e), written=written, removed=removed) from None
+        raise
     verify(path, expected)
     return expected
 
