@@ -296,7 +296,7 @@ def test_capture_panel_lists_leftovers_and_removes_the_instances(tracefs, tmp_pa
         d.run_preflight()
         text = d.checks.toPlainText()
         assert (f"Leftover tracefs instance {dead.name} of process {gone.pid}, which no longer runs (still "
-                "recording) (it keeps filling its ring buffers)") in text
+                "recording): remove it") in text
         assert live.name not in text
         assert f"Leftover recording: {raw}: 8,192 bytes of raw pages of process {gone.pid}" in text
         assert not d.cleanup_btn.isHidden()

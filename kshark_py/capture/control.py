@@ -45,9 +45,8 @@ def leftover_checks(tracefs: Path, tmpdir: str | os.PathLike | None = None) -> l
     """Instances of killed kshark-py processes (offered for removal) and the raw pages they left."""
     out = []
     for inst in leftovers.stale_instances(tracefs):
-        cost = " (it keeps filling its ring buffers)" if inst.recording else ""
-        out.append(Check("warn", f"Leftover {leftovers.instance_text(inst)}{cost}: remove it (kshark-py record "
-                                 "also removes such instances when it starts).", FIX_STALE_INSTANCES))
+        out.append(Check("warn", f"Leftover {leftovers.instance_text(inst)}: remove it (kshark-py record also "
+                                 "removes such instances when it starts).", FIX_STALE_INSTANCES))
     for sp in leftovers.stale_spools(tmpdir):
         out.append(Check("warn", f"Leftover recording: {leftovers.spool_text(sp)}."))
     return out
