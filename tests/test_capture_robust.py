@@ -310,3 +310,33 @@ def test_capture_panel_lists_leftovers_and_removes_the_instances(tracefs, tmp_pa
         for p in (dead, live):
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(p)
+
+
+def test_instance_names_carry_the_pid_of_their_process():
+    from kshark_py.capture.rawevents import TempInstance  # noqa: F401 - names below follow its pattern
+    from kshark_py.capture.recorder import instance_name
+
+    assert leftovers.instance_pid(instance_name(4321)) == 4321
+    assert leftovers.instance_pid("kshark-py-vsock-pid-77-1-abcdef") == 77
+    assert leftovers.instance_pid("kshark-py-map-vcpus-5-12-0a0b0c") == 5
+    assert leftovers.instance_pid("kshark-py-sync-9-3-ffffff") == 9
+    for other in ("kshark-py-ks", "kshark-py", "trace-cmd-1234", "kshark-py-x-y", "clock_synch-0"):
+        assert leftovers.instance_pid(other) is None
+
+
+def test_a_file_sink_on_a_full_disk_accounts_for_every_byte(tmp_path):
+    from kshark_py.capture.recorder import FileSink
+
+    ps = 4096
+    data = os.urandom(ps * 64)
+    with tmpfs(tmp_path / "small", "64k") as small:
+        sink = FileSink(small / "cpu0")
+        with pytest.raises(OSError, match="No space left"):
+            for k in range(0, len(data), 3 * ps + 100):  # writes that end inside pages
+                sink.write(data[k:k + 3 * ps + 100])
+        done = k
+        torn = sink.cut_to_pages(ps)
+        kept = (small / "cpu0").read_bytes()
+        assert len(kept) % ps == 0 and kept == data[:len(kept)]
+        assert kept + torn + sink.unwritten == data[:done + len(data[done:done + 3 * ps + 100])]
+        sink.close()

@@ -428,6 +428,7 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
     from .gate import HOST_CID
 
     _log_setup()
+    _clean_leftovers()  # a killed agent's instance would go on recording in this guest
     family = "tcp" if ns.N else "vsock"
     port = ns.p if ns.p is not None else VSOCK_DEFAULT_PORT
     try:
