@@ -340,3 +340,65 @@ def test_a_file_sink_on_a_full_disk_accounts_for_every_byte(tmp_path):
         assert len(kept) % ps == 0 and kept == data[:len(kept)]
         assert kept + torn + sink.unwritten == data[:done + len(data[done:done + 3 * ps + 100])]
         sink.close()
+
+
+def _panel(qtbot, tmp_path, monkeypatch, out_dir: Path):
+    from PySide6 import QtCore
+
+    from kshark_py.ui import capturepanel
+
+    monkeypatch.setattr(capturepanel, "capture_settings", lambda: QtCore.QSettings(
+        str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat))
+    d = capturepanel.CaptureDialog(None, open_result=False)
+    qtbot.addWidget(d)
+    d.output_dir.setText(str(out_dir))
+    return d
+
+
+def test_capture_panel_shows_what_a_full_temp_dir_lost(tracefs, tmp_path, monkeypatch, qtbot):
+    pytest.importorskip("pytestqt")
+    import tempfile
+
+    kallsyms = len(Path("/proc/kallsyms").read_bytes())
+    with tmpfs(tmp_path / "tmp", f"{(kallsyms + 2_500_000) // 1024}k") as tmp:
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+        d = _panel(qtbot, tmp_path, monkeypatch, tmp_path)
+        for ev in ("sched:sched_switch", "sched:sched_wakeup", "raw_syscalls:sys_enter", "raw_syscalls:sys_exit"):
+            d.set_event(ev)
+        d.command.setText(f"sh -c '{LOAD}'")
+        assert d.start_recording()
+        qtbot.waitUntil(lambda: d.recording is None, timeout=120000)
+    status = d.status.text()
+    assert re.search(r"^Wrote trace\.dat in .*; events lost on \d host CPU\(s\) \(see above\)\.$", status), status
+    shown = d.checks.toPlainText()
+    assert re.search(r"Host CPU\d+: [\d,]+ pages \([\d,]+ events\) not saved: No space left on device", shown), shown
+    assert "#c62828" in d.status.styleSheet() or "#ef6c00" in d.status.styleSheet()
+    out = d.result_files[0]
+    tc, ks = report_both(out)
+    assert tc.splitlines() == ks.splitlines() and event_lines(tc) > 0
+
+
+def test_capture_panel_names_the_kept_recording_when_the_output_disk_is_full(tracefs, tmp_path, monkeypatch,
+                                                                            qtbot):
+    pytest.importorskip("pytestqt")
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    with tmpfs(tmp_path / "full", "400k") as full:
+        d = _panel(qtbot, tmp_path, monkeypatch, full)
+        d.set_event("sched:sched_switch")
+        d.command.setText("sh -c 'for i in $(seq 30); do ls / >/dev/null; done; sleep 0.3'")
+        assert d.start_recording()
+        qtbot.waitUntil(lambda: d.recording is None, timeout=60000)
+        status = d.status.text()
+    kept = spool.find_spools(tmp)
+    assert len(kept) == 1
+    assert status.startswith("Recording failed: cannot write ") and "No space left on device" in status, status
+    assert (f"the recording is kept in {kept[0].path}: kshark-py record --recover {kept[0].path} writes its "
+            "trace.dat") in status
+    rec = run_record(tmp, "--recover", str(kept[0].path), "-o", str(tmp_path / "panel.dat"))
+    assert rec.returncode == 0, rec.stderr
+    tc, ks = report_both(tmp_path / "panel.dat")
+    assert tc.splitlines() == ks.splitlines() and event_lines(tc) > 0

@@ -327,6 +327,8 @@ class Recording(threading.Thread):
         self._proc: subprocess.Popen | None = None
         self.counts = GuestCounts(session)
         self.kept: Path | None = None
+        self.losses: list[str] = []
+        """One line per host CPU that lost events (how many, why), once written."""
         """The host's raw pages kept after a failed write (a full disk): ``kshark-py record --recover`` it."""
 
     def request_stop(self) -> None:
@@ -369,7 +371,7 @@ class Recording(threading.Thread):
             self.warnings = [g.error if g.failed else _guest_text(g.name, f"{g.error} (its data so far is kept)")
                              for g in s.guests if g.error]
             if s.record_host:
-                self.warnings += [f"Host {line}" for line in loss_lines(s.recorder)]
+                self.losses = [f"Host {line}" for line in loss_lines(s.recorder)]
             self.state = "done"
         except Exception as e:  # shown to the user; the session is cleaned up below
             self.error = str(e) or type(e).__name__

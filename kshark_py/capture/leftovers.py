@@ -104,7 +104,9 @@ def spool_text(s: SpoolInfo) -> str:
         return (f"{s.path}: {size} of raw pages of process {s.pid}, which no longer runs, without the metadata "
                 "to make a trace.dat of them: remove the folder")
     dest = f" (meant for {s.output})" if s.output else ""
-    return (f"{s.path}: {size} of raw pages of a recording{dest} of process {s.pid}, which no longer runs: "
+    who = f"of process {s.pid}, which no longer runs" if not pid_running(s.pid) else \
+        f"kept by process {s.pid} after its write failed"
+    return (f"{s.path}: {size} of raw pages of a recording{dest} {who}: "
             f"kshark-py record --recover {s.path} writes its trace.dat (or remove the folder)")
 
 

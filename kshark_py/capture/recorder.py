@@ -891,6 +891,7 @@ class Recorder:
         if self.spool is None:
             return None
         if self.spool_kept:
+            spool.release(self.spool)
             return self.spool
         spool.remove(self.spool)
         return None

@@ -274,6 +274,7 @@ class SpoolInfo:
     path: Path
     pid: int
     running: bool
+    """Its process runs and has not released it: in use, never touched."""
     size: int
     """Bytes of raw pages (cpuN files)."""
     state: str | None
@@ -292,7 +293,7 @@ def spool_info(path: Path) -> SpoolInfo | None:
     with contextlib.suppress(SpoolError):
         st = read_state(path)
         state, output = st.get("state"), st.get("output")
-    return SpoolInfo(path, pid, pid_running(pid), size, state, output)
+    return SpoolInfo(path, pid, pid_running(pid) and not released(path), size, state, output)
 
 
 def find_spools(tmpdir: str | os.PathLike | None = None) -> list[SpoolInfo]:
@@ -308,8 +309,23 @@ def find_spools(tmpdir: str | os.PathLike | None = None) -> list[SpoolInfo]:
 
 
 def stale_spools(tmpdir: str | os.PathLike | None = None) -> list[SpoolInfo]:
-    """Spool folders left by processes that no longer run (killed, or a failed write kept them)."""
+    """Spool folders no process uses: left by killed processes, or kept after a failed write."""
     return [s for s in find_spools(tmpdir) if not s.running]
+
+
+RELEASED = "released"
+"""An empty file: the recording process is done with the spool (kept after a failed write) although it may
+still run (the app): the spool may be recovered.  Empty, so even a full disk takes it."""
+
+
+def release(spool: Path) -> None:
+    """Mark a kept spool as no longer in use by its process (best effort)."""
+    with contextlib.suppress(OSError):
+        (spool / RELEASED).touch()
+
+
+def released(spool: Path) -> bool:
+    return (spool / RELEASED).exists()
 
 
 @dataclass(frozen=True)
@@ -333,7 +349,7 @@ def recover(spool: str | os.PathLike, output: str | os.PathLike | None = None, *
         raise SpoolError(f"{d}: no such folder")
     st = read_state(d)
     pid = int(st.get("pid", 0))
-    if pid != os.getpid() and pid_running(pid):
+    if pid != os.getpid() and pid_running(pid) and not released(d):
         raise SpoolError(f"{d}: process {pid} is still recording into it")
     meta = load_metadata(d, st)
     target = Path(output) if output is not None else Path(st.get("output") or "trace.dat")

@@ -627,22 +627,27 @@ class CaptureDialog(QtWidgets.QDialog):
             text += f" in {folders.pop()}"
         if rec.warnings:
             text += f"; {len(rec.warnings)} guest(s) not recorded or cut short (see above)"
+        if rec.losses:
+            text += f"; events lost on {len(rec.losses)} host CPU(s) (see above)"
+        problems = rec.warnings + rec.losses
+        if problems:
             self._show_result(rec)
         self.status.setText(text + ".")
-        self.status.setToolTip("\n".join([text, *rec.warnings]))
-        self._set_status_colour("warn" if rec.warnings else "ok")
+        self.status.setToolTip("\n".join([text, *problems]))
+        self._set_status_colour("warn" if problems else "ok")
         if self._open_result and self.result_files:
             self.filesRecorded.emit([str(f) for f in self.result_files])
-            if not rec.warnings:  # otherwise stay open, so the user reads what went wrong
+            if not problems:  # otherwise stay open, so the user reads what went wrong
                 self.accept()
 
     def _show_result(self, rec: Recording) -> None:
-        """What was written and what went wrong with guests, where the preflight was (room to read it)."""
+        """What was written, what went wrong with guests and what the host lost, where the preflight was (room
+        to read it)."""
         html = ["<p><b>Recording done.</b></p>"]
         html += [f"<div style='color:{_LEVEL_COLOURS['ok']}'>{_LEVEL_MARKS['ok']} Wrote "
                  f"{escape(str(f), quote=False)}</div>" for f in rec.files]
         html += [f"<div style='color:{_LEVEL_COLOURS['error']}'>{_LEVEL_MARKS['error']} "
-                 f"{escape(w, quote=False)}</div>" for w in rec.warnings]
+                 f"{escape(w, quote=False)}</div>" for w in rec.warnings + rec.losses]
         self.checks.setHtml("".join(html))
         total = sum(self.vsplit.sizes())
         self.vsplit.setSizes([total // 2, total - total // 2])
