@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kshark_py.capture import leftovers, spool
+from kshark_py.loaders.tracedat import open_trace
 from tests.test_capture_record import ROOT, report_both, require_recording
 
 LOAD = "for i in $(seq 40); do ls -R /usr/lib >/dev/null; done"
@@ -75,8 +76,8 @@ def test_full_output_disk_keeps_the_pages_and_recover_writes_them(tracefs, tmp_p
     tmp.mkdir()
     with tmpfs(tmp_path / "full", "300k") as full:
         out = full / "trace.dat"
-        r = run_record(tmp, "-o", str(out), "-e", "sched", "--", "sh", "-c", "for i in $(seq 30); do ls / >/dev/null; "
-                       "done; sleep 0.3")
+        r = run_record(tmp, "-o", str(out), "-e", "sched", "--file-version", "6", "--", "sh", "-c",
+                       "for i in $(seq 30); do ls / >/dev/null; done; sleep 0.3")
         assert r.returncode == 2, r.stderr
         kept = spool.find_spools(tmp)
         assert len(kept) == 1, r.stderr
@@ -99,6 +100,8 @@ def test_full_output_disk_keeps_the_pages_and_recover_writes_them(tracefs, tmp_p
     tc, ks = report_both(tmp_path / "recovered.dat")
     assert tc.splitlines() == ks.splitlines()
     assert event_lines(tc) == events > 0
+    with open_trace(tmp_path / "recovered.dat") as tf:
+        assert tf.version == 6  # as the recording asked (--recover keeps it unless told otherwise)
     assert "sched_switch" in tc
     assert not d.exists()  # recovered: the raw data is gone, the file holds it
 
@@ -162,7 +165,8 @@ def test_sigkill_leftovers_are_cleaned_by_the_next_record_but_never_a_live_one(t
         assert r.returncode in (0, 3), r.stderr
         lines = r.stderr.splitlines()
         assert (f"kshark-py record: removed tracefs instance {dead_inst.name} of process {killed.pid}, which no "
-                "longer runs (still recording)") in lines
+                "longer runs (still recording)") in lines, (
+            r.stderr, "another kshark-py record starting at the same moment may have removed it first: rerun")
         assert not dead_inst.exists()
         # the live recorder is untouched, and still recording
         assert live_inst.is_dir() and (live_inst / "tracing_on").read_text().strip() == "1"

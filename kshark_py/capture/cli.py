@@ -122,6 +122,8 @@ class RecordArgs:
     command: list[str] = field(default_factory=list)
     recover: str | None = None
     output_given: bool = False
+    given: set[str] = field(default_factory=set)
+    """The options given (``--recover`` keeps the recording's own version and compression unless given)."""
 
 
 def parse_record_args(words: list[str]) -> RecordArgs:
@@ -147,6 +149,7 @@ def parse_record_args(words: list[str]) -> RecordArgs:
             v = None
             i += 1
         specs = guest.specs if guest else a.specs
+        a.given.add(w)
         match w:
             case "-A":
                 guest = GuestConfig(v)  # type: ignore[arg-type]
@@ -333,8 +336,9 @@ def _clean_leftovers() -> None:
 
 def _recover(args: RecordArgs) -> int:
     try:
-        r = spool.recover(args.recover or "", args.output if args.output_given else None, version=args.version,
-                          compression=args.compression)
+        r = spool.recover(args.recover or "", args.output if args.output_given else None,
+                          version=args.version if "--file-version" in args.given else None,
+                          compression=args.compression if "--compression" in args.given else False)
     except (spool.SpoolError, spool.OutputError, WriterError) as e:
         _say(str(e))
         return EXIT_ERROR
