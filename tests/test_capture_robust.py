@@ -374,6 +374,8 @@ def test_capture_panel_shows_what_a_full_temp_dir_lost(tracefs, tmp_path, monkey
         qtbot.waitUntil(lambda: d.recording is None, timeout=120000)
     status = d.status.text()
     assert re.search(r"^Wrote trace\.dat in .*; events lost on \d host CPU\(s\) \(see above\)\.$", status), status
+    lost_cells = [d.stats.item(i, 4).text() for i in range(d.stats.rowCount()) if d.stats.item(i, 0).text() == "host"]
+    assert any(c not in ("0", "") for c in lost_cells), lost_cells  # the counters showed it too
     shown = d.checks.toPlainText()
     assert re.search(r"Host CPU\d+: [\d,]+ pages \([\d,]+ events\) not saved: No space left on device", shown), shown
     assert "#c62828" in d.status.styleSheet() or "#ef6c00" in d.status.styleSheet()
@@ -406,3 +408,18 @@ def test_capture_panel_names_the_kept_recording_when_the_output_disk_is_full(tra
     assert rec.returncode == 0, rec.stderr
     tc, ks = report_both(tmp_path / "panel.dat")
     assert tc.splitlines() == ks.splitlines() and event_lines(tc) > 0
+
+
+def test_a_temp_dir_too_full_for_the_metadata_refuses_to_start(tracefs, tmp_path):
+    with tmpfs(tmp_path / "tmp", "1m") as tmp:
+        before = {p.name for p in (tracefs / "instances").iterdir()}
+        r = run_record(tmp, "-o", str(tmp_path / "trace.dat"), "-e", "sched", "-d", "5")
+        assert r.returncode == 2, r.stderr
+        assert re.search(rf"^kshark-py record: cannot save the recording's metadata in {re.escape(str(tmp))}/"
+                         r"kshark-rec-\d+-\S+: No space left on device \(the temp dir for raw pages: TMPDIR\)$",
+                         r.stderr, re.M), r.stderr
+        assert "Traceback" not in r.stderr
+        assert not list(tmp.iterdir())  # nothing left in it
+        assert not (tmp_path / "trace.dat").exists()
+        assert not [n for n in {p.name for p in (tracefs / "instances").iterdir()} - before
+                    if leftovers.instance_pid(n) is not None and not spool.pid_running(leftovers.instance_pid(n))]

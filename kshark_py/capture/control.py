@@ -267,7 +267,8 @@ def progress(session: HostSession, counts: GuestCounts | None = None) -> Progres
     for i, r in enumerate(rec.readers):
         stats = rec.cpustats[i] if i < len(rec.cpustats) else rec.instance.cpu_stats(i)
         ev = _stat_value(stats, "read events")
-        p.cpus.append(CpuProgress("host", i, r.stats.bytes, ev, parse_lost(stats) if stats else None))
+        lost = parse_lost(stats) + r.stats.unsaved_events if stats else None  # + what a full temp dir dropped
+        p.cpus.append(CpuProgress("host", i, r.stats.bytes, ev, lost))
     for g in session.guests:
         for r in list(g.receivers):
             c = counts.counter(g.name, r.cpu) if counts is not None else None
