@@ -7,9 +7,11 @@ yields the ring buffer's own pages, which are exactly what a trace.dat flyrecord
 recording is a copy with no decoding (shared/spec/trace-dat-format.md §8-9).
 
 Each CPU has a reader thread that drains its trace_pipe_raw (non-blocking reads, short sleeps when
-empty) into a sink: a temp file for local recording, a socket or FIFO for the guest agent.  Stopping
-turns tracing off first, then each reader drains what is left (the kernel hands out the partial last
-page), so no event recorded before the stop is lost.
+empty) into a sink: a file in the recording's spool folder (:mod:`.spool`: kept until the trace.dat is
+verified) for local recording, a socket or FIFO for the guest agent.  Stopping turns tracing off first,
+then each reader drains what is left (the kernel hands out the partial last page), so no event recorded
+before the stop is lost.  A file that cannot take more (a full temp dir) does not stop its reader: the
+CPU is still drained and what is dropped is counted exactly (:class:`DiscardSink`, :meth:`Recorder.losses`).
 """
 
 from __future__ import annotations
