@@ -316,11 +316,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _say(text: str) -> None:
-    print(f"kshark-py record: {text}", file=sys.stderr)
+def _say(text: str, prog: str = "record") -> None:
+    print(f"kshark-py {prog}: {text}", file=sys.stderr)
 
 
-def _clean_leftovers() -> None:
+def _clean_leftovers(prog: str = "record") -> None:
     """Remove the tracefs instances of killed kshark-py processes (one line each) and list their spools."""
     try:
         tracefs = find_tracefs()
@@ -329,9 +329,9 @@ def _clean_leftovers() -> None:
     if os.geteuid() == 0:
         for inst, why in leftovers.remove_stale_instances(tracefs):
             _say(f"removed {leftovers.instance_text(inst)}" if why is None else
-                 f"left {leftovers.instance_text(inst)}: {why}")
+                 f"left {leftovers.instance_text(inst)}: {why}", prog)
     for sp in leftovers.stale_spools():
-        _say(leftovers.spool_text(sp))
+        _say(leftovers.spool_text(sp), prog)
 
 
 def _recover(args: RecordArgs) -> int:
@@ -432,7 +432,7 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
     from .gate import HOST_CID
 
     _log_setup()
-    _clean_leftovers()  # a killed agent's instance would go on recording in this guest
+    _clean_leftovers("agent")  # a killed agent's instance would go on recording in this guest
     family = "tcp" if ns.N else "vsock"
     port = ns.p if ns.p is not None else VSOCK_DEFAULT_PORT
     try:
