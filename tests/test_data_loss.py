@@ -151,6 +151,10 @@ def test_v7_cut_inside_data_keeps_every_whole_chunk(tmp_path, v7_full):
         losses = tf.losses
         assert [(x.kind, x.buffer, x.cpu) for x in losses] == [(LOSS_INDEX, "", None), (LOSS_TRUNCATED, "", 1)]
         assert losses[1].at_least and losses[1].pages >= 1 and losses[1].offset == cut
+        # CPU 1 is the last: its data ran to the section's end, so its lost (compressed) bytes are known:
+        # from its cut chunk's header on
+        assert losses[1].compressed and losses[1].bytes == st[1].truncated_bytes
+        assert off1 + 4 + size1 - cut < losses[1].bytes < off1 + 4 + size1 - cut + 16 * 4096
         assert f"inside CPU 1's compressed data (from byte {off1}" in losses[1].what
         n = len(b.events)
     r = cli("export", str(p), "-o", str(tmp_path / "x.parquet"))

@@ -488,9 +488,12 @@ class Buffer:
             start, end = cd.offset, cd.offset + cd.size + (4 if self.compressed else 0)
             if li is not None:  # a buffer found without its index: its CPUs' sizes are not known
                 ran = f"; the buffer's data ran to byte {li.section_end}" if li.section_end else ""
+                # the file's last CPU: the section's end is its end, so its missing bytes are known
+                last = li.section_end is not None and st.cpu == tf.cpus - 1
                 self.losses.append(self._loss(
                     LOSS_TRUNCATED, st.cpu, fs, f"file ends at byte {fs} inside CPU {st.cpu}'s {kind_of} (from byte "
-                    f"{start}{ran})", pages=st.truncated_pages or None, at_least=True))
+                    f"{start}{ran})", pages=st.truncated_pages or None, nbytes=st.truncated_bytes if last else None,
+                    at_least=True))
             elif end <= fs:  # not cut: the CPU's data is not a whole number of pages
                 self.losses.append(self._loss(
                     LOSS_CORRUPT, st.cpu, start + st.data_bytes, f"CPU {st.cpu}'s {kind_of} (bytes {start}-{end}) "
