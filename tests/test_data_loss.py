@@ -412,3 +412,23 @@ def test_v7_uncompressed_cut_inside_data_is_reported_not_guessed(tmp_path):
     r = cli("report", str(p))
     assert r.returncode == 0 and r.stdout.decode().splitlines() == ["cpus=2"]
     assert r.stderr.decode().splitlines() == [f"kshark-py: {x.one_line()}"]
+
+
+def test_lost_index_with_a_huge_cpu_count_stays_bounded(tmp_path):
+    """The CPU count of a buffer found without its index comes from CPUCOUNT, which a damaged file
+    can make 4 billion: the CPUs past the cut are capped (CPU ids are int16) and the loss lines with
+    them (eight by name, then one for the rest)."""
+    data = bytearray(SMALL.read_bytes())
+    rec = struct.pack("<HII", OptionId.CPUCOUNT, 4, 2)
+    at = data.index(rec)
+    data[at + 6:at + 10] = struct.pack("<I", 0xFFFFFFFF)
+    with open_trace(SMALL) as tf:
+        c1 = tf.buffers[0].cpu_data[1]
+    p = tmp_path / "many.dat"
+    p.write_bytes(bytes(data[:c1.offset + c1.size // 2]))
+    with open_trace(p) as tf:
+        losses = tf.decode_all()
+        assert [x.cpu for x in losses] == [None, 1, *range(2, 10), None]  # index, cut CPU, 8 named, the rest
+        assert losses[-1].what.endswith("before the data of CPUs 10-32767 (the index that gave their sizes is "
+                                       "lost too)")
+        assert len(per_cpu(tf.buffers[0].events)[0]) == 499

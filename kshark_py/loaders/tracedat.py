@@ -80,7 +80,7 @@ from .layout import (
 )
 from .memory import drop_mapped_pages, forget_consumed, release_free_memory
 from .metadata import Kallsyms, parse_cmdlines, parse_printk, saved_cmdline_entries
-from .options import BufferOption, CpuData, TraceMetadata, parse_option
+from .options import MAX_CPUS, BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
 from .store import BLOCK_BYTES, ChunkStore, FlatStore
 from .text import decode
@@ -865,7 +865,7 @@ class TraceFile:
         out = [*self._file_losses, *(x for b in getattr(self, "buffers", []) for x in b.losses)]
         # buffer by buffer (top first), its own record before its CPUs'
         return sorted(out, key=lambda x: (x.buffer is not None and x.buffer != "", x.buffer or "",
-                                          -1 if x.cpu is None else x.cpu))
+                                          x.cpu if x.cpu is not None else -1 if x.kind == LOSS_INDEX else 1 << 20))
 
     def decode_all(self) -> list[DataLoss]:
         """Decode every buffer (cached: the report, export or app that follows decodes nothing
@@ -1225,10 +1225,14 @@ class TraceFile:
                 self.path, LOSS_INDEX, name, None, fs, f"file ends at byte {fs}, before the buffer's index "
                 f"(trace-cmd writes it after the data, at byte {self.truncated_options}); {note}",
                 bytes=None if cpus is not None else max(0, min(li.section_end or fs, fs) - sec - hdr.size)))
-            for c in missing:
+            for c in missing[:8]:
                 self._file_losses.append(DataLoss(
                     self.path, LOSS_TRUNCATED, name, c, fs, f"file ends at byte {fs}, before CPU {c}'s data "
                     f"(the index that gave its size is lost too)"))
+            if len(missing) > 8:  # one line for the rest of a many-CPU machine
+                self._file_losses.append(DataLoss(
+                    self.path, LOSS_TRUNCATED, name, None, fs, f"file ends at byte {fs}, before the data of CPUs "
+                    f"{missing[8]}-{missing[-1]} (the index that gave their sizes is lost too)"))
             if cpus is not None:
                 self.buffers.append(Buffer(self, name, self.meta.trace_clock, self.page_size, cpus, compressed, li))
 
@@ -1240,7 +1244,7 @@ class TraceFile:
         ps = self.page_size
         fs = self.file_size
         end = min(li.section_end or fs, fs)
-        ncpus = self.meta.cpu_count
+        ncpus = None if self.meta.cpu_count is None else min(self.meta.cpu_count, MAX_CPUS)
 
         def align(p: int) -> int:
             return (p + ps - 1) // ps * ps
