@@ -275,6 +275,25 @@ def test_banner_shows_what_each_stream_lost(qtbot, tmp_path):
     assert not whole.loss_banner.isVisible()
 
 
+def test_banner_names_the_stream_that_lost_data(qtbot, tmp_path):
+    """Host + guest, the guest's file cut: the bar names the guest stream (and its file), not the host."""
+    from kshark_py.ui.app import build_window
+    from kshark_py.ui.loader import load_session
+
+    host = TRACES / "vm-tsync" / "trace.dat"
+    guest_src = TRACES / "vm-tsync" / "trace-vmguest.dat"
+    guest = cut_copy(tmp_path, guest_src, 1_200_000, "trace-vmguest.dat")
+    w = build_window(load_session([str(host), str(guest)]), [str(host), str(guest)])
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    lines = w.loss_banner.label.text().splitlines()[1:]
+    assert [x.split(":")[0] for x in lines] == ["vmguest (trace-vmguest.dat) top buffer",
+                                                "vmguest (trace-vmguest.dat) cpu 0"]
+    assert "lost: file ends at byte 1200000 inside CPU 0's compressed data" in lines[1]
+    assert w.loss_banner.isVisible()
+
+
 # --- every typed error names its byte offset ------------------------------------------------------------
 
 def _load_everything(path: Path, strict: bool) -> None:
