@@ -1003,13 +1003,15 @@ def _deep(paths: list[str], params: dict, step: Callable[[str], None]) -> str | 
         argv = ["report", *paths] + (["-t"] if params["nsec"] else []) + (["-R"] if params["raw"] else [])
         if params["cpus"] is not None:
             argv += ["--cpu", params["cpus"]]
-        err = io.StringIO()
-        with redirect_stdout(head_stdout(REPORT_LINES)), redirect_stderr(err):
-            code = main(argv)
-        if "Traceback" in err.getvalue() or err.getvalue().count("\n") > 50:
-            raise AssertionError(f"cli report printed a traceback or {err.getvalue().count(chr(10))} lines")
-        if code not in (0, 1, 2):
-            raise AssertionError(f"cli report exit status {code}")
+        commands = [argv] + ([["vcpus", *paths]] if len(paths) > 1 else [])  # host + guest: the VCPU table
+        for argv in commands:
+            err = io.StringIO()
+            with redirect_stdout(head_stdout(REPORT_LINES)), redirect_stderr(err):
+                code = main(argv)
+            if "Traceback" in err.getvalue() or err.getvalue().count("\n") > 50:
+                raise AssertionError(f"cli {argv[0]} printed a traceback or {err.getvalue().count(chr(10))} lines")
+            if code not in (0, 1, 2, 3):
+                raise AssertionError(f"cli {argv[0]} exit status {code}")
     if params["export"]:
         step("export")
         from kshark_py.export import export_parquet
