@@ -189,7 +189,9 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
     renderers = {}
     gfuncs = guest_funcs(session)
     for i, tf in enumerate(files):
-        renderers[i] = InfoRenderer(tf.formats, render_context(tf, gfuncs if tf is session.host else None))
+        ctx = render_context(tf, gfuncs if tf is session.host else None)
+        ctx.time_text = lambda t, tf=tf: format_time(t, usecs=tf.in_usecs, nsec=nsec)  # func_repeats' last_ts
+        renderers[i] = InfoRenderer(tf.formats, ctx)
     cols = []
     for st in streams:
         t = st.buffer.events
@@ -209,7 +211,7 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         name = ev.name if ev else "(NULL)"
         payload = st.buffer.payload(r)
         rend = renderers[st.file_index]
-        info = rend.raw(e, payload, c) if raw else rend.info(e, payload, c)
+        info = rend.raw(e, payload, c) if raw else rend.info(e, payload, c, int(ts[r]))
         head = prefix(st.label)
         missed = lost_map.get(r)
         if missed:

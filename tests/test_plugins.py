@@ -493,6 +493,36 @@ def test_kvm_emulate_insn_of_length_zero(oracle):
     assert [t.split(": ")[1] for t in texts] == ["0f 04 d9", "0f 04 d9", "0f 03", "0f 03"]
 
 
+def test_func_repeats_prints_the_last_repeat_time(oracle):
+    """ftrace:func_repeats: the function, the count, and the record's time minus the 48-bit delta
+    (printed as the report prints times; the library's default is %6.1000d)."""
+    require_recording()
+    ours, (fmt,), tep = _both(oracle, [("ftrace", (EVENTS / "ftrace/func_repeats/format").read_text())])
+    rng = random.Random(6)
+    for _ in range(300):
+        p = random_payload(rng, fmt)
+        ts = rng.choice([0, 1, 999, 10_848_258_052_123, rng.getrandbits(48), rng.getrandbits(64)])
+        got = ours.info(fmt.id, p, 3, ts)
+        assert got == tep.info(p, 3, ts)
+        assert " last_ts: " in got or got.endswith("!")
+    p = struct.pack("<HBBiQQHHI", fmt.id, 0, 0, 1, FUNCS[2][0], FUNCS[1][0], 7, 1, 1000)
+    assert ours.info(fmt.id, p, 3, (1 << 32) + 1000 + 5_000_000_000).endswith(
+        "func_2 (count: 7  last_ts:     5.000000)")
+
+
+def test_block_renderer_keys_func_repeats_by_time(oracle):
+    """The Info search renders handler events once per distinct payload; func_repeats prints a time,
+    so two equal payloads at different times are two texts."""
+    require_recording()
+    ours, (fmt,), _ = _both(oracle, [("ftrace", (EVENTS / "ftrace/func_repeats/format").read_text())])
+    p = struct.pack("<HBBiQQHHI", fmt.id, 0, 0, 1, FUNCS[2][0], FUNCS[1][0], 7, 0, 1000)
+    mat = np.frombuffer(p * 3, np.uint8).reshape(3, len(p)).copy()
+    ts = np.array([2_000_000, 3_000_000, 2_000_000], np.int64)
+    texts = BlockInfo(None, ours)._render_type(fmt.id, mat, np.full(3, len(p)), np.zeros(3, np.int64), ts)
+    assert texts.to_pylist() == [ours.info(fmt.id, p, 0, int(t)) for t in ts]
+    assert texts[0] != texts[1]
+
+
 def test_function_plugin_indents_by_parent(oracle):
     """ftrace:function: children indented 3 spaces per level under a parent seen before, per CPU."""
     require_recording()

@@ -11,9 +11,8 @@ A handler is ``handler(tev, data, cpu) -> (text, also_print_fmt)``.  The print-f
 functions the plugins register (``jiffies_to_msecs``, ``scsi_trace_parse_cdb`` ...) are in
 :mod:`.plugin_funcs`.
 
-Not ported: ``func_repeats``' ``last_ts`` (it needs the record's timestamp, which a handler does
-not get; the function tracer cannot run on our recording hosts), the ``ftrace`` plugin options
-(``parent``, ``offset``: trace-cmd's defaults are used), trace-cmd's own function-graph handlers.
+Not ported: the ``ftrace`` plugin options (``parent``, ``offset``: trace-cmd's defaults are used),
+trace-cmd's own function-graph handlers.
 """
 
 from __future__ import annotations
@@ -89,6 +88,8 @@ class PluginSet(KvmPlugin):
         self.registered_comms: dict[int, str] = {}
         """pid -> comm as sched plugins register them (tep_register_comm: first one wins)."""
         self._fstack: dict[int, list[str]] = {}
+        self.ts = 0
+        """The timestamp of the record being rendered (only func_repeats prints one)."""
         self._insn_text = ""
         """plugin_kvm's static disassembly buffer: a record with len 0 prints what the one before left."""
         self._table: dict[tuple[str, str], Handler] = {
@@ -379,14 +380,20 @@ class PluginSet(KvmPlugin):
         return "".join(out), False
 
     def func_repeats(self, tev: TEvent, data: bytes, cpu: int) -> tuple[str, bool]:
-        # The "last_ts" part needs the record timestamp, which the renderer does not get.
+        """The function, its repeat count and the time of the last repeat: the record's time (set
+        by InfoRenderer.info) minus the 48-bit delta the event carries."""
         text, _ = self.function(tev, data, cpu)
         out = [text]
-        count = self._val_err(tev, "count", data, out)
-        if count is None:
-            return "".join(out) + "!", True
-        out.append(f" (count: {_s64(count)}  last_ts: ")
-        out.append(")")
+        vals = []
+        for name in ("count", "top_delta_ts", "bottom_delta_ts"):
+            v = self._val_err(tev, name, data, out)
+            if v is None:
+                return "".join(out) + "!", True
+            vals.append(v)
+        count, top, bottom = vals
+        last = (self.ts - ((top << 32) | bottom)) & U64
+        when = self.r.ctx.time_text(last) if self.r.ctx.time_text else _usecs(last)
+        out.append(f" (count: {_s64(count)}  last_ts: {when})")
         return "".join(out), False
 
     def kernel_stack(self, tev: TEvent, data: bytes, cpu: int) -> tuple[str, bool]:
@@ -471,6 +478,12 @@ _BSS_FIELDS = [
     [("ht_operation_mode", False)],
 ]
 """plugin_mac80211's drv_bss_info_changed lines: (field, printed with %#x) after each indent."""
+
+
+def _usecs(ts: int) -> str:
+    """TEP_PRINT_TIME with ``%6.1000d``: microseconds, rounded (in 64 bits), as "secs.usecs"."""
+    t = ((ts + 500) & U64) // 1000
+    return f"{t // 1000000:5d}.{t % 1000000:06d}"
 
 
 def _write_state(val: int) -> str:

@@ -47,6 +47,10 @@ class RenderContext:
     printk: dict[int, str]
     comm_of: Callable[[int], str]
     guest_func: Callable[[int, int], tuple[str, int] | None] | None = None
+    time_text: Callable[[int], str] | None = None
+    """How the report prints a timestamp (TEP_PRINT_TIME in trace-cmd's tep_func_repeat_format):
+    the function plugin's ``func_repeats`` prints its ``last_ts`` so.  None: ``%6.1000d``, the
+    plugin's own default (seconds and microseconds)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2075,8 +2079,9 @@ class InfoRenderer:
                 tev.failed = True
 
     # -- public API -----------------------------------------------------------------------------
-    def info(self, event_id: int, payload: bytes, cpu: int) -> str:
-        """The text trace-cmd report prints after 'event_name: ' (plugins applied)."""
+    def info(self, event_id: int, payload: bytes, cpu: int, ts: int = 0) -> str:
+        """The text trace-cmd report prints after 'event_name: ' (plugins applied).  ``ts``, the
+        record's timestamp, only reaches the text of ftrace's func_repeats (its last_ts)."""
         tev = self.event(event_id)
         if tev is None:
             return "[UNKNOWN EVENT]"
@@ -2084,6 +2089,7 @@ class InfoRenderer:
         out = ""
         pretty = True
         if tev.handler is not None:
+            self.plugins.ts = ts
             out, pretty = tev.handler(tev, data, cpu)
         if pretty:
             out += self.pretty(tev, data)

@@ -246,6 +246,7 @@ class BlockInfo:
         off = t.column("offset").to_numpy()[rows]
         ln = t.column("length").to_numpy()[rows].astype(np.int64)
         cpu = t.column("cpu").to_numpy()[rows]
+        ts = t.column("ts").to_numpy()[rows]
         types, inv = np.unique(eid, return_inverse=True)
         inv = inv.reshape(-1)
         by_type = np.argsort(inv, kind="stable")
@@ -278,7 +279,7 @@ class BlockInfo:
                 mats[k][pos_in_group[sel]] = vals
         out: list[pa.Array | None] = [None] * len(types)
         for k, g in enumerate(groups):
-            out[k] = self._render_type(int(types[k]), mats[k], ln[g], cpu[g])
+            out[k] = self._render_type(int(types[k]), mats[k], ln[g], cpu[g], ts[g])
         # back to the caller's order
         order = np.concatenate(groups)
         joined = pa.concat_arrays([a.cast(pa.string()) for a in out])
@@ -286,15 +287,19 @@ class BlockInfo:
         back[order] = np.arange(n)
         return joined.take(pa.array(back))
 
-    def _render_type(self, eid: int, mat: np.ndarray, ln: np.ndarray, cpu: np.ndarray) -> pa.Array:
+    def _render_type(self, eid: int, mat: np.ndarray, ln: np.ndarray, cpu: np.ndarray,
+                     ts: np.ndarray) -> pa.Array:
         plan = self._plan(eid)
         if plan is None:
             key = mat.copy()
             if key.shape[1] >= 4:
                 key[:, 2:4] = 0  # common_flags / common_preempt_count never reach the info text
             r = self.r
-            return self._per_distinct(np.hstack([key, _le(ln, 4), _le(cpu, 4)]),
-                                      lambda i: r.info(eid, bytes(mat[i, :ln[i]]), int(cpu[i])))
+            tev = r.event(eid)
+            timed = tev is not None and tev.handler == r.plugins.func_repeats  # prints a time of its own
+            parts = [key, _le(ln, 4), _le(cpu, 4)] + ([_le(ts, 8)] if timed else [])
+            return self._per_distinct(np.hstack(parts),
+                                      lambda i: r.info(eid, bytes(mat[i, :ln[i]]), int(cpu[i]), int(ts[i])))
         pieces: list[pa.Array | pa.Scalar] = []
         ev = self.r.ev
         for step in plan:

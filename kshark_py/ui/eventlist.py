@@ -276,10 +276,10 @@ class EventTableModel(QAbstractTableModel):
         return hit if hit is not None else self._render_info(merged_index)
 
     def _render_info(self, merged_index: int) -> str:
-        s, r, _, cpu, _, eid, _, _ = self.event_fields(merged_index)
+        s, r, ts, cpu, _, eid, _, _ = self.event_fields(merged_index)
         st = self.session.streams[s]
         try:
-            text = self._renderers[id(st.trace)].info(eid, st.buffer.payload(r), cpu)
+            text = self._renderers[id(st.trace)].info(eid, st.buffer.payload(r), cpu, ts)
         except Exception as e:  # a renderer bug must not take the list down; show it in the cell
             text = f"[cannot format: {e}]"
         text = display(text)  # a comm or %s that is not UTF-8: U+FFFD (Qt would drop such bytes silently)
