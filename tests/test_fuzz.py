@@ -29,6 +29,7 @@ import pytest
 
 from kshark_py.loaders.errors import CorruptSectionError
 from kshark_py.loaders.layout import OptionId
+from kshark_py.loaders.options import MAX_CPUS
 from kshark_py.loaders.tracedat import open_trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -322,3 +323,26 @@ def test_strtoll_long_digit_run_is_linear():
     from kshark_py.loaders.options import _strtoll
     assert _strtoll("9" * 5_000_000) == (1 << 63) - 1
     assert _strtoll("-0x" + "f" * 5_000_000) == -(1 << 63)
+
+
+@pytest.mark.skipif(not FILES["v7"].exists(), reason="v7 trace not present")
+@pytest.mark.parametrize("count", [MAX_CPUS + 1, 2**32 - 1])
+def test_cpucount_option_beyond_the_supported_cpus(tmp_path, count):
+    # long run seed 20261206, pair-host case 310: a CPUCOUNT option of 4294967295 (one u32 changed) was
+    # taken as the file's CPU count: the app's timeline built a row per CPU (no answer in 60 s, then
+    # MemoryError) and `report --cpu 0-999999999999` listed 4 billion CPUs (MemoryError, a traceback).
+    # CPU ids are int16 here (MAX_CPUS, as for the BUFFER option's CPU entries): a typed error.
+    data = bytearray(FILES["v7"].read_bytes())
+    at = _v7_option(data, OptionId.CPUCOUNT)
+    assert struct.unpack_from("<HII", data, at) == (OptionId.CPUCOUNT, 4, 2)
+    struct.pack_into("<I", data, at + 6, count)
+    path = tmp_path / "cpucount.dat"
+    path.write_bytes(data)
+    for strict in (True, False):
+        with pytest.raises(CorruptSectionError, match=f"CPUCOUNT {count}") as ei:
+            open_trace(path, strict=strict)
+        assert ei.value.offset == at + 6 and ei.value.section == "options" and ei.value.path == str(path)
+    proc = subprocess.run([sys.executable, "-m", "kshark_py.cli", "report", str(path), "--cpu", "0-999999999999"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"CPUCOUNT {count}" in proc.stderr

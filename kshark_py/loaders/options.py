@@ -189,6 +189,9 @@ def parse_option(meta: TraceMetadata, opt_id: int, payload: bytes, offset: int, 
         meta.offsets_ns.append(_strtoll(_text(payload)))
     elif opt_id == OptionId.CPUCOUNT:
         (meta.cpu_count,) = unpack_at(lay.u32, payload, 0, what, base=offset)
+        if meta.cpu_count > MAX_CPUS:  # the file's CPU count sizes per-CPU rows, lists and --cpu slots
+            raise CorruptSectionError(f"{what}: CPUCOUNT {meta.cpu_count} (at most {MAX_CPUS} CPUs supported)",
+                                      section="options", offset=offset)
     elif opt_id == OptionId.VERSION:
         meta.version = _text(payload)
     elif opt_id == OptionId.PROCMAPS:
