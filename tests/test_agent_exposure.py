@@ -181,10 +181,13 @@ def test_vsock_accepts_only_the_host_cid(caplog):
         gate.step(1.0)
         r = gate.requests.get(timeout=1)
         assert r.key == 2 and r.req.args == ("-e", "sched:sched_switch") and gate.busy.is_set()
-        other, agent_end2 = socket.socketpair()  # the host again while its session runs: refused at once
+        other, agent_end2 = socket.socketpair()  # the host asks again while its session runs: refused at once
         with other:
-            assert not gate.offer(agent_end2, 2)
-            assert closed_after(other)[1] == b""
+            assert gate.offer(agent_end2, 2)
+            other.sendall(TRACE_REQ)
+            gate.step(1.0)
+            took, got = closed_after(other)
+            assert took < 0.5 and got == b"" and gate.requests.empty()
         assert "busy with the session of vsock CID 2: closed the connection from vsock CID 2" in caplog.text
         r.sock.close()
 
@@ -343,8 +346,8 @@ def test_silent_reconnectors_do_not_starve_the_host(recording, tmp_path, caplog)
     """trace-cmd's agent gives its one session slot to whoever connects first, for up to 5 s of silence: a
     peer reconnecting every 5 s keeps a host out for ever.  Here 3 peers reconnect as soon as they are
     dropped (a harsher 0.2 s version of that) while a real host records: it gets its session at once and
-    it finishes; each silent connection was held only for the handshake timeout (and closed at once
-    while the session ran), and with --once the silent ones do not count as the one session."""
+    it finishes; each silent connection was held only for the handshake timeout (before and during the
+    session), and with --once the silent ones do not count as the one session."""
     caplog.set_level(logging.INFO, "kshark_py.capture")
     stop = threading.Event()
     held: list[float] = []
@@ -375,8 +378,7 @@ def test_silent_reconnectors_do_not_starve_the_host(recording, tmp_path, caplog)
     assert events > 0 and agent.sessions == 1
     assert took < 15
     assert before >= 6
-    assert all(HANDSHAKE * 0.8 < h < HANDSHAKE + 1.0 for h in held[:before]), held  # dropped at the timeout
-    assert sum(h < HANDSHAKE * 0.6 for h in held[before:]) >= 3, held  # during the session: closed at once
+    assert all(HANDSHAKE * 0.8 < h < HANDSHAKE + 1.0 for h in held[:-3]), held  # dropped at the timeout
     assert "host closed the session" in caplog.text
 
 

@@ -15,10 +15,12 @@ agent busy for ever.  The policy here:
   would let any local user of the guest drive the agent.
 * One host session at a time.  A connection only becomes a session when it has sent its TRACE_REQ;
   until then it waits in a small table (at most :data:`MAX_PENDING`, the oldest dropped first) and is
-  closed when it has sent none within the handshake timeout.  A connection arriving while a session
-  runs is closed at once, as trace-cmd's agent closes it (a host sees its request refused at once, our
-  ``record`` says "busy with another host"); a message other than TRACE_REQ gets NOT_SUPP and a close.
-  So silent or reconnecting peers never hold the slot, and no connection waits in a queue.
+  closed when it has sent none within the handshake timeout.  A request while a session runs is
+  refused at once by closing the connection, as trace-cmd's agent does (its host says "Failed to
+  receive trace response", our ``record`` "busy with another host"); the request is read first, so the
+  host's writes never meet a reset (trace-cmd's host dies of SIGPIPE, silently, when they do).  A
+  message other than TRACE_REQ gets NOT_SUPP and a close.  So silent or reconnecting peers never hold
+  the slot, and no connection waits in a queue for it.
 
 Every refusal is logged in one line; repeats of one kind within a second are counted, not repeated.
 """
@@ -265,9 +267,6 @@ class Gate(threading.Thread):
         why = self.allow.check(key)
         if why is not None:
             self._refuse(conn, "denied", f"refused the connection from {describe_peer(key)}: {why}")
-            return False
-        if self.busy.is_set():
-            self._refuse_busy(conn, key)
             return False
         if len(self.pending) >= self.max_pending:
             old = self.pending.pop(0)
