@@ -346,3 +346,23 @@ def test_cpucount_option_beyond_the_supported_cpus(tmp_path, count):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
     assert f"CPUCOUNT {count}" in proc.stderr
+
+
+@pytest.mark.skipif(not FILES["v6"].exists(), reason="v6 trace not present")
+@pytest.mark.parametrize("cpus", [30000, 40000])
+def test_v6_cpu_count_reading_overlapping_cpu_data(tmp_path, cpus):
+    # a v6 header's CPU count of 30000 (one u32 changed; the file has 2) makes the flyrecord table run
+    # on into the clock text and the pages: thousands of CPU entries whose data overlap.  Sizing the
+    # event columns by their summed bytes asked for 39-54 GB (MemoryError, strict and lenient).
+    # trace-cmd writes each CPU's pages apart: overlapping CPU data is a corrupt table, a typed error.
+    data = bytearray(FILES["v6"].read_bytes())
+    at = fuzzcases.layout(FILES["v6"]).meta["cmdlines"][1]  # the u32 CPU count follows the cmdlines
+    assert struct.unpack_from("<I", data, at) == (2,)
+    struct.pack_into("<I", data, at, cpus)
+    path = tmp_path / "cpus.dat"
+    path.write_bytes(data)
+    for strict in (True, False):
+        with pytest.raises(CorruptSectionError, match="overlaps") as ei:
+            with open_trace(path, strict=strict) as tf:
+                _ = tf.buffers[0].events
+        assert ei.value.path == str(path) and ei.value.offset is not None

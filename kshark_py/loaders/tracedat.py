@@ -360,6 +360,11 @@ class Buffer:
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
             self.store = FlatStore(whole)
+            spans = sorted((o, o + n, cd.cpu) for cd in self.cpu_data for o, n in [self._cpu_bytes(cd)] if n)
+            for (_, end, c1), (start, _, c2) in zip(spans, spans[1:], strict=False):
+                if start < end:  # trace-cmd writes each CPU's pages apart: this is a corrupt CPU table
+                    raise CorruptSectionError(f"CPU {c2}'s data at byte {start} overlaps CPU {c1}'s (to byte "
+                                              f"{end})", offset=start)
             cols = _Columns(sum(self._cpu_bytes(cd)[1] for cd in self.cpu_data))
             for cd in self.cpu_data:
                 off, size = self._cpu_bytes(cd)
