@@ -235,6 +235,15 @@ def test_host_name_resolved_at_each_connection(monkeypatch, caplog):
             took, _ = closed_after(s)
             assert took > WAIT * 0.8
         assert "refused the connection from 127.0.0.2" not in caplog.text
+    # a name with IPv4 and IPv6 addresses: one listening socket on each route source, one port
+    answers["now"] = ["127.0.0.1"]
+    monkeypatch.setattr(G, "resolve", lambda host: [(socket.AF_INET, ("127.0.0.1", 0)),
+                                                     (socket.AF_INET6, ("::1", 0, 0, 0))])
+    with running_agent(allowed_host="dualhost") as agent:
+        assert agent.addresses == ["127.0.0.1", "::1"] and listeners(agent.port) == {"127.0.0.1", "::1"}
+        for host in ("127.0.0.1", "::1"):
+            with connect(agent.port, host) as s:
+                assert closed_after(s)[0] > WAIT * 0.8  # admitted: waited for its request
 
 
 # --- where it listens -----------------------------------------------------------------------------------
