@@ -1,10 +1,10 @@
 """Who may reach the agent, and how a connection becomes a host session (the agent's front door).
 
 Why this exists: the agent runs whatever recording its host asks for, as root, over an unauthenticated
-connection (shared/spec/agent-protocol.md §7).  trace-cmd 3.1.6 listens on every address, checks ``-N``
-once against IPv4 only, accepts any vsock CID, and gives the one session slot to the first connection,
-which may then sit silent for 5 s before being dropped: a peer that reconnects every 5 s keeps the
-agent busy for ever.  The policy here:
+connection (shared/spec/agent-protocol.md §7).  Like trace-cmd 3.1.6's agent, ours used to listen on
+every address (data and time-sync ports too), filter ``-N`` by IPv4 peer address resolved once, accept
+any vsock CID, and give the one session slot to the first connection, which could then sit silent for
+5 s before being dropped: a peer reconnecting every 5 s kept every host out.  The policy now:
 
 * TCP (``-N HOST``): listen only on the local address(es) the kernel routes to HOST (``--listen ADDR``
   overrides), IPv4 and IPv6; a connection is accepted only from an address HOST resolves to *now*
