@@ -76,6 +76,7 @@ def test_full_output_disk_keeps_the_pages_and_recover_writes_them(tracefs, tmp_p
     tmp.mkdir()
     with tmpfs(tmp_path / "full", "300k") as full:
         out = full / "trace.dat"
+        out.write_bytes(b"an older recording")  # survives: the new file replaces it only once complete
         r = run_record(tmp, "-o", str(out), "-e", "sched", "--file-version", "6", "--", "sh", "-c",
                        "for i in $(seq 30); do ls / >/dev/null; done; sleep 0.3")
         assert r.returncode == 2, r.stderr
@@ -89,7 +90,8 @@ def test_full_output_disk_keeps_the_pages_and_recover_writes_them(tracefs, tmp_p
         assert re.search(r"\(\d[\d,]* bytes written, the incomplete file was removed\)", line[0])
         assert f"is kept in {d}" in line[0] and f"kshark-py record --recover {d}" in line[0]
         assert "Traceback" not in r.stderr
-        assert not out.exists()  # no truncated file that readers open as 0 events
+        assert out.read_bytes() == b"an older recording"
+        assert [p.name for p in full.iterdir()] == ["trace.dat"]  # no truncated file that readers open as 0 events
     assert kept[0].size > 0 and (d / "cpu0").exists() and (d / spool.STATE_FILE).exists()
     assert kept[0].state == "stopped" and kept[0].output == str(out)
     rec = run_record(tmp, "--recover", str(d), "-o", str(tmp_path / "recovered.dat"))

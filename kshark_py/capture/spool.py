@@ -238,31 +238,43 @@ def verify(path: str | os.PathLike, expected: dict[int, tuple[int, int]]) -> Non
         raise OutputError(path, f"{got_rows:,} events read back instead of {want_events:,}")
 
 
+def partial_name(path: str | os.PathLike) -> Path:
+    """Where ``path`` is written before it is verified: ``.NAME.partial-PID`` beside it."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.partial-{os.getpid()}")
+
+
 def write_verified(path: str | os.PathLike, meta: Metadata, cpus: Sequence[CpuData], *, trace_id: int,
                    cpu_count: int, version: int = 7, compression: str | None = "zstd",
                    cpustats: Sequence[str] | None = None, extra_options: Iterable[tuple[int, bytes]] = (),
                    clock: str | None = None) -> dict[int, tuple[int, int]]:
     """Write the trace.dat, flush it to the disk, read it back and compare; returns cpu -> (pages, events).
 
-    OutputError when anything fails; an incomplete file is removed (no reader can open it meaningfully).
+    The file is written under :func:`partial_name` and renamed to ``path`` once verified, so ``path`` is
+    either complete or untouched (an older file of that name survives a failure), even if we are killed
+    while writing.  OutputError when anything fails; the incomplete file is removed.
     """
     expected = count_pages(cpus, meta.page_size, meta.long_size)
+    tmp = partial_name(path)
     try:
-        write_trace_file(path, meta, cpus, version=version, compression=compression, trace_id=trace_id,
+        write_trace_file(tmp, meta, cpus, version=version, compression=compression, trace_id=trace_id,
                          cpu_count=cpu_count, cpustats=cpustats, extra_options=extra_options, clock=clock,
                          sync=True)
+        verify(tmp, expected)
+        os.replace(tmp, path)
     except BaseException as e:  # a full disk, or Ctrl-C while writing: the spool stays, the incomplete file goes
         written = 0
         with contextlib.suppress(OSError):
-            written = os.path.getsize(path)
+            written = os.path.getsize(tmp)
         removed = False
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            os.unlink(tmp)
             removed = True
+        if isinstance(e, OutputError):
+            raise OutputError(path, e.reason, written=written, removed=removed) from None
         if isinstance(e, OSError):
             raise OutputError(path, e.strerror or str(e), written=written, removed=removed) from None
         raise
-    verify(path, expected)
     return expected
 
 
