@@ -134,3 +134,31 @@ def test_live_lost_counts_equal_the_guest_file(env_ok, tmp_path):  # noqa: F811 
                          "dd if=/dev/zero of=/dev/null bs=1 count=1500000", "-b", "8")
     _total, lost, unknown = _check_final(rec, tmp_path / "trace-g.dat")
     assert lost + unknown > 0, "the flood lost nothing: the buffer was not small enough"
+
+
+def test_a_damaged_guest_file_does_not_cost_the_host_file(env_ok, tmp_path):  # noqa: F811 - fixture
+    """The guest's file holds the agent's bytes; if they cannot be completed the host's file is still
+    written (it was lost with them: write() raised before the host's turn) and the guest is named."""
+    import time
+
+    with our_agent(tmp_path) as ag:
+        g = GuestConfig(f"g@127.0.0.1:{ag.port}", specs=[EventSpec.parse("sched:sched_switch")])
+        session = HostSession(tmp_path / "trace.dat", [EventSpec.parse("sched:sched_switch")], [g],
+                              tsync_interval=-1)
+        session.start()
+        try:
+            time.sleep(0.5)
+            session.stop()
+            gfile = tmp_path / "trace-g.dat"
+            data = bytearray(gfile.read_bytes())
+            at = data.index(b"\0", 10) + 1 + 6  # after "\x17\x08\x44tracing" "7\0", endian, long, page size
+            data[at:at + 2] = b"\xff\xfe"  # the compression name is no longer text
+            gfile.write_bytes(bytes(data))
+            files = session.write()
+        finally:
+            session.close()
+    assert files == [tmp_path / "trace.dat"]
+    assert session.unfinished_guests == ["g"]
+    assert "could not be completed" in (session.guests[0].error or "")
+    host = open_trace(tmp_path / "trace.dat")
+    assert host.buffers[0].events.num_rows > 0

@@ -404,12 +404,16 @@ def _cmd_record(ns: argparse.Namespace) -> int:
                 print(f"guest {g.name}: {g.tsync.proto} time sync, {g.tsync.rounds} rounds, offsets (ns or clock "
                       f"units) {offs}" + (f" ({g.tsync.error})" if g.tsync.error else ""), file=sys.stderr)
         print("wrote " + " ".join(str(f) for f in files), file=sys.stderr)
+        for name in session.unfinished_guests:
+            _say(f"guest {name}: its file was received but could not be completed (see above): its data is lost")
         lost = loss_lines(rec) if session.record_host else []
         if lost:
             events = sum(c.kernel_events + c.unsaved_events for c in rec.losses())
             _say(f"data lost: {events:,} events on {len(lost)} CPU(s); {files[0]} holds the rest")
             for line in lost:
                 _say(line)
+            return EXIT_LOST
+        if session.unfinished_guests:
             return EXIT_LOST
         return 0 if rc == 0 else rc
     except spool.OutputError as e:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..loaders.layout import OptionId, layouts
+from ..loaders.layout import Layouts, OptionId, layouts
 from . import kvm
 from . import msg as M
 from . import tsync_msg as T
@@ -40,7 +40,7 @@ from .transport import (
     open_host_fifo,
 )
 from .tsync import SUPPORTED_PROTOCOLS, HostTimeSync, time_shift_payload
-from .writer import CpuData, append_to_v7, opt_guest, opt_tsc2nsec
+from .writer import CpuData, WriterError, append_to_v7, opt_guest, opt_tsc2nsec
 
 log = logging.getLogger("kshark_py.capture")
 
@@ -212,6 +212,7 @@ class HostSession:
         self.tsc2nsec: tuple[int, int] | None = None
         """(mult, shift) written as TSC2NSEC to the host and guest files when x86-tsc was chosen for kvm."""
         self.guests: list[GuestSession] = []
+        self.unfinished_guests: list[str] = []
         self._clock_note: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
         for g in guests:
@@ -492,22 +493,18 @@ class HostSession:
         written = []
         tsc = [(OptionId.TSC2NSEC, opt_tsc2nsec(lay, *self.tsc2nsec))] if self.tsc2nsec else []
         clock = "tsc2nsec" if self.tsc2nsec else None  # trace-cmd's output clock with TSC2NSEC
+        self.unfinished_guests: list[str] = []
+        """Guests whose received file could not be completed (see the guest's ``error``)."""
         for g in self.guests:
             if g.resp is None or g.failed:
                 continue
-            cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
-            ts = g.tsync
-            if ts is not None:  # appended before the CPU data, as host_tsync_complete() does
-                opts = list(tsc)
-                if ts.complete():
-                    payload = time_shift_payload(lay, self.recorder.trace_id, ts.flags, ts.samples)
-                    opts.append((OptionId.TIME_SHIFT, payload))
-                else:
-                    log.warning("guest %s: time sync has no sample for some vCPU (a zero offset is none, as in "
-                                "trace-cmd: kvm with a guest TSC equal to the host's): no TIME_SHIFT written", g.name)
-                if opts:
-                    append_to_v7(g.file, options=opts)
-            append_to_v7(g.file, buffer=("", clock or "", cpus))
+            try:
+                self._finish_guest_file(g, lay, tsc, clock)
+            except WriterError as e:  # the agent's bytes are damaged: the host's file is still written
+                g.error = f"its file could not be completed: {e}"
+                log.error("guest %s: %s", g.name, g.error)
+                self.unfinished_guests.append(g.name)
+                continue
             written.append(g.file)
             # host thread of each vCPU: from kvm_entry when the guest's process is known, else -1 (as trace-cmd
             # over TCP/FIFOs)
@@ -518,6 +515,22 @@ class HostSession:
         self.recorder.write_file(self.output, version=self.version, compression=self.compression,
                                  extra_options=extra + tsc, clock=clock)
         return [self.output, *written]
+
+    def _finish_guest_file(self, g: GuestSession, lay: Layouts, tsc: list, clock: str | None) -> None:
+        """Append the time-sync options and the received CPU data to a guest's file."""
+        cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
+        ts = g.tsync
+        if ts is not None:  # appended before the CPU data, as host_tsync_complete() does
+            opts = list(tsc)
+            if ts.complete():
+                payload = time_shift_payload(lay, self.recorder.trace_id, ts.flags, ts.samples)
+                opts.append((OptionId.TIME_SHIFT, payload))
+            else:
+                log.warning("guest %s: time sync has no sample for some vCPU (a zero offset is none, as in "
+                            "trace-cmd: kvm with a guest TSC equal to the host's): no TIME_SHIFT written", g.name)
+            if opts:
+                append_to_v7(g.file, options=opts)
+        append_to_v7(g.file, buffer=("", clock or "", cpus))
 
     def abort(self) -> None:
         for g in self.guests:
