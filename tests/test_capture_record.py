@@ -166,3 +166,22 @@ def test_instance_removal_is_not_cut_short_by_a_signal():
         other.join()
     assert done == ["cleanup finished"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_inspect_v7_refuses_a_damaged_guest_file(traces, tmp_path):
+    """A guest's file is the peer's bytes: a cut or damaged one is a WriterError, never a traceback."""
+    from kshark_py.capture.writer import WriterError
+
+    data = (traces / "vm-tsync" / "trace-vmguest.dat").read_bytes()
+    assert inspect_v7(traces / "vm-tsync" / "trace-vmguest.dat").page_size == 4096
+    comp = data.index(b"zstd\0") if b"zstd\0" in data[:64] else data.index(b"none\0")
+    cases = {
+        "compression name not text": data[:comp] + b"\xff\xfe" + data[comp + 2:],
+        "cut in the header": data[:comp + 2],
+        "cut before the first options offset": data[:comp + 12],
+    }
+    for _what, body in cases.items():
+        p = tmp_path / "g.dat"
+        p.write_bytes(body)
+        with pytest.raises(WriterError, match="g.dat"):
+            inspect_v7(p)

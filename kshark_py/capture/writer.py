@@ -22,6 +22,7 @@ import io
 import os
 import platform
 import shutil
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -495,9 +496,20 @@ class V7FileState:
 
 
 def inspect_v7(path: str | os.PathLike) -> V7FileState:
-    """Walk a v7 file's header, options chain and sections (a file we received: validate as we go)."""
+    """Walk a v7 file's header, options chain and sections (a file we received: validate as we go).
+
+    The file came from a guest's agent, so any byte may be wrong: every way the walk can trip (a
+    missing NUL, a short struct, a name that is not text) is a :class:`WriterError` naming the file.
+    """
     with open(path, "rb") as f:
         data = f.read()
+    try:
+        return _inspect_v7(path, data)
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
+        raise WriterError(f"{path}: a damaged guest file, cannot append to it ({e})") from e
+
+
+def _inspect_v7(path: str | os.PathLike, data: bytes) -> V7FileState:
     if not data.startswith(MAGIC):
         raise WriterError(f"{path}: not a trace.dat file")
     nul = data.find(b"\0", len(MAGIC))
