@@ -8,11 +8,19 @@ loaded RTLD_GLOBAL because the plugins are not linked against it: their ``tep_*`
 in the global namespace, as they do inside trace-cmd.
 
 Layouts (``struct tep_record``, ``struct trace_seq``) are those of libtraceevent 1.7.1's headers.
+
+Run it as a script in its own process (:func:`main`, what tests/test_plugins.py does): glibc's
+printf changes once numpy is loaded in a process (``%Lu`` then prints an int, where trace-cmd
+prints all 64 bits), and the plugins keep static state (the function plugin's call stacks, the kvm
+plugin's disassembly buffer) that must start empty, as in a fresh ``trace-cmd report``.  A C
+helper that crashes on a record takes only that process down.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
+import sys
 
 LIB = "libtraceevent.so.1"
 
@@ -94,4 +102,22 @@ class Libtraceevent:
         nul = text.find(b"\0")
         if nul >= 0:
             text = text[:nul]
-        return text.decode("utf-8", "replace")
+        return text.decode("utf-8", "surrogateescape")
+
+
+def main() -> int:
+    """stdin: {"big", "formats": [[system, text]], "functions": [[name, addr]], "records":
+    [[hex payload, cpu, ts]]}; stdout: the info text of each record, in order, as a JSON list."""
+    req = json.load(sys.stdin)
+    tep = Libtraceevent(bool(req.get("big")))
+    for system, text in req.get("formats", []):
+        tep.parse(text, system)
+    for name, addr in req.get("functions", []):
+        tep.function(name, addr)
+    out = [tep.info(bytes.fromhex(p), cpu, ts) for p, cpu, ts in req.get("records", [])]
+    json.dump(out, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
