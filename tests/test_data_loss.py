@@ -435,15 +435,22 @@ def test_v7_uncompressed_cut_inside_data_is_reported_not_guessed(tmp_path):
 
 def test_lost_index_with_a_huge_cpu_count_stays_bounded(tmp_path):
     """The CPU count of a buffer found without its index comes from CPUCOUNT, which a damaged file
-    can make 4 billion: the CPUs past the cut are capped (CPU ids are int16) and the loss lines with
-    them (eight by name, then one for the rest)."""
+    can make huge: past MAX_CPUS it is refused (a typed error with its offset); up to it, the CPUs
+    past the cut get the loss lines (eight by name, then one for the rest), never a list per CPU."""
+    from kshark_py.loaders.options import MAX_CPUS
+
     data = bytearray(SMALL.read_bytes())
     rec = struct.pack("<HII", OptionId.CPUCOUNT, 4, 2)
     at = data.index(rec)
-    data[at + 6:at + 10] = struct.pack("<I", 0xFFFFFFFF)
     with open_trace(SMALL) as tf:
         c1 = tf.buffers[0].cpu_data[1]
     p = tmp_path / "many.dat"
+    data[at + 6:at + 10] = struct.pack("<I", 0xFFFFFFFF)
+    p.write_bytes(bytes(data[:c1.offset + c1.size // 2]))
+    with pytest.raises(CorruptSectionError, match="CPUCOUNT 4294967295") as e:
+        open_trace(p).decode_all()
+    assert e.value.offset is not None
+    data[at + 6:at + 10] = struct.pack("<I", MAX_CPUS)
     p.write_bytes(bytes(data[:c1.offset + c1.size // 2]))
     with open_trace(p) as tf:
         losses = tf.decode_all()
