@@ -44,8 +44,8 @@ FILES = {
     "zlib": TRACES / "external" / "doc-test" / "trace.dat",
 }
 FUZZ_SEED = int(os.environ.get("KSHARK_FUZZ_SEED", "20261206"))
-FUZZ_CASES = int(os.environ.get("KSHARK_FUZZ_EXAMPLES", "6"))
-"""Cases per corpus file and mutator; CI runs 6 (11 files x 4 mutators x 6 = 264 cases at full depth)."""
+FUZZ_CASES = int(os.environ.get("KSHARK_FUZZ_EXAMPLES", "10"))
+"""Cases per corpus file and mutator; CI runs 10 (11 files x 4 mutators x 10 = 440 cases at full depth)."""
 KEYS = [k for k, (paths, _) in fuzzcases.CORPUS.items() if all(p.exists() for p in paths)]
 
 
