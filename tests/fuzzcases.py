@@ -40,6 +40,7 @@ description; the runner with a table is benchmarks/fuzz_long.py.
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import json
@@ -1155,6 +1156,9 @@ def run_one(key: str, seed: int, index: int, kind: str | None, depth: float, wor
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+        # the case's TraceFiles are left to the collector, and each holds a decompression pool's
+        # threads until a cycle collection: without this a worker ran out of threads after ~2000 cases
+        gc.collect()
         for p in paths:
             try:
                 os.unlink(p)
