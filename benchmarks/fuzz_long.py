@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         bucket = res.outcome.split(":")[0] if not res.bug else res.outcome
         outcomes[res.outcome] += 1
         by_kind.setdefault(res.case.kind, Counter())[bucket] += 1
-        if res.bug:
+        if res.bug or res.outcome == "fuzzer-error":  # a mutator's own exception: kept to be fixed too
             sigs[res.sig] += 1
             first_of.setdefault(res.sig, res.case.label())
             if sigs[res.sig] <= a.keep:
