@@ -366,3 +366,39 @@ def test_v6_cpu_count_reading_overlapping_cpu_data(tmp_path, cpus):
             with open_trace(path, strict=strict) as tf:
                 _ = tf.buffers[0].events
         assert ei.value.path == str(path) and ei.value.offset is not None
+
+
+def _with_format_edit(path: Path, old: bytes, new: bytes) -> bytes:
+    """The real file with one event format text edited (sizes and later offsets fixed by fuzzcases)."""
+    data, lay = fuzzcases.original(path), fuzzcases.layout(path)
+    start, end = lay.meta["formats"]
+    assert lay.version == 6  # uncompressed metadata: the text is edited in place
+    items = fuzzcases.parse_meta("formats", data[start:end])
+    hit = [it for it in items if isinstance(it[1], bytes) and old in it[1]]
+    assert len(hit) == 1
+    hit[0][1] = hit[0][1].replace(old, new)
+    return fuzzcases.splice(data, lay, start, end, fuzzcases.build_meta(items))
+
+
+@pytest.mark.parametrize("old,new", [
+    # found by the long run (seed 31337): export died in task_names on a comm field of u64s (a
+    # pointer array: ArrowNotImplementedError) and on a pid field of chars (int(b'\x97\x1c\x00'))
+    (b"field:char prev_comm[16];", b"field:const char * prev_comm[2];"),
+    (b"field:pid_t prev_pid;\toffset:24;\tsize:4;", b"field:char prev_pid[4];\toffset:24;\tsize:4;"),
+])
+def test_task_names_skip_fields_of_the_wrong_type(tmp_path, old, new):
+    from kshark_py.export import export_parquet
+
+    p = tmp_path / "edited.dat"
+    p.write_bytes(_with_format_edit(FILES["v6"], old, new))
+    out = tmp_path / "x.parquet"
+    with open_trace(p) as tf:
+        n = export_parquet(tf, str(out))
+    with open_trace(FILES["v6"]) as tf:
+        assert n == tf.buffers[0].events.num_rows
+    # and the app's CPU rows (cpu_runs did arithmetic on a pid of chars: AttributeError)
+    from kshark_py.model.session import Session
+
+    s = Session.from_files([open_trace(p)])
+    runs = s.runs(0)
+    assert runs.num_rows > 0 if b"prev_comm" in old else runs.num_rows == 0

@@ -52,11 +52,24 @@ def task_names(buffers, formats, cmdlines: dict[int, str]) -> dict[int, str]:
                 continue
             vals = buf.field_arrays(ev, [f for pair in pairs for f in pair], rows)
             for pf, cf in pairs:
-                if pf in vals and cf in vals:
+                # a damaged format can give these fields other types (a pid of chars, a comm of
+                # u64s): such a pair names nobody, as libtraceevent finds no comm/pid there either
+                if pf in vals and cf in vals and _is_int(vals[pf]) and _is_text(vals[cf]):
                     _last_names(names, np.asarray(vals[pf]).astype(np.int64), vals[cf])
     names.update(cmdlines)
     names[0] = "<idle>"
     return names
+
+
+def _is_int(arr) -> bool:
+    t = getattr(arr, "type", None)
+    return pa.types.is_integer(t) if t is not None else np.issubdtype(np.asarray(arr).dtype, np.integer)
+
+
+def _is_text(arr) -> bool:
+    t = getattr(arr, "type", None)
+    return t is not None and (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string(t)
+                              or pa.types.is_large_string(t) or pa.types.is_dictionary(t))
 
 
 def _last_names(names: dict[int, str], pids: np.ndarray, comms: pa.Array) -> None:

@@ -17,11 +17,14 @@ def event_rows(buffer: Buffer, event_name: str, system: str | None = None) -> np
 
 
 def event_columns(buffer: Buffer, event_name: str, names: list[str], system: str | None = None,
-                  rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray | pa.Array]]:
+                  rows: np.ndarray | None = None, *, numbers_only: bool = False
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray | pa.Array]]:
     """(rows, {field: values}) for ``event_name`` in ``buffer``.
 
     Integer fields come back as numpy arrays, strings as Arrow arrays.  A field the event does
     not have is simply absent from the dict, so callers can test for optional fields.
+    ``numbers_only``: a field that is not an integer is absent too; callers that do arithmetic on
+    pids, states or ids use it, since a damaged format can declare ``prev_pid`` as ``char[4]``.
     """
     tf = buffer.trace
     ev = tf.formats.find(event_name, system)
@@ -33,6 +36,6 @@ def event_columns(buffer: Buffer, event_name: str, names: list[str], system: str
     for n, arr in buffer.field_arrays(ev, names, rows).items():
         if pa.types.is_integer(arr.type):
             out[n] = arr.to_numpy(zero_copy_only=False)
-        else:
+        elif not numbers_only:
             out[n] = arr
     return rows, out

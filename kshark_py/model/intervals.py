@@ -139,7 +139,8 @@ def cpu_runs(buffer: Buffer) -> pa.Table:
     (a switch at the very first or last record, two switches at one timestamp).  Sorted by
     (cpu, start).  Without any ``sched_switch`` record: an empty table with that schema.
     """
-    sw_rows, f = event_columns(buffer, "sched_switch", ["prev_pid", "prev_state", "next_pid"], system="sched")
+    sw_rows, f = event_columns(buffer, "sched_switch", ["prev_pid", "prev_state", "next_pid"], system="sched",
+                               numbers_only=True)
     if len(sw_rows) == 0 or not {"prev_pid", "prev_state", "next_pid"} <= f.keys():
         return _empty(CPU_RUNS)
     t = buffer.events
@@ -279,10 +280,10 @@ def in_guest_intervals(buffer: Buffer) -> pa.Table:
     ``halt`` bool (the closing exit's reason is HLT: see :func:`is_hlt_exit`).
     An exit without a preceding entry is ignored.  Sorted by (pid, start).  Empty without kvm_entry.
     """
-    er, ef = event_columns(buffer, "kvm_entry", ["vcpu_id"], system="kvm")
+    er, ef = event_columns(buffer, "kvm_entry", ["vcpu_id"], system="kvm", numbers_only=True)
     if len(er) == 0:
         return _empty(IN_GUEST)
-    xr, xf = event_columns(buffer, "kvm_exit", ["exit_reason", "isa"], system="kvm")
+    xr, xf = event_columns(buffer, "kvm_exit", ["exit_reason", "isa"], system="kvm", numbers_only=True)
     t = buffer.events
     ts_all = t.column("ts").to_numpy()
     pid_all = t.column("pid").to_numpy()

@@ -88,7 +88,7 @@ def kvm_entry_pairs(session: Session) -> dict[int, int]:
     hs = session.host_stream
     if hs is None:
         return {}
-    rows, cols = event_columns(hs.buffer, "kvm_entry", ["vcpu_id"], system="kvm")
+    rows, cols = event_columns(hs.buffer, "kvm_entry", ["vcpu_id"], system="kvm", numbers_only=True)
     if not len(rows) or "vcpu_id" not in cols:
         return {}
     pids = hs.buffer.events.column("pid").to_numpy()[rows]
