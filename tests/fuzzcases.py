@@ -157,35 +157,7 @@ def _cstr(data: bytes, pos: int) -> tuple[bytes, int]:
 
 def _meta_extent(kind: str, data: bytes, pos: int) -> int:
     """End of one metadata part (v6 layout, or a v7 section's uncompressed content) starting at pos."""
-    if kind == "header_info":
-        for _ in range(2):
-            _, pos = _cstr(data, pos)
-            (n,) = struct.unpack_from("<Q", data, pos)
-            pos += 8 + n
-        return pos
-    if kind == "ftrace":
-        (count,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        for _ in range(count):
-            (n,) = struct.unpack_from("<Q", data, pos)
-            pos += 8 + n
-        return pos
-    if kind == "formats":
-        (systems,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        for _ in range(systems):
-            _, pos = _cstr(data, pos)
-            (count,) = struct.unpack_from("<I", data, pos)
-            pos += 4
-            for _ in range(count):
-                (n,) = struct.unpack_from("<Q", data, pos)
-                pos += 8 + n
-        return pos
-    if kind in ("kallsyms", "printk"):
-        (n,) = struct.unpack_from("<I", data, pos)
-        return pos + 4 + n
-    (n,) = struct.unpack_from("<Q", data, pos)  # cmdlines
-    return pos + 8 + n
+    return _walk_meta(kind, data, pos)[1]
 
 
 def decompress(comp: str, block: bytes, usize: int) -> bytes:
@@ -524,9 +496,16 @@ def mutate_text(rng: random.Random, text: bytes, kind: str) -> tuple[bytes, str]
 
 def parse_meta(kind: str, content: bytes) -> list[list]:
     """A metadata part as a list of [fmt, bytes] items: fmt ``"<Q"``/``"<I"`` for a size-prefixed text,
-    ``"cstr"`` for a NUL-terminated name, ``"u32"`` for a count; :func:`build_meta` writes it back."""
+    ``"cstr"`` for a NUL-terminated name, ``"u32"`` for a count, ``"tail"`` for what follows;
+    :func:`build_meta` writes it back."""
+    items, end = _walk_meta(kind, content, 0)
+    items.append(["tail", content[end:]])
+    return items
+
+
+def _walk_meta(kind: str, content: bytes, pos: int) -> tuple[list[list], int]:
+    """The items of one metadata part starting at ``pos`` (see :func:`parse_meta`) and its end."""
     items: list[list] = []
-    pos = 0
 
     def text(fmt: str) -> None:
         nonlocal pos
@@ -563,8 +542,7 @@ def parse_meta(kind: str, content: bytes) -> list[list]:
         text("<I")
     else:
         text("<Q")
-    items.append(["tail", content[pos:]])
-    return items
+    return items, pos
 
 
 def build_meta(items: list[list]) -> bytes:

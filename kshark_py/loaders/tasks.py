@@ -61,15 +61,14 @@ def task_names(buffers, formats, cmdlines: dict[int, str]) -> dict[int, str]:
     return names
 
 
-def _is_int(arr) -> bool:
-    t = getattr(arr, "type", None)
-    return pa.types.is_integer(t) if t is not None else np.issubdtype(np.asarray(arr).dtype, np.integer)
+def _is_int(arr: pa.Array) -> bool:
+    return pa.types.is_integer(arr.type)
 
 
-def _is_text(arr) -> bool:
-    t = getattr(arr, "type", None)
-    return t is not None and (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string(t)
-                              or pa.types.is_large_string(t) or pa.types.is_dictionary(t))
+def _is_text(arr: pa.Array) -> bool:
+    t = arr.type
+    return (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string(t)
+            or pa.types.is_large_string(t) or pa.types.is_dictionary(t))
 
 
 def _last_names(names: dict[int, str], pids: np.ndarray, comms: pa.Array) -> None:
