@@ -232,3 +232,15 @@ def test_load_progress_is_per_block_and_cancel_stops_mid_decode(traces):
         load_session([path], progress=cancel_at_first_block, cancel=cancel)
     again = load_session([path])
     assert len(again.session.streams[0].buffer.events) == len(res.session.streams[0].buffer.events)
+
+
+def test_new_window_fits_the_screen(qtbot, traces):
+    """Without a window manager nothing shrinks a window: its first size must fit the free screen area."""
+    from PySide6 import QtGui
+
+    res = load_session([str(traces / "host-small-v7.dat")], None)
+    w = build_window(res, [str(traces / "host-small-v7.dat")], None, None)
+    qtbot.addWidget(w)
+    free = QtGui.QGuiApplication.primaryScreen().availableGeometry()
+    assert free.width() < 1500  # the offscreen platform's screen (800x600) is smaller than the preferred size
+    assert w.width() <= free.width() and w.height() <= free.height()

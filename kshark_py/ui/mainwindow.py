@@ -26,6 +26,19 @@ from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPan
 from .sessionfile import SessionFileError, SessionState, load_session_file, save_session
 
 
+def _initial_size(want: tuple[int, int] = (1500, 950)) -> tuple[int, int]:
+    """The first size of a main window: ``want``, shrunk to fit the screen's free area.
+
+    Without a window manager (Xvfb, a kiosk) nothing shrinks a window larger than the screen, and
+    its title bar buttons and right edge are then out of reach: 1500x950 on a 1280x800 display.
+    """
+    screen = QtGui.QGuiApplication.primaryScreen()
+    if screen is None:
+        return want
+    free = screen.availableGeometry()
+    return (max(640, min(want[0], free.width() - 40)), max(480, min(want[1], free.height() - 60)))
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """One session's window. It never opens windows itself: it asks with :attr:`openRequested`."""
 
@@ -39,7 +52,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.paths = list(paths)
         self.user_map = dict(user_map or {})
         self.setWindowTitle("kshark-py - " + ", ".join(os.path.basename(p) for p in paths))
-        self.resize(1500, 950)
+        self.resize(*_initial_size())
         self._build_model()
         self._build_ui()
         self._build_menus()
