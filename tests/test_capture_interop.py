@@ -283,8 +283,11 @@ def test_guest_spec_and_names():
     assert parse_guest_spec("vm@3:900") == ("vm", Address("vsock", 3, 900))
     assert parse_guest_spec("7") == (None, Address("vsock", 7, 823))
     assert parse_guest_spec("g@127.0.0.1:18000") == ("g", Address("tcp", "127.0.0.1", 18000))
-    with pytest.raises(ValueError):
-        parse_guest_spec("g@localhost")
+    assert parse_guest_spec("g@[::1]:18000") == ("g", Address("tcp", "::1", 18000))
+    assert parse_guest_spec("[fe80::2]:9", "tcp") == (None, Address("tcp", "fe80::2", 9))
+    for bad in ("g@localhost", "g@[]:5", "g@[::1]"):
+        with pytest.raises(ValueError):
+            parse_guest_spec(bad)
     assert guest_file_name("out/trace.dat", "vm") == Path("out/trace-vm.dat")
     assert guest_file_name("t", "vm") == Path("t-vm")
 
@@ -299,3 +302,22 @@ def test_record_args():
     assert a.command == ["ls", "-A"]
     with pytest.raises(ValueError):
         parse_record_args(["-f", "x"])
+
+
+def test_ours_with_ours_over_ipv6(env_ok, tmp_path):
+    """``-A NAME@[::1]:PORT``: an IPv6 agent address in brackets, as the agent's ``-N ::1`` listens."""
+    port = free_port()
+    run = AgentRun(port, start(our_cli("agent", "-N", "::1", "-p", str(port), "--once"), tmp_path))
+    try:
+        wait_listening(port, run.proc)
+        r = subprocess.run(our_cli("record", "-o", "trace.dat", "-e", "sched:sched_switch",
+                                   "-A", f"g6@[::1]:{port}", "-e", "sched:sched_switch", "-e", "sched:sched_wakeup",
+                                   "sleep", "0.5"),
+                           cwd=tmp_path, capture_output=True, text=True, timeout=90,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert r.returncode == 0, r.stderr
+        run.proc.wait(timeout=30)
+    finally:
+        run.log = stop(run.proc)
+    assert "host closed the session" in run.log, run.log
+    check_pair(tmp_path, "g6")

@@ -94,14 +94,15 @@ def probe_agent(spec: str, timeout: float = 1.0, transport: str | None = None) -
         _name, addr = parse_guest_spec(spec, transport)
     except ValueError as e:
         return str(e)
-    if addr.family == "tcp" and str(addr.host) in ("127.0.0.1", "localhost"):
+    if addr.family == "tcp" and str(addr.host) in ("127.0.0.1", "localhost", "::1"):
         return None if tcp_listening(addr.port) else f"nothing listens on TCP port {addr.port} on this machine"
     try:
-        fam = socket.AF_VSOCK if addr.family == "vsock" else socket.AF_INET
-        target = (int(addr.host), addr.port) if addr.family == "vsock" else (str(addr.host), addr.port)
-        with socket.socket(fam, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(target)
+        if addr.family == "tcp":  # IPv4, IPv6 or a name: create_connection tries each address
+            socket.create_connection((str(addr.host), addr.port), timeout=timeout).close()
+        else:
+            with socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect((int(addr.host), addr.port))
     except (OSError, AttributeError, ValueError) as e:
         return f"cannot connect to {addr}: {e}"
     return None

@@ -62,6 +62,8 @@ TRANSPORTS = ("vsock", "tcp")
 def parse_guest_spec(spec: str, transport: str | None = None) -> tuple[str | None, Address]:
     """``NAME@CID[:PORT]``, ``NAME@HOST:PORT``, ``CID[:PORT]`` or ``HOST:PORT`` -> (name, address).
 
+    An IPv6 host is written in brackets (``g@[::1]:18000``), as in URLs; the brackets are not part of it.
+
     Without ``transport`` (trace-cmd's rule) a numeric host is a vsock CID (default port 823) and anything
     else (an IP or host name) a TCP agent.  With ``transport`` "vsock" or "tcp" the address must be of that
     kind: a front end whose user chose the transport must not silently connect another way.
@@ -97,6 +99,10 @@ def _parse_guest_spec(spec: str) -> tuple[str | None, Address]:
         raise ValueError(f"guest {spec!r}: a TCP agent needs HOST:PORT")
     else:
         family = "tcp"
+        if host.startswith("[") and host.endswith("]"):  # an IPv6 literal in URL brackets: [::1]:PORT
+            host = host[1:-1]
+            if not host:
+                raise ValueError(f"guest {spec!r}: empty IPv6 address in brackets")
     try:
         check_port(family, port)
     except ValueError as e:
