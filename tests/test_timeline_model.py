@@ -61,3 +61,26 @@ def test_short_runs_show_when_zoomed_out():
     body = res.image[5]
     assert (body[:, 3] > 0).all(), "busy columns must not be empty"
     assert (res.dominant[0] == 3).all()  # each column's first run has key 3
+
+
+def test_render_over_the_whole_int64_range(traces):
+    """A view from -2**63 to 2**63-1 (a guest moved by a wild TIME_SHIFT) renders without a cast overflow."""
+    import warnings
+
+    from kshark_py.loaders.tracedat import open_trace
+    from kshark_py.model.session import Session
+    from kshark_py.model.viewmodel import RowSources, TimelineModel, _column_grid
+
+    lo, hi = -2**63, 2**63 - 1
+    edges, probes = _column_grid(lo, hi, 800)
+    assert edges[0] == lo and edges[-1] >= 2**63 - 2048 and np.all(np.diff(edges) > 0)
+    assert np.all(np.diff(probes.ravel()) >= 0)
+    s = Session.from_files([open_trace(str(traces / "host-sched-v7.dat"))])
+    m = TimelineModel(s, RowSources(s, lambda st, p: str(p)))
+    m.default_rows()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = m.render(lo, hi, 800)
+    t = s.merged().ts
+    col = int((int(t.min()) - lo) / ((hi - lo) / 800))  # every event sits in the middle column
+    assert res.counts[:, col].sum() == len(t) and res.counts.sum() == len(t)

@@ -240,6 +240,27 @@ class RenderResult:
     """Index in :attr:`TimelineModel.rows` of the first rendered row (image row 0)."""
 
 
+_I64_MAX_F = float(np.nextafter(2.0 ** 63, 0))  # the largest float64 below 2**63: casts of it fit int64
+
+
+def _column_grid(t0: int, t1: int, npix: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``npix + 1`` column edges of [t0, t1] and :data:`SAMPLES` probe times per column, int64 ns.
+
+    Exact integer offsets from ``t0`` while the view fits comfortably in int64; a view over the whole
+    int64 range (a guest placed by a wild TIME_SHIFT) is computed in float64 and clipped, so no cast
+    overflows (numpy's cast of an out-of-range float is undefined: garbage columns and a warning).
+    """
+    step = (t1 - t0) / npix
+    if -2**62 < t0 and t1 < 2**62:
+        edges = t0 + (np.arange(npix + 1, dtype=np.float64) * step).astype(np.int64)
+        probes = (edges[:-1, None] + (np.arange(SAMPLES) + 0.5) / SAMPLES * step).astype(np.int64)
+        return edges, probes
+    fedges = float(t0) + np.arange(npix + 1, dtype=np.float64) * step
+    fprobes = fedges[:-1, None] + (np.arange(SAMPLES) + 0.5) / SAMPLES * step
+    return (np.clip(fedges, -2.0 ** 63, _I64_MAX_F).astype(np.int64),
+            np.clip(fprobes, -2.0 ** 63, _I64_MAX_F).astype(np.int64))
+
+
 class TimelineModel:
     """The rows of a session's timeline and how to render them (no Qt).
 
@@ -436,8 +457,7 @@ class TimelineModel:
         img = np.zeros((nrows * SUBROWS, npix, 4), np.uint8)
         counts = np.zeros((nrows, npix), np.int64)
         dominant = np.full((nrows, npix), -1, np.int64)
-        edges = t0 + (np.arange(npix + 1, dtype=np.float64) * ((t1 - t0) / npix)).astype(np.int64)
-        probes = (edges[:-1, None] + ((np.arange(SAMPLES) + 0.5) / SAMPLES * (t1 - t0) / npix)).astype(np.int64)
+        edges, probes = _column_grid(int(t0), int(t1), npix)
         positions: dict[int, np.ndarray] = {}  # table positions of the edges, once per stream
         for k, row in enumerate(shown):
             base = k * SUBROWS
