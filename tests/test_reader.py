@@ -165,3 +165,20 @@ def test_cmdlines_resolve_like_libtraceevent():
     assert parse_cmdlines(b"5 python3\n5 bash\n") == {5: "python3"}  # the flaky capture case
     assert parse_cmdlines(b"5 a\nnot a line\n9 d\n") == {5: "a"}
     assert parse_cmdlines(b"12 kworker/0:1 with spaces\n") == {12: "kworker/0:1 with spaces"}
+
+
+def test_open_files_share_one_pool_of_decompression_threads(traces):
+    """Ten decoded zstd files held open at once use one pool of threads, not a pool per store."""
+    import threading
+
+    from kshark_py.loaders.tracedat import open_trace
+
+    before = threading.active_count()
+    files = [open_trace(str(traces / "host-sched-v7.dat")) for _ in range(10)]
+    try:
+        for tf in files:
+            tf.decode_all()  # bulk decoding decompresses chunk batches in the pool
+        assert threading.active_count() - before <= 4
+    finally:
+        for tf in files:
+            tf.close()

@@ -12,6 +12,7 @@ never crosses a page, and chunks hold whole pages, so every record lies inside o
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,23 @@ BLOCK_BYTES = 32 << 20
 """Decompressed bytes handled at once by bulk operations: bounds memory (the per-block
 temporaries are several times this), keeps caches warm."""
 CACHE_CHUNKS = 512
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def decompress_pool() -> ThreadPoolExecutor:
+    """The process's one pool of decompression threads, shared by every store of every open file.
+
+    A pool per store kept up to 4 idle threads alive per buffer of every file until the garbage
+    collector found the store: an app that opened a trace 50 times held hundreds of threads.
+    """
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                       thread_name_prefix="kshark-decompress")
+        return _POOL
 
 
 class FlatStore:
@@ -52,16 +70,9 @@ class ChunkStore:
         self.usizes = usizes.astype(np.int64)
         self.ustarts = ustarts.astype(np.int64)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self.ustarts)
-
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
-        return self._pool
 
     def chunk_of(self, offsets: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.ustarts, offsets, side="right") - 1
@@ -99,7 +110,7 @@ class ChunkStore:
             out[s:s + int(self.usizes[k])] = np.frombuffer(self._chunk_bytes(k), np.uint8)
 
         if b - a > 1:
-            list(self.pool.map(one, range(a, b), chunksize=max(1, (b - a) // 8)))
+            list(decompress_pool().map(one, range(a, b), chunksize=max(1, (b - a) // 8)))
         else:
             one(a)
         return out
