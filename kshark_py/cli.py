@@ -21,7 +21,7 @@ from .loaders.errors import TraceDatError
 from .loaders.memory import return_memory_promptly
 
 PROG = "kshark-py"
-FILE_COMMANDS = ("report", "vcpus", "export")
+FILE_COMMANDS = ("report", "vcpus", "export", "stats")
 """Commands whose bare words are input files (``record`` runs its bare words; ``agent`` takes none)."""
 
 
@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", dest="output", required=True, metavar="OUT.parquet")
     e.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     e.set_defaults(func=_cmd_export)
+    from .stats_cli import register as register_stats
+
+    register_stats(sub)
     from .capture.cli import register as register_capture  # record, agent
 
     register_capture(sub)

@@ -1,0 +1,236 @@
+"""``kshark-py stats``: the analyses of :mod:`kshark_py.model.analysis` as a table, CSV or JSON.
+
+One table per run, chosen by one flag: ``--wakeups`` (scheduling latency per task), ``--latency
+START:END[:FIELD=FIELD]...`` (KernelShark's latency plot, per stream and match key), ``--exits``
+(VM exits per VCPU and reason), ``--vcpus`` (where each VCPU's time went).  Every time is an
+integer number of ns on the host clock (guests synchronized by TIME_SHIFT, or moved with
+``--time-offset``).  The files are opened as ``vcpus`` and ``report`` open them: losses are
+printed first, ``--strict`` stops on them, warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+
+from .argtypes import whole_number
+from .cli import (
+    _STRICT_HELP,
+    _VCPU_MAP_HELP,
+    _VCPU_THREADS_HELP,
+    PROG,
+    UsageError,
+    check_inputs,
+    parse_time_offsets,
+    show_losses,
+    user_vcpu_map,
+)
+
+WAKEUP_COLUMNS = ["stream", "pid", "comm", "count", "total_ns", "p50_ns", "p99_ns", "max_ns", "max_at_ns"]
+EXIT_COLUMNS = ["guest", "vcpu", "host_pid", "reason", "count", "total_ns", "p50_ns", "p99_ns", "max_ns"]
+VCPU_COLUMNS = ["guest", "vcpu", "host_pid", "state", "total_ns"]
+
+
+def parse_range(text: str) -> tuple[int | None, int | None]:
+    """``A:B`` (host ns, either side may be empty: open) -> (t0, t1); UsageError when malformed or A > B."""
+    a, sep, b = text.partition(":")
+    if not sep:
+        raise UsageError(f"--range takes A:B in ns on the host clock (A or B may be empty), not {text!r}")
+    out = []
+    for side in (a, b):
+        if side.strip() == "":
+            out.append(None)
+            continue
+        try:
+            out.append(whole_number(side.strip(), 0, (1 << 63) - 1))
+        except ValueError as e:
+            raise UsageError(f"--range {text!r}: {e} (ns on the host clock)") from None
+    if out[0] is not None and out[1] is not None and out[0] > out[1]:
+        raise UsageError(f"--range {text!r}: the start is after the end")
+    return out[0], out[1]
+
+
+def parse_latency_spec(text: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """``START:END[:FIELD=FIELD]...`` -> (event name words, match pairs).
+
+    Events may be ``event`` or ``system:event``, so the words before the first ``FIELD=FIELD`` are
+    2, 3 or 4; :func:`resolve_events` decides a 3-word spec by the events the files have.
+    """
+    words = text.split(":")
+    names: list[str] = []
+    match: list[tuple[str, str]] = []
+    for w in words:
+        if "=" in w:
+            for item in w.split(","):
+                s, _, e = item.partition("=")
+                if not s.strip() or not e.strip():
+                    raise UsageError(f"--latency {text!r}: a match is START_FIELD=END_FIELD, not {item!r}")
+                match.append((s.strip(), e.strip()))
+        elif match:
+            raise UsageError(f"--latency {text!r}: event names come before the FIELD=FIELD matches")
+        else:
+            names.append(w.strip())
+    if not 2 <= len(names) <= 4 or any(not n for n in names):
+        raise UsageError(f"--latency takes START:END[:FIELD=FIELD]... (events as name or system:name), not {text!r}")
+    return names, match
+
+
+def resolve_events(session, names: list[str], text: str) -> tuple[str, str]:
+    """The (start, end) event names of a parsed ``--latency`` spec."""
+    from .model.analysis.latency import find_event
+
+    if len(names) == 2:
+        cands = [(names[0], names[1])]
+    elif len(names) == 4:
+        cands = [(f"{names[0]}:{names[1]}", f"{names[2]}:{names[3]}")]
+    else:
+        cands = [(f"{names[0]}:{names[1]}", names[2]), (names[0], f"{names[1]}:{names[2]}")]
+    for s, e in cands:
+        if find_event(session, s) and find_event(session, e):
+            return s, e
+    s, e = cands[0]
+    missing = s if not find_event(session, s) else e
+    raise UsageError(f"--latency {text!r}: no loaded file has the event {missing!r}")
+
+
+def _load(args: argparse.Namespace):
+    from .loaders.tracedat import open_trace
+    from .model.session import Session
+
+    if not args.input:
+        raise UsageError(f"stats needs the trace files: {PROG} stats -i HOST.dat [-i GUEST.dat]... --wakeups")
+    check_inputs(args.input)
+    user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
+    offsets = parse_time_offsets(args.time_offset)
+    files = [open_trace(p) for p in args.input]
+    if show_losses(files, args.strict):
+        return None, user
+    session = Session.from_files(files)
+    for key, ns in offsets.items():
+        try:
+            session.set_time_offset(key, ns)
+        except ValueError as e:
+            raise UsageError(f"--time-offset: {e}") from None
+    if not any(len(st.buffer.events) for st in session.streams):
+        raise UsageError(f"{', '.join(args.input)}: no events")
+    return session, user
+
+
+def _call(func, session, t0, t1, user):
+    """The other analyses take the user's VCPU map when they accept one (keyword ``vcpu_map``)."""
+    if user and "vcpu_map" in inspect.signature(func).parameters:
+        return func(session, t0=t0, t1=t1, vcpu_map=user)
+    return func(session, t0=t0, t1=t1)
+
+
+def _table_for(args: argparse.Namespace, session, user, t0, t1):
+    from .model.analysis.latency import LatencyError, latency_pairs, latency_stats
+    from .model.analysis.wakeups import wakeup_stats, wakeups
+
+    if args.wakeups:
+        if not _has_wakeup_events(session):
+            raise UsageError("--wakeups: no stream has sched_switch with sched_waking or sched_wakeup events")
+        return wakeup_stats(wakeups(session, t0=t0, t1=t1)).select(WAKEUP_COLUMNS)
+    if args.latency is not None:
+        names, match = parse_latency_spec(args.latency)
+        start, end = resolve_events(session, names, args.latency)
+        try:
+            pairs = latency_pairs(session, start, end, match, t0=t0, t1=t1)
+        except LatencyError as e:
+            raise UsageError(f"--latency: {e}") from None
+        return latency_stats(pairs)
+    if args.exits:
+        from .model.analysis.exits import exit_stats
+
+        return _call(exit_stats, session, t0, t1, user).select(EXIT_COLUMNS)
+    from .model.analysis.vcputime import vcpu_time
+
+    return _call(vcpu_time, session, t0, t1, user).select(VCPU_COLUMNS)
+
+
+def _has_wakeup_events(session) -> bool:
+    for st in session.streams:
+        f = st.trace.formats
+        sw = f.find("sched_switch", "sched")
+        wk = [f.find(n, "sched") for n in ("sched_waking", "sched_wakeup", "sched_wakeup_new")]
+        if sw is not None and len(st.buffer.rows_of(sw.id)) and any(
+                e is not None and len(st.buffer.rows_of(e.id)) for e in wk):
+            return True
+    return False
+
+
+def _text(v) -> str:
+    return "" if v is None else str(v)
+
+
+def write_table(table, fmt: str, out) -> None:
+    """``table`` (pyarrow) as an aligned text table, CSV with a header row, or a JSON array of objects."""
+    names = table.column_names
+    rows = table.to_pylist()
+    if fmt == "json":
+        json.dump(rows, out, indent=1)
+        out.write("\n")
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(names)
+        for r in rows:
+            w.writerow([_text(r[n]) for n in names])
+    else:
+        cells = [[_text(r[n]) for n in names] for r in rows]
+        widths = [max([len(n), *(len(c[i]) for c in cells)]) for i, n in enumerate(names)]
+        numeric = [not table.schema.field(n).type.equals("string") for n in names]
+
+        def line(cs: Sequence[str]) -> str:
+            return "  ".join(c.rjust(w) if num else c.ljust(w)
+                             for c, w, num in zip(cs, widths, numeric, strict=True)).rstrip()
+        out.write(line(names) + "\n")
+        for c in cells:
+            out.write(line(c) + "\n")
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    t0, t1 = parse_range(args.range) if args.range is not None else (None, None)
+    if args.latency is not None:
+        parse_latency_spec(args.latency)  # a malformed spec fails before the files are read
+    session, user = _load(args)
+    if session is None:
+        return 2
+    table = _table_for(args, session, user, t0, t1)
+    for w in session.warnings:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
+    write_table(table, args.format, sys.stdout)
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``stats`` to the ``kshark-py`` subparsers (called by :func:`kshark_py.cli.build_parser`)."""
+    s = sub.add_parser(
+        "stats", usage=f"{PROG} stats -i HOST [-i GUEST]... (--wakeups | --exits | --vcpus | "
+                       "--latency START:END[:FIELD=FIELD]) [--range A:B] [--format table|csv|json]",
+        help="latency, VM exit and VCPU time tables (ns on the host clock)",
+        description="Prints one analysis as a table, CSV (with a header row) or JSON. Times are integer ns on "
+                    "the host clock.")
+    s.add_argument("-i", dest="input", action="append", metavar="FILE",
+                   help="host file, then guest files (bare FILE arguments are the same)")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--wakeups", action="store_true",
+                      help="scheduling latency per task: sched_waking (or sched_wakeup) to the switch in")
+    what.add_argument("--exits", action="store_true", help="VM exits per VCPU and reason (kvm_exit -> kvm_entry)")
+    what.add_argument("--vcpus", action="store_true", help="where each VCPU's time went: guest, exit, halted, "
+                                                            "preempted, unknown")
+    what.add_argument("--latency", metavar="START:END[:FIELD=FIELD]",
+                      help="latency from each START event to the next END event with equal fields, e.g. "
+                           "irq_handler_entry:irq_handler_exit:irq=irq (events as name or system:name)")
+    s.add_argument("--range", metavar="A:B", help="only what lies wholly inside [A, B] (ns on the host clock; "
+                                                 "either side may be empty)")
+    s.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    s.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
+    s.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
+    s.add_argument("--time-offset", action="append", metavar="STREAM=NS",
+                   help="shift a stream's timestamps by NS nanoseconds (for a guest without time sync)")
+    s.add_argument("--strict", action="store_true", help=_STRICT_HELP)
+    s.set_defaults(func=cmd_stats)
