@@ -23,7 +23,6 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import msg as M
 
@@ -485,7 +484,3 @@ def open_guest_fifos(ncpus: int) -> list[int] | None:
         for fd in fds:
             os.close(fd)
         return None
-
-
-def guest_fifo_dir_exists() -> bool:
-    return Path(FIFO_GUEST_DIR, "trace-pipe-cpu0").exists()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import os
 import platform
-import shutil
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -602,10 +601,6 @@ def append_to_v7(path: str | os.PathLike, *, buffer: tuple[str, str, Sequence[Cp
             name, clock, cpus = buffer
             w.write_buffer(name, clock or st.clock or "local", cpus)
         w.finish()
-
-
-def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    shutil.copyfile(src, dst)
 
 
 def write_trace_file(path: str | os.PathLike, meta: Metadata, cpus: Sequence[CpuData], *, version: int = 7,

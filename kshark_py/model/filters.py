@@ -603,10 +603,6 @@ class Filters:
         """True when some event may be hidden."""
         return bool(self._disabled) or any(not sf.empty for sf in self._streams.values())
 
-    def stream_active(self, stream: int) -> bool:
-        sf = self._streams.get(stream)
-        return stream in self._disabled or (sf is not None and not sf.empty)
-
     # ---- masks --------------------------------------------------------------------------
     def stream_mask(self, stream: Stream) -> np.ndarray | None:
         """bool per row of ``stream``'s events table, or None when nothing of it is filtered."""

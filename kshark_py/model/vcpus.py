@@ -27,9 +27,6 @@ SOURCE_RECORD = "guest record"
 SOURCE_KVM = "kvm_entry"
 SOURCE_USER = "user"
 
-VCPU_MAP_SCHEMA = pa.schema([("guest", pa.string()), ("vcpu", pa.int32()), ("host_pid", pa.int32()),
-                             ("source", pa.string())])
-
 
 MAX_VCPU = 65535
 """Largest VCPU number a map may name: KVM's limit is 4096 on x86 (KVM_MAX_VCPUS), with room to spare."""
@@ -125,10 +122,6 @@ def build_vcpu_map(session: Session, user: dict[str, dict[int, int]] | None = No
     for name in set(user) - {g.name for g in session.guests}:
         session.warnings.append(f"the VCPU map names guest {name!r}, which is not loaded")
     return out
-
-
-def vcpu_map_table(mappings: list[VcpuMapping]) -> pa.Table:
-    return pa.Table.from_pylist([m.__dict__ for m in mappings], schema=VCPU_MAP_SCHEMA)
 
 
 SUMMARY_SCHEMA = pa.schema([
