@@ -227,6 +227,8 @@ class Row:
     lost: np.ndarray | None = None
     color_by: str = "pid"
     """``pid`` (task colours), ``cpu`` (task rows: colour by the CPU it ran on), ``state``."""
+    data: object | None = None
+    """What an analysis row (:meth:`TimelineModel.add_custom_row`) shows; a plots layer draws it."""
 
 
 @dataclass
@@ -286,6 +288,7 @@ class TimelineModel:
         self._hidden_cpus: dict[int, set[int]] = {}
         self._hidden_pairs: set[tuple[str, int]] = set()
         self._tasks: list[tuple[int, int]] = []
+        self._custom: list[Row] = []
         self._cache: dict[tuple, Row] = {}
 
     # -- which rows show ------------------------------------------------------------------------
@@ -358,10 +361,26 @@ class TimelineModel:
             self._rebuild()
         return self._cache[("task", *key)]
 
+    def add_custom_row(self, row: Row) -> Row:
+        """Show an analysis row (a field plot) below the task rows, drawn by a plots layer from
+        ``row.data``; a shown row with the same kind and label is replaced in place."""
+        at = next((i for i, r in enumerate(self._custom) if (r.kind, r.label) == (row.kind, row.label)), None)
+        if at is None:
+            self._custom.append(row)
+        else:
+            self._custom[at] = row
+        self._rebuild()
+        return row
+
+    def custom_rows(self) -> list[Row]:
+        return list(self._custom)
+
     def remove_row(self, index: int) -> None:
-        """Hide row ``index``: its CPU, its VCPU pair (both pair rows) or its task."""
+        """Hide row ``index``: its CPU, its VCPU pair (both pair rows), its task or analysis row."""
         r = self.rows[index]
-        if r.kind in ("cpu", "vcpu_guest"):
+        if any(c is r for c in self._custom):
+            self._custom = [c for c in self._custom if c is not r]
+        elif r.kind in ("cpu", "vcpu_guest"):
             self._hidden_cpus.setdefault(r.stream, set()).add(int(r.cpu))
         elif r.kind in ("vcpu_host", "vcpu_state"):
             self._hidden_pairs.add((r.guest, int(r.vcpu)))
@@ -416,6 +435,7 @@ class TimelineModel:
                                           src.cpu_row(s, c, vcpu_of=n if g else None)))
         for s, p in self._tasks:
             rows.append(self._row(("task", s, p), lambda s=s, p=p: src.task_row(s, p)))
+        rows += self._custom
         self.rows = rows
         self.rows_changed.emit()
 

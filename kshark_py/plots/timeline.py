@@ -143,6 +143,9 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(self.vscroll)
         self.last: RenderResult | None = None
+        self.layers: list = []
+        """Items drawn over the rows (analysis boxes, field plots): told the rows and window of
+        each render through ``set_view(rows, first, count, t0, t1, npix)``."""
         self.render_ms: list[float] = []
         self._full = (0, 1)
         self._timer = QtCore.QTimer(self)
@@ -292,6 +295,8 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         if not self.model.rows:
             self.image.clear()
             self.last = None
+            for layer in self.layers:
+                layer.set_view([], 0, 0, 0, 1, 1)
             return
         t0, t1 = self.view_range()
         top, bottom = self.visible_rows()
@@ -302,8 +307,16 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         self.image.setImage(res.image, autoLevels=False, levels=(0, 255))
         self.image.setRect(QtCore.QRectF(t0 / NS, first, (res.t1 - t0) / NS, res.image.shape[0] / SUBROWS))
         self.last = res
+        for layer in self.layers:
+            layer.set_view(self.model.rows, first, count, t0, res.t1, res.image.shape[1])
         self.render_ms.append((time.perf_counter() - start) * 1e3)
         del self.render_ms[:-200]
+
+    def add_layer(self, item) -> None:
+        """Draw ``item`` over the rows; it follows every render (see :attr:`layers`)."""
+        self.plot.addItem(item, ignoreBounds=True)
+        self.layers.append(item)
+        self.schedule()
 
     # -- markers and highlight ---------------------------------------------------------------
     def set_marker(self, name: str, ts: int | None) -> None:
