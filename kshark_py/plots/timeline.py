@@ -105,6 +105,7 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
     timeDoubleClicked = QtCore.Signal(int, object)  # row index, time ns
     hovered = QtCore.Signal(str)
     rubberBandDone = QtCore.Signal()
+    rowMenuAboutToShow = QtCore.Signal(int, object)  # row index, QMenu: add actions before it shows
 
     def __init__(self, model: TimelineModel, parent=None) -> None:
         super().__init__(parent)
@@ -412,6 +413,7 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         label = self.model.rows[row].label
         act = menu.addAction(f"Remove row \"{label}\"")
         act.triggered.connect(lambda: self.model.remove_row(row))
+        self.rowMenuAboutToShow.emit(row, menu)  # the window adds what it offers for this row
         return menu
 
 

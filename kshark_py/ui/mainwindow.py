@@ -19,6 +19,7 @@ from ..model.vcpus import VcpuMapping, build_vcpu_map, causality_by_vcpu
 from ..model.viewmodel import RowSources, TimelineModel
 from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
+from .analysisrange import AnalysisContext
 from .eventlist import EventListView
 from .lossbanner import LossBanner, session_losses
 from .openrequest import OpenRequest
@@ -87,6 +88,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # -- widgets -----------------------------------------------------------------------------
     def _build_ui(self) -> None:
         self.timeline = TimelineWidget(self.model)
+        self.analysis = AnalysisContext(self.session, self)  # the range the analysis panels follow
+        self.timeline.rangeChanged.connect(self.analysis.set_view)
         self.markers = MarkerBar()
         top = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(top)
@@ -199,6 +202,12 @@ class MainWindow(QtWidgets.QMainWindow):
         t = m.addMenu("&Tools")
         t.addAction("&Record...", self.record_dialog, "Ctrl+R")
         t.addAction("Add time &offset...", self.time_offset_dialog)
+        from .vmanalyses import VmAnalyses
+
+        self.vm_analyses = VmAnalyses(self, self.analysis)
+        an = next((a.menu() for a in m.actions() if a.menu() and a.menu().title().replace("&", "") == "Analysis"),
+                  None) or m.addMenu("&Analysis")
+        self.vm_analyses.add_actions(an)
 
     def _fill_panels(self) -> None:
         self.vcpu_panel.set_data(self.session, self.vcpu_map, self.names)
@@ -283,6 +292,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_marker(self, name: str, ts: int | None) -> None:
         self.markers.set_time(name, ts)
         self.timeline.set_marker(name, ts)
+        self.analysis.set_marker(name, ts)
 
     def add_task_dialog(self) -> None:
         items = task_choices(self.session, self.names)
@@ -428,6 +438,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitter.replaceWidget(self.splitter.indexOf(old), self.event_list)
         old.deleteLater()
         self._fill_panels()
+        self.analysis.times_changed()
         t = self.session.merged().ts
         if len(t):
             self.timeline.set_full_range(int(t.min()), int(t.max()))
