@@ -23,6 +23,7 @@ from kshark_py.model.intervals import (
     END_MISSING,
     END_OPEN,
     IN_GUEST,
+    KVM_EVENTS,
     STATES,
     VCPU_STATES,
     StreamIntervals,
@@ -30,6 +31,7 @@ from kshark_py.model.intervals import (
     in_guest_intervals,
     is_hlt_exit,
     is_runnable,
+    kvm_events,
     sleeping_mask,
     state_totals,
     task_runs,
@@ -61,6 +63,11 @@ def _runs(name: str) -> pa.Table:
 @cache
 def _guest(name: str) -> pa.Table:
     return in_guest_intervals(_buffer(name))
+
+
+@cache
+def _kvm(name: str) -> pa.Table:
+    return kvm_events(_buffer(name))
 
 
 def _cols(t: pa.Table) -> dict[str, np.ndarray]:
@@ -331,41 +338,80 @@ def _report_exit_names(name: str, pid: int) -> list[str]:
                 for m in [re.search(r"kvm_exit:\s+reason (\S+)", line)] if m]
 
 
-def test_vcpu_lane_kvm_host_without_sched():
-    """Without scheduling events the kvm view decides: in guest between entry and exit, halted after
-    an exit trace-cmd prints as ``reason HLT`` (the guest idles until the next entry), VM exit
-    (host) after any other exit."""
+def test_kvm_events_pair_each_event_with_the_next_of_its_thread():
+    """Issue 12's rule, walked record by record: an event is closed when its thread's next kvm event
+    is of the other kind; the exits' reasons and guest RIPs are what trace-cmd printed."""
     b = _buffer(DOC_TEST)
-    lane = vcpu_states(b, VCPU_DOC, _runs(DOC_TEST), _guest(DOC_TEST))
+    k = _kvm(DOC_TEST)
+    assert k.schema == KVM_EVENTS
+    recs = _kvm_records(b)
+    last: dict[int, int] = {}
+    want = []
+    for i, (ts, pid, cpu, kind, v) in enumerate(recs):
+        want.append([pid, ts, cpu, kind == "entry", False, -1])
+        if pid in last:
+            j = last[pid]
+            want[j][4] = want[j][3] != (kind == "entry")
+            want[j][5] = ts
+        last[pid] = i
+    want.sort(key=lambda w: w[0])  # stable: each thread's records stay in report order
+    got = list(zip(*(k.column(n).to_pylist() for n in ("pid", "ts", "cpu", "entry", "closed", "next_ts")),
+                   strict=True))
+    assert got == [tuple(w) for w in want]
+    c = _cols(k)
+    mine = (c["pid"] == VCPU_DOC) & ~c["entry"]
+    with gzip.open(TRACES / f"{DOC_TEST}.report.txt.gz", "rt") as f:
+        rips = [int(m.group(1), 16) for line in f if f"-{VCPU_DOC} " in line
+                for m in [re.search(r"kvm_exit:.* rip (0x[0-9a-f]+)", line)] if m]
+    assert c["rip"][mine].tolist() == rips
+    assert set(c["isa"].tolist()) == {1}  # VMX
+
+
+def _kvm_walk(b, pid: int, names: list[str], t1: int) -> dict[str, int]:
+    """Totals of a thread with kvm events and no sched_switch, walked event by event: an event its
+    thread's next one closes lasts to it (entry: guest; exit: halted after HLT, else exit); else the
+    time to the next event (or the end) is unknown, as is the time before the first."""
+    recs = [(ts, kind) for ts, p, _, kind, _ in _kvm_records(b) if p == pid]
+    tot = dict.fromkeys(STATES, 0)
+    tot["unknown"] += recs[0][0] - _span(b)[0]
+    names = iter(names)
+    for i, (ts, kind) in enumerate(recs):
+        name = next(names) if kind == "exit" else None
+        nxt = recs[i + 1] if i + 1 < len(recs) else None
+        end = nxt[0] if nxt else t1
+        if nxt is None or nxt[1] == kind:
+            tot["unknown"] += end - ts
+        elif kind == "entry":
+            tot["guest"] += end - ts
+        else:
+            tot["halted" if name == "HLT" else "exit"] += end - ts
+    return tot
+
+
+def test_vcpu_lane_kvm_host_without_sched():
+    """Without scheduling events the kvm view decides: in guest from an entry to the exit that closes
+    it, halted after an exit trace-cmd prints as ``reason HLT`` (the guest idles until the next entry),
+    VM exit (host) after any other exit, unknown after an event its thread's next does not close."""
+    b = _buffer(DOC_TEST)
+    lane = vcpu_states(b, VCPU_DOC, _runs(DOC_TEST), _kvm(DOC_TEST))
     tot = _check_lane(lane, b)
     t0, t1 = _span(b)
-    assert tot["unknown"] == 0 and tot["preempted"] == 0  # first record is its entry
-    assert tot["guest"] + tot["exit"] + tot["halted"] == t1 - t0
-    g = _cols(_guest(DOC_TEST))
-    mine = g["pid"] == VCPU_DOC
-    assert tot["guest"] == int((g["end"][mine] - g["start"][mine]).sum())
-    # expected from the records' times and trace-cmd's printed reasons: each exit lasts to the next entry
-    recs = [(ts, kind) for ts, pid, _, kind, _ in _kvm_records(b) if pid == VCPU_DOC]
     names = _report_exit_names(DOC_TEST, VCPU_DOC)
-    assert len(names) == sum(k == "exit" for _, k in recs) == 5356 and names.count("HLT") == 1488
-    gaps = [(recs[i + 1][0] if i + 1 < len(recs) else t1) - ts for i, (ts, k) in enumerate(recs) if k == "exit"]
-    want_halt = sum(gap for gap, n in zip(gaps, names, strict=True) if n == "HLT")
-    want_exit = sum(gap for gap, n in zip(gaps, names, strict=True) if n != "HLT")
-    assert tot["halted"] == want_halt and tot["exit"] == want_exit
+    assert len(names) == 5356 and names.count("HLT") == 1488
+    assert tot == _kvm_walk(b, VCPU_DOC, names, t1)
+    # its first record is an entry, its last entry (nothing closes it) is the trace's last record
+    assert tot["preempted"] == 0 and tot["unknown"] == 0
     assert tot["halted"] > 10 * tot["exit"]  # an idle guest: the halts, not the exits, fill the time
     state = lane.column("state").to_pylist()
     reasons = [r for s, r in zip(state, lane.column("reason").to_pylist(), strict=True) if s == "exit"]
     exits = [v for _, pid, _, kind, v in _kvm_records(b) if pid == VCPU_DOC and kind == "exit"]
     assert reasons == [v for v, n in zip(exits, names, strict=True) if n != "HLT"]  # one interval per non-HLT exit
     assert set(state) == {"guest", "exit", "halted"}
-    # another VCPU thread: unknown until its first kvm_entry, then the kvm view alone
-    other = vcpu_states(b, 453724, _runs(DOC_TEST), _guest(DOC_TEST))
+    # another VCPU thread: unknown until its first kvm event, then the kvm view alone
+    other = vcpu_states(b, 453724, _runs(DOC_TEST), _kvm(DOC_TEST))
     tot2 = _check_lane(other, b)
-    pid_all = b.events.column("pid").to_numpy()
-    ts_all = b.events.column("ts").to_numpy()
-    assert tot2["unknown"] == int(ts_all[pid_all == 453724].min()) - t0
-    last = _report_exit_names(DOC_TEST, 453724)[-1]
-    assert other.column("state")[other.num_rows - 1].as_py() == ("halted" if last == "HLT" else "exit")
+    assert tot2 == _kvm_walk(b, 453724, _report_exit_names(DOC_TEST, 453724), t1)
+    assert other.column("state")[other.num_rows - 1].as_py() == "unknown"  # its last kvm event: nothing closes it
 
 
 def test_hlt_exit_codes_vmx_and_svm():
@@ -402,7 +448,7 @@ def _lane_from_runs(runs: pa.Table, pid: int, t0: int, t1: int) -> dict[str, int
 def test_vcpu_lane_software_emulated(name, pid):
     b = _buffer(name)
     runs = _runs(name)
-    lane = vcpu_states(b, pid, runs, _guest(name))
+    lane = vcpu_states(b, pid, runs, _kvm(name))
     tot = _check_lane(lane, b)
     t0, t1 = _span(b)
     tr = _cols(task_runs(runs, pid))
@@ -431,41 +477,43 @@ def test_state_totals_empty():
 
 
 def test_lane_combines_sched_and_kvm_views():
-    """Real runs of the TCG VCPU thread with hand-placed in-guest intervals: on-CPU splits into guest / exit,
-    switched out beats the kvm view, a last entry without exit stays in guest only while on CPU."""
+    """Real runs of the TCG VCPU thread with hand-placed kvm events: on-CPU splits into guest / exit,
+    switched out beats the kvm view (sleeping while the guest did not halt is steal: preempted), an
+    event nothing closes (the last entry) leaves the kvm view unknown."""
     name = "vm-tsync/trace.dat"
     b = _buffer(name)
     t0, t1 = _span(b)
     runs = task_runs(_runs(name), VCPU_TSYNC).slice(0, 3)
     (a0, a1, a2), (b0, b1, b2) = runs.column("start").to_pylist(), runs.column("end").to_pylist()
     assert runs.column("end_state").to_pylist() == [1, 1, 1]  # S: sleeping
-    guest = pa.Table.from_pylist([
-        dict(pid=VCPU_TSYNC, vcpu=0, start=a0 + 1000, end=a0 + 2000, exit_reason=12, cpu=0),
-        dict(pid=VCPU_TSYNC, vcpu=0, start=a0 + 3000, end=b0 + 500, exit_reason=30, cpu=0),
-        dict(pid=VCPU_TSYNC, vcpu=0, start=a2 + 100, end=a2 + 100, exit_reason=-1, cpu=0),
-        dict(pid=VCPU_TSYNC + 1, vcpu=1, start=t0, end=t1, exit_reason=-1, cpu=1),  # another thread: ignored
-    ], schema=IN_GUEST)
-    lane = vcpu_states(b, VCPU_TSYNC, runs, guest)
+    assert b0 + 500 < a1
+
+    def kvm(first_exit: int) -> pa.Table:
+        ev = [(VCPU_TSYNC, a0 + 1000, True, -1, True), (VCPU_TSYNC, a0 + 2000, False, first_exit, True),
+              (VCPU_TSYNC, a0 + 3000, True, -1, True), (VCPU_TSYNC, b0 + 500, False, 30, True),
+              (VCPU_TSYNC, a2 + 100, True, -1, False),  # the last entry: no exit closes it
+              (VCPU_TSYNC + 1, t0, True, -1, True), (VCPU_TSYNC + 1, t1, False, 12, False)]  # another thread
+        return pa.Table.from_pylist([dict(row=i, pid=p, ts=ts, cpu=0, entry=e, vcpu=0, exit_reason=r, isa=1,
+                                          rip=0, closed=c, next_ts=-1) for i, (p, ts, e, r, c) in enumerate(ev)],
+                                    schema=KVM_EVENTS)
+
+    lane = vcpu_states(b, VCPU_TSYNC, runs, kvm(30))
     _check_lane(lane, b)
     got = list(zip(*(lane.column(n).to_pylist() for n in ("start", "end", "state", "reason")), strict=True))
     assert got == [
-        (t0, a0, "unknown", -1),
-        (a0, a0 + 1000, "exit", -1),  # on CPU before the first kvm_entry
+        (t0, a0 + 1000, "unknown", -1),  # on CPU before its first kvm event too
         (a0 + 1000, a0 + 2000, "guest", -1),
-        (a0 + 2000, a0 + 3000, "exit", 12),
+        (a0 + 2000, a0 + 3000, "exit", 30),
         (a0 + 3000, b0, "guest", -1),
-        (b0, a1, "halted", -1),  # switched out (S) although the kvm view still says guest
+        (b0, a1, "preempted", -1),  # switched out (S) although the kvm view says guest, then exit 30
         (a1, b1, "exit", 30),
-        (b1, a2, "halted", -1),
+        (b1, a2, "preempted", -1),  # sleeping during a non-HLT exit
         (a2, a2 + 100, "exit", 30),
-        (a2 + 100, b2, "guest", -1),  # open entry: in guest while on CPU
-        (b2, t1, "halted", -1),
+        (a2 + 100, t1, "unknown", -1),  # open entry: unknown, on CPU or not
     ]
-    # the same first exit flagged as HLT: on a host CPU until the next entry, yet halted (it only polls)
-    rows = guest.to_pylist()
-    rows[0]["halt"] = True
-    lane = vcpu_states(b, VCPU_TSYNC, runs, pa.Table.from_pylist(rows, schema=IN_GUEST))
+    # the first exit a HLT (VMX 12): on a host CPU until the next entry, yet halted (it only polls)
+    lane = vcpu_states(b, VCPU_TSYNC, runs, kvm(12))
     _check_lane(lane, b)
     got2 = list(zip(*(lane.column(n).to_pylist() for n in ("start", "end", "state", "reason")), strict=True))
-    assert got2[3] == (a0 + 2000, a0 + 3000, "halted", -1)
-    assert got2[:3] == got[:3] and got2[4:] == got[4:]
+    assert got2[2] == (a0 + 2000, a0 + 3000, "halted", -1)
+    assert got2[:2] == got[:2] and got2[3:] == got[3:]

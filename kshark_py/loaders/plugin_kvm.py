@@ -69,17 +69,7 @@ class KvmPlugin:
         if val is None:
             return False
         isa = self._val(tev, "isa", data)
-        if isa is None:
-            isa = 1
-        table = {1: VMX_EXIT_REASONS, 2: SVM_EXIT_REASONS}.get(isa & 0xFFFFFFFF)
-        if table is None:
-            out.append("reason UNKNOWN-ISA")
-            return True
-        reason = table.get(_s32(val))
-        if reason is not None:
-            out.append(f"reason {reason}")
-        else:
-            out.append(f"reason UNKNOWN ({val})")
+        out.append(f"reason {exit_reason_name(val, 1 if isa is None else isa)}")
         return True
 
     def _rip_function(self, tev: TEvent, data: bytes, rip: int, out: list[str]) -> None:
@@ -209,6 +199,19 @@ class KvmPlugin:
         out.append(f"sp gfn {v:x} ")
         ok = self._mmu_role(tev, data, out)
         return "".join(out), not ok
+
+
+def exit_reason_name(val: int, isa: int = 1) -> str:
+    """What trace-cmd prints after ``reason `` for a ``kvm_exit`` (``HLT``, ``EXIT_NPF``, ``UNKNOWN (99)``...).
+
+    ``isa`` picks the table (1: VMX, 2: SVM; 1 when the event has no ``isa`` field, as the plugin reads
+    it); the reason is looked up as a signed 32-bit number, and printed raw when the table lacks it.
+    """
+    table = {1: VMX_EXIT_REASONS, 2: SVM_EXIT_REASONS}.get(isa & 0xFFFFFFFF)
+    if table is None:
+        return "UNKNOWN-ISA"
+    reason = table.get(_s32(val))
+    return reason if reason is not None else f"UNKNOWN ({val})"
 
 
 VMX_EXIT_REASONS = {

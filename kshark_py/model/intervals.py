@@ -15,10 +15,12 @@ Task runs (:func:`cpu_runs`)
     gets ``end_state`` :data:`END_MISSING`.  When every switch is present this is exactly "each
     switch starts a run of ``next_pid`` until the next switch on that CPU".
 
-In-guest intervals (:func:`in_guest_intervals`)
-    ``kvm_entry`` to the next ``kvm_exit`` (or ``kvm_entry``) of the same host thread.  An exit
-    whose reason is HLT (the guest idles) is flagged: the VCPU is halted until its next entry, not
-    busy in the host.
+kvm events (:func:`kvm_events`) and in-guest intervals (:func:`in_guest_intervals`)
+    Each ``kvm_entry``/``kvm_exit`` with the next kvm event of its host thread: an exit closed by an
+    entry was handled in the host that long, an entry closed by an exit ran guest code that long
+    (issue 12's rule; VM exit analyses build on it).  In-guest intervals are ``kvm_entry`` to the next
+    ``kvm_exit`` (or ``kvm_entry``) of the same host thread.  An exit whose reason is HLT (the guest
+    idles) is flagged: the VCPU is halted until its next entry, not busy in the host.
 
 VCPU states (:func:`vcpu_states`)
     One contiguous lane over the whole trace for one host VCPU thread, combining the scheduling
@@ -39,8 +41,8 @@ from ..loaders.tracedat import Buffer
 from .columns import event_columns
 
 __all__ = [
-    "CPU_RUNS", "IN_GUEST", "VCPU_STATES", "STATES", "END_OPEN", "END_MISSING",
-    "cpu_runs", "task_runs", "in_guest_intervals", "vcpu_states", "state_totals", "is_hlt_exit",
+    "CPU_RUNS", "IN_GUEST", "KVM_EVENTS", "VCPU_STATES", "STATES", "END_OPEN", "END_MISSING",
+    "cpu_runs", "task_runs", "kvm_events", "in_guest_intervals", "vcpu_states", "state_totals", "is_hlt_exit",
     "sleeping_mask", "is_runnable", "StreamIntervals",
 ]
 
@@ -53,6 +55,10 @@ CPU_RUNS = pa.schema([("cpu", pa.int16()), ("start", pa.int64()), ("end", pa.int
                       ("pid", pa.int32()), ("end_state", pa.int64())])
 IN_GUEST = pa.schema([("pid", pa.int32()), ("vcpu", pa.int32()), ("start", pa.int64()), ("end", pa.int64()),
                       ("exit_reason", pa.int64()), ("cpu", pa.int16()), ("halt", pa.bool_())])
+KVM_EVENTS = pa.schema([("row", pa.int64()), ("pid", pa.int32()), ("ts", pa.int64()), ("cpu", pa.int16()),
+                        ("entry", pa.bool_()), ("vcpu", pa.int32()), ("exit_reason", pa.int64()),
+                        ("isa", pa.int64()), ("rip", pa.uint64()), ("closed", pa.bool_()),
+                        ("next_ts", pa.int64())])
 STATES = ("guest", "exit", "preempted", "halted", "unknown")
 """Every value of ``vcpu_states(...)["state"]``; the dictionary of that column is always this tuple."""
 VCPU_STATES = pa.schema([("start", pa.int64()), ("end", pa.int64()),
@@ -270,7 +276,50 @@ def _last_ts_per_pid(buffer: Buffer, pids: np.ndarray) -> np.ndarray:
     return out[np.searchsorted(sub[starts], pids)]
 
 
-def in_guest_intervals(buffer: Buffer) -> pa.Table:
+def kvm_events(buffer: Buffer) -> pa.Table:
+    """Every ``kvm_entry`` and ``kvm_exit`` of ``buffer``, per host thread in report order, each paired
+    with the next kvm event of its thread (issue 12's rule for VM exits and in-guest time).
+
+    Columns (schema :data:`KVM_EVENTS`): ``row`` int64 (in ``buffer.events``), ``pid`` int32 (host
+    thread), ``ts`` int64, ``cpu`` int16, ``entry`` bool (kvm_entry; else kvm_exit), ``vcpu`` int32
+    (the event's ``vcpu_id``; -1 where the event has none, as kvm_exit before Linux 5.x), ``exit_reason``
+    int64 (raw; -1 for entries or without the field), ``isa`` int64 (kvm_exit's ``isa``: 1 VMX, 2 SVM;
+    1 where the field is absent, as libtraceevent reads it), ``rip`` uint64 (kvm_entry's ``rip``,
+    kvm_exit's ``guest_rip``), ``closed`` bool: the next kvm event of the same thread is of the other
+    kind, so this one has a duration (an exit closed by an entry is handled in the host for
+    ``next_ts - ts``; an entry closed by an exit ran guest code that long).  An exit followed by
+    another exit, an entry followed by another entry, or the last event of a thread is not closed.
+    ``next_ts`` int64: time of the thread's next kvm event (-1 if none).  Sorted by (pid, row).
+    """
+    er, ef = event_columns(buffer, "kvm_entry", ["vcpu_id", "rip"], system="kvm", numbers_only=True)
+    xr, xf = event_columns(buffer, "kvm_exit", ["exit_reason", "isa", "guest_rip", "vcpu_id"], system="kvm",
+                           numbers_only=True)
+    if len(er) + len(xr) == 0:
+        return _empty(KVM_EVENTS)
+    t = buffer.events
+
+    def col(fields: dict, name: str, n: int, default: int, dtype=np.int64) -> np.ndarray:
+        return fields[name].astype(dtype) if name in fields else np.full(n, default, dtype)
+
+    rows = np.concatenate([er, xr]).astype(np.int64)
+    entry = np.r_[np.ones(len(er), bool), np.zeros(len(xr), bool)]
+    vcpu = np.r_[col(ef, "vcpu_id", len(er), -1), col(xf, "vcpu_id", len(xr), -1)]
+    reason = np.r_[np.full(len(er), -1, np.int64), col(xf, "exit_reason", len(xr), -1)]
+    isa = np.r_[np.ones(len(er), np.int64), col(xf, "isa", len(xr), ISA_VMX)]
+    rip = np.r_[col(ef, "rip", len(er), 0, np.uint64), col(xf, "guest_rip", len(xr), 0, np.uint64)]
+    pid = t.column("pid").to_numpy()[rows]
+    o = np.lexsort((rows, pid))  # per thread, in report order
+    rows, entry, vcpu, reason, isa, rip, pid = rows[o], entry[o], vcpu[o], reason[o], isa[o], rip[o], pid[o]
+    ts = t.column("ts").to_numpy()[rows]
+    same = np.r_[pid[1:] == pid[:-1], False]  # the next kvm event is of the same thread
+    nxt = np.minimum(np.arange(1, len(rows) + 1), len(rows) - 1)
+    closed = same & (entry != entry[nxt])
+    next_ts = np.where(same, ts[nxt], -1)
+    return _table(KVM_EVENTS, row=rows, pid=pid, ts=ts, cpu=t.column("cpu").to_numpy()[rows], entry=entry,
+                  vcpu=vcpu, exit_reason=reason, isa=isa, rip=rip, closed=closed, next_ts=next_ts)
+
+
+def in_guest_intervals(buffer: Buffer, kvm: pa.Table | None = None) -> pa.Table:
     """Host side: each ``kvm_entry`` -> next ``kvm_exit`` of the same thread (the VCPU running guest code).
 
     Columns: ``pid`` int32 (host thread), ``vcpu`` int32 (the entry's ``vcpu_id``, -1 if the event has
@@ -279,39 +328,26 @@ def in_guest_intervals(buffer: Buffer) -> pa.Table:
     first, in which case ``end`` is that thread's last record), ``cpu`` int16 (host CPU of the entry),
     ``halt`` bool (the closing exit's reason is HLT: see :func:`is_hlt_exit`).
     An exit without a preceding entry is ignored.  Sorted by (pid, start).  Empty without kvm_entry.
+    ``kvm``: :func:`kvm_events` of ``buffer`` if already computed.
     """
-    er, ef = event_columns(buffer, "kvm_entry", ["vcpu_id"], system="kvm", numbers_only=True)
-    if len(er) == 0:
+    k = kvm_events(buffer) if kvm is None else kvm
+    entry = k.column("entry").to_numpy(zero_copy_only=False)
+    ent = np.flatnonzero(entry)
+    if len(ent) == 0:
         return _empty(IN_GUEST)
-    xr, xf = event_columns(buffer, "kvm_exit", ["exit_reason", "isa"], system="kvm", numbers_only=True)
-    t = buffer.events
-    ts_all = t.column("ts").to_numpy()
-    pid_all = t.column("pid").to_numpy()
-
-    rows = np.concatenate([er, xr])
-    is_entry = np.r_[np.ones(len(er), bool), np.zeros(len(xr), bool)]
-    xreason = xf["exit_reason"].astype(np.int64) if "exit_reason" in xf else np.full(len(xr), -1, np.int64)
-    reason = np.r_[np.full(len(er), -1, np.int64), xreason]
-    hlt = np.r_[np.zeros(len(er), bool),
-                is_hlt_exit(xreason, xf.get("isa")) if "exit_reason" in xf else np.zeros(len(xr), bool)]
-    vcpu = np.r_[ef["vcpu_id"].astype(np.int64) if "vcpu_id" in ef else np.full(len(er), -1, np.int64),
-                 np.full(len(xr), -1, np.int64)]
-    p = pid_all[rows]
-    o = np.lexsort((rows, p))  # per thread, in report order
-    rows, is_entry, reason, hlt, vcpu, p = rows[o], is_entry[o], reason[o], hlt[o], vcpu[o], p[o]
-
-    ent = np.flatnonzero(is_entry)
-    nxt = ent + 1
-    has_next = nxt < len(rows)
-    has_next[has_next] = p[nxt[has_next]] == p[ent[has_next]]
-    nxt_c = np.minimum(nxt, len(rows) - 1)
-    upids = np.unique(p[ent])
-    last_ts = _last_ts_per_pid(buffer, upids)[np.searchsorted(upids, p[ent])]
-    end = np.where(has_next, ts_all[rows[nxt_c]], last_ts)
-    by_exit = has_next & ~is_entry[nxt_c]
-    why = np.where(by_exit, reason[nxt_c], -1)
-    return _table(IN_GUEST, pid=p[ent], vcpu=vcpu[ent], start=ts_all[rows[ent]], end=end,
-                  exit_reason=why, cpu=t.column("cpu").to_numpy()[rows[ent]], halt=by_exit & hlt[nxt_c])
+    c = {n: k.column(n).to_numpy() for n in ("pid", "ts", "vcpu", "exit_reason", "isa", "cpu", "next_ts")}
+    closed = k.column("closed").to_numpy(zero_copy_only=False)
+    p = c["pid"][ent]
+    upids = np.unique(p)
+    last_ts = _last_ts_per_pid(buffer, upids)[np.searchsorted(upids, p)]
+    nts = c["next_ts"][ent]
+    end = np.where(nts >= 0, nts, last_ts)
+    by_exit = closed[ent]
+    nxt = np.minimum(ent + 1, len(entry) - 1)
+    why = np.where(by_exit, c["exit_reason"][nxt], -1)
+    hlt = by_exit & is_hlt_exit(c["exit_reason"][nxt], c["isa"][nxt])
+    return _table(IN_GUEST, pid=p, vcpu=c["vcpu"][ent], start=c["ts"][ent], end=end, exit_reason=why,
+                  cpu=c["cpu"][ent], halt=hlt)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,7 +356,14 @@ def in_guest_intervals(buffer: Buffer) -> pa.Table:
 # scheduling view codes
 _S_UNKNOWN, _S_ON, _S_PREEMPTED, _S_HALTED = range(4)
 # kvm view codes
-_K_UNKNOWN, _K_GUEST, _K_EXIT, _K_HALT = range(4)
+_K_UNKNOWN, _K_GUEST, _K_EXIT, _K_HALT, _K_OPEN = range(5)  # _K_OPEN: after an event nothing closes
+
+
+def _bool_column(t: pa.Table, name: str, n: int) -> np.ndarray:
+    """A bool column of ``t`` as numpy (nulls and a missing column read as False)."""
+    if name not in t.column_names:
+        return np.zeros(n, bool)
+    return t.column(name).fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def _state_at(x: np.ndarray, times: np.ndarray, codes: np.ndarray, default: int) -> np.ndarray:
@@ -331,31 +374,36 @@ def _state_at(x: np.ndarray, times: np.ndarray, codes: np.ndarray, default: int)
     return np.where(i >= 0, codes[np.maximum(i, 0)], default)
 
 
-def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: pa.Table | None = None) -> pa.Table:
+def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, kvm: pa.Table | None = None) -> pa.Table:
     """The VCPU state lane of one host VCPU thread, covering [first record of the trace, last record].
 
     Columns: ``start``/``end`` int64, ``state`` dictionary<string> (dictionary always :data:`STATES`),
-    ``reason`` int64 (for ``"exit"``: the ``exit_reason`` of the ``kvm_exit`` that began it, -1 for
-    on-CPU host time before the thread's first ``kvm_entry``; else -1).
+    ``reason`` int64 (for ``"exit"``: the ``exit_reason`` of the ``kvm_exit`` that began it; else -1).
+
+    The kvm view follows issue 12's rule (:func:`kvm_events`): only a ``kvm_entry`` closed by a
+    ``kvm_exit`` of its thread is time in guest, only an exit closed by an entry is time handling
+    that exit; the time after an event its thread's next kvm event does not close (two entries or
+    two exits in a row: events were lost; the thread's last kvm event) is unknown to it.
 
     States:
 
-    * ``guest``: inside an in-guest interval; for a thread without any ``kvm_entry`` (software-emulated
-      VCPU, e.g. TCG), all of its time on a host CPU.
-    * ``exit``: on a host CPU outside guest mode, after a ``kvm_exit`` (handling the VM exit).
-    * ``preempted``: switched out still runnable (``prev_state`` R / R+), waiting for a CPU.
-    * ``halted``: switched out sleeping (S, D, I, ...; e.g. HLT -> kvm_vcpu_block), or out of guest
-      mode after a HLT exit until the next ``kvm_entry`` (on a host CPU meanwhile it only polls for
-      a wake-up: the guest idles, the host does no work for it).
-    * ``unknown``: before the first information about the thread, and after a run that a switch
-      missing from the trace ended (see :func:`cpu_runs`) until the next information.
+    * ``guest``: on a host CPU inside a closed in-guest interval; for a thread without any
+      ``kvm_entry`` (software-emulated VCPU, e.g. TCG), all of its time on a host CPU.
+    * ``exit``: on a host CPU handling a closed VM exit other than HLT.
+    * ``halted``: after a HLT exit until the next ``kvm_entry``, on a host CPU (it only polls for a
+      wake-up) or switched out; a thread without kvm events: switched out sleeping (S, D, I, ...).
+    * ``preempted`` (steal): switched out still runnable (``prev_state`` R / R+), waiting for a CPU;
+      a thread with kvm events also when switched out sleeping while its kvm view says guest or a
+      (non-HLT) exit: off its CPU although its guest did not halt.
+    * ``unknown``: before the first information about the thread, after a run that a switch missing
+      from the trace ended (see :func:`cpu_runs`) until the next information, and a thread with kvm
+      events while its kvm view knows nothing (before its first kvm event, after one not closed).
 
-    Switched out (preempted/halted) beats the kvm view where the two disagree.  Without scheduling
-    information (no ``sched_switch`` for the thread), the kvm view alone decides.  The last known state
-    lasts to the end of the trace (a run open at the end of its CPU's records stays on CPU; a last
-    ``kvm_entry`` without exit stays in guest).  Intervals are contiguous, non-overlapping, non-empty,
-    and consecutive ones differ in (state, reason).  ``runs``/``guest`` are :func:`cpu_runs` /
-    :func:`in_guest_intervals` of ``buffer`` if already computed.
+    Switched out beats the kvm view where the two disagree.  Without scheduling information (no
+    ``sched_switch`` for the thread), the kvm view alone decides.  The last known state lasts to the
+    end of the trace (a run open at the end of its CPU's records stays on CPU).  Intervals are
+    contiguous, non-overlapping, non-empty, and consecutive ones differ in (state, reason).
+    ``runs``/``kvm`` are :func:`cpu_runs` / :func:`kvm_events` of ``buffer`` if already computed.
     """
     ts_col = buffer.events.column("ts")
     if len(ts_col) == 0:
@@ -363,8 +411,8 @@ def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: p
     t0, t1 = int(pc.min(ts_col).as_py()), int(pc.max(ts_col).as_py())
     if runs is None:
         runs = cpu_runs(buffer)
-    if guest is None:
-        guest = in_guest_intervals(buffer)
+    if kvm is None:
+        kvm = kvm_events(buffer)
 
     # scheduling view: change points (time, code) in order; ties resolved by order
     r = task_runs(runs, pid)
@@ -381,22 +429,18 @@ def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: p
     o = np.lexsort((s_seq, s_times))
     s_times, s_codes = s_times[o], s_codes[o]
 
-    # kvm view
-    g = guest.filter(pc.equal(guest.column("pid"), pa.scalar(pid, pa.int32())))
-    g = g.take(pc.sort_indices(g, [("start", "ascending")]))
-    gs = g.column("start").to_numpy().astype(np.int64)
-    ge = g.column("end").to_numpy().astype(np.int64)
-    gr = g.column("exit_reason").to_numpy().astype(np.int64)
-    closed = gr >= 0  # ended by a kvm_exit; -1: by the next entry (no gap) or not at all (stays in guest)
-    halt = g.column("halt").to_numpy(zero_copy_only=False).astype(bool) if "halt" in g.column_names \
-        else np.zeros(len(gs), bool)
-    k_times = np.concatenate([gs, ge[closed]])
-    k_codes = np.concatenate([np.full(len(gs), _K_GUEST), np.where(halt[closed], _K_HALT, _K_EXIT)])
-    k_reason = np.concatenate([np.full(len(gs), -1, np.int64), gr[closed]])
-    k_seq = np.concatenate([2 * np.arange(len(gs)), 2 * np.flatnonzero(closed) + 1])
-    o = np.lexsort((k_seq, k_times))
+    # kvm view: every kvm event of the thread is a change point (see kvm_events for "closed")
+    kv = kvm.filter(pc.equal(kvm.column("pid"), pa.scalar(pid, pa.int32())))
+    k_times = kv.column("ts").to_numpy().astype(np.int64)
+    entry = _bool_column(kv, "entry", len(k_times))
+    closed = _bool_column(kv, "closed", len(k_times))
+    xr = kv.column("exit_reason").to_numpy().astype(np.int64)
+    hlt = ~entry & is_hlt_exit(xr, kv.column("isa").to_numpy())
+    k_codes = np.where(closed, np.select([entry, hlt], [_K_GUEST, _K_HALT], _K_EXIT), _K_OPEN)
+    k_reason = np.where(entry, -1, xr)
+    o = np.argsort(k_times, kind="stable")  # the thread's own order breaks ties
     k_times, k_codes, k_reason = k_times[o], k_codes[o], k_reason[o]
-    has_kvm = len(gs) > 0
+    has_kvm = len(k_times) > 0
 
     bounds = np.unique(np.clip(np.concatenate([[t0, t1], s_times, k_times]), t0, t1))
     if len(bounds) < 2:
@@ -406,12 +450,15 @@ def vcpu_states(buffer: Buffer, pid: int, runs: pa.Table | None = None, guest: p
     k = _state_at(x, k_times, k_codes, _K_UNKNOWN)
     kr = _state_at(x, k_times, k_reason, -1)
 
-    on_cpu_state = np.select([k == _K_GUEST, k == _K_HALT], [_GUEST, _HALTED], _EXIT) if has_kvm \
-        else np.full(len(x), _GUEST)
     kvm_state = np.select([k == _K_GUEST, k == _K_EXIT, k == _K_HALT], [_GUEST, _EXIT, _HALTED], _UNKNOWN)
-    state = np.select([s == _S_ON, s == _S_PREEMPTED, s == _S_HALTED], [on_cpu_state, _PREEMPTED, _HALTED],
+    if has_kvm:
+        on_cpu_state = kvm_state
+        asleep_state = np.select([k == _K_HALT, (k == _K_GUEST) | (k == _K_EXIT)], [_HALTED, _PREEMPTED], _UNKNOWN)
+    else:
+        on_cpu_state, asleep_state = np.full(len(x), _GUEST), np.full(len(x), _HALTED)
+    state = np.select([s == _S_ON, s == _S_PREEMPTED, s == _S_HALTED], [on_cpu_state, _PREEMPTED, asleep_state],
                       kvm_state)
-    reason = np.where(state == _EXIT, np.where(k == _K_EXIT, kr, -1), -1)
+    reason = np.where(state == _EXIT, kr, -1)
 
     change = np.r_[True, (state[1:] != state[:-1]) | (reason[1:] != reason[:-1])]
     idx = np.flatnonzero(change)
@@ -449,6 +496,7 @@ class StreamIntervals:
         self.buffer = buffer
         self._runs: pa.Table | None = None
         self._guest: pa.Table | None = None
+        self._kvm: pa.Table | None = None
         self._lanes: dict[int, pa.Table] = {}
 
     @property
@@ -458,9 +506,15 @@ class StreamIntervals:
         return self._runs
 
     @property
+    def kvm(self) -> pa.Table:
+        if self._kvm is None:
+            self._kvm = kvm_events(self.buffer)
+        return self._kvm
+
+    @property
     def in_guest(self) -> pa.Table:
         if self._guest is None:
-            self._guest = in_guest_intervals(self.buffer)
+            self._guest = in_guest_intervals(self.buffer, self.kvm)
         return self._guest
 
     def task_runs(self, pid: int) -> pa.Table:
@@ -469,5 +523,5 @@ class StreamIntervals:
     def vcpu_states(self, pid: int) -> pa.Table:
         lane = self._lanes.get(pid)
         if lane is None:
-            lane = self._lanes[pid] = vcpu_states(self.buffer, pid, self.runs, self.in_guest)
+            lane = self._lanes[pid] = vcpu_states(self.buffer, pid, self.runs, self.kvm)
         return lane

@@ -29,8 +29,8 @@ HOT_FIELDS = [
     ("sched", "sched_waking", ["comm", "pid"]),
     ("sched", "sched_wakeup_new", ["comm", "pid"]),
     ("sched", "sched_process_fork", ["parent_comm", "parent_pid", "child_comm", "child_pid"]),
-    ("kvm", "kvm_entry", ["vcpu_id"]),
-    ("kvm", "kvm_exit", ["exit_reason"]),
+    ("kvm", "kvm_entry", ["vcpu_id", "rip"]),
+    ("kvm", "kvm_exit", ["exit_reason", "isa", "guest_rip", "vcpu_id"]),
 ]
 """Fields the session's derived tables read; fetched together so each data block is read once."""
 
@@ -264,13 +264,23 @@ class Session:
             self._derived[key] = cpu_runs(self.streams[stream].buffer)
         return self._derived[key]
 
+    def kvm_events(self, stream: int):
+        """kvm_entry/kvm_exit records of one (host) stream, each with the event closing it
+        (``intervals.kvm_events``), computed once."""
+        key = ("kvm", stream)
+        if key not in self._derived:
+            from .intervals import kvm_events
+
+            self._derived[key] = kvm_events(self.streams[stream].buffer)
+        return self._derived[key]
+
     def in_guest(self, stream: int):
         """kvm_entry -> kvm_exit intervals of one (host) stream, computed once."""
         key = ("in_guest", stream)
         if key not in self._derived:
             from .intervals import in_guest_intervals
 
-            self._derived[key] = in_guest_intervals(self.streams[stream].buffer)
+            self._derived[key] = in_guest_intervals(self.streams[stream].buffer, self.kvm_events(stream))
         return self._derived[key]
 
     def merged(self) -> MergedView:

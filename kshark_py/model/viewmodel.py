@@ -643,7 +643,7 @@ class RowSources:
 
     def vcpu_state_row(self, host: int, pid: int, guest: str, vcpu: int) -> Row:
         st = self.iv.vcpu_states(self.session.streams[host].buffer, pid, runs=self.runs(host),
-                                 guest=self.in_guest(host))
+                                 kvm=self.session.kvm_events(host))
         if st.num_rows:
             iv = Intervals(st.column("start").to_numpy().astype(np.int64),
                            st.column("end").to_numpy().astype(np.int64), _state_codes(st))
