@@ -13,9 +13,17 @@ import re
 from collections import defaultdict
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from kshark_py.model.analysis.latency import LatencyError, latency_histogram, latency_pairs, latency_stats
+from kshark_py.model.analysis.latency import (
+    LatencyError,
+    combine_codes,
+    dense_codes,
+    latency_histogram,
+    latency_pairs,
+    latency_stats,
+)
 
 from .test_analysis_wakeups import _SWITCH_NEXT, CASES, load, merged_map, report_events
 
@@ -174,3 +182,36 @@ def test_errors(traces):
     empty = latency_pairs(session, "irq_handler_exit", "irq_handler_entry", [("irq", "irq")],
                           t0=int(np.iinfo(np.int64).max) - 1)
     assert empty.num_rows == 0 and "irq" in empty.column_names
+
+
+_HRTIMER = re.compile(r"\bhrtimer=(0x[0-9a-f]+)")
+
+
+def test_pointer_keys_in_an_instance(traces):
+    """hrtimer_expire_entry -> exit by the hrtimer pointer (u64 kernel addresses: the wide-key path),
+    in the ``irqbuf`` instance of host-instances.dat (stream 1)."""
+    from kshark_py.loaders.tracedat import open_trace
+    from kshark_py.model.session import Session
+
+    session = Session.from_files([open_trace(traces / "host-instances.dat")])
+    ev = report_events(traces, "host-instances.dat.report.txt")
+    stream, row, ts = merged_map(session, len(ev))
+
+    def key(e):
+        return int(_HRTIMER.search(e["info"]).group(1), 16)
+
+    walk = walk_pairs(ev, stream, "hrtimer_expire_entry", "hrtimer_expire_exit", key, key)
+    assert len(walk) > 100 and {w[0] for w in walk} == {1}
+    lat = latency_pairs(session, "timer:hrtimer_expire_entry", "timer:hrtimer_expire_exit", [("hrtimer", "hrtimer")])
+    assert lat.schema.field("hrtimer").type == pa.uint64()
+    _check(lat, walk, row, ts, "hrtimer")
+
+
+def test_code_helpers_wide_and_combined():
+    v = np.array([2**63 + 5, 7, 2**63 + 5, 2**64 - 1], np.uint64)
+    c, k = dense_codes(v)
+    assert k == 3 and c[0] == c[2] and len({c[0], c[1], c[3]}) == 3
+    a, ka = np.array([0, 1, 0, 1]), 2**40
+    b, kb = np.array([3, 3, 4, 3]), 2**40  # 2**80 combinations: the unique fallback
+    g, kg = combine_codes([(a, ka), (b, kb)], 4)
+    assert g[1] == g[3] and len({g[0], g[1], g[2]}) == 3 and kg == 3

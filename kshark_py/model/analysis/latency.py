@@ -29,7 +29,8 @@ import pyarrow as pa
 
 from ..columns import event_columns
 
-__all__ = ["LatencyError", "latency_pairs", "latency_histogram", "latency_stats", "find_event"]
+__all__ = ["LatencyError", "latency_pairs", "latency_histogram", "latency_stats", "find_event", "dense_codes",
+           "combine_codes"]
 
 BASE = [("stream", pa.int16()), ("start_ts", pa.int64()), ("end_ts", pa.int64()), ("latency_ns", pa.int64()),
         ("start_row", pa.int64()), ("end_row", pa.int64())]
@@ -62,17 +63,49 @@ def _values(buf, ev, rows: np.ndarray, field: str) -> np.ndarray | pa.Array:
     return f[field]
 
 
-def _codes(a, b) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """Integer codes making a start value equal to an end value exactly when the codes are equal."""
+def dense_codes(v: np.ndarray) -> tuple[np.ndarray, int]:
+    """(codes in [0, k), k): equal values get equal codes.  A value range below 2**32 is used as is
+    (a subtraction, no sort: pids, irqs, CPUs); wider ones (addresses) go through np.unique."""
+    v = np.asarray(v)
+    if v.dtype == np.uint64:
+        v = v.view(np.int64)  # a bijection: equality is all that matters
+    if not len(v):
+        return np.zeros(0, np.int64), 1
+    if v.dtype.kind in "iub":
+        lo, hi = int(v.min()), int(v.max())
+        if hi - lo < 1 << 32:
+            return v.astype(np.int64) - lo, hi - lo + 1
+    _, inv = np.unique(v, return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    return inv, int(inv.max()) + 1
+
+
+def combine_codes(parts: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, int]:
+    """One code per element for a tuple of codes (mixed radix while it fits in 62 bits)."""
+    g, k = np.zeros(n, np.int64), 1
+    for c, kc in parts:
+        if k * kc < 1 << 62:
+            g, k = g * kc + c, k * kc
+        else:
+            g, k = dense_codes(np.unique(np.stack([g, c], 1), axis=0, return_inverse=True)[1].reshape(-1))
+    return g, k
+
+
+def _codes(a, b) -> tuple[np.ndarray, int, np.ndarray | pa.Array]:
+    """(codes of start values then end values, number of codes, the start values for the key column):
+    a start value and an end value are equal exactly when their codes are."""
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        both = np.concatenate([a.astype(np.int64, copy=False), b.astype(np.int64, copy=False)]) \
-            if a.dtype.kind == b.dtype.kind else np.concatenate([a.astype(np.float64), b.astype(np.float64)])
-        _, inv = np.unique(both, return_inverse=True)
-        return inv[:len(a)], inv[len(a):], a
+        if a.dtype.kind == b.dtype.kind:
+            both = np.concatenate([a, b])
+        else:  # signed against unsigned: compare as numbers
+            both = np.concatenate([a.astype(np.float64), b.astype(np.float64)])
+        c, k = dense_codes(both)
+        return c, k, a
     sa = pa.array(a).cast(pa.string()) if not isinstance(a, pa.Array) else a.cast(pa.string())
     sb = pa.array(b).cast(pa.string()) if not isinstance(b, pa.Array) else b.cast(pa.string())
-    codes = pa.concat_arrays([sa, sb]).dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes[:len(sa)], codes[len(sa):], (a if isinstance(a, pa.Array) else sa)
+    enc = pa.concat_arrays([sa, sb]).dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, max(len(enc.dictionary), 1), (a if isinstance(a, pa.Array) else sa)
 
 
 def _stream_pairs(session, si: int, sev, eev, match) -> dict | None:
@@ -81,27 +114,25 @@ def _stream_pairs(session, si: int, sev, eev, match) -> dict | None:
     e_rows = buf.rows_of(eev.id).astype(np.int64)
     if not len(s_rows) or not len(e_rows):
         return None
-    s_codes, e_codes, key_vals = [], [], []
-    for sf, ef in match:
-        ca, cb, kv = _codes(_values(buf, sev, s_rows, sf), _values(buf, eev, e_rows, ef))
-        s_codes.append(ca)
-        e_codes.append(cb)
-        key_vals.append(kv)
     ns = len(s_rows)
+    parts, key_vals = [], []
+    for sf, ef in match:
+        c, k, kv = _codes(_values(buf, sev, s_rows, sf), _values(buf, eev, e_rows, ef))
+        parts.append((c, k))
+        key_vals.append(kv)
     rows = np.concatenate([s_rows, e_rows])
     kind = np.concatenate([np.ones(ns, np.int8), np.zeros(len(e_rows), np.int8)])  # end before start at one row
-    codes = [np.concatenate([a, b]) for a, b in zip(s_codes, e_codes, strict=True)]
-    order = np.lexsort((kind, rows, *reversed(codes)))  # by key (first match field first), then record order
+    g, k = combine_codes(parts, len(rows))
+    span = int(rows.max()) + 1
+    if k * span * 2 < 1 << 63:  # one int64 key (key, row, kind): unique, so a plain argsort
+        order = np.argsort((g * span + rows) * 2 + kind)
+    else:
+        order = np.lexsort((kind, rows, g))
     k_o = kind[order]
-    nxt = np.flatnonzero(k_o[:-1] == 1)  # starts with something after them
-    nxt = nxt[k_o[nxt + 1] == 0]
-    same = np.ones(len(nxt), bool)
-    for c in codes:
-        c_o = c[order]
-        same &= c_o[nxt] == c_o[nxt + 1]
-    si_, ei_ = order[nxt[same]], order[nxt[same] + 1] - ns
-    o = np.argsort(s_rows[si_], kind="stable")
-    si_, ei_ = si_[o], ei_[o]
+    g_o = g[order]
+    nxt = np.flatnonzero((k_o[:-1] == 1) & (k_o[1:] == 0) & (g_o[:-1] == g_o[1:]))  # a start, then its end
+    o = np.argsort(order[nxt])  # pairs in the starts' record order
+    si_, ei_ = order[nxt][o], order[nxt + 1][o] - ns
     ts = buf.events.column("ts").to_numpy()
     srow, erow = s_rows[si_], e_rows[ei_]
     out = {"stream": np.full(len(si_), si, np.int16), "start_ts": ts[srow], "end_ts": ts[erow],
@@ -196,29 +227,37 @@ def latency_stats(lat: pa.Table) -> pa.Table:
     if lat.num_rows == 0:
         return schema.empty_table()
     stream = lat.column("stream").to_numpy().astype(np.int64)
-    codes = []
+    parts = [dense_codes(stream)]
     for k in keys:
         col = lat.column(k).combine_chunks()
         if pa.types.is_integer(col.type):
-            codes.append(np.unique(col.to_numpy(), return_inverse=True)[1])
+            parts.append(dense_codes(col.to_numpy()))
         else:
-            codes.append(col.dictionary_encode().indices.to_numpy(zero_copy_only=False).astype(np.int64))
+            enc = col.dictionary_encode()
+            parts.append((enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), max(len(enc.dictionary), 1)))
+    g, ng = combine_codes(parts, lat.num_rows)  # stream is the most significant part: groups sort by stream
     lv = lat.column("latency_ns").to_numpy()
     sts = lat.column("start_ts").to_numpy()
-    order = np.lexsort((-sts, lv, *reversed(codes), stream))
-    g = [stream[order], *(c[order] for c in codes)]
+    lmin, lspan = int(lv.min()), int(lv.max()) - int(lv.min()) + 1
+    if ng * lspan < 1 << 63:
+        order = np.argsort(g * lspan + (lv - lmin))  # by group, latency up
+    else:
+        order = np.lexsort((lv, g))
+    g_o, l_o = g[order], lv[order]
     new = np.ones(len(order), bool)
-    new[1:] = np.logical_or.reduce([x[1:] != x[:-1] for x in g])
+    new[1:] = g_o[1:] != g_o[:-1]
     starts = np.flatnonzero(new)
     counts = np.diff(np.append(starts, len(order)))
     last = starts + counts - 1
-    l_o = lv[order]
+    worst = np.repeat(l_o[last], counts)
+    # where the worst is: the earliest start among the group's equal worst pairs
+    max_at = np.minimum.reduceat(np.where(l_o == worst, sts[order], np.iinfo(np.int64).max), starts)
     first_rows = pa.array(order[starts])
     cols = [lat.column("stream").take(first_rows), *(lat.column(k).take(first_rows) for k in keys),
             pa.array(counts.astype(np.int64)), pa.array(np.add.reduceat(l_o, starts).astype(np.int64)),
             pa.array(percentile_nearest_rank(l_o, starts, counts, 50)),
             pa.array(percentile_nearest_rank(l_o, starts, counts, 99)),
-            pa.array(l_o[last]), pa.array(sts[order][last])]
+            pa.array(l_o[last]), pa.array(max_at.astype(np.int64))]
     out = pa.Table.from_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols],
                                schema=schema)
-    return out.take(pa.array(np.lexsort((-l_o[last], g[0][starts]))))
+    return out.take(pa.array(np.lexsort((-l_o[last], stream[order][starts]))))

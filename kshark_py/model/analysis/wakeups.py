@@ -80,7 +80,11 @@ def _stream_wakeups(session, si: int) -> dict[str, np.ndarray | pa.Array] | None
     rows = np.concatenate([w_rows_k, s_rows])
     pid = np.concatenate([w_pid_k, s_pid])
     kind = np.concatenate([np.ones(len(w_rows_k), np.int8), np.zeros(len(s_rows), np.int8)])
-    order = np.lexsort((rows, pid))
+    plo, span = int(pid.min()), int(rows.max()) + 1
+    if (int(pid.max()) - plo + 1) * span < 1 << 63:  # (pid, row) as one unique int64: a plain argsort
+        order = np.argsort((pid - plo) * span + rows)
+    else:
+        order = np.lexsort((rows, pid))
     pid_o = pid[order]
     kind_o = kind[order]
     n = len(order)
