@@ -1,6 +1,7 @@
 """Speed of the issue-12 analyses on a big trace, measured after the load.
 
 Usage: python benchmarks/bench_analysis.py [BIG.dat] [--parts wakeups,latency,fieldplot] [--exits [FILE]]
+       [--no-prefetch]
        (BIG.dat from ../shared/tools/record-bench-trace.sh, default /tmp/bench/big.dat; run under nice)
 
 Prints the load (open + decode into the events table) and the app's hot-field pass
@@ -50,13 +51,14 @@ def timed(fn: Callable, repeat: int) -> tuple[float, float, object]:
     return first, best, out
 
 
-def load(path: str) -> tuple[Session, float, float, int]:
+def load(path: str, prefetch: bool = True) -> tuple[Session, float, float, int]:
     t = time.perf_counter()
     session = Session.from_files([open_trace(path)])
     n = sum(len(st.buffer.events) for st in session.streams)
     t_load = time.perf_counter() - t
     t = time.perf_counter()
-    session.prefetch()
+    if prefetch:
+        session.prefetch()
     return session, t_load, time.perf_counter() - t, n
 
 
@@ -147,6 +149,8 @@ def main() -> int:
     ap.add_argument("--exits", nargs="?", const="", default=None, metavar="FILE", dest="exits_file",
                     help="also run exit_stats, on FILE if given (a host file with 100,000 exits)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="skip the app's hot-field pass: first calls then extract their fields (as the CLI does)")
     args = ap.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     if args.exits_file is not None and "exits" not in parts:
@@ -155,9 +159,10 @@ def main() -> int:
     if bad:
         ap.error(f"unknown part(s) {', '.join(bad)} (have {', '.join(PARTS)})")
     return_memory_promptly()
-    session, t_load, t_pre, n = load(args.file)
+    session, t_load, t_pre, n = load(args.file, not args.no_prefetch)
     print(f"{'load ' + os.path.basename(args.file):<60} {t_load:8.3f} s  {n:,} events")
-    print(f"{'prefetch (the app hot fields)':<60} {t_pre:8.3f} s")
+    if not args.no_prefetch:
+        print(f"{'prefetch (the app hot fields)':<60} {t_pre:8.3f} s")
     for p in parts:
         for label, secs, detail in PARTS[p](session, args):
             print(f"{label:<60} {secs:8.3f} s  {detail}")
