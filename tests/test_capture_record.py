@@ -185,3 +185,28 @@ def test_inspect_v7_refuses_a_damaged_guest_file(traces, tmp_path):
         p.write_bytes(body)
         with pytest.raises(WriterError, match="g.dat"):
             inspect_v7(p)
+
+
+def test_append_to_a_real_guest_file_chains_a_new_options_section(traces, tmp_path):
+    """The host's way of completing a guest file, on trace-cmd's own file: the reader finds where the
+    chain ends, the new section is chained there, and both readers see the appended option."""
+    from kshark_py.capture.writer import append_to_v7
+    from kshark_py.loaders.layout import OptionId
+
+    p = tmp_path / "guest.dat"
+    shutil.copyfile(traces / "vm-tsync" / "trace-vmguest.dat", p)
+    before = open_trace(p)
+    n_sections, events = len(before.options_sections), before.buffers[0].events.num_rows
+    before.close()
+    st = inspect_v7(p)
+    assert st.long_size == 8 and st.compression == "zstd" and st.strings_size > 0
+    append_to_v7(p, options=[(OptionId.VERSION, b"appended-by-test\0")])
+    with open_trace(p) as tf:
+        assert len(tf.options_sections) == n_sections + 1
+        assert tf.meta.version == "appended-by-test"
+        assert tf.buffers[0].events.num_rows == events
+    d = subprocess.run(["trace-cmd", "dump", "--options", "-i", str(p)], capture_output=True, text=True)
+    assert d.returncode == 0, d.stderr
+    assert "appended-by-test" in d.stdout + d.stderr
+    r = subprocess.run(["trace-cmd", "report", "-i", str(p)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count("\n") > events

@@ -21,12 +21,13 @@ from __future__ import annotations
 import io
 import os
 import platform
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..loaders.appendpoint import append_point
+from ..loaders.errors import TraceDatError
 from ..loaders.layout import (
     COMPRESSION_NONE,
     MAGIC,
@@ -40,6 +41,7 @@ from ..loaders.layout import (
     layouts,
     pack_cstring,
 )
+from ..loaders.tracedat import open_trace
 
 WRITER_VERSION = "kshark-py 0.1.0"
 """What we store in the VERSION option (trace-cmd stores its own version string there)."""
@@ -492,92 +494,26 @@ class V7FileState:
     clock: str | None
     cpu_count: int | None
     trace_id: int | None
+    long_size: int = 8
+    """The guest kernel's long size (its header_page), which the appended pages are laid out with."""
 
 
 def inspect_v7(path: str | os.PathLike) -> V7FileState:
-    """Walk a v7 file's header, options chain and sections (a file we received: validate as we go).
+    """Validate a v7 file we received with the loaders' reader and find where to append to it.
 
-    The file came from a guest's agent, so any byte may be wrong: every way the walk can trip (a
-    missing NUL, a short struct, a name that is not text) is a :class:`WriterError` naming the file.
+    The file came from a guest's agent, so any byte may be wrong: whatever the reader refuses (a cut
+    header, a broken options chain, a damaged section) is a :class:`WriterError` naming the file.
     """
-    with open(path, "rb") as f:
-        data = f.read()
     try:
-        return _inspect_v7(path, data)
-    except (ValueError, IndexError, struct.error, UnicodeDecodeError) as e:
+        with open_trace(path) as tf:
+            if tf.version != 7:
+                raise WriterError(f"{path}: only version 7 guest files can be completed (got version {tf.version})")
+            point = append_point(tf)
+            return V7FileState(tf.lay, tf.page_size, None if tf.compression == COMPRESSION_NONE else tf.compression,
+                               point.last_done_field, point.strings_size, tf.meta.trace_clock,
+                               tf.meta.cpu_count, tf.meta.trace_id, tf.header_page.long_size)
+    except TraceDatError as e:
         raise WriterError(f"{path}: a damaged guest file, cannot append to it ({e})") from e
-
-
-def _inspect_v7(path: str | os.PathLike, data: bytes) -> V7FileState:
-    if not data.startswith(MAGIC):
-        raise WriterError(f"{path}: not a trace.dat file")
-    nul = data.find(b"\0", len(MAGIC))
-    if nul < 0 or data[len(MAGIC):nul] != b"7":
-        raise WriterError(f"{path}: only version 7 guest files can be completed (got {data[len(MAGIC):nul]!r})")
-    pos = nul + 1
-    endian = "<" if data[pos] == 0 else ">"
-    lay = layouts(endian, 8)
-    page_size = lay.u32.unpack_from(data, pos + 2)[0]
-    pos += 6
-    c1 = data.index(b"\0", pos)
-    comp = data[pos:c1].decode()
-    c2 = data.index(b"\0", c1 + 1)
-    pos = c2 + 1
-    first = lay.u64.unpack_from(data, pos)[0]
-    sections_start = pos + 8
-    # strings: contiguous section walk, like read_metadata_strings()
-    strings = 0
-    p = sections_start
-    while p + lay.section_header.size <= len(data):
-        sid, flags, _desc, size = lay.section_header.unpack_from(data, p)
-        body = p + lay.section_header.size
-        if body + size > len(data):
-            raise WriterError(f"{path}: section at {p} runs past the end")
-        if sid == OptionId.STRINGS:
-            if flags & SECTION_FLAG_COMPRESSED:
-                strings += lay.compress_block.unpack_from(data, body)[1]
-            else:
-                strings += size
-        p = body + size
-    # options chain
-    last_done = -1
-    clock = None
-    cpus = None
-    trace_id = None
-    seen = set()
-    opts = first
-    while opts:
-        if opts in seen or opts + lay.section_header.size > len(data):
-            raise WriterError(f"{path}: options chain broken at {opts}")
-        seen.add(opts)
-        sid, flags, _d, size = lay.section_header.unpack_from(data, opts)
-        if sid != OptionId.DONE or flags:
-            raise WriterError(f"{path}: no (uncompressed) options section at {opts}")
-        q = opts + lay.section_header.size
-        end = q + size
-        nxt = 0
-        while q + lay.option_header.size <= end:
-            oid, osz = lay.option_header.unpack_from(data, q)
-            q += lay.option_header.size
-            payload = data[q:q + osz]
-            if oid == OptionId.DONE:
-                last_done = q
-                nxt = lay.u64.unpack_from(payload, 0)[0]
-                break
-            if oid == OptionId.TRACECLOCK:
-                t = payload.split(b"\0")[0].decode(errors="replace")
-                if "[" in t and "]" in t:
-                    clock = t[t.index("[") + 1:t.index("]")]
-            elif oid == OptionId.CPUCOUNT:
-                cpus = lay.u32.unpack_from(payload, 0)[0]
-            elif oid == OptionId.TRACEID:
-                trace_id = lay.u64.unpack_from(payload, 0)[0]
-            q += osz
-        opts = nxt
-    if last_done < 0:
-        raise WriterError(f"{path}: no DONE option found")
-    return V7FileState(lay, page_size, None if comp == COMPRESSION_NONE else comp, last_done, strings, clock,
-                       cpus, trace_id)
 
 
 def append_to_v7(path: str | os.PathLike, *, buffer: tuple[str, str, Sequence[CpuData]] | None = None,
@@ -591,7 +527,7 @@ def append_to_v7(path: str | os.PathLike, *, buffer: tuple[str, str, Sequence[Cp
     with open(path, "r+b") as f:
         f.seek(0, io.SEEK_END)
         w = TraceWriter(f, version=7, compression=st.compression, page_size=st.page_size,
-                        endian=st.lay.endian, long_size=8)
+                        endian=st.lay.endian, long_size=st.long_size)
         w._strings_base = st.strings_size
         w._options_written = True
         w._last_done_field = st.last_done_field

@@ -846,6 +846,10 @@ class TraceFile:
         decompression later); the results land in each buffer's field cache."""
         self.truncated_options: int | None = None
         """v7: offset of an options section the (truncated) file no longer holds, else None."""
+        self.options_sections: list[int] = []
+        """v7: file offsets of the options sections read, in chain order (the last one ends the chain)."""
+        self.first_section: int | None = None
+        """v7: file offset of the first section header (sections follow one another from there)."""
         self._file_losses: list[DataLoss] = []
         self.progress: Callable[[int], None] | None = None
         """Called after each decoded block with the file bytes it consumed (progress bars; it may
@@ -949,7 +953,7 @@ class TraceFile:
             self.compression_version, pos = cstring_at(buf, pos, "compression version", limit=pos + 64)
             self.codec = get_codec(self.compression, self.compression_version, path=self.path, offset=name_pos)
             (first_opts,) = unpack_at(lay.u64, buf, pos, "options offset")
-            self._first_section = pos + 8  # sections follow one another from here (spec §5)
+            self.first_section = pos + 8  # sections follow one another from here (spec §5)
             self._parse_v7(first_opts)
         else:
             self._parse_v6(pos)
@@ -1004,6 +1008,7 @@ class TraceFile:
                 searched_to = self.file_size
                 break
             seen.add(off)
+            self.options_sections.append(off)
             body = self._section_body(off, OptionId.DONE)
             base = off + lay.section_header.size
             searched_to = base + len(body)
@@ -1194,7 +1199,7 @@ class TraceFile:
         fs = self.file_size
         known = {b.section_offset for b in self.meta.buffers}
         names = {b.name for b in self.meta.buffers}
-        pos = getattr(self, "_first_section", None)
+        pos = self.first_section
         found = []
         for _ in range(MAX_OPTIONS_SECTIONS):
             if pos is None or pos + hdr.size > fs:
