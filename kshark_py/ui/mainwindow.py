@@ -202,11 +202,14 @@ class MainWindow(QtWidgets.QMainWindow):
         t = m.addMenu("&Tools")
         t.addAction("&Record...", self.record_dialog, "Ctrl+R")
         t.addAction("Add time &offset...", self.time_offset_dialog)
+        from .latencytools import LatencyTools
         from .vmanalyses import VmAnalyses
 
         self.vm_analyses = VmAnalyses(self, self.analysis)
         an = next((a.menu() for a in m.actions() if a.menu() and a.menu().title().replace("&", "") == "Analysis"),
                   None) or m.addMenu("&Analysis")
+        self.latency_tools = LatencyTools(self, self.analysis)  # scheduling latency, latency and field plots
+        self.latency_tools.add_actions(an)
         self.vm_analyses.add_actions(an)
 
     def _fill_panels(self) -> None:
