@@ -130,7 +130,8 @@ def _comm_array(comm, n: int) -> pa.Array:
     return arr
 
 
-def _select(cols: dict, start: np.ndarray, end: np.ndarray, t0: int | None, t1: int | None) -> np.ndarray | None:
+def _select(start: np.ndarray, end: np.ndarray, t0: int | None, t1: int | None) -> np.ndarray | None:
+    """Which rows lie wholly inside [t0, t1] (None: all)."""
     keep = None
     if t0 is not None:
         keep = start >= t0
@@ -174,7 +175,7 @@ def wakeups(session, streams: list[int] | None = None, t0: int | None = None, t1
         p = _stream_wakeups(session, int(si))
         if p is None:
             continue
-        keep = _select(p, p["waking_ts"], p["switch_ts"], t0, t1)
+        keep = _select(p["waking_ts"], p["switch_ts"], t0, t1)
         parts.append(p if keep is None else _filter(p, keep))
     return _table(WAKEUPS, parts)
 
