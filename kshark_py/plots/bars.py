@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 
 
 @dataclass
@@ -37,6 +37,9 @@ class _LabelAxis(pg.AxisItem):
     def set_names(self, names: list[str]) -> None:
         self.names = list(names)
         self.setTicks([[(i, n) for i, n in enumerate(self.names)]])
+        if self.orientation == "left":  # wide enough for the longest name (a wider label is not drawn)
+            fm = QtGui.QFontMetrics(self.style.get("tickFont") or QtGui.QFont())
+            self.setWidth(max((fm.horizontalAdvance(n) for n in self.names), default=20) + 14)
 
 
 class StackedBars(pg.PlotWidget):

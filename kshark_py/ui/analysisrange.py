@@ -204,6 +204,8 @@ def make_table(headers: list[str]) -> QtWidgets.QTableWidget:
     t.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
     t.horizontalHeader().setStretchLastSection(True)
     t.setAlternatingRowColors(True)
+    t.horizontalHeader().setSortIndicator(-1, QtCore.Qt.SortOrder.AscendingOrder)
+    t.setSortingEnabled(True)  # rows stay in the panel's order until the user clicks a header
     return t
 
 
@@ -262,6 +264,9 @@ class GraphMarks:
         from ..plots.boxes import BoxLayer
 
         self.timeline, self.model = timeline, model
+        self.peers: list[GraphMarks] = timeline.__dict__.setdefault("_analysis_marks", [])
+        """Every panel's marks on this timeline: showing one panel's clears the others'."""
+        self.peers.append(self)
         self.layer = BoxLayer(color, band=(0.22, 0.88), fill_alpha=70)
         self.lanes: dict[tuple, object] = {}
         self.layer.set_source(lambda row: self.lanes.get(row_spec(row)))
@@ -271,6 +276,9 @@ class GraphMarks:
         """Frame ``lanes``; returns the indices of their rows."""
         from ..plots.boxes import BoxLane
 
+        for other in self.peers:
+            if other is not self and other.lanes:
+                other.clear()
         for ln in lanes:
             if ln.spec[0] == "task" and not any(row_spec(r) == ln.spec for r in self.model.rows):
                 self.model.add_task_row(ln.spec[1], ln.spec[2])

@@ -153,7 +153,6 @@ class CrossLayerPanel(QtWidgets.QWidget):
         self.bar = StackedBars(unit="ms", scale=1e-6)
         self.bar.setMaximumHeight(130)
         self.table = make_table(self.HEADERS)
-        self.table.setSortingEnabled(True)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.title)

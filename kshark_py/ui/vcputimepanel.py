@@ -109,7 +109,6 @@ class VcpuTimePanel(QtWidgets.QWidget):
         self.bars = StackedBars(unit="ms", scale=1e-6)
         self.bars.setToolTip("Click a piece: its intervals are framed on the VCPU's rows of the graph")
         self.table = make_table(self.HEADERS)
-        self.table.setSortingEnabled(True)
         head = QtWidgets.QHBoxLayout()
         head.addWidget(QtWidgets.QLabel("Range:"))
         head.addWidget(self.range_box)

@@ -32,6 +32,12 @@ class VmAnalyses(QtCore.QObject):
         menu.addAction("VM &exits", self.show_exits)
         menu.addAction("&VCPU time", self.show_vcputime)
         menu.addAction("Explain selected &wakeup (guest)", self.explain_selected_wakeup)
+        menu.addAction("Clear &framed intervals", self.clear_marks)
+
+    def clear_marks(self) -> None:
+        for p in (self.exits, self.vcputime, self.crosslayer):
+            if p is not None:
+                p.marks.clear()
 
     def _dock(self, key: str, title: str, widget: QtWidgets.QWidget) -> None:
         dock = self.docks.get(key)
@@ -44,6 +50,8 @@ class VmAnalyses(QtCore.QObject):
                       and self.w.dockWidgetArea(d) == QtCore.Qt.DockWidgetArea.RightDockWidgetArea]
             if others:  # a tab beside the VCPU map and sync panels, not a sliver under them
                 self.w.tabifyDockWidget(others[-1], dock)
+            # tables of nine columns and bars need room: 40 % of the window (the graph keeps the rest)
+            self.w.resizeDocks([dock], [max(480, int(self.w.width() * 0.4))], QtCore.Qt.Orientation.Horizontal)
         dock.show()
         dock.raise_()
 
