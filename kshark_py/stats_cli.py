@@ -211,7 +211,7 @@ def register(sub) -> None:
     s = sub.add_parser(
         "stats", usage=f"{PROG} stats -i HOST [-i GUEST]... (--wakeups | --exits | --vcpus | "
                        "--latency START:END[:FIELD=FIELD]) [--range A:B] [--format table|csv|json]",
-        help="latency, VM exit and VCPU time tables (ns on the host clock)",
+        help="latency, VM exit and VCPU time tables",
         description="Prints one analysis as a table, CSV (with a header row) or JSON. Times are integer ns on "
                     "the host clock.")
     s.add_argument("-i", dest="input", action="append", metavar="FILE",
