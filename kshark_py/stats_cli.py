@@ -128,7 +128,7 @@ def _call(func, session, t0, t1, user):
 
 
 def _table_for(args: argparse.Namespace, session, user, t0, t1):
-    from .model.analysis.latency import LatencyError, latency_pairs, latency_stats
+    from .model.analysis.latency import LatencyError, find_event, latency_pairs, latency_stats
     from .model.analysis.wakeups import wakeup_stats, wakeups
 
     if args.wakeups:
@@ -138,6 +138,9 @@ def _table_for(args: argparse.Namespace, session, user, t0, t1):
     if args.latency is not None:
         names, match = parse_latency_spec(args.latency)
         start, end = resolve_events(session, names, args.latency)
+        for name in (start, end):
+            if not any(len(session.streams[si].buffer.rows_of(ev.id)) for si, ev in find_event(session, name).items()):
+                raise UsageError(f"--latency: the input has no {name!r} events (the event is known, none was recorded)")
         try:
             pairs = latency_pairs(session, start, end, match, t0=t0, t1=t1)
         except LatencyError as e:

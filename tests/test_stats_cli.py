@@ -127,6 +127,7 @@ def test_latency_without_match(traces, capsys):
     (["--latency", "irq_handler_entry"], "--latency takes START:END"),
     (["--latency", "a:b:x=y:c"], "event names come before"),
     (["--latency", "a:b:x="], "a match is START_FIELD=END_FIELD"),
+    (["--latency", "sched_process_hang:sched_switch"], "the input has no 'sched_process_hang' events"),
     (["--wakeups", "--range", "5:3"], "the start is after the end"),
     (["--wakeups", "--range", "x:3"], "not a whole number: 'x'"),
     (["--wakeups", "--range", "17"], "--range takes A:B"),
