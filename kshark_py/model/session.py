@@ -264,6 +264,16 @@ class Session:
             self._derived[key] = cpu_runs(self.streams[stream].buffer)
         return self._derived[key]
 
+    def task_names(self, stream: int) -> dict[int, str]:
+        """pid -> comm as one stream's file names its tasks (``loaders.tasks.task_names``), computed once."""
+        key = ("task_names", stream)
+        if key not in self._derived:
+            from ..loaders.tasks import task_names
+
+            tf = self.streams[stream].trace
+            self._derived[key] = task_names(tf.buffers, tf.formats, tf.cmdlines)
+        return self._derived[key]
+
     def kvm_events(self, stream: int):
         """kvm_entry/kvm_exit records of one (host) stream, each with the event closing it
         (``intervals.kvm_events``), computed once."""
