@@ -84,11 +84,11 @@ def event_choices(session: Session) -> list[tuple[str, int]]:
 
 
 def event_fields(session: Session, name: str) -> list[str]:
-    """The fields a match can use for event ``name``: its own, then the record's pid and CPU."""
+    """The fields a match can use for event ``name``: its numbers and strings, then the record's pid and CPU."""
     for st in session.streams:
         ev = st.trace.formats.find(name)
         if ev is not None:
-            return [f.name for f in ev.fields if f.dynamic is None and not f.is_array] + COMMON_FIELDS
+            return [f.name for f in ev.fields if f.is_string or (f.dynamic is None and not f.is_array)] + COMMON_FIELDS
     return list(COMMON_FIELDS)
 
 
