@@ -133,7 +133,8 @@ def _table_for(args: argparse.Namespace, session, user, t0, t1):
 
     if args.wakeups:
         if not _has_wakeup_events(session):
-            raise UsageError("--wakeups: no stream has sched_switch with sched_waking or sched_wakeup events")
+            raise UsageError("--wakeups: no stream has sched_switch with sched_waking or sched_wakeup events "
+                             "(with numeric pid fields)")
         return wakeup_stats(wakeups(session, t0=t0, t1=t1)).select(WAKEUP_COLUMNS)
     if args.latency is not None:
         names, match = parse_latency_spec(args.latency)
@@ -156,12 +157,18 @@ def _table_for(args: argparse.Namespace, session, user, t0, t1):
 
 
 def _has_wakeup_events(session) -> bool:
+    """Some stream has sched_switch and waking records whose pid fields are numbers (a damaged format
+    can declare them as chars: :func:`.model.analysis.wakeups.wakeups` then skips the stream)."""
+    def usable(st, name: str, field: str) -> bool:
+        ev = st.trace.formats.find(name, "sched")
+        f = ev.field(field) if ev is not None else None
+        return f is not None and not f.is_array and f.dynamic is None and len(st.buffer.rows_of(ev.id)) > 0
+
     for st in session.streams:
-        f = st.trace.formats
-        sw = f.find("sched_switch", "sched")
-        wk = [f.find(n, "sched") for n in ("sched_waking", "sched_wakeup", "sched_wakeup_new")]
-        if sw is not None and len(st.buffer.rows_of(sw.id)) and any(
-                e is not None and len(st.buffer.rows_of(e.id)) for e in wk):
+        ev = st.trace.formats.find("sched_waking", "sched")
+        waking = "sched_waking" if ev is not None and len(st.buffer.rows_of(ev.id)) else None
+        wakers = [waking] if waking else ["sched_wakeup", "sched_wakeup_new"]
+        if usable(st, "sched_switch", "next_pid") and any(usable(st, n, "pid") for n in wakers):
             return True
     return False
 

@@ -150,3 +150,40 @@ def test_no_events_and_missing_inputs(traces, capsys, tmp_path):
     assert rc == 2 and "stats needs the trace files" in err
     rc, _out, err = _run(capsys, "stats", "-i", str(tmp_path / "none.dat"), "--wakeups")
     assert rc == 2 and "cannot open" in err and err.count("\n") == 1
+
+
+def _edit_format(name: bytes, old: bytes, new: bytes) -> bytes:
+    """host-sched-v6.dat with one field declaration of event ``name`` edited (as test_fuzz does)."""
+    from . import fuzzcases
+
+    path = fuzzcases.TRACES / "host-sched-v6.dat"
+    data, lay = fuzzcases.original(path), fuzzcases.layout(path)
+    start, end = lay.meta["formats"]
+    items = fuzzcases.parse_meta("formats", data[start:end])
+    hit = [it for it in items if isinstance(it[1], bytes) and b"name: " + name + b"\n" in it[1]]
+    assert len(hit) == 1 and old in hit[0][1]
+    hit[0][1] = hit[0][1].replace(old, new)
+    return fuzzcases.splice(data, lay, start, end, fuzzcases.build_meta(items))
+
+
+@pytest.mark.parametrize("name,old,new,flag", [
+    # a damaged format (the fuzz run's kind): pids of chars, a comm of pointers; no traceback, ever
+    (b"sched_switch", b"field:pid_t next_pid;", b"field:char next_pid[4];", "--wakeups"),
+    (b"sched_waking", b"field:pid_t pid;", b"field:char pid[4];", "--wakeups"),
+    (b"sched_waking", b"field:char comm[16];", b"field:const char * comm[2];", "--wakeups"),
+    (b"irq_handler_entry", b"field:int irq;", b"field:char irq[4];", "--latency"),
+])
+def test_damaged_formats(tmp_path, capsys, name, old, new, flag):
+    p = tmp_path / "edited.dat"
+    p.write_bytes(_edit_format(name, old, new))
+    extra = ["irq_handler_entry:irq_handler_exit:irq=irq"] if flag == "--latency" else []
+    rc, out, err = _run(capsys, "stats", "-i", str(p), flag, *extra, "--format", "csv")
+    assert "Traceback" not in err
+    if name == b"sched_waking" and b"comm" in old:
+        assert rc == 0 and len(out.splitlines()) > 10  # the wakeups stand; only the names are unknown
+        assert {r["comm"] for r in _csv_rows(out)} == {""}
+    elif name == b"irq_handler_entry":
+        assert "irq:irq_handler_entry.irq and irq:irq_handler_exit.irq cannot match" in err
+        assert (rc, out) == (2, "") and err.count("\n") == 1, err
+    else:
+        assert (rc, out) == (2, "") and err.count("\n") == 1, err

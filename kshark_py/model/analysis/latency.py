@@ -117,7 +117,11 @@ def _stream_pairs(session, si: int, sev, eev, match) -> dict | None:
     ns = len(s_rows)
     parts, key_vals = [], []
     for sf, ef in match:
-        c, k, kv = _codes(_values(buf, sev, s_rows, sf), _values(buf, eev, e_rows, ef))
+        va, vb = _values(buf, sev, s_rows, sf), _values(buf, eev, e_rows, ef)
+        if isinstance(va, np.ndarray) != isinstance(vb, np.ndarray):  # numpy: a number; Arrow: text
+            raise LatencyError(f"{sev.full_name}.{sf} and {eev.full_name}.{ef} cannot match: one is a number, "
+                               "the other text")
+        c, k, kv = _codes(va, vb)
         parts.append((c, k))
         key_vals.append(kv)
     rows = np.concatenate([s_rows, e_rows])
