@@ -114,9 +114,10 @@ def _guest_pieces(session: Session, stream: int, pid: int, t0: int, t1: int
     return s[keep][o], e[keep][o], state[keep][o], vcpu[keep][o], waker[keep][o]
 
 
-def _vcpu_lanes(session: Session, guest: str, t0: int, t1: int) -> dict[int, dict[str, np.ndarray]]:
+def _vcpu_lanes(session: Session, guest: str, t0: int, t1: int, vcpu_map: dict[str, dict[int, int]] | None
+                ) -> dict[int, dict[str, np.ndarray]]:
     """guest VCPU -> its lane (start, end, state, detail) over [t0, t1], from :func:`vcpu_intervals`."""
-    iv = vcpu_intervals(session, t0, t1)
+    iv = vcpu_intervals(session, t0, t1, vcpu_map=vcpu_map)
     if iv.num_rows == 0:
         return {}
     g = iv.column("guest").to_numpy(zero_copy_only=False)
@@ -138,14 +139,16 @@ def _vcpu_lanes(session: Session, guest: str, t0: int, t1: int) -> dict[int, dic
     return out
 
 
-def cross_layer_intervals(session: Session, guest: str, pid: int, t0: int, t1: int) -> pa.Table:
+def cross_layer_intervals(session: Session, guest: str, pid: int, t0: int, t1: int, *,
+                          vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """The pieces of guest task ``pid``'s wall time over [t0, t1] (schema :data:`CROSS_LAYER_INTERVALS`),
-    in time order; see the module doc.  ``guest``: the guest's name (its stream's name)."""
+    in time order; see the module doc.  ``guest``: the guest's name (its stream's name); ``vcpu_map``:
+    the user's ``{guest: {vcpu: host pid}}`` for VCPU threads the files do not name."""
     if t1 <= t0:
         return CROSS_LAYER_INTERVALS.empty_table()
     stream = _guest_stream(session, guest)
     s, e, gst, vcpu, waker = _guest_pieces(session, stream, pid, t0, t1)
-    lanes = _vcpu_lanes(session, guest, t0, t1) if session.streams[stream].role == "guest" else {}
+    lanes = _vcpu_lanes(session, guest, t0, t1, vcpu_map) if session.streams[stream].role == "guest" else {}
     names = session.task_names(stream)
     # cut every running/runnable piece where its VCPU's lane changes state
     bounds = [s, e] + [lane["start"] for lane in lanes.values()]
@@ -201,13 +204,15 @@ def _totals(pieces: pa.Table) -> pa.Table:
     return g.sort_by([("total_ns", "descending"), ("state", "ascending"), ("detail", "ascending")])
 
 
-def cross_layer(session: Session, guest: str, pid: int, t0: int, t1: int) -> pa.Table:
+def cross_layer(session: Session, guest: str, pid: int, t0: int, t1: int, *,
+                vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """:func:`cross_layer_intervals` summed per (state, detail) (schema :data:`CROSS_LAYER`), largest
     first; the totals add up to ``t1 - t0``."""
-    return _totals(cross_layer_intervals(session, guest, pid, t0, t1))
+    return _totals(cross_layer_intervals(session, guest, pid, t0, t1, vcpu_map=vcpu_map))
 
 
-def explain_wakeup(session: Session, stream: int, waking_row: int) -> pa.Table:
+def explain_wakeup(session: Session, stream: int, waking_row: int, *,
+                   vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """:func:`cross_layer` of one wakeup of a guest task: from its waking record (row ``waking_row``
     of ``stream``) to the switch that runs the task (the wakeup of
     :func:`~.wakeups.wakeups`).  Raises ValueError when that record starts no wakeup."""
@@ -219,4 +224,5 @@ def explain_wakeup(session: Session, stream: int, waking_row: int) -> pa.Table:
         raise ValueError(f"row {waking_row} of stream {session.streams[stream].name!r} starts no wakeup")
     r = int(hit[0])
     return cross_layer(session, session.streams[stream].name, int(w.column("pid")[r].as_py()),
-                       int(w.column("waking_ts")[r].as_py()), int(w.column("switch_ts")[r].as_py()))
+                       int(w.column("waking_ts")[r].as_py()), int(w.column("switch_ts")[r].as_py()),
+                       vcpu_map=vcpu_map)

@@ -24,7 +24,7 @@ import pyarrow as pa
 from ...loaders.plugin_kvm import exit_reason_name
 from ...loaders.tracedat import TraceFile
 from ..session import Session
-from ..vcpus import VcpuMapping, build_vcpu_map
+from ..vcpus import build_vcpu_map
 from .wakeups import percentile_nearest_rank
 
 __all__ = ["VM_EXITS", "EXIT_STATS", "REASON_HISTOGRAM", "TOP_RIPS", "GUEST_ENTRIES", "vcpu_threads",
@@ -54,17 +54,19 @@ TOP_RIPS = pa.schema([("guest_rip", pa.uint64()), ("rip_symbol", pa.string()), (
                       ("total_ns", pa.int64())])
 
 
-def vcpu_threads(session: Session, mappings: list[VcpuMapping] | None = None) -> dict[int, tuple[str, int]]:
+def vcpu_threads(session: Session, vcpu_map: dict[str, dict[int, int]] | None = None) -> dict[int, tuple[str, int]]:
     """host thread id -> (guest name, VCPU) for every thread the session can name.
 
-    ``mappings``: the VCPU map in use (the app's, with the user's entries); default the session's own
-    (:func:`~kshark_py.model.vcpus.build_vcpu_map` without a user map; its warnings are the loader's
-    to show and are not added again).  Threads of guests whose files are not loaded are named by
-    the host's GUEST records (vsock guests: real thread ids)."""
-    if mappings is None:
-        n = len(session.warnings)
-        mappings = build_vcpu_map(session)
-        del session.warnings[n:]
+    The session's VCPU map (:func:`~kshark_py.model.vcpus.build_vcpu_map`: the host's GUEST records,
+    the kvm_entry pairing of a lone guest, then ``vcpu_map``, the user's ``{guest: {vcpu: pid}}``);
+    a warning it gives is added to ``session.warnings`` once however often this is asked.  Threads
+    of guests whose files are not loaded are named by the host's GUEST records (vsock guests: real
+    thread ids)."""
+    n = len(session.warnings)
+    mappings = build_vcpu_map(session, vcpu_map)
+    new = session.warnings[n:]
+    del session.warnings[n:]
+    session.warnings.extend(dict.fromkeys(w for w in new if w not in session.warnings))
     out: dict[int, tuple[str, int]] = {}
     for m in mappings:
         out.setdefault(int(m.host_pid), (m.guest, int(m.vcpu)))
@@ -107,7 +109,7 @@ def symbolize(tf: TraceFile, rips: np.ndarray) -> list[str | None]:
 class _Kvm:
     """The host's kvm events as arrays, with each thread's guest and VCPU (internal)."""
 
-    def __init__(self, session: Session, mappings: list[VcpuMapping] | None) -> None:
+    def __init__(self, session: Session, vcpu_map: dict[str, dict[int, int]] | None) -> None:
         self.session = session
         hs = session.host_stream
         k = session.kvm_events(hs.index) if hs is not None else None
@@ -115,7 +117,7 @@ class _Kvm:
         if not self.n:
             return
         self.c = {n: k.column(n).to_numpy(zero_copy_only=False) for n in k.column_names}
-        self.threads = vcpu_threads(session, mappings)
+        self.threads = vcpu_threads(session, vcpu_map)
 
     def closed(self, entry: bool, t0: int | None, t1: int | None) -> np.ndarray:
         """Indices of the closed entries (or exits) whose time is in [t0, t1], in report order."""
@@ -161,10 +163,10 @@ class _Kvm:
 
 
 def vm_exits(session: Session, t0: int | None = None, t1: int | None = None, *,
-             mappings: list[VcpuMapping] | None = None) -> pa.Table:
+             vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """One row per host ``kvm_exit`` closed by a ``kvm_entry`` of the same thread (schema :data:`VM_EXITS`),
     those with ``t0 <= exit_ts <= t1``; ``vcpu``: the VCPU map's, else the closing entry's ``vcpu_id``."""
-    k = _Kvm(session, mappings)
+    k = _Kvm(session, vcpu_map)
     if not k.n:
         return VM_EXITS.empty_table()
     c = k.c
@@ -182,10 +184,10 @@ def vm_exits(session: Session, t0: int | None = None, t1: int | None = None, *,
 
 
 def guest_entries(session: Session, t0: int | None = None, t1: int | None = None, *,
-                  mappings: list[VcpuMapping] | None = None) -> pa.Table:
+                  vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """One row per host ``kvm_entry`` closed by a ``kvm_exit`` of the same thread (schema
     :data:`GUEST_ENTRIES`), those with ``t0 <= entry_ts <= t1``: the VCPU ran guest code that long."""
-    k = _Kvm(session, mappings)
+    k = _Kvm(session, vcpu_map)
     if not k.n:
         return GUEST_ENTRIES.empty_table()
     c = k.c
@@ -245,10 +247,10 @@ def stats_of(exits: pa.Table) -> pa.Table:
 
 
 def exit_stats(session: Session, t0: int | None = None, t1: int | None = None, *,
-               mappings: list[VcpuMapping] | None = None) -> pa.Table:
+               vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """Per VCPU and reason: count, total, p50, p99, max of the closed exits in [t0, t1] (schema
     :data:`EXIT_STATS`; see :func:`stats_of`)."""
-    return stats_of(vm_exits(session, t0, t1, mappings=mappings))
+    return stats_of(vm_exits(session, t0, t1, vcpu_map=vcpu_map))
 
 
 def reason_histogram(exits: pa.Table) -> pa.Table:

@@ -25,7 +25,6 @@ import pyarrow as pa
 from ...loaders.text import display
 from ..intervals import vcpu_states
 from ..session import Session
-from ..vcpus import VcpuMapping
 from .exits import reason_names, vcpu_threads
 
 __all__ = ["VCPU_INTERVALS", "VCPU_TIME", "STATE_ORDER", "vcpu_intervals", "vcpu_time", "time_of"]
@@ -195,9 +194,9 @@ def _merge(lane: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _vcpus(session: Session, mappings: list[VcpuMapping] | None) -> list[tuple[str, int, int, int | None]]:
+def _vcpus(session: Session, vcpu_map: dict[str, dict[int, int]] | None) -> list[tuple[str, int, int, int | None]]:
     """(guest, vcpu, host_pid, guest index for the guest-evidence lane or None) of every VCPU."""
-    threads = vcpu_threads(session, mappings)
+    threads = vcpu_threads(session, vcpu_map)
     hs = session.host_stream
     kvm_vcpu: dict[int, int] = {}
     if hs is not None:
@@ -222,16 +221,16 @@ def _vcpus(session: Session, mappings: list[VcpuMapping] | None) -> list[tuple[s
 
 
 def vcpu_intervals(session: Session, t0: int | None = None, t1: int | None = None, *,
-                   mappings: list[VcpuMapping] | None = None) -> pa.Table:
+                   vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """Every VCPU's state intervals over [t0, t1] (schema :data:`VCPU_INTERVALS`), per VCPU in time
-    order, VCPUs by (guest, vcpu, host_pid); see the module doc.  ``mappings``: the VCPU map in use
-    (default the session's own, see :func:`~.exits.vcpu_threads`)."""
+    order, VCPUs by (guest, vcpu, host_pid); see the module doc.  ``vcpu_map``: the user's
+    ``{guest: {vcpu: host pid}}`` (added to the session's own map, see :func:`~.exits.vcpu_threads`)."""
     w = _window(session, t0, t1)
     if w is None or session.host_stream is None:
         return VCPU_INTERVALS.empty_table()
     t0, t1 = w
     parts, who = [], []
-    for g, v, pid, gi in _vcpus(session, mappings):
+    for g, v, pid, gi in _vcpus(session, vcpu_map):
         lane = _merge(_host_lane(session, pid, t0, t1) if gi is None else _guest_lane(session, gi, v, t0, t1))
         parts.append(lane)
         who.append((g, v, pid, len(lane["start"])))
@@ -286,8 +285,8 @@ def time_of(intervals: pa.Table) -> pa.Table:
 
 
 def vcpu_time(session: Session, t0: int | None = None, t1: int | None = None, *,
-              mappings: list[VcpuMapping] | None = None) -> pa.Table:
+              vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """Nanoseconds per VCPU and state over [t0, t1] (schema :data:`VCPU_TIME`; see :func:`time_of`).
     A VCPU's totals add up to ``t1 - t0``; its guest time is the sum over ``kvm_entry`` of the time to
     the ``kvm_exit`` that closes it (cut to the range) when its thread has kvm events."""
-    return time_of(vcpu_intervals(session, t0, t1, mappings=mappings))
+    return time_of(vcpu_intervals(session, t0, t1, vcpu_map=vcpu_map))
