@@ -114,3 +114,16 @@ def test_minmax_bins_unsorted_and_edges():
     assert np.isnan(lo).all()
     with pytest.raises(ValueError):
         minmax_bins(ts, v, 10, 10, 4)
+
+
+def test_minmax_bins_window_wider_than_int64():
+    """A view over a guest moved by a wild TIME_SHIFT: edges beyond int64 are clipped, bins stay right."""
+    t0, t1 = -(1 << 70), 1 << 70
+    ts = np.array([-(1 << 62), 0, 5, 1 << 62], np.int64)
+    v = np.array([1, 2, 3, 4])
+    centers, lo, hi = minmax_bins(ts, v, t0, t1, 4)
+    # bins of 2**69 each: [-2**70, -2**69), [-2**69, 0), [0, 2**69), [2**69, 2**70]
+    assert np.isnan(lo[0]) and lo[1] == hi[1] == 1 and (lo[2], hi[2]) == (2, 4) and np.isnan(lo[3])
+    assert centers[0] == -(3 << 68) and centers[3] == 3 << 68
+    _c, lo, hi = minmax_bins(np.array([10, 20]), np.array([5, 7]), 9.5, 20.2, 2)  # float bounds: whole ns
+    assert lo.tolist() == [5, 7]

@@ -8,6 +8,8 @@ there are and still shows every spike (an average or a sample would hide them).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 
@@ -59,12 +61,21 @@ def field_series(session, stream: int, event: str, field: str) -> tuple[np.ndarr
     return ts, np.asarray(v)
 
 
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def bin_edges(t0: int, t1: int, nbins: int) -> np.ndarray:
-    """``nbins + 1`` int64 edges from t0 to t1, exact in integers: edge i = t0 + floor(i * (t1 - t0) / nbins)."""
-    span = int(t1) - int(t0)
-    q, r = divmod(span, nbins)
-    i = np.arange(nbins + 1, dtype=np.int64)
-    return np.int64(t0) + i * np.int64(q) + (i * np.int64(r)) // np.int64(nbins)
+    """``nbins + 1`` int64 edges from t0 to t1, exact in integers: edge i = t0 + floor(i * (t1 - t0) / nbins).
+
+    A window wider than int64 allows (a guest moved by a wild TIME_SHIFT) is computed in Python
+    integers and its edges clipped to the int64 range, which no timestamp lies outside of."""
+    t0, t1 = int(t0), int(t1)
+    span = t1 - t0
+    if _I64_MIN <= t0 and t1 <= _I64_MAX and span < 1 << 62:
+        q, r = divmod(span, nbins)
+        i = np.arange(nbins + 1, dtype=np.int64)
+        return np.int64(t0) + i * np.int64(q) + (i * np.int64(r)) // np.int64(nbins)
+    return np.array([min(max(t0 + (i * span) // nbins, _I64_MIN), _I64_MAX) for i in range(nbins + 1)], np.int64)
 
 
 def minmax_bins(ts: np.ndarray, values: np.ndarray, t0: int, t1: int, nbins: int
@@ -79,11 +90,14 @@ def minmax_bins(ts: np.ndarray, values: np.ndarray, t0: int, t1: int, nbins: int
         raise ValueError(f"minmax_bins needs nbins > 0 and t1 > t0 (got {nbins}, [{t0}, {t1}])")
     ts = np.asarray(ts, np.int64)
     values = np.asarray(values)
+    t0, t1 = math.floor(t0), math.ceil(t1)  # whole ns (the view may hand floats)
     edges = bin_edges(t0, t1, nbins)
-    centers = (edges[:-1].astype(np.float64) + edges[1:].astype(np.float64)) / 2
+    span = t1 - t0
+    centers = np.array([t0 + (2 * i + 1) * span / (2 * nbins) for i in range(nbins)], np.float64) \
+        if edges[0] != t0 or edges[-1] != t1 else (edges[:-1].astype(np.float64) + edges[1:].astype(np.float64)) / 2
     lo = np.full(nbins, np.nan)
     hi = np.full(nbins, np.nan)
-    inside = (ts >= t0) & (ts <= t1)
+    inside = (ts >= edges[0]) & (ts <= edges[-1])
     if not inside.all():
         ts, values = ts[inside], values[inside]
     if not len(ts):
