@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...loaders.plugin_kvm import exit_reason_name
+from ...loaders.printfmt import Evaluator, RenderContext
 from ...loaders.tracedat import TraceFile
 from ..session import Session
 from ..vcpus import build_vcpu_map
@@ -93,17 +94,16 @@ def reason_names(exit_reason: np.ndarray, isa: np.ndarray) -> pa.Array:
 
 
 def symbolize(tf: TraceFile, rips: np.ndarray) -> list[str | None]:
-    """``func+0xoff`` (``func`` at offset 0) of each address in ``tf``'s kallsyms, as trace-cmd's kvm
-    plugin prints a guest RIP; None where none resolves (below the first symbol, past the last)."""
-    ks = tf.kallsyms
-    rips = np.asarray(rips, np.uint64)
-    if len(ks) == 0 or len(rips) == 0:
-        return [None] * len(rips)
-    i = np.searchsorted(ks.addrs, rips, side="right") - 1
-    ok = (i >= 0) & ~((i == len(ks) - 1) & (rips != ks.addrs[-1]))
-    off = rips - ks.addrs[np.maximum(i, 0)]
-    return [None if not k else ks.name(int(j)) + (f"+0x{int(o):x}" if o else "")
-            for k, j, o in zip(ok.tolist(), i.tolist(), off.tolist(), strict=True)]
+    """``func+0xoff`` (``func`` at offset 0) of each address of ``rips`` (distinct values: one lookup
+    each) in ``tf``'s kallsyms, as trace-cmd's kvm plugin prints a guest RIP in a merged report
+    (libtraceevent's lookup, aliases included); None where none resolves."""
+    ev = Evaluator(RenderContext(endian=tf.endian, long_size=tf.lay.long_size, kallsyms=tf.kallsyms, printk={},
+                                 comm_of=str))
+    out: list[str | None] = []
+    for rip in np.asarray(rips, np.uint64).tolist():
+        hit = ev.find_func(rip)
+        out.append(None if hit is None else hit[0] + (f"+0x{rip - hit[1]:x}" if rip != hit[1] else ""))
+    return out
 
 
 class _Kvm:
