@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -120,13 +119,6 @@ def _load(args: argparse.Namespace):
     return session, user
 
 
-def _call(func, session, t0, t1, user):
-    """The other analyses take the user's VCPU map when they accept one (keyword ``vcpu_map``)."""
-    if user and "vcpu_map" in inspect.signature(func).parameters:
-        return func(session, t0=t0, t1=t1, vcpu_map=user)
-    return func(session, t0=t0, t1=t1)
-
-
 def _table_for(args: argparse.Namespace, session, user, t0, t1):
     from .model.analysis.latency import LatencyError, find_event, latency_pairs, latency_stats
     from .model.analysis.wakeups import wakeup_stats, wakeups
@@ -150,10 +142,10 @@ def _table_for(args: argparse.Namespace, session, user, t0, t1):
     if args.exits:
         from .model.analysis.exits import exit_stats
 
-        return _call(exit_stats, session, t0, t1, user).select(EXIT_COLUMNS)
+        return exit_stats(session, t0=t0, t1=t1, vcpu_map=user or None).select(EXIT_COLUMNS)
     from .model.analysis.vcputime import vcpu_time
 
-    return _call(vcpu_time, session, t0, t1, user).select(VCPU_COLUMNS)
+    return vcpu_time(session, t0=t0, t1=t1, vcpu_map=user or None).select(VCPU_COLUMNS)
 
 
 def _has_wakeup_events(session) -> bool:
