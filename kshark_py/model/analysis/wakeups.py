@@ -11,6 +11,10 @@ The rule (issue 12, item 1), per stream and per woken pid P:
   runnable, its latency runs from the first waking);
 * pid 0 (the idle task) is left out; a waking with no switch after it is not a wakeup.
 
+So where the stream has ``sched_waking``, a new task's first wakeup (``sched_wakeup_new`` only, the
+kernel traces no waking for it) is not counted, and a waking of a task that is still running lasts
+until the task is next switched in; both as KernelShark's sched_events pairs them.
+
 "Later" is the stream's own record order (trace-cmd's report order), so a waking and the switch
 at the same nanosecond pair in the order the report prints them.  Times are the stream's ``ts``
 column, which is the host clock for a synchronized guest and includes the user's time offset.
