@@ -13,7 +13,8 @@ The rule (issue 12, item 1), per stream and per woken pid P:
 
 So where the stream has ``sched_waking``, a new task's first wakeup (``sched_wakeup_new`` only, the
 kernel traces no waking for it) is not counted, and a waking of a task that is still running lasts
-until the task is next switched in; both as KernelShark's sched_events pairs them.
+until the task is next switched in: both follow from the rule (KernelShark's sched_events boxes,
+waking to the task's next switch in, are the same kind of interval).
 
 "Later" is the stream's own record order (trace-cmd's report order), so a waking and the switch
 at the same nanosecond pair in the order the report prints them.  Times are the stream's ``ts``
