@@ -87,9 +87,11 @@ def reason_names(exit_reason: np.ndarray, isa: np.ndarray) -> pa.Array:
     computed once per distinct (reason, isa)."""
     if len(exit_reason) == 0:
         return pa.array([], pa.string())
-    pairs, inv = np.unique(np.stack([np.asarray(exit_reason, np.int64), np.asarray(isa, np.int64)]), axis=1,
-                           return_inverse=True)
-    names = [exit_reason_name(int(r), int(i)) for r, i in pairs.T]
+    # both are u32 in the event: one 64-bit key per exit, one 1-D sort
+    key = (np.asarray(isa, np.int64).astype(np.uint64) << np.uint64(32)) | \
+        (np.asarray(exit_reason, np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF))
+    keys, inv = np.unique(key, return_inverse=True)
+    names = [exit_reason_name(k & 0xFFFFFFFF, k >> 32) for k in keys.tolist()]
     return pa.array(names, pa.string()).take(pa.array(np.asarray(inv).reshape(-1)))
 
 
