@@ -156,6 +156,16 @@ def test_boxes_follow_pixels_not_wakeups(host):
     p.boxes.setChecked(False)
     host.timeline.redraw()
     assert host.latency_tools.wakeup_layer.box_count() == 0
+    p.boxes.setChecked(True)
+    host.timeline.redraw()
+    assert host.latency_tools.wakeup_layer.drawn()[row] == spans
+    # so does closing the dock; opening it again from the menu puts them back
+    host.latency_tools.docks["wakeups"].close()
+    host.timeline.redraw()
+    assert host.latency_tools.wakeup_layer.box_count() == 0
+    menu_action(host, "Analysis", "Scheduling latency").trigger()
+    host.timeline.redraw()
+    assert host.latency_tools.wakeup_layer.drawn()[row] == spans
 
 
 def test_double_click_in_box_marks_it(host):

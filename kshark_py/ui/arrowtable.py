@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from ..plots.axes import format_time
 
@@ -121,3 +121,20 @@ class ArrowTableModel(QtCore.QAbstractTableModel):
             o = np.argsort(v, kind="stable")
         self._order = o
         self.layoutChanged.emit()
+
+
+def table_view(model: ArrowTableModel, chosen: Callable[[int], None]) -> QtWidgets.QTableView:
+    """A compact, sortable, row-selecting view of ``model``; a click (or Enter) on a row calls
+    ``chosen(view row)``."""
+    t = QtWidgets.QTableView()
+    t.setModel(model)
+    t.setSortingEnabled(True)
+    t.verticalHeader().setVisible(False)
+    t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 6)
+    t.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+    t.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+    t.setAlternatingRowColors(True)
+    t.horizontalHeader().setStretchLastSection(True)
+    t.clicked.connect(lambda idx: chosen(idx.row()))
+    t.activated.connect(lambda idx: chosen(idx.row()))
+    return t

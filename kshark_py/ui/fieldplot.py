@@ -90,6 +90,8 @@ class FieldPlotDialog(QtWidgets.QDialog):
         self.field.clear()
         fields = numeric_fields(self.session, int(self.stream.currentData()), self.event.currentText().strip())
         self.field.addItems(fields + ["common_pid"] if fields else [])
+        if fields:  # the event's last number: runtime, size, ... (its first is often a pid)
+            self.field.setCurrentIndex(len(fields) - 1)
 
     def select(self, stream: int, event: str, field: str) -> None:
         """Choose as the user would (tests, session restore)."""

@@ -24,7 +24,7 @@ from ..model.analysis.latency import latency_histogram, latency_pairs
 from ..model.session import Session
 from ..model.viewmodel import Row
 from ..plots.boxes import BoxLane
-from .arrowtable import ArrowTableModel, Column, time_column, us_column, us_text
+from .arrowtable import ArrowTableModel, Column, table_view, time_column, us_column, us_text
 
 LATENCY_COLOR = (255, 140, 0)
 """KernelShark's latency_plot orange."""
@@ -43,8 +43,8 @@ class Preset:
 PRESETS = [
     Preset("IRQ handler: irq_handler_entry -> irq_handler_exit, same irq", "irq:irq_handler_entry",
            "irq:irq_handler_exit", (("irq", "irq"),)),
-    Preset("Softirq: softirq_entry -> softirq_exit, same vec", "irq:softirq_entry", "irq:softirq_exit",
-           (("vec", "vec"),)),
+    Preset("Softirq: softirq_entry -> softirq_exit, same vec and CPU", "irq:softirq_entry", "irq:softirq_exit",
+           (("vec", "vec"), ("common_cpu", "common_cpu"))),
     Preset("System call: sys_enter -> sys_exit, same pid", "raw_syscalls:sys_enter", "raw_syscalls:sys_exit",
            (("common_pid", "common_pid"),)),
     Preset("VM exit: kvm_exit -> kvm_entry, same host thread", "kvm:kvm_exit", "kvm:kvm_entry",
@@ -311,16 +311,7 @@ class LatencyPanel(QtWidgets.QWidget):
         self.count.setPrefix("worst ")
         self.count.valueChanged.connect(lambda *_: self._fill_worst())
         self.model = ArrowTableModel([], self)
-        self.table = QtWidgets.QTableView()
-        self.table.setModel(self.model)
-        self.table.setSortingEnabled(True)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.clicked.connect(lambda idx: self.choose(idx.row()))
-        self.table.activated.connect(lambda idx: self.choose(idx.row()))
+        self.table = table_view(self.model, self.choose)
         head = QtWidgets.QHBoxLayout()
         head.addWidget(self.summary, 1)
         head.addWidget(self.change)

@@ -54,11 +54,14 @@ class LatencyTools(QtCore.QObject):
         menu.addAction("&Field plot...", self.field_plot_dialog)
 
     # -- docks ---------------------------------------------------------------------------------
-    def _dock(self, key: str, title: str, widget: QtWidgets.QWidget) -> QtWidgets.QDockWidget:
+    def _dock(self, key: str, title: str, widget: QtWidgets.QWidget, boxes) -> QtWidgets.QDockWidget:
+        """Show ``widget`` in dock ``key``; closing the dock takes its boxes off the graph
+        (``boxes()`` re-reads whether they show), opening it again puts them back."""
         dock = self.docks.get(key)
         if dock is None:
             dock = QtWidgets.QDockWidget(title, self.win)
             dock.setObjectName(key)
+            dock.toggleViewAction().toggled.connect(lambda *_: boxes())
             right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
             self.win.addDockWidget(right, dock)
             others = [d for d in self.win.findChildren(QtWidgets.QDockWidget)
@@ -78,12 +81,29 @@ class LatencyTools(QtCore.QObject):
         if self.wakeup_panel is None:
             p = WakeupPanel(self.win.session, RangeBox("all"), self.ctx.range_for)
             p.wakeupChosen.connect(self.show_wakeup)
-            p.boxes.toggled.connect(lambda on: self.wakeup_layer.set_source(p.lanes.for_row if on and p.lanes
-                                                                            else None))
+            p.boxes.toggled.connect(lambda *_: self._wakeup_boxes())
             self.wakeup_panel = p
             self._compute_wakeups()
-        self._dock("wakeups", "Scheduling latency", self.wakeup_panel)
+        self._dock("wakeups", "Scheduling latency", self.wakeup_panel, self._wakeup_boxes)
+        self._wakeup_boxes()
         return self.wakeup_panel
+
+    def _shown(self, key: str) -> bool:
+        """The dock is open (a tab behind another counts as open; closed with its X does not)."""
+        d = self.docks.get(key)
+        return d is not None and d.toggleViewAction().isChecked()
+
+    def _wakeup_boxes(self) -> None:
+        p = self.wakeup_panel
+        on = p is not None and p.lanes is not None and p.boxes.isChecked() and self._shown("wakeups")
+        self.wakeup_layer.set_source(p.lanes.for_row if on else None)
+        self.win.timeline.schedule()
+
+    def _latency_boxes(self) -> None:
+        p = self.latency_panel
+        on = p is not None and p.lanes is not None and p.boxes.isChecked() and self._shown("latency")
+        self.latency_layer.set_source(p.lanes.for_row if on else None)
+        self.win.timeline.schedule()
 
     def _compute_wakeups(self) -> None:
         p = self.wakeup_panel
@@ -92,8 +112,7 @@ class LatencyTools(QtCore.QObject):
             p.compute()
         finally:
             QtWidgets.QApplication.restoreOverrideCursor()
-        self.wakeup_layer.set_source(p.lanes.for_row if p.boxes.isChecked() else None)
-        self.win.timeline.schedule()
+        self._wakeup_boxes()
 
     def latency_dialog(self) -> None:
         """Analysis > Latency plot...: choose the events, then show the analysis."""
@@ -107,8 +126,7 @@ class LatencyTools(QtCore.QObject):
             p = LatencyPanel(self.win.session, self.win.names)
             p.pairChosen.connect(self.show_pair)
             p.change.clicked.connect(self.latency_dialog)
-            p.boxes.toggled.connect(lambda on: self.latency_layer.set_source(p.lanes.for_row if on and p.lanes
-                                                                             else None))
+            p.boxes.toggled.connect(lambda *_: self._latency_boxes())
             self.latency_panel = p
         p = self.latency_panel
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
@@ -116,9 +134,8 @@ class LatencyTools(QtCore.QObject):
             p.compute(req)
         finally:
             QtWidgets.QApplication.restoreOverrideCursor()
-        self.latency_layer.set_source(p.lanes.for_row if p.boxes.isChecked() else None)
-        self._dock("latency", f"Latency: {req.title}", p)
-        self.win.timeline.schedule()
+        self._dock("latency", f"Latency: {req.title}", p, self._latency_boxes)
+        self._latency_boxes()
         return p
 
     def field_plot_dialog(self) -> None:

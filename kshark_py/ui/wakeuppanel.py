@@ -25,7 +25,7 @@ from ..model.analysis.wakeups import wakeup_stats, wakeups
 from ..model.session import Session
 from ..model.viewmodel import Row
 from ..plots.boxes import BoxLane
-from .arrowtable import ArrowTableModel, Column, time_column, us_column, us_text
+from .arrowtable import ArrowTableModel, Column, table_view, time_column, us_column, us_text
 
 WAKEUP_COLOR = (0, 200, 0)
 """KernelShark's sched_events green."""
@@ -138,17 +138,8 @@ class WakeupPanel(QtWidgets.QWidget):
         self.boxes.setToolTip("Frame every wakeup (sched_waking -> switch-in) on the task rows, as "
                               "KernelShark's sched_events plugin does")
         self.model = ArrowTableModel(COLUMNS, self)
-        self.table = QtWidgets.QTableView()
-        self.table.setModel(self.model)
-        self.table.setSortingEnabled(True)
+        self.table = table_view(self.model, self.choose)
         self.table.sortByColumn(MAX_COLUMN, QtCore.Qt.SortOrder.DescendingOrder)  # worst tasks first
-        self.table.verticalHeader().setVisible(False)
-        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.clicked.connect(lambda idx: self.choose(idx.row()))
-        self.table.activated.connect(lambda idx: self.choose(idx.row()))
         self.info = QtWidgets.QLabel()
         self.info.setWordWrap(True)
         top = QtWidgets.QHBoxLayout()
@@ -185,6 +176,7 @@ class WakeupPanel(QtWidgets.QWidget):
         col, order = header.sortIndicatorSection(), header.sortIndicatorOrder()
         self.model.set_table(stats, {"stream_name": lambda t: names[t.column("stream").to_numpy().astype(np.int64)]})
         self.table.sortByColumn(col, order)  # the user's sort stays
+        self.table.setColumnHidden(0, len(self.session.streams) == 1)  # one stream: nothing to tell apart
         self.table.resizeColumnsToContents()
         if stats.num_rows:
             worst = int(np.argmax(stats.column("max_ns").to_numpy()))
