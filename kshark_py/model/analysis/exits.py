@@ -12,8 +12,8 @@ the VCPU of its ``kvm_entry`` (``vcpu_id``).  Reasons are printed as trace-cmd's
 them (``HLT``, ``EPT_VIOLATION``, ``EXIT_NPF``, ``UNKNOWN (99)``), the guest RIP is symbolized with the
 guest file's kallsyms when that file is loaded (``func+0xoff``, as a merged ``trace-cmd report``).
 
-A time range [t0, t1] keeps the exits (entries) whose first event is inside it, with their whole
-duration.  Every function is whole-array numpy/Arrow work: no loop over exits.
+A time range [t0, t1] keeps the exits (entries) that lie wholly inside it (from ``t0`` on, closed by
+``t1``), as the other analyses of a range do.  Every function is whole-array numpy/Arrow work: no loop over exits.
 """
 
 from __future__ import annotations
@@ -122,13 +122,13 @@ class _Kvm:
         self.threads = vcpu_threads(session, vcpu_map)
 
     def closed(self, entry: bool, t0: int | None, t1: int | None) -> np.ndarray:
-        """Indices of the closed entries (or exits) whose time is in [t0, t1], in report order."""
+        """Indices of the closed entries (or exits) wholly inside [t0, t1], in report order."""
         c = self.c
         sel = c["closed"] & (c["entry"] == entry)
         if t0 is not None:
             sel &= c["ts"] >= t0
         if t1 is not None:
-            sel &= c["ts"] <= t1
+            sel &= c["next_ts"] <= t1
         idx = np.flatnonzero(sel)
         return idx[np.argsort(c["row"][idx], kind="stable")]
 
@@ -167,7 +167,8 @@ class _Kvm:
 def vm_exits(session: Session, t0: int | None = None, t1: int | None = None, *,
              vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """One row per host ``kvm_exit`` closed by a ``kvm_entry`` of the same thread (schema :data:`VM_EXITS`),
-    those with ``t0 <= exit_ts <= t1``; ``vcpu``: the VCPU map's, else the closing entry's ``vcpu_id``."""
+    those with ``t0 <= exit_ts`` and ``entry_ts <= t1``; ``vcpu``: the VCPU map's, else the closing
+    entry's ``vcpu_id``."""
     k = _Kvm(session, vcpu_map)
     if not k.n:
         return VM_EXITS.empty_table()
@@ -188,7 +189,7 @@ def vm_exits(session: Session, t0: int | None = None, t1: int | None = None, *,
 def guest_entries(session: Session, t0: int | None = None, t1: int | None = None, *,
                   vcpu_map: dict[str, dict[int, int]] | None = None) -> pa.Table:
     """One row per host ``kvm_entry`` closed by a ``kvm_exit`` of the same thread (schema
-    :data:`GUEST_ENTRIES`), those with ``t0 <= entry_ts <= t1``: the VCPU ran guest code that long."""
+    :data:`GUEST_ENTRIES`), those with ``t0 <= entry_ts`` and ``exit_ts <= t1``: the VCPU ran guest code that long."""
     k = _Kvm(session, vcpu_map)
     if not k.n:
         return GUEST_ENTRIES.empty_table()
