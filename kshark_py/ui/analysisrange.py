@@ -37,7 +37,8 @@ class AnalysisContext(QtCore.QObject):
     changed = QtCore.Signal()
     """The view or a marker moved (debounced by :data:`DEBOUNCE_MS`)."""
     reset = QtCore.Signal()
-    """A stream's times moved (a time offset): every result computed before is stale."""
+    """A stream's times moved (a time offset) or the VCPU map changed: every result computed
+    before is stale."""
 
     def __init__(self, session: Session, parent=None) -> None:
         super().__init__(parent)
@@ -61,7 +62,7 @@ class AnalysisContext(QtCore.QObject):
             self.markers[name] = ts
             self._timer.start()
 
-    def times_changed(self) -> None:
+    def invalidate(self) -> None:
         self.reset.emit()
 
     def full(self) -> tuple[int, int]:
@@ -337,8 +338,11 @@ def detail_color(state: str, detail: str) -> tuple[int, int, int]:
 
 def vcpu_specs(model, guest: str, vcpu: int, host: int | None, host_pid: int) -> list[tuple]:
     """The rows that show a VCPU: its pair rows (host thread, state lane) when the graph has them,
-    else the host thread's task row (a VM the loaded files do not name)."""
+    else the host thread's task row (a VM the loaded files do not name), else (no host thread
+    known: ``host_pid`` -1) the guest CPU's row."""
     pair = [("vcpu_state", guest, vcpu), ("vcpu_host", guest, vcpu)]
     if guest and any(row_spec(r) in pair for r in model.rows):
         return pair
-    return [("task", host, host_pid)] if host is not None else []
+    if host is not None and host_pid >= 0:
+        return [("task", host, host_pid)]
+    return [("vcpu_guest", guest, vcpu)] if guest else []

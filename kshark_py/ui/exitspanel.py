@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PySide6 import QtCore, QtWidgets
 
-from ..model.analysis.exits import exit_stats, reason_histogram, top_rips, vm_exits
+from ..model.analysis.exits import reason_histogram, stats_of, top_rips, vm_exits
 from ..model.session import Session
 from ..plots.bars import Segment, StackedBars
 from .analysisrange import (
@@ -53,10 +53,11 @@ class ExitTables:
     rips: pa.Table
 
 
-def compute(session: Session, t0: int, t1: int) -> ExitTables:
-    """The panel's tables over [t0, t1] (runs in the worker)."""
-    exits = vm_exits(session, t0, t1)
-    return ExitTables(t0, t1, exits, exit_stats(session, t0, t1), reason_histogram(exits), top_rips(exits, TOP_RIPS))
+def compute(session: Session, t0: int, t1: int, vcpu_map: dict[str, dict[int, int]]) -> ExitTables:
+    """The panel's tables over [t0, t1] with the user's part of the window's VCPU map (runs in the
+    worker); ``exit_stats`` is ``stats_of(vm_exits(...))``: the exits are paired once."""
+    exits = vm_exits(session, t0, t1, vcpu_map=vcpu_map)
+    return ExitTables(t0, t1, exits, stats_of(exits), reason_histogram(exits), top_rips(exits, TOP_RIPS))
 
 
 def guest_text(name: str) -> str:
@@ -134,8 +135,8 @@ class ExitsPanel(QtWidgets.QWidget):
             self.summary.setText("Set markers A and B (click the graph with A, then with B) to analyse between them.")
             return
         self.summary.setText("computing...")
-        session = self.session
-        self.worker.submit(("exits", rng), lambda: compute(session, *rng))
+        session, user = self.session, {g: dict(m) for g, m in self.window.user_map.items()}
+        self.worker.submit(("exits", rng), lambda: compute(session, *rng, user))
 
     def _ready(self, _key, res: ExitTables) -> None:
         self.result = res

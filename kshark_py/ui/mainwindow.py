@@ -222,6 +222,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.vcpu_map = build_vcpu_map(self.session, self.user_map)
         self.model.set_vcpu_map(self.vcpu_map)  # the shown CPUs and tasks stay
         self._fill_panels()
+        self.analysis.invalidate()
 
     def edit_vcpu_map(self) -> None:
         dlg = VcpuMapDialog(self.session, self.vcpu_map, self.names, self)
@@ -441,7 +442,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitter.replaceWidget(self.splitter.indexOf(old), self.event_list)
         old.deleteLater()
         self._fill_panels()
-        self.analysis.times_changed()
+        self.analysis.invalidate()
         t = self.session.merged().ts
         if len(t):
             self.timeline.set_full_range(int(t.min()), int(t.max()))

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from PySide6 import QtCore, QtWidgets
 
-from ..model.analysis.vcputime import vcpu_intervals, vcpu_time
+from ..model.analysis.vcputime import STATE_ORDER, time_of, vcpu_intervals
 from ..model.session import Session
 from ..plots.bars import Segment, StackedBars
 from .analysisrange import (
@@ -36,8 +36,6 @@ from .analysisrange import (
     vcpu_specs,
 )
 
-STATE_ORDER = ("guest", "exit", "halted", "preempted", "unknown")
-"""Left to right in a bar."""
 KEY = ["guest", "vcpu", "host_pid", "state", "reason", "by_pid", "by_comm"]
 """One bar piece per distinct value of these interval columns."""
 
@@ -71,10 +69,11 @@ def pieces(intervals: pa.Table, t0: int, t1: int) -> pa.Table:
     return g.drop_columns(["rank"])
 
 
-def compute(session: Session, t0: int, t1: int) -> VcpuTime:
-    """The panel's tables over [t0, t1] (runs in the worker)."""
-    iv = vcpu_intervals(session, t0, t1)
-    return VcpuTime(t0, t1, iv, vcpu_time(session, t0, t1), pieces(iv, t0, t1))
+def compute(session: Session, t0: int, t1: int, vcpu_map: dict[str, dict[int, int]]) -> VcpuTime:
+    """The panel's tables over [t0, t1] with the user's part of the window's VCPU map (runs in the
+    worker); ``vcpu_time`` is ``time_of(vcpu_intervals(...))``: the lanes are built once."""
+    iv = vcpu_intervals(session, t0, t1, vcpu_map=vcpu_map)
+    return VcpuTime(t0, t1, iv, time_of(iv), pieces(iv, t0, t1))
 
 
 def piece_text(state: str, reason: str | None, by_pid: int | None, by_comm: str | None) -> str:
@@ -88,7 +87,9 @@ def piece_text(state: str, reason: str | None, by_pid: int | None, by_comm: str 
 
 
 def vcpu_name(guest: str, vcpu: int, host_pid: int) -> str:
-    return f"{guest} VCPU{vcpu}" if guest else f"VM thread {host_pid} VCPU{vcpu}"
+    if not guest:
+        return f"VM thread {host_pid} VCPU{vcpu}"
+    return f"{guest} VCPU{vcpu}" + (" (guest view)" if host_pid < 0 else "")
 
 
 class VcpuTimePanel(QtWidgets.QWidget):
@@ -146,8 +147,8 @@ class VcpuTimePanel(QtWidgets.QWidget):
         if rng is None:
             self.summary.setText("Set markers A and B (click the graph with A, then with B) to analyse between them.")
             return
-        session = self.session
-        self.worker.submit(("vcputime", rng), lambda: compute(session, *rng))
+        session, user = self.session, {g: dict(m) for g, m in self.window.user_map.items()}
+        self.worker.submit(("vcputime", rng), lambda: compute(session, *rng, user))
 
     def _ready(self, _key, res: VcpuTime) -> None:
         self.result = res

@@ -3,7 +3,8 @@
 Analysis > VM exits and Analysis > VCPU time open their docks (once; later they are shown again);
 a guest task row's context menu offers to explain the task's time between markers A and B or
 over the view; Analysis > Explain selected wakeup explains the wakeup whose ``sched_waking`` (or
-ending ``sched_switch``) is selected in the event list.  The panels are built on first use: a
+ending ``sched_switch``) is selected in the event list, and once the cross-layer panel is open,
+each guest wakeup chosen in the scheduling latency table.  The panels are built on first use: a
 window that never opens them pays nothing.
 """
 
@@ -25,6 +26,7 @@ class VmAnalyses(QtCore.QObject):
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
         self.exits = self.vcputime = self.crosslayer = None
         window.timeline.rowMenuAboutToShow.connect(self.row_menu)
+        ctx.changed.connect(lambda: self.crosslayer is not None and self._follow_wakeup_table())
 
     def add_actions(self, menu: QtWidgets.QMenu) -> None:
         if menu.actions():
@@ -78,8 +80,22 @@ class VmAnalyses(QtCore.QObject):
         if self.crosslayer is None:
             self.crosslayer = CrossLayerPanel(self.w, self.ctx.session)
             self.ctx.reset.connect(self.crosslayer.worker.clear_cache)
+        self._follow_wakeup_table()
         self._dock("crosslayer", "Cross-layer latency", self.crosslayer)
         return self.crosslayer
+
+    def _follow_wakeup_table(self) -> None:
+        """Once the cross-layer panel exists, a guest wakeup chosen in the scheduling latency table
+        (Analysis > Scheduling latency) is explained there too."""
+        tools = getattr(self.w, "latency_tools", None)
+        table = getattr(tools, "wakeup_panel", None)
+        if table is not None and not getattr(self, "_following", False):
+            table.wakeupChosen.connect(self._wakeup_chosen)
+            self._following = True
+
+    def _wakeup_chosen(self, wk) -> None:
+        if self.ctx.session.streams[wk.stream].role == "guest" and self.crosslayer is not None:
+            self.crosslayer.explain_wakeup(wk.stream, wk.waking_row)
 
     # -- entry points of the cross-layer split ----------------------------------------------------
     def row_menu(self, row: int, menu: QtWidgets.QMenu) -> None:
@@ -104,6 +120,7 @@ class VmAnalyses(QtCore.QObject):
 
     def explain_selected_wakeup(self) -> bool:
         """The event list's selected wakeup event, explained (a message says why not otherwise)."""
+        self._follow_wakeup_table()
         lst = self.w.event_list
         m = lst.current_merged_index()
         why = "Select a sched_waking event of a guest task in the list (or the sched_switch that runs it)."
