@@ -347,7 +347,7 @@ def test_kvm_events_pair_each_event_with_the_next_of_its_thread():
     recs = _kvm_records(b)
     last: dict[int, int] = {}
     want = []
-    for i, (ts, pid, cpu, kind, v) in enumerate(recs):
+    for i, (ts, pid, cpu, kind, _v) in enumerate(recs):
         want.append([pid, ts, cpu, kind == "entry", False, -1])
         if pid in last:
             j = last[pid]
@@ -484,7 +484,7 @@ def test_lane_combines_sched_and_kvm_views():
     b = _buffer(name)
     t0, t1 = _span(b)
     runs = task_runs(_runs(name), VCPU_TSYNC).slice(0, 3)
-    (a0, a1, a2), (b0, b1, b2) = runs.column("start").to_pylist(), runs.column("end").to_pylist()
+    (a0, a1, a2), (b0, b1, _b2) = runs.column("start").to_pylist(), runs.column("end").to_pylist()
     assert runs.column("end_state").to_pylist() == [1, 1, 1]  # S: sleeping
     assert b0 + 500 < a1
 
