@@ -95,6 +95,9 @@ def test_min_max_per_pixel_column(qtbot, traces):
     assert {int(c): (int(a), int(b)) for c, a, b in zip(col, lo, hi, strict=True)} == \
         walk_columns(recs, res.t0, res.t1, res.image.shape[1])
     assert w.latency_tools.field_layer.dots.size() == len(inside) > 0
+    # pointing at a record says its value
+    t, v = inside[len(inside) // 2]
+    assert f"runtime = {v} at " in w.timeline.describe(i, t)
 
 
 def test_remove_row_and_render_budget(qtbot, traces):

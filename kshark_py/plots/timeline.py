@@ -379,6 +379,9 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
             near = r.events.nearest(ts, 4 * (t1 - t0) / self.pixel_width())
             if near is not None:
                 text += f"  event at {format_time(near)}"
+        if r.data is not None and hasattr(r.data, "describe"):  # an analysis row (a field plot): its value
+            t0, t1 = self.view_range()
+            text += r.data.describe(ts, 4 * (t1 - t0) / self.pixel_width())
         if r.lost is not None and len(r.lost):  # the red marks: say what they are
             t0, t1 = self.view_range()
             lost = lost_near(self.model.session, r.stream, r.cpu, ts, int(4 * (t1 - t0) / self.pixel_width()))
