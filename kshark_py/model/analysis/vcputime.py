@@ -168,8 +168,11 @@ def _guest_lane(session: Session, guest_index: int, vcpu: int, t0: int, t1: int)
     """A VCPU without a known host thread, from its guest's own records: its CPU running a task is
     in guest, running idle is halted, outside its data unknown."""
     g = session.guests[guest_index]
-    st = next(x for x in session.streams if x.guest is g and x.buffer.name == "")
-    runs = session.runs(st.index)
+    st = next((x for x in session.streams if x.guest is g and x.buffer.name == ""), None)
+    runs = session.runs(st.index) if st is not None else None
+    if runs is None or runs.num_rows == 0:  # no top buffer, or no sched_switch: nothing to say
+        return {"start": np.array([t0]), "end": np.array([t1]), "state": np.array([_UNKNOWN]),
+                "reason": np.array([-1]), "by_pid": np.array([-1]), "isa": np.array([1])}
     sel = runs.column("cpu").to_numpy() == vcpu
     rp = runs.column("pid").to_numpy()[sel]
     code = np.where(rp == 0, _CODE["halted"], _CODE["guest"]).astype(np.int64)
