@@ -19,11 +19,14 @@ from kshark_py.ui.latencyplot import PRESETS, LatencyDialog, LatencyRequest
 from .test_ui_wakeups import menu_action, open_window
 
 
-def walk_pairs(session, si: int, start: str, end: str, sfield: str, efield: str) -> list[tuple[int, int, int]]:
-    """[(start ts, end ts, end row)] by a loop over the stream's records in order."""
+def walk_pairs(session, si: int, start: str, end: str, sfield: str, efield: str,
+               by_cpu: bool = False) -> list[tuple[int, int, int]]:
+    """[(start ts, end ts, end row)] by a loop over the stream's records in order (``by_cpu``: the
+    record's CPU must match too)."""
     buf = session.streams[si].buffer
     ts = buf.events.column("ts").to_numpy()
     pid = buf.events.column("pid").to_numpy()
+    cpu = buf.events.column("cpu").to_numpy()
 
     def keyed(name, field):
         rows, f = event_columns(buf, name, [] if field == "common_pid" else [field])
@@ -32,7 +35,7 @@ def walk_pairs(session, si: int, start: str, end: str, sfield: str, efield: str)
     recs = {}
     for kind, (rows, keys) in (("s", keyed(start, sfield)), ("e", keyed(end, efield))):
         for r, k in zip(rows.tolist(), np.asarray(keys).tolist(), strict=True):
-            recs.setdefault(r, []).append((kind, k))
+            recs.setdefault(r, []).append((kind, (k, int(cpu[r])) if by_cpu else k))
     pending: dict = {}
     out = []
     for r in sorted(recs):
@@ -164,3 +167,27 @@ def test_change_reopens_dialog_with_the_request(qtbot, traces, monkeypatch):
     for s, e, _ in walk:
         counts[e - s] += 1
     assert p.model.text(0, 0) == us_text(max(counts))
+
+
+def test_range_follows_view_and_markers(qtbot, traces):
+    w = open_window(qtbot, traces / "host-sched-v7.dat")
+    p = w.latency_tools.show_latency(LatencyRequest("irq:softirq_entry", "irq:softirq_exit",
+                                                    (("vec", "vec"), ("common_cpu", "common_cpu"))))
+    assert p.range_box.mode == "all"
+    p.range_box.set_mode("markers")
+    assert "set markers A and B" in p.summary.text()
+    walk = walk_pairs(w.session, 0, "softirq_entry", "softirq_exit", "vec", "vec", by_cpu=True)
+    t = w.session.merged().ts
+    a, b = int(t.min()), int(t.min()) + (int(t.max()) - int(t.min())) // 4
+    w.set_marker("A", a)
+    w.set_marker("B", b)
+    inside = [x for x in walk if x[0] >= a and x[1] <= b]
+    qtbot.waitUntil(lambda: f"{len(inside):,} pairs" in p.summary.text(), timeout=3000)
+    assert p.histogram[1].sum() == len(inside)
+    assert p.model.text(0, 0) == us_text(max(e - s for s, e, _ in inside))
+    # the graph's view: zooming recomputes (debounced)
+    p.range_box.set_mode("view")
+    w.timeline.set_range(a, (a + b) // 2)
+    t0, t1 = w.timeline.view_range()
+    seen = [x for x in walk if x[0] >= t0 and x[1] <= t1]
+    qtbot.waitUntil(lambda: p.histogram[1].sum() == len(seen), timeout=3000)

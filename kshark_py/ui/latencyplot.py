@@ -285,12 +285,19 @@ class LatencyPanel(QtWidgets.QWidget):
 
     pairChosen = QtCore.Signal(object)  # LatencyPair
 
-    def __init__(self, session: Session, names: Callable[[int, int], str], parent=None) -> None:
+    def __init__(self, session: Session, names: Callable[[int, int], str], range_box: QtWidgets.QComboBox,
+                 range_of: Callable[[str], tuple[int, int] | None], parent=None) -> None:
         super().__init__(parent)
         self.session = session
         self.names = names
+        self.range_box = range_box
+        self.range_of = range_of
+        self.range_box.currentIndexChanged.connect(lambda *_: self.refresh())
         self.request: LatencyRequest | None = None
+        self.all: pa.Table | None = None
+        """Every pair of the trace (the boxes show them all)."""
         self.lat: pa.Table | None = None
+        """The pairs inside the chosen range (summary, histogram, worst N)."""
         self.lanes: LatencyLanes | None = None
         self.summary = QtWidgets.QLabel()
         self.summary.setWordWrap(True)
@@ -316,6 +323,8 @@ class LatencyPanel(QtWidgets.QWidget):
         head.addWidget(self.summary, 1)
         head.addWidget(self.change)
         opts = QtWidgets.QHBoxLayout()
+        opts.addWidget(QtWidgets.QLabel("Range:"))
+        opts.addWidget(self.range_box)
         opts.addWidget(self.count)
         opts.addStretch(1)
         opts.addWidget(self.boxes)
@@ -335,15 +344,33 @@ class LatencyPanel(QtWidgets.QWidget):
         if self.request is None:
             return
         r = self.request
-        self.lat = latency_pairs(self.session, r.start, r.end, list(r.match))
-        self.lanes = LatencyLanes(self.session, self.lat)
+        self.all = latency_pairs(self.session, r.start, r.end, list(r.match))
+        self.lanes = LatencyLanes(self.session, self.all)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Summary, histogram and worst pairs over the chosen range (pairs wholly inside it)."""
+        if self.all is None or self.request is None:
+            return
+        r = self.request
+        mode = str(self.range_box.currentData())
+        win = self.range_of(mode)
+        if win is None and mode == "markers":
+            self.summary.setText(f"<b>{r.title}</b>: set markers A and B (click the graph with A, then with B) "
+                                 "to see the pairs between them.")
+            return
+        self.lat = self.all
+        if win is not None:
+            s, e = self.all.column("start_ts").to_numpy(), self.all.column("end_ts").to_numpy()
+            self.lat = self.all.filter(pa.array((s >= win[0]) & (e <= win[1])))
         lat = self.lat.column("latency_ns").to_numpy()
         if len(lat):
             p50, p99 = np.percentile(lat, [50, 99], method="inverted_cdf")
             self.summary.setText(f"<b>{r.title}</b>: {len(lat):,} pairs, p50 {us_text(int(p50))} µs, "
                                  f"p99 {us_text(int(p99))} µs, max {us_text(int(lat.max()))} µs")
         else:
-            self.summary.setText(f"<b>{r.title}</b>: no pair in this trace")
+            self.summary.setText(f"<b>{r.title}</b>: no pair " + ("in this range" if win is not None else
+                                                                  "in this trace"))
         edges, counts = latency_histogram(self.lat, HIST_BINS)
         if self.bars is not None:
             self.hist.removeItem(self.bars)

@@ -123,7 +123,7 @@ class LatencyTools(QtCore.QObject):
 
     def show_latency(self, req: LatencyRequest) -> LatencyPanel:
         if self.latency_panel is None:
-            p = LatencyPanel(self.win.session, self.win.names)
+            p = LatencyPanel(self.win.session, self.win.names, RangeBox("all"), self.ctx.range_for)
             p.pairChosen.connect(self.show_pair)
             p.change.clicked.connect(self.latency_dialog)
             p.boxes.toggled.connect(lambda *_: self._latency_boxes())
@@ -170,9 +170,9 @@ class LatencyTools(QtCore.QObject):
                                                         s.field))
 
     def _ctx_changed(self) -> None:
-        p = self.wakeup_panel
-        if p is not None and p.range_box.mode != "all" and p.isVisible():
-            p.refresh()
+        for p in (self.wakeup_panel, self.latency_panel):
+            if p is not None and p.range_box.mode != "all" and p.isVisible():
+                p.refresh()
 
     # -- jumps -------------------------------------------------------------------------------------
     def show_wakeup(self, w: Wakeup) -> None:

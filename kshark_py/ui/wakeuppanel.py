@@ -165,6 +165,10 @@ class WakeupPanel(QtWidgets.QWidget):
             return
         mode = str(self.range_box.currentData())
         win = self.range_of(mode)
+        if win is None and mode == "markers":
+            self.info.setText("Set markers A and B (click the graph with A, then with B) to see the wakeups "
+                              "between them.")
+            return
         w = self.all
         if win is not None:
             ws, ss = w.column("waking_ts").to_numpy(), w.column("switch_ts").to_numpy()
