@@ -130,3 +130,13 @@ def test_guest_field_follows_time_offset(qtbot, traces):
     w.set_time_offset(gi, 1_000_000)
     moved = next(r for r in w.model.rows if r.kind == "field")
     assert sorted(moved.data.ts.tolist()) == sorted(t + 1_000_000 for t, _ in recs)
+
+
+def test_a_field_that_is_not_a_number_is_refused(qtbot, traces, monkeypatch):
+    w = open_window(qtbot, traces / "host-sched-v7.dat")
+    said = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a: said.append(a[2]))
+    rows = len(w.model.rows)
+    assert w.latency_tools.add_field_row(0, "sched:sched_switch", "prev_comm") is None
+    assert len(w.model.rows) == rows and "not a number" in said[0]
+    assert QtWidgets.QApplication.overrideCursor() is None  # the wait cursor is gone

@@ -146,11 +146,14 @@ class LatencyTools(QtCore.QObject):
 
     def add_field_row(self, stream: int, event: str, field: str) -> Row | None:
         """Show ``event.field`` of ``stream`` as a row at the bottom of the graph, scrolled into view."""
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)  # ~1 s for 10 M records
         try:
             row = field_row(self.win.session, self.win.sources, stream, event, field)
         except FieldPlotError as e:
+            QtWidgets.QApplication.restoreOverrideCursor()
             QtWidgets.QMessageBox.warning(self.win, "Field plot", str(e))
             return None
+        QtWidgets.QApplication.restoreOverrideCursor()
         self.win.model.add_custom_row(row)
         i = next(k for k, r in enumerate(self.win.model.rows) if r is row)
         self.win.timeline.ensure_rows_visible([i])
