@@ -191,3 +191,20 @@ def test_range_follows_view_and_markers(qtbot, traces):
     t0, t1 = w.timeline.view_range()
     seen = [x for x in walk if x[0] >= t0 and x[1] <= t1]
     qtbot.waitUntil(lambda: p.histogram[1].sum() == len(seen), timeout=3000)
+
+
+def test_time_offset_pairs_again(qtbot, traces):
+    """vm-tsync: a time offset moves the guest's pairs with its stream; a closed dock stays closed."""
+    d = traces / "vm-tsync"
+    w = open_window(qtbot, d / "trace.dat", d / "trace-vmguest.dat")
+    gi = next(st.index for st in w.session.streams if st.role == "guest")
+    p = w.latency_tools.show_latency(LatencyRequest("irq:irq_handler_entry", "irq:irq_handler_exit",
+                                                    (("irq", "irq"),)))
+    guest = p.all.filter(np.asarray(p.all.column("stream").to_numpy() == gi))
+    before = guest.column("start_ts").to_numpy().copy()
+    assert len(before) > 0
+    w.latency_tools.docks["latency"].close()
+    w.set_time_offset(gi, 2_000_000)
+    after = p.all.filter(np.asarray(p.all.column("stream").to_numpy() == gi)).column("start_ts").to_numpy()
+    assert (after == before + 2_000_000).all()
+    assert not w.latency_tools.docks["latency"].isVisible()

@@ -165,7 +165,8 @@ class LatencyTools(QtCore.QObject):
         if self.wakeup_panel is not None:
             self._compute_wakeups()
         if self.latency_panel is not None and self.latency_panel.request is not None:
-            self.show_latency(self.latency_panel.request)
+            self.latency_panel.compute()  # the dock stays as it is (closed stays closed)
+            self._latency_boxes()
         for r in self.win.model.custom_rows():
             s = r.data
             if r.kind == "field" and isinstance(s, FieldSeries):
