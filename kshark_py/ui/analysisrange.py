@@ -261,14 +261,14 @@ class GraphMarks:
     show yet (a host VCPU thread of a VM the files do not name has no pair rows), and scrolls the
     rows into view."""
 
-    def __init__(self, timeline, model, color=(20, 90, 255)) -> None:
+    def __init__(self, timeline, model, color=(20, 90, 255), fill_alpha: int = 70) -> None:
         from ..plots.boxes import BoxLayer
 
         self.timeline, self.model = timeline, model
         self.peers: list[GraphMarks] = timeline.__dict__.setdefault("_analysis_marks", [])
         """Every panel's marks on this timeline: showing one panel's clears the others'."""
         self.peers.append(self)
-        self.layer = BoxLayer(color, band=(0.22, 0.88), fill_alpha=70)
+        self.layer = BoxLayer(color, band=(0.22, 0.88), fill_alpha=fill_alpha)
         self.lanes: dict[tuple, object] = {}
         self.layer.set_source(lambda row: self.lanes.get(row_spec(row)))
         timeline.add_layer(self.layer)

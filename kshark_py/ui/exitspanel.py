@@ -107,7 +107,7 @@ class ExitsPanel(QtWidgets.QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(head)
         lay.addWidget(split, 1)
-        self.marks = GraphMarks(window.timeline, window.model, color=(230, 90, 0))
+        self.marks = GraphMarks(window.timeline, window.model, color=(40, 40, 220))
         self.worker = Worker(parent=self)
         self.worker.ready.connect(self._ready)
         self.worker.failed.connect(lambda _k, msg: self.summary.setText(f"VM exits could not be computed: {msg}"))

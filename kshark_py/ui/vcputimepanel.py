@@ -122,7 +122,7 @@ class VcpuTimePanel(QtWidgets.QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(head)
         lay.addWidget(split, 1)
-        self.marks = GraphMarks(window.timeline, window.model, color=(20, 90, 255))
+        self.marks = GraphMarks(window.timeline, window.model, color=(20, 20, 20), fill_alpha=30)
         self.worker = Worker(parent=self)
         self.worker.ready.connect(self._ready)
         self.worker.failed.connect(lambda _k, msg: self.summary.setText(f"VCPU time could not be computed: {msg}"))

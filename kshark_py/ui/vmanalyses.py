@@ -54,8 +54,21 @@ class VmAnalyses(QtCore.QObject):
                 self.w.tabifyDockWidget(others[-1], dock)
             # tables of nine columns and bars need room: 40 % of the window (the graph keeps the rest)
             self.w.resizeDocks([dock], [max(480, int(self.w.width() * 0.4))], QtCore.Qt.Orientation.Horizontal)
+            QtCore.QTimer.singleShot(0, lambda: self._tall(dock))
         dock.show()
         dock.raise_()
+
+    def _tall(self, dock: QtWidgets.QDockWidget) -> None:
+        """Most of the right side's height for the panel (once laid out): the docks above or below
+        it outside its tab group (the VCPU map) keep a fifth."""
+        group = set(self.w.tabifiedDockWidgets(dock)) | {dock}
+        right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
+        rest = [d for d in self.w.findChildren(QtWidgets.QDockWidget) if d not in group and d.isVisible()
+                and self.w.dockWidgetArea(d) == right]
+        if rest:
+            h = self.w.height()
+            self.w.resizeDocks([dock, *rest], [int(h * 0.8)] + [int(h * 0.2 / len(rest))] * len(rest),
+                               QtCore.Qt.Orientation.Vertical)
 
     def show_exits(self):
         from .exitspanel import ExitsPanel
