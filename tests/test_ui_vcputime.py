@@ -4,6 +4,7 @@ intervals on the VCPU's rows."""
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 
 import numpy as np
@@ -120,3 +121,27 @@ def test_vcpu_time_splits_exits_by_reason(qtbot, traces):
     assert sum(t.startswith("VM exit: ") for t in labels) >= 3  # APIC_WRITE, EPT_MISCONFIG, ...
     texts = {p.table.item(r, 3).text() for r in range(p.table.rowCount())}
     assert "APIC_WRITE" in texts
+
+
+def test_worker_newest_request_wins_caches_and_reports_errors(qtbot):
+    """The panels' worker: a range superseded while it computes is dropped, a range seen before
+    is answered from the cache without running, an exception becomes a message."""
+    from kshark_py.ui.analysisrange import Worker
+
+    w = Worker()
+    got, failed = [], []
+    w.ready.connect(lambda k, r: got.append((k, r)))
+    w.failed.connect(lambda k, m: failed.append((k, m)))
+    gate = threading.Event()
+    w.submit("old", lambda: gate.wait(10) and "old result")
+    w.submit("new", lambda: "new result")
+    gate.set()
+    qtbot.waitUntil(lambda: bool(got) and not w.busy, timeout=10_000)
+    qtbot.wait(50)
+    assert got == [("new", "new result")]
+    w.submit("new", lambda: 1 / 0)  # cached: not run again
+    assert got[-1] == ("new", "new result") and not failed
+    w.submit("bad", lambda: 1 / 0)
+    qtbot.waitUntil(lambda: bool(failed), timeout=10_000)
+    assert failed == [("bad", "ZeroDivisionError: division by zero")] and not w.busy
+    w.shutdown()

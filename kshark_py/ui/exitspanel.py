@@ -68,6 +68,13 @@ def rip_text(rip: int | None) -> str:
     return "-" if rip is None else f"{rip:#x}"
 
 
+def _equal(t: pa.Table, column: str, value) -> np.ndarray:
+    """Rows of ``t`` whose string ``column`` equals ``value`` (None: is null), as a numpy mask."""
+    col = t.column(column)
+    m = pc.is_null(col) if value is None else pc.fill_null(pc.equal(col, pa.scalar(value, col.type)), False)
+    return np.asarray(m.to_numpy(zero_copy_only=False), bool)
+
+
 class ExitsPanel(QtWidgets.QWidget):
     """See the module doc.  ``window`` is the main window (timeline, model, list, markers)."""
 
@@ -178,17 +185,14 @@ class ExitsPanel(QtWidgets.QWidget):
             return
         g, v, p, r = key
         ex = self.result.exits
-        m = (np.asarray(ex.column("guest").to_pylist(), dtype=object) == g) \
-            & (ex.column("vcpu").to_numpy() == v) & (ex.column("host_pid").to_numpy() == p) \
-            & (np.asarray(ex.column("reason").to_pylist(), dtype=object) == r)
+        m = _equal(ex, "guest", g) & (ex.column("vcpu").to_numpy() == v) & (ex.column("host_pid").to_numpy() == p) \
+            & _equal(ex, "reason", r)
         self.show_worst(m)
 
     def _pick_reason(self, bar: int) -> None:
         if self.result is None:
             return
-        reason = self.hist.bars[bar][0].key
-        ex = self.result.exits
-        self.show_worst(np.asarray(ex.column("reason").to_pylist(), dtype=object) == reason)
+        self.show_worst(_equal(self.result.exits, "reason", self.hist.bars[bar][0].key))
 
     def _pick_rip(self, row: int) -> None:
         k = row_key(self.rips, row)
