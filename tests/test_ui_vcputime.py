@@ -74,6 +74,17 @@ def test_vcpu_time_follows_view_and_markers_and_frames_a_piece(qtbot, traces):
     qtbot.waitUntil(lambda: _settled(p, view), timeout=TIMEOUT)
     _check(p, s, *view)
 
+    # behind another tab the panel computes nothing; shown again, it catches up with the view
+    w.vm_analyses.show_exits()  # a tab in front of it
+    qtbot.waitUntil(lambda: not p.on_screen, timeout=5000)
+    w.timeline.zoom(2.0)
+    qtbot.wait(400)  # past the debounce
+    assert (p.result.t0, p.result.t1) == view
+    w.vm_analyses.show_vcputime()
+    view = w.timeline.view_range()
+    qtbot.waitUntil(lambda: _settled(p, view), timeout=TIMEOUT)
+    _check(p, s, *view)
+
     # a click on the largest piece frames its intervals on the VCPU's state lane and host thread rows
     segs = p.bars.bars[0]
     j = int(np.argmax([sg.value for sg in segs]))

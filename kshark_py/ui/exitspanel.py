@@ -122,13 +122,27 @@ class ExitsPanel(QtWidgets.QWidget):
         self.rips.cellClicked.connect(lambda r, _c: self._pick_rip(r))
         self.hist.segmentClicked.connect(lambda bar, _s: self._pick_reason(bar))
         self.range_box.currentIndexChanged.connect(lambda *_: self.refresh())
+        self.on_screen, self._stale = True, False
         ctx.changed.connect(self._ctx_changed)
         ctx.reset.connect(self._reset)
         self.refresh()
 
     # -- computing ---------------------------------------------------------------------------
     def _ctx_changed(self) -> None:
-        if self.range_box.mode != "all" and self.isVisible():
+        """The view or a marker moved: follow it now if on screen, else when shown again (a dock
+        tabbed behind another computes nothing meanwhile)."""
+        if self.range_box.mode == "all":
+            return
+        if self.on_screen:
+            self.refresh()
+        else:
+            self._stale = True
+
+    def set_on_screen(self, on: bool) -> None:
+        """The dock's ``visibilityChanged``: a tabbed dock's widget stays ``isVisible()`` behind
+        another tab, so the dock says when it is really shown."""
+        self.on_screen = bool(on)
+        if on and self._stale:
             self.refresh()
 
     def _reset(self) -> None:
@@ -137,6 +151,7 @@ class ExitsPanel(QtWidgets.QWidget):
         self.refresh()
 
     def refresh(self) -> None:
+        self._stale = False
         rng = self.ctx.range_for(self.range_box.mode)
         if rng is None:
             self.summary.setText("Set markers A and B (click the graph with A, then with B) to analyse between them.")

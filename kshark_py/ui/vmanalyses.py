@@ -47,6 +47,8 @@ class VmAnalyses(QtCore.QObject):
             dock = self.docks[key] = QtWidgets.QDockWidget(title, self.w)
             dock.setObjectName(title)
             dock.setWidget(widget)
+            if hasattr(widget, "set_on_screen"):
+                dock.visibilityChanged.connect(widget.set_on_screen)
             self.w.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
             others = [d for d in self.w.findChildren(QtWidgets.QDockWidget) if d is not dock and d.isVisible()
                       and self.w.dockWidgetArea(d) == QtCore.Qt.DockWidgetArea.RightDockWidgetArea]
@@ -84,7 +86,6 @@ class VmAnalyses(QtCore.QObject):
         if self.vcputime is None:
             self.vcputime = VcpuTimePanel(self.w, self.ctx)
         self._dock("vcputime", "VCPU time", self.vcputime)
-        self.vcputime.refresh()  # it follows the view only while shown
         return self.vcputime
 
     def show_crosslayer(self):
