@@ -41,6 +41,7 @@ from kshark_py.capture import kvm as K
 from kshark_py.capture import msg as M
 from kshark_py.capture import tsync as S
 from kshark_py.capture import tsync_msg as T
+from kshark_py.loaders.cnum import s64
 from kshark_py.loaders.tracedat import open_trace
 
 from .test_capture_interop import TC_NS, free_port, start, stop, wait_listening
@@ -87,7 +88,7 @@ def test_strtoll_is_c():
              "abc": 0, "": 0, "-0x10": -16, "99999999999999999999": K.LLONG_MAX,
              "-99999999999999999999": K.LLONG_MIN}
     assert {k: K.strtoll(k) for k in cases} == cases
-    assert K.wrap_s64(-K.LLONG_MIN) == K.LLONG_MIN
+    assert s64(-K.LLONG_MIN) == K.LLONG_MIN
 
 
 def _vm(root: Path, name: str, vcpus: dict[str, dict[str, str]]) -> Path:

@@ -318,11 +318,12 @@ def test_offset_option_overflow_clamps_as_strtoll(tmp_path, sign):
         assert (got == ts.view(np.uint64) + np.uint64(clamp % 2**64)).all()
 
 
-def test_strtoll_long_digit_run_is_linear():
+def test_strtoll_long_digit_run_is_linear_and_clamps():
     # a DATE/OFFSET option is as long as its section: a run of digits used to grow a huge int (quadratic)
-    from kshark_py.loaders.options import _strtoll
-    assert _strtoll("9" * 5_000_000) == (1 << 63) - 1
-    assert _strtoll("-0x" + "f" * 5_000_000) == -(1 << 63)
+    from kshark_py.loaders.cnum import strtoll, strtoull
+    assert strtoll("9" * 5_000_000) == (1 << 63) - 1
+    assert strtoll("-0x" + "f" * 5_000_000) == -(1 << 63)
+    assert strtoull("9" * 5_000) == 2**64 - 1  # int() of over 4,300 decimal digits raises ValueError
 
 
 @pytest.mark.skipif(not FILES["v7"].exists(), reason="v7 trace not present")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..loaders.text import trace_clocks
 from . import kvm, leftovers
 from .livecount import GuestCounts
 from .recorder import EventSpec, Recorder, RecordError, find_tracefs, missing_events, parse_lost
@@ -58,13 +59,7 @@ def available_clocks(tracefs: Path | None = None) -> tuple[list[str], str | None
         text = ((tracefs or find_tracefs()) / "trace_clock").read_text()
     except (OSError, RecordError):
         return [], None
-    clocks, sel = [], None
-    for tok in text.split():
-        if tok.startswith("[") and tok.endswith("]"):
-            tok = tok[1:-1]
-            sel = tok
-        clocks.append(tok)
-    return clocks, sel
+    return trace_clocks(text)
 
 
 def available_events(tracefs: Path | None = None) -> dict[str, list[str]]:

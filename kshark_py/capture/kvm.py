@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..loaders.options import _strtoll as strtoll  # C strtoll(text, NULL, 0), as trace-cmd parses
+from ..loaders.cnum import strtoll  # C strtoll(text, NULL, 0), as trace-cmd parses
+from ..loaders.text import trace_clocks
 from .rawevents import TempInstance
 
 log = logging.getLogger("kshark_py.capture")
@@ -57,11 +58,6 @@ class KvmError(Exception):
 
 
 # --- numbers as trace-cmd parses them -------------------------------------------------------------------
-def wrap_s64(v: int) -> int:
-    """Two's complement wrap to s64 (C's ``-kvm_offset`` of LLONG_MIN stays LLONG_MIN)."""
-    return (v + (1 << 63)) % (1 << 64) - (1 << 63)
-
-
 def read_ll(path: Path | None) -> int | None:
     """``read_ll_from_file()``: up to 32 bytes, parsed with strtoll; None when unreadable or empty."""
     if path is None:
@@ -510,4 +506,4 @@ def clock_supported(clock: str, tracefs: Path | None = None) -> bool:
         text = ((tracefs or find_tracefs()) / "trace_clock").read_text()
     except (OSError, RecordError):
         return False
-    return clock in text.replace("[", " ").replace("]", " ").split()
+    return clock in trace_clocks(text)[0]

@@ -45,6 +45,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from ..loaders.cnum import s64
 from ..loaders.layout import TSYNC_FLAG_INTERPOLATE
 from . import kvm
 from . import msg as M
@@ -403,7 +404,7 @@ def kvm_host(ch: SyncChannel, files: kvm.VcpuClockFiles) -> T.KvmClock:
     except kvm.KvmError as e:
         raise PeerError(f"kvm: {e}") from e
     req = _expect(ch, T.PROTO_KVM, T.KVM_REQUEST, "REQUEST", T.KvmClock)
-    resp = T.KvmClock(True, req.ts, kvm.wrap_s64(-offset), scaling, frac)
+    resp = T.KvmClock(True, req.ts, s64(-offset), scaling, frac)
     ch.send(T.encode_tsync(resp))
     return resp
 

@@ -41,6 +41,7 @@ from ..loaders.layout import (
     layouts,
     pack_cstring,
 )
+from ..loaders.text import trace_clocks
 from ..loaders.tracedat import open_trace
 
 WRITER_VERSION = "kshark-py 0.1.0"
@@ -99,10 +100,8 @@ class Metadata:
     @property
     def clock(self) -> str:
         """The selected clock: the bracketed token of trace_clock."""
-        text = self.trace_clock
-        if "[" in text and "]" in text:
-            return text[text.index("[") + 1:text.index("]")]
-        return text.split()[0] if text.split() else "local"
+        clocks, selected = trace_clocks(self.trace_clock)
+        return selected or (clocks[0] if clocks else "local")
 
 
 def uname_text() -> str:

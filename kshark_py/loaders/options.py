@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .cnum import strtoll
 from .errors import CorruptSectionError
 from .layout import Layouts, OptionId, cstring_at, unpack_at
+from .text import trace_clocks
 
 MAX_CPUS = 1 << 15
 """CPU ids are int16 in the events table; a larger id in a BUFFER option is corruption."""
@@ -123,37 +125,12 @@ class TraceMetadata:
         if self.trace_clock_text is None:
             return None
         text = self.trace_clock_text
-        if "[" in text and "]" in text:
-            return text[text.index("[") + 1: text.index("]")]
-        return text.strip() or None
+        return trace_clocks(text)[1] or text.strip() or None
 
     @property
     def ts_offset(self) -> int:
         """The file-wide nanosecond offset trace-cmd adds to every timestamp (OFFSET + DATE)."""
         return sum(self.offsets_ns) + 1000 * sum(self.date_offsets_us)
-
-
-def _strtoll(text: str) -> int:
-    """C strtoll(text, NULL, 0): leading integer in decimal/hex/octal, 0 if none; clamped to the
-    s64 range on overflow (LLONG_MAX / LLONG_MIN), as C does."""
-    t = text.strip()
-    sign = 1
-    if t[:1] in ("+", "-"):  # ('"" in "+-"' is true: an empty text raised IndexError here)
-        sign = -1 if t[0] == "-" else 1
-        t = t[1:]
-    base, digits = 10, "0123456789"
-    if t[:2].lower() == "0x":
-        base, digits, t = 16, "0123456789abcdefABCDEF", t[2:]
-    elif t[:1] == "0" and len(t) > 1:
-        base, digits = 8, "01234567"
-    n = 0
-    for ch in t:
-        if ch not in digits:
-            break
-        n = n * base + int(ch, 16)
-        if n >> 64:  # clamped below in any case; stop before a long digit run grows a huge int
-            break
-    return max(-(1 << 63), min((1 << 63) - 1, sign * n))
 
 
 def _text(payload: bytes) -> str:
@@ -169,7 +146,7 @@ def parse_option(meta: TraceMetadata, opt_id: int, payload: bytes, offset: int, 
         return CorruptSectionError(f"{what}: {msg}", section="options", offset=offset)
 
     if opt_id == OptionId.DATE:
-        meta.date_offsets_us.append(_strtoll(_text(payload)))
+        meta.date_offsets_us.append(strtoll(_text(payload)))
     elif opt_id == OptionId.CPUSTAT:
         meta.cpustats.append(_text(payload))
     elif opt_id == OptionId.BUFFER:
@@ -186,7 +163,7 @@ def parse_option(meta: TraceMetadata, opt_id: int, payload: bytes, offset: int, 
     elif opt_id == OptionId.HOOK:
         meta.hooks.append(_text(payload))
     elif opt_id == OptionId.OFFSET:
-        meta.offsets_ns.append(_strtoll(_text(payload)))
+        meta.offsets_ns.append(strtoll(_text(payload)))
     elif opt_id == OptionId.CPUCOUNT:
         (meta.cpu_count,) = unpack_at(lay.u32, payload, 0, what, base=offset)
         if meta.cpu_count > MAX_CPUS:  # the file's CPU count sizes per-CPU rows, lists and --cpu slots

@@ -18,15 +18,8 @@ there).  tests/test_plugins.py compares each with the real libtraceevent on rand
 
 from __future__ import annotations
 
+from .cnum import U64, s32
 from .printfmt import FuncDef
-
-U64 = 0xFFFFFFFFFFFFFFFF
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >> 31 else v
-
 
 # -- kvm ------------------------------------------------------------------------------------------
 
@@ -40,7 +33,7 @@ def _is_writable_pte(args: list, long_size: int) -> tuple[str, int]:
 
 def _jbd2_dev_to_name(args: list, long_size: int) -> tuple[str, int]:
     dev = args[0] & 0xFFFFFFFF
-    return f"{_s32(dev >> 20)}:{_s32(dev & 0xFFFFF)}", 0
+    return f"{s32(dev >> 20)}:{s32(dev & 0xFFFFF)}", 0
 
 
 def _jiffies_to_msecs(args: list, long_size: int) -> tuple[str, int]:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .plugin_funcs import _s32
+from .cnum import U64, s32
 
 if TYPE_CHECKING:
     from .printfmt import TEvent
 
-U64 = 0xFFFFFFFFFFFFFFFF
 
 
 class KvmPlugin:
@@ -77,7 +76,7 @@ class KvmPlugin:
         if gf is None:
             return
         pid_f = tev.find_any_field("common_pid")
-        pid = _s32(self.ev.read(data, pid_f.offset, pid_f.size)) if pid_f else 0
+        pid = s32(self.ev.read(data, pid_f.offset, pid_f.size)) if pid_f else 0
         r = gf(pid, rip)
         if r is None:
             return
@@ -210,7 +209,7 @@ def exit_reason_name(val: int, isa: int = 1) -> str:
     table = {1: VMX_EXIT_REASONS, 2: SVM_EXIT_REASONS}.get(isa & 0xFFFFFFFF)
     if table is None:
         return "UNKNOWN-ISA"
-    reason = table.get(_s32(val))
+    reason = table.get(s32(val))
     return reason if reason is not None else f"UNKNOWN ({val})"
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .cnum import U64, s32, s64
 from .plugin_funcs import print_functions
 from .plugin_kvm import SVM_EXIT_REASONS, VMX_EXIT_REASONS, KvmPlugin
 from .printfmt import Spec, TEvent, TField, c_int, c_str
@@ -28,21 +29,10 @@ from .text import decode
 if TYPE_CHECKING:
     from .printfmt import InfoRenderer
 
-U64 = 0xFFFFFFFFFFFFFFFF
 
 Handler = Callable[[TEvent, bytes, int], tuple[str, bool]]
 
 __all__ = ["PluginSet", "SVM_EXIT_REASONS", "VMX_EXIT_REASONS", "print_functions", "printf1"]
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >> 31 else v
-
-
-def _s64(v: int) -> int:
-    v &= U64
-    return v - (1 << 64) if v >> 63 else v
 
 
 def printf1(fmt: str, val: int | str) -> str:
@@ -177,7 +167,7 @@ class PluginSet(KvmPlugin):
         if nul >= 0:
             comm = comm[:nul]
         s = decode(comm)
-        pid = _s32(pid)
+        pid = s32(pid)
         if pid and pid not in self.registered_comms:
             self.registered_comms[pid] = s
         return s
@@ -216,7 +206,7 @@ class PluginSet(KvmPlugin):
         out.append(f"{pid} ")
         v = self._val(tev, "prev_prio", data)
         if v is not None:
-            out.append(f"[{_s32(v)}] ")
+            out.append(f"[{s32(v)}] ")
         v = self._val(tev, "prev_state", data)
         if v is not None:
             out.append(_write_state(v))
@@ -231,7 +221,7 @@ class PluginSet(KvmPlugin):
         out.append(str(pid))
         v = self._val(tev, "next_prio", data)
         if v is not None:
-            out.append(f" [{_s32(v)}]")
+            out.append(f" [{s32(v)}]")
         return "".join(out), False
 
     # -- futex plugin -------------------------------------------------------------------------
@@ -393,7 +383,7 @@ class PluginSet(KvmPlugin):
         count, top, bottom = vals
         last = (self.ts - ((top << 32) | bottom)) & U64
         when = self.r.ctx.time_text(last) if self.r.ctx.time_text else _usecs(last)
-        out.append(f" (count: {_s64(count)}  last_ts: {when})")
+        out.append(f" (count: {s64(count)}  last_ts: {when})")
         return "".join(out), False
 
     def kernel_stack(self, tev: TEvent, data: bytes, cpu: int) -> tuple[str, bool]:
@@ -448,7 +438,7 @@ class PluginSet(KvmPlugin):
         out.append(" reason=")
         out.append({0: "flush on task switch", 1: "remote shootdown", 2: "local shootdown",
                     3: "local mm shootdown"}.get(v, ""))
-        out.append(f" ({_s64(v)})")
+        out.append(f" ({s64(v)})")
         return "".join(out), False
 
 FUTEX_PRIVATE_FLAG = 128

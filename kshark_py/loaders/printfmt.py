@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import text as ktext
+from .cnum import U64, c_isspace, s32, s64, strtoll, strtoull
 from .formats import EventFormat, EventFormats
 from .formats import Field as FmtField
 from .metadata import Kallsyms
-
-U64 = 0xFFFFFFFFFFFFFFFF
 
 # ---------------------------------------------------------------------------------------------
 # Render context
@@ -159,16 +158,12 @@ def _isprint(c: str) -> bool:
     return " " <= c <= "~"
 
 
-def _isspace(c: str) -> bool:
-    return c in " \t\n\v\f\r"
-
-
 def _get_type(c: str | None) -> int:
     if c is None:
         return T_NONE
     if c == "\n":
         return T_NEWLINE
-    if _isspace(c):
+    if c_isspace(c):
         return T_SPACE
     if c.isascii() and (c.isalnum() or c == "_"):
         return T_ITEM
@@ -250,7 +245,7 @@ class _Lexer:
                 if typ == T_DQUOTE:
                     save = self.pos
                     c2 = self._read()
-                    while c2 is not None and _isspace(c2):
+                    while c2 is not None and c_isspace(c2):
                         c2 = self._read()
                     if c2 == '"':
                         continue
@@ -339,50 +334,6 @@ def _get_op_prio(op: str) -> int:
 
 
 _BINOPS = {">>", "<<", "&", "|", "&&", "||", "-", "+", "*", "^", "/", "%", "<", ">", "<=", ">=", "==", "!="}
-
-
-def _strtoull(s: str) -> int:
-    """C strtoull(s, NULL, 0): leading number only, '-' negates modulo 2^64, 0 if none."""
-    i = 0
-    n = len(s)
-    while i < n and _isspace(s[i]):
-        i += 1
-    neg = False
-    if i < n and s[i] in "+-":
-        neg = s[i] == "-"
-        i += 1
-    base = 10
-    if s[i:i + 2].lower() == "0x" and i + 2 < n and s[i + 2] in "0123456789abcdefABCDEF":
-        base = 16
-        i += 2
-    elif s[i:i + 1] == "0":
-        base = 8
-    digits = "0123456789abcdef"[:base]
-    j = i
-    while j < n and s[j].lower() in digits:
-        j += 1
-    if j == i:
-        return 0
-    v = int(s[i:j], base)
-    if v > U64:
-        v = U64
-        return v
-    return (-v) & U64 if neg else v
-
-
-def _strtoll(s: str) -> int:
-    """C strtoll base 0 (clamps to the long long range)."""
-    t = s.lstrip(" \t\n\v\f\r")
-    neg = t.startswith("-")
-    mag = _strtoull(t[1:] if t[:1] in "+-" else t)
-    if neg:
-        return max(-mag, -(1 << 63))
-    return min(mag, (1 << 63) - 1)
-
-
-def _s64(v: int) -> int:
-    v &= U64
-    return v - (1 << 64) if v >> 63 else v
 
 
 class _Parser:
@@ -811,8 +762,8 @@ def _consolidate(arg: Arg) -> None:
         return
     if arg.left.kind != A_ATOM or arg.right.kind != A_ATOM:
         return
-    left = _strtoull(arg.left.atom)
-    right = _strtoull(arg.right.atom)
+    left = strtoull(arg.left.atom)
+    right = strtoull(arg.right.atom)
     op = arg.op
     if op in ("/", "%") and right == 0:
         return
@@ -820,7 +771,7 @@ def _consolidate(arg: Arg) -> None:
     if v is None:
         return
     arg.kind = A_ATOM
-    arg.atom = str(_s64(v))
+    arg.atom = str(s64(v))
 
 
 def _binop(op: str, left: int, right: int) -> int | None:
@@ -904,12 +855,12 @@ def _arg_num_eval(arg: Arg) -> int | None:
     """arg_num_eval: signed constant evaluation used for __print_flags/symbolic values."""
     k = arg.kind
     if k == A_ATOM:
-        return _strtoll(arg.atom)
+        return strtoll(arg.atom)
     if k == A_TYPE:
         v = _arg_num_eval(arg.item)
         if v is None:
             return None
-        return _s64(_eval_type_str(v & U64, arg.ctype, False))
+        return s64(_eval_type_str(v & U64, arg.ctype, False))
     if k != A_OP:
         return None
     op = arg.op
@@ -938,7 +889,7 @@ def _arg_num_eval(arg: Arg) -> int | None:
     if op == "<":
         return int(left < right)
     if op == "<<":
-        return _s64(left << (right & 63))
+        return s64(left << (right & 63))
     if op == "<=":
         return int(left <= right)
     if op == ">":
@@ -952,9 +903,9 @@ def _arg_num_eval(arg: Arg) -> int | None:
     if op == "!=":
         return int(left != right)
     if op == "-":
-        return _s64(left - right)
+        return s64(left - right)
     if op == "+":
-        return _s64(left + right)
+        return s64(left + right)
     return None
 
 
@@ -965,7 +916,7 @@ def _arg_eval(arg: Arg) -> str | None:
         return _arg_eval(arg.item)
     if arg.kind == A_OP:
         v = _arg_num_eval(arg)
-        return None if v is None else str(_s64(v))
+        return None if v is None else str(s64(v))
     return None
 
 
@@ -978,7 +929,7 @@ _FLAG_NAMES = {"HI_SOFTIRQ": 0, "TIMER_SOFTIRQ": 1, "NET_TX_SOFTIRQ": 2, "NET_RX
 def _eval_flag(s: str) -> int:
     """A flag/symbol table value (pure: cached, it ran strtoull for every entry of every table)."""
     if s[:1].isdigit():
-        return _s64(_strtoull(s))
+        return s64(strtoull(s))
     return _FLAG_NAMES.get(s, -1)
 
 
@@ -1407,7 +1358,7 @@ class Evaluator:
                 return 0
             return self.read(data, f.offset, f.size)
         if k == A_ATOM:
-            v = _strtoull(arg.atom)
+            v = strtoull(arg.atom)
             if not v and not arg.atom[:1].isdigit():
                 v = self.symbol_addr(arg.atom)
             return v
@@ -1504,7 +1455,7 @@ class Evaluator:
             ln = f.size if f.size else len(data) - f.offset
             return c_str(sp, _cstring(data, f.offset, f.offset + ln), plen)
         if k == A_FLAGS:
-            val = _s64(self.num(arg.a1, data))
+            val = s64(self.num(arg.a1, data))
             out = []
             printed = False
             for value, s in arg.syms:
@@ -1524,7 +1475,7 @@ class Evaluator:
                 out.append("0x" + format(val & U64, "x"))
             return "".join(out)
         if k == A_SYMBOL:
-            val = _s64(self.num(arg.a1, data))
+            val = s64(self.num(arg.a1, data))
             for value, s in arg.syms:
                 if val == _eval_flag(value):
                     return c_str(sp, s, plen)
@@ -1541,7 +1492,7 @@ class Evaluator:
             if base is None:
                 return ""
             n = self.num(arg.a2, data) & 0xFFFFFFFF
-            el = _s64(self.num(arg.a3, data))
+            el = s64(self.num(arg.a3, data))
             el = ((el + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
             out = []
             p = base
@@ -1865,7 +1816,7 @@ class Evaluator:
             return it.format
         plen = -1
         if it.len_arg is not None:
-            plen = _s32(self.num(it.len_arg, data))
+            plen = s32(self.num(it.len_arg, data))
         if k == P_DIGIT:
             val = self.num(it.arg, data)
             bits = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}.get(it.ls)
@@ -1879,11 +1830,6 @@ class Evaluator:
         text = self.strarg(it.arg, data, it.spec, plen)
         nul = text.find("\0")
         return text if nul < 0 else text[:nul]
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >> 31 else v
 
 
 def _clean_printk(fmt: str) -> str:
@@ -1906,7 +1852,7 @@ def _bprint_args(ev: Evaluator, fmt: str, data: bytes, buf_off: int, ip: int) ->
     """make_bprint_args: decode the binary printk arguments the format string describes."""
     args: list[Arg] = []
     a = Arg(A_ATOM)
-    a.atom = str(_s64(ip))
+    a.atom = str(s64(ip))
     args.append(a)
     size = len(data)
     bptr = buf_off
@@ -1958,7 +1904,7 @@ def _bprint_args(ev: Evaluator, fmt: str, data: bytes, buf_off: int, ip: int) ->
                     val = ev.read(data, bptr, vsize)
                     bptr += vsize
                     na = Arg(A_ATOM)
-                    na.atom = str(_s64(val))
+                    na.atom = str(s64(val))
                     args.append(na)
                     if c == "*":
                         continue
@@ -2000,14 +1946,14 @@ def _raw_field(ev: Evaluator, f: TField, data: bytes, string_ok: dict) -> str:
         if f.size == 4:
             if f.flags & F_LONG:
                 return f"0x{val & 0xFFFFFFFF:x}"
-            return str(_s32(val))
+            return str(s32(val))
         if f.size == 2:
             v = val - 0x10000 if val & 0x8000 else val
             return f"{v:2d}"
         if f.size == 1:
             v = val - 0x100 if val & 0x80 else val
             return str(v)
-        return str(_s64(val))
+        return str(s64(val))
     if f.flags & F_LONG:
         return f"0x{val:x}"
     return str(val)

@@ -24,6 +24,8 @@ a place that cannot take it.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -105,3 +107,18 @@ def display_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         labels = pa.array([None if v is None else v.decode(ENCODING, "replace")
                            for v in enc.dictionary.to_pylist()], target)
         return labels.take(enc.indices)
+
+
+_SELECTED_CLOCK = re.compile(r"\[([^\[\]\s]+)\]")
+
+
+def trace_clocks(text: str) -> tuple[list[str], str | None]:
+    """(every clock, the selected one) of a ``trace_clock`` text: ``local [global] counter`` -> global.
+
+    tracefs's trace_clock file, trace-cmd's TRACECLOCK option and a v6 flyrecord's clock all put the
+    selected clock in brackets; one parser for all of them.  The first non-empty bracketed name is
+    selected, wherever it stands; without one, selected is None.  The text ends at a NUL.
+    """
+    text = text.split("\0", 1)[0]
+    m = _SELECTED_CLOCK.search(text)
+    return text.replace("[", " ").replace("]", " ").split(), (m.group(1) if m else None)

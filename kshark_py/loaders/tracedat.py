@@ -83,7 +83,7 @@ from .metadata import Kallsyms, parse_cmdlines, parse_printk, saved_cmdline_entr
 from .options import MAX_CPUS, BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import BadPage, decode_pages
 from .store import BLOCK_BYTES, ChunkStore, FlatStore
-from .text import decode
+from .text import decode, trace_clocks
 from .timestamps import to_trace_time
 
 MAX_OPTIONS_SECTIONS = 4096
@@ -1149,9 +1149,7 @@ class TraceFile:
                 if pos + 8 + n <= self.file_size and n < 4096:
                     # "[local]"; text without both brackets names no clock (and need not be UTF-8)
                     text = bytes(buf[pos + 8:pos + 8 + n]).split(b"\0")[0].decode("utf-8", "replace")
-                    _, bra, rest = text.partition("[")
-                    name, ket, _ = rest.partition("]")
-                    clock = name if bra and ket and name else None
+                    clock = trace_clocks(text)[1]
             except TraceDatError:
                 clock = None
         return "", table, clock
