@@ -110,6 +110,20 @@ def test_explain_guest_task_from_row_menu_and_wakeup(qtbot, traces, monkeypatch)
     chosen = wk.slice(second, 1).to_pylist()[0]
     assert (p.result.t0, p.result.t1) == (chosen["waking_ts"], chosen["switch_ts"])
 
+    # the list's context menu on the guest's sched_waking offers the same; a host event's does not
+    def explain_action(lst, stream, row):
+        menu = lst.build_context_menu(w.model.merged_index(stream, row))
+        return next((x for x in menu.actions() if x.text().startswith("Explain this wakeup")), None)
+
+    p.result = None
+    explain_action(lst, g, worst["waking_row"]).trigger()
+    qtbot.waitUntil(lambda: p.result is not None and not p.worker.busy, timeout=TIMEOUT)
+    assert (p.result.t0, p.result.t1) == (worst["waking_ts"], worst["switch_ts"])
+    assert explain_action(lst, s.host_stream.index, 0) is None
+    w.set_time_offset(g, 1000)  # a time offset builds a new event list: its menu still offers it
+    assert w.event_list is not lst and explain_action(w.event_list, g, worst["waking_row"]) is not None
+    lst = w.event_list
+
     # a host event: a message, no panel change
     said = []
     monkeypatch.setattr(QtWidgets.QMessageBox, "information", lambda _w, _t, text: said.append(text))

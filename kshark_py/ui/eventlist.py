@@ -434,6 +434,7 @@ class EventListView(QWidget):
 
     rowSelected = Signal("qint64", "qint64")
     taskPlotRequested = Signal(int, int)
+    menuAboutToShow = Signal("qint64", object)  # merged index, QMenu: the window adds its own actions
 
     def __init__(self, session: Session, filters: Filters | None = None, tasks: TaskIndex | None = None,
                  parent: QWidget | None = None) -> None:
@@ -597,5 +598,6 @@ class EventListView(QWidget):
             act("Clear all filters", f.clear)
             menu.addSeparator()
         act(f"Add a plot for task {comm}-{pid}", lambda: self.taskPlotRequested.emit(s, pid))
+        self.menuAboutToShow.emit(merged_index, menu)
         return menu
 

@@ -2,10 +2,11 @@
 
 Analysis > VM exits and Analysis > VCPU time open their docks (once; later they are shown again);
 a guest task row's context menu offers to explain the task's time between markers A and B or
-over the view; Analysis > Explain selected wakeup explains the wakeup whose ``sched_waking`` (or
-ending ``sched_switch``) is selected in the event list, and once the cross-layer panel is open,
-each guest wakeup chosen in the scheduling latency table.  The panels are built on first use: a
-window that never opens them pays nothing.
+over the view; a guest wakeup is explained from Analysis > Explain selected wakeup (its
+``sched_waking``, or the ``sched_switch`` ending it, selected in the event list), from that
+event's context menu in the list, and, once the cross-layer panel is open, from each guest wakeup
+chosen in the scheduling latency table.  The panels are built on first use: a window that never
+opens them pays nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,24 @@ class VmAnalyses(QtCore.QObject):
         self.exits = self.vcputime = self.crosslayer = None
         window.timeline.rowMenuAboutToShow.connect(self.row_menu)
         ctx.changed.connect(lambda: self.crosslayer is not None and self._follow_wakeup_table())
+        self._list = None
+        self._hook_list()
+        ctx.reset.connect(self._hook_list)  # a time offset replaces the event list
+
+    def _hook_list(self) -> None:
+        lst = getattr(self.w, "event_list", None)
+        if lst is not None and lst is not self._list and hasattr(lst, "menuAboutToShow"):
+            lst.menuAboutToShow.connect(self.list_menu)
+            self._list = lst
+
+    def list_menu(self, merged_index: int, menu: QtWidgets.QMenu) -> None:
+        """A guest's sched_waking (or the sched_switch ending a wakeup) in the list: explain it."""
+        m = self.w.event_list.model
+        s, row, _, _, _, eid, _, _ = m.event_fields(int(merged_index))
+        if m.event_name(s, eid) in WAKEUP_EVENTS and self.ctx.session.streams[s].role == "guest":
+            menu.addSeparator()
+            menu.addAction("Explain this wakeup (guest and host causes)",
+                           lambda: self.show_crosslayer().explain_wakeup(s, row))
 
     def add_actions(self, menu: QtWidgets.QMenu) -> None:
         if menu.actions():
