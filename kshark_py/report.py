@@ -22,6 +22,7 @@ import numpy as np
 
 from .loaders.metadata import CmdlineTable
 from .loaders.printfmt import InfoRenderer, RenderContext
+from .loaders.tasks import is_int_array, is_text_array
 from .loaders.text import decode_array, encode, pad
 from .loaders.tracedat import TraceFile
 from .model.session import Session, Stream, merged_view
@@ -57,7 +58,9 @@ def _registered_comms(streams: list[Stream], file_index: int, s_idx: np.ndarray,
             r = rows[sel]
             vals = st.buffer.field_arrays(ev, [f for pair in pairs for f in pair], r)
             for k, (pf, cf) in enumerate(pairs):
-                if pf not in vals or cf not in vals:
+                # a damaged format can give these fields other types (a pid of chars, a comm of u64s):
+                # such a pair registers nobody, as the plugin finds no pid/comm there (loaders.tasks too)
+                if pf not in vals or cf not in vals or not is_int_array(vals[pf]) or not is_text_array(vals[cf]):
                     continue
                 pos_l.append(positions[sel])
                 pid_l.append(np.asarray(vals[pf]).astype(np.int64))

@@ -403,3 +403,21 @@ def test_task_names_skip_fields_of_the_wrong_type(tmp_path, old, new):
     s = Session.from_files([open_trace(p)])
     runs = s.runs(0)
     assert runs.num_rows > 0 if b"prev_comm" in old else runs.num_rows == 0
+
+
+@pytest.mark.parametrize("old,new", [
+    # found by the long run (seed 20261206, printk/587): `report` died registering the sched plugin's
+    # comms when next_pid was a string (int(b''): ValueError)
+    (b"field:pid_t next_pid;\toffset:56;\tsize:4;", b"field:__data_loc char[] next_pid;\toffset:56;\tsize:4;"),
+    (b"field:char next_comm[16];", b"field:u64 next_comm[2];"),
+])
+def test_report_plugin_comms_skip_fields_of_the_wrong_type(tmp_path, capsysbinary, old, new):
+    from kshark_py.cli import main
+
+    p = tmp_path / "edited.dat"
+    p.write_bytes(_with_format_edit(FILES["v6"], old, new))
+    for flags in ([], ["-t"]):
+        assert main(["report", "-i", str(p), *flags]) == 0
+        out = capsysbinary.readouterr().out
+        with open_trace(FILES["v6"]) as tf:
+            assert out.count(b"\n") == tf.buffers[0].events.num_rows + 1  # and the "cpus=2" line

@@ -54,18 +54,20 @@ def task_names(buffers, formats, cmdlines: dict[int, str]) -> dict[int, str]:
             for pf, cf in pairs:
                 # a damaged format can give these fields other types (a pid of chars, a comm of
                 # u64s): such a pair names nobody, as libtraceevent finds no comm/pid there either
-                if pf in vals and cf in vals and _is_int(vals[pf]) and _is_text(vals[cf]):
+                if pf in vals and cf in vals and is_int_array(vals[pf]) and is_text_array(vals[cf]):
                     _last_names(names, np.asarray(vals[pf]).astype(np.int64), vals[cf])
     names.update(cmdlines)
     names[0] = "<idle>"
     return names
 
 
-def _is_int(arr: pa.Array) -> bool:
+def is_int_array(arr: pa.Array) -> bool:
+    """Whether a field's values are integers (a damaged format can make a pid a char array)."""
     return pa.types.is_integer(arr.type)
 
 
-def _is_text(arr: pa.Array) -> bool:
+def is_text_array(arr: pa.Array) -> bool:
+    """Whether a field's values are text (a damaged format can make a comm an array of u64s)."""
     t = arr.type
     return (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_string(t)
             or pa.types.is_large_string(t) or pa.types.is_dictionary(t))
