@@ -155,4 +155,3 @@ def test_worker_newest_request_wins_caches_and_reports_errors(qtbot):
     w.submit("bad", lambda: 1 / 0)
     qtbot.waitUntil(lambda: bool(failed), timeout=10_000)
     assert failed == [("bad", "ZeroDivisionError: division by zero")] and not w.busy
-    w.shutdown()

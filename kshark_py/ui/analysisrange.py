@@ -5,18 +5,16 @@ trace.  The window feeds an :class:`AnalysisContext` with its view range and mar
 listen to its ``changed`` signal (debounced, so a drag that pans the graph through a hundred
 ranges asks for one computation at its end).
 
-The analyses are pure functions of (session, t0, t1).  :class:`Worker` runs them in one worker
-thread; a newer request supersedes any older one still waiting or running (its result is
-dropped), and results come back on the GUI thread through ``ready``.  Results are cached per
+The analyses are pure functions of (session, t0, t1).  :class:`Worker` runs them off the GUI
+thread, one at a time per panel; a newer request supersedes any older one still waiting or
+running (its result is dropped), and results come back on the GUI thread through ``ready``.  Results are cached per
 (request key) so going back to a range costs nothing.
 """
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,12 +99,14 @@ class RangeBox(QtWidgets.QComboBox):
 
 
 class Worker(QtCore.QObject):
-    """One analysis at a time in a worker thread, newest request wins (see the module doc).
+    """One analysis at a time off the GUI thread, newest request wins (see the module doc).
 
-    ``submit(key, fn)`` answers from the cache at once when ``key`` was computed before; else it
-    runs ``fn()`` in the worker.  ``ready(key, result)`` arrives on the GUI thread, only for the
-    newest request; ``failed(key, message)`` when ``fn`` raised.  With :attr:`sync` set (tests),
-    ``fn`` runs in the caller's thread."""
+    ``submit(key, fn)`` answers from the cache at once when ``key`` was computed before; else
+    ``fn()`` runs in Qt's global thread pool (threads are shared and expire when idle: a panel
+    costs no thread of its own).  While one runs, a newer request waits in the single pending
+    slot, replacing any older one there; the running one's result is dropped.  ``ready(key,
+    result)`` arrives on the GUI thread for the newest request only; ``failed(key, message)`` when
+    ``fn`` raised.  With :attr:`sync` set (tests), ``fn`` runs in the caller's thread."""
 
     ready = QtCore.Signal(object, object)
     failed = QtCore.Signal(object, str)
@@ -115,48 +115,51 @@ class Worker(QtCore.QObject):
     def __init__(self, cache_size: int = 8, parent=None) -> None:
         super().__init__(parent)
         self.sync = False
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
         self._gen = 0
-        self._lock = threading.Lock()
+        self._running = False
+        self._pending: tuple[int, Any, Callable[[], Any]] | None = None
         self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._size = cache_size
-        self.busy = False
         self._done.connect(self._deliver, QtCore.Qt.ConnectionType.QueuedConnection)
+
+    @property
+    def busy(self) -> bool:
+        """A computation runs or waits (what the panel shows is not the newest request's yet)."""
+        return self._running or self._pending is not None
 
     def clear_cache(self) -> None:
         self._cache.clear()
 
     def submit(self, key: Any, fn: Callable[[], Any]) -> None:
-        with self._lock:
-            self._gen += 1
-            gen = self._gen
+        self._gen += 1
+        self._pending = None
         if key in self._cache:
             self._cache.move_to_end(key)
-            self.busy = False
             self.ready.emit(key, self._cache[key])
             return
-        self.busy = True
         if self.sync:
-            self._run(gen, key, fn, direct=True)
+            self._finish(self._gen, key, *_call(fn))
             return
-        self._pool.submit(self._run, gen, key, fn)
+        self._pending = (self._gen, key, fn)
+        if not self._running:
+            self._start()
 
-    def _run(self, gen: int, key: Any, fn: Callable[[], Any], direct: bool = False) -> None:
-        if gen != self._gen:  # superseded while waiting: never started
-            return
-        try:
-            res, err = fn(), None
-        except Exception as e:  # noqa: BLE001 - shown to the user in the panel, never a traceback
-            res, err = None, f"{type(e).__name__}: {e}"
-        if direct:
-            self._deliver(gen, key, res, err)
-        else:
-            self._done.emit(gen, key, res, err)
+    def _start(self) -> None:
+        gen, key, fn = self._pending
+        self._pending = None
+        self._running = True
+        done = self._done
+        QtCore.QThreadPool.globalInstance().start(lambda: done.emit(gen, key, *_call(fn)))
 
     def _deliver(self, gen: int, key: Any, res: Any, err: Any) -> None:
-        if gen != self._gen:
+        self._running = False
+        if self._pending is not None:
+            self._start()
+        self._finish(gen, key, res, err)
+
+    def _finish(self, gen: int, key: Any, res: Any, err: Any) -> None:
+        if gen != self._gen:  # superseded meanwhile
             return
-        self.busy = False
         if err is not None:
             self.failed.emit(key, err)
             return
@@ -165,10 +168,13 @@ class Worker(QtCore.QObject):
             self._cache.popitem(last=False)
         self.ready.emit(key, res)
 
-    def shutdown(self) -> None:
-        with self._lock:
-            self._gen += 1
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+def _call(fn: Callable[[], Any]) -> tuple[Any, str | None]:
+    """(result, None) or (None, the exception in one line): shown in the panel, never a traceback."""
+    try:
+        return fn(), None
+    except Exception as e:  # noqa: BLE001
+        return None, f"{type(e).__name__}: {e}"
 
 
 def ms_text(ns: float) -> str:
