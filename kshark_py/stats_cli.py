@@ -139,6 +139,8 @@ def _table_for(args: argparse.Namespace, session, user, t0, t1):
         except LatencyError as e:
             raise UsageError(f"--latency: {e}") from None
         return latency_stats(pairs)
+    if args.explain is not None:
+        return _explain(args.explain, session, user, t0, t1)
     if args.exits:
         from .model.analysis.exits import exit_stats
 
@@ -146,6 +148,38 @@ def _table_for(args: argparse.Namespace, session, user, t0, t1):
     from .model.analysis.vcputime import vcpu_time
 
     return vcpu_time(session, t0=t0, t1=t1, vcpu_map=user or None).select(VCPU_COLUMNS)
+
+
+def parse_explain(text: str) -> tuple[str, int]:
+    """``GUEST:PID`` -> (guest, pid); the guest name may itself hold colons (the pid is after the last)."""
+    guest, sep, pid = text.rpartition(":")
+    if not sep or not guest or not pid.isdigit():
+        raise UsageError(f"--explain {text!r}: expected GUEST:PID (a guest's name and a task's pid)")
+    return guest, int(pid)
+
+
+def _explain(text: str, session, user, t0, t1):
+    """Item 6's split of a guest task's wall time over [t0, t1] (default: the guest stream's first to
+    last record), largest first."""
+    import numpy as np
+
+    from .model.analysis.crosslayer import cross_layer
+
+    guest, pid = parse_explain(text)
+    si = next((st.index for st in session.streams if st.guest is not None and st.buffer.name == ""
+               and st.guest.name == guest), None)
+    if si is None:
+        names = ", ".join(sorted({st.guest.name for st in session.streams if st.guest is not None})) or "none"
+        raise UsageError(f"--explain: no guest named {guest!r} is loaded (guests: {names})")
+    m = session.merged()
+    ts = m.ts[np.asarray(m.stream) == si]
+    if not len(ts):
+        raise UsageError(f"--explain: guest {guest!r} has no events")
+    a = int(ts.min()) if t0 is None else t0
+    b = int(ts.max()) if t1 is None else t1
+    if b <= a:
+        raise UsageError(f"--explain: empty range {a}:{b}")
+    return cross_layer(session, guest, pid, a, b, vcpu_map=user or None)
 
 
 def _has_wakeup_events(session) -> bool:
@@ -198,6 +232,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     t0, t1 = parse_range(args.range) if args.range is not None else (None, None)
     if args.latency is not None:
         parse_latency_spec(args.latency)  # a malformed spec fails before the files are read
+    if args.explain is not None:
+        parse_explain(args.explain)
     session, user = _load(args)
     if session is None:
         return 2
@@ -212,7 +248,8 @@ def register(sub) -> None:
     """Add ``stats`` to the ``kshark-py`` subparsers (called by :func:`kshark_py.cli.build_parser`)."""
     s = sub.add_parser(
         "stats", usage=f"{PROG} stats -i HOST [-i GUEST]... (--wakeups | --exits | --vcpus | "
-                       "--latency START:END[:FIELD=FIELD]) [--range A:B] [--format table|csv|json]",
+                       "--latency START:END[:FIELD=FIELD] | --explain GUEST:PID) [--range A:B] "
+                       "[--format table|csv|json]",
         help="latency, VM exit and VCPU time tables",
         description="Prints one analysis as a table, CSV (with a header row) or JSON. Times are integer ns on "
                     "the host clock.")
@@ -224,6 +261,10 @@ def register(sub) -> None:
     what.add_argument("--exits", action="store_true", help="VM exits per VCPU and reason (kvm_exit -> kvm_entry)")
     what.add_argument("--vcpus", action="store_true", help="where each VCPU's time went: guest, exit, halted, "
                                                             "preempted, unknown")
+    what.add_argument("--explain", metavar="GUEST:PID",
+                      help="where a guest task's wall time went across the VM boundary (running with its VCPU in "
+                           "guest, exit by reason, VCPU thread preempted on the host by whom, runnable, blocked and "
+                           "who woke it), over --range or the guest's whole trace")
     what.add_argument("--latency", metavar="START:END[:FIELD=FIELD]",
                       help="latency from each START event to the next END event with equal fields, e.g. "
                            "irq_handler_entry:irq_handler_exit:irq=irq (events as name or system:name)")
