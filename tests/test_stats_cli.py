@@ -132,7 +132,7 @@ def test_latency_without_match(traces, capsys):
     (["--wakeups", "--range", "x:3"], "not a whole number: 'x'"),
     (["--wakeups", "--range", "17"], "--range takes A:B"),
     (["--wakeups", "--latency", "a:b"], "not allowed with argument"),
-    ([], "one of the arguments --wakeups --exits --vcpus --latency is required"),
+    ([], "one of the arguments --wakeups --exits --vcpus --explain --latency is required"),
     (["--wakeups", "--format", "xml"], "invalid choice: 'xml'"),
 ])
 def test_errors_are_one_line(traces, capsys, args, message):
