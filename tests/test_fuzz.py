@@ -421,3 +421,29 @@ def test_report_plugin_comms_skip_fields_of_the_wrong_type(tmp_path, capsysbinar
         out = capsysbinary.readouterr().out
         with open_trace(FILES["v6"]) as tf:
             assert out.count(b"\n") == tf.buffers[0].events.num_rows + 1  # and the "cpus=2" line
+
+
+def test_guest_cut_before_its_buffer_index(tmp_path, traces, capsys, qtbot):
+    """Found by the long run (seed 20261206, pair-guest/821): the real guest file cut at byte 898,341
+    loses its top buffer's index, so the guest has no stream; `vcpus` died (StopIteration) and the
+    app's VCPU map panel would have too.  Both now list the guest's VCPUs with no events."""
+    from kshark_py.cli import main
+    from kshark_py.model.session import Session
+    from kshark_py.model.vcpus import build_vcpu_map, vcpu_summary
+    from kshark_py.ui.panels import VcpuMapPanel
+
+    host = traces / "vm-tsync" / "trace.dat"
+    guest = tmp_path / "trace-vmguest.dat"
+    guest.write_bytes((traces / "vm-tsync" / "trace-vmguest.dat").read_bytes()[:898_341])
+    s = Session.from_files([open_trace(host), open_trace(guest, strict=False)])
+    assert s.guests and not [st for st in s.streams if st.guest is not None and st.buffer.name == ""]
+    maps = build_vcpu_map(s, {"vmguest": {0: 27186}})
+    t = vcpu_summary(s, maps)
+    assert t.column("guest").to_pylist() == ["vmguest"] and t.column("guest_events").to_pylist() == [0]
+    assert main(["vcpus", str(host), str(guest), "--vcpu-map", "vmguest:0=27186"]) == 0
+    out, err = capsys.readouterr()
+    assert "vmguest" in out and "file ends at byte 898341" in err
+    panel = VcpuMapPanel()
+    qtbot.addWidget(panel)
+    panel.set_data(s, maps, lambda stream, pid: str(pid))
+    assert panel.table.rowCount() == 1 and panel.table.item(0, 5).text() == "0"

@@ -170,9 +170,13 @@ def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: in
         ts = hs.buffer.events.column("ts").to_numpy()
         span = (int(ts.min()), int(ts.max()))
     for g in session.guests:
-        st = next(s for s in session.streams if s.guest is g and s.buffer.name == "")
-        gts = st.buffer.events.column("ts").to_numpy()
-        gcpu = st.buffer.events.column("cpu").to_numpy()
+        st = next((s for s in session.streams if s.guest is g and s.buffer.name == ""), None)
+        if st is not None:
+            gts = st.buffer.events.column("ts").to_numpy()
+            gcpu = st.buffer.events.column("cpu").to_numpy()
+        else:  # a cut guest file whose top buffer's index is lost: its VCPUs are listed, with no events
+            gts = np.zeros(0, np.int64)
+            gcpu = np.zeros(0, np.int16)
         for v in range(g.vcpu_count):
             m = by.get((g.name, v))
             row = {"guest": g.name, "vcpu": v, "host_pid": m.host_pid if m else -1,

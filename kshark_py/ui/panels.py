@@ -92,8 +92,9 @@ class VcpuMapPanel(QtWidgets.QWidget):
         by = {(m.guest, m.vcpu): m for m in mappings}
         host = session.host_stream
         for g in session.guests:
-            st = next(s for s in session.streams if s.guest is g and s.buffer.name == "")
-            cpu = st.buffer.events.column("cpu").to_numpy()
+            st = next((s for s in session.streams if s.guest is g and s.buffer.name == ""), None)
+            # a cut guest file can have lost its top buffer's index: its VCPUs are listed with no events
+            cpu = st.buffer.events.column("cpu").to_numpy() if st is not None else np.zeros(0, np.int16)
             for v in range(g.vcpu_count):
                 m = by.get((g.name, v))
                 pid = m.host_pid if m else None
