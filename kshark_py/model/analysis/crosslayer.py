@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...loaders.text import display
 from ..columns import event_columns
@@ -128,12 +129,16 @@ def _vcpu_lanes(session: Session, guest: str, t0: int, t1: int, vcpu_map: dict[s
         sel = (g == guest) & (v == vc)
         sel &= hp == hp[sel].max()  # one thread per VCPU (a known host thread before the guest's evidence)
         idx = np.flatnonzero(sel)
-        state = iv.column("state").take(pa.array(idx)).to_numpy(zero_copy_only=False)
-        reason = iv.column("reason").take(pa.array(idx)).to_pylist()
-        by = iv.column("by_comm").take(pa.array(idx)).to_pylist()
-        byp = iv.column("by_pid").to_numpy()[idx]
-        detail = np.array([r if s == "exit" else (f"{b}-{p}" if p >= 0 else "") if s == "preempted" else ""
-                           for s, r, b, p in zip(state.tolist(), reason, by, byp.tolist(), strict=True)], dtype=object)
+        part = iv.take(pa.array(idx))
+        st = pc.cast(part.column("state"), pa.string())
+        by_pid = part.column("by_pid")
+        preempted_by = pc.binary_join_element_wise(pc.cast(part.column("by_comm"), pa.string()),
+                                                   pc.cast(by_pid, pa.string()), "-")
+        detail = pc.if_else(pc.equal(st, "exit"), pc.cast(part.column("reason"), pa.string()),
+                            pc.if_else(pc.and_(pc.equal(st, "preempted"), pc.greater_equal(by_pid, 0)),
+                                       preempted_by, ""))
+        state = st.to_numpy(zero_copy_only=False)
+        detail = pc.fill_null(detail, "").to_numpy(zero_copy_only=False)
         out[int(vc)] = {"start": iv.column("start").to_numpy()[idx], "end": iv.column("end").to_numpy()[idx],
                         "state": state, "detail": detail}
     return out
