@@ -8,42 +8,13 @@ records, the same counts ``kshark-py report`` prints on stderr, grouped by strea
 
 from __future__ import annotations
 
-import os
-
 from PySide6 import QtCore, QtWidgets
 
 from ..loaders.errors import DataLoss
-from ..model.session import Session
+from ..model.dataloss import loss_text
 
 MAX_LINES = 6
 """Loss lines shown in the bar; the rest are counted there and listed in its tooltip."""
-
-
-def session_losses(session: Session) -> list[tuple[str, DataLoss]]:
-    """(stream name, loss) for every loss of the session's files, in stream order.
-
-    A loss of a buffer that is a stream goes under that stream's name (``host``, the guest's name,
-    ``host:irqbuf``); a loss of the whole file (a v7 buffer index cut off with nothing found) under
-    its file's first stream, or the file name when no stream came from it.
-    """
-    out: list[tuple[str, DataLoss]] = []
-    seen: set[int] = set()
-    for st in session.streams:
-        if id(st.trace) in seen:
-            continue
-        seen.add(id(st.trace))
-        names = {s.buffer.name: s.name for s in session.streams if s.trace is st.trace}
-        for x in st.trace.decode_all():  # decoded already by the load: this only collects
-            out.append((names.get(x.buffer, names.get("", st.name)), x))
-    for tf in session.files:
-        if id(tf) not in seen:
-            out.extend((os.path.basename(tf.path), x) for x in tf.decode_all())
-    return out
-
-
-def loss_text(name: str, x: DataLoss) -> str:
-    """One line of the bar: ``host (trace.dat) cpu 1: 134 pages (548,864 bytes) lost: ...``."""
-    return f"{name} ({os.path.basename(x.path)}) {x.where()}: {x.counts()} lost: {x.what}"
 
 
 class LossBanner(QtWidgets.QFrame):
@@ -71,7 +42,7 @@ class LossBanner(QtWidgets.QFrame):
         self.hide()
 
     def set_losses(self, losses: list[tuple[str, DataLoss]]) -> None:
-        """Show ``losses`` (see :func:`session_losses`), or hide the bar when there are none."""
+        """Show ``losses`` (:func:`kshark_py.model.dataloss.session_losses`); hide the bar when there are none."""
         lines = [loss_text(name, x) for name, x in losses]
         if not lines:
             self.label.clear()

@@ -13,6 +13,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model import sessionfile as sf
+from ..model.dataloss import session_losses
 from ..model.filters import Filters, TaskIndex
 from ..model.session import Session
 from ..model.vcpus import VcpuMapping, build_vcpu_map, causality_by_vcpu
@@ -21,7 +22,7 @@ from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .analysisrange import AnalysisContext
 from .eventlist import EventListView
-from .lossbanner import LossBanner, session_losses
+from .lossbanner import LossBanner
 from .openrequest import OpenRequest
 from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel, parse_task_choice, task_choices
 from .sessionfile import SessionFileError, SessionState, load_session_file, save_session
