@@ -23,8 +23,9 @@ from kshark_py.loaders import text
 from kshark_py.loaders.printfmt import Spec, c_str
 from kshark_py.loaders.tasks import task_names
 from kshark_py.loaders.tracedat import open_trace
-from kshark_py.model.filters import FieldFilter, TaskIndex
+from kshark_py.model.fieldexpr import FieldFilter
 from kshark_py.model.session import HOT_FIELDS, Session
+from kshark_py.model.taskindex import TaskIndex
 
 BAD = b"bad\xff\xfename"
 SHOWN = "bad\ufffd\ufffdname"

@@ -18,8 +18,9 @@ import pytest
 from PySide6.QtCore import Qt
 
 from kshark_py.loaders.tracedat import open_trace
-from kshark_py.model.filters import Filters, TaskIndex
+from kshark_py.model.filters import Filters
 from kshark_py.model.session import Session, Stream
+from kshark_py.model.taskindex import TaskIndex
 from kshark_py.report import report
 from kshark_py.ui.eventlist import COL, EventListView, EventTableModel, MergedIndexRole, latency_text
 from kshark_py.ui.filterdialogs import (

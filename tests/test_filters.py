@@ -13,16 +13,12 @@ import pytest
 
 from kshark_py.loaders.tasks import task_names
 from kshark_py.loaders.tracedat import open_trace
-from kshark_py.model.filters import (
-    FieldFilter,
-    Filters,
-    FilterSyntaxError,
-    TaskIndex,
-    _compare_int,
-    merged_gather,
-    text_matcher,
-)
+from kshark_py.model import filterfile
+from kshark_py.model.fieldexpr import FieldFilter, FilterSyntaxError, _compare_int
+from kshark_py.model.filters import Filters
+from kshark_py.model.merged import merged_gather
 from kshark_py.model.session import Session
+from kshark_py.model.taskindex import TaskIndex, text_matcher
 
 from .reference import merged_col
 
@@ -222,7 +218,7 @@ def test_serialization_roundtrip_and_kernelshark_keys(session):
     f.set(0, "task", "show", [0, 27180])
     f.set(1, "cpu", "hide", [0])
     f.set_field_filter(st0, sw, "prev_pid == 0 || next_comm ~ 'qemu*'")
-    doc = f.to_dict(session)
+    doc = filterfile.to_dict(f, session)
     host = doc["streams"][0]["filters"]
     assert host["type"] == "kshark.config.filter"
     assert host["hide event filter"] == ["sched/sched_wakeup"]
@@ -231,20 +227,20 @@ def test_serialization_roundtrip_and_kernelshark_keys(session):
                                          "condition": 'prev_pid == 0 || next_comm ~ "qemu*"'}]
     assert doc["streams"][1]["filters"]["hide cpu filter"] == [0]
     g = Filters()
-    assert g.from_dict(session, json.loads(json.dumps(doc))) == []
+    assert filterfile.from_dict(g, session, json.loads(json.dumps(doc))) == []
     assert np.array_equal(g.mask(session), f.mask(session))
     # a KernelShark "filters" document, including names this trace does not have
     h = Filters()
-    warn = h.import_stream(st1, {"type": "kshark.config.filter", "filter mask": 7,
+    warn = filterfile.import_stream(h, st1, {"type": "kshark.config.filter", "filter mask": 7,
                                  "show event filter": ["sched/sched_switch", "kvm/kvm_exit"]})
     assert len(warn) == 1 and "kvm/kvm_exit" in warn[0]
     assert h.get(1, "event", "show") == {ev_id(session, 1, "sched_switch")}
-    assert h.import_stream(st0, {"type": "kshark.config.filter", "filter mask": 7}) == []
+    assert filterfile.import_stream(h, st0, {"type": "kshark.config.filter", "filter mask": 7}) == []
     assert h.apply_to_list and h.apply_to_graph
     # KernelShark's "Apply filters to Graph" unchecked: the graph bit is cleared
-    h.import_stream(st0, {"type": "kshark.config.filter", "filter mask": 5})
+    filterfile.import_stream(h, st0, {"type": "kshark.config.filter", "filter mask": 5})
     assert h.apply_to_list and not h.apply_to_graph
-    assert h.export_stream(st0)["filter mask"] == 5
+    assert filterfile.export_stream(h, st0)["filter mask"] == 5
     assert host["filter mask"] == 7
 
 

@@ -7,343 +7,37 @@ every event at once: each test is a lookup table indexed by a column (``lut[even
 is a few passes over int arrays, never a Python loop over events.  On top of that:
 
 * a stream on/off switch (a disabled stream shows nothing);
-* an advanced *field filter* per event type, a small expression language close to libtraceevent's
-  (``prev_pid == 0 && next_comm ~ "kworker*"``), evaluated with the vectorized field extraction of
-  :mod:`kshark_py.model.columns`.  Events of other types pass unless the stream is in "only matching"
-  mode (which is what KernelShark does as soon as any advanced filter is set);
-* a change notification without Qt (:class:`Emitter`), fired only when a setter really changes
-  something, so views redraw exactly when they must;
-* :class:`TaskIndex`: the comm of each event as a dictionary-encoded array, so "task contains X" is
-  answered by matching the few distinct names and mapping the answer back with one gather.
+* an advanced *field filter* per event type (:mod:`kshark_py.model.fieldexpr`).  Events of other
+  types pass unless the stream is in "only matching" mode (which is what KernelShark does as soon as
+  any advanced filter is set);
+* :attr:`Filters.changed` (an :class:`~kshark_py.model.emitter.Emitter`), fired only when a setter
+  really changes something, so views redraw exactly when they must.
 
-Masks are cached per stream and per merged view; a change to one stream's filter recomputes only
-that stream.
+KernelShark's filter documents are read and written by :mod:`kshark_py.model.filterfile`.  Masks are
+cached per stream and per merged view; a change to one stream's filter recomputes only that stream.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
-from ..loaders.formats import EventFormat, EventFormats
-from ..loaders.tasks import task_names
-from ..loaders.text import decode, display
-from .columns import event_columns
+from .emitter import Emitter
+from .fieldexpr import FieldFilter, FilterSyntaxError
+from .merged import merged_gather, stream_column
 
 if TYPE_CHECKING:
-    from ..loaders.tracedat import Buffer, TraceFile
-    from .session import MergedView, Session, Stream
+    from .session import Session, Stream
 
 KINDS = ("event", "task", "cpu")
 MODES = ("show", "hide")
 
-# KernelShark's session keys ("filters" document of a stream, libkshark-configio.c)
-_KS_KEYS = {
-    ("event", "show"): "show event filter", ("event", "hide"): "hide event filter",
-    ("task", "show"): "show task filter", ("task", "hide"): "hide task filter",
-    ("cpu", "show"): "show cpu filter", ("cpu", "hide"): "hide cpu filter",
-}
-KS_ADV_KEY = "adv event filter"
 KS_TEXT_VIEW, KS_GRAPH_VIEW, KS_EVENT_VIEW = 1 << 0, 1 << 1, 1 << 2
 """Bits of KernelShark's ``"filter mask"`` (libkshark.h): where filters apply."""
-ONLY_MATCHING_KEY = "kshark-py adv only matching"
-"""Our own key: KernelShark has no such switch (its advanced filter always hides other types)."""
-
-
-# --------------------------------------------------------------------------------------------
-# change notification
-# --------------------------------------------------------------------------------------------
-
-class Emitter:
-    """A tiny signal: callbacks run in connection order when :meth:`emit` is called.
-
-    Plain Python so the model stays importable and testable without a Qt event loop; Qt widgets
-    connect a slot (or a lambda that emits a Qt signal) to it.
-    """
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[..., Any]] = []
-
-    def connect(self, cb: Callable[..., Any]) -> Callable[..., Any]:
-        self._callbacks.append(cb)
-        return cb
-
-    def disconnect(self, cb: Callable[..., Any]) -> None:
-        with contextlib.suppress(ValueError):
-            self._callbacks.remove(cb)
-
-    def emit(self, *args: Any) -> None:
-        for cb in list(self._callbacks):
-            cb(*args)
-
-
-# --------------------------------------------------------------------------------------------
-# field-filter expressions
-# --------------------------------------------------------------------------------------------
-
-class FilterSyntaxError(ValueError):
-    """A field-filter expression that does not parse or does not fit the event's fields."""
-
-    def __init__(self, message: str, position: int | None = None) -> None:
-        super().__init__(message if position is None else f"{message} (at column {position + 1})")
-        self.position = position
-
-
-NUM_OPS = ("==", "!=", "<", "<=", ">", ">=")
-STR_OPS = ("==", "!=", "~", "!~", "=~")
-"""String ops: ``~`` glob match (fnmatch), ``=~`` regex search, ``!~`` negated glob."""
-
-_TOKEN_RE = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<and>&&) | (?P<or>\|\|)
-  | (?P<op>==|!=|<=|>=|=~|!~|<|>|~)
-  | (?P<lp>\() | (?P<rp>\)) | (?P<not>!)
-  | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-  | (?P<num>[-+]?(?:0[xX][0-9a-fA-F]+|\d+)(?![\w.*?\[]))
-  | (?P<word>[^\s()&|!=<>~"']+)
-""", re.VERBOSE)
-
-
-@dataclass(frozen=True)
-class Cond:
-    """``field op value``: the leaf of an expression."""
-
-    field: str
-    op: str
-    value: int | str
-    is_string: bool
-
-
-@dataclass(frozen=True)
-class BoolOp:
-    op: str  # "&&" or "||"
-    left: Node
-    right: Node
-
-
-@dataclass(frozen=True)
-class Not:
-    inner: Node
-
-
-Node = Cond | BoolOp | Not
-
-
-def _tokens(text: str) -> list[tuple[str, str, int]]:
-    out = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if not m:
-            if text[pos] in "\"'":
-                raise FilterSyntaxError("unterminated string", pos)
-            raise FilterSyntaxError(f"unexpected character {text[pos]!r}", pos)
-        kind = m.lastgroup or ""
-        if kind != "ws":
-            out.append((kind, m.group(), pos))
-        pos = m.end()
-    return out
-
-
-class _Parser:
-    """Recursive descent: or := and ('||' and)*; and := unary ('&&' unary)*; unary := '!' unary |
-    '(' or ')' | FIELD OP VALUE."""
-
-    def __init__(self, text: str, event: EventFormat) -> None:
-        self.text = text
-        self.toks = _tokens(text)
-        self.i = 0
-        self.event = event
-        self.fields: set[str] = set()
-
-    def peek(self) -> tuple[str, str, int] | None:
-        return self.toks[self.i] if self.i < len(self.toks) else None
-
-    def take(self, kind: str | None = None, what: str = "") -> tuple[str, str, int]:
-        t = self.peek()
-        if t is None:
-            raise FilterSyntaxError(f"expression ends where {what or kind} was expected", len(self.text))
-        if kind is not None and t[0] != kind:
-            raise FilterSyntaxError(f"expected {what or kind}, found {t[1]!r}", t[2])
-        self.i += 1
-        return t
-
-    def parse(self) -> Node:
-        if not self.toks:
-            raise FilterSyntaxError("empty expression", 0)
-        node = self.parse_or()
-        t = self.peek()
-        if t is not None:
-            raise FilterSyntaxError(f"unexpected {t[1]!r}", t[2])
-        return node
-
-    def parse_or(self) -> Node:
-        node = self.parse_and()
-        while (t := self.peek()) is not None and t[0] == "or":
-            self.i += 1
-            node = BoolOp("||", node, self.parse_and())
-        return node
-
-    def parse_and(self) -> Node:
-        node = self.parse_unary()
-        while (t := self.peek()) is not None and t[0] == "and":
-            self.i += 1
-            node = BoolOp("&&", node, self.parse_unary())
-        return node
-
-    def parse_unary(self) -> Node:
-        t = self.peek()
-        if t is not None and t[0] == "not":
-            self.i += 1
-            return Not(self.parse_unary())
-        if t is not None and t[0] == "lp":
-            self.i += 1
-            node = self.parse_or()
-            self.take("rp", "')'")
-            return node
-        return self.parse_cond()
-
-    def parse_cond(self) -> Cond:
-        kind, name, pos = self.take(None, "a field name")
-        if kind != "word":
-            raise FilterSyntaxError(f"expected a field name, found {name!r}", pos)
-        f = self.event.field(name)
-        if f is None:
-            known = ", ".join(x.name for x in self.event.fields) or "(none)"
-            raise FilterSyntaxError(f"{self.event.name} has no field {name!r}; its fields: {known}", pos)
-        is_string = f.is_string
-        if not is_string and (f.is_array or f.dynamic or f.size not in (1, 2, 4, 8)):
-            raise FilterSyntaxError(f"field {name!r} is an array; only numbers and strings can be compared", pos)
-        _, op, opos = self.take("op", "an operator (== != < <= > >= ~ =~ !~)")
-        allowed = STR_OPS if is_string else NUM_OPS
-        if op not in allowed:
-            what = "string" if is_string else "numeric"
-            raise FilterSyntaxError(f"operator {op!r} does not apply to {what} field {name!r} "
-                                    f"(use {' '.join(allowed)})", opos)
-        vkind, vtext, vpos = self.take(None, "a value")
-        if vkind not in ("num", "str", "word"):
-            raise FilterSyntaxError(f"expected a value, found {vtext!r}", vpos)
-        value: int | str
-        if vkind == "str":
-            value = re.sub(r"\\(.)", r"\1", vtext[1:-1])
-        else:
-            value = vtext
-        if is_string:
-            if op == "=~":
-                try:
-                    re.compile(str(value))
-                except re.error as e:
-                    raise FilterSyntaxError(f"bad regular expression: {e}", vpos) from e
-        else:
-            if vkind == "str":
-                raise FilterSyntaxError(f"field {name!r} is numeric; {vtext} is a string", vpos)
-            try:
-                value = int(str(value), 0)
-            except ValueError:
-                raise FilterSyntaxError(f"field {name!r} is numeric; {vtext!r} is not a number", vpos) from None
-        self.fields.add(name)
-        return Cond(name, op, value, is_string)
-
-
-def _fmt_node(n: Node, top: bool = True) -> str:
-    if isinstance(n, Cond):
-        v = f'"{n.value}"' if n.is_string else str(n.value)
-        return f"{n.field} {n.op} {v}"
-    if isinstance(n, Not):
-        return f"!({_fmt_node(n.inner)})"
-    s = f"{_fmt_node(n.left, False)} {n.op} {_fmt_node(n.right, False)}"
-    return s if top else f"({s})"
-
-
-def _compare_int(arr: np.ndarray, op: str, value: int) -> np.ndarray:
-    """``arr op value`` without numpy's out-of-range surprises (uint64 vs -1, int8 vs 300)."""
-    info = np.iinfo(arr.dtype)
-    if value < info.min or value > info.max:
-        above = value > info.max  # value beyond every element on the high side
-        const = {"==": False, "!=": True, "<": above, "<=": above, ">": not above, ">=": not above}[op]
-        return np.full(len(arr), const, bool)
-    v = arr.dtype.type(value)
-    return {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
-            ">": np.greater, ">=": np.greater_equal}[op](arr, v)
-
-
-def _compare_str(arr: pa.Array, op: str, value: str) -> np.ndarray:
-    """String test over the distinct values only, mapped back with one gather."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if len(arr) == 0:
-        return np.zeros(0, bool)
-    enc = arr.dictionary_encode()
-    # string fields are bytes (loaders.fields): test the lossless text, and for a value that is not
-    # UTF-8 also the text the user sees (U+FFFD in it), so what is shown can be typed
-    uniq = [u if u is None or isinstance(u, str) else decode(u) for u in enc.dictionary.to_pylist()]
-    if op in ("==", "!="):
-        test = value.__eq__
-    elif op in ("~", "!~"):
-        def test(u: str) -> bool:
-            return fnmatch.fnmatchcase(u, value)
-    else:  # "=~"
-        rx = re.compile(value)
-
-        def test(u: str) -> bool:
-            return rx.search(u) is not None
-    hit = [u is not None and (test(u) or ((d := display(u)) is not u and test(d))) for u in uniq]
-    lut = np.array(hit, bool)
-    idx = enc.indices.to_numpy(zero_copy_only=False)
-    out = lut[np.where(idx < 0, 0, idx)] if len(lut) else np.zeros(len(idx), bool)
-    if op in ("!=", "!~"):
-        out = ~out
-    return out
-
-
-@dataclass(frozen=True)
-class FieldFilter:
-    """A compiled field filter for one event type (parse it with :meth:`parse`)."""
-
-    expr: str
-    event_id: int
-    event_name: str
-    system: str
-    tree: Node
-    fields: frozenset[str]
-
-    @classmethod
-    def parse(cls, expr: str, event: EventFormat) -> FieldFilter:
-        """Parse and check ``expr`` against ``event``'s fields; raise :class:`FilterSyntaxError`."""
-        p = _Parser(expr, event)
-        tree = p.parse()
-        return cls(expr.strip(), event.id, event.name, event.system, tree, frozenset(p.fields))
-
-    @property
-    def condition(self) -> str:
-        """Canonical text (what a session stores as KernelShark's ``condition``)."""
-        return _fmt_node(self.tree)
-
-    def evaluate(self, buffer: Buffer, rows: np.ndarray) -> np.ndarray:
-        """bool per row of ``rows`` (all records of this event type in ``buffer``)."""
-        _, cols = event_columns(buffer, self.event_name, sorted(self.fields), system=self.system, rows=rows)
-        return self._eval(self.tree, cols, len(rows))
-
-    def _eval(self, n: Node, cols: dict[str, Any], count: int) -> np.ndarray:
-        if isinstance(n, Cond):
-            col = cols.get(n.field)
-            if col is None:
-                return np.zeros(count, bool)
-            if n.is_string:
-                return _compare_str(col, n.op, str(n.value))
-            return _compare_int(np.asarray(col), n.op, int(n.value))
-        if isinstance(n, Not):
-            return ~self._eval(n.inner, cols, count)
-        a = self._eval(n.left, cols, count)
-        b = self._eval(n.right, cols, count)
-        return (a & b) if n.op == "&&" else (a | b)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,27 +82,6 @@ def _lut_pass(values: np.ndarray, show: frozenset[int], hide: frozenset[int]) ->
             lut[v - lo] = False
     return lut[values.astype(np.int64) - lo] if lo else lut[values]
 
-
-def stream_column(stream: Stream, name: str) -> np.ndarray:
-    """A column of a stream's events table as numpy (zero-copy for the loader's single-chunk tables)."""
-    return stream.buffer.events.column(name).to_numpy()
-
-
-def merged_gather(merged: MergedView, per_stream: list[np.ndarray | None], fill: Any = True,
-                  dtype: Any = bool) -> np.ndarray:
-    """Spread per-stream arrays (indexed by stream row) over the merged view, one gather per stream.
-
-    ``None`` for a stream means "``fill`` for all its rows".
-    """
-    if merged.identity and len(per_stream) == 1 and per_stream[0] is not None:
-        return np.array(per_stream[0], dtype)  # one stream in its own order: a plain copy
-    out = np.full(len(merged), fill, dtype)
-    for si, arr in enumerate(per_stream):
-        if arr is None:
-            continue
-        sel = merged.stream == si
-        out[sel] = arr[merged.row[sel]]
-    return out
 
 
 class Filters:
@@ -457,7 +130,8 @@ class Filters:
         else:
             self.changed.emit()
 
-    def _replace(self, stream: int, new: StreamFilter) -> None:
+    def set_stream_filter(self, stream: int, new: StreamFilter) -> None:
+        """Replace one stream's whole filter state (notifies only on a real change)."""
         old = self._streams.get(stream, StreamFilter())
         if new == old:
             return
@@ -511,7 +185,7 @@ class Filters:
             sets[(kind, mode)] = new
         else:
             sets.pop((kind, mode), None)
-        self._replace(stream, replace(cur, sets=sets))
+        self.set_stream_filter(stream, replace(cur, sets=sets))
 
     def add(self, stream: int, kind: str, mode: str, *values: int) -> None:
         """Add values to one set (a context menu's "hide this task")."""
@@ -551,6 +225,22 @@ class Filters:
     def disabled_streams(self) -> frozenset[int]:
         return self._disabled
 
+    def set_disabled_streams(self, streams: Iterable[int]) -> None:
+        """Replace the set of switched-off streams (a restored session)."""
+        new = frozenset(int(s) for s in streams)
+        if new != self._disabled:
+            self._disabled = new
+            self._touch(None)
+
+    @property
+    def filtered_streams(self) -> list[int]:
+        """Indices of the streams that have any filter state."""
+        return list(self._streams)
+
+    def stream_filter(self, stream: int) -> StreamFilter:
+        """The whole filter state of one stream (immutable)."""
+        return self._streams.get(stream, StreamFilter())
+
     # ---- field filters ------------------------------------------------------------------
     def set_field_filter(self, stream: Stream, event_id: int, expr: str | None) -> FieldFilter | None:
         """Set (or with ``None``/blank remove) the field filter of one event type of ``stream``.
@@ -568,7 +258,7 @@ class Filters:
                 raise FilterSyntaxError(f"stream {stream.name} has no event with id {event_id}")
             compiled = FieldFilter.parse(expr, ev)
             ff[event_id] = compiled
-        self._replace(stream.index, replace(cur, field_filters=ff))
+        self.set_stream_filter(stream.index, replace(cur, field_filters=ff))
         return compiled
 
     def field_matches(self, stream: Stream, event_id: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -596,7 +286,7 @@ class Filters:
     def set_only_matching(self, stream: int, on: bool) -> None:
         """With field filters set, also hide events of the types that have none (KernelShark's way)."""
         cur = self._streams.get(stream, StreamFilter())
-        self._replace(stream, replace(cur, only_matching=bool(on)))
+        self.set_stream_filter(stream, replace(cur, only_matching=bool(on)))
 
     # ---- state queries ------------------------------------------------------------------
     def is_active(self) -> bool:
@@ -660,242 +350,9 @@ class Filters:
         self._visible_cache = (key, rows)
         return rows
 
-    # ---- serialization ------------------------------------------------------------------
-    def export_stream(self, stream: Stream) -> dict[str, Any]:
-        """One stream's KernelShark ``"filters"`` document (event ids as ``system/name``)."""
-        doc: dict[str, Any] = {"type": "kshark.config.filter", "filter mask": self.filter_mask}
-        sf = self._streams.get(stream.index, StreamFilter())
-        fmts = stream.trace.formats
-        for (kind, mode), key in _KS_KEYS.items():
-            vals = sorted(sf.get(kind, mode))
-            if not vals:
-                continue
-            if kind == "event":
-                doc[key] = [f"{e.system}/{e.name}" for v in vals if (e := fmts.get(v)) is not None]
-            else:
-                doc[key] = vals
-        if sf.field_filters:
-            doc[KS_ADV_KEY] = [{"name": f"{ff.system}/{ff.event_name}", "condition": ff.condition}
-                               for _, ff in sorted(sf.field_filters.items())]
-        if sf.only_matching:
-            doc[ONLY_MATCHING_KEY] = True
-        return doc
-
-    def import_stream(self, stream: Stream, doc: dict[str, Any]) -> list[str]:
-        """Replace one stream's filters from a ``"filters"`` document; returns warnings (unknown events,
-        invalid conditions), which are skipped rather than failing the whole session."""
-        warnings: list[str] = []
-        fmts = stream.trace.formats
-        sets: dict[tuple[str, str], frozenset[int]] = {}
-        for (kind, mode), key in _KS_KEYS.items():
-            vals = doc.get(key) or []
-            if kind == "event":
-                ids = []
-                for name in vals:
-                    ev = _find_event(fmts, str(name))
-                    if ev is None:
-                        warnings.append(f"{stream.name}: {key}: unknown event {name!r}")
-                    else:
-                        ids.append(ev.id)
-                vals = ids
-            if vals:
-                sets[(kind, mode)] = frozenset(int(v) for v in vals)
-        ffs: dict[int, FieldFilter] = {}
-        for item in doc.get(KS_ADV_KEY) or []:
-            name, cond = str(item.get("name", "")), str(item.get("condition", ""))
-            ev = _find_event(fmts, name)
-            if ev is None:
-                warnings.append(f"{stream.name}: advanced filter for unknown event {name!r}")
-                continue
-            try:
-                ffs[ev.id] = FieldFilter.parse(cond, ev)
-            except FilterSyntaxError as e:
-                warnings.append(f"{stream.name}: advanced filter {name}: {e}")
-        with self.batch():
-            self._replace(stream.index, StreamFilter(sets, ffs, bool(doc.get(ONLY_MATCHING_KEY, False))))
-            if "filter mask" in doc:
-                fm = int(doc["filter mask"])
-                self.apply_to_list = bool(fm & KS_TEXT_VIEW)
-                self.apply_to_graph = bool(fm & KS_GRAPH_VIEW)
-        return warnings
-
-    def to_dict(self, session: Session) -> dict[str, Any]:
-        """Everything, keyed like a session's ``"data streams"``: stream id -> filters document."""
-        return {
-            "type": "kshark-py.filters",
-            "streams": [{"stream id": st.index, "filters": self.export_stream(st)} for st in session.streams],
-            "disabled streams": sorted(self._disabled),
-            "apply to list": self.apply_to_list,
-            "apply to graph": self.apply_to_graph,
-        }
-
-    def from_dict(self, session: Session, d: dict[str, Any]) -> list[str]:
-        """Restore :meth:`to_dict` output (one notification); returns warnings."""
-        warnings: list[str] = []
-        by_id = {st.index: st for st in session.streams}
-        with self.batch():
-            for s in list(self._streams):
-                self.clear_stream(s)
-            for item in d.get("streams", []):
-                st = by_id.get(int(item.get("stream id", -1)))
-                if st is None:
-                    warnings.append(f"filters for unknown stream {item.get('stream id')!r}")
-                    continue
-                warnings += self.import_stream(st, item.get("filters", {}))
-            disabled = frozenset(int(s) for s in d.get("disabled streams", []))
-            if disabled != self._disabled:
-                self._disabled = disabled
-                self._touch(None)
-            self.apply_to_list = bool(d.get("apply to list", True))
-            self.apply_to_graph = bool(d.get("apply to graph", True))
-        return warnings
 
 
 def _check(kind: str, mode: str) -> None:
     if kind not in KINDS or mode not in MODES:
         raise ValueError(f"filter kind/mode must be one of {KINDS}/{MODES}, not {kind!r}/{mode!r}")
 
-
-def _find_event(fmts: EventFormats, name: str) -> EventFormat | None:
-    """``system/name`` (KernelShark's spelling), ``system:name`` or a bare name."""
-    for sep in ("/", ":"):
-        if sep in name:
-            sysname, ev = name.split(sep, 1)
-            return fmts.find(ev, sysname)
-    return fmts.find(name)
-
-
-# --------------------------------------------------------------------------------------------
-# task names per event
-# --------------------------------------------------------------------------------------------
-
-def map_values(values: np.ndarray, per_distinct: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``per_distinct(distinct values)`` spread back over ``values``: the function runs once per
-    distinct value (pids, event ids, CPUs), the spreading is one table lookup (no sort)."""
-    uniq, _ = value_counts(values)
-    res = np.asarray(per_distinct(uniq))
-    if not len(uniq):
-        return res[:0]
-    lo, hi = int(uniq[0]), int(uniq[-1])
-    if hi - lo > (1 << 24):
-        return res[np.searchsorted(uniq, values)]
-    lut = np.zeros(hi - lo + 1, res.dtype)
-    lut[uniq - lo] = res
-    return lut[values.astype(np.int64) - lo] if lo else lut[values]
-
-
-def value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values, count of each), ascending: ``np.unique(return_counts=True)`` in O(n) for the
-    small-range int columns (event ids, CPUs, pids) that dialogs list."""
-    if len(values) == 0:
-        return values[:0].astype(np.int64), np.zeros(0, np.int64)
-    lo, hi = int(values.min()), int(values.max())
-    if hi - lo > (1 << 24):
-        return np.unique(values, return_counts=True)
-    counts = chunked_bincount(values, lo, hi)
-    present = np.flatnonzero(counts)
-    return present + lo, counts[present]
-
-
-def chunked_bincount(values: np.ndarray, lo: int, hi: int, chunk: int = 1 << 20) -> np.ndarray:
-    """``np.bincount(values - lo, minlength=hi - lo + 1)`` a chunk at a time: bincount converts its
-    input to int64 first, a 136 MB temporary for a 17 M-row int32 column."""
-    counts = np.zeros(hi - lo + 1, np.int64)
-    for a in range(0, len(values), chunk):
-        part = values[a:a + chunk].astype(np.int64)
-        if lo:
-            part -= lo
-        counts += np.bincount(part, minlength=hi - lo + 1)
-    return counts
-
-
-MATCH_MODES = ("contains", "full match", "not contains")
-
-
-def text_matcher(text: str, mode: str) -> Callable[[str], bool]:
-    """The search/filter predicate for one mode: "contains" and "not contains" ignore case (what a
-    user typing a fragment means); "full match" compares exactly."""
-    if mode == "full match":
-        return lambda s: s == text
-    low = text.lower()
-    if mode == "contains":
-        return lambda s: low in s.lower()
-    if mode == "not contains":
-        return lambda s: low not in s.lower()
-    raise ValueError(f"match mode must be one of {MATCH_MODES}, not {mode!r}")
-
-
-class TaskIndex:
-    """Who each event belongs to, by name: comm per merged row, dictionary-encoded.
-
-    Names come from :func:`~kshark_py.loaders.tasks.task_names` (saved cmdlines, then sched event
-    comms), computed once per file, so like KernelShark every event of a pid shows the pid's final
-    name.  ``labels`` holds each distinct comm once; :meth:`merged_codes` indexes it per event.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        by_file: dict[int, dict[int, str]] = {}
-        self.names: list[dict[int, str]] = []
-        for st in session.streams:
-            tf: TraceFile = st.trace
-            if id(tf) not in by_file:
-                by_file[id(tf)] = task_names(tf.buffers, tf.formats, tf.cmdlines)
-            self.names.append(by_file[id(tf)])
-        label_of: dict[str, int] = {}
-        self.labels: list[str] = []
-        self.stream_pids: list[np.ndarray] = []
-        """Distinct pids of each stream (ascending)."""
-        self.stream_pid_counts: list[np.ndarray] = []
-        self.stream_pid_labels: list[np.ndarray] = []
-        """Label index of each distinct pid of each stream (per-row codes are made on demand)."""
-        for st in session.streams:
-            uniq, counts = value_counts(stream_column(st, "pid"))
-            codes = np.empty(len(uniq), np.int32)
-            for i, p in enumerate(uniq.tolist()):
-                c = self.comm(st.index, p)
-                if c not in label_of:
-                    label_of[c] = len(self.labels)
-                    self.labels.append(c)
-                codes[i] = label_of[c]
-            self.stream_pids.append(uniq.astype(np.int64))
-            self.stream_pid_counts.append(counts.astype(np.int64))
-            self.stream_pid_labels.append(codes)
-        self._merged_codes: np.ndarray | None = None
-
-    def comm(self, stream: int, pid: int) -> str:
-        """The task name of ``pid`` in ``stream`` (``<idle>`` for 0, ``<...>`` if nobody named it), as
-        shown: bytes that are not UTF-8 read U+FFFD (:attr:`names` keeps them)."""
-        if pid == 0:
-            return "<idle>"
-        return display(self.names[stream].get(pid, "<...>"))
-
-    def tasks(self, stream: int) -> list[tuple[int, str, int]]:
-        """(pid, comm, event count) of every pid with events in ``stream``, by pid."""
-        return [(p, self.comm(stream, p), int(c))
-                for p, c in zip(self.stream_pids[stream].tolist(), self.stream_pid_counts[stream].tolist(),
-                                strict=True)]
-
-    def merged_codes(self) -> np.ndarray:
-        """int32 label index per merged row (computed on first use, then kept)."""
-        if self._merged_codes is None:
-            merged = self.session.merged()
-            per_stream = []
-            for st in self.session.streams:
-                labels = self.stream_pid_labels[st.index]  # aligned with the pid column's distinct values
-                per_stream.append(map_values(stream_column(st, "pid"), lambda _uniq, labels=labels: labels))
-            self._merged_codes = merged_gather(merged, per_stream, fill=0, dtype=np.int32)
-        return self._merged_codes
-
-    def label_mask(self, pred: Callable[[str], bool]) -> np.ndarray:
-        """bool per label: the predicate run once per distinct name."""
-        return np.fromiter((pred(s) for s in self.labels), bool, len(self.labels))
-
-    def match(self, text: str, mode: str = "contains") -> np.ndarray:
-        """bool per merged row: does its task name match ``text`` in ``mode``."""
-        return self.label_mask(text_matcher(text, mode))[self.merged_codes()]
-
-    def pids_matching(self, stream: int, text: str, mode: str = "contains") -> list[int]:
-        """pids of ``stream`` whose name matches (for "filter tasks named X")."""
-        pred = text_matcher(text, mode)
-        return [p for p in self.stream_pids[stream].tolist() if pred(self.comm(stream, p))]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .filters import merged_gather
+from .merged import merged_gather
 from .session import Session
 
 __all__ = ["LostEvents", "lost_events", "lost_text", "lost_near"]

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import filterfile
 from .filters import KS_GRAPH_VIEW, KS_TEXT_VIEW
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ def capture(session: Session, model: TimelineModel, filters: Filters, vcpu_map: 
     for i in order:
         st = session.streams[i]
         streams.append(StreamState(file=st.trace.path, buffer=st.buffer.name, cpus=model.visible_cpus(i),
-                                   tasks=[p for s, p in tasks if s == i], filters=filters.export_stream(st),
+                                   tasks=[p for s, p in tasks if s == i], filters=filterfile.export_stream(filters, st),
                                    time_offset=session.time_offsets.get(i, 0), kernelshark=st.buffer.name == ""))
     host = session.host_stream
     pids = {(m.guest, m.vcpu): m.host_pid for m in vcpu_map}
@@ -369,7 +370,7 @@ def restore(session: Session, state: SessionState, model: TimelineModel, filters
         model.set_visible_pairs(pairs)
     ours = state.filters
     if "streams" in ours:  # a kshark-py file from before the KernelShark layout: our own dict
-        warnings += filters.from_dict(session, ours)
+        warnings += filterfile.from_dict(filters, session, ours)
         return warnings
     doc: dict[str, Any] = {"streams": [{"stream id": i, "filters": s.filters} for i, (_, s) in sorted(matched.items())
                                        if s.filters]}
@@ -379,5 +380,5 @@ def restore(session: Session, state: SessionState, model: TimelineModel, filters
     # where filters apply: KernelShark's "filter mask" (written in every stream's filters)
     doc["apply to list"] = mask is None or bool(mask & KS_TEXT_VIEW)
     doc["apply to graph"] = mask is None or bool(mask & KS_GRAPH_VIEW)
-    warnings += filters.from_dict(session, doc)
+    warnings += filterfile.from_dict(filters, session, doc)
     return warnings

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .filters import Emitter
+from .emitter import Emitter
 from .session import Session
 
 SUBROWS = 10

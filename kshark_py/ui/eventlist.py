@@ -21,10 +21,12 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView,
 
 from ..loaders.printfmt import InfoRenderer
 from ..loaders.text import display
-from ..model.filters import Filters, TaskIndex, stream_column
+from ..model.filters import Filters
 from ..model.infotext import BlockInfo
 from ..model.lost import LOST_EVENT_NAME, lost_events, lost_text
+from ..model.merged import stream_column
 from ..model.session import Session
+from ..model.taskindex import TaskIndex
 from ..report import format_time, guest_funcs, render_context
 
 COLUMNS = ("#", "Time", "Stream", "CPU", "Task", "PID", "Latency", "Event", "Info")

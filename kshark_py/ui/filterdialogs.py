@@ -31,8 +31,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..model.filters import FieldFilter, Filters, FilterSyntaxError, TaskIndex, stream_column, value_counts
+from ..model.distinct import value_counts
+from ..model.fieldexpr import FieldFilter, FilterSyntaxError
+from ..model.filters import Filters
+from ..model.merged import stream_column
 from ..model.session import Session, Stream
+from ..model.taskindex import TaskIndex
 
 ValueRole = Qt.ItemDataRole.UserRole + 1
 """Leaf items carry (stream index, value) in this role."""

@@ -14,8 +14,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model import sessionfile as sf
 from ..model.dataloss import session_losses
-from ..model.filters import Filters, TaskIndex
+from ..model.filters import Filters
 from ..model.session import Session
+from ..model.taskindex import TaskIndex
 from ..model.vcpus import VcpuMapping, build_vcpu_map, causality_by_vcpu
 from ..model.viewmodel import RowSources, TimelineModel
 from ..plots.timeline import TimelineWidget

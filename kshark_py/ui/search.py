@@ -32,8 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..model.filters import MATCH_MODES, map_values, merged_gather, stream_column, text_matcher
+from ..model.distinct import map_values
 from ..model.infotext import match_mask
+from ..model.merged import merged_gather, stream_column
+from ..model.taskindex import MATCH_MODES, text_matcher
 
 if TYPE_CHECKING:
     from .eventlist import EventListView, EventTableModel

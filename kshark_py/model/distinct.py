@@ -1,0 +1,53 @@
+"""Work once per distinct value of a small-range integer column (pids, event ids, CPUs).
+
+Dialogs list each distinct value with its count, and per-value predicates (a task's name, an
+event's name) are run once per distinct value and spread back over millions of rows by a table
+lookup, never a Python loop over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def map_values(values: np.ndarray, per_distinct: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``per_distinct(distinct values)`` spread back over ``values``: the function runs once per
+    distinct value (pids, event ids, CPUs), the spreading is one table lookup (no sort)."""
+    uniq, _ = value_counts(values)
+    res = np.asarray(per_distinct(uniq))
+    if not len(uniq):
+        return res[:0]
+    lo, hi = int(uniq[0]), int(uniq[-1])
+    if hi - lo > (1 << 24):
+        return res[np.searchsorted(uniq, values)]
+    lut = np.zeros(hi - lo + 1, res.dtype)
+    lut[uniq - lo] = res
+    return lut[values.astype(np.int64) - lo] if lo else lut[values]
+
+
+def value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values, count of each), ascending: ``np.unique(return_counts=True)`` in O(n) for the
+    small-range int columns (event ids, CPUs, pids) that dialogs list."""
+    if len(values) == 0:
+        return values[:0].astype(np.int64), np.zeros(0, np.int64)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > (1 << 24):
+        return np.unique(values, return_counts=True)
+    counts = chunked_bincount(values, lo, hi)
+    present = np.flatnonzero(counts)
+    return present + lo, counts[present]
+
+
+def chunked_bincount(values: np.ndarray, lo: int, hi: int, chunk: int = 1 << 20) -> np.ndarray:
+    """``np.bincount(values - lo, minlength=hi - lo + 1)`` a chunk at a time: bincount converts its
+    input to int64 first, a 136 MB temporary for a 17 M-row int32 column."""
+    counts = np.zeros(hi - lo + 1, np.int64)
+    for a in range(0, len(values), chunk):
+        part = values[a:a + chunk].astype(np.int64)
+        if lo:
+            part -= lo
+        counts += np.bincount(part, minlength=hi - lo + 1)
+    return counts
+
