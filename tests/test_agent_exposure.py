@@ -32,7 +32,7 @@ from kshark_py.capture import gate as G
 from kshark_py.capture import msg as M
 from kshark_py.capture import session as S
 from kshark_py.capture import transport as X
-from kshark_py.capture.recorder import EventSpec
+from kshark_py.capture.eventspec import EventSpec
 
 from .test_capture_interop import TC_NS, env_ok, free_port, our_cli, start, stop, wait_listening  # noqa: F401 - env_ok: a fixture
 from .test_capture_record import ROOT, instances, require_recording

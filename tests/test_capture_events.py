@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kshark_py.capture import recorder as R
 from kshark_py.capture.cli import parse_record_args
+from kshark_py.capture.eventspec import EventSpec
 from kshark_py.capture.session import GuestConfig, HostSession
+from kshark_py.capture.tracefs import RecordError
 from kshark_py.loaders.tracedat import open_trace
 
 from .test_capture_interop import TC_NS, env_ok, free_port, our_cli, start, stop, wait_listening  # noqa: F401
@@ -42,10 +43,10 @@ CASES = {
 
 def test_event_scoping_in_the_arguments():
     a = parse_record_args(["-e", "sched:sched_switch", "-A", "g@127.0.0.1:5", "-e", "sched:sched_wakeup", "ls"])
-    assert a.specs == [R.EventSpec("sched", "sched_switch")]
-    assert a.guests[0].specs == [R.EventSpec("sched", "sched_wakeup")]
+    assert a.specs == [EventSpec("sched", "sched_switch")]
+    assert a.guests[0].specs == [EventSpec("sched", "sched_wakeup")]
     a = parse_record_args(["-A", "g@127.0.0.1:5", "-e", "all", "-A", "h@127.0.0.1:6", "-e", "irq"])
-    assert a.specs == [] and [g.specs for g in a.guests] == [[R.EventSpec(None, None)], [R.EventSpec(None, "irq")]]
+    assert a.specs == [] and [g.specs for g in a.guests] == [[EventSpec(None, None)], [EventSpec(None, "irq")]]
     with pytest.raises(ValueError, match="no event or plugin"):
         parse_record_args(["sleep", "1"])
     with pytest.raises(ValueError, match="guest g: no event"):
@@ -56,11 +57,11 @@ def test_event_scoping_in_the_arguments():
 
 def test_session_refuses_what_trace_cmd_refuses():
     require_recording()
-    with pytest.raises(R.RecordError, match="no event or plugin"):
+    with pytest.raises(RecordError, match="no event or plugin"):
         HostSession("x.dat", [], [])
-    with pytest.raises(R.RecordError, match="guest g: no event"):
-        HostSession("x.dat", [R.EventSpec.parse("sched")], [GuestConfig("g@127.0.0.1:5")])
-    s = HostSession("x.dat", [], [GuestConfig("g@127.0.0.1:5", specs=[R.EventSpec.parse("sched")])])
+    with pytest.raises(RecordError, match="guest g: no event"):
+        HostSession("x.dat", [EventSpec.parse("sched")], [GuestConfig("g@127.0.0.1:5")])
+    s = HostSession("x.dat", [], [GuestConfig("g@127.0.0.1:5", specs=[EventSpec.parse("sched")])])
     try:
         assert not s.record_host
     finally:

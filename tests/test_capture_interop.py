@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from kshark_py.capture import recorder as R
 from kshark_py.capture.control import tcp_listening
+from kshark_py.capture.eventspec import EventSpec
 from kshark_py.capture.session import guest_file_name, parse_guest_spec
 from kshark_py.capture.transport import Address
 from kshark_py.loaders.tracedat import open_trace
@@ -297,8 +297,8 @@ def test_record_args():
 
     a = parse_record_args(["-o", "x.dat", "-e", "sched", "-f", "pid>1", "-A", "g@1.2.3.4:5", "--name", "n",
                            "-e", "irq", "ls", "-A"])
-    assert a.output == "x.dat" and a.specs == [R.EventSpec(None, "sched", "pid>1")]
-    assert a.guests[0].name == "n" and a.guests[0].specs == [R.EventSpec(None, "irq")]
+    assert a.output == "x.dat" and a.specs == [EventSpec(None, "sched", "pid>1")]
+    assert a.guests[0].name == "n" and a.guests[0].specs == [EventSpec(None, "irq")]
     assert a.command == ["ls", "-A"]
     with pytest.raises(ValueError):
         parse_record_args(["-f", "x"])

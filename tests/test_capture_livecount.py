@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from kshark_py.capture.control import Recording, progress
+from kshark_py.capture.eventspec import EventSpec
 from kshark_py.capture.livecount import PageFormat, StreamCounter, cpu_lost_text
-from kshark_py.capture.recorder import EventSpec
 from kshark_py.capture.session import GuestConfig, HostSession
 from kshark_py.loaders.tracedat import open_trace
 

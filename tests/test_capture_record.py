@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kshark_py.capture import recorder as R
+from kshark_py.capture.eventspec import EventSpec, missing_events
+from kshark_py.capture.recorder import Recorder
+from kshark_py.capture.tracefs import RecordError, cpu_count_online, find_tracefs
 from kshark_py.capture.writer import CpuData, TraceWriter, inspect_v7
 from kshark_py.loaders.tracedat import open_trace
 
@@ -26,8 +28,8 @@ def require_recording() -> Path:
         why = "trace-cmd is not installed"
     else:
         try:
-            return R.find_tracefs()
-        except R.RecordError as e:
+            return find_tracefs()
+        except RecordError as e:
             why = str(e)
     if os.environ.get("CI"):
         pytest.fail(why)
@@ -58,7 +60,7 @@ def recorded(tmp_path_factory):
     tracefs = require_recording()
     before = instances(tracefs)
     out = tmp_path_factory.mktemp("rec")
-    rec = R.Recorder([R.EventSpec.parse("sched"), R.EventSpec.parse("sched:sched_switch", "prev_pid != 0")],
+    rec = Recorder([EventSpec.parse("sched"), EventSpec.parse("sched:sched_switch", "prev_pid != 0")],
                      buffer_kb=2048)
     try:
         rec.start()
@@ -90,7 +92,7 @@ def test_file_contents(recorded):
     out, _ = recorded
     tf = open_trace(out / "v7.dat")
     m = tf.meta
-    assert m.trace_id is not None and m.cpu_count == R.cpu_count_online()
+    assert m.trace_id is not None and m.cpu_count == cpu_count_online()
     assert len(m.cpustats) == m.cpu_count and m.cpustats[0].startswith("CPU: 0\n")
     assert m.trace_clock == "local"
     ev = tf.buffers[0].events
@@ -113,9 +115,9 @@ def test_filter_and_dump(recorded):
 def test_bad_event_and_cleanup():
     tracefs = require_recording()
     before = instances(tracefs)
-    with pytest.raises(R.RecordError, match="not found"):
-        R.Recorder([R.EventSpec.parse("nosuchsystem:nosuchevent")])
-    assert R.missing_events(tracefs, [R.EventSpec.parse("sched:nope"), R.EventSpec.parse("sched")]) == ["sched:nope"]
+    with pytest.raises(RecordError, match="not found"):
+        Recorder([EventSpec.parse("nosuchsystem:nosuchevent")])
+    assert missing_events(tracefs, [EventSpec.parse("sched:nope"), EventSpec.parse("sched")]) == ["sched:nope"]
     assert instances(tracefs) == before
 
 
@@ -149,7 +151,7 @@ def test_instance_removal_is_not_cut_short_by_a_signal():
     import threading
     import time
 
-    from kshark_py.capture.recorder import signals_deferred
+    from kshark_py.capture.tracefs import signals_deferred
 
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)  # a second thread, as a recording agent has

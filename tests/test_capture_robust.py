@@ -320,7 +320,7 @@ def test_capture_panel_lists_leftovers_and_removes_the_instances(tracefs, tmp_pa
 
 def test_instance_names_carry_the_pid_of_their_process():
     from kshark_py.capture.rawevents import TempInstance  # noqa: F401 - names below follow its pattern
-    from kshark_py.capture.recorder import instance_name
+    from kshark_py.capture.tracefs import instance_name
 
     assert leftovers.instance_pid(instance_name(4321)) == 4321
     assert leftovers.instance_pid("kshark-py-vsock-pid-77-1-abcdef") == 77
@@ -331,7 +331,7 @@ def test_instance_names_carry_the_pid_of_their_process():
 
 
 def test_a_file_sink_on_a_full_disk_accounts_for_every_byte(tmp_path):
-    from kshark_py.capture.recorder import FileSink
+    from kshark_py.capture.sinks import FileSink
 
     ps = 4096
     data = os.urandom(ps * 64)

@@ -14,7 +14,7 @@ import pytest
 
 from kshark_py.capture import tsync as S
 from kshark_py.capture import tsync_msg as T
-from kshark_py.capture.recorder import RecordError, find_tracefs
+from kshark_py.capture.tracefs import RecordError, find_tracefs
 from kshark_py.loaders.layout import layouts
 from kshark_py.loaders.options import TraceMetadata, parse_option
 

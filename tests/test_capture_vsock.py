@@ -46,7 +46,8 @@ from kshark_py.capture import session as S
 from kshark_py.capture import transport as X
 from kshark_py.capture.cli import parse_record_args
 from kshark_py.capture.control import probe_agent
-from kshark_py.capture.recorder import EventSpec, cpu_count_online, find_tracefs
+from kshark_py.capture.eventspec import EventSpec
+from kshark_py.capture.tracefs import cpu_count_online, find_tracefs
 
 ROOT = Path(__file__).resolve().parents[1]
 VSOCK_MISSING = "AF_VSOCK missing from the kernel"

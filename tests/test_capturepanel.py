@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore  # noqa: E402
 
-from kshark_py.capture.recorder import find_tracefs  # noqa: E402
+from kshark_py.capture.tracefs import find_tracefs  # noqa: E402
 from kshark_py.loaders.tracedat import open_trace  # noqa: E402
 from kshark_py.ui import capturepanel  # noqa: E402
 from kshark_py.ui.capturepanel import CaptureDialog  # noqa: E402
@@ -67,7 +67,7 @@ def test_event_tree_lists_tracefs_events_and_search_filters(dialog):
 
 def test_preflight_flags_missing_event_and_unreachable_guest(dialog):
     from kshark_py.capture.control import preflight
-    from kshark_py.capture.recorder import EventSpec
+    from kshark_py.capture.eventspec import EventSpec
     from kshark_py.capture.session import GuestConfig
 
     checks = preflight([EventSpec.parse("sched:no_such_event")], [GuestConfig(f"g@127.0.0.1:{free_port()}")])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from . import kvm
 from . import msg as M
 from . import tsync_msg as T
+from .eventspec import EventSpec
 from .gate import (
     HANDSHAKE_TIMEOUT,
     HOST_CID,
@@ -35,7 +36,9 @@ from .gate import (
     close_cleanly,
     describe_peer,
 )
-from .recorder import EventSpec, FdSink, Recorder, RecordError, SocketSink, cpu_count_online, new_trace_id
+from .recorder import Recorder, new_trace_id
+from .sinks import FdSink, SocketSink
+from .tracefs import RecordError, cpu_count_online
 from .transport import (
     MSG_TIMEOUT,
     Channel,

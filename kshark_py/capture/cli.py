@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from ..argtypes import arg_type, seconds, whole_number, writable_file
 from . import leftovers, spool
 from .control import loss_lines
-from .recorder import EventSpec, RecordError, find_tracefs
+from .eventspec import EventSpec
 from .session import NO_EVENT_ERROR, GuestConfig, HostSession, guest_without_events_error, parse_guest_spec
+from .tracefs import RecordError, find_tracefs
 from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
 from .writer import WriterError
 

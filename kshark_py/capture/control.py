@@ -21,9 +21,11 @@ from pathlib import Path
 
 from ..loaders.text import trace_clocks
 from . import kvm, leftovers
+from .eventspec import EventSpec, missing_events
 from .livecount import GuestCounts
-from .recorder import EventSpec, Recorder, RecordError, find_tracefs, missing_events, parse_lost
+from .recorder import Recorder
 from .session import GuestConfig, HostSession, parse_guest_spec
+from .tracefs import RecordError, find_tracefs, parse_lost
 from .transport import host_fifos
 
 # --- preflight ------------------------------------------------------------------------------------------

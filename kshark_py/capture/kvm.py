@@ -36,6 +36,7 @@ from pathlib import Path
 from ..loaders.cnum import strtoll  # C strtoll(text, NULL, 0), as trace-cmd parses
 from ..loaders.text import trace_clocks
 from .rawevents import TempInstance
+from .tracefs import RecordError, find_tracefs
 
 log = logging.getLogger("kshark_py.capture")
 
@@ -500,8 +501,6 @@ def tsc2nsec() -> tuple[int, int] | None:
 
 def clock_supported(clock: str, tracefs: Path | None = None) -> bool:
     """Whether the kernel offers ``clock`` in trace_clock."""
-    from .recorder import RecordError, find_tracefs
-
     try:
         text = ((tracefs or find_tracefs()) / "trace_clock").read_text()
     except (OSError, RecordError):

@@ -22,7 +22,7 @@ from pathlib import Path
 from .spool import SpoolInfo, pid_running, stale_spools
 
 INSTANCE_RE = re.compile(r"^kshark-py-(?:[a-z][a-z_-]*-)?(\d+)-[0-9a-f]")
-"""Our instance names (recorder.instance_name, rawevents.TempInstance); group 1 is the pid."""
+"""Our instance names (tracefs.instance_name, rawevents.TempInstance); group 1 is the pid."""
 
 
 @dataclass(frozen=True)

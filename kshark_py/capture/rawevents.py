@@ -20,7 +20,7 @@ import numpy as np
 from ..loaders.formats import EventFormat, parse_format
 from ..loaders.layout import layouts
 from ..loaders.pages import decode_pages
-from .recorder import remove_instance_dir
+from .tracefs import cpu_count_online, find_tracefs, remove_instance_dir
 from .writer import kernel_long_size
 
 _ids = itertools.count()
@@ -85,8 +85,6 @@ class TempInstance:
     """
 
     def __init__(self, purpose: str, tracefs: Path | None = None) -> None:
-        from .recorder import find_tracefs
-
         self.tracefs = tracefs or find_tracefs()
         self.path = self.tracefs / "instances" / f"kshark-py-{purpose}-{os.getpid()}-{next(_ids)}-{os.urandom(3).hex()}"
         os.mkdir(self.path)
@@ -102,8 +100,6 @@ class TempInstance:
         return parse_format((self.tracefs / "events" / system / name / "format").read_text(), system)
 
     def open_pipes(self) -> None:
-        from .recorder import cpu_count_online
-
         for cpu in range(cpu_count_online()):
             if cpu not in self._pipes:
                 with contextlib.suppress(OSError):

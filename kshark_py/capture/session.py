@@ -25,7 +25,9 @@ from ..loaders.layout import Layouts, OptionId, layouts
 from . import kvm
 from . import msg as M
 from . import tsync_msg as T
-from .recorder import EventSpec, Recorder, RecordError
+from .eventspec import EventSpec
+from .recorder import Recorder
+from .tracefs import RecordError
 from .transport import (
     MSG_TIMEOUT,
     VMADDR_CID_ANY,

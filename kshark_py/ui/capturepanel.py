@@ -33,10 +33,11 @@ from ..capture.control import (
     probe_agent,
     progress,
 )
+from ..capture.eventspec import EventSpec
 from ..capture.leftovers import remove_stale_instances
 from ..capture.livecount import cpu_lost_text, is_trace_cmd_agent
-from ..capture.recorder import EventSpec, RecordError, find_tracefs
 from ..capture.session import GuestConfig, HostSession
+from ..capture.tracefs import RecordError, find_tracefs
 
 TRANSPORTS = ("vsock", "TCP", "FIFO")
 _TRANSPORT_FAMILY = {"vsock": "vsock", "TCP": "tcp", "FIFO": None}
