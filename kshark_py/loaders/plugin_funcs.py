@@ -19,7 +19,7 @@ there).  tests/test_plugins.py compares each with the real libtraceevent on rand
 from __future__ import annotations
 
 from .cnum import U64, s32
-from .printfmt import FuncDef
+from .printfmt.tree import FuncDef
 
 # -- kvm ------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .cnum import U64, s32
 
 if TYPE_CHECKING:
-    from .printfmt import TEvent
+    from .printfmt.event import TEvent
 
 
 

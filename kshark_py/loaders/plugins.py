@@ -18,16 +18,19 @@ trace-cmd's own function-graph handlers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .cnum import U64, s32, s64
 from .plugin_funcs import print_functions
 from .plugin_kvm import SVM_EXIT_REASONS, VMX_EXIT_REASONS, KvmPlugin
-from .printfmt import Spec, TEvent, TField, c_int, c_str
+from .printfmt.event import TEvent
+from .printfmt.field import TField
+from .printfmt.printf import c_int, c_str, parse_spec
 from .text import decode
 
 if TYPE_CHECKING:
-    from .printfmt import InfoRenderer
+    from .printfmt.context import RenderContext
+    from .printfmt.evaluator import Evaluator
 
 
 Handler = Callable[[TEvent, bytes, int], tuple[str, bool]]
@@ -51,17 +54,19 @@ def printf1(fmt: str, val: int | str) -> str:
     post = fmt[j + 1:].replace("%%", "%")
     mods = spec_txt[1:-1]
     if conv == "s":
-        return pre + c_str(_spec(spec_txt), str(val)) + post
+        return pre + c_str(parse_spec(spec_txt), str(val)) + post
     bits = 64 if "l" in mods or "z" in mods or "j" in mods else (16 if "h" in mods else 32)
     if "hh" in mods:
         bits = 8
-    return pre + c_int(_spec(spec_txt), int(val), bits) + post
+    return pre + c_int(parse_spec(spec_txt), int(val), bits) + post
 
 
-def _spec(txt: str) -> Spec:
-    from .printfmt import _parse_spec
+class Renderer(Protocol):
+    """What the handlers use of their renderer (:class:`~.printfmt.renderer.InfoRenderer`, which
+    imports this module): its evaluator and its context."""
 
-    return _parse_spec(txt)
+    ev: Evaluator
+    ctx: RenderContext
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,7 +77,7 @@ def _spec(txt: str) -> Spec:
 class PluginSet(KvmPlugin):
     """Binds plugin handlers to events of one renderer (they need its evaluator and symbols)."""
 
-    def __init__(self, renderer: InfoRenderer) -> None:
+    def __init__(self, renderer: Renderer) -> None:
         self.r = renderer
         self.ev = renderer.ev
         self.registered_comms: dict[int, str] = {}

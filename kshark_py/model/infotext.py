@@ -28,25 +28,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..loaders.printfmt import (
-    A_BSTRING,
-    A_DYNAMIC_ARRAY,
-    A_DYNAMIC_ARRAY_LEN,
-    F_ARRAY,
-    F_DYNAMIC,
-    F_LONG,
-    F_POINTER,
-    F_SIGNED,
-    P_DIGIT,
-    P_POINTER,
-    P_STRING,
-    Arg,
-    InfoRenderer,
-    ParseItem,
-    TEvent,
-    TField,
-    _raw_field,
-)
+from ..loaders.printfmt.event import TEvent
+from ..loaders.printfmt.field import F_ARRAY, F_DYNAMIC, F_LONG, F_POINTER, F_SIGNED, TField
+from ..loaders.printfmt.parseargs import P_DIGIT, P_POINTER, P_STRING, ParseItem
+from ..loaders.printfmt.raw import raw_field
+from ..loaders.printfmt.renderer import InfoRenderer
+from ..loaders.printfmt.tree import A_BSTRING, A_DYNAMIC_ARRAY, A_DYNAMIC_ARRAY_LEN, Arg
 from ..loaders.text import display
 from ..loaders.tracedat import Buffer
 from .vexpr import compile_num, find_funcs
@@ -328,7 +315,7 @@ class BlockInfo:
                 _, f, string_ok, dynamic = step
                 key = np.hstack([mat, _le(ln, 4)]) if dynamic else self._key(mat, ln, [f])
                 pieces.append(self._per_distinct(key, lambda i, f=f, ok=string_ok:
-                                                 _raw_field(ev, f, bytes(mat[i, :ln[i]]), ok)))
+                                                 raw_field(ev, f, bytes(mat[i, :ln[i]]), ok)))
             else:
                 _, it, fields, whole = step
                 key = np.hstack([mat, _le(ln, 4)]) if whole else self._key(mat, ln, fields)
@@ -423,7 +410,7 @@ class BlockInfo:
         return body
 
     def _raw(self, f: TField, mat: np.ndarray, ln: np.ndarray) -> pa.Array:
-        """``printfmt._raw_field`` of a scalar field, for the whole column."""
+        """``printfmt.raw.raw_field`` of a scalar field, for the whole column."""
         v = self._reader(mat, ln)(f.offset, f.size)
         if f.flags & F_POINTER or (f.flags & F_LONG and not (f.flags & F_SIGNED)):
             return pc.binary_join_element_wise(_str("0x"), _hex(v), _str(""))
@@ -468,7 +455,7 @@ def _le(v: np.ndarray, size: int) -> np.ndarray:
 
 
 def _finish_all(text: pa.Array) -> pa.Array:
-    """:func:`printfmt._finish` for a whole column: one trailing newline dropped, cut at a NUL."""
+    """:func:`printfmt.renderer._finish` for a whole column: one trailing newline dropped, cut at a NUL."""
     if pc.any(pc.ends_with(text, "\n")).as_py():
         text = pc.replace_substring_regex(text, pattern="\n\\z", replacement="", max_replacements=1)
     if pc.any(pc.match_substring(text, "\0")).as_py():

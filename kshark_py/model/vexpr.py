@@ -1,6 +1,6 @@
 """Print-fmt argument trees evaluated for a whole column of records at once.
 
-:meth:`kshark_py.loaders.printfmt.Evaluator.num` evaluates one record's argument (a field, a cast,
+:meth:`kshark_py.loaders.printfmt.evaluator.Evaluator.num` evaluates one record's argument (a field, a cast,
 ``REC->args[2]``, ``REC->pfn != -1UL ? ... : 0``...) with libtraceevent's unsigned 64-bit rules.
 :func:`compile_num` turns the same tree into a function of a block of records that does the same
 with numpy ``uint64`` arithmetic (which wraps exactly like the ``& U64`` of the scalar code), or
@@ -15,18 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..loaders.printfmt import (
-    A_DYNAMIC_ARRAY,
-    A_DYNAMIC_ARRAY_LEN,
-    A_FIELD,
-    A_FUNC,
-    A_OP,
-    A_TYPE,
-    Arg,
-    Evaluator,
-    _eval_type_str,
-    unwrap_casts,
-)
+from ..loaders.printfmt.consteval import eval_type_str
+from ..loaders.printfmt.evaluator import Evaluator, unwrap_casts
+from ..loaders.printfmt.tree import A_DYNAMIC_ARRAY, A_DYNAMIC_ARRAY_LEN, A_FIELD, A_FUNC, A_OP, A_TYPE, Arg
 
 __all__ = ["Reader", "compile_num", "find_funcs"]
 
@@ -67,7 +58,7 @@ def compile_num(arg: Arg | None, ev: Evaluator) -> Num | None:
         inner = compile_num(arg.item, ev)
         if inner is None:
             return None
-        mask = np.uint64(_eval_type_str(U64, arg.ctype, False))  # a cast only ever truncates
+        mask = np.uint64(eval_type_str(U64, arg.ctype, False))  # a cast only ever truncates
         return lambda rd, n: inner(rd, n) & mask
     if k != A_OP:
         return None  # functions, dynamic arrays: scalar
@@ -105,7 +96,7 @@ def _index(arg: Arg, ev: Evaluator) -> Num | None:
     off = (f.offset + right * size) & U64
     if off >= 1 << 31:
         return _const(0)
-    mask = np.uint64(_eval_type_str(U64, typearg.ctype, True) if typearg is not None else U64)
+    mask = np.uint64(eval_type_str(U64, typearg.ctype, True) if typearg is not None else U64)
     return lambda rd, n: rd(off, size) & mask
 
 

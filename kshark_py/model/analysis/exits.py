@@ -22,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from ...loaders.plugin_kvm import exit_reason_name
-from ...loaders.printfmt import Evaluator, RenderContext
+from ...loaders.printfmt.context import RenderContext
+from ...loaders.printfmt.evaluator import Evaluator
 from ...loaders.tracedat import TraceFile
 from ..session import Session
 from ..vcpus import build_vcpu_map
