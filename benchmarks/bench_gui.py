@@ -29,7 +29,7 @@ import json, os, resource, statistics, sys, time
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 t0 = time.perf_counter()
 from kshark_py.ui.app import app_instance, build_window
-from kshark_py.ui.loader import load_session
+from kshark_py.model.loading import load_session
 app = app_instance()
 res = load_session([sys.argv[1]])
 t_load = time.perf_counter() - t0

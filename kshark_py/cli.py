@@ -19,13 +19,14 @@ from typing import NoReturn
 from .argtypes import arg_type, whole_number, writable_file
 from .loaders.errors import TraceDatError
 from .loaders.memory import return_memory_promptly
+from .model.errors import UserInputError
 
 PROG = "kshark-py"
 FILE_COMMANDS = ("report", "vcpus", "export", "stats")
 """Commands whose bare words are input files (``record`` runs its bare words; ``agent`` takes none)."""
 
 
-class UsageError(ValueError):
+class UsageError(UserInputError):
     """Bad command-line input: printed as ``kshark-py: ...`` on one line, exit status 2."""
 
 
@@ -368,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .stats_cli import register as register_stats
 
     register_stats(sub)
+    from .sql_cli import register as register_sql
+
+    register_sql(sub)
     from .capture.cli import register as register_capture  # record, agent
 
     register_capture(sub)
@@ -450,9 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TraceDatError as e:
         print(f"{PROG}: {e.one_line()}", file=sys.stderr)
         return 2
-    except ValueError as e:  # UsageError, VcpuMapError, SessionFileError: bad user input, one line
-        if type(e).__name__ not in ("UsageError", "VcpuMapError", "SessionFileError"):
-            raise
+    except UserInputError as e:  # bad user input (UsageError, a VCPU map, a session file...): one line
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -29,7 +29,7 @@ loaded), ``typed:<class>`` (a typed error even when lenient), ``crash:<class>`` 
 or a native signal: a bug), ``hang`` and ``blowup`` (MemoryError under the address-space limit).
 The paths (:func:`exercise`): the reader strict and lenient (events, lost pages, formats, kallsyms,
 printk, cmdlines, fields of the frequent event types), then for a lenient load: the app's load
-(``ui.loader.load_session``: Session, merge, prefetch, VCPU map, task runs), lost rows, ``report`` with
+(``model.loading.load_session``: Session, merge, prefetch, VCPU map, task runs), lost rows, ``report`` with
 random -t/-R/--cpu (its first lines), the CLI ``report`` through ``main`` (output cut as by ``| head``),
 Parquet export, info texts of random rows (the event list's BlockInfo) and the timeline model's render;
 a fraction of cases also builds the event list's Qt table model on an offscreen QApplication.
@@ -953,7 +953,7 @@ def _deep(paths: list[str], params: dict, step: Callable[[str], None]) -> str | 
     typed = None
     if params["app"]:
         step("app load")
-        from kshark_py.ui.loader import load_session
+        from kshark_py.model.loading import load_session
         try:
             session = load_session(list(paths)).session
         except TraceDatError as e:
@@ -1216,10 +1216,10 @@ class Runner:
         import kshark_py.export  # noqa: F401
         import kshark_py.loaders.tracedat  # noqa: F401
         import kshark_py.model.infotext  # noqa: F401
+        import kshark_py.model.loading  # noqa: F401
         import kshark_py.model.lost  # noqa: F401
         import kshark_py.model.viewmodel  # noqa: F401
         import kshark_py.report  # noqa: F401
-        import kshark_py.ui.loader  # noqa: F401
 
     def _spawn(self) -> _Proc:
         r1, w1 = os.pipe()  # parent -> worker

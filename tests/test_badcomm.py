@@ -222,9 +222,9 @@ def test_app_opens_it_and_shows_replacement_characters(badcomm, qtbot):
     """The window loads the file (it failed in the loader before) and every place that shows the
     name shows U+FFFD for each byte that is not UTF-8: the task row's label, the list's Task and
     Info cells, the info search."""
+    from kshark_py.model.loading import load_session
     from kshark_py.ui.app import build_window
     from kshark_py.ui.eventlist import COLUMNS
-    from kshark_py.ui.loader import load_session
 
     res = load_session([str(badcomm)])
     w = build_window(res, [str(badcomm)])

@@ -196,6 +196,27 @@ def test_app_bad_arguments_never_start_the_app(capsys, traces, fake_app, argv, w
     assert fake_app == []
 
 
+def test_only_user_input_errors_become_one_line(capsys, traces, fake_app, monkeypatch):
+    """The CLI tells bad input from bugs by type: a model error about what the user gave (here a
+    session file's, raised where a VCPU map is parsed) is one line and exit 2; any other ValueError
+    is a bug and keeps its traceback."""
+    import kshark_py.model.vcpus as vcpus
+    from kshark_py.model.errors import SessionFileError
+
+    def fail(exc: Exception):
+        def parse(spec: str):
+            raise exc
+        return parse
+
+    monkeypatch.setattr(vcpus, "parse_vcpu_map_arg", fail(SessionFileError("demo.json: not a session")))
+    code, _, err = run(capsys, str(traces / SMALL), "--vcpu-map", "g:0=1")
+    assert_one_line_error(code, err, "demo.json: not a session")
+    monkeypatch.setattr(vcpus, "parse_vcpu_map_arg", fail(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):
+        main([str(traces / SMALL), "--vcpu-map", "g:0=1"])
+    assert fake_app == []
+
+
 def test_vcpu_threads_error_status_is_2(traces):
     """It was SystemExit with a message: exit status 1."""
     r = run_proc("vcpus", "-i", str(traces / SMALL), "--vcpu-threads", "g")

@@ -252,8 +252,8 @@ def test_lenient_corrupt_chunk_is_a_loss(tmp_path):
 def test_banner_shows_what_each_stream_lost(qtbot, tmp_path):
     from PySide6 import QtCore
 
+    from kshark_py.model.loading import load_session
     from kshark_py.ui.app import build_window
-    from kshark_py.ui.loader import load_session
 
     p = cut_copy(tmp_path, V6, V6_CUT, "host-cut.dat")
     w = build_window(load_session([str(p)]), [str(p)])
@@ -277,8 +277,8 @@ def test_banner_shows_what_each_stream_lost(qtbot, tmp_path):
 
 def test_banner_names_the_stream_that_lost_data(qtbot, tmp_path):
     """Host + guest, the guest's file cut: the bar names the guest stream (and its file), not the host."""
+    from kshark_py.model.loading import load_session
     from kshark_py.ui.app import build_window
-    from kshark_py.ui.loader import load_session
 
     host = TRACES / "vm-tsync" / "trace.dat"
     guest_src = TRACES / "vm-tsync" / "trace-vmguest.dat"
@@ -397,7 +397,7 @@ def test_library_and_app_loader_refuse_a_fifo_at_once(tmp_path):
     fifo = tmp_path / "trace.dat"
     os.mkfifo(fifo)
     code = ("import sys\nfrom kshark_py.loaders.errors import TraceDatError\n"
-            "from kshark_py.loaders.tracedat import open_trace\nfrom kshark_py.ui.loader import load_session\n"
+            "from kshark_py.loaders.tracedat import open_trace\nfrom kshark_py.model.loading import load_session\n"
             "for f in (open_trace, lambda p: load_session([p])):\n"
             "    try:\n        f(sys.argv[1])\n    except TraceDatError as e:\n        print(e.one_line())\n")
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -498,8 +498,8 @@ def test_screenshot(qtbot, view, tmp_path):
 def test_lost_events_rows_and_graph_tooltip(qtbot, traces):
     """host-lost-events.dat: every loss trace-cmd reports is a missed_events row with its count, right
     above the event that follows it, and the graph's red mark says the same on hover."""
+    from kshark_py.model.loading import load_session
     from kshark_py.ui.app import build_window
-    from kshark_py.ui.loader import load_session
 
     path = str(traces / "host-lost-events.dat")
     w = build_window(load_session([path]), [path])

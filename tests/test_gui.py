@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PySide6 import QtCore
 
+from kshark_py.model.loading import load_session
+from kshark_py.model.sessionfile import SessionFileError, load_session_file, save_session
 from kshark_py.ui.app import DEMO_SESSION, build_window
-from kshark_py.ui.loader import load_session
-from kshark_py.ui.sessionfile import SessionFileError, load_session_file, save_session
 
 
 @pytest.fixture
@@ -211,7 +211,7 @@ def test_load_progress_is_per_block_and_cancel_stops_mid_decode(traces):
     import os
     import threading
 
-    from kshark_py.ui.loader import Cancelled
+    from kshark_py.model.loading import Cancelled
 
     path = str(traces / "host-sched-v7.dat")
     calls = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PySide6 import QtWidgets
 
+from kshark_py.model.loading import load_session
 from kshark_py.ui.app import build_window
-from kshark_py.ui.loader import load_session
 from kshark_py.ui.panels import UNMAPPED, parse_task_choice
 
 

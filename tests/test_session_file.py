@@ -19,11 +19,10 @@ import numpy as np
 import pytest
 
 from kshark_py.loaders.tracedat import open_trace
+from kshark_py.model.loading import load_session
 from kshark_py.model.session import Session
-from kshark_py.model.sessionfile import EntryRows, SessionState, ks_stream_order
+from kshark_py.model.sessionfile import EntryRows, SessionState, ks_stream_order, load_session_file, save_session
 from kshark_py.ui.app import DEMO_SESSION, build_window
-from kshark_py.ui.loader import load_session
-from kshark_py.ui.sessionfile import load_session_file, save_session
 from kshark_py.ui.timeoffset import TimeOffsetDialog, parse_ns
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "spec" / "kernelshark-session-example.json"

@@ -29,10 +29,9 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QImage
 
-from kshark_py.model.sessionfile import EntryRows
+from kshark_py.model.loading import load_session
+from kshark_py.model.sessionfile import EntryRows, load_session_file, save_session
 from kshark_py.ui.app import build_window
-from kshark_py.ui.loader import load_session
-from kshark_py.ui.sessionfile import load_session_file, save_session
 from tests.livegui import Display, need
 
 KS_USER = "kshark-py-ks"

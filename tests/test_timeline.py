@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from kshark_py.model.loading import load_session
+from kshark_py.model.sessionfile import load_session_file
 from kshark_py.plots.axes import format_time
 from kshark_py.plots.timeline import ROW_PX
 from kshark_py.ui.app import DEMO_SESSION, build_window
-from kshark_py.ui.loader import load_session
-from kshark_py.ui.sessionfile import load_session_file
 
 Qt = QtCore.Qt
 TWO_GUEST_MAP = {"vmguestA": {0: 9444}, "vmguestB": {0: 9446}}

@@ -9,10 +9,10 @@ from PySide6 import QtCore, QtWidgets
 
 from kshark_py.model.analysis.crosslayer import cross_layer, explain_wakeup
 from kshark_py.model.analysis.wakeups import wakeups
+from kshark_py.model.loading import load_session
 from kshark_py.ui.analysisrange import ms_text
 from kshark_py.ui.app import build_window
 from kshark_py.ui.crosslayer import ordered, sentence
-from kshark_py.ui.loader import load_session
 from kshark_py.ui.wakeuppanel import wakeup_at
 
 TIMEOUT = 120_000

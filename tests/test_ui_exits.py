@@ -8,10 +8,10 @@ import pyarrow.compute as pc
 from PySide6 import QtCore
 
 from kshark_py.model.analysis.exits import exit_stats, reason_histogram, top_rips, vm_exits
+from kshark_py.model.loading import load_session
 from kshark_py.ui.analysisrange import ms_text
 from kshark_py.ui.app import build_window
 from kshark_py.ui.exitspanel import TOP_RIPS, ExitsPanel, guest_text, rip_text
-from kshark_py.ui.loader import load_session
 
 TIMEOUT = 120_000
 

@@ -11,8 +11,8 @@ import numpy as np
 from PySide6 import QtCore
 
 from kshark_py.model.analysis.vcputime import vcpu_intervals, vcpu_time
+from kshark_py.model.loading import load_session
 from kshark_py.ui.app import build_window
-from kshark_py.ui.loader import load_session
 from kshark_py.ui.vcputimepanel import VcpuTimePanel, vcpu_name
 
 TIMEOUT = 120_000

@@ -13,9 +13,9 @@ import pytest
 from PySide6 import QtCore
 
 from kshark_py.model.columns import event_columns
+from kshark_py.model.loading import load_session
 from kshark_py.ui.app import build_window
 from kshark_py.ui.arrowtable import us_text
-from kshark_py.ui.loader import load_session
 
 
 def open_window(qtbot, *paths):

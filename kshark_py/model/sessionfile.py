@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import filterfile
+from .errors import SessionFileError
 from .filters import KS_GRAPH_VIEW, KS_TEXT_VIEW
 
 if TYPE_CHECKING:
@@ -53,10 +54,6 @@ MISSED_EVENTS_SHIFT = 10
 """ns before its record that KernelShark puts a ``missed_events`` entry (``ME_ENTRY_TIME_SHIFT``)."""
 OURS = "kshark-py"
 _KNOWN = {"type", "Model", "data streams", "ComboPlots", "Markers", "MainWindow", "Splitter", "ViewTop", OURS}
-
-
-class SessionFileError(ValueError):
-    """A session file that cannot be used (one line, for a dialog or the CLI)."""
 
 
 @dataclass

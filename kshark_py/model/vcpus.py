@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from .columns import event_columns
+from .errors import VcpuMapError
 from .session import Session
 
 SOURCE_RECORD = "guest record"
@@ -33,10 +34,6 @@ MAX_VCPU = 65535
 MAX_PID = 4 * 1024 * 1024
 """Linux's PID_MAX_LIMIT: no thread id is larger."""
 _DIGITS = re.compile(r"[0-9]+")
-
-
-class VcpuMapError(ValueError):
-    """A user-given VCPU map that cannot be parsed."""
 
 
 @dataclass(frozen=True)

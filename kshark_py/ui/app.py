@@ -22,10 +22,11 @@ from PySide6 import QtCore, QtWidgets
 from shiboken6 import isValid
 
 from ..loaders.memory import release_free_memory, return_memory_promptly
-from .loader import LoadResult, LoadWorker, load_session
+from ..model.loading import LoadResult, load_session
+from ..model.sessionfile import SessionState, load_session_file
+from .loader import LoadWorker
 from .openrequest import OpenRequest
 from .probe import start_probe
-from .sessionfile import SessionState, load_session_file
 
 if TYPE_CHECKING:
     from .mainwindow import MainWindow

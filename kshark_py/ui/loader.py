@@ -1,91 +1,17 @@
-"""Loading off the GUI thread, with progress and cancel.
+"""Loading off the GUI thread: :func:`kshark_py.model.loading.load_session` in a QThread.
 
-The work is split into steps (open each file, decode each buffer a block of about 32 MB at a
-time, derive each stream's run intervals); the worker reports the file bytes done after every
-block and step, and checks the cancel flag there, so a cancel takes effect within one block.
-Errors from the reader arrive as one line, ready for a dialog.
+The worker turns the loader's byte counts into a 0..1000 progress signal and hands the cancel
+button's event to the loader; errors from the reader arrive as one line, ready for a dialog.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass, field
 
 from PySide6 import QtCore
 
 from ..loaders.errors import TraceDatError
-from ..loaders.memory import release_free_memory
-from ..loaders.tracedat import TraceFile, open_trace
-from ..model.session import HOT_FIELDS, Session
-from ..model.vcpus import VcpuMapping, build_vcpu_map
-
-
-class Cancelled(Exception):
-    """The user cancelled the load."""
-
-
-@dataclass
-class LoadResult:
-    session: Session
-    vcpu_map: list[VcpuMapping]
-    warnings: list[str] = field(default_factory=list)
-
-
-def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = None, progress=None,
-                 cancel: threading.Event | None = None,
-                 time_offsets: dict[int | str, int] | None = None) -> LoadResult:
-    """Open ``paths`` as one session and decode everything the timeline needs (synchronous).
-
-    ``time_offsets`` puts streams (by index or name) that many ns later (``--time-offset``), before
-    anything is derived from their times."""
-    total = sum(max(1, os.path.getsize(p)) for p in paths)
-    done = 0
-
-    def step(msg: str, nbytes: int = 0) -> None:
-        nonlocal done
-        done += nbytes
-        if progress:
-            progress(min(done, total), total, msg)
-        if cancel is not None and cancel.is_set():
-            raise Cancelled()
-
-    files: list[TraceFile] = []
-    for p in paths:
-        step(f"opening {os.path.basename(p)}")
-        tf = open_trace(p)
-        tf.hot_fields = HOT_FIELDS  # read while decoding, not in a second pass
-        files.append(tf)
-    for tf in files:
-        size = max(1, os.path.getsize(tf.path))
-        reported = 0
-        for b in tf.buffers:
-            msg = f"decoding {os.path.basename(tf.path)} {b.name or 'top'}"
-            step(msg)
-
-            def block_done(nbytes: int, msg: str = msg) -> None:  # per decoded block: bytes, not stages
-                nonlocal reported
-                reported += nbytes
-                step(msg, nbytes)
-
-            tf.progress = block_done
-            try:
-                _ = b.events
-            finally:
-                tf.progress = None
-        step(f"decoded {os.path.basename(tf.path)}", max(0, size - reported))  # headers, metadata
-    session = Session.from_files(files)
-    for stream, ns in (time_offsets or {}).items():
-        session.set_time_offset(stream, ns)
-    step("reading sched and kvm fields")
-    session.prefetch()
-    vmap = build_vcpu_map(session, user_map)
-    for st in session.streams:
-        step(f"task intervals of {st.name}")
-        session.runs(st.index)
-    release_free_memory()  # the derived tables' temporaries: give the heap's free pages back
-    step("done")
-    return LoadResult(session, vmap, list(session.warnings))
+from ..model.loading import Cancelled, load_session
 
 
 class LoadWorker(QtCore.QObject):

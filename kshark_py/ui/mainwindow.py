@@ -16,6 +16,7 @@ from ..model import sessionfile as sf
 from ..model.dataloss import session_losses
 from ..model.filters import Filters
 from ..model.session import Session
+from ..model.sessionfile import SessionFileError, SessionState, load_session_file, save_session
 from ..model.taskindex import TaskIndex
 from ..model.vcpus import VcpuMapping, build_vcpu_map, causality_by_vcpu
 from ..model.viewmodel import RowSources, TimelineModel
@@ -26,7 +27,6 @@ from .eventlist import EventListView
 from .lossbanner import LossBanner
 from .openrequest import OpenRequest
 from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel, parse_task_choice, task_choices
-from .sessionfile import SessionFileError, SessionState, load_session_file, save_session
 
 
 def _initial_size(want: tuple[int, int] = (1500, 950)) -> tuple[int, int]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from PySide6 import QtWidgets
 
-from .sessionfile import SessionState
+from ..model.sessionfile import SessionState
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """The list's search bar (KernelShark's "Search: Column [..] [contains] [text] [Next] [Prev]").
 
-Event, Task, PID and CPU searches are answered for the whole (filtered) list at once: the predicate
-runs on the few distinct values of the column (event names, task names, pids, CPUs), a lookup table
-maps the answer back onto the events, and ``np.flatnonzero`` gives every matching row; Next/Prev then
-are binary searches in that array, and the counter shows "k/N".
+Event, Task, PID and CPU searches are answered for the whole (filtered) list at once: the model's
+:func:`kshark_py.model.search.column_mask` says which events match, and ``np.flatnonzero`` gives every
+matching row; Next/Prev then are binary searches in that array, and the counter shows "k/N".
 
 Info text only exists once rendered, so an Info search renders blocks of rows from the current row
 onward (:class:`kshark_py.model.infotext.BlockInfo`: the block's texts as one Arrow array, built per
@@ -15,7 +14,6 @@ can be cancelled (Esc, or any change of the query); the window never freezes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,13 +30,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..model.distinct import map_values
 from ..model.infotext import match_mask
-from ..model.merged import merged_gather, stream_column
+from ..model.search import column_mask
 from ..model.taskindex import MATCH_MODES, text_matcher
 
 if TYPE_CHECKING:
-    from .eventlist import EventListView, EventTableModel
+    from .eventlist import EventListView
 
 SEARCH_COLUMNS = ("Event", "Task", "Info", "PID", "CPU")
 SEARCH_MIN_WIDTH = 180
@@ -49,36 +46,6 @@ INFO_FIRST_BLOCK = 4096
 INFO_MAX_BLOCK = 1 << 20
 """Rows per Info block: the first is small (a hit near the current row comes at once), later ones
 grow towards INFO_BUDGET_S of work, up to this."""
-
-
-def value_mask(col: np.ndarray, pred: Callable[[int], bool]) -> np.ndarray:
-    """bool per element of an int column: ``pred`` runs once per distinct value (bincount, no sort)."""
-    return map_values(col, lambda uniq: np.array([bool(pred(int(v))) for v in uniq.tolist()], bool)).astype(bool)
-
-
-def column_mask(model: EventTableModel, column: str, mode: str, text: str) -> np.ndarray:
-    """bool per merged event: does ``column`` match ``text`` in ``mode`` (not for Info)."""
-    pred = text_matcher(text, mode)
-    streams = model.session.streams
-    if column == "Task":
-        return model.tasks.match(text, mode)
-    per_stream: list[np.ndarray | None] = []
-    for st in streams:
-        if column == "Event":
-            fmts = st.trace.formats
-
-            def ev_pred(eid: int, fmts=fmts) -> bool:
-                ev = fmts.get(eid)
-                return pred(ev.name if ev else "(NULL)")
-
-            per_stream.append(value_mask(stream_column(st, "event_id"), ev_pred))
-        elif column == "PID":
-            per_stream.append(value_mask(stream_column(st, "pid"), lambda v: pred(str(v))))
-        elif column == "CPU":
-            per_stream.append(value_mask(stream_column(st, "cpu"), lambda v: pred(str(v))))
-        else:
-            raise ValueError(f"column {column!r} is not searchable in bulk")
-    return merged_gather(model.merged, per_stream)
 
 
 class SearchBar(QWidget):
@@ -177,7 +144,7 @@ class SearchBar(QWidget):
         model = self.view.model
         key = (column, mode, text, model.generation)
         if self._key != key:
-            full = column_mask(model, column, mode, text)
+            full = column_mask(model.session, model.merged, model.tasks, column, mode, text)
             rows = model.visible_rows()
             self._matches = model.table_rows(np.flatnonzero(full if rows is None else full[rows]))
             self._key = key
