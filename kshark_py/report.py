@@ -21,10 +21,11 @@ from typing import BinaryIO
 import numpy as np
 
 from .loaders.metadata import CmdlineTable
-from .loaders.printfmt import InfoRenderer, RenderContext
+from .loaders.printfmt import InfoRenderer
 from .loaders.tasks import is_int_array, is_text_array
 from .loaders.text import decode_array, encode, pad
 from .loaders.tracedat import TraceFile
+from .model.eventtext import guest_funcs, render_context, trace_cmd_time
 from .model.session import Session, Stream, merged_view
 
 _PLUGIN_COMMS = (("sched_switch", (("prev_pid", "prev_comm"), ("next_pid", "next_comm"))),
@@ -143,18 +144,6 @@ class TaskNames:
 
 
 
-def format_time(ts: int, *, usecs: bool, nsec: bool) -> str:
-    """The TEP_PRINT_TIME text trace-cmd uses for one timestamp (without the trailing colon)."""
-    if usecs:
-        if nsec:
-            return f"{ts // 1000000000:5d}.{ts % 1000000000:09d}"
-        t = (ts + 500) // 1000
-        return f"{t // 1000000:5d}.{t % 1000000:06d}"
-    # "%12d": libtraceevent reads the 12 as a precision and computes 10^12 in an int, which wraps to a
-    # negative value, so its "p10 > 1" test fails and it prints "%12llu" (raw clocks like x86-tsc)
-    return f"{ts & 0xFFFFFFFFFFFFFFFF:12d}"
-
-
 def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
            cpus: Iterable[int] | None = None) -> Iterator[str]:
     """Yield the lines of ``trace-cmd report [-t] [-R] [--cpu LIST]`` for ``files``.
@@ -193,7 +182,7 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
     gfuncs = guest_funcs(session)
     for i, tf in enumerate(files):
         ctx = render_context(tf, gfuncs if tf is session.host else None)
-        ctx.time_text = lambda t, tf=tf: format_time(t, usecs=tf.in_usecs, nsec=nsec)  # func_repeats' last_ts
+        ctx.time_text = lambda t, tf=tf: trace_cmd_time(t, usecs=tf.in_usecs, nsec=nsec)  # func_repeats' last_ts
         renderers[i] = InfoRenderer(tf.formats, ctx)
     cols = []
     for st in streams:
@@ -227,7 +216,7 @@ def report(files: list[TraceFile], *, nsec: bool = False, raw: bool = False,
         sep = " " if tf.in_usecs else ""  # trace-cmd's time formats: " %6.1000d:" / " %9.1d:" but "%12d:"
         task = comm.rjust(16) if comm.isascii() else pad(comm, 16)  # "%16s": bytes, not characters
         line = (f"{head}{task}-{int(pid[r]):<5d} [{c:03d}]{sep}"
-                f"{format_time(int(ts[r]), usecs=tf.in_usecs, nsec=nsec)}: {name}: "
+                f"{trace_cmd_time(int(ts[r]), usecs=tf.in_usecs, nsec=nsec)}: {name}: "
                 + " " * max(0, 20 - len(name)) + info)
         if line.endswith("\n"):
             line = line[:-1]
@@ -256,42 +245,3 @@ def report_slots(streams: list[Stream], s_idx: np.ndarray, rows: np.ndarray) -> 
         sel = np.flatnonzero(s_idx == i)
         out[sel] = st.buffer.events.column("cpu").to_numpy()[rows[sel]].astype(np.int64) + base[i]
     return out
-
-
-def render_context(tf: TraceFile, guest_func=None) -> RenderContext:
-    """What the info renderer needs from one file."""
-    cmd = tf.cmdlines
-    return RenderContext(endian=tf.endian, long_size=tf.lay.long_size, kallsyms=tf.kallsyms,
-                         printk=tf.printk, comm_of=lambda pid: "<idle>" if pid == 0 else cmd.get(pid, "<...>"),
-                         guest_func=guest_func)
-
-
-def guest_funcs(session: Session):
-    """(host pid, guest rip) -> guest function, as trace-cmd's kvm plugin does in merged reports.
-
-    trace-cmd maps host VCPU threads to guests only through the host's GUEST records
-    (``map_vcpus()``), so only pids recorded there (never -1) resolve.
-    """
-    by_pid = {}
-    for g in session.guests:
-        if g.record is None:
-            continue
-        for pid in g.record.vcpu_pids:
-            if pid >= 0:
-                by_pid[pid] = g.trace
-    if not by_pid:
-        return None
-    from .loaders.printfmt import Evaluator
-
-    evaluators = {}
-
-    def lookup(pid: int, rip: int):
-        tf = by_pid.get(pid)
-        if tf is None:
-            return None
-        ev = evaluators.get(id(tf))
-        if ev is None:
-            ev = evaluators[id(tf)] = Evaluator(render_context(tf))
-        return ev.find_func(rip)
-
-    return lookup

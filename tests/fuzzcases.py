@@ -1005,8 +1005,8 @@ def _deep(paths: list[str], params: dict, step: Callable[[str], None]) -> str | 
     if params["info"]:
         step("info texts")
         from kshark_py.loaders.printfmt import InfoRenderer
+        from kshark_py.model.eventtext import guest_funcs, render_context
         from kshark_py.model.infotext import BlockInfo
-        from kshark_py.report import guest_funcs, render_context
         gf = guest_funcs(session)
         for st in session.streams:
             n = len(st.buffer.events)

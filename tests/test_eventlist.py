@@ -569,8 +569,8 @@ def test_find_funcs_probes_like_find_func(traces):
     """The column symbol lookup returns, address for address, what the scalar bsearch returns
     (aliases at one address included), inside functions, on starts, before the first and past the last."""
     from kshark_py.loaders.printfmt import InfoRenderer
+    from kshark_py.model.eventtext import render_context
     from kshark_py.model.vexpr import find_funcs
-    from kshark_py.report import render_context
 
     tf = open_trace(traces / "host-sched-v7.dat")
     ev = InfoRenderer(tf.formats, render_context(tf)).ev

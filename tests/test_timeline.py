@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from kshark_py.model.loading import load_session
 from kshark_py.model.sessionfile import load_session_file
-from kshark_py.plots.axes import format_time
+from kshark_py.plots.axes import seconds_text
 from kshark_py.plots.timeline import ROW_PX
 from kshark_py.ui.app import DEMO_SESSION, build_window
 
@@ -372,7 +372,7 @@ def test_zoomed_axis_shows_the_absolute_window_start(demo):
     ticks = tl.time_axis.tickStrings([z0 / 1e9, (z0 + z1) / 2e9], 1, (z1 - z0) / 2e9)
     assert all(s.startswith("+") for s in ticks)  # offsets only...
     text = tl.time_axis.labelText
-    assert f"start {format_time(z0)} s" in text and f"end {format_time(z1)} s" in text  # ...and where from
+    assert f"start {seconds_text(z0)} s" in text and f"end {seconds_text(z1)} s" in text  # ...and where from
     assert re.search(r"start \d+\.\d{6} s", text)  # trace-cmd's seconds: six decimals
     assert tl.time_axis.label.isVisible()
     tl.set_range(z0, z0 + 2_000)  # under 10 µs: nanoseconds

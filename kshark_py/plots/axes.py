@@ -18,8 +18,10 @@ def time_unit(span_s: float) -> tuple[float, str, int]:
     return 1e9, "ns", 0
 
 
-def format_time(ts_ns: int, decimals: int = 6) -> str:
-    """Absolute time as trace-cmd shows it: seconds with a fixed number of decimals."""
+def seconds_text(ts_ns: int, decimals: int = 6) -> str:
+    """Absolute time in seconds with a fixed number of decimals, truncated (``4647.356419``): labels,
+    tooltips and tables. Not :func:`kshark_py.model.eventtext.trace_cmd_time`, which pads and rounds
+    like the report's time column and knows raw clocks."""
     s, ns = divmod(int(ts_ns), 1_000_000_000)
     if decimals >= 9:
         return f"{s}.{ns:09d}"
@@ -32,7 +34,7 @@ def window_text(t0: int, t1: int) -> str:
     span = max(t1 - t0, 0)
     dec = 9 if span < 10_000 else 6
     mult, unit, d = time_unit(max(span, 1) / 1e9)
-    return (f"start {format_time(t0, dec)} s \u2003\u2026\u2003 end {format_time(t1, dec)} s"
+    return (f"start {seconds_text(t0, dec)} s \u2003\u2026\u2003 end {seconds_text(t1, dec)} s"
             f" \u2003(window {span / 1e9 * mult:.{d}f} {unit})")
 
 

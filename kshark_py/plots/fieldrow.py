@@ -25,7 +25,7 @@ from PySide6 import QtCore, QtGui
 
 from ..model.analysis.fieldplot import minmax_bins
 from ..model.viewmodel import Row
-from .axes import format_time
+from .axes import seconds_text
 
 NS = 1e9
 TOP, BOTTOM = 0.26, 0.86
@@ -87,7 +87,7 @@ class FieldSeries:
         k = min(cand, key=lambda k: abs(int(self.ts[k]) - ts))
         if abs(int(self.ts[k]) - ts) > within:
             return f"  {self.field}: {value_text(self.vmin)} .. {value_text(self.vmax)}"
-        return f"  {self.field} = {self.values[k]} at {format_time(int(self.ts[k]), 9)}"
+        return f"  {self.field} = {self.values[k]} at {seconds_text(int(self.ts[k]), 9)}"
 
 
 def _segments(x: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> QtGui.QPainterPath:

@@ -24,7 +24,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model.lost import lost_near, lost_text
 from ..model.viewmodel import STATE_ORDER, SUBROWS, RenderResult, TimelineModel
-from .axes import RowAxis, TimeAxis, format_time
+from .axes import RowAxis, TimeAxis, seconds_text
 
 NS = 1e9
 MIN_SPAN_NS = 1_000  # never zoom below 1 µs across the whole view
@@ -362,7 +362,7 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
     def describe(self, row: int, ts: int) -> str:
         """What is under the pointer: row, time, and what the row shows there."""
         r = self.model.rows[row]
-        text = f"{r.label}  @ {format_time(ts)}"
+        text = f"{r.label}  @ {seconds_text(ts)}"
         if r.intervals is not None and len(r.intervals.start):
             key = int(r.intervals.at(np.array([ts]))[0])
             if key >= 0:
@@ -378,7 +378,7 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
             t0, t1 = self.view_range()
             near = r.events.nearest(ts, 4 * (t1 - t0) / self.pixel_width())
             if near is not None:
-                text += f"  event at {format_time(near)}"
+                text += f"  event at {seconds_text(near)}"
         if r.data is not None and hasattr(r.data, "describe"):  # an analysis row (a field plot): its value
             t0, t1 = self.view_range()
             text += r.data.describe(ts, 4 * (t1 - t0) / self.pixel_width())

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from PySide6 import QtCore, QtWidgets
 
-from ..plots.axes import format_time
+from ..plots.axes import seconds_text
 
 Qt = QtCore.Qt
 
@@ -36,7 +36,7 @@ class Column:
 
 
 def time_column(header: str, name: str, tip: str = "") -> Column:
-    return Column(header, name, lambda v: format_time(int(v), 9), tip)
+    return Column(header, name, lambda v: seconds_text(int(v), 9), tip)
 
 
 def us_column(header: str, name: str, tip: str = "") -> Column:

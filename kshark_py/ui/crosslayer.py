@@ -25,7 +25,7 @@ from PySide6 import QtCore, QtWidgets
 from ..model.analysis.crosslayer import cross_layer, cross_layer_intervals, explain_wakeup
 from ..model.analysis.wakeups import wakeups
 from ..model.session import Session
-from ..plots.axes import format_time
+from ..plots.axes import seconds_text
 from ..plots.bars import Segment, StackedBars
 from .analysisrange import GraphMarks, Lane, NumItem, Worker, detail_color, fill_table, make_table, ms_text, row_key
 
@@ -189,7 +189,7 @@ class CrossLayerPanel(QtWidgets.QWidget):
         """Split guest task ``pid``'s time over [t0, t1] (``what`` names the range in the sentence)."""
         t0, t1 = int(min(t0, t1)), int(max(t0, t1))
         self.title.setText(f"{self.session.streams[stream].name} task {self.task_name(stream, pid)}, "
-                           f"{format_time(t0)} .. {format_time(t1)} s")
+                           f"{seconds_text(t0)} .. {seconds_text(t1)} s")
         self.text.setText("computing...")
         s, user = self.session, self._user_map()
         self.worker.submit(("task", stream, pid, t0, t1, what),
@@ -212,7 +212,7 @@ class CrossLayerPanel(QtWidgets.QWidget):
     def _ready(self, _key, res: Explained) -> None:
         self.result = res
         who = self.task_name(res.stream, res.pid)
-        self.title.setText(f"{res.guest} task {who}: {res.what}, {format_time(res.t0)} .. {format_time(res.t1)} s")
+        self.title.setText(f"{res.guest} task {who}: {res.what}, {seconds_text(res.t0)} .. {seconds_text(res.t1)} s")
         self.text.setText(sentence(res.split, res.what, res.intervals))
         t = ordered(res.split)
         states, details, totals = (t.column(c).to_pylist() for c in ("state", "detail", "total_ns"))

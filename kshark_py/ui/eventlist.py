@@ -21,13 +21,13 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView,
 
 from ..loaders.printfmt import InfoRenderer
 from ..loaders.text import display
+from ..model.eventtext import guest_funcs, render_context, trace_cmd_time
 from ..model.filters import Filters
 from ..model.infotext import BlockInfo
 from ..model.lost import LOST_EVENT_NAME, lost_events, lost_text
 from ..model.merged import stream_column
 from ..model.session import Session
 from ..model.taskindex import TaskIndex
-from ..report import format_time, guest_funcs, render_context
 
 COLUMNS = ("#", "Time", "Stream", "CPU", "Task", "PID", "Latency", "Event", "Info")
 COL = {name: i for i, name in enumerate(COLUMNS)}
@@ -306,7 +306,7 @@ class EventTableModel(QAbstractTableModel):
 
     def time_text(self, stream: int, ts: int) -> str:
         tf = self.session.streams[stream].trace
-        return format_time(ts, usecs=tf.in_usecs, nsec=self.nsec).strip()
+        return trace_cmd_time(ts, usecs=tf.in_usecs, nsec=self.nsec).strip()
 
     def cell_text(self, merged_index: int, column: int) -> str:
         """What column ``column`` shows for one merged event."""

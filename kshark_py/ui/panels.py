@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 from ..model.session import Session
 from ..model.timesync import sync_samples
 from ..model.vcpus import VcpuMapping
-from ..plots.axes import format_time
+from ..plots.axes import seconds_text
 
 UNMAPPED = "unmapped: Edit VCPU map..."
 """What the Source column says of a VCPU without a host thread: the GUI's way to give one."""
@@ -311,7 +311,7 @@ class MarkerBar(QtWidgets.QWidget):
 
     def set_time(self, name: str, ts: int | None) -> None:
         self.times[name] = ts
-        (self.a_label if name == "A" else self.b_label).setText(format_time(ts, 9) if ts is not None else "-")
+        (self.a_label if name == "A" else self.b_label).setText(seconds_text(ts, 9) if ts is not None else "-")
         a, b = self.times["A"], self.times["B"]
         if a is not None and b is not None:
             d = b - a
