@@ -1032,7 +1032,7 @@ def _deep(paths: list[str], params: dict, step: Callable[[str], None]) -> str | 
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         from PySide6.QtWidgets import QApplication
         app = QApplication.instance() or QApplication(["fuzz"])
-        from kshark_py.ui.eventlist import EventTableModel
+        from kshark_py.ui.eventtable import EventTableModel
         m = EventTableModel(session)
         nrows, ncols = m.rowCount(), m.columnCount()
         for r in list(rng.integers(0, max(nrows, 1), 50)) + [0, max(nrows - 1, 0)]:

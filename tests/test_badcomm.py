@@ -224,7 +224,7 @@ def test_app_opens_it_and_shows_replacement_characters(badcomm, qtbot):
     Info cells, the info search."""
     from kshark_py.model.loading import load_session
     from kshark_py.ui.app import build_window
-    from kshark_py.ui.eventlist import COLUMNS
+    from kshark_py.ui.eventtable import COLUMNS
 
     res = load_session([str(badcomm)])
     w = build_window(res, [str(badcomm)])

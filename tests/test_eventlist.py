@@ -22,7 +22,8 @@ from kshark_py.model.filters import Filters
 from kshark_py.model.session import Session, Stream
 from kshark_py.model.taskindex import TaskIndex
 from kshark_py.report import report
-from kshark_py.ui.eventlist import COL, EventListView, EventTableModel, MergedIndexRole, latency_text
+from kshark_py.ui.eventlist import EventListView
+from kshark_py.ui.eventtable import COL, EventTableModel, MergedIndexRole, latency_text
 from kshark_py.ui.filterdialogs import (
     CpuFilterDialog,
     EventFilterDialog,
@@ -298,6 +299,40 @@ def test_search_respects_filters(qtbot, view, session):
     bar.set_query("Event", "nothing-like-this")
     bar.find_next()
     assert bar.counter.text() == "no match"
+
+
+def test_search_bar_needs_only_the_table_model(qtbot, session, tasks):
+    """The search bar works on a table model and two callbacks, with no list view around it: it
+    selects each hit through ``select`` (graph following as its checkbox says) and starts from
+    ``current_row``; an Info search finds loss rows by their text too."""
+    from kshark_py.ui.search import SearchBar
+
+    model = EventTableModel(session, None, tasks)
+    current = [-1]
+    chosen: list[tuple[int, bool]] = []
+
+    def select(row: int, *, emit: bool = False) -> None:
+        chosen.append((row, emit))
+        current[0] = row
+
+    bar = SearchBar(model, select, lambda: current[0])
+    qtbot.addWidget(bar)
+    want = model.table_rows(np.flatnonzero(event_names(session) == "sched_switch"))
+    bar.set_query("Event", "sched_switch", "full match")
+    bar.find_next()
+    bar.find_next()
+    assert chosen == [(int(want[0]), True), (int(want[1]), True)]
+    assert bar.counter.text() == f"2/{len(want)}"
+    bar.graph_follows.setChecked(False)
+    bar.find_prev()
+    assert chosen[-1] == (int(want[0]), False)
+    assert len(model.lost_rows)  # vm-tsync's guest lost events: the first loss row's text is found
+    lost_row = int(model.lost_rows[0])
+    current[0] = lost_row - 1
+    bar.set_query("Info", model.info_at(lost_row), "full match")
+    bar.find_next()
+    qtbot.waitUntil(lambda: not bar.busy, timeout=60_000)
+    assert chosen[-1][0] == lost_row and model.cell_text_at(lost_row, COL["Event"]) == "missed_events"
 
 
 def test_search_info_incremental(qtbot, view, session):

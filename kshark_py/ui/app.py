@@ -227,7 +227,7 @@ def run(paths: list[str], session: str | None, user_map: dict | None, shot: str 
         code = screenshot(paths, shot, user_map, state, time_offsets=time_offsets)
     else:
         app = app_instance()
-        probe = start_probe(app)  # noqa: F841 (kept alive by its parent; a test reads what it writes)
+        probe = start_probe(app, windows_in_memory)  # noqa: F841 (kept alive by its parent; a test reads what it writes)
         open_window(paths, user_map, state, time_offsets)
         code = app.exec()
     # Tear-down of PySide6 + pyqtgraph objects during interpreter finalization can abort the

@@ -14,6 +14,7 @@ import json
 import os
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from PySide6 import QtCore, QtWidgets
@@ -70,7 +71,9 @@ def window_state(w: Any) -> dict:
     return out
 
 
-def app_state() -> dict:
+def app_state(windows_in_memory: Callable[[], int]) -> dict:
+    """What the visible top-level windows show; ``windows_in_memory`` counts the main windows still
+    alive after a garbage collection (the app's count: this module knows no app)."""
     wins = []
     for top in QtWidgets.QApplication.topLevelWidgets():
         if not top.isVisible():
@@ -79,30 +82,20 @@ def app_state() -> dict:
             wins.append(window_state(top))
         else:
             wins.append({"kind": type(top).__name__, "title": top.windowTitle()})
-    return {"pid": os.getpid(), "windows": wins, "windows_in_memory": _windows_in_memory()}
+    return {"pid": os.getpid(), "windows": wins, "windows_in_memory": windows_in_memory()}
 
 
 _GC_EVERY_S = 2.0
-_gc_last = [0.0, 0]
-
-
-def _windows_in_memory() -> int:
-    """Main windows alive after a garbage collection; collected at most every ``_GC_EVERY_S`` (a full
-    collection over a big session's objects is not free)."""
-    from .app import windows_in_memory  # here: app imports this module
-
-    now = time.monotonic()
-    if now - _gc_last[0] >= _GC_EVERY_S:
-        _gc_last[:] = [now, windows_in_memory()]
-    return _gc_last[1]
 
 
 class Probe(QtCore.QObject):
     """Writes :func:`app_state` to ``path`` every ``INTERVAL_MS`` when it changed."""
 
-    def __init__(self, path: str, parent: QtCore.QObject | None = None) -> None:
+    def __init__(self, path: str, windows_in_memory: Callable[[], int], parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self.path = path
+        self._count_windows = windows_in_memory
+        self._gc_last = (0.0, 0)
         self._last = ""
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(INTERVAL_MS)
@@ -112,7 +105,7 @@ class Probe(QtCore.QObject):
     @QtCore.Slot()
     def write(self) -> None:
         try:
-            text = json.dumps(app_state(), default=str)
+            text = json.dumps(app_state(self._windows_in_memory), default=str)
         except Exception:  # a test reading a stale probe must see why in the app's output
             traceback.print_exc()
             return
@@ -125,7 +118,17 @@ class Probe(QtCore.QObject):
         self._last = text
 
 
-def start_probe(app: QtWidgets.QApplication) -> Probe | None:
-    """Start the probe if the environment asks for it."""
+    def _windows_in_memory(self) -> int:
+        """Main windows alive after a garbage collection; collected at most every ``_GC_EVERY_S`` (a
+        full collection over a big session's objects is not free)."""
+        now = time.monotonic()
+        if now - self._gc_last[0] >= _GC_EVERY_S:
+            self._gc_last = (now, self._count_windows())
+        return self._gc_last[1]
+
+
+def start_probe(app: QtWidgets.QApplication, windows_in_memory: Callable[[], int]) -> Probe | None:
+    """Start the probe if the environment asks for it; ``windows_in_memory`` is the app's count of
+    main windows still alive (passed in: the probe does not import the app, which imports it)."""
     path = os.environ.get(PROBE_ENV)
-    return Probe(path, app) if path else None
+    return Probe(path, windows_in_memory, app) if path else None

@@ -14,6 +14,7 @@ can be cancelled (Esc, or any change of the query); the window never freezes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,7 +36,7 @@ from ..model.search import column_mask
 from ..model.taskindex import MATCH_MODES, text_matcher
 
 if TYPE_CHECKING:
-    from .eventlist import EventListView
+    from .eventtable import EventTableModel
 
 SEARCH_COLUMNS = ("Event", "Task", "Info", "PID", "CPU")
 SEARCH_MIN_WIDTH = 180
@@ -51,14 +52,19 @@ grow towards INFO_BUDGET_S of work, up to this."""
 class SearchBar(QWidget):
     """Column chooser, mode, text, Next/Prev, a match counter and "Graph follows".
 
+    It knows the list only through the table model and two callbacks: ``select(row, emit=...)``
+    selects a table row (``emit``: the graph follows), ``current_row()`` is the current row or -1.
     ``matchFound(row)`` is emitted with the table row of each hit (after the list selected it).
     """
 
     matchFound = Signal(int)
 
-    def __init__(self, view: EventListView, parent: QWidget | None = None) -> None:
+    def __init__(self, model: EventTableModel, select: Callable[..., None], current_row: Callable[[], int],
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.view = view
+        self.model = model
+        self._select = select
+        self._current_row = current_row
         self.column = QComboBox(self)
         self.column.addItems(SEARCH_COLUMNS)
         self.column.setToolTip("The column to search")
@@ -141,7 +147,7 @@ class SearchBar(QWidget):
         column, mode, text = self.column.currentText(), self.mode.currentText(), self.text.text()
         if column == "Info" or not text:
             return None
-        model = self.view.model
+        model = self.model
         key = (column, mode, text, model.generation)
         if self._key != key:
             full = column_mask(model.session, model.merged, model.tasks, column, mode, text)
@@ -151,10 +157,6 @@ class SearchBar(QWidget):
         return self._matches
 
     # ---- navigation -------------------------------------------------------------------------
-    def _current_row(self) -> int:
-        cur = self.view.table.currentIndex()
-        return cur.row() if cur.isValid() else -1
-
     def find_next(self) -> None:
         self._find(+1)
 
@@ -186,7 +188,7 @@ class SearchBar(QWidget):
         self._land(int(hits[i]))
 
     def _land(self, row: int) -> None:
-        self.view.select_row(row, emit=self.graph_follows.isChecked())
+        self._select(row, emit=self.graph_follows.isChecked())
         self.matchFound.emit(row)
 
     def _show_count(self, text: str, *, error: bool = False) -> None:
@@ -195,7 +197,7 @@ class SearchBar(QWidget):
 
     # ---- Info: a block at a time ---------------------------------------------------------------
     def _start_info(self, direction: int) -> None:
-        model = self.view.model
+        model = self.model
         n = model.rowCount()
         if n == 0:
             self._show_count("no match", error=True)
@@ -211,7 +213,7 @@ class SearchBar(QWidget):
     def _info_step(self) -> None:
         """One block: render its info texts vectorized, match them, land on the first hit."""
         job = self._job
-        model = self.view.model
+        model = self.model
         if job is None or job["gen"] != model.generation:
             self.cancel()
             return
@@ -244,7 +246,7 @@ class SearchBar(QWidget):
 
     def _info_hits(self, rows: np.ndarray, text: str, mode: str) -> np.ndarray:
         """bool per table row of ``rows``: does its info text match (loss rows: their text)."""
-        model = self.view.model
+        model = self.model
         merged, is_lost = model.row_targets(rows)
         out = np.zeros(len(rows), bool)
         ev = np.flatnonzero(~is_lost)
@@ -259,9 +261,7 @@ class SearchBar(QWidget):
                 except Exception:  # noqa: BLE001 (a format the block renderer trips on: row by row, as the list)
                     texts = pa.array([model.info(int(k), cache=False) for k in m[sel].tolist()], pa.string())
                 out[ev[sel]] = match_mask(texts, text, mode)
-        from .eventlist import COL
-
         pred = text_matcher(text, mode)
         for k in np.flatnonzero(is_lost).tolist():
-            out[k] = pred(model.cell_text_at(int(rows[k]), COL["Info"]))
+            out[k] = pred(model.info_at(int(rows[k])))
         return out
