@@ -3,6 +3,7 @@
 Session (shared/spec/agent-protocol.md §3): TRACE_REQ -> configure our own tracefs instance -> TRACE_RESP
 (CPU count, page size, our trace id, data ports or FIFOs) -> the file metadata as SEND_DATA + FIN_DATA ->
 accept one data connection per CPU (or write the FIFOs) -> record until CLOSE -> flush, CLOSE_RESP.
+The order of those messages is :mod:`.handshake`'s table (a message out of order ends the session).
 
 Why a whitelist for the request's arguments: the host's arguments come over an unauthenticated
 connection; trace-cmd runs them as a ``record`` command line, we only accept the options that select
@@ -36,13 +37,14 @@ from .gate import (
     close_cleanly,
     describe_peer,
 )
+from .handshake import HandshakeError, Side
 from .recorder import Recorder, new_trace_id
 from .sinks import FdSink, SocketSink
 from .tracefs import RecordError, cpu_count_online
 from .transport import (
     MSG_TIMEOUT,
-    Channel,
     PeerError,
+    SessionChannel,
     accept,
     listen,
     listen_data_port,
@@ -210,15 +212,19 @@ class Agent:
                          parser: M.Connection | None = None) -> None:
         """One host session on its control connection; ``first``: its TRACE_REQ if already read (the gate
         reads it, ``parser`` holding any bytes after it)."""
-        ch = Channel(sock, "control", self.timeout)
+        ch = SessionChannel(sock, "control", Side.AGENT, self.timeout)
         if parser is not None:
             ch.conn = parser
-        if first is None:
-            first = ch.recv(self.handshake_timeout)
-        if not isinstance(first, M.TraceReq):
-            if not isinstance(first, M.NotSupp):
-                ch.send(M.NotSupp())
-            raise PeerError(f"expected TRACE_REQ, got {type(first).__name__}")
+        try:
+            if first is None:
+                first = ch.recv(self.handshake_timeout)
+            else:
+                ch.handshake.receive(first)
+        except HandshakeError as e:
+            if e.answer_not_supp:
+                ch.answer_not_supp()
+            raise
+        assert isinstance(first, M.TraceReq)  # the table's only way out of State.REQUEST
         req = parse_guest_args(first.args or ())
         if req.ignored:
             log.warning("ignoring unsupported record arguments from the host: %s", " ".join(req.ignored))
@@ -274,12 +280,7 @@ class Agent:
                     sinks[cpu] = SocketSink(accept(ls, self.timeout * 2, allowed, watch=sock))
             rec.start()
             log.info("recording %d CPUs for the host", ncpus)
-            while True:
-                m = ch.recv(CLOSE_WAIT_LIMIT)
-                if isinstance(m, M.Close):
-                    break
-                if not isinstance(m, M.NotSupp):
-                    ch.send(M.NotSupp())
+            ch.recv(CLOSE_WAIT_LIMIT)  # CLOSE: the table answers anything else with NOT_SUPP and waits on
             rec.stop()
             fifo_sinks = [k for k in sinks.values() if isinstance(k, FdSink)]
             # A host that reads its FIFOs while recording (ours) has everything now; trace-cmd's reads them

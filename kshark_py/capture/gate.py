@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import msg as M
+from .handshake import opens_session
 from .transport import MSG_TIMEOUT, PeerKey, local_address, normalize_ip, peer_key
 
 log = logging.getLogger("kshark_py.capture")
@@ -296,7 +297,7 @@ class Gate(threading.Thread):
                 self._drop(p, None, "")
             return
         self.pending.remove(p)
-        if not isinstance(m, M.TraceReq):
+        if not opens_session(m):  # the handshake table's first step
             if not isinstance(m, M.NotSupp):
                 with contextlib.suppress(OSError):
                     p.sock.send(M.encode(M.NotSupp()))

@@ -6,7 +6,8 @@ channel, TRACE_REQ (guest arguments, our trace id) -> TRACE_RESP -> the guest's 
 or vsock connection to the announced port, or the ``.out`` FIFO).  On stop: CLOSE, wait for CLOSE_RESP,
 let the data streams end, then append the guest's flyrecord section to its file and write the host
 file with a GUEST option per guest.  Every step has a timeout; a guest that stops answering is logged
-and its data so far is still written out.
+and its data so far is still written out.  The order of the control messages is :mod:`.handshake`'s
+table: a message out of order ends that guest's start with one line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from . import kvm
 from . import msg as M
 from . import tsync_msg as T
 from .eventspec import EventSpec
+from .handshake import Side, State
 from .recorder import Recorder
 from .tracefs import RecordError
 from .transport import (
@@ -35,6 +37,7 @@ from .transport import (
     Address,
     Channel,
     PeerError,
+    SessionChannel,
     StreamReceiver,
     check_port,
     connect,
@@ -156,7 +159,7 @@ class GuestSession:
     name: str
     addr: Address
     file: Path
-    channel: Channel | None = None
+    channel: SessionChannel | None = None
     resp: M.TraceResp | None = None
     receivers: list[StreamReceiver] = field(default_factory=list)
     fifo_fds: list[int] = field(default_factory=list)
@@ -355,15 +358,14 @@ class HostSession:
         except PeerError as e:
             raise PeerError(f"guest {g.name}: {e}") from e
         self._log_clock_note()
-        g.channel = ch = Channel(sock, f"guest {g.name}", self.timeout)
+        g.channel = ch = SessionChannel(sock, f"guest {g.name}", Side.HOST, self.timeout)
         protos = self._protocols(g, clock) if self.tsync_interval >= 0 else None
         g.step = "request"
         ch.send(M.TraceReq(M.MSG_TRACE_USE_FIFOS if fifos else 0, self.recorder.trace_id, g.args(clock), protos))
         resp = ch.recv()
-        if isinstance(resp, M.NotSupp):
+        if ch.handshake.state is State.REFUSED:
             raise PeerError(f"guest {g.name}: its agent refused the request (NOT_SUPP: it does not support it)")
-        if not isinstance(resp, M.TraceResp):
-            raise PeerError(f"guest {g.name}: expected TRACE_RESP, got {type(resp).__name__}")
+        assert isinstance(resp, M.TraceResp)  # the table's only other way out of State.RESPONSE
         g.resp = resp
         log.info("guest %s: %d CPUs, page size %d, %s", g.name, resp.cpus, resp.page_size,
                  "FIFOs" if resp.use_fifos else f"ports {list(resp.ports)}")
@@ -378,17 +380,12 @@ class HostSession:
         g.step = "metadata"
         g.file_started = True
         with open(g.file, "wb") as f:
-            while True:
-                m = ch.recv()
-                if isinstance(m, M.FinData):
-                    break
-                if isinstance(m, M.NotSupp):
-                    raise PeerError(f"guest {g.name}: its agent gave up before its trace metadata was complete "
-                                    "(NOT_SUPP)")
-                if not isinstance(m, M.SendData):
-                    raise PeerError(f"guest {g.name}: expected SEND_DATA, got {type(m).__name__}")
+            while isinstance(m := ch.recv(), M.SendData):
                 f.write(m.data)
                 g.metadata_bytes += len(m.data)
+            if ch.handshake.state is State.REFUSED:
+                raise PeerError(f"guest {g.name}: its agent gave up before its trace metadata was complete "
+                                "(NOT_SUPP)")
         if g.tsync is not None and not g.tsync.wait_first_round():
             log.error("guest %s: the first time-sync round did not finish", g.name)
         if g.mapper is not None:
@@ -477,12 +474,8 @@ class HostSession:
                 g.channel.send(M.Close())
                 if g.tsync is not None:  # host_tsync_complete(): last round and STOP before CLOSE_RESP
                     g.tsync.stop()
-                while True:
-                    m = g.channel.recv(CLOSE_RESP_TIMEOUT)
-                    if isinstance(m, M.CloseResp):
-                        break
-                    log.warning("guest %s: ignoring %s while waiting for CLOSE_RESP", g.name, type(m).__name__)
-            except PeerError as e:
+                g.channel.recv(CLOSE_RESP_TIMEOUT)  # CLOSE_RESP: the table skips (and logs) anything else
+            except (PeerError, M.ProtocolError) as e:
                 g.error = str(e)
                 log.error("guest %s: %s; keeping the data received so far", g.name, e)
             for r in g.receivers:
@@ -554,11 +547,7 @@ class HostSession:
         if g.tsync is not None:
             g.tsync.ch.close()
         if g.channel is not None:
-            try:
-                g.channel.send(M.Close())
-            except PeerError:
-                pass
-            g.channel.close()
+            g.channel.abort()
         for r in g.receivers:
             r.finish()
             if r.ident is None and r.sock is not None:  # connected, never started (a later CPU failed)

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from . import msg as M
+from .handshake import Handshake, Side, Stray, message_name
 
 log = logging.getLogger("kshark_py.capture")
 
@@ -283,12 +284,6 @@ class Channel:
             except OSError as e:
                 raise PeerError(f"{self.name}: send failed: {e}") from e
 
-    def send_stream(self, data: bytes) -> None:
-        """A byte stream as SEND_DATA messages followed by FIN_DATA."""
-        for m in M.send_data_messages(data):
-            self.send(m)
-        self.send(M.FinData())
-
     def recv(self, timeout: float | None = None) -> M.Message:
         """The next message; PeerError on timeout, close or protocol violation."""
         wait = self.timeout if timeout is None else timeout
@@ -327,6 +322,54 @@ class Channel:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class SessionChannel(Channel):
+    """The control connection of an agent session: every message passes :mod:`.handshake`'s table.
+
+    :meth:`send` refuses (:class:`~.msg.LocalProtocolError`, nothing sent) what the table does not let
+    this side send now; :meth:`recv` returns the next message that moves the conversation on, answers
+    or skips the ones the state lets pass, and raises :class:`~.handshake.HandshakeError` for one out of
+    order, so a confused peer ends the session with one line instead of leaving it waiting.
+    """
+
+    def __init__(self, sock: socket.socket, name: str, side: Side, timeout: float = MSG_TIMEOUT) -> None:
+        super().__init__(sock, name, timeout)
+        self.handshake = Handshake(side)
+
+    def send(self, message: M.Message) -> None:
+        self.handshake.send(message)
+        super().send(message)
+
+    def send_stream(self, data: bytes) -> None:
+        """A byte stream as SEND_DATA messages followed by FIN_DATA."""
+        for m in M.send_data_messages(data):
+            self.send(m)
+        self.send(M.FinData())
+
+    def answer_not_supp(self) -> None:
+        """NOT_SUPP in answer to a message out of order (outside the table: it changes no state)."""
+        super().send(M.NotSupp())
+
+    def recv(self, timeout: float | None = None) -> M.Message:
+        """The next message the table accepts (each wait up to ``timeout``); PeerError as :meth:`Channel.recv`."""
+        while True:
+            m = super().recv(timeout)
+            stray = self.handshake.receive(m)
+            if stray is None:
+                return m
+            if stray is Stray.ANSWER_NOT_SUPP:
+                self.answer_not_supp()
+            else:
+                log.warning("%s: ignoring %s while waiting for %s", self.name, message_name(m),
+                            self.handshake.state.value)
+
+    def abort(self) -> None:
+        """CLOSE whatever the state (the host gives up on a guest), then close: outside the table."""
+        self.handshake.abandon()
+        with contextlib.suppress(PeerError):
+            super().send(M.Close())
+        self.close()
 
 
 # --- per-CPU receive streams (host side) ---------------------------------------------------------------
