@@ -244,3 +244,32 @@ def test_new_window_fits_the_screen(qtbot, traces):
     free = QtGui.QGuiApplication.primaryScreen().availableGeometry()
     assert free.width() < 1500  # the offscreen platform's screen (800x600) is smaller than the preferred size
     assert w.width() <= free.width() and w.height() <= free.height()
+
+
+def test_view_state_drives_the_widgets_and_follows_the_user(demo, qtbot):
+    """The window's ViewState is what the graph, the marker bar and the analysis panels show: set
+    through it, they follow; moved by the user, it follows; a session is saved from it."""
+    from kshark_py.plots.axes import seconds_text
+
+    v, tl = demo.view, demo.timeline
+    assert v.range == tl.view_range()
+    t0, t1 = v.range
+    a, b = t0 + (t1 - t0) // 4, t0 + (t1 - t0) // 2
+    v.set_range(a, b)  # the model moves: the graph, its axis and the panels' range follow
+    assert tl.view_range() == (a, b) and demo.analysis.view == (a, b)
+    assert f"start {seconds_text(a, 6)} s" in tl.time_axis.labelText
+    tl.zoom(2.0)  # the user moves the graph: the state follows
+    assert v.range == tl.view_range() != (a, b) and demo.analysis.view == v.range
+    v.set_marker("B", a + 5000)
+    assert tl.markers["B"].isVisible() and round(tl.markers["B"].value() * 1e9) == a + 5000
+    assert demo.markers.b_label.text() == seconds_text(a + 5000, 9) and demo.analysis.markers["B"] == a + 5000
+    demo.markers.b.setChecked(True)  # the user picks marker B: the state says so...
+    assert v.active_marker == "B"
+    v.set_active_marker("A")  # ...and the other way round
+    assert demo.markers.a.isChecked() and demo.markers.active == "A"
+    v.set_highlight(("vmguest", 0))
+    assert tl.highlight.isVisible() and demo.model.highlight_pid == (demo.session.host_stream.index, 27186)
+    demo.add_task_row(demo.session.host_stream.index, 27180)  # new rows: the highlight's indices are stale
+    assert v.highlight is None and not tl.highlight.isVisible()
+    st = demo.session_state()
+    assert st.range == v.range and st.markers.get("B") == a + 5000 and st.active_marker == "A"

@@ -24,6 +24,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model.lost import lost_near, lost_text
 from ..model.viewmodel import STATE_ORDER, SUBROWS, RenderResult, TimelineModel
+from ..model.viewstate import ViewState
 from .axes import RowAxis, TimeAxis, seconds_text
 
 NS = 1e9
@@ -97,8 +98,11 @@ class _RowAxis(RowAxis):
 class TimelineWidget(pg.GraphicsLayoutWidget):
     """Rows of CPUs, tasks and VCPU pairs between two times; emits what the user points at.
 
-    The vertical scroll bar is :attr:`vscroll`, in :attr:`vscroll_box` (which keeps it level with
-    the rows, not the time axis): the window lays the box out beside the widget."""
+    The visible range and the markers are the window's :class:`~kshark_py.model.viewstate.ViewState`
+    (``state``): the graph shows what it says, and writes back every range the user moves it to
+    (the state emits only on a change, so the echo ends there). The vertical scroll bar is
+    :attr:`vscroll`, in :attr:`vscroll_box` (which keeps it level with the rows, not the time axis):
+    the window lays the box out beside the widget."""
 
     rangeChanged = QtCore.Signal(object, object)  # t0, t1 in ns (Qt ints are 32-bit)
     rowClicked = QtCore.Signal(int, object)  # row index, time ns
@@ -107,9 +111,10 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
     rubberBandDone = QtCore.Signal()
     rowMenuAboutToShow = QtCore.Signal(int, object)  # row index, QMenu: add actions before it shows
 
-    def __init__(self, model: TimelineModel, parent=None) -> None:
+    def __init__(self, model: TimelineModel, state: ViewState | None = None, parent=None) -> None:
         super().__init__(parent)
         self.model = model
+        self.state = state if state is not None else ViewState()
         self.rubber_band = False
         self.vb = _ViewBox(self)
         self.time_axis = TimeAxis()
@@ -159,6 +164,12 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         self.scene().sigMouseClicked.connect(self._on_click)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.model.rows_changed.connect(self.rows_changed)
+        self.state.events.range.connect(self._show_range)
+        self.state.events.marker.connect(self._show_marker)
+        for name, ts in self.state.markers.items():
+            self._show_marker(name, ts)
+        if self.state.range is not None:
+            self._show_range(*self.state.range)
 
     # -- data -------------------------------------------------------------------------------
     def set_full_range(self, t0: int, t1: int) -> None:
@@ -283,7 +294,13 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         t0, t1 = self.view_range()
         self.time_axis.set_window(t0, t1)
         self.schedule()
+        self.state.set_range(t0, t1)
         self.rangeChanged.emit(t0, t1)
+
+    def _show_range(self, t0: int, t1: int) -> None:
+        """The state's range moved: show it (unless it is what is shown)."""
+        if (t0, t1) != self.view_range():
+            self.set_range(t0, t1)
 
     def schedule(self) -> None:
         self._timer.start()
@@ -321,6 +338,10 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
 
     # -- markers and highlight ---------------------------------------------------------------
     def set_marker(self, name: str, ts: int | None) -> None:
+        """Put marker ``name`` at ``ts`` (None: remove it), in the view state."""
+        self.state.set_marker(name, ts)
+
+    def _show_marker(self, name: str, ts: int | None) -> None:
         line = self.markers[name]
         if ts is None:
             line.setVisible(False)

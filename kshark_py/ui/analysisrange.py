@@ -309,7 +309,7 @@ def go_to(window, start: int, end: int, stream: int | None = None, row: int | No
     span = max(5 * dur, 20_000)
     t0 = int(start) - (span - dur) // 2
     window.timeline.set_range(t0, t0 + span)
-    window.set_marker(window.markers.active, int(start))
+    window.set_marker(window.view.active_marker, int(start))
     if stream is not None and row is not None and row >= 0:
         m = window.model.merged_index(int(stream), int(row))
         if m >= 0:

@@ -208,6 +208,7 @@ class LatencyTools(QtCore.QObject):
         else:  # filtered out of the list: the nearest listed event
             win.event_list.select_time(int(end))
         win.timeline.ensure_rows_visible(rows)
+        win.view.set_highlight(None)  # not a VCPU pair: the pair's highlight goes, these rows take it
         win.model.highlight_pid = (int(stream), int(pid)) if pid else None  # the idle task: no dimming
         win.timeline.highlight_rows(rows)
         win.timeline.schedule()

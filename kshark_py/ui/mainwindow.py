@@ -20,6 +20,7 @@ from ..model.sessionfile import SessionFileError, SessionState, load_session_fil
 from ..model.taskindex import TaskIndex
 from ..model.vcpus import VcpuMapping, build_vcpu_map, causality_by_vcpu
 from ..model.viewmodel import RowSources, TimelineModel
+from ..model.viewstate import ViewState
 from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .analysisrange import AnalysisContext
@@ -86,13 +87,24 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sources = RowSources(self.session, self.names, mask=self._mask)
         self.model = TimelineModel(self.session, self.sources)
         self.model.default_rows(self.vcpu_map)
+        self.view = ViewState()
+        """Range, markers, active marker, highlighted pair: widgets follow it, sessions save it."""
 
     # -- widgets -----------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        self.timeline = TimelineWidget(self.model)
+        self.timeline = TimelineWidget(self.model, self.view)
         self.analysis = AnalysisContext(self.session, self)  # the range the analysis panels follow
-        self.timeline.rangeChanged.connect(self.analysis.set_view)
+        view = self.view
+        # read the state, not the event's arguments: a nested change (the graph rounding a range
+        # it was given) may reach later observers before the outer one
+        view.events.range.connect(lambda *_: self.analysis.set_view(*view.range))
+        view.events.marker.connect(lambda name, _ts: self.analysis.set_marker(name, view.markers[name]))
         self.markers = MarkerBar()
+        view.events.marker.connect(lambda name, _ts: self.markers.set_time(name, view.markers[name]))
+        view.events.active_marker.connect(self.markers.set_active)
+        self.markers.activeChanged.connect(view.set_active_marker)
+        view.events.highlight.connect(self._show_highlight)
+        self.model.rows_changed.connect(lambda: view.set_highlight(None))  # the graph dropped it
         top = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(top)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -242,8 +254,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def highlight_pair(self, guest: str, vcpu: int) -> None:
         """Highlight a VCPU pair's rows and its host thread's runs; the rows do not move."""
-        rows = self._row_of_pair(guest, vcpu)
+        if self._row_of_pair(guest, vcpu):
+            self.view.set_highlight((guest, vcpu))
+
+    def _show_highlight(self, pair: tuple[str, int] | None) -> None:
+        """The view state's highlighted pair changed: draw it (or nothing)."""
+        rows = self._row_of_pair(*pair) if pair is not None else []
         if not rows:
+            self._highlight([], None, None)
             return
         host_row = next((self.model.rows[i] for i in rows if self.model.rows[i].kind == "vcpu_host"), None)
         self._highlight(rows, host_row.stream if host_row else None, host_row.pid if host_row else None)
@@ -254,7 +272,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.schedule()
 
     def clear_highlight(self) -> None:
-        self._highlight([], None, None)
+        """No pair highlighted, and no rows an analysis highlighted either."""
+        if not self.view.set_highlight(None):
+            self._highlight([], None, None)
 
     def _on_row_clicked(self, row: int, ts: int) -> None:
         """A VCPU row highlights its pair and the host thread's runs; a host CPU row showing a VCPU
@@ -270,7 +290,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.highlight_pair(pair.guest, pair.vcpu)
                 return
         self.clear_highlight()
-        self.set_marker(self.markers.active, ts)
+        self.set_marker(self.view.active_marker, ts)
 
     def _on_double_click(self, row: int, ts: int) -> None:
         """Select the clicked row's event nearest the click (its CPU's, task's...): the marker
@@ -279,7 +299,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if hit is None:
             return
         stream, pos, ets = hit
-        self.set_marker(self.markers.active, ets)
+        self.set_marker(self.view.active_marker, ets)
         m = self.model.merged_index(stream, pos)
         if m >= 0:  # hidden from the list by a filter: the nearest listed event in time
             self.event_list.select_merged_index(m)
@@ -289,16 +309,16 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_list_selected(self, merged_index: int, ts: int) -> None:
         """A list row sets the active marker; when its time is off screen the graph moves to centre it
         (same zoom), as KernelShark's graph follows the table."""
-        self.set_marker(self.markers.active, ts)
+        self.set_marker(self.view.active_marker, ts)
         t0, t1 = self.timeline.view_range()
         if not t0 <= ts <= t1:
             half = (t1 - t0) // 2
             self.timeline.set_range(ts - half, ts + half)
 
     def set_marker(self, name: str, ts: int | None) -> None:
-        self.markers.set_time(name, ts)
-        self.timeline.set_marker(name, ts)
-        self.analysis.set_marker(name, ts)
+        """Put marker ``name`` at ``ts`` (None: remove it); the graph, the marker bar and the
+        analysis panels follow the view state."""
+        self.view.set_marker(name, ts)
 
     def add_task_dialog(self) -> None:
         items = task_choices(self.session, self.names)
@@ -355,16 +375,15 @@ class MainWindow(QtWidgets.QMainWindow):
                          == os.path.realpath(s.file)), None)
             s.plugins = prev.plugins if prev is not None else None
         state.extra = dict(old.extra)
-        t0, t1 = self.timeline.view_range()
-        state.range, state.bins = (t0, t1), max(1, self.timeline.pixel_width())
+        view = self.view
+        state.range, state.bins = view.range or self.timeline.view_range(), max(1, self.timeline.pixel_width())
         rows = None
         ks = sf.kernelshark_streams(self.session, state)
-        for name in ("A", "B"):
-            t = self.markers.times.get(name)
+        for name, t in view.markers.items():
             if t is not None:
                 rows = rows or sf.EntryRows(self.session, ks)
                 state.markers[name], state.marker_rows[name] = t, rows.row_of(t)
-        state.active_marker = self.markers.active
+        state.active_marker = view.active_marker
         state.window = "FullScreen" if self.isFullScreen() else (self.width(), self.height())
         sizes = self.splitter.sizes()
         state.splitter = (sizes[0], sizes[-1])
@@ -397,7 +416,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if state.splitter is not None and sum(state.splitter) > 0:
             self.splitter.setSizes(list(state.splitter))
         if state.range and state.range[1] > state.range[0]:
-            self.timeline.set_range(*state.range)
+            self.view.set_range(*state.range)
         rows = None
         ks = sf.kernelshark_streams(self.session, state)
         for name in ("A", "B"):
@@ -406,7 +425,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 rows = rows or sf.EntryRows(self.session, ks)
                 t = rows.time_of(state.marker_rows[name])
             self.set_marker(name, t)
-        (self.markers.a if state.active_marker == "A" else self.markers.b).setChecked(True)
+        self.view.set_active_marker("A" if state.active_marker == "A" else "B")
         if state.view_top:
             t = (rows or sf.EntryRows(self.session, ks)).time_of(state.view_top)
             if t is not None:

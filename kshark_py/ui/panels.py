@@ -309,6 +309,10 @@ class MarkerBar(QtWidgets.QWidget):
     def active(self) -> str:
         return "A" if self.a.isChecked() else "B"
 
+    def set_active(self, name: str) -> None:
+        """Check marker ``name``'s button (the view state's active marker)."""
+        (self.a if name == "A" else self.b).setChecked(True)
+
     def set_time(self, name: str, ts: int | None) -> None:
         self.times[name] = ts
         (self.a_label if name == "A" else self.b_label).setText(seconds_text(ts, 9) if ts is not None else "-")
