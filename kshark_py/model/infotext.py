@@ -53,7 +53,7 @@ _BITS = {-2: 8, -1: 16, 0: 32, 1: 64, 2: 64}
 
 
 def match_mask(texts: pa.Array, text: str, mode: str) -> np.ndarray:
-    """bool per string, the same predicate as ``filters.text_matcher`` (contains ignores case)."""
+    """bool per string, the same predicate as ``taskindex.text_matcher`` (contains ignores case)."""
     if mode == "full match":
         m = pc.equal(texts, pa.scalar(text, pa.string()))
     else:
