@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .stats_cli import register as register_stats
 
     register_stats(sub)
+    from .sql_cli import register as register_sql
+
+    register_sql(sub)
     from .capture.cli import register as register_capture  # record, agent
 
     register_capture(sub)

@@ -96,12 +96,18 @@ def resolve_events(session, names: list[str], text: str) -> tuple[str, str]:
     raise UsageError(f"--latency {text!r}: no loaded file has the event {missing!r}")
 
 
-def _load(args: argparse.Namespace):
+def load_inputs(args: argparse.Namespace, example: str):
+    """(session, user VCPU map) of ``-i`` files, ``--vcpu-map``/``--vcpu-threads``, ``--time-offset``
+    and ``--strict`` (see :func:`add_input_options`); (None, map) when ``--strict`` stops on a loss.
+
+    One loader for ``stats`` and ``sql``: losses printed first, the same one-line errors.
+    ``example`` completes the message for missing files."""
     from .loaders.tracedat import open_trace
     from .model.session import Session
 
     if not args.input:
-        raise UsageError(f"stats needs the trace files: {PROG} stats -i HOST.dat [-i GUEST.dat]... --wakeups")
+        raise UsageError(f"{args.command} needs the trace files: {PROG} {args.command} -i HOST.dat "
+                         f"[-i GUEST.dat]... {example}")
     check_inputs(args.input)
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     offsets = parse_time_offsets(args.time_offset)
@@ -114,7 +120,12 @@ def _load(args: argparse.Namespace):
             session.set_time_offset(key, ns)
         except ValueError as e:
             raise UsageError(f"--time-offset: {e}") from None
-    if not any(len(st.buffer.events) for st in session.streams):
+    return session, user
+
+
+def _load(args: argparse.Namespace):
+    session, user = load_inputs(args, "--wakeups")
+    if session is not None and not any(len(st.buffer.events) for st in session.streams):
         raise UsageError(f"{', '.join(args.input)}: no events")
     return session, user
 
@@ -271,9 +282,14 @@ def register(sub) -> None:
     s.add_argument("--range", metavar="A:B", help="only what lies wholly inside [A, B] (ns on the host clock; "
                                                  "either side may be empty)")
     s.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    add_input_options(s)
+    s.set_defaults(func=cmd_stats)
+
+
+def add_input_options(s: argparse.ArgumentParser) -> None:
+    """``--vcpu-map``, ``--vcpu-threads``, ``--time-offset``, ``--strict``: what :func:`load_inputs` reads."""
     s.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
     s.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
     s.add_argument("--time-offset", action="append", metavar="STREAM=NS",
                    help="shift a stream's timestamps by NS nanoseconds (for a guest without time sync)")
     s.add_argument("--strict", action="store_true", help=_STRICT_HELP)
-    s.set_defaults(func=cmd_stats)

@@ -1,0 +1,103 @@
+"""``kshark-py sql``: a DuckDB query over a host trace and its guests, as a table, CSV or JSON.
+
+The tables are :mod:`kshark_py.model.sqltables`' (``events``, one per event name, ``runs``,
+``vcpus``, ``vcpu_states``, ``time_sync`` and the analyses), registered in place and only those the
+query reads.  The files are opened as ``stats`` opens them: losses are printed first, ``--strict``
+stops on them.  Bad SQL or an unknown table: DuckDB's message on one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pyarrow as pa
+
+from .argtypes import writable_file
+from .cli import PROG, UsageError
+from .stats_cli import add_input_options, load_inputs, write_table
+
+USAGE = (f'{PROG} sql -i HOST [-i GUEST]... [--format table|csv|json] [-o OUT] [--vcpu-map G:V=PID,...] '
+         '[--time-offset S=NS] [--strict] "QUERY"   |   ' + f"{PROG} sql -i HOST [-i GUEST]... --tables")
+
+
+def printable(table: pa.Table) -> pa.Table:
+    """``table`` with every column in a type the writers print as it means: binary (a comm, a BLOB)
+    as text (U+FFFD for bytes that are not UTF-8), whole decimals (DuckDB's sums) as integers,
+    other decimals, times and the like as their text."""
+    from .loaders.text import display_array
+
+    cols = []
+    for f, col in zip(table.schema, table.columns, strict=True):
+        t = f.type
+        if pa.types.is_dictionary(t):
+            col, t = col.cast(t.value_type), t.value_type
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+            col = display_array(col.cast(pa.large_binary())).cast(pa.string())
+        elif pa.types.is_large_string(t):
+            col = col.cast(pa.string())
+        elif pa.types.is_decimal(t):
+            try:
+                col = col.cast(pa.int64()) if t.scale == 0 else col.cast(pa.string())
+            except pa.ArrowInvalid:  # a whole number past int64
+                col = col.cast(pa.string())
+        elif pa.types.is_temporal(t) or pa.types.is_interval(t):
+            col = col.cast(pa.string())
+        cols.append(col)
+    return pa.Table.from_arrays(cols, names=table.column_names)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from .api import TraceSession
+    from .model.sqltables import FIXED_TABLES, one_line
+
+    if args.input and args.query is None and not args.tables:
+        raise UsageError(f'sql needs a query: {PROG} sql -i HOST.dat "SELECT event, count(*) FROM events '
+                         'GROUP BY event" (--tables lists the tables)')
+    if args.output:
+        try:
+            writable_file(args.output)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    session, user = load_inputs(args, '"QUERY"')
+    if session is None:
+        return 2
+    s = TraceSession(session, user)
+    if args.tables:
+        table = pa.table({"table": s.tables(), "holds": [FIXED_TABLES.get(n, "event records with their fields")
+                                                         for n in s.tables()]})
+    else:
+        try:
+            table = s.sql(args.query)
+        except duckdb.Error as e:
+            raise UsageError(one_line(e)) from None
+    for w in session.warnings:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
+    table = printable(table)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            write_table(table, args.format, out)
+    else:
+        write_table(table, args.format, sys.stdout)
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``sql`` to the ``kshark-py`` subparsers (called by :func:`kshark_py.cli.build_parser`)."""
+    s = sub.add_parser(
+        "sql", usage=USAGE, help="a DuckDB SQL query over the merged host + guest tables",
+        description="Runs a DuckDB query over the session's tables: events (every stream merged on the host "
+                    "clock), one table per event name with its fields (quote a name that is not a plain "
+                    'identifier: "sched:sched_switch"), runs, vcpus, vcpu_states, time_sync, wakeups, '
+                    "wakeup_stats, vm_exits, exit_stats, guest_entries, vcpu_time. Times are int64 ns on the host "
+                    "clock. CSV has a header row.")
+    s.add_argument("-i", dest="input", action="append", metavar="FILE",
+                   help="host file, then guest files (repeat)")
+    s.add_argument("query", nargs="?", metavar="QUERY", help="the SQL query (DuckDB's dialect)")
+    s.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    s.add_argument("-o", dest="output", metavar="OUT", help="write the result to OUT instead of stdout")
+    s.add_argument("--tables", action="store_true", help="list the tables a query can read and exit")
+    add_input_options(s)
+    s.set_defaults(func=cmd_sql)
