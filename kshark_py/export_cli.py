@@ -1,0 +1,121 @@
+"""``kshark-py export``: one file's events to one Parquet file, a host + guests session to a
+Hive-partitioned Parquet folder (many runs, one dataset), or to a Perfetto trace.
+
+Which one is decided by ``--format`` and ``-o``: ``--format perfetto`` writes a ``.pftrace``; else an
+``-o`` ending in ``.parquet`` is the single file (one input, every buffer, as before) and any other
+``-o`` is a folder (:mod:`kshark_py.export.hive`).  The inputs are opened as ``vcpus`` and ``stats``
+open them: losses are printed first and ``--strict`` stops on them; session warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .cli import (
+    _STRICT_HELP,
+    _VCPU_MAP_HELP,
+    _VCPU_THREADS_HELP,
+    PROG,
+    UsageError,
+    _check_output,
+    check_inputs,
+    show_losses,
+    user_vcpu_map,
+)
+
+USAGE = (f"{PROG} export FILE -o OUT.parquet | {PROG} export -i HOST [-i GUEST]... -o DIR [--run-id ID] | "
+         f"{PROG} export -i HOST [-i GUEST]... --format perfetto -o OUT.pftrace  [--strict]")
+
+
+def _check_dir(path: str) -> None:
+    """A folder that exists or can be made (its parent is a folder); not a file."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{path}: exists and is not a directory (a single file must end in .parquet)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{path}: cannot write: {parent} is not a directory")
+
+
+def _open(paths: list[str], strict: bool, extra_fields: bool):
+    """Open the files, fields read while decoding; None when --strict stops on a loss."""
+    from .export import prepare
+    from .loaders.tracedat import open_trace
+    from .model.session import HOT_FIELDS
+
+    files = [prepare(open_trace(p), HOT_FIELDS if extra_fields else None) for p in paths]
+    return None if show_losses(files, strict) else files
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    paths = args.input or []
+    single = args.format == "parquet" and args.output.endswith(".parquet")
+    if single and len(paths) != 1:
+        raise UsageError(f"export to one .parquet file takes one input file, not {len(paths)}: {PROG} export FILE "
+                         "-o OUT.parquet (host + guests: -o DIR, or --format perfetto)")
+    if not paths:
+        raise UsageError(f"export needs the trace files: {USAGE}")
+    if args.run_id is not None and (single or args.format != "parquet"):
+        raise UsageError("--run-id names a run in an export folder (-o DIR), not in a single file")
+    check_inputs(paths)
+    from .export.hive import RUN_ID_RE
+
+    if args.run_id is not None and not RUN_ID_RE.fullmatch(args.run_id):
+        raise UsageError(f"--run-id {args.run_id!r}: letters, digits, '.', '_' and '-' only (1-128, a letter or "
+                         "digit first): it becomes a folder name")
+    if single or args.format == "perfetto":
+        _check_output(args.output)
+    else:
+        _check_dir(args.output)
+    user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
+    if args.format == "perfetto":
+        from .export.perfetto import protos
+
+        protos()  # a missing package is refused before the files are decoded
+    files = _open(paths, args.strict, not single)
+    if files is None:
+        return 2
+    if single:
+        from .export import events_with_names, write_table
+
+        n = write_table(events_with_names(files[0]), args.output)
+        print(f"{args.output}: {n} events", file=sys.stderr)
+        return 0
+    from .model.session import Session
+
+    session = Session.from_files(files)
+    for w in session.warnings:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
+    if args.format == "perfetto":
+        from .export.perfetto import export_perfetto
+
+        n = export_perfetto(session, args.output, vcpu_map=user)
+        print(f"{args.output}: {n} events", file=sys.stderr)
+        return 0
+    from .export.hive import default_run_id, export_hive
+
+    run = args.run_id or default_run_id(session.host or files[0])
+    counts = export_hive(session, args.output, run, vcpu_map=user)
+    print(f"{args.output}: run={run}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``export`` to the ``kshark-py`` subparsers (called by :func:`kshark_py.cli.build_parser`)."""
+    e = sub.add_parser("export", usage=USAGE, help="write events and tables to Parquet, or a Perfetto trace",
+                       description="One file's events to OUT.parquet; host + guests (merged, guests on the host "
+                                   "clock) to a Hive-partitioned folder DIR/events/run=ID/stream=NAME/, "
+                                   "DIR/fields/event=NAME/run=ID/ and the derived tables; or to a Perfetto trace.")
+    e.add_argument("-i", dest="input", action="append", metavar="FILE",
+                   help="host file, then guest files (bare FILE arguments are the same)")
+    e.add_argument("-o", dest="output", required=True, metavar="OUT",
+                   help="OUT.parquet (one file's events), a folder, or OUT.pftrace with --format perfetto")
+    e.add_argument("--format", choices=("parquet", "perfetto"), default="parquet",
+                   help="parquet (default) or perfetto")
+    e.add_argument("--run-id", metavar="ID", help="the run's partition value in a folder export (default: the host "
+                                                  "file's trace id, so a re-export replaces the run)")
+    e.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
+    e.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
+    e.add_argument("--strict", action="store_true", help=_STRICT_HELP)
+    e.set_defaults(func=cmd_export)
