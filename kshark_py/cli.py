@@ -240,22 +240,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_parquet
-    from .loaders.tracedat import open_trace
-
-    if len(args.input or []) != 1:
-        raise UsageError(f"export takes one input file, not {len(args.input or [])}: {PROG} export FILE -o OUT.parquet")
-    check_inputs(args.input)
-    _check_output(args.output)
-    tf = open_trace(args.input[0])
-    if show_losses([tf], args.strict):
-        return 2
-    n = export_parquet(tf, args.output)
-    print(f"{args.output}: {n} events", file=sys.stderr)
-    return 0
-
-
 def _cmd_gui(args: argparse.Namespace) -> int:
     paths = args.input or []
     check_inputs(paths)
@@ -358,14 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="causality check tolerance (default 50 us)")
     v.add_argument("--strict", action="store_true", help=_STRICT_HELP)
     v.set_defaults(func=_cmd_vcpus)
-    e = sub.add_parser("export", usage=f"{PROG} export FILE -o OUT.parquet [--strict]",
-                       help="write every buffer's events to Parquet",
-                       description="Writes every buffer's events with stream, comm and event name to Parquet.")
-    e.add_argument("-i", dest="input", action="append", metavar="FILE",
-                   help="the trace file (or a bare FILE)")
-    e.add_argument("-o", dest="output", required=True, metavar="OUT.parquet")
-    e.add_argument("--strict", action="store_true", help=_STRICT_HELP)
-    e.set_defaults(func=_cmd_export)
+    from .export_cli import register as register_export
+
+    register_export(sub)
     from .stats_cli import register as register_stats
 
     register_stats(sub)
