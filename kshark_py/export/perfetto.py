@@ -32,7 +32,6 @@ from .hive import event_keys, prefetch_fields
 
 CHUNK = 10_000
 """Records per bundle: packets stay well under a MB, as traced's own (one ring-buffer read each)."""
-COMPACT = ("sched_switch", "sched_waking")
 SEQUENCE_ID = 1
 
 
@@ -101,48 +100,37 @@ class _Stream:
         self.unnamed = {int(r): names[r] for r in np.flatnonzero(self.kind < 0)}  # no format: the name only
 
 
+COMPACT_FIELDS = {
+    "sched_switch": ("switch", {"prev_state": "prev_state", "next_pid": "next_pid", "next_prio": "next_prio"},
+                     "next_comm"),
+    "sched_waking": ("waking", {"pid": "pid", "target_cpu": "target_cpu", "prio": "prio"}, "comm"),
+}
+"""event -> (compact_sched prefix, {its number field: format field}, the comm field)."""
+
+
 def _compact(bundle, s: _Stream, rows: np.ndarray, ok: set[str]) -> np.ndarray:
-    """Put the switch and waking rows of ``rows`` (of the kinds in ``ok``) into ``bundle.compact_sched``;
-    returns the other rows."""
-    kinds = {name: k for k, (name, _) in enumerate(s.tables) if name in ok}
+    """Put the switch and waking rows of ``rows`` (of the kinds in ``ok``) into ``bundle.compact_sched``
+    (whole columns: timestamps delta-encoded, comms interned); returns the other rows."""
     cs = bundle.compact_sched
     intern: dict[str, int] = {}
-
-    def comm_index(values: list) -> list[int]:
-        out = []
-        for v in values:
-            text = bytes(v or b"").decode("utf-8", "replace")
-            out.append(intern.setdefault(text, len(intern)))
-        return out
-
     rest = np.ones(len(rows), bool)
-    k = kinds.get("sched_switch")
-    if k is not None:
+    for k, (name, t) in enumerate(s.tables):
+        if name not in ok:
+            continue
         sel = s.kind[rows] == k
         r = rows[sel]
         rest &= ~sel
-        if len(r):
-            t = s.tables[k][1]
-            p = pa.array(s.pos[r])
-            ts = s.ts[r]
-            cs.switch_timestamp.extend(np.diff(ts, prepend=0).tolist())
-            cs.switch_prev_state.extend(t.column("prev_state").take(p).to_numpy().astype(np.int64).tolist())
-            cs.switch_next_pid.extend(t.column("next_pid").take(p).to_numpy().astype(np.int64).tolist())
-            cs.switch_next_prio.extend(t.column("next_prio").take(p).to_numpy().astype(np.int64).tolist())
-            cs.switch_next_comm_index.extend(comm_index(t.column("next_comm").take(p).to_pylist()))
-    k = kinds.get("sched_waking")
-    if k is not None:
-        sel = s.kind[rows] == k
-        r = rows[sel]
-        rest &= ~sel
-        if len(r):
-            t = s.tables[k][1]
-            p = pa.array(s.pos[r])
-            cs.waking_timestamp.extend(np.diff(s.ts[r], prepend=0).tolist())
-            cs.waking_pid.extend(t.column("pid").take(p).to_numpy().astype(np.int64).tolist())
-            cs.waking_target_cpu.extend(t.column("target_cpu").take(p).to_numpy().astype(np.int64).tolist())
-            cs.waking_prio.extend(t.column("prio").take(p).to_numpy().astype(np.int64).tolist())
-            cs.waking_comm_index.extend(comm_index(t.column("comm").take(p).to_pylist()))
+        if not len(r):
+            continue
+        prefix, numbers, comm = COMPACT_FIELDS[name]
+        p = pa.array(s.pos[r])
+        getattr(cs, f"{prefix}_timestamp").extend(np.diff(s.ts[r], prepend=0).tolist())
+        for out, field in numbers.items():
+            getattr(cs, f"{prefix}_{out}").extend(t.column(field).take(p).to_numpy().astype(np.int64).tolist())
+        texts = [bytes(v or b"").decode("utf-8", "replace") for v in t.column(comm).take(p).to_pylist()]
+        getattr(cs, f"{prefix}_{'next_' if prefix == 'switch' else ''}comm_index").extend(
+            [intern.setdefault(x, len(intern)) for x in texts])
+        if prefix == "waking":
             cs.waking_common_flags.extend(s.flags[r].astype(np.int64).tolist())
     if intern:
         cs.intern_table.extend(intern)
@@ -150,11 +138,17 @@ def _compact(bundle, s: _Stream, rows: np.ndarray, ok: set[str]) -> np.ndarray:
 
 
 def _compact_ok(s: _Stream) -> set[str]:
-    """The compact kinds whose format has every field compact_sched needs (a damaged or old format
-    does not: such events go out as generic ones)."""
-    need = {"sched_switch": {"prev_state", "next_pid", "next_prio", "next_comm"},
-            "sched_waking": {"pid", "target_cpu", "prio", "comm"}}
-    return {name for name, t in s.tables if name in need and need[name] <= set(t.column_names)}
+    """The compact kinds whose format has every field compact_sched needs, numbers as integers (a
+    damaged or old format may not: such events go out as generic ones)."""
+    ok = set()
+    for name, t in s.tables:
+        if name in COMPACT_FIELDS:
+            _, numbers, comm = COMPACT_FIELDS[name]
+            names = set(t.column_names)
+            if comm in names and all(f in names and pa.types.is_integer(t.schema.field(f).type)
+                                     for f in numbers.values()):
+                ok.add(name)
+    return ok
 
 
 def _bundles(pb, s: _Stream, machine: int):
