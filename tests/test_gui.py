@@ -34,7 +34,7 @@ def test_demo_rows_and_pairs(demo):
     assert host_row.pid == 27186 and host_row.guest == "vmguest"
     assert demo.timeline.row_axis.labels[0] == "host CPU 0"
     res = demo.timeline.last
-    assert res is not None and res.image.shape[1] == demo.timeline.pixel_width()
+    assert res is not None and res.npix == demo.timeline.pixel_width()
     # the host VCPU thread's own row is drawn in the same colour as its runs on host CPU rows
     dom = res.dominant
     assert (dom[2][dom[2] >= 0] == 27186).all() and (dom[0] == 27186).any()
@@ -73,7 +73,7 @@ def test_render_cost_follows_pixels(demo):
     t = demo.session.merged().ts
     for npix in (100, 1000):
         r = m.render(int(t.min()), int(t.max()), npix)
-        assert r.image.shape == (len(m.rows) * 10, npix, 4)
+        assert r.kind.shape == (len(m.rows) * 10, npix)
         # counts per column add up to the events of the row in the window
         cpu0 = m.rows[0].events.timestamps()
         assert r.counts[0].sum() == ((cpu0 >= r.t0) & (cpu0 < r.t1)).sum()
@@ -89,16 +89,15 @@ def test_click_vcpu_row_highlights_pair_and_host_runs(demo, qtbot):
     lo, hi = demo.timeline.highlight.getRegion()
     assert lo <= 2 and hi >= 4.5
     demo.timeline.redraw()
-    img = demo.timeline.last.image
     dom = demo.timeline.last.dominant[0]
-    alpha = img[2 + 3, :, 3]  # a body sub-row of host CPU 0
+    alpha = demo.timeline.last.alpha[2 + 3]  # a body sub-row of host CPU 0
     if (dom == 27186).any() and ((dom > 0) & (dom != 27186)).any():
         assert alpha[dom == 27186].min() > alpha[(dom > 0) & (dom != 27186)].max()
     # the reverse: clicking the VCPU thread on a host CPU row selects its pair
     demo.clear_highlight()
     i = int(np.flatnonzero(demo.timeline.last.dominant[0] == 27186)[0])
     e = demo.timeline.last
-    ts = int(e.t0 + (i + 0.5) * (e.t1 - e.t0) / e.image.shape[1])
+    ts = int(e.t0 + (i + 0.5) * (e.t1 - e.t0) / e.npix)
     if rows[0].intervals.at(np.array([ts]))[0] == 27186:
         demo._on_row_clicked(0, ts)
         assert demo.model.highlight_pid == (demo.session.host_stream.index, 27186)

@@ -208,7 +208,7 @@ def test_rows_keep_a_fixed_height_and_scroll(two_guests, qtbot):
     assert rows_on_screen(tl) == pytest.approx(tl.vb.height() / ROW_PX, rel=1e-3) and rows_on_screen(tl) < n
     assert y_range(tl)[0] == pytest.approx(0)
     tl.redraw()
-    assert tl.last.first == 0 and tl.last.image.shape[0] <= (int(rows_on_screen(tl)) + 2) * 10
+    assert tl.last.first == 0 and tl.last.kind.shape[0] <= (int(rows_on_screen(tl)) + 2) * 10
     # the wheel over the row labels scrolls; over the plot it zooms time and leaves the rows
     span = tl.view_range()
     wheel(tl, label_pos(tl, 1.5), notches=-1)
@@ -223,7 +223,7 @@ def test_rows_keep_a_fixed_height_and_scroll(two_guests, qtbot):
     assert y_range(tl)[1] == pytest.approx(n, abs=0.05)
     assert labels_drawn(tl)[-1] == "vmguestB VCPU0 (guest CPU)"
     tl.redraw()
-    assert tl.last.first > 0 and tl.last.first + tl.last.image.shape[0] // 10 == n
+    assert tl.last.first > 0 and tl.last.first + tl.last.kind.shape[0] // 10 == n
     assert rows_on_screen(tl) == pytest.approx(tl.vb.height() / ROW_PX, rel=1e-3)
 
 

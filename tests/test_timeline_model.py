@@ -42,8 +42,9 @@ def test_render_of_some_rows_matches_the_full_render(traces):
     t = s.merged().ts
     full = m.render(int(t.min()), int(t.max()), 300)
     part = m.render(int(t.min()), int(t.max()), 300, first=1, count=2)
-    assert part.first == 1 and part.image.shape[0] == 2 * 10
-    assert np.array_equal(part.image, full.image[10:30])
+    assert part.first == 1 and part.kind.shape[0] == 2 * 10
+    for name in ("kind", "alpha", "overlay"):
+        assert np.array_equal(getattr(part, name), getattr(full, name)[10:30]), name
     assert np.array_equal(part.counts, full.counts[1:3]) and np.array_equal(part.dominant, full.dominant[1:3])
 
 
@@ -58,8 +59,7 @@ def test_short_runs_show_when_zoomed_out():
     m = TimelineModel.__new__(TimelineModel)
     m.rows, m.highlight_pid = [Row("task", 0, "t", pid=1, intervals=iv, color_by="cpu")], None
     res = m.render(0, 10_000_000, 50)  # 200 µs per column: two runs in each, probes 33 µs apart
-    body = res.image[5]
-    assert (body[:, 3] > 0).all(), "busy columns must not be empty"
+    assert (res.alpha[5] > 0).all(), "busy columns must not be empty"
     assert (res.dominant[0] == 3).all()  # each column's first run has key 3
 
 

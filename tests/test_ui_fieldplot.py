@@ -77,7 +77,7 @@ def test_min_max_per_pixel_column(qtbot, traces):
     w.timeline.redraw()
     i = field_row_index(w)
     res = w.timeline.last
-    npix = res.image.shape[1]
+    npix = res.npix
     want = walk_columns(recs, res.t0, res.t1, npix)
     col, lo, hi = w.latency_tools.field_layer.columns[i]
     assert len(col) <= npix
@@ -93,7 +93,7 @@ def test_min_max_per_pixel_column(qtbot, traces):
     inside = [r for r in recs if res.t0 <= r[0] <= res.t1]
     col, lo, hi = w.latency_tools.field_layer.columns[i]
     assert {int(c): (int(a), int(b)) for c, a, b in zip(col, lo, hi, strict=True)} == \
-        walk_columns(recs, res.t0, res.t1, res.image.shape[1])
+        walk_columns(recs, res.t0, res.t1, res.npix)
     assert w.latency_tools.field_layer.dots.size() == len(inside) > 0
     # pointing at a record says its value
     t, v = inside[len(inside) // 2]

@@ -122,7 +122,7 @@ def test_click_jumps_to_worst_wakeup(host, qtbot):
     assert ev.name == "sched_switch" and int(merged.ts[m]) == waking + lat
     # the box is on the task's row, around the middle of the graph
     drawn = host.latency_tools.wakeup_layer.drawn()
-    npix = host.timeline.last.image.shape[1]
+    npix = host.timeline.last.npix
     x0 = int(np.floor((waking - t0) * npix / (t1 - t0)))
     assert any(a <= x0 + 1 and b >= x0 for a, b in drawn[row])
 
@@ -140,7 +140,7 @@ def test_boxes_follow_pixels_not_wakeups(host):
     host.timeline.ensure_rows_visible([row])
     host.timeline.redraw()
     res = host.timeline.last
-    npix = res.image.shape[1]
+    npix = res.npix
     spans = host.latency_tools.wakeup_layer.drawn()[row]
     assert len(walk[pid]) > npix // 4 or len(spans) <= len(walk[pid])
     assert len(spans) <= npix

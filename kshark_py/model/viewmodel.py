@@ -3,8 +3,10 @@
 Redrawing costs in proportion to pixels, not events.  Every row is backed by sorted interval
 arrays (task runs, in-guest intervals, VCPU states) and sorted event timestamps; a render samples
 each pixel column with ``searchsorted`` (a few probes per pixel) and counts events per column from
-the bin edges.  The result is one RGBA image for all rows (rows x sub-rows x pixels), which the
-plot layer shows as a single image: ten million events never reach Qt.
+the bin edges.  The result is one image of integer codes for all rows (rows x sub-rows x pixels):
+what each pixel shows (``PX_*``), the row's key there (a pid, a CPU, a VCPU state) and its opacity;
+``plots/colors`` maps the codes to colours through lookup tables and the plot layer shows a single
+image: ten million events never reach Qt, and the model knows no colour.
 
 Zoomed far out, a CPU row still says something: each pixel takes the colour of the task that
 dominates it (most probes), its opacity is the exact busy fraction of the column (from cumulative
@@ -30,31 +32,14 @@ BODY_ROWS = slice(2, 9)
 SAMPLES = 6
 """Probes per pixel column for the dominant-task choice."""
 
-STATE_COLORS = {
-    "guest": (46, 160, 67),
-    "exit": (230, 126, 34),
-    "preempted": (220, 50, 47),
-    "halted": (160, 160, 170),
-    "unknown": (235, 235, 235),
-}
 STATE_ORDER = ["guest", "exit", "preempted", "halted", "unknown"]
+"""VCPU state codes of a state lane (the row's key): index in this list."""
 
-
-def task_colors(pids: np.ndarray) -> np.ndarray:
-    """A stable, well-spread colour per pid (golden-ratio hues), as uint8 RGB; pid 0 is white."""
-    pids = np.asarray(pids, np.int64)
-    h = (pids * 0.6180339887498949) % 1.0
-    s = 0.55 + 0.3 * ((pids * 0.3819660112501051) % 1.0)
-    v = np.full(len(pids), 0.88)
-    i = np.floor(h * 6).astype(np.int64) % 6
-    f = h * 6 - np.floor(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    r = np.choose(i, [v, q, p, p, t, v])
-    g = np.choose(i, [t, v, v, q, p, p])
-    b = np.choose(i, [p, p, t, v, v, q])
-    out = (np.stack([r, g, b], axis=1) * 255).astype(np.uint8)
-    out[pids == 0] = 255
-    return out
+PX_EMPTY, PX_TASK, PX_CPU, PX_STATE, PX_TICK, PX_LOST = range(6)
+"""What an image pixel shows: nothing; a task (key: pid); the CPU a task ran on (key: CPU + 1); a VCPU
+state (key: code in :data:`STATE_ORDER`); the event-tick strip; a lost-events mark."""
+CPU_KEY_SHIFT = 7
+"""Added to a CPU key before it is coloured as a pid would be, so CPU colours stand apart."""
 
 
 @dataclass
@@ -233,13 +218,23 @@ class Row:
 
 @dataclass
 class RenderResult:
-    image: np.ndarray  # uint8 (nrows*SUBROWS, npix, 4)
+    kind: np.ndarray
+    """uint8 (nrows*SUBROWS, npix): what each image pixel shows (``PX_*``)."""
+    alpha: np.ndarray
+    """uint8 (nrows*SUBROWS, npix): its opacity (busy fraction, event density, highlight dimming)."""
+    overlay: np.ndarray
+    """bool (nrows*SUBROWS, npix): in-guest time shaded over a VCPU thread's run."""
     t0: int
     t1: int
     counts: np.ndarray  # int64 (nrows, npix) events per pixel column per row
     dominant: np.ndarray  # int64 (nrows, npix) key drawn in each column (-1: nothing)
     first: int = 0
     """Index in :attr:`TimelineModel.rows` of the first rendered row (image row 0)."""
+
+    @property
+    def npix(self) -> int:
+        """Pixel columns of the render."""
+        return int(self.kind.shape[1])
 
 
 _I64_MAX_F = float(np.nextafter(2.0 ** 63, 0))  # the largest float64 below 2**63: casts of it fit int64
@@ -474,17 +469,21 @@ class TimelineModel:
         first = max(0, min(int(first), len(self.rows)))
         shown = self.rows[first:] if count is None else self.rows[first:first + max(0, int(count))]
         nrows = len(shown)
-        img = np.zeros((nrows * SUBROWS, npix, 4), np.uint8)
+        kind = np.zeros((nrows * SUBROWS, npix), np.uint8)
+        alpha = np.zeros((nrows * SUBROWS, npix), np.uint8)
+        overlay = np.zeros((nrows * SUBROWS, npix), bool)
         counts = np.zeros((nrows, npix), np.int64)
         dominant = np.full((nrows, npix), -1, np.int64)
         edges, probes = _column_grid(int(t0), int(t1), npix)
         positions: dict[int, np.ndarray] = {}  # table positions of the edges, once per stream
         for k, row in enumerate(shown):
             base = k * SUBROWS
-            body = img[base + BODY_ROWS.start: base + BODY_ROWS.stop]
+            body = slice(base + BODY_ROWS.start, base + BODY_ROWS.stop)
             if row.intervals is not None:
-                rgba, dom = self._body(row, edges, probes)
-                body[:] = rgba[None, :, :]
+                code, opacity, shaded, dom = self._body(row, edges, probes)
+                kind[body] = code[None, :]
+                alpha[body] = opacity[None, :]
+                overlay[body] = shaded[None, :]
                 dominant[k] = dom
             if row.events is not None and len(row.events):
                 pos = positions.get(row.stream)
@@ -493,30 +492,35 @@ class TimelineModel:
                 c = row.events.counts(edges, pos)
                 counts[k] = c
                 level = np.where(c > 0, 60 + np.minimum(160, (np.log2(c + 1) * 25)).astype(np.int64), 0)
-                tick = img[base + TICK_ROWS.start: base + TICK_ROWS.stop]
-                tick[:, :, 0:3] = 50
-                tick[:, :, 3] = level.astype(np.uint8)[None, :]
+                tick = slice(base + TICK_ROWS.start, base + TICK_ROWS.stop)
+                kind[tick] = PX_TICK
+                alpha[tick] = level.astype(np.uint8)[None, :]
             if row.lost is not None and len(row.lost):
                 hit = np.diff(np.searchsorted(row.lost, edges)) > 0
                 if hit.any():
                     cols = np.flatnonzero(hit)
                     # a lost-events mark: a red bar through the whole row, at least 2 px wide
                     cols = np.unique(np.clip(np.concatenate([cols, cols + 1]), 0, npix - 1))
-                    img[base: base + BODY_ROWS.stop, cols] = (220, 20, 60, 255)
-        return RenderResult(img, t0, t1, counts, dominant, first)
+                    kind[base: base + BODY_ROWS.stop, cols] = PX_LOST
+                    alpha[base: base + BODY_ROWS.stop, cols] = 255
+                    overlay[base: base + BODY_ROWS.stop, cols] = False
+        return RenderResult(kind, alpha, overlay, t0, t1, counts, dominant, first)
 
-    def _body(self, row: Row, edges: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _body(self, row: Row, edges: np.ndarray, probes: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(pixel code, opacity, in-guest shading, key) of each column of a row's body."""
         iv = row.intervals
         npix = len(edges) - 1
         keys = iv.at(probes)  # (npix, SAMPLES)
+        code = np.zeros(npix, np.uint8)
+        opacity = np.zeros(npix, np.uint8)
+        shaded = np.zeros(npix, bool)
         if row.color_by == "state":
             dom = _mode(keys, ignore=-1)
-            rgba = np.zeros((npix, 4), np.uint8)
-            for code, name in enumerate(STATE_ORDER):
-                sel = dom == code
-                rgba[sel, :3] = STATE_COLORS[name]
-                rgba[sel, 3] = 255
-            return rgba, dom
+            known = (dom >= 0) & (dom < len(STATE_ORDER))
+            code[known] = PX_STATE
+            opacity[known] = 255
+            return code, opacity, shaded, dom
         dom = _mode(keys, ignore=0)
         busy = (iv.busy_until(edges[1:]) - iv.busy_until(edges[:-1])) / np.maximum(np.diff(edges), 1)
         # runs shorter than the gap between probes: the column was busy but no probe hit a run;
@@ -530,27 +534,21 @@ class TimelineModel:
             kc = np.minimum(k, len(iv.start) - 1)
             ok = (k < len(iv.start)) & (iv.start[kc] < edges[missed + 1]) & (iv.key[kc] > 0)
             dom[missed[ok]] = iv.key[kc[ok]]
-        rgba = np.zeros((npix, 4), np.uint8)
         has = dom > 0
-        if row.color_by == "cpu":
-            colors = task_colors(dom[has] + 7)  # CPU numbers as colour keys, away from pid colours
-        else:
-            colors = task_colors(dom[has])
-        rgba[has, :3] = colors
+        code[has] = PX_CPU if row.color_by == "cpu" else PX_TASK
         alpha = np.clip(0.35 + 0.65 * busy, 0, 1)
         if self.highlight_pid is not None and row.kind == "cpu" and row.color_by == "pid":
             hs, hp = self.highlight_pid
             if hs == row.stream:
                 alpha = np.where(dom == hp, 1.0, alpha * 0.25)
-        rgba[has, 3] = (alpha[has] * 255).astype(np.uint8)
+        opacity[has] = (alpha[has] * 255).astype(np.uint8)
         if row.overlay is not None:
-            # in-guest time over a VCPU thread's runs: a dark green band in the lower half
+            # in-guest time over a VCPU thread's runs: shaded in the guest's colour by plots/colors
             g = row.overlay.at(probes)
             frac = (g >= 0).mean(axis=1)
-            sel = frac > 0
-            rgba[sel, :3] = (rgba[sel, :3] * 0.35 + np.array(STATE_COLORS["guest"]) * 0.65).astype(np.uint8)
-            rgba[sel, 3] = np.maximum(rgba[sel, 3], (120 + 135 * frac[sel]).astype(np.uint8))
-        return rgba, dom
+            shaded = frac > 0
+            opacity[shaded] = np.maximum(opacity[shaded], (120 + 135 * frac[shaded]).astype(np.uint8))
+        return code, opacity, shaded, dom
 
 
 def _row_key(r: Row) -> tuple:

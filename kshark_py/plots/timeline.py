@@ -26,6 +26,7 @@ from ..model.lost import lost_near, lost_text
 from ..model.viewmodel import STATE_ORDER, SUBROWS, RenderResult, TimelineModel
 from ..model.viewstate import ViewState
 from .axes import RowAxis, TimeAxis, seconds_text
+from .colors import paint
 
 NS = 1e9
 MIN_SPAN_NS = 1_000  # never zoom below 1 µs across the whole view
@@ -322,11 +323,11 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
         count = max(1, min(len(self.model.rows), int(math.ceil(bottom))) - first)
         start = time.perf_counter()
         res = self.model.render(t0, t1, self.pixel_width(), first, count)
-        self.image.setImage(res.image, autoLevels=False, levels=(0, 255))
-        self.image.setRect(QtCore.QRectF(t0 / NS, first, (res.t1 - t0) / NS, res.image.shape[0] / SUBROWS))
+        self.image.setImage(paint(res), autoLevels=False, levels=(0, 255))
+        self.image.setRect(QtCore.QRectF(t0 / NS, first, (res.t1 - t0) / NS, res.kind.shape[0] / SUBROWS))
         self.last = res
         for layer in self.layers:
-            layer.set_view(self.model.rows, first, count, t0, res.t1, res.image.shape[1])
+            layer.set_view(self.model.rows, first, count, t0, res.t1, res.npix)
         self.render_ms.append((time.perf_counter() - start) * 1e3)
         del self.render_ms[:-200]
 

@@ -333,7 +333,7 @@ def detail_color(state: str, detail: str) -> tuple[int, int, int]:
     colour in every panel and every run."""
     import zlib
 
-    from ..model.viewmodel import STATE_COLORS
+    from ..plots.colors import STATE_COLORS
 
     if state == "exit" and detail:
         return _WARM[zlib.crc32(detail.encode()) % len(_WARM)]

@@ -263,7 +263,7 @@ class StateLegend(QtWidgets.QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        from ..model.viewmodel import STATE_COLORS
+        from ..plots.colors import STATE_COLORS
 
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
