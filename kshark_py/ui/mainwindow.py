@@ -216,6 +216,8 @@ class MainWindow(QtWidgets.QMainWindow):
         t = m.addMenu("&Tools")
         t.addAction("&Record...", self.record_dialog, "Ctrl+R")
         t.addAction("Add time &offset...", self.time_offset_dialog)
+        from .sqlconsole import show_sql_console
+        t.addAction("S&QL console", lambda: show_sql_console(self), "Ctrl+Shift+Q")
         from .latencytools import LatencyTools
         from .vmanalyses import VmAnalyses
 
