@@ -19,8 +19,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kshark_py.loaders.merge import merge_order  # noqa: E402
 from kshark_py.loaders.timestamps import to_trace_time  # noqa: E402
-from kshark_py.loaders.tracedat import merge_order, open_trace  # noqa: E402
+from kshark_py.loaders.tracedat import open_trace  # noqa: E402
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 

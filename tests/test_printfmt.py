@@ -185,11 +185,12 @@ def _kallsyms_table(text: bytes) -> list[tuple[int, str, str | None]]:
 
 def test_kallsyms_parse_matches_the_line_grammar():
     from kshark_py.loaders.layout import OptionId
-    from kshark_py.loaders.tracedat import _sized_block, open_trace
+    from kshark_py.loaders.metablocks import sized_block
+    from kshark_py.loaders.tracedat import open_trace
 
     for name in ("host-sched-v7.dat", "vm-tsync/trace-vmguest.dat", "external/doc-test/trace.dat"):
         tf = open_trace(TRACES / name)
-        text = _sized_block(tf.sections.get(OptionId.KALLSYMS), tf.lay.u32)
+        text = sized_block(tf.sections.get(OptionId.KALLSYMS), tf.lay.u32)
         expect = _kallsyms_by_regex(text)
         assert len(expect) > 50000
         assert _kallsyms_table(text) == expect

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from kshark_py.loaders.layout import OptionId
-from kshark_py.loaders.tracedat import merge_order, open_trace
+from kshark_py.loaders.merge import merge_order
+from kshark_py.loaders.tracedat import open_trace
 
 # event counts from shared/traces/README.md (lines of each file's trace-cmd report)
 COUNTS = {
@@ -123,9 +124,9 @@ def test_merge_order_matches_head_merge():
 
 
 def test_label_merge_and_scatter_equal_the_reference_merge():
-    """The reader merges without a position per row (_Merge + scatter_merged): same order as
+    """The reader merges without a position per row (Merge + scatter_merged): same order as
     merge_order for few and many runs, ties and clocks going back, at any chunk size."""
-    from kshark_py.loaders.tracedat import _Merge, scatter_merged
+    from kshark_py.loaders.merge import Merge, scatter_merged
 
     rng = np.random.default_rng(7)
     for _ in range(150):
@@ -140,7 +141,7 @@ def test_label_merge_and_scatter_equal_the_reference_merge():
         inv[order] = np.arange(n)
         ts = np.concatenate(segs) if n else np.zeros(0, np.int64)
         bounds = np.concatenate(([0], np.cumsum([len(s) for s in segs]))).astype(np.int64)
-        merge = _Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        merge = Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         pick = rng.integers(0, max(n, 1), 10) if n else np.zeros(0, np.int64)
         assert merge.positions(pick).tolist() == inv[pick].tolist()
         cpu_ids = rng.permutation(40)[:nseg].astype(np.int16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..loaders.tracedat import Buffer
+from ..loaders.buffer import Buffer
 
 
 def event_rows(buffer: Buffer, event_name: str, system: str | None = None) -> np.ndarray:

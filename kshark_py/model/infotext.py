@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..loaders.buffer import Buffer
 from ..loaders.printfmt.event import TEvent
 from ..loaders.printfmt.field import F_ARRAY, F_DYNAMIC, F_LONG, F_POINTER, F_SIGNED, TField
 from ..loaders.printfmt.parseargs import P_DIGIT, P_POINTER, P_STRING, ParseItem
@@ -35,7 +36,6 @@ from ..loaders.printfmt.raw import raw_field
 from ..loaders.printfmt.renderer import InfoRenderer
 from ..loaders.printfmt.tree import A_BSTRING, A_DYNAMIC_ARRAY, A_DYNAMIC_ARRAY_LEN, Arg
 from ..loaders.text import display
-from ..loaders.tracedat import Buffer
 from .vexpr import compile_num, find_funcs
 
 __all__ = ["BlockInfo", "match_mask"]

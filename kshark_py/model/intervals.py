@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..loaders.buffer import Buffer
 from ..loaders.plugins import SVM_EXIT_REASONS, VMX_EXIT_REASONS
-from ..loaders.tracedat import Buffer
 from .columns import event_columns
 
 __all__ = [

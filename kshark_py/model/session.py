@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..loaders.buffer import Buffer
+from ..loaders.merge import merge_order
 from ..loaders.options import GuestOption
-from ..loaders.tracedat import Buffer, TraceFile, merge_order
+from ..loaders.tracedat import TraceFile
 
 HOT_FIELDS = [
     ("sched", "sched_switch", ["prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid",
