@@ -103,7 +103,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add ``export`` to the ``kshark-py`` subparsers (called by :func:`kshark_py.cli.build_parser`)."""
-    e = sub.add_parser("export", usage=USAGE, help="write events and tables to Parquet, or a Perfetto trace",
+    e = sub.add_parser("export", usage=USAGE, help="events and tables to Parquet or Perfetto",
                        description="One file's events to OUT.parquet; host + guests (merged, guests on the host "
                                    "clock) to a Hive-partitioned folder DIR/events/run=ID/stream=NAME/, "
                                    "DIR/fields/event=NAME/run=ID/ and the derived tables; or to a Perfetto trace.")
