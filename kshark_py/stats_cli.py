@@ -96,12 +96,13 @@ def resolve_events(session, names: list[str], text: str) -> tuple[str, str]:
     raise UsageError(f"--latency {text!r}: no loaded file has the event {missing!r}")
 
 
-def load_inputs(args: argparse.Namespace, example: str):
+def load_inputs(args: argparse.Namespace, example: str, prepare=None):
     """(session, user VCPU map) of ``-i`` files, ``--vcpu-map``/``--vcpu-threads``, ``--time-offset``
     and ``--strict`` (see :func:`add_input_options`); (None, map) when ``--strict`` stops on a loss.
 
     One loader for ``stats`` and ``sql``: losses printed first, the same one-line errors.
-    ``example`` completes the message for missing files."""
+    ``example`` completes the message for missing files; ``prepare(files)`` runs after the files
+    are opened and before their events are decoded (to set ``hot_fields``)."""
     from .loaders.tracedat import open_trace
     from .model.session import Session
 
@@ -112,6 +113,8 @@ def load_inputs(args: argparse.Namespace, example: str):
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     offsets = parse_time_offsets(args.time_offset)
     files = [open_trace(p) for p in args.input]
+    if prepare is not None:
+        prepare(files)
     if show_losses(files, args.strict):
         return None, user
     session = Session.from_files(files)

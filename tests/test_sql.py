@@ -178,3 +178,24 @@ def test_merged_positions_of_fields_follow_the_events(tsync):
     assert f.num_rows == len(sel) > 0
     assert f.column("ts").to_pylist() == e.column("ts").take(pa.array(sel)).to_pylist()
     assert f.column("stream").to_pylist() == e.column("stream").take(pa.array(sel)).to_pylist()
+
+
+def test_decode_plan_reads_while_decoding_only_what_the_query_needs(traces):
+    """kshark-py sql names the fields to extract while decoding: none for events alone, the sched
+    fields naming tasks when comm may be read, every field of an event table the query reads."""
+    from kshark_py.loaders.tracedat import open_trace
+    from kshark_py.sql_cli import decode_plan
+
+    path = traces / "vm-tsync" / "trace.dat"
+
+    def plan(q):
+        tf = open_trace(path)
+        decode_plan(q)([tf])
+        return {name: set(fields) for _, name, fields in tf.hot_fields}
+
+    assert plan("SELECT event, count(*) FROM events GROUP BY event") == {}
+    assert plan("SELECT comm, count(*) FROM events GROUP BY comm")["sched_switch"] >= {"prev_comm", "next_pid"}
+    assert plan('SELECT * FROM "sched:sched_wakeup"')["sched_wakeup"] == {"comm", "pid", "prio", "target_cpu"}
+    assert plan("SELECT max(next_pid) FROM sched_switch") == {
+        "sched_switch": {"prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid", "next_prio"}}
+    assert decode_plan("SELEC nonsense") is None  # the query's own run says what is wrong
