@@ -213,3 +213,55 @@ def test_example_script_runs(traces):
                         str(d / "trace-vmguest.dat")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "events per stream" in r.stdout and "vmguest" in r.stdout and "sched_switch" in r.stdout
+
+
+def test_two_guests_exact_against_the_saved_report_t(traces):
+    """vm-2guests: host and two guests, against trace-cmd report -t saved beside them (ns)."""
+    d = traces / "vm-2guests"
+    s = ks.open(d / "trace.dat", d / "trace-vmguestA.dat", d / "trace-vmguestB.dat")
+    with gzip.open(d / "merged.report-t.txt.gz", "rt", encoding="utf-8", errors="surrogateescape") as f:
+        ref = report_walk(f)
+    labels = _labels(s)
+    mine = _per_stream(s)
+    assert {labels[n] for n in mine} == set(ref["streams"])
+    for name, got in mine.items():
+        exp = ref["streams"][labels[name]]
+        assert got["n"] == exp["n"]
+        assert [f"{got[k] // 10**9}.{got[k] % 10**9:09d}" for k in ("first", "last")] == [exp["first"], exp["last"]]
+    e = s.events(["stream", "event"])
+    assert list(zip([labels[x] for x in e.column("stream").to_pylist()], e.column("event").to_pylist(),
+                    strict=True)) == [(lb, ev) for lb, _, ev in ref["order"]]
+
+
+def test_instance_streams(traces):
+    """host-instances: the top buffer and the irqbuf instance as streams host and host:irqbuf."""
+    with gzip.open(traces / "host-instances.dat.report.txt.gz", "rt", encoding="utf-8", errors="replace") as f:
+        irqbuf = sum(1 for x in f if x.startswith("irqbuf:") and "EVENTS DROPPED" not in x)
+    s = ks.open(traces / "host-instances.dat")
+    assert s.streams == ["host", "host:irqbuf"]
+    got = {r["stream"]: r["n"] for r in s.sql("SELECT stream, count(*) AS n FROM events GROUP BY stream").to_pylist()}
+    assert got == {"host": 62513 - irqbuf, "host:irqbuf": irqbuf}
+
+
+def test_comm_keeps_the_kernels_bytes(traces):
+    """A task that named itself with bytes that are not UTF-8: comm is those bytes, exactly."""
+    s = ks.open(traces / "badcomm" / "badcomm.dat")
+    comms = set(s.events(["comm"]).column("comm").to_pylist())
+    assert b"bad\xff\xfename" in comms
+    text = (traces / "badcomm" / "badcomm.dat.report-t.txt").read_bytes()
+    assert b"bad\xff\xfename" in text
+    assert b"bad\xff\xfename" in set(s.fields("sched_switch", binary=True).column("next_comm").to_pylist())
+    assert "bad\ufffd\ufffdname" in set(s.fields("sched_switch").column("next_comm").to_pylist())
+
+
+def test_a_file_cut_before_its_data_gives_empty_tables(tmp_path, traces):
+    """A v6 file cut where its CPU data starts (byte 5,541,888): no events, every table empty, not an error."""
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes((traces / "host-sched-v6.dat").read_bytes()[:5541888])
+    s = ks.open(cut)
+    assert s.losses
+    assert s.events().num_rows == 0 and s.fields("sched_switch").num_rows == 0
+    assert s.runs().num_rows == 0 and s.wakeup_stats().num_rows == 0 and len(s.info([])) == 0
+    assert s.sql("SELECT count(*) AS n FROM sched_switch").to_pylist() == [{"n": 0}]
+    with pytest.raises(ks.DataLossError, match="cut.dat"):
+        ks.open(cut, strict=True)

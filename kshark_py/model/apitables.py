@@ -55,10 +55,10 @@ def _stream_dictionary(session: Session, indices: np.ndarray) -> pa.DictionaryAr
 def _column(session: Session, name: str) -> np.ndarray:
     """One events column over the merged view (zero-copy for a session of one stream)."""
     m = session.merged()
-    if m.identity:
+    if m.identity and len(m):
         return session.streams[int(m.stream[0])].buffer.events.column(name).to_numpy()
-    first = session.streams[0].buffer.events.column(name).to_numpy()
-    out = np.empty(len(m), first.dtype)
+    dtype = session.streams[0].buffer.events.schema.field(name).type.to_pandas_dtype() if session.streams else np.int64
+    out = np.empty(len(m), dtype)
     for st in session.streams:
         sel = m.stream == st.index
         out[sel] = st.buffer.events.column(name).to_numpy()[m.row[sel]]
@@ -95,10 +95,12 @@ class Comms:
         ``dictionary<int32, binary>``."""
         pid = np.asarray(pid)
         streams = np.unique(stream) if isinstance(stream, np.ndarray) else np.array([stream])
+        if len(streams) == 0:
+            return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.binary()))
         if len(streams) == 1:
-            lab = self.labels(int(streams[0])) if len(streams) else None
+            lab = self.labels(int(streams[0]))
             if lab is None:
-                return comm_column(pid, self.session.task_names(int(streams[0])) if len(streams) else {})
+                return comm_column(pid, self.session.task_names(int(streams[0])))
             return pa.DictionaryArray.from_arrays(pa.array(pid.astype(np.int32, copy=False)), lab)
         codes = np.empty(len(pid), np.int32)
         parts: list[pa.Array] = []
@@ -148,7 +150,7 @@ def _event_columns(session: Session, eid: np.ndarray) -> tuple[pa.DictionaryArra
     """(system, event) dictionary columns for the merged ``event_id`` column ``eid``."""
     names, luts = _event_names(session)
     m = session.merged()
-    if m.identity and len(session.streams[int(m.stream[0])].trace.formats):
+    if m.identity and len(m) and len(session.streams[int(m.stream[0])].trace.formats):
         # one stream: the dictionary is indexed by event id, so the indices are eid itself
         lut = luts[int(m.stream[0])]
         known = lut[:-1] >= 0
@@ -191,9 +193,9 @@ def events_table(session: Session, columns: Sequence[str] | None = None, comms: 
         if c == "ts":
             out[c] = pa.array(m.ts)
         elif c == "stream":
-            out[c] = _stream_dictionary(session, np.zeros(len(m), np.int8) if m.identity else m.stream)
+            out[c] = _stream_dictionary(session, np.zeros(len(m), np.int8) if m.identity else np.asarray(m.stream))
         elif c == "comm":
-            stream = int(m.stream[0]) if m.identity else np.asarray(m.stream)
+            stream = int(m.stream[0]) if m.identity and len(m) else np.asarray(m.stream)
             out[c] = (comms or Comms(session)).column(stream, _column(session, "pid"))
         elif c in ("system", "event"):
             if sysev is None:

@@ -65,7 +65,8 @@ class SqlCatalog:
     # ---- what exists -----------------------------------------------------------------------------
     def event_tables(self) -> dict[str, str]:
         """Table name -> event (``system:name``) for every event type some stream has records of: each
-        event by its name (the first system wins a clash) and by ``system:name``."""
+        event by its name (the first system wins a clash) and by ``system:name``.  An event the
+        formats know without records is a table too (empty) once a query names it."""
         if self._events is None:
             out: dict[str, str] = {}
             for system, name in event_names(self.session):
@@ -84,7 +85,13 @@ class SqlCatalog:
         if name in FIXED_TABLES or name in self.event_tables():
             return name
         low = name.lower()  # SQL identifiers are case-insensitive
-        return next((n for n in self.table_names() if n.lower() == low), None)
+        hit = next((n for n in self.table_names() if n.lower() == low), None)
+        if hit is None:  # an event the formats know but no stream recorded: an empty table, not an error
+            ev = next((e for st in self.session.streams for e in [st.trace.formats.find(name)] if e is not None), None)
+            if ev is not None:
+                self.event_tables()[name] = f"{ev.system}:{ev.name}"
+                hit = name
+        return hit
 
     # ---- registering -----------------------------------------------------------------------------
     def _ensure_comm_fn(self) -> None:
