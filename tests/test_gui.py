@@ -272,3 +272,24 @@ def test_view_state_drives_the_widgets_and_follows_the_user(demo, qtbot):
     assert v.highlight is None and not tl.highlight.isVisible()
     st = demo.session_state()
     assert st.range == v.range and st.markers.get("B") == a + 5000 and st.active_marker == "A"
+
+
+def test_session_keeps_the_highlighted_pair(demo, tmp_path, qtbot):
+    """The highlighted VCPU pair is part of the view state a session saves (under "kshark-py", a key
+    KernelShark ignores); reopening the session highlights it again."""
+    import json
+
+    demo.highlight_pair("vmguest", 0)
+    out = tmp_path / "s.json"
+    save_session(demo.session_state(), out)
+    assert json.loads(out.read_text())["kshark-py"]["highlighted pair"] == ["vmguest", 0]
+    st = load_session_file(out)
+    assert st.highlight == ("vmguest", 0)
+    w2 = build_window(load_session(st.files, st.vcpu_map), st.files, st.vcpu_map, st)
+    qtbot.addWidget(w2)
+    assert w2.view.highlight == ("vmguest", 0) and w2.timeline.highlight.isVisible()
+    assert w2.model.highlight_pid == (w2.session.host_stream.index, 27186)
+    demo.clear_highlight()
+    save_session(demo.session_state(), out)
+    assert "highlighted pair" not in json.loads(out.read_text())["kshark-py"]
+    assert load_session_file(out).highlight is None

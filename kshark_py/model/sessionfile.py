@@ -94,6 +94,8 @@ class SessionState:
     marker_rows: dict[str, int | None] = field(default_factory=lambda: {"A": None, "B": None})
     """Markers as rows of KernelShark's entry array (see :class:`EntryRows`)."""
     active_marker: str = "A"
+    highlight: tuple[str, int] | None = None
+    """The highlighted VCPU pair (guest, VCPU), under ``"kshark-py"`` (KernelShark has no such key)."""
     combos: list[list[list[int]]] | None = None
     """``ComboPlots`` as ``[[sd, type, id], ...]`` per combo; None when the file has none."""
     vcpu_map: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -140,6 +142,8 @@ class SessionState:
                      "filters": self.filters,
                      "instance streams": [_stream_json(sd, s) for sd, s in enumerate(self.streams)
                                           if not s.kernelshark]}
+        if self.highlight is not None:
+            doc[OURS]["highlighted pair"] = [str(self.highlight[0]), int(self.highlight[1])]
         return doc
 
     # -- reading ------------------------------------------------------------------------------
@@ -200,6 +204,7 @@ class SessionState:
             times[name] = int(t) if is_set and t is not None else None
             rows[name] = int(r) if is_set and r is not None else None
         vmap = {g: {int(v): int(p) for v, p in m.items()} for g, m in (ours.get("vcpu map") or {}).items()}
+        pair = ours.get("highlighted pair")
         win = doc.get("MainWindow")
         spl = doc.get("Splitter")
         combos = doc.get("ComboPlots")
@@ -208,6 +213,7 @@ class SessionState:
             range=(int(rng[0]), int(rng[1])) if isinstance(rng, list) and len(rng) == 2 else None,
             bins=int(model["bins"]) if model.get("bins") is not None else None,
             markers=times, marker_rows=rows, active_marker="B" if marks.get("Active") == "B" else "A",
+            highlight=(str(pair[0]), int(pair[1])) if isinstance(pair, list) and len(pair) == 2 else None,
             combos=[[[int(x) for x in p] for p in c] for c in combos] if isinstance(combos, list) else None,
             vcpu_map=vmap, filters=dict(ours.get("filters") or {}),
             window=win if win == "FullScreen" else (int(win[0]), int(win[1])) if isinstance(win, list) else None,

@@ -386,6 +386,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 rows = rows or sf.EntryRows(self.session, ks)
                 state.markers[name], state.marker_rows[name] = t, rows.row_of(t)
         state.active_marker = view.active_marker
+        state.highlight = view.highlight
         state.window = "FullScreen" if self.isFullScreen() else (self.width(), self.height())
         sizes = self.splitter.sizes()
         state.splitter = (sizes[0], sizes[-1])
@@ -428,6 +429,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 t = rows.time_of(state.marker_rows[name])
             self.set_marker(name, t)
         self.view.set_active_marker("A" if state.active_marker == "A" else "B")
+        if state.highlight is not None:
+            self.highlight_pair(*state.highlight)  # a pair whose rows are not shown: nothing
         if state.view_top:
             t = (rows or sf.EntryRows(self.session, ks)).time_of(state.view_top)
             if t is not None:
