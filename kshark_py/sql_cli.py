@@ -25,27 +25,31 @@ USAGE = (f'{PROG} sql -i HOST [-i GUEST]... [--format table|csv|json] [-o OUT] [
 def printable(table: pa.Table) -> pa.Table:
     """``table`` with every column in a type the writers print as it means: binary (a comm, a BLOB)
     as text (U+FFFD for bytes that are not UTF-8), whole decimals (DuckDB's sums) as integers,
-    other decimals, times and the like as their text."""
+    other decimals, times, intervals and the like as their text, bytes inside lists and structs
+    decoded."""
+    return pa.Table.from_arrays([_printable_column(c) for c in table.columns], names=table.column_names)
+
+
+def _printable_column(col: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     from .loaders.text import display_array
 
-    cols = []
-    for f, col in zip(table.schema, table.columns, strict=True):
-        t = f.type
-        if pa.types.is_dictionary(t):
-            col, t = col.cast(t.value_type), t.value_type
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col, t = col.cast(t.value_type), t.value_type
+    try:
         if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-            col = display_array(col.cast(pa.large_binary())).cast(pa.string())
-        elif pa.types.is_large_string(t):
-            col = col.cast(pa.string())
-        elif pa.types.is_decimal(t):
-            try:
-                col = col.cast(pa.int64()) if t.scale == 0 else col.cast(pa.string())
-            except pa.ArrowInvalid:  # a whole number past int64
-                col = col.cast(pa.string())
-        elif pa.types.is_temporal(t) or pa.types.is_interval(t):
-            col = col.cast(pa.string())
-        cols.append(col)
-    return pa.Table.from_arrays(cols, names=table.column_names)
+            return display_array(col.cast(pa.large_binary())).cast(pa.string())
+        if pa.types.is_large_string(t):
+            return col.cast(pa.string())
+        if pa.types.is_decimal(t):
+            return col.cast(pa.int64()) if t.scale == 0 else col.cast(pa.string())
+        if pa.types.is_temporal(t) or pa.types.is_interval(t):
+            return col.cast(pa.string())
+        if pa.types.is_nested(t) and _has_binary(t):  # e.g. list(comm): bytes inside lists or structs
+            return pa.array([_shown(v) for v in col.to_pylist()])
+        return col
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a decimal past int64, an interval, a map of bytes
+        return pa.array([None if v is None else str(_shown(v)) for v in col.to_pylist()], pa.string())
 
 
 _READS_NAMES = re.compile(r"\bcomm\b|select\s+\*|\.\*|\bcolumns\s*\(", re.IGNORECASE)
@@ -81,6 +85,25 @@ def decode_plan(query: str):
                     want.setdefault((ev.system, ev.name), {}).update(dict.fromkeys(f.name for f in ev.fields))
             tf.hot_fields = [(system, name, list(fields)) for (system, name), fields in want.items()]
     return prepare
+
+
+def _has_binary(t: pa.DataType) -> bool:
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return True
+    return any(_has_binary(t.field(i).type) for i in range(t.num_fields))
+
+
+def _shown(v: object) -> object:
+    """A nested value with every bytes decoded for showing (U+FFFD), the rest as it is."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, list):
+        return [_shown(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _shown(x) for k, x in v.items()}
+    if isinstance(v, tuple):  # a map's (key, value) pairs
+        return tuple(_shown(x) for x in v)
+    return v
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

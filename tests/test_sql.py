@@ -199,3 +199,15 @@ def test_decode_plan_reads_while_decoding_only_what_the_query_needs(traces):
     assert plan("SELECT max(next_pid) FROM sched_switch") == {
         "sched_switch": {"prev_comm", "prev_pid", "prev_prio", "prev_state", "next_comm", "next_pid", "next_prio"}}
     assert decode_plan("SELEC nonsense") is None  # the query's own run says what is wrong
+
+
+def test_cli_prints_every_duckdb_type(traces, capsys):
+    """Lists of comms (bytes), decimals past int64, intervals, maps of BLOBs: printed, never a traceback."""
+    q = ("SELECT list(comm) AS c, 1.5::DECIMAL(10,2) AS d, 170141183460469231731687303715884105727::HUGEINT AS h, "
+         "INTERVAL 3 DAY AS i, map([1], ['x'::BLOB]) AS m, sum(pid) AS s FROM (SELECT comm, pid FROM events LIMIT 2)")
+    for fmt in ("json", "csv", "table"):
+        rc, out, err = _run(capsys, "sql", "-i", traces / "vm-tsync" / "trace.dat", "--format", fmt, q)
+        assert rc == 0 and "Traceback" not in err, err
+    rows = json.loads(_run(capsys, "sql", "-i", traces / "vm-tsync" / "trace.dat", "--format", "json", q)[1])
+    assert rows[0]["c"] == ["sleep", "sleep"] and rows[0]["d"] == "1.50"
+    assert rows[0]["h"] == "170141183460469231731687303715884105727" and isinstance(rows[0]["s"], int)
