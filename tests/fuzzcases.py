@@ -354,7 +354,7 @@ def splice(data: bytes, lay: Layout, start: int, end: int, new: bytes, size_fiel
             if v >= end:
                 struct.pack_into("<Q", d, p, v + delta)
         for p, fmt in size_fields:
-            if start <= p < end:
+            if start <= p < end or p + struct.calcsize(fmt) > len(d):  # an earlier step cut the file there
                 continue
             (v,) = struct.unpack_from(fmt, d, p)
             struct.pack_into(fmt, d, p, max(0, v + delta) % (1 << (8 * struct.calcsize(fmt))))

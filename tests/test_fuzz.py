@@ -447,3 +447,11 @@ def test_guest_cut_before_its_buffer_index(tmp_path, traces, capsys, qtbot):
     qtbot.addWidget(panel)
     panel.set_data(s, maps, lambda stream, pid: str(pid))
     assert panel.table.rowCount() == 1 and panel.table.item(0, 5).text() == "0"
+
+
+def test_splice_skips_size_fields_an_earlier_step_cut_off():
+    """A fuzzer error of the long run (seed 20261206, pair-guest/1586): an option mutation after a
+    truncation adjusted a section size that no longer was in the data (struct.error in the fuzzer)."""
+    lay = fuzzcases.layout(FILES["v7"])
+    data = fuzzcases.original(FILES["v7"])[:29]
+    assert fuzzcases.splice(data, lay, 10, 12, b"abcd", [(898_418, "<Q")]) == data[:10] + b"abcd" + data[12:]
