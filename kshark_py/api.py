@@ -49,7 +49,8 @@ class TraceSession:
         self.losses = list(losses)
         """What could not be read of a cut or damaged file (one :class:`DataLoss` per piece)."""
         self._comms = apitables.Comms(session)
-        self._cache: dict[str, pa.Table] = {}
+        self._cache: dict[str, object] = {}
+        """Derived tables by name, and the info renderers."""
         self._sql = None
 
     # ---- what is loaded --------------------------------------------------------------------------
@@ -104,7 +105,10 @@ class TraceSession:
         for si in np.unique(stream).tolist():
             sel = np.flatnonzero(stream == si)
             st = self.model.streams[si]
-            texts = BlockInfo(st.buffer, self._renderer(st)).render(np.asarray(m.row[rows[sel]], np.int64))
+            bi = self._cache.get(f"blockinfo:{si}")
+            if bi is None:  # its per-event-type plans are made once
+                bi = self._cache[f"blockinfo:{si}"] = BlockInfo(st.buffer, self._renderer(st))
+            texts = bi.render(np.asarray(m.row[rows[sel]], np.int64))
             out[sel] = texts.to_numpy(zero_copy_only=False)
         return pa.array(out, pa.string())
 
