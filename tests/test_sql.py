@@ -211,3 +211,9 @@ def test_cli_prints_every_duckdb_type(traces, capsys):
     rows = json.loads(_run(capsys, "sql", "-i", traces / "vm-tsync" / "trace.dat", "--format", "json", q)[1])
     assert rows[0]["c"] == ["sleep", "sleep"] and rows[0]["d"] == "1.50"
     assert rows[0]["h"] == "170141183460469231731687303715884105727" and isinstance(rows[0]["s"], int)
+
+
+def test_no_progress_bar_in_the_output(tsync):
+    """DuckDB draws a progress bar on the terminal for a query over 2 s (19 M events grouped by comm):
+    it would land in the CSV; the catalog turns it off."""
+    assert tsync.sql("SELECT current_setting('enable_progress_bar') AS p").to_pylist() == [{"p": False}]

@@ -55,6 +55,7 @@ class SqlCatalog:
         self.session = session
         self.vcpu_map = vcpu_map or None
         self.con = duckdb.connect()
+        self.con.execute("SET enable_progress_bar = false")  # it writes into the output (CSV on stdout)
         self.comms = comms or Comms(session)
         self._done: set[str] = set()
         self._events: dict[str, str] | None = None
