@@ -112,7 +112,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from .api import TraceSession
     from .model.sqltables import FIXED_TABLES, one_line
 
-    if args.input and args.query is None and not args.tables:
+    words = list(args.words or [])
+    # bare words: trace files (a bare FILE is -i FILE, as for the other commands), then the query
+    query = None if args.tables or not words else words.pop()
+    args.input = [*(args.input or []), *words]
+    if args.input and query is None and not args.tables:
         raise UsageError(f'sql needs a query: {PROG} sql -i HOST.dat "SELECT event, count(*) FROM events '
                          'GROUP BY event" (--tables lists the tables)')
     if args.output:
@@ -120,7 +124,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
             writable_file(args.output)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    session, user = load_inputs(args, '"QUERY"', None if args.tables else decode_plan(args.query))
+    session, user = load_inputs(args, '"QUERY"', None if args.tables else decode_plan(query))
     if session is None:
         return 2
     s = TraceSession(session, user)
@@ -129,7 +133,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
                                                          for n in s.tables()]})
     else:
         try:
-            table = s.sql(args.query)
+            table = s.sql(query)
         except duckdb.Error as e:
             raise UsageError(one_line(e)) from None
     for w in session.warnings:
@@ -154,7 +158,8 @@ def register(sub) -> None:
                     "clock. CSV has a header row.")
     s.add_argument("-i", dest="input", action="append", metavar="FILE",
                    help="host file, then guest files (repeat)")
-    s.add_argument("query", nargs="?", metavar="QUERY", help="the SQL query (DuckDB's dialect)")
+    s.add_argument("words", nargs="*", metavar="QUERY",
+                   help="the SQL query (DuckDB's dialect), last; bare words before it are more trace files")
     s.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
     s.add_argument("-o", dest="output", metavar="OUT", help="write the result to OUT instead of stdout")
     s.add_argument("--tables", action="store_true", help="list the tables a query can read and exit")
