@@ -134,7 +134,7 @@ def test_cli_bad_sql_is_one_line_exit_2(traces, capsys, query, says):
 def test_cli_bare_files_before_the_query(traces, capsys):
     """As for the other commands a bare FILE is -i FILE: ``kshark-py sql HOST GUEST "QUERY"``."""
     d = traces / "vm-tsync"
-    rc, out, err = _run(capsys, "sql", d / "trace.dat", d / "trace-vmguest.dat", "--format", "csv",
+    rc, out, err = _run(capsys, "sql", "--format", "csv", d / "trace.dat", d / "trace-vmguest.dat",
                         "SELECT stream, count(*) AS n FROM events GROUP BY stream ORDER BY stream")
     assert rc == 0, err
     assert out.splitlines() == ["stream,n", "host,127829", "vmguest,62306"]
