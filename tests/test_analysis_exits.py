@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kshark_py.loaders.plugin_kvm import exit_reason_name
+from kshark_py.loaders.printfmt.plugin_kvm import exit_reason_name
 from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.analysis.exits import (
     EXIT_STATS,

@@ -33,8 +33,8 @@ import pytest
 
 from kshark_py.loaders.formats import EventFormats, parse_format
 from kshark_py.loaders.metadata import Kallsyms
-from kshark_py.loaders.plugin_funcs import XEN_HYPERCALLS, scsi_cdb_text
 from kshark_py.loaders.printfmt import InfoRenderer, RenderContext
+from kshark_py.loaders.printfmt.plugin_funcs import XEN_HYPERCALLS, scsi_cdb_text
 from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.eventtext import render_context
 from kshark_py.model.infotext import BlockInfo

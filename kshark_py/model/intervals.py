@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..loaders.buffer import Buffer
-from ..loaders.plugins import SVM_EXIT_REASONS, VMX_EXIT_REASONS
+from ..loaders.printfmt.plugins import SVM_EXIT_REASONS, VMX_EXIT_REASONS
 from .columns import event_columns
 
 __all__ = [

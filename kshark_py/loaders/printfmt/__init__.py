@@ -18,10 +18,10 @@ against each record's bytes.  The modules, bottom to top:
 * :mod:`.lexer`, :mod:`.parser`, :mod:`.consteval`: print fmt -> argument tree, constants folded;
 * :mod:`.parseargs`: the format string split into literal text and conversions bound to arguments;
 * :mod:`.evaluator` (with :mod:`.pointer` for ``%p...``), :mod:`.bprint`, :mod:`.raw`: one record's text;
+* :mod:`.plugins` (with :mod:`.plugin_kvm`, :mod:`.plugin_funcs`): libtraceevent's plugins, the
+  handlers that replace some events' print fmt; they import only the low-level modules (field,
+  event, tree, printf), so the renderer binds them without an import cycle;
 * :mod:`.context`, :mod:`.renderer`: ``RenderContext`` and ``InfoRenderer``, what the rest of the code uses.
-
-The plugins (:mod:`kshark_py.loaders.plugins`) import only the low-level modules (field, event,
-tree, printf), never this package's top, so the renderer can bind them without an import cycle.
 """
 
 from __future__ import annotations

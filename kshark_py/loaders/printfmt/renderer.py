@@ -11,6 +11,7 @@ from .event import TEvent
 from .field import F_ARRAY, F_STRING
 from .parseargs import P_STRING, parse_args
 from .parser import ParseError, Parser
+from .plugins import PluginSet, print_functions
 from .raw import raw_field
 from .tree import A_FIELD, A_TYPE, Arg
 
@@ -21,14 +22,11 @@ class InfoRenderer:
     """Renders the info column of ``trace-cmd report`` (and ``report -R``) for event records."""
 
     def __init__(self, formats: EventFormats, ctx: RenderContext) -> None:
-        from .. import plugins  # local import: plugins imports this package's low-level modules,
-        # and importing any of them runs the package's __init__, which imports this module
-
         self.formats = formats
         self.ctx = ctx
         self.ev = Evaluator(ctx)
-        self.funcs = plugins.print_functions()
-        self.plugins = plugins.PluginSet(self)
+        self.funcs = print_functions()
+        self.plugins = PluginSet(self)
         self._events: dict[int, TEvent | None] = {}
         self._string_ok: dict[int, dict] = {}
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ...loaders.plugin_kvm import exit_reason_name
 from ...loaders.printfmt.context import RenderContext
 from ...loaders.printfmt.evaluator import Evaluator
+from ...loaders.printfmt.plugin_kvm import exit_reason_name
 from ...loaders.tracedat import TraceFile
 from ..session import Session
 from ..vcpus import build_vcpu_map
@@ -84,7 +84,7 @@ def vcpu_threads(session: Session, vcpu_map: dict[str, dict[int, int]] | None = 
 
 
 def reason_names(exit_reason: np.ndarray, isa: np.ndarray) -> pa.Array:
-    """trace-cmd's name of each exit reason (:func:`~kshark_py.loaders.plugin_kvm.exit_reason_name`),
+    """trace-cmd's name of each exit reason (:func:`~kshark_py.loaders.printfmt.plugin_kvm.exit_reason_name`),
     computed once per distinct (reason, isa)."""
     if len(exit_reason) == 0:
         return pa.array([], pa.string())

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .cnum import U64, s32
+from ..cnum import U64, s32
 
 if TYPE_CHECKING:
-    from .printfmt.event import TEvent
+    from .event import TEvent
 
 
 

@@ -20,17 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from .cnum import U64, s32, s64
+from ..cnum import U64, s32, s64
+from ..text import decode
+from .event import TEvent
+from .field import TField
 from .plugin_funcs import print_functions
 from .plugin_kvm import SVM_EXIT_REASONS, VMX_EXIT_REASONS, KvmPlugin
-from .printfmt.event import TEvent
-from .printfmt.field import TField
-from .printfmt.printf import c_int, c_str, parse_spec
-from .text import decode
+from .printf import c_int, c_str, parse_spec
 
 if TYPE_CHECKING:
-    from .printfmt.context import RenderContext
-    from .printfmt.evaluator import Evaluator
+    from .context import RenderContext
+    from .evaluator import Evaluator
 
 
 Handler = Callable[[TEvent, bytes, int], tuple[str, bool]]
@@ -62,7 +62,7 @@ def printf1(fmt: str, val: int | str) -> str:
 
 
 class Renderer(Protocol):
-    """What the handlers use of their renderer (:class:`~.printfmt.renderer.InfoRenderer`, which
+    """What the handlers use of their renderer (:class:`~.renderer.InfoRenderer`, which
     imports this module): its evaluator and its context."""
 
     ev: Evaluator

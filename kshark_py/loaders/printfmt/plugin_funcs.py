@@ -18,8 +18,8 @@ there).  tests/test_plugins.py compares each with the real libtraceevent on rand
 
 from __future__ import annotations
 
-from .cnum import U64, s32
-from .printfmt.tree import FuncDef
+from ..cnum import U64, s32
+from .tree import FuncDef
 
 # -- kvm ------------------------------------------------------------------------------------------
 
