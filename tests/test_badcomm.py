@@ -135,7 +135,7 @@ def test_printf_widths_count_bytes():
 
 def test_string_fields_are_binary_in_every_block(evicted):
     """The app's load (hot fields read while decoding) used to fail concatenating a binary block
-    with string blocks (ArrowInvalid in tracedat._store_hot)."""
+    with string blocks (ArrowInvalid in buffer._store_hot)."""
     tf = open_trace(evicted)
     tf.hot_fields = HOT_FIELDS
     b = tf.buffers[0]

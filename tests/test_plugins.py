@@ -493,7 +493,7 @@ CRASHES_LIBTRACEEVENT = {"ras/arm_event", "ras/non_standard_event"}
 
 def test_every_format_of_this_kernel_matches_libtraceevent(oracle):
     """Not only plugins: all ~2,300 event formats of this kernel, random records, one text each
-    (what the print-fmt engine of loaders/printfmt.py must agree with).  Skipped: records whose
+    (what the print-fmt engine of loaders/printfmt/ must agree with).  Skipped: records whose
     ``%.*s`` gets a negative length, which libtraceevent passes to printf without the length (its
     output is whatever the registers hold: it printed "%.*s" here)."""
     require_recording()
