@@ -54,13 +54,12 @@ def _constant(value: str, n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([display(value)], pa.string()))
 
 
-def _by_id(eid: pa.Array, label) -> pa.DictionaryArray:
-    """A dictionary column of ``label(event_id)``: one hash pass over the ids, labels deduplicated
-    (two ids may share a name, e.g. an event of the same name in two systems)."""
-    enc = eid.dictionary_encode()
-    labels = [display(label(i)) for i in enc.dictionary.to_pylist()]
+def _by_id(enc: pa.DictionaryArray, labels: list[str]) -> pa.DictionaryArray:
+    """A dictionary column of one label per distinct event id (``enc``: the ids, dictionary-encoded
+    by one hash pass; ``labels``: per entry of its dictionary), labels deduplicated (two ids may share
+    a name, e.g. an event of the same name in two systems, and many share a system)."""
     slot: dict[str, int] = {}
-    remap = np.array([slot.setdefault(x, len(slot)) for x in labels], np.int32)
+    remap = np.array([slot.setdefault(display(x), len(slot)) for x in labels], np.int32)
     idx = enc.indices
     if len(slot) < len(labels):
         idx = pa.array(remap[idx.to_numpy()])
@@ -72,19 +71,14 @@ def buffer_events(buf: Buffer, formats: EventFormats, names: dict[int, str], str
     t = buf.events
     n = t.num_rows
     eid = t.column("event_id").combine_chunks()
-
-    def name_of(i: int) -> str:
-        ev = formats.get(i)
-        return ev.name if ev else "(unknown)"
-
-    def system_of(i: int) -> str:
-        ev = formats.get(i)
-        return ev.system if ev else ""
-
+    enc = eid.dictionary_encode()
+    evs = [formats.get(i) for i in enc.dictionary.to_pylist()]
     cols = {
         "ts": t.column("ts"), "stream": _constant(stream, n), "cpu": t.column("cpu"), "pid": t.column("pid"),
-        "comm": comm_column(t.column("pid").to_numpy(), names), "system": _by_id(eid, system_of),
-        "event": _by_id(eid, name_of), "flags": t.column("flags"), "preempt": t.column("preempt"), "event_id": eid,
+        "comm": comm_column(t.column("pid").to_numpy(), names),
+        "system": _by_id(enc, [ev.system if ev else "" for ev in evs]),
+        "event": _by_id(enc, [ev.name if ev else "(unknown)" for ev in evs]),
+        "flags": t.column("flags"), "preempt": t.column("preempt"), "event_id": eid,
     }
     return pa.table({c: cols[c] for c in COLUMNS})
 
