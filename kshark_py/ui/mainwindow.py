@@ -217,7 +217,7 @@ class MainWindow(QtWidgets.QMainWindow):
         t.addAction("&Record...", self.record_dialog, "Ctrl+R")
         t.addAction("Add time &offset...", self.time_offset_dialog)
         from .sqlconsole import show_sql_console
-        t.addAction("S&QL console", lambda: show_sql_console(self), "Ctrl+Shift+Q")
+        t.addAction("S&QL console", lambda: show_sql_console(self), "Ctrl+L")
         from .latencytools import LatencyTools
         from .vmanalyses import VmAnalyses
 
