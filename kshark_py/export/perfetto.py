@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 (pa.compute)
+import pyarrow.compute as pc
 
 from ..model.apitables import fields_table
 from ..model.errors import UserInputError
 from ..model.session import Session
 from ..model.vcpus import build_vcpu_map
+from . import protowire as pw
 from .events import stream_events
 from .hive import event_keys, prefetch_fields
 
 CHUNK = 10_000
 """Records per bundle: packets stay well under a MB, as traced's own (one ring-buffer read each)."""
 SEQUENCE_ID = 1
+SLICE = 1 << 18
+"""Records of one event encoded at a time."""
 
 
 class PerfettoUnavailable(UserInputError):
@@ -54,20 +57,6 @@ def machine_of(session: Session, stream: int) -> int:
     return 0 if st.guest is None else session.guests.index(st.guest) + 1
 
 
-def _value(f, v) -> None:
-    if isinstance(v, bool):
-        f.uint_value = int(v)
-    elif isinstance(v, int):
-        if v < 0:
-            f.int_value = v
-        else:
-            f.uint_value = v
-    elif isinstance(v, (bytes, bytearray)):
-        f.str_value = bytes(v).decode("utf-8", "replace")
-    elif v is not None:
-        f.str_value = str(v)
-
-
 class _Stream:
     """One stream's records, as what each row becomes: compact switch/waking columns or a generic event."""
 
@@ -81,13 +70,12 @@ class _Stream:
         self.kind = np.full(self.n, -1, np.int32)  # index into self.tables
         self.pos = np.zeros(self.n, np.int64)  # row in that table
         self.tables: list[tuple[str, pa.Table]] = []
-        self.columns: list[dict[str, list]] = []
         st = session.streams[stream]
         for name, t in fields.items():
             fmt = st.trace.formats.find(name)
             if fmt is None:
                 continue
-            mine = t.filter(pa.compute.equal(t.column("_stream"), stream))  # this stream's rows, in its order
+            mine = t.filter(pc.equal(t.column("_stream"), stream))  # this stream's rows, in its order
             rows = st.buffer.rows_of(fmt.id)
             if not len(rows) or len(rows) != mine.num_rows:
                 continue
@@ -95,9 +83,8 @@ class _Stream:
             self.kind[rows] = len(self.tables)
             self.pos[rows] = np.arange(len(rows))
             self.tables.append((fmt.name, mine.select(own)))
-            self.columns.append({c: mine.column(c).to_pylist() for c in own})
-        names = ev.column("event").to_pylist() if (self.kind < 0).any() else []
-        self.unnamed = {int(r): names[r] for r in np.flatnonzero(self.kind < 0)}  # no format: the name only
+        self.unnamed = np.flatnonzero(self.kind < 0)  # records without a format: the event name only
+        self.unnamed_names = ev.column("event").take(pa.array(self.unnamed)).cast(pa.string())
 
 
 COMPACT_FIELDS = {
@@ -112,7 +99,7 @@ def _compact(bundle, s: _Stream, rows: np.ndarray, ok: set[str]) -> np.ndarray:
     """Put the switch and waking rows of ``rows`` (of the kinds in ``ok``) into ``bundle.compact_sched``
     (whole columns: timestamps delta-encoded, comms interned); returns the other rows."""
     cs = bundle.compact_sched
-    intern: dict[str, int] = {}
+    intern: list[str] = []
     rest = np.ones(len(rows), bool)
     for k, (name, t) in enumerate(s.tables):
         if name not in ok:
@@ -127,9 +114,10 @@ def _compact(bundle, s: _Stream, rows: np.ndarray, ok: set[str]) -> np.ndarray:
         getattr(cs, f"{prefix}_timestamp").extend(np.diff(s.ts[r], prepend=0).tolist())
         for out, field in numbers.items():
             getattr(cs, f"{prefix}_{out}").extend(t.column(field).take(p).to_numpy().astype(np.int64).tolist())
-        texts = [bytes(v or b"").decode("utf-8", "replace") for v in t.column(comm).take(p).to_pylist()]
+        enc = pc.fill_null(t.column(comm).take(p), "").combine_chunks().dictionary_encode()  # interned
         getattr(cs, f"{prefix}_{'next_' if prefix == 'switch' else ''}comm_index").extend(
-            [intern.setdefault(x, len(intern)) for x in texts])
+            (enc.indices.to_numpy().astype(np.int64) + len(intern)).tolist())
+        intern.extend(enc.dictionary.to_pylist())
         if prefix == "waking":
             cs.waking_common_flags.extend(s.flags[r].astype(np.int64).tolist())
     if intern:
@@ -151,35 +139,108 @@ def _compact_ok(s: _Stream) -> set[str]:
     return ok
 
 
+def _text(arr: pa.Array | pa.ChunkedArray) -> pw.Ragged:
+    """A string column's UTF-8 bytes per row (a null: no bytes), straight from Arrow's buffers."""
+    a = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    a = pc.fill_null(a.cast(pa.large_string()), "")
+    offsets = np.frombuffer(a.buffers()[1], np.int64)[a.offset:a.offset + len(a) + 1]
+    data = np.frombuffer(a.buffers()[2], np.uint8) if a.buffers()[2] is not None else np.zeros(0, np.uint8)
+    return pw.Ragged(data[offsets[0]:offsets[-1]], np.diff(offsets))
+
+
+def _field_values(col: pa.ChunkedArray) -> pw.Ragged:
+    """The value part of each row's ``GenericFtraceEvent.Field``: ``int_value`` for a negative
+    integer, ``uint_value`` for any other integer or a bool, ``str_value`` for anything else (text;
+    lists and floats as Python prints them); a null has no value."""
+    t = col.type
+    valid = np.asarray(col.is_valid())
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        v = np.asarray(pc.fill_null(col.cast(pa.int64() if pa.types.is_boolean(t) else t), 0))
+        neg = v < 0 if np.issubdtype(v.dtype, np.signedinteger) else np.zeros(len(v), bool)
+        tags = pw.Ragged(np.where(neg, pw.tag(4, pw.VARINT)[0], pw.tag(5, pw.VARINT)[0]).astype(np.uint8),
+                         np.ones(len(v), np.int64))
+        part = pw.concat(tags, pw.varints(v))
+    else:
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            col = pa.array([None if x is None else str(x) for x in col.to_pylist()], pa.string())
+        text = _text(col)
+        part = pw.concat(pw.constant(pw.tag(3, pw.LEN), len(valid)), pw.varints(text.lens), text)
+    return part if valid.all() else pw.select(valid, part.take(np.flatnonzero(valid)))
+
+
+def _string(field: int, text: bytes) -> bytes:
+    return pw.tag(field, pw.LEN) + pw.varint_bytes(len(text)) + text
+
+
+def _generic(name: str, t: pa.Table, ts: np.ndarray, pid: np.ndarray) -> pw.Ragged:
+    """One ``FtraceEventBundle.event`` entry per row of ``t`` (an event's fields), as wire bytes:
+    ``event {timestamp, pid, generic {event_name, field {name, value}...}}``, every length prefix
+    computed from the leaves' lengths first, so each byte is written once."""
+    n = t.num_rows
+    head = _string(1, name.encode())
+    fields: list[pw.Ragged] = []
+    gen_len = np.full(n, len(head), np.int64)
+    for c in t.column_names:
+        fhead = _string(1, c.encode())
+        val = _field_values(t.column(c))
+        f_len = len(fhead) + val.lens
+        f_len_v = pw.varints(f_len)
+        fields += [pw.constant(pw.tag(2, pw.LEN), n), f_len_v, pw.constant(fhead, n), val]
+        gen_len += 1 + f_len_v.lens + f_len
+    return _event(ts, pid, gen_len, [pw.constant(head, n), *fields])
+
+
+def _event(ts: np.ndarray, pid: np.ndarray, gen_len: np.ndarray, generic: list[pw.Ragged]) -> pw.Ragged:
+    """``FtraceEvent {timestamp, pid, generic}`` per row, each as a bundle's ``event`` field
+    (``generic``: the leaves of the ``GenericFtraceEvent``, ``gen_len`` bytes per row)."""
+    n = len(ts)
+    ts_v, pid_v, gen_v = pw.varints(ts), pw.varints(pid), pw.varints(gen_len)
+    t_ts, t_pid, t_gen = pw.tag(1, pw.VARINT), pw.tag(2, pw.VARINT), pw.tag(327, pw.LEN)
+    ev_len = len(t_ts) + ts_v.lens + len(t_pid) + pid_v.lens + len(t_gen) + gen_v.lens + gen_len
+    return pw.concat(pw.constant(pw.tag(2, pw.LEN), n), pw.varints(ev_len), pw.constant(t_ts, n), ts_v,
+                     pw.constant(t_pid, n), pid_v, pw.constant(t_gen, n), gen_v, *generic)
+
+
+def _generic_events(s: _Stream, ok: set[str]) -> tuple[pw.Ragged, np.ndarray]:
+    """(the wire bytes of every record that is not compact, the index of each stream row in them)."""
+    parts, where = [], np.full(s.n, -1, np.int64)
+    base = 0
+    for k, (name, t) in enumerate(s.tables):
+        if name in ok:
+            continue
+        rows = np.flatnonzero(s.kind == k)
+        for a in range(0, len(rows), SLICE):  # bounded temporaries (index arrays are 8 bytes a byte)
+            r = rows[a:a + SLICE]
+            parts.append(_generic(name, t.slice(a, len(r)), s.ts[r], s.pid[r]))
+        where[rows] = base + s.pos[rows]
+        base += len(rows)
+    if len(s.unnamed):
+        r = s.unnamed
+        text = _text(s.unnamed_names)
+        name = pw.concat(pw.constant(pw.tag(1, pw.LEN), len(r)), pw.varints(text.lens), text)
+        parts.append(_event(s.ts[r], s.pid[r], name.lens, [name]))
+        where[r] = base + np.arange(len(r))
+    if not parts:
+        return pw.empty(0), where
+    return pw.Ragged(np.concatenate([p.flat for p in parts]), np.concatenate([p.lens for p in parts])), where
+
+
 def _bundles(pb, s: _Stream, machine: int):
+    """Packets (wire bytes) of one stream: per CPU, bundles of at most :data:`CHUNK` records."""
     ok = _compact_ok(s)
+    generic, where = _generic_events(s, ok)
+    tail = pw.tag(10, pw.VARINT) + pw.varint_bytes(SEQUENCE_ID)
+    if machine:
+        tail += pw.tag(98, pw.VARINT) + pw.varint_bytes(machine)
     for c in np.unique(s.cpu).tolist():
         rows_c = np.flatnonzero(s.cpu == c)
         for a in range(0, len(rows_c), CHUNK):
             rows = rows_c[a:a + CHUNK]
-            pkt = pb.TracePacket()
-            pkt.trusted_packet_sequence_id = SEQUENCE_ID
-            if machine:
-                pkt.machine_id = machine
-            bundle = pkt.ftrace_events
+            bundle = pb.FtraceEventBundle()
             bundle.cpu = int(c)
             rest = _compact(bundle, s, rows, ok)
-            ts, pid, kind, pos = (s.ts[rest].tolist(), s.pid[rest].tolist(), s.kind[rest].tolist(),
-                                  s.pos[rest].tolist())
-            for r, t, p, k, i in zip(rest.tolist(), ts, pid, kind, pos, strict=True):
-                e = bundle.event.add()
-                e.timestamp = t
-                e.pid = p
-                g = e.generic
-                if k < 0:
-                    g.event_name = s.unnamed[r]
-                    continue
-                g.event_name = s.tables[k][0]
-                for name, col in s.columns[k].items():
-                    f = g.field.add()
-                    f.name = name
-                    _value(f, col[i])
-            yield pkt
+            body = bundle.SerializeToString() + generic.take(where[rest]).flat.tobytes()
+            yield pw.tag(1, pw.LEN) + pw.varint_bytes(len(body)) + body + tail
 
 
 def _process_tree(pb, session: Session, machine: int, streams: list[int], vcpu_names: dict[int, str]):
@@ -209,7 +270,7 @@ def export_perfetto(session: Session, out: str, *, vcpu_map: dict[str, dict[int,
     for st in session.streams:
         machines.setdefault(machine_of(session, st.index), []).append(st.index)
     prefetch_fields(session)
-    fields = {name: fields_table(session, name, comm=False, binary=True) for name in event_keys(session).values()}
+    fields = {name: fields_table(session, name, comm=False) for name in event_keys(session).values()}
     n = 0
     with open(out, "wb") as fh:
         for machine, streams in machines.items():
@@ -218,23 +279,11 @@ def export_perfetto(session: Session, out: str, *, vcpu_map: dict[str, dict[int,
                 s = _Stream(session, i, fields)
                 n += s.n
                 for pkt in _bundles(pb, s, machine):
-                    fh.write(_framed(pkt))
+                    fh.write(pw.tag(1, pw.LEN) + pw.varint_bytes(len(pkt)) + pkt)
     return n
 
 
 def _framed(pkt) -> bytes:
     """One ``Trace.packet`` (field 1, length-delimited): a trace file is these, concatenated."""
     body = pkt.SerializeToString()
-    return b"\x0a" + _varint(len(body)) + body
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    return pw.tag(1, pw.LEN) + pw.varint_bytes(len(body)) + body
