@@ -10,7 +10,8 @@ missing package is one line, :class:`PerfettoUnavailable`):
   order.  ``sched_switch`` and ``sched_waking`` go in the bundle's ``compact_sched`` arrays (the form
   traced itself writes; built from whole columns, no per-event Python); every other event is a
   ``GenericFtraceEvent`` with its format's fields (integers as int/uint values, text and arrays as
-  strings).
+  strings), encoded for whole columns at once by :mod:`.protowire` (a protobuf object per event
+  cost 13 s per 3 M events).  The protos build the rest and decode the file in the tests.
 * Timestamps are the session's: host-clock ns, a synchronized guest's already moved onto the host
   clock (TIME_SHIFT), so host and guests line up in the UI as in the app.
 * A ``ProcessTree`` per machine names every task the trace names; a guest's VCPU threads on the
