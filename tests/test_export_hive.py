@@ -15,7 +15,6 @@ import duckdb
 import numpy as np
 import pytest
 
-import kshark_py as ks  # noqa: F401 (the API the tables come from)
 from kshark_py.cli import main
 from kshark_py.export.hive import default_run_id, escape
 from kshark_py.loaders.tracedat import open_trace
