@@ -175,3 +175,17 @@ def test_errors_are_one_line(traces, tmp_path, capsys, argv, why):
         argv += ["-o", str(tmp_path / "lake")]
     rc, _, err = _run(capsys, "export", *[w for p in paths for w in ("-i", p)], *argv)
     assert_one_line_error(rc, err, why)
+
+
+def test_default_run_id(traces, monkeypatch):
+    """The host's trace id; a file without one gets a stable hash of its size and first MiB."""
+    path = traces / "vm-tsync" / "trace.dat"
+    tf = open_trace(path)
+    assert default_run_id(tf) == f"{tf.meta.trace_id:016x}"
+    ids = []
+    for p in (path, path, traces / "host-sched-v7.dat"):
+        t = open_trace(p)
+        monkeypatch.setattr(t.meta, "trace_id", None)
+        ids.append(default_run_id(t))
+    assert ids[0] == ids[1] != ids[2]
+    assert all(re.fullmatch(r"f[0-9a-f]{15}", i) for i in ids)
