@@ -1,17 +1,20 @@
-"""Shared test fixtures: where the real trace corpus lives (../shared/traces beside the repo)."""
+"""Shared test fixtures: where the real trace corpus lives (../shared/traces beside the repo), a machine that
+can record."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.support.capture import TC_NS, instances, require_recording
+from tests.support.corpus import TRACES
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 pytest_plugins = ["tests.livegui"]  # display, live: the app as a process on Xvfb
-
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +22,20 @@ def traces() -> Path:
     if not TRACES.is_dir():
         pytest.fail(f"trace corpus not found at {TRACES} (the repo must sit beside shared/)")
     return TRACES
+
+
+@pytest.fixture
+def env_ok():
+    """A machine that can record (root, tracefs, trace-cmd): its tracefs; no instance may be left behind."""
+    tracefs = require_recording()
+    if not TC_NS.exists():
+        pytest.fail(f"{TC_NS} missing")
+    before = instances(tracefs)
+    yield tracefs
+    # trace-cmd's host leaves its clock_synch-0 instance behind: its recorders, forked after the time sync
+    # opened trace_marker_raw there, still hold it when the host removes it (EBUSY).  Not ours: clean it.
+    for name in instances(tracefs) - before:
+        if name.startswith("clock_synch-"):
+            with contextlib.suppress(OSError):
+                (tracefs / "instances" / name).rmdir()
+    assert instances(tracefs) == before, "tracefs instance left behind"

@@ -34,8 +34,7 @@ from kshark_py.capture import session as S
 from kshark_py.capture import transport as X
 from kshark_py.capture.eventspec import EventSpec
 
-from .test_capture_interop import TC_NS, env_ok, free_port, our_cli, start, stop, wait_listening  # noqa: F401 - env_ok: a fixture
-from .test_capture_record import ROOT, instances, require_recording
+from .support.capture import ROOT, TC_NS, free_port, instances, our_cli, require_recording, start, stop, wait_listening
 
 HANDSHAKE = 0.2
 """The handshake timeout of the starvation tests: trace-cmd's 5 s scaled down."""

@@ -1,6 +1,6 @@
 """Cross-layer latency (issue 12, item 6) on real files, against plain walks written here.
 
-The guest task's own life comes from its runs (``tests.test_intervals._slow_runs``: its switches and
+The guest task's own life comes from its runs (``tests.test_intervals.slow_runs``: its switches and
 the ones its records show are missing) and its ``sched_waking`` records; its VCPU's host side from
 the walks of test_analysis_exits (doc-test: real kvm exits) and test_analysis_vcputime (vm-tsync's
 TCG thread: the host schedule).  Each elementary time segment is classified by a plain loop.
@@ -25,9 +25,18 @@ from kshark_py.model.analysis.crosslayer import (
 )
 from kshark_py.model.analysis.wakeups import wakeups
 from kshark_py.model.columns import event_columns
-from tests.test_analysis_exits import GUEST, HOST, VCPU0, _named, kvm_walk, report_exits, session
-from tests.test_analysis_vcputime import TSYNC
-from tests.test_intervals import _slow_runs
+
+from .support.corpus import TSYNC
+from .support.kvmhost import (
+    GUEST,
+    HOST,
+    VCPU0,
+    kvm_walk,
+    named_exits,
+    report_exits,
+    session,
+)
+from .support.schedwalk import slow_runs
 
 BUSY_DOC = 512  # trace-cmd in Salamander4: 548 wakeups
 BUSY_TSYNC = 174  # dd in vm-tsync's guest: 835 wakeups
@@ -35,7 +44,7 @@ BUSY_TSYNC = 174  # dd in vm-tsync's guest: 835 wakeups
 
 def _guest_life(buf, pid: int) -> tuple[list[tuple], list[tuple]]:
     """(pieces (start, end, state, vcpu, waker), wakings (ts, waker)) of a guest task, unbounded."""
-    runs = sorted((s, e, c, st) for c, s, e, p, st in _slow_runs(buf) if p == pid)
+    runs = sorted((s, e, c, st) for c, s, e, p, st in slow_runs(buf) if p == pid)
     t = buf.events
     ts, wpid = t.column("ts").to_pylist(), t.column("pid").to_pylist()
     rows, f = event_columns(buf, "sched_waking", ["pid"], system="sched")
@@ -98,7 +107,7 @@ def _got(t) -> Counter:
 def _doc_lane() -> list[tuple]:
     """Salamander4's VCPU 0 on the host: closed entries in guest, closed exits by reason (HLT: halted)."""
     exits, entries = kvm_walk()
-    names = _named(exits, report_exits("trace.dat.report.txt.gz"))
+    names = named_exits(exits, report_exits("trace.dat.report.txt.gz"))
     lane = [(w["entry_ts"], w["exit_ts"], "guest", "") for w in entries if w["host_pid"] == VCPU0]
     lane += [(w["exit_ts"], w["entry_ts"], "halted" if n[0] == "HLT" else "exit", n[0])
              for w, n in zip(exits, names, strict=True) if w["host_pid"] == VCPU0]
@@ -133,7 +142,7 @@ def _tcg_lane(path, vpid: int, t1: int) -> list[tuple]:
     """A TCG VCPU thread's host side from the walked runs: on a CPU in guest; switched out runnable
     preempted, cut by the runs of whoever had the CPU it ran on next; asleep halted; after a missing
     switch unknown; still on its CPU at its end: in guest."""
-    every = _slow_runs(open_trace(str(path)).buffers[0])
+    every = slow_runs(open_trace(str(path)).buffers[0])
     per_cpu: dict[int, list] = defaultdict(list)
     for c, s_, e, p, _st in every:
         per_cpu[c].append((s_, e, p))

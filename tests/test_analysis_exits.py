@@ -8,12 +8,7 @@ VMs) with its guest Salamander4; reasons and symbols are checked against trace-c
 
 from __future__ import annotations
 
-import gzip
-import math
-import re
-from collections import Counter, defaultdict
-from functools import cache
-from pathlib import Path
+from collections import Counter
 
 import pytest
 
@@ -33,75 +28,9 @@ from kshark_py.model.analysis.exits import (
     vm_exits,
 )
 from kshark_py.model.columns import event_columns
-from kshark_py.model.session import Session
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
-DOC = TRACES / "external" / "doc-test"
-HOST, GUEST = DOC / "trace.dat", DOC / "trace-Salamander4.dat"
-VCPU0 = 483882  # the GUEST record's thread of Salamander4's VCPU 0
-OTHER_VM = {453724: 0, 453725: 1}  # threads of a VM no record names, with their kvm_entry vcpu_id
-
-
-def session(*paths: Path) -> Session:
-    for p in paths:
-        if not p.is_file():
-            pytest.fail(f"corpus file missing: {p}")
-    return Session.from_files([open_trace(str(p)) for p in paths])
-
-
-@cache
-def kvm_walk(path: Path = HOST) -> tuple[list[dict], list[dict]]:
-    """(closed exits, closed entries) of a host file, by a plain loop over its rows in report order:
-    a kvm event is closed when the next kvm event of its thread is of the other kind."""
-    b = open_trace(str(path)).buffers[0]
-    t = b.events
-    ts, pid = t.column("ts").to_pylist(), t.column("pid").to_pylist()
-    er, ef = event_columns(b, "kvm_entry", ["vcpu_id"], system="kvm")
-    xr, xf = event_columns(b, "kvm_exit", ["exit_reason", "guest_rip", "isa"], system="kvm")
-    kvm = {int(r): ("entry", {"vcpu": int(v)}) for r, v in zip(er, ef["vcpu_id"], strict=True)}
-    kvm.update({int(r): ("exit", {"reason": int(x), "rip": int(g), "isa": int(i)})
-                for r, x, g, i in zip(xr, xf["exit_reason"], xf["guest_rip"], xf["isa"], strict=True)})
-    last: dict[int, tuple[int, str, dict]] = {}
-    exits, entries = [], []
-    for row in sorted(kvm):
-        kind, f = kvm[row]
-        p = pid[row]
-        if p in last:
-            prow, pkind, pf = last[p]
-            if pkind == "exit" and kind == "entry":
-                exits.append({"host_pid": p, "exit_ts": ts[prow], "entry_ts": ts[row], "exit_row": prow,
-                              "exit_reason": pf["reason"], "guest_rip": pf["rip"], "isa": pf["isa"],
-                              "entry_vcpu": f["vcpu"]})
-            elif pkind == "entry" and kind == "exit":
-                entries.append({"host_pid": p, "entry_ts": ts[prow], "exit_ts": ts[row], "entry_row": prow,
-                                "exit_row": row, "vcpu": pf["vcpu"]})
-        last[p] = (row, kind, f)
-    return sorted(exits, key=lambda w: w["exit_row"]), sorted(entries, key=lambda w: w["entry_row"])
-
-
-@cache
-def report_exits(name: str) -> dict[int, list[tuple[str, str | None]]]:
-    """pid -> [(reason, guest symbol or None)] of each kvm_exit line trace-cmd printed, in order."""
-    out: dict[int, list] = defaultdict(list)
-    pat = re.compile(r"-(\d+)\s+\[\d+\].*kvm_exit:\s+reason (.+?) rip 0x[0-9a-f]+ (\S+)")
-    with gzip.open(DOC / name, "rt") as f:
-        for line in f:
-            m = pat.search(line)
-            if m:
-                out[int(m.group(1))].append((m.group(2), None if m.group(3) == "info" else m.group(3)))
-    return out
-
-
-def _named(exits: list[dict], report: dict[int, list]) -> list[tuple[str, str | None]]:
-    """(reason, symbol) trace-cmd printed for each closed exit: the exit's rank among its thread's exits."""
-    b = open_trace(str(HOST)).buffers[0]
-    xr, _ = event_columns(b, "kvm_exit", [], system="kvm")
-    pid = b.events.column("pid").to_pylist()
-    rank, seen = {}, Counter()
-    for r in xr.tolist():
-        rank[r] = seen[pid[r]]
-        seen[pid[r]] += 1
-    return [report[e["host_pid"]][rank[e["exit_row"]]] for e in exits]
+from .support.corpus import TRACES
+from .support.kvmhost import GUEST, HOST, OTHER_VM, VCPU0, kvm_walk, named_exits, report_exits, session, walk_stats
 
 
 def _rows(t, names: list[str]) -> list[tuple]:
@@ -114,7 +43,7 @@ def test_every_closed_exit_host_alone():
     assert e.schema == VM_EXITS
     walk, _ = kvm_walk()
     assert len(walk) == e.num_rows == 5858  # of 5,860 kvm_exit: the other VM's threads end with an exit
-    names = _named(walk, report_exits("trace.dat.report.txt.gz"))
+    names = named_exits(walk, report_exits("trace.dat.report.txt.gz"))
     want = [("", {VCPU0: 0, **OTHER_VM}[w["host_pid"]], w["host_pid"], n[0], w["exit_reason"], w["exit_ts"],
              w["entry_ts"], w["entry_ts"] - w["exit_ts"], w["guest_rip"], None, w["exit_row"])
             for w, n in zip(walk, names, strict=True)]
@@ -130,7 +59,7 @@ def test_guest_loaded_names_the_vcpu_and_symbolizes_rips():
     s = session(HOST, GUEST)
     e = vm_exits(s)
     walk, _ = kvm_walk()
-    merged = _named(walk, report_exits("merged.report.txt.gz"))
+    merged = named_exits(walk, report_exits("merged.report.txt.gz"))
     got = _rows(e, ["guest", "host_pid", "rip_symbol"])
     # trace-cmd symbolizes only the GUEST record's thread; so do we (the other VM's file is not here)
     assert got == [("Salamander4" if w["host_pid"] == VCPU0 else "", w["host_pid"], m[1])
@@ -139,29 +68,13 @@ def test_guest_loaded_names_the_vcpu_and_symbolizes_rips():
     assert syms.most_common(2) == [("native_apic_mem_write+0x8", 3225), ("default_idle+0xf", 1488)]  # HLT
 
 
-def _nearest_rank(sorted_vals: list[int], q: int) -> int:
-    return sorted_vals[max(1, math.ceil(q * len(sorted_vals) / 100)) - 1]
-
-
-def _walk_stats(walk: list[dict], names: list, guest_of) -> list[tuple]:
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for w, n in zip(walk, names, strict=True):
-        g, v = guest_of(w)
-        groups[(g, v, w["host_pid"], n[0])].append(w["entry_ts"] - w["exit_ts"])
-    rows = []
-    for (g, v, p, r), d in groups.items():
-        d.sort()
-        rows.append((g, v, p, r, len(d), sum(d), _nearest_rank(d, 50), _nearest_rank(d, 99), d[-1]))
-    return sorted(rows, key=lambda x: (x[0], x[1], x[2], -x[5]))
-
-
 def test_exit_stats_per_vcpu_and_reason():
     s = session(HOST, GUEST)
     st = exit_stats(s)
     assert st.schema == EXIT_STATS
     walk, _ = kvm_walk()
-    names = _named(walk, report_exits("trace.dat.report.txt.gz"))
-    want = _walk_stats(walk, names, lambda w: ("Salamander4", 0) if w["host_pid"] == VCPU0
+    names = named_exits(walk, report_exits("trace.dat.report.txt.gz"))
+    want = walk_stats(walk, names, lambda w: ("Salamander4", 0) if w["host_pid"] == VCPU0
                        else ("", OTHER_VM[w["host_pid"]]))
     assert _rows(st, EXIT_STATS.names) == want
     hlt = [r for r in want if r[0] == "Salamander4" and r[3] == "HLT"][0]
@@ -188,7 +101,7 @@ def test_reason_histogram_and_top_rips():
     s = session(HOST, GUEST)
     e = vm_exits(s)
     walk, _ = kvm_walk()
-    names = _named(walk, report_exits("merged.report.txt.gz"))
+    names = named_exits(walk, report_exits("merged.report.txt.gz"))
     h = reason_histogram(e)
     assert h.schema == REASON_HISTOGRAM
     count, total = Counter(), Counter()

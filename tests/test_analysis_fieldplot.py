@@ -11,7 +11,12 @@ import pytest
 
 from kshark_py.model.analysis.fieldplot import FieldPlotError, bin_edges, field_series, minmax_bins, numeric_fields
 
-from .test_analysis_wakeups import CASES, load, merged_map, report_events
+from .support.reports import (
+    CASES,
+    load,
+    merged_map,
+    report_events,
+)
 
 _RUNTIME = re.compile(r"\bruntime=(\d+)")
 _TARGET = re.compile(r"CPU:(\d+)$")

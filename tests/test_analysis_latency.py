@@ -25,13 +25,15 @@ from kshark_py.model.analysis.latency import (
     latency_stats,
 )
 
-from .test_analysis_wakeups import _SWITCH_NEXT, CASES, load, merged_map, report_events
-
-_IRQ = re.compile(r"\birq=(\d+)")
-
-
-def _irq(e):
-    return int(_IRQ.search(e["info"]).group(1))
+from .support.reports import (
+    CASES,
+    SWITCH_NEXT,
+    irq_of,
+    load,
+    merged_map,
+    report_events,
+    walk_pairs,
+)
 
 
 def _waking_comm(e):
@@ -39,22 +41,7 @@ def _waking_comm(e):
 
 
 def _next_comm(e):
-    return _SWITCH_NEXT.search(e["info"]).group(1)
-
-
-def walk_pairs(ev, stream, start, end, skey, ekey):
-    """[(stream, start k, end k, key)] by the rule in the module doc."""
-    pending: dict = {}
-    out = []
-    for k, e in enumerate(ev):
-        s = int(stream[k])
-        if e["event"] == end:
-            key = (s, ekey(e))
-            if key in pending:
-                out.append((s, pending.pop(key), k, key[1]))
-        if e["event"] == start:
-            pending[(s, skey(e))] = k
-    return out
+    return SWITCH_NEXT.search(e["info"]).group(1)
 
 
 _cache: dict = {}
@@ -86,7 +73,7 @@ def _check(lat, walk, row, ts, key_col=None):
 def test_irq_entry_exit_by_irq(traces, name):
     session, ev, stream, row, ts = _case(traces, name)
     lat = latency_pairs(session, "irq_handler_entry", "irq_handler_exit", [("irq", "irq")])
-    walk = walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", _irq, _irq)
+    walk = walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", irq_of, irq_of)
     assert len(walk) >= 3
     _check(lat, walk, row, ts, "irq")
     if name == "vm-tsync":
@@ -137,7 +124,7 @@ def test_window_and_streams(traces):
     session, ev, stream, row, ts = _case(traces, "vm-tsync")
     t0, t1 = int(ts[len(ts) // 3]), int(ts[2 * len(ts) // 3])
     lat = latency_pairs(session, "irq_handler_entry", "irq_handler_exit", [("irq", "irq")], t0=t0, t1=t1)
-    walk = [x for x in walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", _irq, _irq)
+    walk = [x for x in walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", irq_of, irq_of)
             if int(ts[x[1]]) >= t0 and int(ts[x[2]]) <= t1]
     _check(lat, walk, row, ts, "irq")
     g = latency_pairs(session, "irq_handler_entry", "irq_handler_exit", [("irq", "irq")], streams=[1])
@@ -148,7 +135,7 @@ def test_stats_and_histogram(traces):
     session, ev, stream, row, ts = _case(traces, "host-sched-v7")
     lat = latency_pairs(session, "irq_handler_entry", "irq_handler_exit", [("irq", "irq")])
     groups = defaultdict(list)
-    for s, a, b, irq in walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", _irq, _irq):
+    for s, a, b, irq in walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", irq_of, irq_of):
         groups[(s, irq)].append((int(ts[b]) - int(ts[a]), int(ts[a])))
     st = latency_stats(lat)
     assert st.column_names == ["stream", "irq", "count", "total_ns", "p50_ns", "p99_ns", "max_ns", "max_at_ns"]

@@ -16,39 +16,24 @@ from collections import defaultdict
 
 import pytest
 
-from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.analysis.exits import guest_entries
 from kshark_py.model.analysis.vcputime import STATE_ORDER, VCPU_INTERVALS, VCPU_TIME, vcpu_intervals, vcpu_time
 from kshark_py.model.columns import event_columns
-from tests.test_analysis_exits import GUEST, HOST, OTHER_VM, TRACES, VCPU0, _named, kvm_walk, report_exits, session
 
-TSYNC = TRACES / "vm-tsync"
-
-
-def _span(path) -> tuple[int, int]:
-    ts = open_trace(str(path)).buffers[0].events.column("ts").to_numpy()
-    return int(ts.min()), int(ts.max())
-
-
-def _add(tot: dict, state: str, s: int, e: int, t0: int, t1: int) -> None:
-    s, e = max(s, t0), min(e, t1)
-    if e > s:
-        tot[state] += e - s
-
-
-def _kvm_totals(t0: int, t1: int) -> dict[int, dict[str, int]]:
-    """host pid -> ns per state over [t0, t1], from the closed entries and exits of the walk and
-    trace-cmd's printed reasons; what they do not cover is unknown."""
-    exits, entries = kvm_walk()
-    names = _named(exits, report_exits("trace.dat.report.txt.gz"))
-    out: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATE_ORDER, 0))
-    for w in entries:
-        _add(out[w["host_pid"]], "guest", w["entry_ts"], w["exit_ts"], t0, t1)
-    for w, n in zip(exits, names, strict=True):
-        _add(out[w["host_pid"]], "halted" if n[0] == "HLT" else "exit", w["exit_ts"], w["entry_ts"], t0, t1)
-    for tot in out.values():
-        tot["unknown"] = (t1 - t0) - sum(tot.values())
-    return out
+from .support.corpus import TRACES, TSYNC
+from .support.kvmhost import (
+    GUEST,
+    HOST,
+    OTHER_VM,
+    VCPU0,
+    kvm_totals,
+    kvm_walk,
+    named_exits,
+    report_exits,
+    session,
+    span,
+)
+from .support.schedwalk import add_clipped, thread_walk
 
 
 def _time_rows(t) -> dict[tuple, dict[str, int]]:
@@ -72,14 +57,14 @@ def _check_tiling(iv, t0: int, t1: int) -> None:
 @pytest.mark.parametrize("window", ["all", "middle"])
 def test_kvm_host_every_state_against_the_walk(window):
     s = session(HOST, GUEST)
-    t0, t1 = _span(HOST)
+    t0, t1 = span(HOST)
     if window == "middle":
         t0, t1 = t0 + (t1 - t0) // 3, t0 + 2 * (t1 - t0) // 3
     vt = vcpu_time(s, t0, t1) if window == "middle" else vcpu_time(s)
     assert vt.schema == VCPU_TIME
     assert vt.column("state").to_pylist() == list(STATE_ORDER) * 3
     got = _time_rows(vt)
-    want = _kvm_totals(t0, t1)
+    want = kvm_totals(t0, t1)
     assert got == {("Salamander4", 0, VCPU0): want[VCPU0], **{("", v, p): want[p] for p, v in OTHER_VM.items()}}
     assert all(t["preempted"] == 0 for t in got.values())  # no sched events on this host
     mine = got[("Salamander4", 0, VCPU0)]
@@ -95,10 +80,10 @@ def test_kvm_host_every_state_against_the_walk(window):
 
 def test_kvm_host_exit_intervals_by_reason():
     s = session(HOST, GUEST)
-    t0, t1 = _span(HOST)
+    t0, t1 = span(HOST)
     iv = vcpu_intervals(s)
     exits, _ = kvm_walk()
-    names = _named(exits, report_exits("trace.dat.report.txt.gz"))
+    names = named_exits(exits, report_exits("trace.dat.report.txt.gz"))
     want = [(w["host_pid"], w["exit_ts"], w["entry_ts"], n[0]) for w, n in zip(exits, names, strict=True)
             if n[0] != "HLT"]
     got = [(r["host_pid"], r["start"], r["end"], r["reason"]) for r in iv.to_pylist() if r["state"] == "exit"]
@@ -108,39 +93,14 @@ def test_kvm_host_exit_intervals_by_reason():
     assert all(r["reason"] is None for r in iv.to_pylist() if r["state"] != "exit")
 
 
-def _thread_walk(path, pid: int, t0: int, t1: int) -> tuple[dict[str, int], list[tuple], dict[int, list]]:
-    """Totals of a VCPU thread without kvm events from the host's schedule, walked from the runs of
-    ``tests.test_intervals._slow_runs`` (sched_switch records, plus the switches a record of another
-    task shows are missing): on a CPU is guest; after a run, preempted (R, R+), halted (asleep) or
-    unknown (a missing switch) until the next run; unknown before the first.  Also its runs
-    (start, end, cpu) and every CPU's runs (start, end, pid)."""
-    from tests.test_intervals import _slow_runs
-
-    b = open_trace(str(path)).buffers[0]
-    every = _slow_runs(b)
-    per_cpu: dict[int, list] = defaultdict(list)
-    for c, s_, e, p, _st in every:
-        per_cpu[c].append((s_, e, p))
-    mine = sorted((s_, e, c, st) for c, s_, e, p, st in every if p == pid)
-    tot = dict.fromkeys(STATE_ORDER, 0)
-    _add(tot, "unknown", t0, mine[0][0], t0, t1)
-    for i, (s_, e, _c, st) in enumerate(mine):
-        nxt = mine[i + 1][0] if i + 1 < len(mine) else t1
-        if st == -1:  # still on its CPU where that CPU's records end
-            e = nxt
-        _add(tot, "guest", s_, e, t0, t1)
-        _add(tot, "unknown" if st == -2 else "preempted" if st in (0, 0x100) else "halted", e, nxt, t0, t1)
-    return tot, [(s_, e, c) for s_, e, c, _ in mine], per_cpu
-
-
 def test_tcg_vcpu_thread_from_the_host_schedule():
     """vm-tsync with the QMP map: VCPU 0 is thread 27186 (TCG: no kvm events)."""
     vmap = json.loads((TSYNC / "vcpu-threads.json").read_text())
     pid = int(vmap["vcpus"][0]["thread-id"])
     s = session(TSYNC / "trace.dat", TSYNC / "trace-vmguest.dat")
-    t0, t1 = _span(TSYNC / "trace.dat")
+    t0, t1 = span(TSYNC / "trace.dat")
     vt = _time_rows(vcpu_time(s, vcpu_map={"vmguest": {0: pid}}))
-    want, runs, per_cpu = _thread_walk(TSYNC / "trace.dat", pid, t0, t1)
+    want, runs, per_cpu = thread_walk(TSYNC / "trace.dat", pid, t0, t1)
     assert vt == {("vmguest", 0, pid): want}
     assert want["preempted"] > 0 and want["halted"] > 0 and want["guest"] > 0 and want["exit"] == 0
     # preempted: by the tasks the walk puts on the CPU the thread ran on next, piece by piece
@@ -161,7 +121,7 @@ def test_guest_evidence_without_a_host_thread():
     """vm-tsync without a map: the host names no thread (TCP agent: pid -1) and has no kvm events,
     so the guest's CPU 0 says: a task running is guest time, idle (pid 0) is halted."""
     s = session(TSYNC / "trace.dat", TSYNC / "trace-vmguest.dat")
-    t0, t1 = _span(TSYNC / "trace.dat")
+    t0, t1 = span(TSYNC / "trace.dat")
     gb = s.streams[1].buffer  # the guest, on the host clock (TIME_SHIFT)
     t = gb.events
     ts, cpu = t.column("ts").to_pylist(), t.column("cpu").to_pylist()
@@ -173,9 +133,9 @@ def test_guest_evidence_without_a_host_thread():
                                                  strict=True) if cpu[r] == 0]
     since, cur = first, sw[0][1]
     for x, _pp, np_ in sw:
-        _add(tot, "halted" if cur == 0 else "guest", since, x, t0, t1)
+        add_clipped(tot, "halted" if cur == 0 else "guest", since, x, t0, t1)
         since, cur = x, np_
-    _add(tot, "halted" if cur == 0 else "guest", since, last, t0, t1)
+    add_clipped(tot, "halted" if cur == 0 else "guest", since, last, t0, t1)
     tot["unknown"] = (t1 - t0) - tot["guest"] - tot["halted"]
     assert _time_rows(vcpu_time(s)) == {("vmguest", 0, -1): tot}
     assert tot["guest"] > 0 and tot["halted"] > 0 and tot["unknown"] > 0  # the guest's data ends first
@@ -183,14 +143,14 @@ def test_guest_evidence_without_a_host_thread():
 
 def test_unsynchronized_guest_is_unknown_in_the_host_window():
     s = session(TRACES / "vm" / "trace.dat", TRACES / "vm" / "trace-vmguest.dat")
-    t0, t1 = _span(TRACES / "vm" / "trace.dat")
+    t0, t1 = span(TRACES / "vm" / "trace.dat")
     got = _time_rows(vcpu_time(s))
     assert got == {("vmguest", v, -1): {**dict.fromkeys(STATE_ORDER, 0), "unknown": t1 - t0} for v in (0, 1)}
 
 
 def test_empty_and_reversed_windows():
     s = session(HOST)
-    t0, _ = _span(HOST)
+    t0, _ = span(HOST)
     assert vcpu_time(s, t0 + 10, t0 + 10).num_rows == 0 and vcpu_intervals(s, t0 + 10, t0).num_rows == 0
     one = _time_rows(vcpu_time(s, t0 - 1000, t0))  # before the host's data: all unknown
     assert all(v == {**dict.fromkeys(STATE_ORDER, 0), "unknown": 1000} for v in one.values()) and len(one) == 3

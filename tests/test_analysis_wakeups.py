@@ -10,83 +10,22 @@ at the rows the walk chose.
 from __future__ import annotations
 
 import math
-import re
-from collections import defaultdict
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.analysis.wakeups import percentile_nearest_rank, wakeup_stats, wakeups
-from kshark_py.model.session import Session
 
-from .reference import LINE_RE, read_reference
-
-CASES = {
-    "host-sched-v7": (["host-sched-v7.dat"], "host-sched-v7.dat.report.txt"),
-    "host-sched-v6": (["host-sched-v6.dat"], "host-sched-v6.dat.report.txt"),
-    "vm-tsync": (["vm-tsync/trace.dat", "vm-tsync/trace-vmguest.dat"], "vm-tsync/merged.report.txt"),
-}
-
-_WAKING_PID = re.compile(r"\bpid=(\d+)\b")
-_WAKEUP_TASK = re.compile(r"^(.*):(\d+) \[\d+\]")  # sched_wakeup: "comm:pid [prio] CPU:nnn"
-_SWITCH_NEXT = re.compile(r"==> (.*):(\d+) \[\d+\]$")
-
-
-def report_events(traces, ref: str) -> list[dict]:
-    """Every event line of a saved report: event, common pid, cpu, time in us, info text."""
-    out = []
-    for line in read_reference(traces / ref):
-        m = LINE_RE.match(line)
-        if m:
-            out.append({"event": m["event"], "pid": int(m["pid"]), "cpu": int(m["cpu"]),
-                        "us": int(m["ts"].replace(".", "")), "info": m["info"].strip()})
-    return out
-
-
-def load(traces, files: list[str]) -> Session:
-    return Session.from_files([open_trace(traces / f) for f in files])
-
-
-def merged_map(session: Session, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(stream, row, ts) of merged row k for k < n."""
-    m = session.merged()
-    assert len(m) == n  # the report's event lines are the merged rows, one for one
-    return np.asarray(m.stream).astype(np.int64), np.asarray(m.row).astype(np.int64), np.asarray(m.ts)
-
-
-def walk_wakeups(traces, files: list[str], ref: str):
-    """The reference: [(stream, pid, comm, waking k, switch k)] in report order, k = merged row."""
-    session = load(traces, files)
-    ev = report_events(traces, ref)
-    stream, _row, _ts = merged_map(session, len(ev))
-    has_waking = defaultdict(bool)
-    for k, e in enumerate(ev):
-        if e["event"] == "sched_waking":
-            has_waking[int(stream[k])] = True
-    pending: dict[tuple[int, int], tuple[int, str]] = {}
-    out = []
-    for k, e in enumerate(ev):
-        s = int(stream[k])
-        woken = None
-        if e["event"] == "sched_waking" or (not has_waking[s] and e["event"] in ("sched_wakeup", "sched_wakeup_new")):
-            if e["event"] == "sched_waking":
-                pid = int(_WAKING_PID.search(e["info"]).group(1))
-                comm = e["info"].split("comm=", 1)[1].rsplit(" pid=", 1)[0]
-            else:
-                m = _WAKEUP_TASK.match(e["info"])
-                comm, pid = m.group(1), int(m.group(2))
-            woken = (s, pid)
-            if pid != 0 and woken not in pending:  # a second waking before the switch: the first stands
-                pending[woken] = (k, comm)
-        elif e["event"] == "sched_switch":
-            m = _SWITCH_NEXT.search(e["info"])
-            key = (s, int(m.group(2)))
-            if key in pending:
-                wk, comm = pending.pop(key)
-                out.append((s, key[1], comm, wk, k))
-    return session, ev, out
+from .support.reports import (
+    CASES,
+    SWITCH_NEXT,
+    WAKING_PID,
+    load,
+    merged_map,
+    reference_stats,
+    walk_wakeups,
+)
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -119,29 +58,10 @@ def test_every_wakeup_matches_the_walk(case):
         assert set(w.column("stream").to_pylist()) == {0, 1}  # host (sched_wakeup) and guest (sched_waking)
 
 
-def _reference_stats(session, ev, walk, t0=None, t1=None):
-    stream, row, ts = merged_map(session, len(ev))
-    groups: dict[tuple[int, int], list[tuple[int, int, int, str]]] = defaultdict(list)
-    for s, pid, comm, wk, sk in walk:
-        a, b = int(ts[wk]), int(ts[sk])
-        if (t0 is None or a >= t0) and (t1 is None or b <= t1):
-            groups[(s, pid)].append((b - a, a, wk, comm))
-    out = {}
-    for key, items in groups.items():
-        lats = sorted(x[0] for x in items)
-        n = len(lats)
-        worst = max(x[0] for x in items)
-        out[key] = {"count": n, "total_ns": sum(lats), "p50_ns": lats[math.ceil(0.5 * n) - 1],
-                    "p99_ns": lats[math.ceil(0.99 * n) - 1], "max_ns": worst,
-                    "max_at_ns": min(x[1] for x in items if x[0] == worst),
-                    "comm": max(items, key=lambda x: x[2])[3]}
-    return out
-
-
 def test_stats_per_task_match_the_walk(case):
     name, session, ev, walk = case
     st = wakeup_stats(wakeups(session))
-    ref = _reference_stats(session, ev, walk)
+    ref = reference_stats(session, ev, walk)
     assert st.num_rows == len(ref)
     for r in st.to_pylist():
         exp = ref[(r["stream"], r["pid"])]
@@ -160,7 +80,7 @@ def test_window_keeps_wakeups_wholly_inside(case):
     inside = [x for x in walk if int(ts[x[3]]) >= t0 and int(ts[x[4]]) <= t1]
     assert 0 < w.num_rows == len(inside) < len(walk)
     st = wakeup_stats(w)
-    ref = _reference_stats(session, ev, walk, t0, t1)
+    ref = reference_stats(session, ev, walk, t0, t1)
     assert {(r["stream"], r["pid"]): r["count"] for r in st.to_pylist()} == {k: v["count"] for k, v in ref.items()}
 
 
@@ -180,13 +100,13 @@ def test_second_waking_does_not_restart(traces):
     pending: dict[tuple[int, int], int] = {}
     for k, e in enumerate(ev):
         if e["event"] == "sched_waking":
-            key = (int(stream[k]), int(_WAKING_PID.search(e["info"]).group(1)))
+            key = (int(stream[k]), int(WAKING_PID.search(e["info"]).group(1)))
             if key in pending:
                 repeats.append((*key, pending[key]))
             else:
                 pending[key] = k
         elif e["event"] == "sched_switch":
-            pending.pop((int(stream[k]), int(_SWITCH_NEXT.search(e["info"]).group(2))), None)
+            pending.pop((int(stream[k]), int(SWITCH_NEXT.search(e["info"]).group(2))), None)
     assert len(repeats) > 10
     w = wakeups(session)
     got = {(r["stream"], r["pid"], r["waking_row"]) for r in w.to_pylist()}

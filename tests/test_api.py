@@ -5,10 +5,8 @@ texts; and the runnable example of docs/examples/."""
 from __future__ import annotations
 
 import gzip
-import re
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -19,48 +17,10 @@ import pytest
 import kshark_py as ks
 from kshark_py.model.eventtext import trace_cmd_time
 
+from .support.reports import BARE, LINE, PAIRS, report_walk, saved_report
+
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = {  # folder: (host, guest)
-    "vm-tsync": ("trace.dat", "trace-vmguest.dat"),
-    "vm": ("trace.dat", "trace-vmguest.dat"),
-    "external/doc-test": ("trace.dat", "trace-Salamander4.dat"),
-}
-LINE = re.compile(r"^\s*(\S+?):\s+(.*?)-(-?\d+)\s+\[(\d+)\]\s+(\d+\.\d+):\s+(\S+?):\s?(.*)$")
-DROPPED = re.compile(r"^\s*(\S+?): CPU:\d+ \[.*EVENTS DROPPED\]")
-BARE = re.compile(r"^()\s*(.*?)-(-?\d+)\s+\[(\d+)\]\s+(\d+\.\d+):\s+(\S+?):\s?(.*)$")
-"""An event line without the file label: trace-cmd printed the label before a DROPPED message."""
-NEXT_PID = re.compile(r"==> .*:(-?\d+) \[")
 
-
-def report_walk(lines) -> dict:
-    """Per file label of a merged report: count, first and last time text, sum of sched_switch's
-    next_pid (from its info text), and every line's (label, time text, event) in order."""
-    out: dict = defaultdict(lambda: {"n": 0, "first": None, "last": None, "next_pid": 0})
-    order = []
-    dropped = None
-    for line in lines:
-        m = LINE.match(line)
-        if m is None and dropped is not None:
-            m = BARE.match(line)
-        if m is None:
-            d = DROPPED.match(line)
-            dropped = d.group(1) if d else None
-            continue  # "cpus=N", "CPU:0 [N EVENTS DROPPED]"
-        label, _comm, _pid, _cpu, t, event, info = m.groups()
-        label, dropped = label or dropped, None
-        d = out[label]
-        d["n"] += 1
-        d["first"] = d["first"] or t
-        d["last"] = t
-        if event == "sched_switch":
-            d["next_pid"] += int(NEXT_PID.search(info).group(1))
-        order.append((label, t, event))
-    return {"streams": dict(out), "order": order}
-
-
-def saved_report(folder: Path) -> dict:
-    with gzip.open(folder / "merged.report.txt.gz", "rt", encoding="utf-8", errors="surrogateescape") as f:
-        return report_walk(f)
 
 
 @pytest.fixture(scope="module", params=list(PAIRS))

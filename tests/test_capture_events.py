@@ -28,8 +28,7 @@ from kshark_py.capture.session import GuestConfig, HostSession
 from kshark_py.capture.tracefs import RecordError
 from kshark_py.loaders.tracedat import open_trace
 
-from .test_capture_interop import TC_NS, env_ok, free_port, our_cli, start, stop, wait_listening  # noqa: F401
-from .test_capture_record import ROOT, require_recording
+from .support.capture import ROOT, TC_NS, free_port, our_cli, require_recording, start, stop, wait_listening
 
 HOST_EV = ["-e", "sched:sched_switch"]
 GUEST_EV = ["-e", "sched:sched_wakeup"]
@@ -101,7 +100,7 @@ def _run(host: str, agent: str, tmp: Path, host_ev: list[str], guest_ev: list[st
 
 @pytest.mark.parametrize("host", ["trace-cmd", "ours"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_host_events_with_guests(env_ok, tmp_path, case, host):  # noqa: F811 - fixture
+def test_host_events_with_guests(env_ok, tmp_path, case, host):
     """Both hosts with our agent (which records in its own tracefs instance: trace-cmd's agent would share the
     top instance with trace-cmd's host on this one kernel, and reconfigure the host's events)."""
     host_ev, guest_ev = CASES[case]
@@ -125,7 +124,7 @@ def test_host_events_with_guests(env_ok, tmp_path, case, host):  # noqa: F811 - 
         assert [g.name for g in open_trace(hfile).meta.guests] == ["g"]
 
 
-def test_trace_cmd_agent_aborts_a_request_without_events(env_ok, tmp_path):  # noqa: F811 - fixture
+def test_trace_cmd_agent_aborts_a_request_without_events(env_ok, tmp_path):
     """The reference for the host_only case: trace-cmd's own agent dies on it, the host fails and writes no
     trace file (it leaves an empty trace-g.dat and its temp trace.dat.cpuN files behind)."""
     r, log = _run("trace-cmd", "trace-cmd", tmp_path, HOST_EV, [])

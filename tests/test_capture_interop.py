@@ -12,108 +12,32 @@ group when it stops, and are always terminated by pid.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from kshark_py.capture.control import tcp_listening
 from kshark_py.capture.eventspec import EventSpec
 from kshark_py.capture.session import guest_file_name, parse_guest_spec
 from kshark_py.capture.transport import Address
 from kshark_py.loaders.tracedat import open_trace
 
-from .test_capture_record import ROOT, instances, report_both, require_recording
-
-SHARED = ROOT.parent / "shared"
-TC_NS = SHARED / "tools" / "tc-record-ns.sh"
-FIFO_GUEST = SHARED / "tools" / "fifo-guest.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"agent exited early: {_read_log(proc)}")
-        if tcp_listening(port):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
-
-
-def start(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """An agent in a new session (its own process group), output to a file (a pipe could block us)."""
-    log = open(cwd / "agent.log", "w")  # noqa: SIM115 - the child owns it
-    try:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
-    finally:
-        log.close()
-    proc._kshark_cwd = cwd  # type: ignore[attr-defined]
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> str:
-    """End the agent's process group (created by :func:`start`; tc-record-ns.sh runs trace-cmd as a child)."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            proc.poll()
-            time.sleep(0.1)
-        else:
-            continue
-        break
-    proc.wait(timeout=5)
-    return _read_log(proc)
-
-
-def _read_log(proc: subprocess.Popen) -> str:
-    cwd = getattr(proc, "_kshark_cwd", None)
-    return Path(cwd, "agent.log").read_text() if cwd else ""
-
-
-class AgentRun:
-    """Our ``agent --once`` on a free TCP port, for one session: ``proc``, ``port``, and its ``log`` once stopped."""
-
-    def __init__(self, port: int, proc: subprocess.Popen) -> None:
-        self.port, self.proc, self.log = port, proc, ""
-
-
-@contextlib.contextmanager
-def our_agent(cwd: Path):
-    """Start our agent (``--once``, TCP from 127.0.0.1), wait until it listens; stop it on the way out."""
-    port = free_port()
-    run = AgentRun(port, start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), cwd))
-    try:
-        wait_listening(port, run.proc)
-        yield run
-    finally:
-        run.log = stop(run.proc)
-
-
-def our_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "kshark_py.cli", *args]
-
+from .support.capture import (
+    FIFO_GUEST,
+    ROOT,
+    TC_NS,
+    AgentRun,
+    free_port,
+    our_agent,
+    our_cli,
+    report_both,
+    start,
+    stop,
+    wait_listening,
+)
 
 MAX_OFFSET_NS = 1_000_000
 
@@ -143,22 +67,6 @@ def check_pair(tmp: Path, name: str, *, tsync: bool = True, min_samples: int = 2
         offsets += cpu.offsets
     assert all(abs(o) < MAX_OFFSET_NS for o in offsets), offsets
     return offsets
-
-
-@pytest.fixture
-def env_ok():
-    tracefs = require_recording()
-    if not TC_NS.exists():
-        pytest.fail(f"{TC_NS} missing")
-    before = instances(tracefs)
-    yield tracefs
-    # trace-cmd's host leaves its clock_synch-0 instance behind: its recorders, forked after the time sync
-    # opened trace_marker_raw there, still hold it when the host removes it (EBUSY).  Not ours: clean it.
-    for name in instances(tracefs) - before:
-        if name.startswith("clock_synch-"):
-            with contextlib.suppress(OSError):
-                (tracefs / "instances" / name).rmdir()
-    assert instances(tracefs) == before, "tracefs instance left behind"
 
 
 @pytest.fixture

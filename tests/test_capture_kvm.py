@@ -44,8 +44,17 @@ from kshark_py.capture import tsync_msg as T
 from kshark_py.loaders.cnum import s64
 from kshark_py.loaders.tracedat import open_trace
 
-from .test_capture_interop import TC_NS, free_port, start, stop, wait_listening
-from .test_capture_record import ROOT, instances, report_both, require_recording
+from .support.capture import (
+    ROOT,
+    TC_NS,
+    free_port,
+    instances,
+    report_both,
+    require_recording,
+    start,
+    stop,
+    wait_listening,
+)
 
 TINYVM = Path(__file__).with_name("tinyvm.py")
 MIRROR_OFFSET = -5_000_000_000

@@ -20,8 +20,7 @@ from kshark_py.capture.livecount import PageFormat, StreamCounter, cpu_lost_text
 from kshark_py.capture.session import GuestConfig, HostSession
 from kshark_py.loaders.tracedat import open_trace
 
-from .test_capture_interop import env_ok, our_agent  # noqa: F401
-from .test_capture_record import ROOT
+from .support.capture import ROOT, our_agent
 
 TRACES = ROOT.parent / "shared" / "traces"
 
@@ -114,7 +113,7 @@ def _check_final(rec: Recording, guest_file: Path) -> tuple[int, int, int]:
     return total_ev, total_lost, unknown
 
 
-def test_live_counts_equal_the_guest_file(env_ok, tmp_path):  # noqa: F811 - fixture
+def test_live_counts_equal_the_guest_file(env_ok, tmp_path):
     rec, seen = _record(tmp_path, ["sched:sched_switch", "sched:sched_wakeup"],
                         "sh -c 'for i in $(seq 30); do ls / >/dev/null; sleep 0.05; done'")
     total, _lost, _unknown = _check_final(rec, tmp_path / "trace-g.dat")
@@ -126,7 +125,7 @@ def test_live_counts_equal_the_guest_file(env_ok, tmp_path):  # noqa: F811 - fix
     assert sum(c.events for c in final.cpus if c.where == "g") == total
 
 
-def test_live_lost_counts_equal_the_guest_file(env_ok, tmp_path):  # noqa: F811 - fixture
+def test_live_lost_counts_equal_the_guest_file(env_ok, tmp_path):
     """A guest buffer of two pages flooded with syscall events: the kernel overwrites events, and the pages
     after a loss say so (with the count when it fits behind the data, else only the flag); live counting
     adds them up exactly as the reader does."""
@@ -136,7 +135,7 @@ def test_live_lost_counts_equal_the_guest_file(env_ok, tmp_path):  # noqa: F811 
     assert lost + unknown > 0, "the flood lost nothing: the buffer was not small enough"
 
 
-def test_a_damaged_guest_file_does_not_cost_the_host_file(env_ok, tmp_path):  # noqa: F811 - fixture
+def test_a_damaged_guest_file_does_not_cost_the_host_file(env_ok, tmp_path):
     """The guest's file holds the agent's bytes; if they cannot be completed the host's file is still
     written (it was lost with them: write() raised before the host's turn) and the guest is named."""
     import time

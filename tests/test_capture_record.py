@@ -5,54 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from kshark_py.capture.eventspec import EventSpec, missing_events
 from kshark_py.capture.recorder import Recorder
-from kshark_py.capture.tracefs import RecordError, cpu_count_online, find_tracefs
+from kshark_py.capture.tracefs import RecordError, cpu_count_online
 from kshark_py.capture.writer import CpuData, TraceWriter, inspect_v7
 from kshark_py.loaders.tracedat import open_trace
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def require_recording() -> Path:
-    """tracefs + root + trace-cmd, or fail in CI (where they are installed) / skip elsewhere."""
-    why = None
-    if os.geteuid() != 0:
-        why = "recording needs root"
-    elif shutil.which("trace-cmd") is None:
-        why = "trace-cmd is not installed"
-    else:
-        try:
-            return find_tracefs()
-        except RecordError as e:
-            why = str(e)
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
-
-
-def instances(tracefs: Path) -> set[str]:
-    return {p.name for p in (tracefs / "instances").iterdir()}
-
-
-def ours(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "kshark_py.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120, cwd=ROOT)
-
-
-def report_both(*files: Path) -> tuple[str, str]:
-    args = [a for f in files for a in ("-i", str(f))]
-    tc = subprocess.run(["trace-cmd", "report", *args], capture_output=True, text=True, timeout=120)
-    assert tc.returncode == 0, tc.stderr
-    ks = ours("report", *args)
-    assert ks.returncode == 0, ks.stderr
-    return tc.stdout, ks.stdout
+from .support.capture import instances, report_both, require_recording
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +108,6 @@ def test_writer_without_data(tmp_path):
 def test_instance_removal_is_not_cut_short_by_a_signal():
     """A Ctrl-C/SIGTERM that lands while an instance is being removed waits for the removal (an
     agent stopped while cleaning up left its instance behind, 1 run in 8)."""
-    import os
     import signal
     import threading
     import time

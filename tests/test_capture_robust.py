@@ -20,7 +20,7 @@ import pytest
 
 from kshark_py.capture import leftovers, spool
 from kshark_py.loaders.tracedat import open_trace
-from tests.test_capture_record import ROOT, report_both, require_recording
+from tests.support.capture import ROOT, report_both, require_recording
 
 LOAD = "for i in $(seq 40); do ls -R /usr/lib >/dev/null; done"
 """A burst of syscalls and scheduling (a few seconds)."""

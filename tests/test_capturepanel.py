@@ -22,8 +22,7 @@ from kshark_py.loaders.tracedat import open_trace  # noqa: E402
 from kshark_py.ui import capturepanel  # noqa: E402
 from kshark_py.ui.capturepanel import CaptureDialog  # noqa: E402
 
-from .test_capture_interop import env_ok, free_port  # noqa: E402, F401
-from .test_capture_record import instances, ours, require_recording  # noqa: E402
+from .support.capture import free_port, instances, ours, require_recording  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +133,7 @@ def _guest_rows(dialog, name: str) -> dict[str, tuple[str, str]]:
 
 def test_guest_event_counts_while_recording(dialog, qtbot, tmp_path):
     """With our agent over TCP, the guest's rows show events counted from its pages while still recording."""
-    from .test_capture_interop import our_cli, start, stop, wait_listening
+    from .support.capture import our_cli, start, stop, wait_listening
 
     port = free_port()
     agent = start(our_cli("agent", "-N", "127.0.0.1", "-p", str(port), "--once"), tmp_path)
@@ -401,7 +400,7 @@ def test_host_only_2s_of_sched_events_announced_and_loadable(qtbot, tmp_path):
 def test_host_and_our_agent_2s_each_with_its_events(qtbot, tmp_path):
     """Host + our agent over TCP on 127.0.0.1, 2 s: both files announced and loadable; the host recorded its
     ticked event, the guest the events of its row; every source's counter rows are in view."""
-    from .test_capture_interop import our_agent
+    from .support.capture import our_agent
 
     require_recording()
     d = CaptureDialog(None)
@@ -492,10 +491,10 @@ def test_preflight_escapes_command_names_and_paths(dialog, tmp_path):
     assert "Guest <u>g</u>:" in text
 
 
-def test_trace_cmd_agent_counts_are_explained(qtbot, tmp_path, env_ok):  # noqa: F811 - the fixture
+def test_trace_cmd_agent_counts_are_explained(qtbot, tmp_path, env_ok):
     """trace-cmd's agent sends a guest CPU's pages only when its ring buffer is half full (the guest's
     buffer_percent) or at Stop: the dialog says so while recording, and the final counts match the file."""
-    from .test_capture_interop import TC_NS, start, stop, wait_listening
+    from .support.capture import TC_NS, start, stop, wait_listening
 
     port = free_port()
     agent = start(["sh", str(TC_NS), "agent", "-N", "127.0.0.1", "-p", str(port)], tmp_path)

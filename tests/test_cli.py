@@ -13,6 +13,8 @@ import pytest
 from kshark_py import cli
 from kshark_py.cli import cpus_in, main, parse_cpu_list
 
+from .support.cli import assert_one_line_error
+
 SMALL = "host-small-v7.dat"
 
 
@@ -25,14 +27,6 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def run_proc(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kshark_py.cli", *argv], capture_output=True, text=True,
                           timeout=timeout)
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    assert err.count("\n") == 1 and err.startswith("kshark-py"), err
-    for w in words:
-        assert w in err, err
 
 
 def trace_cmd_report(*args: str) -> str:

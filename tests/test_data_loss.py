@@ -410,7 +410,7 @@ def test_v7_uncompressed_cut_inside_data_is_reported_not_guessed(tmp_path):
     """Uncompressed v7 data has no chunk headers: without the lost index nothing says where one CPU's
     pages end, so the buffer's data is reported lost (bytes, where) rather than split by a guess. The
     corpus has no uncompressed v7 file (trace-cmd here writes zstd): record one with our recorder."""
-    from tests.test_capture_record import require_recording
+    from tests.support.capture import require_recording
 
     require_recording()
     src = tmp_path / "u7.dat"

@@ -21,7 +21,7 @@ from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.analysis.exits import vm_exits
 from kshark_py.model.session import Session
 
-from .test_cli import assert_one_line_error
+from .support.cli import assert_one_line_error
 
 PAIRS = {"vm-tsync": ("trace.dat", "trace-vmguest.dat"), "external/doc-test": ("trace.dat", "trace-Salamander4.dat")}
 DOC = Path(__file__).resolve().parents[1] / "docs" / "export.md"

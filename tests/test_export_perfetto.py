@@ -21,7 +21,7 @@ from kshark_py.model.apitables import fields_table
 from kshark_py.model.session import Session
 from kshark_py.model.vcpus import build_vcpu_map
 
-from .test_cli import assert_one_line_error
+from .support.cli import assert_one_line_error
 
 PAIRS = {"vm-tsync": ("trace.dat", "trace-vmguest.dat"), "external/doc-test": ("trace.dat", "trace-Salamander4.dat")}
 

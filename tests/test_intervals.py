@@ -10,7 +10,6 @@ import gzip
 import re
 from collections import Counter, defaultdict
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +37,9 @@ from kshark_py.model.intervals import (
     vcpu_states,
 )
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+from .support.corpus import TRACES
+from .support.schedwalk import slow_runs
+
 DOC_TEST = "external/doc-test/trace.dat"
 VCPU_DOC = 483882  # the host thread of VCPU 0 in the doc-test GUEST option
 VCPU_TSYNC = 27186  # vm-tsync/vcpu-threads.json
@@ -74,7 +75,7 @@ def _cols(t: pa.Table) -> dict[str, np.ndarray]:
     return {n: t.column(n).to_numpy() for n in t.column_names if not pa.types.is_dictionary(t.schema.field(n).type)}
 
 
-def _span(b) -> tuple[int, int]:
+def span(b) -> tuple[int, int]:
     ts = b.events.column("ts").to_numpy()
     return int(ts.min()), int(ts.max())
 
@@ -82,40 +83,12 @@ def _span(b) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def _slow_runs(b) -> list[tuple[int, int, int, int, int]]:
-    """Per CPU, record by record: the documented rule, written as a plain sequential walk."""
-    t = b.events
-    ts, cpu, pid = (t.column(n).to_numpy().tolist() for n in ("ts", "cpu", "pid"))
-    rows, f = event_columns(b, "sched_switch", ["prev_pid", "prev_state", "next_pid"], system="sched")
-    sw = {int(r): (int(p), int(s), int(n)) for r, p, s, n in
-          zip(rows, f["prev_pid"], f["prev_state"], f["next_pid"], strict=True)}
-    per_cpu: dict[int, list[int]] = defaultdict(list)
-    for i, c in enumerate(cpu):
-        per_cpu[c].append(i)
-    out = []
-    for c in sorted(per_cpu):
-        cur = start = prev_ts = None
-        for i in per_cpu[c]:
-            before = sw[i][0] if i in sw else pid[i]
-            if cur is None:
-                cur, start = before, ts[i]
-            elif before != cur:  # a switch the trace lacks: placed after the old task's last record
-                out.append((c, start, prev_ts, cur, END_MISSING))
-                cur, start = before, prev_ts
-            if i in sw:
-                out.append((c, start, ts[i], cur, sw[i][1]))
-                cur, start = sw[i][2], ts[i]
-            prev_ts = ts[i]
-        out.append((c, start, prev_ts, cur, END_OPEN))
-    return out
-
-
 @pytest.mark.parametrize("name", ["host-sched-v7.dat", "vm-tsync/trace.dat", "host-lost-events.dat"])
 def test_runs_equal_slow_walk(name):
     r = _runs(name)
     assert r.schema == CPU_RUNS
     got = list(zip(*(r.column(n).to_pylist() for n in ("cpu", "start", "end", "pid", "end_state")), strict=True))
-    assert got == _slow_runs(_buffer(name))
+    assert got == slow_runs(_buffer(name))
 
 
 @pytest.mark.parametrize("block", [1, 7, 1000])
@@ -127,7 +100,7 @@ def test_runs_do_not_depend_on_block_size(block, monkeypatch):
     b = _buffer("host-lost-events.dat")
     r = cpu_runs(b)
     got = list(zip(*(r.column(n).to_pylist() for n in ("cpu", "start", "end", "pid", "end_state")), strict=True))
-    assert got == _slow_runs(b)
+    assert got == slow_runs(b)
 
 
 @pytest.mark.parametrize("name", ["host-sched-v7.dat", "host-sched-v6.dat", "vm/trace.dat", "host-instances.dat"])
@@ -317,7 +290,7 @@ def test_in_guest_intervals_empty_without_kvm_entry():
 def _check_lane(lane: pa.Table, b) -> dict[str, int]:
     assert lane.schema == VCPU_STATES
     c = _cols(lane)
-    t0, t1 = _span(b)
+    t0, t1 = span(b)
     assert c["start"][0] == t0 and c["end"][-1] == t1
     assert (c["end"][:-1] == c["start"][1:]).all() and (c["end"] > c["start"]).all()
     state = lane.column("state").to_pylist()
@@ -373,7 +346,7 @@ def _kvm_walk(b, pid: int, names: list[str], t1: int) -> dict[str, int]:
     time to the next event (or the end) is unknown, as is the time before the first."""
     recs = [(ts, kind) for ts, p, _, kind, _ in _kvm_records(b) if p == pid]
     tot = dict.fromkeys(STATES, 0)
-    tot["unknown"] += recs[0][0] - _span(b)[0]
+    tot["unknown"] += recs[0][0] - span(b)[0]
     names = iter(names)
     for i, (ts, kind) in enumerate(recs):
         name = next(names) if kind == "exit" else None
@@ -395,7 +368,7 @@ def test_vcpu_lane_kvm_host_without_sched():
     b = _buffer(DOC_TEST)
     lane = vcpu_states(b, VCPU_DOC, _runs(DOC_TEST), _kvm(DOC_TEST))
     tot = _check_lane(lane, b)
-    t0, t1 = _span(b)
+    t0, t1 = span(b)
     names = _report_exit_names(DOC_TEST, VCPU_DOC)
     assert len(names) == 5356 and names.count("HLT") == 1488
     assert tot == _kvm_walk(b, VCPU_DOC, names, t1)
@@ -450,7 +423,7 @@ def test_vcpu_lane_software_emulated(name, pid):
     runs = _runs(name)
     lane = vcpu_states(b, pid, runs, _kvm(name))
     tot = _check_lane(lane, b)
-    t0, t1 = _span(b)
+    t0, t1 = span(b)
     tr = _cols(task_runs(runs, pid))
     on_cpu = int((tr["end"] - tr["start"]).sum())
     tail = t1 - int(tr["end"][-1]) if tr["end_state"][-1] == END_OPEN else 0
@@ -482,7 +455,7 @@ def test_lane_combines_sched_and_kvm_views():
     event nothing closes (the last entry) leaves the kvm view unknown."""
     name = "vm-tsync/trace.dat"
     b = _buffer(name)
-    t0, t1 = _span(b)
+    t0, t1 = span(b)
     runs = task_runs(_runs(name), VCPU_TSYNC).slice(0, 3)
     (a0, a1, a2), (b0, b1, _b2) = runs.column("start").to_pylist(), runs.column("end").to_pylist()
     assert runs.column("end_state").to_pylist() == [1, 1, 1]  # S: sleeping

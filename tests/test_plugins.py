@@ -39,7 +39,7 @@ from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.eventtext import render_context
 from kshark_py.model.infotext import BlockInfo
 
-from .test_capture_record import ROOT, require_recording
+from .support.capture import ROOT, require_recording
 
 TC_NS = ROOT.parent / "shared" / "tools" / "tc-record-ns.sh"
 TINYVM = Path(__file__).with_name("tinyvm.py")

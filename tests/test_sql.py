@@ -16,7 +16,7 @@ from kshark_py.cli import main
 from kshark_py.model.session import Session
 from kshark_py.model.sqltables import SqlCatalog
 
-from .test_api import PAIRS, saved_report
+from .support.reports import PAIRS, saved_report
 
 
 def _plain(t: pa.Table) -> pa.Table:

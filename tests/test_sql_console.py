@@ -10,7 +10,7 @@ from PySide6 import QtCore
 import kshark_py as ks
 from kshark_py.ui.sqlconsole import SqlConsole
 
-from .test_ui_exits import _window
+from .support.gui import open_window
 
 
 def _open(w) -> SqlConsole:
@@ -31,7 +31,7 @@ def _click(qtbot, view, row: int, col: int = 0) -> None:
 
 def test_console_query_click_and_graph(qtbot, traces):
     d = traces / "vm-tsync"
-    w = _window(qtbot, [d / "trace.dat", d / "trace-vmguest.dat"])
+    w = open_window(qtbot, *[d / "trace.dat", d / "trace-vmguest.dat"])
     c = _open(w)
     q = ("SELECT ts, stream, cpu, comm, next_pid FROM sched_switch WHERE stream = 'vmguest' "
          "ORDER BY ts LIMIT 50 OFFSET 1000")
@@ -69,7 +69,7 @@ def test_console_query_click_and_graph(qtbot, traces):
 
 def test_console_bad_query_and_big_result(qtbot, traces):
     d = traces / "vm-tsync"
-    w = _window(qtbot, [d / "trace.dat", d / "trace-vmguest.dat"])
+    w = open_window(qtbot, *[d / "trace.dat", d / "trace-vmguest.dat"])
     c = _open(w)
     c.run("SELECT * FROM no_such_table")
     assert "Catalog Error: Table with name no_such_table does not exist" in c.status.text()

@@ -13,8 +13,15 @@ import pytest
 
 from kshark_py.cli import main
 
-from .test_analysis_latency import _irq, walk_pairs
-from .test_analysis_wakeups import CASES, _reference_stats, merged_map, report_events, walk_wakeups
+from .support.reports import (
+    CASES,
+    irq_of,
+    merged_map,
+    reference_stats,
+    report_events,
+    walk_pairs,
+    walk_wakeups,
+)
 
 WAKEUP_HEADER = "stream,pid,comm,count,total_ns,p50_ns,p99_ns,max_ns,max_at_ns"
 
@@ -39,7 +46,7 @@ def test_wakeups_csv(traces, capsys, v7_walk):
     rc, out, err = _run(capsys, "stats", "-i", str(traces / "host-sched-v7.dat"), "--wakeups", "--format", "csv")
     assert rc == 0, err
     assert out.splitlines()[0] == WAKEUP_HEADER
-    ref = _reference_stats(session, ev, walk)
+    ref = reference_stats(session, ev, walk)
     rows = _csv_rows(out)
     assert len(rows) == len(ref)
     for r in rows:
@@ -58,7 +65,7 @@ def test_wakeups_pair_range_json(traces, capsys):
                         "--format", "json")
     assert rc == 0, err
     rows = json.loads(out)
-    exp = _reference_stats(session, ev, walk, t0, t1)
+    exp = reference_stats(session, ev, walk, t0, t1)
     assert {(r["stream"], r["pid"]): (r["count"], r["max_ns"], r["max_at_ns"]) for r in rows} == \
         {k: (v["count"], v["max_ns"], v["max_at_ns"]) for k, v in exp.items()}
     assert {r["stream"] for r in rows} == {0, 1}
@@ -67,7 +74,7 @@ def test_wakeups_pair_range_json(traces, capsys):
     rc, out2, _ = _run(capsys, "stats", *(str(traces / f) for f in files), "--wakeups", "--range", f"{t0}:",
                        "--format", "json")
     assert rc == 0
-    assert sum(r["count"] for r in json.loads(out2)) == sum(v["count"] for v in _reference_stats(
+    assert sum(r["count"] for r in json.loads(out2)) == sum(v["count"] for v in reference_stats(
         session, ev, walk, t0, None).values())
 
 
@@ -77,8 +84,8 @@ def test_wakeups_table(traces, capsys, v7_walk):
     assert rc == 0
     lines = out.splitlines()
     assert lines[0].split() == WAKEUP_HEADER.split(",")
-    assert len(lines) == 1 + len(_reference_stats(session, ev, walk))
-    first = max(_reference_stats(session, ev, walk).items(), key=lambda kv: kv[1]["max_ns"])
+    assert len(lines) == 1 + len(reference_stats(session, ev, walk))
+    first = max(reference_stats(session, ev, walk).items(), key=lambda kv: kv[1]["max_ns"])
     assert lines[1].split()[:2] == ["0", str(first[0][1])]  # worst task first
 
 
@@ -106,7 +113,7 @@ def test_latency_csv(traces, capsys, spec):
     ev = report_events(traces, ref)
     stream, _row, ts = merged_map(session, len(ev))
     groups = defaultdict(list)
-    for s, a, b, irq in walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", _irq, _irq):
+    for s, a, b, irq in walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", irq_of, irq_of):
         groups[(s, irq)].append(int(ts[b]) - int(ts[a]))
     rows = _csv_rows(out)
     assert {(int(r["stream"]), int(r["irq"])): (int(r["count"]), int(r["total_ns"]), int(r["max_ns"]))

@@ -9,8 +9,9 @@ import json
 
 from kshark_py.cli import main
 
-from .test_analysis_exits import GUEST, HOST, OTHER_VM, VCPU0, _named, _walk_stats, kvm_walk, report_exits
-from .test_analysis_vcputime import TSYNC, _kvm_totals, _span, _thread_walk
+from .support.corpus import TSYNC
+from .support.kvmhost import GUEST, HOST, OTHER_VM, VCPU0, exits_with_names, kvm_totals, span, walk_stats
+from .support.schedwalk import thread_walk
 
 EXIT_HEADER = "guest,vcpu,host_pid,reason,count,total_ns,p50_ns,p99_ns,max_ns"
 VCPU_HEADER = "guest,vcpu,host_pid,state,total_ns"
@@ -28,9 +29,8 @@ def _csv(out: str) -> list[tuple]:
 
 
 def _exit_walk(guest_name: str) -> list[tuple]:
-    walk, _ = kvm_walk()
-    names = _named(walk, report_exits("trace.dat.report.txt.gz"))
-    return _walk_stats(walk, names, lambda w: (guest_name, 0) if w["host_pid"] == VCPU0
+    walk, names = exits_with_names()
+    return walk_stats(walk, names, lambda w: (guest_name, 0) if w["host_pid"] == VCPU0
                        else ("", OTHER_VM[w["host_pid"]]))
 
 
@@ -57,14 +57,14 @@ def test_exits_host_alone_json_and_table(capsys):
 
 
 def test_exits_range(capsys):
-    walk, _ = kvm_walk()
+    walk, names = exits_with_names()
     t0, t1 = walk[100]["exit_ts"], walk[2000]["entry_ts"]
     rc, out, err = _run(capsys, "stats", "-i", str(HOST), "-i", str(GUEST), "--exits", "--range", f"{t0}:{t1}",
                         "--format", "csv")
     assert rc == 0, err
-    inside = [(w, n) for w, n in zip(walk, _named(walk, report_exits("trace.dat.report.txt.gz")), strict=True)
+    inside = [(w, n) for w, n in zip(walk, names, strict=True)
               if t0 <= w["exit_ts"] and w["entry_ts"] <= t1]
-    want = _walk_stats([w for w, _ in inside], [n for _, n in inside],
+    want = walk_stats([w for w, _ in inside], [n for _, n in inside],
                        lambda w: ("Salamander4", 0) if w["host_pid"] == VCPU0 else ("", OTHER_VM[w["host_pid"]]))
     assert _csv(out) == want and sum(r[4] for r in want) < len(walk)
 
@@ -73,8 +73,8 @@ def test_vcpus_csv_kvm_host(capsys):
     rc, out, err = _run(capsys, "stats", "-i", str(HOST), "-i", str(GUEST), "--vcpus", "--format", "csv")
     assert rc == 0, err
     assert out.splitlines()[0] == VCPU_HEADER
-    t0, t1 = _span(HOST)
-    tot = _kvm_totals(t0, t1)
+    t0, t1 = span(HOST)
+    tot = kvm_totals(t0, t1)
     order = ("guest", "exit", "halted", "preempted", "unknown")
     want = [(g, v, p, st, tot[p][st]) for g, v, p in [("", 0, 453724), ("", 1, 453725), ("Salamander4", 0, VCPU0)]
             for st in order]
@@ -83,13 +83,13 @@ def test_vcpus_csv_kvm_host(capsys):
 
 def test_vcpus_tcg_with_the_qmp_threads_file_and_range(capsys):
     """``--vcpu-threads GUEST=FILE.json`` names the TCG thread; its time comes from the host schedule."""
-    t0, t1 = _span(TSYNC / "trace.dat")
+    t0, t1 = span(TSYNC / "trace.dat")
     a, b = t0 + (t1 - t0) // 4, t0 + (t1 - t0) // 2
     rc, out, err = _run(capsys, "stats", "-i", str(TSYNC / "trace.dat"), "-i", str(TSYNC / "trace-vmguest.dat"),
                         "--vcpus", "--vcpu-threads", f"vmguest={TSYNC / 'vcpu-threads.json'}", "--range", f"{a}:{b}",
                         "--format", "csv")
     assert rc == 0, err
-    want, _, _ = _thread_walk(TSYNC / "trace.dat", 27186, a, b)
+    want, _, _ = thread_walk(TSYNC / "trace.dat", 27186, a, b)
     assert _csv(out) == [("vmguest", 0, 27186, st, want[st])
                          for st in ("guest", "exit", "halted", "preempted", "unknown")]
     assert sum(want.values()) == b - a and want["preempted"] > 0

@@ -4,7 +4,6 @@ what the window then shows: rows, labels, ranges, marker, list selection, axis t
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -15,6 +14,8 @@ from kshark_py.model.sessionfile import load_session_file
 from kshark_py.plots.axes import seconds_text
 from kshark_py.plots.timeline import ROW_PX
 from kshark_py.ui.app import DEMO_SESSION, build_window
+
+from .support.gui import click, drag, label_pos, time_at, vpos, wheel
 
 Qt = QtCore.Qt
 TWO_GUEST_MAP = {"vmguestA": {0: 9444}, "vmguestB": {0: 9446}}
@@ -45,57 +46,6 @@ def two_guests(qtbot, traces):
     return _show(qtbot, build_window(res, paths, TWO_GUEST_MAP))
 
 
-# -- real input on the plot -------------------------------------------------------------------------
-def vpos(tl, t_ns: float, row: float) -> QtCore.QPointF:
-    """Viewport position of time ``t_ns`` in row ``row`` (row units: row i spans [i, i+1))."""
-    return QtCore.QPointF(tl.mapFromScene(tl.vb.mapViewToScene(QtCore.QPointF(t_ns / 1e9, row))))
-
-
-def label_pos(tl, row: float) -> QtCore.QPointF:
-    """Viewport position over the row label of ``row``."""
-    p = vpos(tl, tl.view_range()[0], row)
-    return QtCore.QPointF(p.x() - 60, p.y())
-
-
-def mouse(tl, kind, pos, button=Qt.MouseButton.LeftButton, buttons=None, mods=Qt.KeyboardModifier.NoModifier):
-    if buttons is None:
-        buttons = Qt.MouseButton.NoButton if kind == QtCore.QEvent.Type.MouseButtonRelease else button
-    if kind == QtCore.QEvent.Type.MouseMove:
-        button = Qt.MouseButton.NoButton
-    glob = QtCore.QPointF(tl.viewport().mapToGlobal(pos.toPoint()))
-    ev = QtGui.QMouseEvent(kind, pos, glob, button, buttons, mods)
-    QtWidgets.QApplication.sendEvent(tl.viewport(), ev)
-
-
-def drag(tl, a, b, mods=Qt.KeyboardModifier.NoModifier):
-    T = QtCore.QEvent.Type
-    mouse(tl, T.MouseMove, a, buttons=Qt.MouseButton.NoButton, mods=mods)
-    mouse(tl, T.MouseButtonPress, a, mods=mods)
-    for i in range(1, 11):
-        time.sleep(0.02)  # pyqtgraph drops moves that come faster than its mouse rate limit
-        p = QtCore.QPointF(a.x() + (b.x() - a.x()) * i / 10, a.y() + (b.y() - a.y()) * i / 10)
-        mouse(tl, T.MouseMove, p, buttons=Qt.MouseButton.LeftButton, mods=mods)
-    mouse(tl, T.MouseButtonRelease, b, mods=mods)
-    QtWidgets.QApplication.processEvents()
-
-
-def click(tl, pos, button=Qt.MouseButton.LeftButton, double=False):
-    T = QtCore.QEvent.Type
-    mouse(tl, T.MouseMove, pos, buttons=Qt.MouseButton.NoButton)
-    mouse(tl, T.MouseButtonPress, pos, button=button)
-    mouse(tl, T.MouseButtonRelease, pos, button=button)
-    if double:
-        mouse(tl, T.MouseButtonDblClick, pos, button=button)
-        mouse(tl, T.MouseButtonRelease, pos, button=button)
-    QtWidgets.QApplication.processEvents()
-
-
-def wheel(tl, pos, notches=1, mods=Qt.KeyboardModifier.NoModifier):
-    glob = QtCore.QPointF(tl.viewport().mapToGlobal(pos.toPoint()))
-    ev = QtGui.QWheelEvent(pos, glob, QtCore.QPoint(0, 0), QtCore.QPoint(0, 120 * notches), Qt.MouseButton.NoButton,
-                           mods, Qt.ScrollPhase.NoScrollPhase, False)
-    QtWidgets.QApplication.sendEvent(tl.viewport(), ev)
-    QtWidgets.QApplication.processEvents()
 
 
 def y_range(tl) -> tuple[float, float]:
@@ -338,7 +288,7 @@ def test_double_click_selects_the_clicked_rows_nearest_event(demo):
     row1 = next(i for i, r in enumerate(w.model.rows) if r.label == "host CPU 1")
     pos = vpos(tl, click_t, row1 + 0.5)
     click(tl, pos, double=True)
-    at_t = round(tl.vb.mapSceneToView(tl.mapToScene(pos.toPoint())).x() * 1e9)
+    at_t = time_at(tl, pos)
     want = int(ts1[np.argmin(np.abs(ts1 - at_t))])
     assert w.markers.times["A"] == want, "the marker goes to the row's event's time, not the click's"
     m = w.session.merged()

@@ -8,22 +8,12 @@ import pyarrow.compute as pc
 from PySide6 import QtCore
 
 from kshark_py.model.analysis.exits import exit_stats, reason_histogram, top_rips, vm_exits
-from kshark_py.model.loading import load_session
 from kshark_py.ui.analysisrange import ms_text
-from kshark_py.ui.app import build_window
 from kshark_py.ui.exitspanel import TOP_RIPS, ExitsPanel, guest_text, rip_text
 
+from .support.gui import open_window
+
 TIMEOUT = 120_000
-
-
-def _window(qtbot, paths):
-    paths = [str(p) for p in paths]
-    w = build_window(load_session(paths), paths)
-    qtbot.addWidget(w)
-    w.resize(1500, 950)
-    w.show()
-    qtbot.waitExposed(w)
-    return w
 
 
 def _open(qtbot, w) -> ExitsPanel:
@@ -68,7 +58,7 @@ def _click_bar(qtbot, chart, bar: int, x: float) -> None:
 
 def test_exits_panel_tables_histogram_rips_and_jump(qtbot, traces):
     d = traces / "external" / "doc-test"
-    w = _window(qtbot, [d / "trace.dat", d / "trace-Salamander4.dat"])
+    w = open_window(qtbot, *[d / "trace.dat", d / "trace-Salamander4.dat"])
     p = _open(qtbot, w)
     s = w.session
     t0, t1 = w.analysis.full()
@@ -146,7 +136,7 @@ def test_exits_panel_tables_histogram_rips_and_jump(qtbot, traces):
 
 def test_host_file_without_kvm_exits_says_so(qtbot, traces):
     """host-kvm.dat holds kvm_pio, kvm_fpu... but no kvm_exit/kvm_entry: an empty table and a sentence."""
-    w = _window(qtbot, [traces / "host-kvm.dat"])
+    w = open_window(qtbot, *[traces / "host-kvm.dat"])
     p = _open(qtbot, w)
     assert vm_exits(w.session).num_rows == 0
     assert p.stats.rowCount() == 0 and p.rips.rowCount() == 0 and p.hist.bars == []

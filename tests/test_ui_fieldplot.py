@@ -14,7 +14,7 @@ from PySide6 import QtWidgets
 from kshark_py.model.columns import event_columns
 from kshark_py.ui.fieldplot import FieldPlotDialog
 
-from .test_ui_wakeups import menu_action, open_window
+from .support.gui import menu_action, open_window
 
 
 def records(session, si: int, event: str, field: str) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ from kshark_py.model.columns import event_columns
 from kshark_py.ui.arrowtable import us_text
 from kshark_py.ui.latencyplot import PRESETS, LatencyDialog, LatencyRequest
 
-from .test_ui_wakeups import menu_action, open_window
+from .support.gui import menu_action, open_window
 
 
 def walk_pairs(session, si: int, start: str, end: str, sfield: str, efield: str,

@@ -13,29 +13,9 @@ import pytest
 from PySide6 import QtCore
 
 from kshark_py.model.columns import event_columns
-from kshark_py.model.loading import load_session
-from kshark_py.ui.app import build_window
 from kshark_py.ui.arrowtable import us_text
 
-
-def open_window(qtbot, *paths):
-    paths = [str(p) for p in paths]
-    w = build_window(load_session(paths, {}), paths, {})
-    qtbot.addWidget(w)
-    w.resize(1500, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    w.timeline.redraw()
-    return w
-
-
-def menu_action(w, menu: str, text: str):
-    for a in w.menuBar().actions():
-        if a.menu() is not None and a.menu().title().replace("&", "") == menu:
-            for b in a.menu().actions():
-                if b.text().replace("&", "") == text:
-                    return b
-    raise AssertionError(f"no {menu} > {text}")
+from .support.gui import menu_action, open_window
 
 
 def walk_wakeups(session, si: int) -> dict[int, list[tuple[int, int]]]:
