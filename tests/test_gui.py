@@ -7,24 +7,19 @@ import sys
 
 import numpy as np
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from kshark_py.model.loading import load_session
 from kshark_py.model.sessionfile import SessionFileError, load_session_file, save_session
 from kshark_py.ui.app import DEMO_SESSION, build_window
 
+from .support.gui import click, open_window, time_at, vpos
+
 
 @pytest.fixture
 def demo(qtbot):
     state = load_session_file(DEMO_SESSION)
-    res = load_session(state.files, state.vcpu_map)
-    w = build_window(res, state.files, state.vcpu_map, state)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    qtbot.waitExposed(w)
-    w.timeline.redraw()
-    return w
+    return open_window(qtbot, *state.files, vcpu_map=state.vcpu_map, state=state, size=(1400, 900))
 
 
 def test_demo_rows_and_pairs(demo):
@@ -82,8 +77,10 @@ def test_render_cost_follows_pixels(demo):
 def test_click_vcpu_row_highlights_pair_and_host_runs(demo, qtbot):
     rows = demo.model.rows
     state_row = next(i for i, r in enumerate(rows) if r.kind == "vcpu_state")
-    t0, t1 = demo.timeline.view_range()
-    demo._on_row_clicked(state_row, (t0 + t1) // 2)
+    tl = demo.timeline
+    t0, t1 = tl.view_range()
+    tl.ensure_rows_visible([state_row])
+    click(tl, vpos(tl, (t0 + t1) // 2, state_row + 0.5))
     assert demo.model.highlight_pid == (demo.session.host_stream.index, 27186)
     assert demo.timeline.highlight.isVisible()
     lo, hi = demo.timeline.highlight.getRegion()
@@ -91,16 +88,22 @@ def test_click_vcpu_row_highlights_pair_and_host_runs(demo, qtbot):
     demo.timeline.redraw()
     dom = demo.timeline.last.dominant[0]
     alpha = demo.timeline.last.alpha[2 + 3]  # a body sub-row of host CPU 0
-    if (dom == 27186).any() and ((dom > 0) & (dom != 27186)).any():
-        assert alpha[dom == 27186].min() > alpha[(dom > 0) & (dom != 27186)].max()
+    mine, others = dom == 27186, (dom > 0) & (dom != 27186)
+    assert mine.any() and others.any(), "host CPU 0 shows the VCPU thread and other tasks"
+    assert alpha[mine].min() > alpha[others].max()
     # the reverse: clicking the VCPU thread on a host CPU row selects its pair
     demo.clear_highlight()
-    i = int(np.flatnonzero(demo.timeline.last.dominant[0] == 27186)[0])
-    e = demo.timeline.last
-    ts = int(e.t0 + (i + 0.5) * (e.t1 - e.t0) / e.npix)
-    if rows[0].intervals.at(np.array([ts]))[0] == 27186:
-        demo._on_row_clicked(0, ts)
-        assert demo.model.highlight_pid == (demo.session.host_stream.index, 27186)
+    assert demo.model.highlight_pid != (demo.session.host_stream.index, 27186)
+    iv = rows[0].intervals
+    k = int(np.argmax(np.where(iv.key == 27186, iv.end - iv.start, -1)))  # the thread's longest run on CPU 0
+    s, e = int(iv.start[k]), int(iv.end[k])
+    tl.set_range(s - (e - s), e + (e - s))
+    tl.ensure_rows_visible([0])
+    QtCore.QCoreApplication.processEvents()
+    pos = vpos(tl, (s + e) // 2, 0.5)
+    assert iv.at(np.array([time_at(tl, pos)]))[0] == 27186, "the click lands on the VCPU thread"
+    click(tl, pos)
+    assert demo.model.highlight_pid == (demo.session.host_stream.index, 27186)
 
 
 def test_markers_and_session_round_trip(demo, tmp_path, qtbot):
@@ -170,9 +173,13 @@ def test_filters_apply_to_graph_and_list(demo):
 def test_list_selection_sets_marker_and_double_click_selects(demo, qtbot):
     m = demo.session.merged()
     i = len(m) // 2
-    demo._on_list_selected(i, int(m.ts[i]))
+    demo.event_list.select_merged_index(i, emit=True)  # as a click on the list row
     assert demo.markers.times["A"] == int(m.ts[i])
-    demo._on_double_click(0, int(m.ts[i]) + 1)
+    tl = demo.timeline
+    tl.set_range(int(m.ts[i]) - 100_000, int(m.ts[i]) + 100_000)
+    tl.ensure_rows_visible([0])
+    QtCore.QCoreApplication.processEvents()
+    click(tl, vpos(tl, int(m.ts[i]) + 1, 0.5), double=True)
     cur = demo.event_list.current_merged_index()
     assert cur is not None and abs(int(m.ts[cur]) - int(m.ts[i])) < 1_000_000
 
@@ -190,7 +197,7 @@ def test_vcpu_map_dialog_adds_pairs(qtbot, traces):
     dlg = VcpuMapDialog(w.session, w.vcpu_map, w.names, w)
     dlg.fields[("vmguest", 0)].setCurrentText("16748 qemu-system-x86")
     dlg.fields[("vmguest", 1)].setCurrentText("16749")
-    dlg._accept()
+    qtbot.mouseClick(dlg.buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok), QtCore.Qt.MouseButton.LeftButton)
     assert dlg.result_map == {"vmguest": {0: 16748, 1: 16749}}
     w.set_user_vcpu_map(dlg.result_map)
     hosts = [(r.vcpu, r.pid) for r in w.model.rows if r.kind == "vcpu_host"]
@@ -200,7 +207,7 @@ def test_vcpu_map_dialog_adds_pairs(qtbot, traces):
     assert st.vcpu_map == {"vmguest": {0: 16748, 1: 16749}}
     bad = VcpuMapDialog(w.session, [], w.names, w)
     bad.fields[("vmguest", 0)].setCurrentText("not-a-pid")
-    bad._accept()
+    qtbot.mouseClick(bad.buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok), QtCore.Qt.MouseButton.LeftButton)
     assert "not a pid" in bad.error.text() and bad.result_map == {}
 
 

@@ -89,7 +89,7 @@ def test_rubber_band_zooms_time_only_and_fit_restores(demo):
     # Fit (toolbar) and Home restore the whole time range and every row
     demo.timeline_fit()
     f0, f1 = tl.view_range()
-    assert (f0, f1) == (tl._full[0], tl._full[1])
+    assert (f0, f1) == tl.full_range()
     assert y_range(tl) == pytest.approx(y_before, abs=1e-6) and labels_drawn(tl) == labels_before
     tl.zoom(8.0)
     tl.setFocus()
@@ -306,8 +306,13 @@ def test_double_click_on_a_task_row_picks_that_tasks_event(demo):
     ts, pid = t.column("ts").to_numpy(), t.column("pid").to_numpy()
     mine = ts[pid == 27186]
     probe = int((ts[0] + ts[-1]) // 2)
-    w._on_double_click(row, probe)
-    want = int(mine[np.argmin(np.abs(mine.astype(np.int64) - probe))])
+    w.timeline.set_range(probe - 50_000_000, probe + 50_000_000)
+    w.timeline.ensure_rows_visible([row])
+    QtWidgets.QApplication.processEvents()
+    pos = vpos(w.timeline, probe, row + 0.5)
+    click(w.timeline, pos, double=True)
+    at_t = time_at(w.timeline, pos)
+    want = int(mine[np.argmin(np.abs(mine.astype(np.int64) - at_t))])
     assert w.markers.times["A"] == want
     cur = w.event_list.current_merged_index()
     assert int(pid[int(w.session.merged().row[cur])]) == 27186

@@ -242,10 +242,14 @@ class TimelineWidget(pg.GraphicsLayoutWidget):
             t0, t1 = mid - MIN_SPAN_NS // 2, mid + MIN_SPAN_NS // 2
         self.vb.setXRange(t0 / NS, t1 / NS, padding=0)
 
+    def full_range(self) -> tuple[int, int]:
+        """The span of all loaded data (ns), as :meth:`set_full_range` widened it: zoom to fit shows it."""
+        return self._full
+
     def zoom_to_fit(self) -> None:
         """All of the time range; the rows back at their fixed height (the scroll position stays)."""
         self.vb.band.setVisible(False)
-        self.set_range(*self._full)
+        self.set_range(*self.full_range())
         self._apply_rows_view()
 
     def zoom(self, factor: float, center_ns: int | None = None) -> None:

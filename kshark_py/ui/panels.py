@@ -157,8 +157,8 @@ class VcpuMapDialog(QtWidgets.QDialog):
                 self.fields[(g.name, v)] = box
         self.error = QtWidgets.QLabel()
         self.error.setStyleSheet("color: #b00")
-        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
-                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                                            | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         lay = QtWidgets.QVBoxLayout(self)

@@ -53,7 +53,7 @@ def window_state(w: Any) -> dict:
         "files": list(w.paths),
         "rows": _safe(lambda: [r.label for r in w.model.rows], []),
         "range": _safe(lambda: list(tl.view_range())),
-        "full_range": _safe(lambda: list(tl._full)),
+        "full_range": _safe(lambda: list(tl.full_range())),
         "y_range": _safe(lambda: list(tl.vb.viewRange()[1])),
         "plot_rect": _safe(lambda: _global_rect(tl, tl.vb.sceneBoundingRect())),
         "markers": _safe(lambda: {k: v for k, v in w.markers.times.items()}, {}),
