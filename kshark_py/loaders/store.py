@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .compress import Codec
+from .lru import LRU
 
 BLOCK_BYTES = 32 << 20
 """Decompressed bytes handled at once by bulk operations: bounds memory (the per-block
@@ -71,7 +71,7 @@ class ChunkStore:
         self.csizes = csizes.astype(np.int64)
         self.usizes = usizes.astype(np.int64)
         self.ustarts = ustarts.astype(np.int64)
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache: LRU[np.ndarray] = LRU(CACHE_CHUNKS)
 
     def __len__(self) -> int:
         return len(self.ustarts)
@@ -85,15 +85,7 @@ class ChunkStore:
 
     def chunk(self, k: int) -> np.ndarray:
         """Chunk ``k`` decompressed (cached)."""
-        c = self._cache.get(k)
-        if c is not None:
-            self._cache.move_to_end(k)
-            return c
-        c = np.frombuffer(self._chunk_bytes(k), np.uint8)
-        self._cache[k] = c
-        if len(self._cache) > CACHE_CHUNKS:
-            self._cache.popitem(last=False)
-        return c
+        return self._cache.get_or(k, lambda: np.frombuffer(self._chunk_bytes(k), np.uint8))
 
     def read(self, off: int, n: int) -> bytes:
         k = int(self.chunk_of(np.array([off]))[0])

@@ -13,7 +13,6 @@ running (its result is dropped), and results come back on the GUI thread through
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from ..loaders.lru import LRU
 from ..model.session import Session
 
 MODES = (("view", "Graph view"), ("markers", "Markers A-B"), ("all", "Whole trace"))
@@ -118,8 +118,7 @@ class Worker(QtCore.QObject):
         self._gen = 0
         self._running = False
         self._pending: tuple[int, Any, Callable[[], Any]] | None = None
-        self._cache: OrderedDict[Any, Any] = OrderedDict()
-        self._size = cache_size
+        self._cache: LRU[Any] = LRU(cache_size)
         self._done.connect(self._deliver, QtCore.Qt.ConnectionType.QueuedConnection)
 
     @property
@@ -134,8 +133,7 @@ class Worker(QtCore.QObject):
         self._gen += 1
         self._pending = None
         if key in self._cache:
-            self._cache.move_to_end(key)
-            self.ready.emit(key, self._cache[key])
+            self.ready.emit(key, self._cache.get(key))
             return
         if self.sync:
             self._finish(self._gen, key, *_call(fn))
@@ -163,9 +161,7 @@ class Worker(QtCore.QObject):
         if err is not None:
             self.failed.emit(key, err)
             return
-        self._cache[key] = res
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        self._cache.put(key, res)
         self.ready.emit(key, res)
 
 

@@ -12,14 +12,13 @@ works on this model alone.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor, QFontDatabase
 
+from ..loaders.lru import LRU
 from ..loaders.printfmt import InfoRenderer
 from ..loaders.text import display
 from ..model.eventtext import guest_funcs, render_context, trace_cmd_time
@@ -68,25 +67,6 @@ def _alignment(col: int) -> int:
     return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 
 
-class _LRU(OrderedDict):
-    """A bounded dict: the most recently used ``cap`` entries survive."""
-
-    def __init__(self, cap: int) -> None:
-        super().__init__()
-        self.cap = cap
-
-    def get_or(self, key: Any, make: Callable[[], Any]) -> Any:
-        try:
-            self.move_to_end(key)
-            return self[key]
-        except KeyError:
-            v = make()
-            self[key] = v
-            if len(self) > self.cap:
-                self.popitem(last=False)
-            return v
-
-
 class EventTableModel(QAbstractTableModel):
     """All events of a session (or those passing ``filters``), one row each, in report order.
 
@@ -119,7 +99,7 @@ class EventTableModel(QAbstractTableModel):
             if id(st.trace) not in self._renderers:
                 ctx = render_context(st.trace, gf if st.trace is session.host else None)
                 self._renderers[id(st.trace)] = InfoRenderer(st.trace.formats, ctx)
-        self._info = _LRU(self.INFO_CACHE)
+        self._info: LRU[str] = LRU(self.INFO_CACHE)
         self._block_info: dict[int, BlockInfo] = {}
         self._tints = [QColor(*_STREAM_TINTS[i % len(_STREAM_TINTS)]) for i in range(len(session.streams))]
         self._lost_color = QColor("#ffd6d6")
@@ -275,7 +255,7 @@ class EventTableModel(QAbstractTableModel):
         sweeping thousands of rows passes ``cache=False`` so it does not evict what is on screen."""
         if cache:
             return self._info.get_or(merged_index, lambda: self._render_info(merged_index))
-        hit = self._info.get(merged_index)
+        hit = self._info.peek(merged_index)
         return hit if hit is not None else self._render_info(merged_index)
 
     def _render_info(self, merged_index: int) -> str:
