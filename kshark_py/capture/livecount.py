@@ -46,11 +46,6 @@ class PageFormat:
     lay: Layouts
     data_offset: int
 
-    @classmethod
-    def from_metadata_file(cls, path: str | os.PathLike) -> PageFormat:
-        """From the file metadata a guest streamed (header, header_page), opened with our reader."""
-        return read_guest_metadata(path)[0]
-
 
 def read_guest_metadata(path: str | os.PathLike) -> tuple[PageFormat, str | None]:
     """(page format, VERSION option: which program wrote it, e.g. trace-cmd's "3.1.6 ...") of a guest's

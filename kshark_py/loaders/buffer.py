@@ -205,11 +205,6 @@ class Buffer:
         ln = int(t.column("length")[row].as_py())
         return self.store.read(off, ln)
 
-    def payloads(self, rows: np.ndarray) -> list[bytes]:
-        off = self.events.column("offset").to_numpy()[rows]
-        ln = self.events.column("length").to_numpy()[rows]
-        return [self.store.read(o, n) for o, n in zip(off.tolist(), ln.tolist(), strict=True)]
-
     def rows_of(self, event_id: int) -> np.ndarray:
         """Rows of one event type (cached: filters, intervals and names all ask for the same)."""
         r = self._rows_cache.get(event_id)

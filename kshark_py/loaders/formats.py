@@ -62,10 +62,6 @@ class Field:
         return (self.is_array or self.dynamic is not None) and base in ("char", "unsigned char", "u8",
                                                                           "__u8", "signed char")
 
-    @property
-    def is_pointer(self) -> bool:
-        return "*" in self.type
-
 
 def _base_type_size(ctype: str) -> int:
     t = ctype.replace("const", "").replace("unsigned", "").replace("signed", "").strip()
@@ -211,14 +207,6 @@ class EventFormats:
         for (_sys, n), ev in self.by_name.items():
             if n == name:
                 return ev
-        return None
-
-    def common_field(self, name: str) -> Field | None:
-        """A common field (``common_type``, ``common_pid``...) as declared by any event."""
-        for ev in self.by_id.values():
-            f = ev.field(name)
-            if f is not None:
-                return f
         return None
 
 

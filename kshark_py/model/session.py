@@ -236,9 +236,6 @@ class Session:
             # built while the old view is alive: caches keyed by id(merged view) cannot confuse them
             self.merged()
 
-    def guest_of(self, tf: TraceFile) -> GuestInfo | None:
-        return next((g for g in self.guests if g.trace is tf), None)
-
     def stream_of(self, tf: TraceFile, name: str = "") -> Stream | None:
         return next((s for s in self.streams if s.trace is tf and s.buffer.name == name), None)
 

@@ -152,9 +152,6 @@ class EventTicks:
             pos = self.positions(edges)
         return np.diff(self.before(pos))
 
-    def count_between(self, t0: int, t1: int) -> int:
-        return int(self.counts(np.array([t0, t1], np.int64))[0])
-
     def nearest(self, t: int, within: float) -> int | None:
         """Time of the matching event nearest ``t`` if one lies within ``within`` ns."""
         a = int(np.searchsorted(self.times, t - within, side="left"))

@@ -57,10 +57,6 @@ class Wakeup:
     switch_row: int
     cpu: int
 
-    @property
-    def latency_ns(self) -> int:
-        return self.switch_ts - self.waking_ts
-
 
 class WakeupLanes:
     """The wakeups of the whole trace per task, as box lanes for task rows (built once)."""
@@ -190,12 +186,6 @@ class WakeupPanel(QtWidgets.QWidget):
         else:
             self.info.setText("No wakeup (sched_waking or sched_wakeup followed by the task's sched_switch) "
                               + ("in this range." if win is not None else "in the trace."))
-
-    def task_rows(self) -> list[tuple[int, int]]:
-        """(stream, pid) of the table's rows, top to bottom as shown."""
-        t = self.model.table
-        s, p = t.column("stream").to_numpy(), t.column("pid").to_numpy()
-        return [(int(s[k]), int(p[k])) for k in (self.model.source_row(i) for i in range(self.model.rowCount()))]
 
     def worst(self, stream: int, pid: int) -> Wakeup | None:
         """The task's worst wakeup in the shown range (the earliest of equal worst ones)."""
