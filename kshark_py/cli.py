@@ -10,24 +10,28 @@ names into ``-i FILE`` in their place (``kshark-py trace.dat``, ``kshark-py repo
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .argtypes import arg_type, whole_number, writable_file
+from .argtypes import arg_type, whole_number
+from .cliutil import (
+    PROG,
+    UsageError,
+    add_strict_option,
+    add_vcpu_map_options,
+    check_inputs,
+    check_output,
+    parse_time_offsets,
+    show_losses,
+    user_vcpu_map,
+)
 from .loaders.errors import TraceDatError
 from .loaders.memory import return_memory_promptly
 from .model.errors import UserInputError
 
-PROG = "kshark-py"
 FILE_COMMANDS = ("report", "vcpus", "export", "stats")
 """Commands whose bare words are input files (``record`` runs its bare words; ``agent`` takes none)."""
-
-
-class UsageError(UserInputError):
-    """Bad command-line input: printed as ``kshark-py: ...`` on one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,70 +115,6 @@ def cpu_slots(files: Sequence) -> int:
 # --- inputs and user maps --------------------------------------------------------------------------
 
 
-def check_inputs(paths: Sequence[str]) -> None:
-    """Refuse a missing file, a directory, a FIFO or a device before opening anything.
-
-    Why here: the app loads in a worker and would only show a dialog over no window, and open() of a
-    FIFO waits for a writer forever.
-    """
-    for p in paths:
-        try:
-            mode = os.stat(p).st_mode
-        except OSError as e:
-            raise UsageError(f"{p}: cannot open: {e.strerror or e}") from None
-        if stat.S_ISDIR(mode):
-            raise UsageError(f"{p}: cannot open: Is a directory")
-        if not stat.S_ISREG(mode):
-            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-            raise UsageError(f"{p}: not a regular file ({kind}): give a trace.dat file")
-
-
-def _check_output(path: str) -> None:
-    try:
-        writable_file(path)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def user_vcpu_map(map_specs: Sequence[str] | None, thread_specs: Sequence[str] | None) -> dict[str, dict[int, int]]:
-    """``--vcpu-map`` and ``--vcpu-threads`` merged into {guest: {vcpu: host thread}}.
-
-    One function for the app and ``vcpus``, so both give a guest the same map. TCP guests always need
-    one: the host's GUEST record carries pid -1 for them. A later item for the same VCPU wins.
-    """
-    from .model.vcpus import load_vcpu_threads_json, parse_vcpu_map_arg
-
-    out: dict[str, dict[int, int]] = {}
-    for spec in map_specs or []:
-        for g, m in parse_vcpu_map_arg(spec).items():
-            out.setdefault(g, {}).update(m)
-    for spec in thread_specs or []:
-        guest, _, path = spec.partition("=")
-        if not guest or not path:
-            raise UsageError(f"--vcpu-threads takes GUEST=FILE.json (a QMP query-cpus-fast dump), not {spec!r}")
-        out.setdefault(guest, {}).update(load_vcpu_threads_json(path))
-    return out
-
-
-def parse_time_offsets(specs: Sequence[str] | None) -> dict[str | int, int]:
-    """``--time-offset STREAM=NS`` items -> {stream name, or index when all digits: nanoseconds}.
-
-    ``NS`` is a whole number of nanoseconds, negative allowed (``guest=-2600000000000``); a later item
-    for the same stream wins. The app checks that the streams exist once the files are loaded.
-    """
-    out: dict[str | int, int] = {}
-    for spec in specs or []:
-        stream, sep, ns = spec.rpartition("=")
-        if not sep or not stream:
-            raise UsageError(f"--time-offset takes STREAM=NS (a stream name or index, nanoseconds), not {spec!r}")
-        try:
-            value = whole_number(ns, -(1 << 63) + 1, (1 << 63) - 1)
-        except ValueError as e:
-            raise UsageError(f"--time-offset {spec!r}: {e} (nanoseconds)") from None
-        out[int(stream) if stream.isascii() and stream.isdigit() else stream] = value
-    return out
-
-
 def check_streams(paths: Sequence[str], offsets: dict[str | int, int]) -> None:
     """Every ``--time-offset`` stream exists in ``paths``, checked before the app starts.
 
@@ -193,25 +133,6 @@ def check_streams(paths: Sequence[str], offsets: dict[str | int, int]) -> None:
 
 
 # --- data loss -------------------------------------------------------------------------------------
-
-
-def show_losses(files: Sequence, strict: bool) -> bool:
-    """Decode every buffer and print one line per :class:`~.loaders.errors.DataLoss` on stderr.
-
-    Returns True when ``--strict`` must stop the command (exit 2) before it prints or writes
-    anything. Why before: the lines are then the first thing a reader of the terminal sees, and a
-    strict run leaves no partial output. The decoding is what the command does next anyway (it is
-    cached). What trace-cmd 3.1.6 does with the same files: a v6 file cut inside its CPU data is
-    refused ("File possibly truncated. Need at least N, but file size is M", exit 22, nothing
-    reported); a v7 file cut inside its data prints nothing at all and exits 0.
-    """
-    lost = [x for tf in files for x in tf.decode_all()]
-    for x in lost:
-        print(f"{PROG}: {x.one_line()}", file=sys.stderr)
-    return strict and bool(lost)
-
-
-_STRICT_HELP = "exit with status 2 if any data of the input is lost (a cut or damaged file) instead of using the rest"
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -244,7 +165,7 @@ def _cmd_gui(args: argparse.Namespace) -> int:
     paths = args.input or []
     check_inputs(paths)
     if args.screenshot:
-        _check_output(args.screenshot)
+        check_output(args.screenshot)
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
     offsets = parse_time_offsets(args.time_offset)
     if offsets and paths:
@@ -294,10 +215,6 @@ def _cmd_vcpus(args: argparse.Namespace) -> int:
 
 # --- the parser ------------------------------------------------------------------------------------
 
-_VCPU_MAP_HELP = "GUEST:VCPU=PID,... the host thread of each guest VCPU"
-_VCPU_THREADS_HELP = ("a QMP query-cpus-fast dump giving each VCPU's thread id (TCP guests need this or "
-                      "--vcpu-map: their host record has no pid)")
-
 
 def build_parser() -> argparse.ArgumentParser:
     """``kshark-py``: the app's options, then one subparser per command (listed by ``-h``)."""
@@ -308,8 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", dest="input", action="append", metavar="FILE",
                    help="trace file (repeat: host, then guests; bare FILE arguments are the same)")
     p.add_argument("--session", metavar="S.json", help="restore a session JSON (kshark-py's or KernelShark's)")
-    p.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
-    p.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
+    add_vcpu_map_options(p)
     p.add_argument("--time-offset", action="append", metavar="STREAM=NS",
                    help="shift a stream's timestamps by NS nanoseconds (STREAM: its name or index; repeatable)")
     p.add_argument("--screenshot", metavar="OUT.png", help="render the main window to a PNG and exit")
@@ -324,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default trace.dat)")
     r.add_argument("-t", action="store_true", help="print timestamps in nanoseconds")
     r.add_argument("-R", action="store_true", help="raw format: print every field")
-    r.add_argument("--strict", action="store_true", help=_STRICT_HELP)
+    add_strict_option(r)
     r.add_argument("--cpu", action="append", metavar="LIST",
                    help="only these CPUs: numbers and ranges such as 0,2-3 (as trace-cmd, repeatable; with "
                         "several files or instances the numbers go on: host 0-1, then the guest's 2, ...)")
@@ -336,11 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "guest, the causality check of the time sync, and the TIME_SHIFT samples.")
     v.add_argument("-i", dest="input", action="append", metavar="FILE",
                    help="host file, then guest files (bare FILE arguments are the same)")
-    v.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
-    v.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
+    add_vcpu_map_options(v)
     v.add_argument("--tolerance-us", type=arg_type(whole_number, 0, 10**9), default=50, metavar="US",
                    help="causality check tolerance (default 50 us)")
-    v.add_argument("--strict", action="store_true", help=_STRICT_HELP)
+    add_strict_option(v)
     v.set_defaults(func=_cmd_vcpus)
     from .export_cli import register as register_export
 

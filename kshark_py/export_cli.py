@@ -13,14 +13,13 @@ import argparse
 import os
 import sys
 
-from .cli import (
-    _STRICT_HELP,
-    _VCPU_MAP_HELP,
-    _VCPU_THREADS_HELP,
+from .cliutil import (
     PROG,
     UsageError,
-    _check_output,
+    add_strict_option,
+    add_vcpu_map_options,
     check_inputs,
+    check_output,
     show_losses,
     user_vcpu_map,
 )
@@ -65,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"--run-id {args.run_id!r}: letters, digits, '.', '_' and '-' only (1-128, a letter or "
                          "digit first): it becomes a folder name")
     if single or args.format == "perfetto":
-        _check_output(args.output)
+        check_output(args.output)
     else:
         _check_dir(args.output)
     user = user_vcpu_map(args.vcpu_map, args.vcpu_threads)
@@ -115,7 +114,6 @@ def register(sub) -> None:
                    help="parquet (default) or perfetto")
     e.add_argument("--run-id", metavar="ID", help="the run's partition value in a folder export (default: the host "
                                                   "file's trace id, so a re-export replaces the run)")
-    e.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
-    e.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
-    e.add_argument("--strict", action="store_true", help=_STRICT_HELP)
+    add_vcpu_map_options(e)
+    add_strict_option(e)
     e.set_defaults(func=cmd_export)

@@ -15,7 +15,7 @@ import sys
 import pyarrow as pa
 
 from .argtypes import writable_file
-from .cli import PROG, UsageError
+from .cliutil import PROG, UsageError
 from .stats_cli import add_input_options, load_inputs, write_table
 
 USAGE = (f'{PROG} sql -i HOST [-i GUEST]... [--format table|csv|json] [-o OUT] [--vcpu-map G:V=PID,...] '

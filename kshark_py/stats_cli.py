@@ -17,12 +17,11 @@ import sys
 from collections.abc import Sequence
 
 from .argtypes import whole_number
-from .cli import (
-    _STRICT_HELP,
-    _VCPU_MAP_HELP,
-    _VCPU_THREADS_HELP,
+from .cliutil import (
     PROG,
     UsageError,
+    add_strict_option,
+    add_vcpu_map_options,
     check_inputs,
     parse_time_offsets,
     show_losses,
@@ -291,8 +290,7 @@ def register(sub) -> None:
 
 def add_input_options(s: argparse.ArgumentParser) -> None:
     """``--vcpu-map``, ``--vcpu-threads``, ``--time-offset``, ``--strict``: what :func:`load_inputs` reads."""
-    s.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=_VCPU_MAP_HELP)
-    s.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=_VCPU_THREADS_HELP)
+    add_vcpu_map_options(s)
     s.add_argument("--time-offset", action="append", metavar="STREAM=NS",
                    help="shift a stream's timestamps by NS nanoseconds (for a guest without time sync)")
-    s.add_argument("--strict", action="store_true", help=_STRICT_HELP)
+    add_strict_option(s)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from kshark_py import cli
+from kshark_py import cli, cliutil
 from kshark_py.cli import cpus_in, main, parse_cpu_list
 
 from .support.cli import assert_one_line_error
@@ -164,7 +164,7 @@ def test_app_vcpu_threads_and_time_offsets(capsys, traces, fake_app):
     (paths, session, user_map, shot), kw = fake_app[-1]
     assert paths == files and session is None and shot is None
     assert user_map == {"vmguestA": {0: 9444}, "vmguestB": {0: 9446, 1: 77}}
-    assert user_map == cli.user_vcpu_map(["vmguestB:1=77"], threads)  # the one function `vcpus` uses
+    assert user_map == cliutil.user_vcpu_map(["vmguestB:1=77"], threads)  # the one function `vcpus` uses
     assert kw == {"time_offsets": {"vmguestA": 5, 2: 15}}
     # and `vcpus` reports the threads from the same files
     code, out, err = run(capsys, "vcpus", *files, "--vcpu-threads", threads[0])
