@@ -351,8 +351,8 @@ def splice(data: bytes, lay: Layout, start: int, end: int, new: bytes, size_fiel
             if start <= p < end or p + 8 > len(d):
                 continue
             (v,) = struct.unpack_from("<Q", d, p)
-            if v >= end:
-                struct.pack_into("<Q", d, p, v + delta)
+            if v >= end:  # an earlier step may have made it huge: wrap as the u64 it is
+                struct.pack_into("<Q", d, p, (v + delta) % (1 << 64))
         for p, fmt in size_fields:
             if start <= p < end or p + struct.calcsize(fmt) > len(d):  # an earlier step cut the file there
                 continue
@@ -661,6 +661,8 @@ def page_mutation(rng: random.Random, pages: bytes, page_size: int) -> tuple[byt
 
 def mutate_raw(rng: random.Random, data: bytes, lay: Layout) -> tuple[bytes, str]:
     n = len(data)
+    if n == 0:  # an earlier step truncated the file to nothing: no byte to flip or cut
+        return data, "raw nothing (empty file)"
     lm = lay.landmarks
 
     def pos() -> int:

@@ -455,3 +455,18 @@ def test_splice_skips_size_fields_an_earlier_step_cut_off():
     lay = fuzzcases.layout(FILES["v7"])
     data = fuzzcases.original(FILES["v7"])[:29]
     assert fuzzcases.splice(data, lay, 10, 12, b"abcd", [(898_418, "<Q")]) == data[:10] + b"abcd" + data[12:]
+
+
+def test_mutators_survive_what_earlier_steps_left():
+    """Fuzzer errors of the long run (seed 20261206): a raw mutation of a file an earlier step cut to
+    nothing (badcomm/3862: randrange of an empty range) and a splice over an offset field an earlier
+    step set near 2**64 (instances/4960: struct.error)."""
+    import random
+
+    lay = fuzzcases.layout(FILES["v7"])
+    assert fuzzcases.mutate_raw(random.Random(1), b"", lay) == (b"", "raw nothing (empty file)")
+    data = bytearray(fuzzcases.original(FILES["v7"]))
+    p = next(q for q in lay.offset_fields if q > 64)
+    struct.pack_into("<Q", data, p, 2**64 - 1)
+    out = fuzzcases.splice(bytes(data), lay, 10, 12, b"abcd", ())
+    assert struct.unpack_from("<Q", out, p + 2)[0] == 1  # wrapped, as a C u64 would
