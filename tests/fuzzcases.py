@@ -733,6 +733,8 @@ def mutate_meta(rng: random.Random, data: bytes, lay: Layout) -> tuple[bytes, st
     sec = next((s for s in lay.sections if s.content == start), None) if lay.version >= 7 else None
     raw = data[start:end]
     if sec is not None and sec.flags & 1:
+        if len(raw) < 8:
+            return None  # an earlier step cut the compressed section short of its header
         c, u = struct.unpack_from("<II", raw, 0)
         try:
             content = decompress(lay.compression, raw[8:8 + c], u)

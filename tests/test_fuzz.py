@@ -472,3 +472,17 @@ def test_mutators_survive_what_earlier_steps_left():
     struct.pack_into("<Q", data, p, 2**64 - 1)
     out = fuzzcases.splice(bytes(data), lay, 10, 12, b"abcd", ())
     assert struct.unpack_from("<Q", out, p + 2)[0] == 1  # wrapped, as a C u64 would
+
+
+def test_meta_mutation_of_a_compressed_section_cut_short():
+    """Fuzzer error of the long run (seed 20261206, v7/6635): a metadata mutation read the 8-byte
+    header of a compressed section an earlier step had cut to nothing (struct.error)."""
+    import random
+
+    lay = fuzzcases.layout(FILES["v7"])
+    compressed = [s.content for s in lay.sections if s.flags & 1 and s.content in {a for a, _ in lay.meta.values()}]
+    assert compressed, "the v7 corpus file has compressed metadata sections"
+    data = fuzzcases.original(FILES["v7"])[: min(compressed) + 3]
+    for seed in range(40):  # every kind the rng picks: a cut section is skipped, never an error
+        out = fuzzcases.mutate_meta(random.Random(seed), data, lay)
+        assert out is None or isinstance(out[0], bytes)
