@@ -76,7 +76,7 @@ def test_vcpu_time_follows_view_and_markers_and_frames_a_piece(qtbot, traces):
 
     # behind another tab the panel computes nothing; shown again, it catches up with the view
     w.vm_analyses.show_exits()  # a tab in front of it
-    qtbot.waitUntil(lambda: not p.on_screen, timeout=5000)
+    qtbot.waitUntil(lambda: not p.follow.on_screen, timeout=5000)
     w.timeline.zoom(2.0)
     qtbot.wait(400)  # past the debounce
     assert (p.result.t0, p.result.t1) == view

@@ -173,6 +173,117 @@ def _call(fn: Callable[[], Any]) -> tuple[Any, str | None]:
         return None, f"{type(e).__name__}: {e}"
 
 
+MARKERS_UNSET = "Set markers A and B (click the graph with A, then with B) to analyse between them."
+"""What a panel following markers A-B says while one of them is unset."""
+
+
+class RangeFollower(QtCore.QObject):
+    """Keeps one panel on the range it follows, but only while the user can see it.
+
+    On each ``ctx.changed`` the panel's ``refresh()`` runs at once when the panel is on screen; off
+    screen (its dock closed, or a tab behind another) it is only marked stale and refreshes once
+    when shown again: a hidden panel costs nothing while the user pans.  A panel following the
+    whole trace (mode "all") ignores view and marker moves.  Feed :meth:`set_on_screen` from the
+    dock's ``visibilityChanged``: a tabbed dock's widget stays ``isVisible()`` behind another
+    tab, so only the dock knows when it is really shown."""
+
+    def __init__(self, ctx: AnalysisContext, mode: Callable[[], str], refresh: Callable[[], None],
+                 parent: QtCore.QObject) -> None:
+        super().__init__(parent)
+        self._mode, self._refresh = mode, refresh
+        self.on_screen = True
+        self.stale = False
+        """The range moved while off screen: refresh when shown."""
+        ctx.changed.connect(self._changed)
+
+    def _changed(self) -> None:
+        if self._mode() == "all":
+            return
+        if self.on_screen:
+            self.refresh()
+        else:
+            self.stale = True
+
+    def set_on_screen(self, on: bool) -> None:
+        self.on_screen = bool(on)
+        if on and self.stale:
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.stale = False
+        self._refresh()
+
+
+class RangePanel(QtWidgets.QWidget):
+    """Base of the VM analysis panels computed on a :class:`Worker`, one computation per range.
+
+    It holds the range box, the summary line and the worker, follows the range through a
+    :class:`RangeFollower` (``follow``), and starts again from scratch on ``ctx.reset``.  A
+    subclass names its analysis (:attr:`analysis`, a pure function of (session, t0, t1, the
+    user's VCPU map), run off the GUI thread), sets ``marks`` (its :class:`GraphMarks`), shows
+    results in ``_ready`` and calls :meth:`refresh` once its widgets exist."""
+
+    computed = QtCore.Signal()
+    """The results on screen were replaced (tests wait for it)."""
+
+    KEY = ""
+    """The worker's cache key starts with this (then the range)."""
+    WHAT = ""
+    """The analysis in words, for "... could not be computed"."""
+    BUSY_TEXT: str | None = None
+    """The summary while computing (None: the previous one stays)."""
+    analysis: Callable[..., Any]
+
+    def __init__(self, window, ctx: AnalysisContext, mode: str, parent=None) -> None:
+        super().__init__(parent)
+        self.window, self.ctx, self.session = window, ctx, ctx.session
+        self.result: Any = None
+        self.marks: GraphMarks | None = None
+        self.range_box = RangeBox(mode)
+        self.summary = QtWidgets.QLabel()
+        self.summary.setWordWrap(True)
+        self.worker = Worker(parent=self)
+        self.worker.ready.connect(self._ready)
+        self.worker.failed.connect(lambda _k, msg: self.summary.setText(f"{self.WHAT} could not be computed: {msg}"))
+        self.range_box.currentIndexChanged.connect(lambda *_: self.refresh())
+        self.follow = RangeFollower(ctx, lambda: self.range_box.mode, self._submit, self)
+        ctx.reset.connect(self._reset)
+
+    def set_on_screen(self, on: bool) -> None:
+        """The dock's ``visibilityChanged`` (see :class:`RangeFollower`)."""
+        self.follow.set_on_screen(on)
+
+    def head(self) -> QtWidgets.QHBoxLayout:
+        """The panel's top line: "Range:", the range box, the summary."""
+        head = QtWidgets.QHBoxLayout()
+        head.addWidget(QtWidgets.QLabel("Range:"))
+        head.addWidget(self.range_box)
+        head.addWidget(self.summary, 1)
+        return head
+
+    def refresh(self) -> None:
+        self.follow.refresh()
+
+    def _reset(self) -> None:
+        self.worker.clear_cache()
+        if self.marks is not None:
+            self.marks.clear()
+        self.refresh()
+
+    def _submit(self) -> None:
+        rng = self.ctx.range_for(self.range_box.mode)
+        if rng is None:
+            self.summary.setText(MARKERS_UNSET)
+            return
+        if self.BUSY_TEXT is not None:
+            self.summary.setText(self.BUSY_TEXT)
+        session, user, fn = self.session, {g: dict(m) for g, m in self.window.user_map.items()}, self.analysis
+        self.worker.submit((self.KEY, rng), lambda: fn(session, *rng, user))
+
+    def _ready(self, key: Any, result: Any) -> None:
+        raise NotImplementedError
+
+
 def ms_text(ns: float) -> str:
     """A duration for a table cell or a sentence: ms with 3 decimals, µs below 0.1 ms, ns below 1 µs."""
     ns = float(ns)

@@ -25,8 +25,7 @@ from .analysisrange import (
     GraphMarks,
     Lane,
     NumItem,
-    RangeBox,
-    Worker,
+    RangePanel,
     detail_color,
     fill_table,
     go_to,
@@ -75,22 +74,17 @@ def _equal(t: pa.Table, column: str, value) -> np.ndarray:
     return np.asarray(m.to_numpy(zero_copy_only=False), bool)
 
 
-class ExitsPanel(QtWidgets.QWidget):
+class ExitsPanel(RangePanel):
     """See the module doc.  ``window`` is the main window (timeline, model, list, markers)."""
-
-    computed = QtCore.Signal()
-    """The tables on screen were replaced (tests wait for it)."""
 
     STATS_HEADERS = ["Guest", "VCPU", "Host PID", "Reason", "Count", "Total", "p50", "p99", "Max"]
     RIP_HEADERS = ["Guest RIP", "Symbol", "Exits", "Total"]
+    KEY, WHAT, BUSY_TEXT = "exits", "VM exits", "computing..."
+    analysis = staticmethod(compute)
 
     def __init__(self, window, ctx: AnalysisContext, parent=None) -> None:
-        super().__init__(parent)
-        self.window, self.ctx, self.session = window, ctx, ctx.session
+        super().__init__(window, ctx, "all", parent)
         self.result: ExitTables | None = None
-        self.range_box = RangeBox("all")
-        self.summary = QtWidgets.QLabel()
-        self.summary.setWordWrap(True)
         self.stats = make_table(self.STATS_HEADERS)
         self.stats.sortItems(self.STATS_HEADERS.index("Total"), QtCore.Qt.SortOrder.DescendingOrder)
         self.stats.setToolTip("Click a row: the graph shows that VCPU's worst exit of that reason")
@@ -98,10 +92,6 @@ class ExitsPanel(QtWidgets.QWidget):
         self.hist.setToolTip("Exits per reason; click a bar for the worst exit of that reason")
         self.rips = make_table(self.RIP_HEADERS)
         self.rips.setToolTip("Guest instruction addresses with the most exits; click one for its worst exit")
-        head = QtWidgets.QHBoxLayout()
-        head.addWidget(QtWidgets.QLabel("Range:"))
-        head.addWidget(self.range_box)
-        head.addWidget(self.summary, 1)
         lower = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         lower.addWidget(self.hist)
         lower.addWidget(self.rips)
@@ -112,54 +102,15 @@ class ExitsPanel(QtWidgets.QWidget):
         split.setSizes([300, 250])
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addLayout(head)
+        lay.addLayout(self.head())
         lay.addWidget(split, 1)
         self.marks = GraphMarks(window.timeline, window.model, color=(40, 40, 220))
-        self.worker = Worker(parent=self)
-        self.worker.ready.connect(self._ready)
-        self.worker.failed.connect(lambda _k, msg: self.summary.setText(f"VM exits could not be computed: {msg}"))
         self.stats.cellClicked.connect(lambda r, _c: self._pick_stats(r))
         self.rips.cellClicked.connect(lambda r, _c: self._pick_rip(r))
         self.hist.segmentClicked.connect(lambda bar, _s: self._pick_reason(bar))
-        self.range_box.currentIndexChanged.connect(lambda *_: self.refresh())
-        self.on_screen, self._stale = True, False
-        ctx.changed.connect(self._ctx_changed)
-        ctx.reset.connect(self._reset)
         self.refresh()
 
     # -- computing ---------------------------------------------------------------------------
-    def _ctx_changed(self) -> None:
-        """The view or a marker moved: follow it now if on screen, else when shown again (a dock
-        tabbed behind another computes nothing meanwhile)."""
-        if self.range_box.mode == "all":
-            return
-        if self.on_screen:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def set_on_screen(self, on: bool) -> None:
-        """The dock's ``visibilityChanged``: a tabbed dock's widget stays ``isVisible()`` behind
-        another tab, so the dock says when it is really shown."""
-        self.on_screen = bool(on)
-        if on and self._stale:
-            self.refresh()
-
-    def _reset(self) -> None:
-        self.worker.clear_cache()
-        self.marks.clear()
-        self.refresh()
-
-    def refresh(self) -> None:
-        self._stale = False
-        rng = self.ctx.range_for(self.range_box.mode)
-        if rng is None:
-            self.summary.setText("Set markers A and B (click the graph with A, then with B) to analyse between them.")
-            return
-        self.summary.setText("computing...")
-        session, user = self.session, {g: dict(m) for g, m in self.window.user_map.items()}
-        self.worker.submit(("exits", rng), lambda: compute(session, *rng, user))
-
     def _ready(self, _key, res: ExitTables) -> None:
         self.result = res
         st = res.stats

@@ -20,7 +20,7 @@ from ..model.analysis.fieldplot import FieldPlotError
 from ..model.viewmodel import Row
 from ..plots.boxes import BoxLayer
 from ..plots.fieldrow import FieldRowLayer, FieldSeries
-from .analysisrange import AnalysisContext, RangeBox
+from .analysisrange import AnalysisContext, RangeBox, RangeFollower
 from .fieldplot import FieldPlotDialog, field_row
 from .latencyplot import LATENCY_COLOR, LatencyDialog, LatencyPair, LatencyPanel, LatencyRequest
 from .wakeuppanel import WAKEUP_COLOR, Wakeup, WakeupPanel
@@ -44,8 +44,9 @@ class LatencyTools(QtCore.QObject):
         self.wakeup_panel: WakeupPanel | None = None
         self.latency_panel: LatencyPanel | None = None
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        self.follow: dict[str, RangeFollower] = {}
+        """Per dock key: its panel follows the view or markers while the dock is on screen."""
         window.timeline.timeDoubleClicked.connect(self._double_click)
-        ctx.changed.connect(self._ctx_changed)
         ctx.reset.connect(self.times_changed)
 
     def add_actions(self, menu: QtWidgets.QMenu) -> None:
@@ -62,6 +63,7 @@ class LatencyTools(QtCore.QObject):
             dock = QtWidgets.QDockWidget(title, self.win)
             dock.setObjectName(key)
             dock.toggleViewAction().toggled.connect(lambda *_: boxes())
+            dock.visibilityChanged.connect(self.follow[key].set_on_screen)
             right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
             self.win.addDockWidget(right, dock)
             others = [d for d in self.win.findChildren(QtWidgets.QDockWidget)
@@ -82,6 +84,7 @@ class LatencyTools(QtCore.QObject):
             p = WakeupPanel(self.win.session, RangeBox("all"), self.ctx.range_for)
             p.wakeupChosen.connect(self.show_wakeup)
             p.boxes.toggled.connect(lambda *_: self._wakeup_boxes())
+            self.follow["wakeups"] = RangeFollower(self.ctx, lambda: p.range_box.mode, p.refresh, p)
             self.wakeup_panel = p
             self._compute_wakeups()
         self._dock("wakeups", "Scheduling latency", self.wakeup_panel, self._wakeup_boxes)
@@ -127,6 +130,7 @@ class LatencyTools(QtCore.QObject):
             p.pairChosen.connect(self.show_pair)
             p.change.clicked.connect(self.latency_dialog)
             p.boxes.toggled.connect(lambda *_: self._latency_boxes())
+            self.follow["latency"] = RangeFollower(self.ctx, lambda: p.range_box.mode, p.refresh, p)
             self.latency_panel = p
         p = self.latency_panel
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
@@ -172,11 +176,6 @@ class LatencyTools(QtCore.QObject):
             if r.kind == "field" and isinstance(s, FieldSeries):
                 self.win.model.add_custom_row(field_row(self.win.session, self.win.sources, s.stream, s.event,
                                                         s.field))
-
-    def _ctx_changed(self) -> None:
-        for p in (self.wakeup_panel, self.latency_panel):
-            if p is not None and p.range_box.mode != "all" and p.isVisible():
-                p.refresh()
 
     # -- jumps -------------------------------------------------------------------------------------
     def show_wakeup(self, w: Wakeup) -> None:

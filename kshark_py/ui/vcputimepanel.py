@@ -26,8 +26,7 @@ from .analysisrange import (
     GraphMarks,
     Lane,
     NumItem,
-    RangeBox,
-    Worker,
+    RangePanel,
     detail_color,
     fill_table,
     make_table,
@@ -92,78 +91,32 @@ def vcpu_name(guest: str, vcpu: int, host_pid: int) -> str:
     return f"{guest} VCPU{vcpu}" + (" (guest view)" if host_pid < 0 else "")
 
 
-class VcpuTimePanel(QtWidgets.QWidget):
+class VcpuTimePanel(RangePanel):
     """See the module doc.  ``window`` is the main window (timeline, model)."""
 
-    computed = QtCore.Signal()
-
     HEADERS = ["VCPU", "Host PID", "State", "Detail", "Time", "Share", "Intervals"]
+    KEY, WHAT = "vcputime", "VCPU time"
+    analysis = staticmethod(compute)
 
     def __init__(self, window, ctx: AnalysisContext, parent=None) -> None:
-        super().__init__(parent)
-        self.window, self.ctx, self.session = window, ctx, ctx.session
+        super().__init__(window, ctx, "view", parent)
         self.result: VcpuTime | None = None
         self.bar_keys: list[tuple[str, int, int]] = []
-        self.range_box = RangeBox("view")
-        self.summary = QtWidgets.QLabel()
-        self.summary.setWordWrap(True)
         self.bars = StackedBars(unit="ms", scale=1e-6)
         self.bars.setToolTip("Click a piece: its intervals are framed on the VCPU's rows of the graph")
         self.table = make_table(self.HEADERS)
-        head = QtWidgets.QHBoxLayout()
-        head.addWidget(QtWidgets.QLabel("Range:"))
-        head.addWidget(self.range_box)
-        head.addWidget(self.summary, 1)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.addWidget(self.bars)
         split.addWidget(self.table)
         split.setSizes([220, 300])
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addLayout(head)
+        lay.addLayout(self.head())
         lay.addWidget(split, 1)
         self.marks = GraphMarks(window.timeline, window.model, color=(20, 20, 20), fill_alpha=30)
-        self.worker = Worker(parent=self)
-        self.worker.ready.connect(self._ready)
-        self.worker.failed.connect(lambda _k, msg: self.summary.setText(f"VCPU time could not be computed: {msg}"))
         self.bars.segmentClicked.connect(self._pick_segment)
         self.table.cellClicked.connect(lambda r, _c: self._pick_row(r))
-        self.range_box.currentIndexChanged.connect(lambda *_: self.refresh())
-        self.on_screen, self._stale = True, False
-        ctx.changed.connect(self._ctx_changed)
-        ctx.reset.connect(self._reset)
         self.refresh()
-
-    def _ctx_changed(self) -> None:
-        """The view or a marker moved: follow it now if on screen, else when shown again (a dock
-        tabbed behind another computes nothing meanwhile)."""
-        if self.range_box.mode == "all":
-            return
-        if self.on_screen:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def set_on_screen(self, on: bool) -> None:
-        """The dock's ``visibilityChanged``: a tabbed dock's widget stays ``isVisible()`` behind
-        another tab, so the dock says when it is really shown."""
-        self.on_screen = bool(on)
-        if on and self._stale:
-            self.refresh()
-
-    def _reset(self) -> None:
-        self.worker.clear_cache()
-        self.marks.clear()
-        self.refresh()
-
-    def refresh(self) -> None:
-        self._stale = False
-        rng = self.ctx.range_for(self.range_box.mode)
-        if rng is None:
-            self.summary.setText("Set markers A and B (click the graph with A, then with B) to analyse between them.")
-            return
-        session, user = self.session, {g: dict(m) for g, m in self.window.user_map.items()}
-        self.worker.submit(("vcputime", rng), lambda: compute(session, *rng, user))
 
     def _ready(self, _key, res: VcpuTime) -> None:
         self.result = res
