@@ -116,17 +116,6 @@ class EventListView(QWidget):
         t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         t.customContextMenuRequested.connect(self._context_menu)
 
-    def set_nsec(self, on: bool) -> None:
-        """Show times with 9 decimals (ns) instead of trace-cmd's default 6 (rounded µs)."""
-        m = self.model
-        if m.nsec == bool(on):
-            return
-        m.nsec = bool(on)
-        mono = QFontMetricsF(m._mono).horizontalAdvance
-        self.table.setColumnWidth(COL["Time"], int(mono("88888.888888888" if on else "88888.888888") + 18))
-        if m.rowCount():
-            m.dataChanged.emit(m.index(0, COL["Time"]), m.index(m.rowCount() - 1, COL["Time"]))
-
     # ---- selection ----------------------------------------------------------------------
     def _on_current(self, cur: QModelIndex, _prev: QModelIndex) -> None:
         if self._quiet or not cur.isValid():
