@@ -22,6 +22,7 @@ from pathlib import Path
 from ..loaders.text import trace_clocks
 from . import kvm, leftovers
 from .eventspec import EventSpec, missing_events
+from .live import LiveCapture
 from .livecount import GuestCounts
 from .recorder import Recorder
 from .session import GuestConfig, HostSession, parse_guest_spec
@@ -277,6 +278,41 @@ def progress(session: HostSession, counts: GuestCounts | None = None) -> Progres
     return p
 
 
+@dataclass(frozen=True)
+class StreamTotal:
+    """One source's events and lost events (host, or a guest), summed over its CPUs."""
+
+    where: str
+    events: int | None
+    """None: some CPU's count is unknown (a guest's metadata could not be read)."""
+    lost: int | None
+    lost_unknown_pages: int = 0
+
+
+def stream_totals(p: Progress) -> list[StreamTotal]:
+    """Per source, in the order of :func:`progress`'s rows: what the capture panel's total rows show."""
+    by: dict[str, list[CpuProgress]] = {}
+    for c in p.cpus:
+        by.setdefault(c.where, []).append(c)
+    out = []
+    for where, cs in by.items():
+        ev = None if any(c.events is None for c in cs) else sum(c.events or 0 for c in cs)
+        lost = None if any(c.lost is None for c in cs) else sum(c.lost or 0 for c in cs)
+        out.append(StreamTotal(where, ev, lost, sum(c.lost_unknown_pages for c in cs)))
+    return out
+
+
+def total_lines(totals: list[StreamTotal]) -> list[str]:
+    """``host: 1,234 events, 0 events lost`` per source (``guest NAME: ...`` for guests)."""
+    out = []
+    for t in totals:
+        who = t.where if t.where == "host" else f"guest {t.where}"
+        ev = "? events" if t.events is None else f"{t.events:,} events"
+        lost = "? events lost" if t.lost is None else f"{t.lost:,}{'+' if t.lost_unknown_pages else ''} events lost"
+        out.append(f"{who}: {ev}, {lost}")
+    return out
+
+
 def loss_lines(rec: Recorder) -> list[str]:
     """One line per CPU of a stopped recording that lost events: how many, and why (empty: nothing lost)."""
     out = []
@@ -313,7 +349,8 @@ class Recording(threading.Thread):
     never decodes anything), and all the rest once the streams have ended, before the files are written.
     """
 
-    def __init__(self, session: HostSession, *, command: str | None = None, duration: float | None = None) -> None:
+    def __init__(self, session: HostSession, *, command: str | None = None, duration: float | None = None,
+                 live: LiveCapture | None = None) -> None:
         super().__init__(name="kshark-recording", daemon=True)
         self.session = session
         self.command = shlex.split(command) if command else []
@@ -325,6 +362,8 @@ class Recording(threading.Thread):
         self._stop_req = threading.Event()
         self._proc: subprocess.Popen | None = None
         self.counts = GuestCounts(session)
+        self.live = live
+        """The events themselves as they arrive (a live view's source), polled with the counts; None: off."""
         self.kept: Path | None = None
         self.losses: list[str] = []
         """One line per host CPU that lost events (how many, why), once written."""
@@ -353,6 +392,8 @@ class Recording(threading.Thread):
                     break
                 if now >= next_count:
                     self.counts.poll()
+                    if self.live is not None:
+                        self.live.poll()
                     next_count = now + COUNT_INTERVAL
                 self._stop_req.wait(0.05)
             if self._proc is not None and self._proc.poll() is None:
@@ -365,6 +406,8 @@ class Recording(threading.Thread):
             s.stop()
             self.state = "counting"
             self.counts.poll(None, wait=True)  # the streams have ended: the final counts
+            if self.live is not None:  # and the last events, with the last time-sync samples
+                self.live.poll(None, wait=True)
             self.state = "writing"
             self.files = s.write()
             self.warnings = [g.error if g.failed else _guest_text(g.name, f"{g.error} (its data so far is kept)")

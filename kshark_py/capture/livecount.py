@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..loaders.layout import Layouts
-from ..loaders.pages import decode_pages
+from ..loaders.pages import DecodedPages, decode_pages
 
 if TYPE_CHECKING:
     from .session import GuestSession, HostSession
@@ -109,8 +109,7 @@ class StreamCounter:
             pos = start
             while pos < end:
                 n = min(SLICE_BYTES - SLICE_BYTES % ps, end - pos)
-                f.seek(pos)
-                data = np.frombuffer(f.read(n), np.uint8)
+                data = self._read(f, pos, n)
                 n = len(data) - len(data) % ps
                 if n == 0:
                     break
@@ -118,6 +117,12 @@ class StreamCounter:
                 pos += n
         self.counted_bytes = pos
         return pos - start
+
+    @staticmethod
+    def _read(f, pos: int, n: int) -> np.ndarray:
+        """Bytes [pos, pos+n) of the open file (a subclass that keeps them maps them instead)."""
+        f.seek(pos)
+        return np.frombuffer(f.read(n), np.uint8)
 
     def safe_update(self, budget: int | None = None) -> int:
         """:meth:`update`, but a failure stops this counter (logged once) instead of the caller."""
@@ -131,7 +136,9 @@ class StreamCounter:
             return 0
 
     def _count(self, data: np.ndarray) -> None:
-        dec = decode_pages(data, self.fmt.page_size, self.fmt.lay, self.fmt.data_offset)
+        self._tally(decode_pages(data, self.fmt.page_size, self.fmt.lay, self.fmt.data_offset))
+
+    def _tally(self, dec: DecodedPages) -> None:
         m = dec.missed
         self.pages += dec.n_pages
         self.events += len(dec.ts)

@@ -143,3 +143,13 @@ def our_agent(cwd: Path):
 
 def our_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "kshark_py.cli", *args]
+
+
+@contextlib.contextmanager
+def fifo_guest(name: str):
+    """KVM's FIFO layout for guest ``name`` on this machine (shared/tools/fifo-guest.sh), removed afterwards."""
+    subprocess.run(["sh", str(FIFO_GUEST), "up", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["sh", str(FIFO_GUEST), "down", name], check=True)

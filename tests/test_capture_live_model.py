@@ -1,0 +1,158 @@
+"""The live model of a recording (capture.live): while pages arrive its per-stream tables grow, and after the
+last poll they equal, event for event and nanosecond for nanosecond on the host clock, the tables our reader
+gives for the written files (host, a guest over TCP, a guest over FIFOs; and a local-only recording).
+
+The corpus case needs no root: real files' CPU pages are fed in uneven pieces to a stream whose conversion is
+the file's, and the snapshot must equal the reader's table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kshark_py.capture.control import Recording
+from kshark_py.capture.eventspec import EventSpec
+from kshark_py.capture.live import LiveCapture, LiveStream
+from kshark_py.capture.livecount import PageFormat
+from kshark_py.capture.session import GuestConfig, HostSession
+from kshark_py.loaders.tracedat import open_trace
+from kshark_py.model.session import Session
+
+from .support.capture import ROOT, fifo_guest, our_agent
+
+TRACES = ROOT.parent / "shared" / "traces"
+COLUMNS = ("ts", "cpu", "pid", "event_id", "flags", "preempt", "length")
+LOAD = "sh -c 'for i in $(seq 40); do ls / >/dev/null; sleep 0.05; done'"
+
+
+def assert_same(snap, buf, what: str) -> None:
+    t = buf.events
+    assert snap.events.num_rows == t.num_rows, (what, snap.events.num_rows, t.num_rows)
+    for c in COLUMNS:
+        a, b = snap.events.column(c).to_numpy(), t.column(c).to_numpy()
+        assert np.array_equal(a, b), (what, c, np.flatnonzero(a != b)[:5])
+    assert snap.lost.equals(buf.lost), what
+    for st in buf.stats:
+        assert snap.cpu_lost.get(st.cpu, (0, 0)) == (st.lost_events, st.lost_unknown_pages), (what, st.cpu)
+
+
+def _cpu_bytes(tf, buf) -> dict[int, bytes]:
+    """Each CPU's page data as the kernel gave it (decompressed from the file's chunks if need be)."""
+    if not buf.compressed:
+        raw = Path(tf.path).read_bytes()
+        return {cd.cpu: raw[cd.offset:cd.offset + cd.size] for cd in buf.cpu_data}
+    counts = [len(buf._chunks[cd.cpu].usizes) if buf._chunks[cd.cpu] is not None else 0 for cd in buf.cpu_data]
+    starts = np.concatenate(([0], np.cumsum(counts))).tolist()
+    return {cd.cpu: buf.store.decompress_range(a, b).tobytes() if b > a else b""
+            for cd, a, b in zip(buf.cpu_data, starts[:-1], starts[1:], strict=True)}
+
+
+@pytest.mark.parametrize("name", ["host-lost-events.dat", "host-sched-v6.dat"])
+def test_slices_make_the_readers_table(tmp_path, name):
+    tf = open_trace(TRACES / name)
+    buf = tf.buffers[0]
+    assert buf.events.num_rows  # loaded: chunk tables and stats
+    fmt = PageFormat(buf.page_size, tf.lay, tf.header_page.data_offset)
+    st = LiveStream("host", "host", Path(tf.path), tf.meta.trace_id)
+    st.fmt = fmt
+    st.set_conversion(tf.meta.time_shift, tf.meta.tsc2nsec, "file")
+    st.convert = lambda raw, cpu: tf.convert_ts(raw, np.full(len(raw), cpu, np.int16))  # the file's offsets too
+    rng = np.random.default_rng(2)
+    grown = []
+    files = {}
+    for cpu, data in _cpu_bytes(tf, buf).items():
+        files[cpu] = (tmp_path / f"cpu{cpu}", data, sorted(rng.integers(0, max(1, len(data)), 5).tolist()))
+        files[cpu][0].write_bytes(b"")
+    for step in range(6):
+        for cpu, (path, data, cuts) in files.items():
+            upto = cuts[step] if step < len(cuts) else len(data)
+            path.write_bytes(data[:upto])
+            st.cpu(cpu, path).update(budget=5 * buf.page_size)
+        grown.append(st.snapshot().events.num_rows)
+    for cpu in files:
+        while st.cpus[cpu].update(budget=5 * buf.page_size):
+            pass
+    assert grown == sorted(grown) and grown[0] < buf.events.num_rows
+    assert_same(st.snapshot(), buf, name)
+
+
+def _run(tmp: Path, guests: list[GuestConfig], host: bool = True, keep_events: int | None = None):
+    session = HostSession(tmp / "trace.dat", [EventSpec.parse("sched:sched_switch")] if host else [], guests,
+                          tsync_interval=0)
+    live = LiveCapture(session, keep_events=keep_events)
+    rec = Recording(session, command=LOAD, live=live)
+    rec.start()
+    rows_while = {}
+    while rec.is_alive():
+        if rec.state == "recording":
+            for s in live.snapshots():
+                rows_while[s.name] = max(rows_while.get(s.name, 0), s.events.num_rows)
+        rec.join(0.2)
+    assert rec.error is None, rec.error
+    return rec, live, rows_while
+
+
+def _check(tmp: Path, rec: Recording, live: LiveCapture, rows_while: dict, names: list[str]) -> None:
+    files = [open_trace(f) for f in rec.files]
+    session = Session.from_files(files)
+    snaps = {s.name: s for s in live.snapshots()}
+    assert sorted(snaps) == sorted(names)
+    for stream in session.streams:
+        snap = snaps[stream.name]
+        assert snap.synced
+        assert_same(snap, stream.buffer, stream.name)
+        assert snap.events.num_rows > 0
+        assert rows_while.get(stream.name, 0) > 0, f"{stream.name}: no live row before Stop"
+    for st in session.guests:
+        assert st.synced
+
+
+def test_live_tables_equal_the_files_tcp_guest(env_ok, tmp_path):
+    with our_agent(tmp_path) as ag:
+        g = GuestConfig(f"g@127.0.0.1:{ag.port}", specs=[EventSpec.parse("sched:sched_switch"),
+                                                         EventSpec.parse("sched:sched_wakeup")])
+        rec, live, rows_while = _run(tmp_path, [g])
+        ag.proc.wait(timeout=30)
+    _check(tmp_path, rec, live, rows_while, ["host", "g"])
+
+
+@pytest.fixture
+def fifos():
+    with fifo_guest("gl") as name:
+        yield name
+
+
+def test_live_tables_equal_the_files_fifo_guest(env_ok, tmp_path, fifos):
+    with our_agent(tmp_path) as ag:
+        g = GuestConfig(f"{fifos}@127.0.0.1:{ag.port}", specs=[EventSpec.parse("sched:sched_switch")],
+                        fifos_required=True)
+        rec, live, rows_while = _run(tmp_path, [g])
+        ag.proc.wait(timeout=30)
+    assert rec.session.guests[0].resp.use_fifos
+    _check(tmp_path, rec, live, rows_while, ["host", fifos])
+
+
+def test_live_tables_equal_the_file_local_only(env_ok, tmp_path):
+    rec, live, rows_while = _run(tmp_path, [])
+    _check(tmp_path, rec, live, rows_while, ["host"])
+    assert [n for n, *_ in live.summary()] == ["host"]
+    assert live.summary()[0][1] == open_trace(rec.files[0]).buffers[0].events.num_rows
+
+
+def test_bounded_live_tables_keep_the_newest(env_ok, tmp_path):
+    """keep_events: the live table holds at most about that many events (whole slices), the newest ones; the
+    file and the counters keep everything."""
+    rec, live, _rows = _run(tmp_path, [], keep_events=50)
+    snap = live.snapshots()[0]
+    tf = open_trace(rec.files[0])
+    full = tf.buffers[0].events
+    assert full.num_rows > snap.events.num_rows
+    assert live.summary()[0][1] == full.num_rows
+    # the newest events are the file's last ones, per CPU
+    for cpu in np.unique(snap.events.column("cpu").to_numpy()):
+        a = snap.events.column("ts").to_numpy()[snap.events.column("cpu").to_numpy() == cpu]
+        b = full.column("ts").to_numpy()[full.column("cpu").to_numpy() == cpu]
+        assert np.array_equal(a, b[len(b) - len(a):])
