@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from ..argtypes import arg_type, seconds, whole_number, writable_file
 from . import leftovers, spool
-from .control import loss_lines
+from .control import loss_lines, progress, stream_totals, total_lines
 from .eventspec import EventSpec
+from .livecount import GuestCounts
 from .session import NO_EVENT_ERROR, GuestConfig, HostSession, guest_without_events_error, parse_guest_spec
 from .tracefs import RecordError, find_tracefs
 from .transport import VSOCK_DEFAULT_PORT, PeerError, check_port
@@ -389,6 +390,8 @@ def _cmd_record(ns: argparse.Namespace) -> int:
         with _Signals() as sigs:
             rc = _wait(args, sigs)
         session.stop()
+        counts = GuestCounts(session)
+        counts.poll(None, wait=True)  # every guest page received: the events and losses in them
         files = session.write()
         failed = False
         rec = session.recorder
@@ -404,6 +407,8 @@ def _cmd_record(ns: argparse.Namespace) -> int:
                 offs = [o for s in g.tsync.samples for o in s.offsets]
                 print(f"guest {g.name}: {g.tsync.proto} time sync, {g.tsync.rounds} rounds, offsets (ns or clock "
                       f"units) {offs}" + (f" ({g.tsync.error})" if g.tsync.error else ""), file=sys.stderr)
+        for line in total_lines(stream_totals(progress(session, counts))):  # as the capture panel's totals
+            print(line, file=sys.stderr)
         print("wrote " + " ".join(str(f) for f in files), file=sys.stderr)
         for name in session.unfinished_guests:
             _say(f"guest {name}: its file was received but could not be completed (see above): its data is lost")
