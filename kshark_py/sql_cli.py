@@ -147,6 +147,28 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Intermixed:
+    """A parser mixin: positional words anywhere among the options (argparse's intermixed parsing),
+    so ``sql HOST --format csv GUEST "QUERY"`` or ``sql -i HOST "QUERY" --format csv`` is one list of
+    words (files, then the query) however the options split it.  Plain argparse gives the ``*``
+    positional only the first run of bare words and refuses the rest.
+
+    The subparsers action calls :meth:`parse_known_args`; it turns into
+    ``parse_known_intermixed_args``, which calls it back for its two passes (the flag lets those
+    through).  Errors stay the parser's own: one line, exit 2."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def register(sub) -> None:
     """Add ``sql`` to the ``kshark-py`` subparsers (called by :func:`kshark_py.cli.build_parser`)."""
     s = sub.add_parser(
@@ -165,3 +187,5 @@ def register(sub) -> None:
     s.add_argument("--tables", action="store_true", help="list the tables a query can read and exit")
     add_input_options(s)
     s.set_defaults(func=cmd_sql)
+    # add_parser builds every command with one class: this one alone gets the intermixed parsing
+    s.__class__ = type("SqlParser", (_Intermixed, type(s)), {})

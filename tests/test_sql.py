@@ -137,7 +137,38 @@ def test_cli_bare_files_before_the_query(traces, capsys):
     rc, out, err = _run(capsys, "sql", "--format", "csv", d / "trace.dat", d / "trace-vmguest.dat",
                         "SELECT stream, count(*) AS n FROM events GROUP BY stream ORDER BY stream")
     assert rc == 0, err
-    assert out.splitlines() == ["stream,n", "host,127829", "vmguest,62306"]
+    assert out.splitlines() == STREAM_COUNTS
+
+
+STREAM_COUNTS = ["stream,n", "host,127829", "vmguest,62306"]
+
+
+@pytest.mark.parametrize("order", ["options after the query", "query first", "files and query among options",
+                                   "bare host, -i guest, query"])
+def test_cli_words_and_options_in_any_order(traces, capsys, order):
+    """argparse's intermixed parsing: options after the query, the query before -i, bare files
+    split by options are all the same command."""
+    d = traces / "vm-tsync"
+    q = "SELECT stream, count(*) AS n FROM events GROUP BY stream ORDER BY stream"
+    argv = {"options after the query": ["-i", d / "trace.dat", "-i", d / "trace-vmguest.dat", q, "--format", "csv"],
+            "query first": [q, "-i", d / "trace.dat", "--format", "csv", "-i", d / "trace-vmguest.dat"],
+            "files and query among options": [d / "trace.dat", "--format", "csv", d / "trace-vmguest.dat", "--strict",
+                                              q],
+            "bare host, -i guest, query": [d / "trace.dat", "-i", d / "trace-vmguest.dat", q, "--format", "csv"]}[order]
+    rc, out, err = _run(capsys, "sql", *argv)
+    assert rc == 0, err
+    assert out.splitlines() == STREAM_COUNTS
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["SELECT 1", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+    (["SELECT 1", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["--format"], "argument --format: expected one argument"),
+])
+def test_cli_bad_options_in_any_order_are_one_line_exit_2(traces, capsys, argv, says):
+    rc, out, err = _run(capsys, "sql", "-i", traces / "vm-tsync" / "trace.dat", *argv)
+    assert rc == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("kshark-py sql: ") and says in err, err
 
 
 def test_cli_usage_errors(traces, capsys):
