@@ -131,6 +131,9 @@ def test_cli_bad_sql_is_one_line_exit_2(traces, capsys, query, says):
     assert len(lines) == 1 and lines[0].startswith("kshark-py: ") and says in lines[0], err
 
 
+STREAM_COUNTS = ["stream,n", "host,127829", "vmguest,62306"]
+
+
 def test_cli_bare_files_before_the_query(traces, capsys):
     """As for the other commands a bare FILE is -i FILE: ``kshark-py sql HOST GUEST "QUERY"``."""
     d = traces / "vm-tsync"
@@ -138,9 +141,6 @@ def test_cli_bare_files_before_the_query(traces, capsys):
                         "SELECT stream, count(*) AS n FROM events GROUP BY stream ORDER BY stream")
     assert rc == 0, err
     assert out.splitlines() == STREAM_COUNTS
-
-
-STREAM_COUNTS = ["stream,n", "host,127829", "vmguest,62306"]
 
 
 @pytest.mark.parametrize("order", ["options after the query", "query first", "files and query among options",
