@@ -143,6 +143,15 @@ class Snapshot:
     """cpu -> (lost events counted so far, pages that lost an unknown number), trimmed slices included."""
     chunks: list[tuple[int, np.ndarray]] = field(default_factory=list)
     """(base, bytes) of every slice in the table: the ``offset`` column points into them."""
+    role: str = HOST
+    meta_path: Path | None = None
+    """A trace file of the stream's metadata (formats, task names, trace id): the guest's received file, a
+    header written for the host."""
+    trace_id: int | None = None
+    time_shift: TimeShiftOption | None = None
+    """The TIME_SHIFT the guest's file will hold (None: none yet)."""
+    vcpu_pids: tuple[int, ...] | None = None
+    page_size: int = 0
 
 
 class LiveStream:
@@ -158,6 +167,7 @@ class LiveStream:
         self.time_shift: TimeShiftOption | None = None
         self.tsc2nsec: Tsc2Nsec | None = None
         self.conv_key: object = None
+        self.vcpu_pids: tuple[int, ...] | None = None
         self._next_base = 0
         self.error: str | None = None
 
@@ -255,7 +265,9 @@ class LiveStream:
         rows, count = rows[o], m[nz][o]
         lost = schema.lost_table(row=rows, ts=ts[rows], cpu=cpu[rows], count=count)
         return Snapshot(self.name, events, lost, self.synced, align_ns,
-                        {c.cpu: (c.lost, c.lost_unknown_pages) for c in cpus}, chunks)
+                        {c.cpu: (c.lost, c.lost_unknown_pages) for c in cpus}, chunks, self.role, self.meta_path,
+                        self.trace_id, self.time_shift, self.vcpu_pids,
+                        self.fmt.page_size if self.fmt is not None else 0)
 
     @property
     def events(self) -> int:
@@ -296,7 +308,7 @@ class LiveCapture:
         st = self.streams.get(HOST)
         if st is None:
             rec = s.recorder
-            path = Path(s._tmp.name) / "live-host-meta.dat"
+            path = Path(s._tmp.name) / s.output.name  # the host file's name: the stream's label
             st = LiveStream(HOST, HOST, path, rec.trace_id)
             try:
                 path.write_bytes(metadata_stream(rec.meta, trace_id=rec.trace_id, cpu_count=rec.ncpus,
@@ -313,6 +325,7 @@ class LiveCapture:
         st = self.streams.get(g.name)
         if st is None:
             st = LiveStream(g.name, "guest", g.file, g.resp.trace_id)
+            st.vcpu_pids = tuple(g.vcpu_pids) if g.vcpu_pids else None
             try:
                 st.fmt = read_guest_metadata(g.file)[0]
             except Exception as e:

@@ -164,9 +164,14 @@ class WindowManager(QtCore.QObject):
         """Track a window: its requests come here, and it is freed when closed."""
         w.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose, True)
         w.openRequested.connect(self.open)
+        w.windowOpened.connect(self._adopt_shown)  # a live capture's window, made by the capture panel
         # destroyed() hands over a new QObject wrapper, not ``w``: identify the window by its id
         w.destroyed.connect(functools.partial(self._forget, id(w)))
         self.windows.append(w)
+
+    def _adopt_shown(self, w: MainWindow) -> None:
+        self.adopt(w)
+        w.show()
 
     def _forget(self, key: int, *_: object) -> None:
         self.windows = [w for w in self.windows if id(w) != key]

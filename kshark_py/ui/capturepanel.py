@@ -16,10 +16,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
+from shiboken6 import isValid
 
 from ..capture.control import (
     FIX_STALE_INSTANCES,
@@ -35,9 +37,11 @@ from ..capture.control import (
 )
 from ..capture.eventspec import EventSpec
 from ..capture.leftovers import remove_stale_instances
+from ..capture.live import LiveCapture
 from ..capture.livecount import cpu_lost_text, is_trace_cmd_agent
 from ..capture.session import GuestConfig, HostSession
 from ..capture.tracefs import RecordError, find_tracefs
+from .capturelive import LiveView
 
 TRANSPORTS = ("vsock", "TCP", "FIFO")
 _TRANSPORT_FAMILY = {"vsock": "vsock", "TCP": "tcp", "FIFO": None}
@@ -78,10 +82,17 @@ class CaptureDialog(QtWidgets.QDialog):
     with :attr:`filesRecorded` (the main window asks the app to open them)."""
 
     filesRecorded = QtCore.Signal(list)  # [host file, guest files...] as str
+    liveWindowOpened = QtCore.Signal(object)
+    """The live view's main window (built with ``live_window``), for the app to own and show."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, tracefs: Path | None = None,
-                 open_result: bool = True, settings: QtCore.QSettings | None = None) -> None:
+                 open_result: bool = True, settings: QtCore.QSettings | None = None,
+                 live_window: Callable[..., QtWidgets.QMainWindow] | None = None) -> None:
+        """``live_window``: the main window's class; with it (and "Live view" ticked) a recording shows its events
+        in a main window while it runs (:mod:`.capturelive`), and that window takes the files after Stop."""
         super().__init__(parent)
+        self._live_window = live_window
+        self.live_view: LiveView | None = None
         self.setWindowTitle("Record host and guests")
         self.resize(1000, 760)
         self._tracefs = tracefs
@@ -165,6 +176,18 @@ class CaptureDialog(QtWidgets.QDialog):
         form.addRow("Output folder", out_row)
         self.file_name = QtWidgets.QLineEdit("trace.dat")
         form.addRow("Host file", self.file_name)
+        live_row = QtWidgets.QHBoxLayout()
+        self.live = QtWidgets.QCheckBox("show the timeline while recording")
+        self.live.setChecked(self._live_window is not None)
+        self.live.setEnabled(self._live_window is not None)
+        self.live_keep = QtWidgets.QDoubleSpinBox(minimum=0, maximum=86400, decimals=0, suffix=" s")
+        self.live_keep.setSpecialValueText("keep all")
+        self.live_keep.setToolTip("Bound the live view's memory: keep only the newest seconds in it (the files keep "
+                                  "everything)")
+        live_row.addWidget(self.live, 1)
+        live_row.addWidget(QtWidgets.QLabel("live view keeps"))
+        live_row.addWidget(self.live_keep)
+        form.addRow("Live view", live_row)
         rv.addLayout(form)
 
         gbox = QtWidgets.QGroupBox("Guests (agents: trace-cmd agent or kshark-py agent)")
@@ -471,6 +494,8 @@ class CaptureDialog(QtWidgets.QDialog):
             "tsync": self.tsync.value(),
             "buffer_kb": self.buffer_kb.value(),
             "clock": self.clock.currentText(),
+            "live": self.live.isChecked(),
+            "live_keep": self.live_keep.value(),
         }
 
     def save_settings(self) -> None:
@@ -513,6 +538,10 @@ class CaptureDialog(QtWidgets.QDialog):
                 self.buffer_kb.setValue(int(st["buffer_kb"]))
             if st.get("clock") and self.clock.findText(str(st["clock"])) >= 0:
                 self.clock.setCurrentText(str(st["clock"]))
+            if "live" in st and self.live.isEnabled():
+                self.live.setChecked(bool(st["live"]))
+            if "live_keep" in st:
+                self.live_keep.setValue(float(st["live_keep"]))
 
     def done(self, result: int) -> None:  # accept, reject, Escape: all remember the choices
         self.save_settings()
@@ -542,8 +571,15 @@ class CaptureDialog(QtWidgets.QDialog):
             self.status.setText(f"Cannot record: {e}")
             return False
         self.recording_dir = folder
+        live = None
+        if self._live_window is not None and self.live.isChecked():
+            live = LiveCapture(session, keep_seconds=self.live_keep.value() or None)
+            old = self.live_view.window if self.live_view is not None else None  # reused while it is open
+            self.live_view = LiveView(live, self._live_window, window=old, parent=self)
+            self.live_view.windowOpened.connect(self.liveWindowOpened)
+            self.live_view.start()
         self.recording = Recording(session, command=self.command.text().strip() or None,
-                                   duration=self.duration.value() or None)
+                                   duration=self.duration.value() or None, live=live)
         self.recording.start()
         self.record_btn.setEnabled(False)
         self.stop_btn.setEnabled(True)
@@ -636,7 +672,12 @@ class CaptureDialog(QtWidgets.QDialog):
         self.status.setText(text + ".")
         self.status.setToolTip("\n".join([text, *problems]))
         self._set_status_colour("warn" if problems else "ok")
-        if self._open_result and self.result_files:
+        live = self.live_view
+        if live is not None and live.recording and live.window is not None and isValid(live.window):
+            live.finish([str(f) for f in self.result_files])  # the live window takes the files
+            if not problems:
+                self.accept()
+        elif self._open_result and self.result_files:
             self.filesRecorded.emit([str(f) for f in self.result_files])
             if not problems:  # otherwise stay open, so the user reads what went wrong
                 self.accept()

@@ -1,0 +1,128 @@
+"""The live view: a recording started from the capture panel shows its host CPU rows, guest CPU rows and the
+event list in a main window while it runs; the view follows the newest events until the user zooms; after
+Stop the same window holds the written files, whose tables are what the live view showed.
+
+Real recordings (root, tracefs): our agent over TCP on 127.0.0.1, and a local-only one.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtCore  # noqa: E402
+
+from kshark_py.capture.live import Snapshot  # noqa: E402
+from kshark_py.ui.capturelive import status_text  # noqa: E402
+from kshark_py.ui.capturepanel import CaptureDialog  # noqa: E402
+from kshark_py.ui.mainwindow import MainWindow  # noqa: E402
+
+from .support.capture import our_agent, require_recording  # noqa: E402
+
+
+def _dialog(qtbot, tmp_path, seconds: float) -> CaptureDialog:
+    """The panel as the main window opens it, its choices kept in a temporary INI file (never the user's ~)."""
+    ini = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    d = CaptureDialog(None, live_window=MainWindow, settings=ini)
+    qtbot.addWidget(d)
+    d.output_dir.setText(str(tmp_path))
+    d.set_event("sched:sched_switch")
+    d.set_event("sched:sched_wakeup")
+    d.duration.setValue(seconds)
+    assert d.live.isChecked()
+    return d
+
+
+def _cpu_rows(w) -> dict[str, int]:
+    """Stream name -> its CPU rows (host CPUs; a guest's VCPUs, drawn as pair rows)."""
+    out: dict[str, int] = {}
+    for r in w.model.rows:
+        if r.kind in ("cpu", "vcpu_guest"):
+            name = w.session.streams[r.stream].name
+            out[name] = out.get(name, 0) + 1
+    return out
+
+
+def _watch(qtbot, d: CaptureDialog, opened: list) -> dict:
+    """While the recording runs: the live window's rows, list length and follow state, as seen."""
+    seen: dict = {"rows": {}, "list": [], "end_gap": []}
+    while d.recording is not None and d.recording.state in ("starting", "recording"):
+        qtbot.wait(300)
+        if not opened or d.recording is None or d.recording.state != "recording":
+            continue
+        w = opened[0]
+        seen["rows"] = _cpu_rows(w)
+        seen["list"].append(w.event_list.model.rowCount())
+        t0, t1 = w.timeline.full_range()
+        seen["end_gap"].append((t1 - w.view.range[1]) if w.view.range else None)
+    return seen
+
+
+def test_live_window_grows_while_recording_host_and_tcp_guest(qtbot, tmp_path):
+    require_recording()
+    d = _dialog(qtbot, tmp_path, 5.0)
+    opened = []
+    d.liveWindowOpened.connect(opened.append)
+    with our_agent(tmp_path) as ag:
+        d.add_guest("g", "TCP", f"127.0.0.1:{ag.port}", "sched:sched_switch sched:sched_wakeup")
+        d.show()
+        assert d.start_recording(), d.checks.toPlainText()
+        seen = _watch(qtbot, d, opened)
+        lv = d.live_view
+        with qtbot.waitSignal(lv.finished, timeout=60000) as fin:
+            pass
+    assert opened, "no live window while recording"
+    w = opened[0]
+    qtbot.addWidget(w)
+    # before Stop: host CPU rows and guest CPU rows, a growing event list, the view at the newest data
+    assert seen["rows"].get("host", 0) > 0 and seen["rows"].get("g", 0) > 0, seen["rows"]
+    assert len(seen["list"]) >= 3 and seen["list"][-1] > seen["list"][0] > 0, seen["list"]
+    assert [g for g in seen["end_gap"] if g is not None] and all(g == 0 for g in seen["end_gap"] if g is not None)
+    assert lv.refreshes >= 3
+    # after Stop: the same window holds the files, and they held what the live view showed
+    assert fin.args == [True]
+    out = d.recording_dir
+    assert w.paths == [str(out / "trace.dat"), str(out / "trace-g.dat")]
+    assert [s.name for s in w.session.streams] == ["host", "g"]
+    assert w.session.files[0].path == str(out / "trace.dat")
+    assert "Recorded:" in lv._label.text()
+
+
+def test_follow_stops_when_the_user_zooms_and_comes_back(qtbot, tmp_path):
+    require_recording()
+    d = _dialog(qtbot, tmp_path, 4.0)
+    opened = []
+    d.liveWindowOpened.connect(opened.append)
+    d.show()
+    assert d.start_recording(), d.checks.toPlainText()
+    qtbot.waitUntil(lambda: bool(opened), timeout=10000)
+    w = opened[0]
+    qtbot.addWidget(w)
+    lv = d.live_view
+    assert lv.follow and lv._follow_action.isChecked()
+    w.timeline.zoom(4.0)  # the user zooms in
+    assert not lv.follow and not lv._follow_action.isChecked()
+    kept = w.view.range
+    n = lv.refreshes
+    qtbot.waitUntil(lambda: lv.refreshes > n + 1, timeout=5000)
+    assert w.view.range == kept  # new events arrived, the view stayed where the user put it
+    lv._follow_action.trigger()  # Follow again: the newest data
+    assert lv.follow and w.view.range[1] == w.timeline.full_range()[1]
+    with qtbot.waitSignal(lv.finished, timeout=60000):
+        pass
+    assert [s.name for s in w.session.streams] == ["host"]
+
+
+def test_status_text_says_lost_and_not_synchronized():
+    import numpy as np
+
+    from kshark_py.loaders import schema
+
+    z = np.zeros(3, np.int64)
+    ev = schema.events_table(ts=z, cpu=z, pid=z, event_id=z, flags=z, preempt=z, offset=z, length=z)
+    lost = schema.lost_table(row=z[:0], ts=z[:0], cpu=z[:0], count=z[:0])
+    host = Snapshot("host", ev, lost, True, 0, {0: (5, 0), 1: (2, 1)})
+    g = Snapshot("g", ev, lost, False, 0, {0: (0, 0)}, role="guest")
+    assert status_text([host, g], True) == ("Recording (live): host 3 events (lost 7+) · g 3 events (lost 0, not "
+                                            "synchronized yet: aligned by first event)")
