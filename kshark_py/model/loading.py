@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..loaders.buffer import Buffer
 from ..loaders.memory import release_free_memory
 from ..loaders.tracedat import TraceFile, open_trace
 from .session import HOT_FIELDS, Session
@@ -34,12 +35,16 @@ class LoadResult:
 def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = None,
                  progress: Callable[[int, int, str], None] | None = None,
                  cancel: threading.Event | None = None,
-                 time_offsets: dict[int | str, int] | None = None) -> LoadResult:
+                 time_offsets: dict[int | str, int] | None = None,
+                 opened: Callable[[list[TraceFile]], None] | None = None,
+                 decoded: Callable[[Buffer], None] | None = None) -> LoadResult:
     """Open ``paths`` as one session and decode everything the timeline needs (synchronous).
 
     ``progress(done, total, message)`` counts file bytes; a set ``cancel`` raises :class:`Cancelled`
     at the next step. ``time_offsets`` puts streams (by index or name) that many ns later
-    (``--time-offset``), before anything is derived from their times."""
+    (``--time-offset``), before anything is derived from their times. ``opened(files)`` hears the
+    opened files before any is decoded and ``decoded(buffer)`` each buffer as soon as its events
+    are (the progressive first view, ``model/preview``)."""
     total = sum(max(1, os.path.getsize(p)) for p in paths)
     done = 0
 
@@ -57,6 +62,9 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
         tf = open_trace(p)
         tf.hot_fields = HOT_FIELDS  # read while decoding, not in a second pass
         files.append(tf)
+    if opened is not None:
+        opened(files)
+        step("opened")
     for tf in files:
         size = max(1, os.path.getsize(tf.path))
         reported = 0
@@ -74,6 +82,8 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
                 _ = b.events
             finally:
                 tf.progress = None
+            if decoded is not None:
+                decoded(b)
         step(f"decoded {os.path.basename(tf.path)}", max(0, size - reported))  # headers, metadata
     session = Session.from_files(files)
     for stream, ns in (time_offsets or {}).items():

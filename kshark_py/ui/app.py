@@ -84,19 +84,45 @@ class _LoadJob(QtCore.QObject):
         self.dialog.setAutoClose(False)
         self.dialog.setAutoReset(False)
         self._thread = QtCore.QThread(self)
-        self.worker = LoadWorker(req.paths, req.user_map, req.time_offsets)
+        self.worker = LoadWorker(req.paths, req.user_map, req.time_offsets, progressive=True)
         self.worker.moveToThread(self._thread)
         self._thread.started.connect(self.worker.run)
         self.worker.progress.connect(self._progress)
+        self.worker.preview.connect(self._preview)
+        self.worker.streamDecoded.connect(self._stream_decoded)
         self.worker.finished.connect(self._finished)
         self.worker.failed.connect(self._failed)
         self.dialog.canceled.connect(self.worker.cancel, QtCore.Qt.ConnectionType.DirectConnection)
+        self.window: MainWindow | None = None
+        """The window showing the page-header preview while the load runs (the progressive first view)."""
 
     def start(self) -> None:
         self._thread.start()
 
+    @QtCore.Slot(object)
+    def _preview(self, preview: object) -> None:
+        """The files' page headers are read: show the window now, the dialog's work moves into it."""
+        if self.dialog.wasCanceled():
+            return
+        from .mainwindow import MainWindow
+
+        self.dialog.canceled.disconnect(self.worker.cancel)
+        self.dialog.close()
+        self.window = MainWindow(None, [], paths=self.req.paths, user_map=self.req.user_map, preview=preview,
+                                 cancel_load=self.worker.cancel)
+        _built.add(self.window)
+        self.window.show()
+
+    @QtCore.Slot(int)
+    def _stream_decoded(self, index: int) -> None:
+        if self.window is not None and self.window.loading is not None:
+            self.window.loading.stream_decoded(index)
+
     @QtCore.Slot(int, int, str)
     def _progress(self, value: int, total: int, msg: str) -> None:
+        if self.window is not None and self.window.loading is not None:
+            self.window.loading.progress(value, total, msg)
+            return
         if self.dialog.wasCanceled():
             return
         self.dialog.setMaximum(total)
@@ -114,19 +140,39 @@ class _LoadJob(QtCore.QObject):
     def _finished(self, res: LoadResult) -> None:
         self._stop_thread()
         r = self.req
+        if self.window is not None and not self.window.isVisible():  # closed while its load ended
+            self.window.deleteLater()
+            self.done.emit(self, None)
+            return
         try:
-            w = build_window(res, r.paths, r.user_map, r.state)
+            if self.window is not None:  # the preview's window takes the session
+                w = self.window
+                w.finish_load(res, r.state)
+                release_free_memory()
+            else:
+                w = build_window(res, r.paths, r.user_map, r.state)
         except Exception as e:  # a bug must not leave the app running without a window
             traceback.print_exc()
             QtWidgets.QMessageBox.critical(None, "kshark-py", f"could not open {', '.join(r.paths)}: {e}")
+            if self.window is not None:
+                self.window.close()
+                self.window.deleteLater()
             w = None
         self.done.emit(self, w)
 
     @QtCore.Slot(str)
     def _failed(self, msg: str) -> None:
         self._stop_thread()
+        w = self.window
         if msg != "cancelled":
             QtWidgets.QMessageBox.critical(None, "kshark-py", msg)
+        elif w is not None and w.isVisible():  # cancelled: the preview stays
+            w.load_cancelled()
+            self.done.emit(self, w)
+            return
+        if w is not None:
+            w.close()
+            w.deleteLater()
         self.done.emit(self, None)
 
 

@@ -2,6 +2,9 @@
 
 The worker turns the loader's byte counts into a 0..1000 progress signal and hands the cancel
 button's event to the loader; errors from the reader arrive as one line, ready for a dialog.
+With ``progressive`` (the app's default) it also reads the page headers of the opened files before
+decoding anything and emits the :class:`~kshark_py.model.preview.Preview` (:attr:`LoadWorker.preview`),
+then :attr:`LoadWorker.streamDecoded` as each stream's events replace its estimate.
 """
 
 from __future__ import annotations
@@ -10,29 +13,39 @@ import threading
 
 from PySide6 import QtCore
 
+from ..loaders.buffer import Buffer
 from ..loaders.errors import TraceDatError
+from ..loaders.tracedat import TraceFile
 from ..model.loading import Cancelled, load_session
+from ..model.preview import Preview, build_preview
 
 
 class LoadWorker(QtCore.QObject):
-    """Runs :func:`load_session` in a QThread; emits progress, then finished or failed."""
+    """Runs :func:`load_session` in a QThread; emits progress (and the preview), then finished or failed."""
 
     progress = QtCore.Signal(int, int, str)
+    preview = QtCore.Signal(object)  # Preview: page headers read, nothing decoded yet
+    streamDecoded = QtCore.Signal(int)  # stream index of the preview whose rows now count its events
     finished = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
-    def __init__(self, paths: list[str], user_map=None, time_offsets: dict[int | str, int] | None = None) -> None:
+    def __init__(self, paths: list[str], user_map=None, time_offsets: dict[int | str, int] | None = None,
+                 progressive: bool = False) -> None:
         super().__init__()
         self.paths = paths
         self.user_map = user_map
         self.time_offsets = time_offsets
+        self.progressive = progressive
         self.cancel_event = threading.Event()
+        self._preview: Preview | None = None
 
     @QtCore.Slot()
     def run(self) -> None:
+        hooks = {"opened": self._opened, "decoded": self._decoded} if self.progressive else {}
         try:
             res = load_session(self.paths, self.user_map, progress=lambda d, t, m: self.progress.emit(
-                int(d * 1000 // max(t, 1)), 1000, m), cancel=self.cancel_event, time_offsets=self.time_offsets)
+                int(d * 1000 // max(t, 1)), 1000, m), cancel=self.cancel_event, time_offsets=self.time_offsets,
+                **hooks)
         except Cancelled:
             self.failed.emit("cancelled")
         except TraceDatError as e:
@@ -41,6 +54,23 @@ class LoadWorker(QtCore.QObject):
             self.failed.emit(str(e))
         else:
             self.finished.emit(res)
+
+    def _opened(self, files: list[TraceFile]) -> None:
+        """The files are open: read their page headers and hand the preview to the GUI thread."""
+        try:
+            self._preview = build_preview(files, self.time_offsets)
+        except Exception:  # noqa: BLE001 - the preview is a courtesy: the load goes on and reports any real fault
+            self._preview = None
+            return
+        self.preview.emit(self._preview)
+
+    def _decoded(self, buffer: Buffer) -> None:
+        """One buffer is decoded: its preview rows switch to its events."""
+        if self._preview is None or self.cancel_event.is_set():
+            return
+        st = self._preview.set_exact(buffer)
+        if st is not None:
+            self.streamDecoded.emit(st.index)
 
     def cancel(self) -> None:
         self.cancel_event.set()

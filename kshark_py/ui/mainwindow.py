@@ -8,6 +8,7 @@ refreshes from them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -15,6 +16,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..model import sessionfile as sf
 from ..model.dataloss import session_losses
 from ..model.filters import Filters
+from ..model.loading import LoadResult
+from ..model.preview import Preview
 from ..model.session import Session
 from ..model.sessionfile import SessionFileError, SessionState, load_session_file, save_session
 from ..model.taskindex import TaskIndex
@@ -25,6 +28,7 @@ from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .analysisrange import AnalysisContext
 from .eventlist import EventListView
+from .loadingview import LoadingView
 from .lossbanner import LossBanner
 from .openrequest import OpenRequest
 from .panels import MarkerBar, StateLegend, SyncPanel, VcpuMapDialog, VcpuMapPanel, parse_task_choice, task_choices
@@ -47,17 +51,27 @@ class MainWindow(QtWidgets.QMainWindow):
     """One session's window. It never opens windows itself: it asks with :attr:`openRequested`."""
 
     openRequested = QtCore.Signal(object)  # OpenRequest
-    windowOpened = QtCore.Signal(object)  # a MainWindow made for this one (a live capture's), for the app to own
-
-    def __init__(self, session: Session, vcpu_map: list[VcpuMapping], *, paths: list[str],
-                 user_map: dict[str, dict[int, int]] | None = None, parent=None) -> None:
+    def __init__(self, session: Session | None, vcpu_map: list[VcpuMapping], *, paths: list[str],
+                 user_map: dict[str, dict[int, int]] | None = None, parent=None,
+                 preview: Preview | None = None, cancel_load: Callable[[], None] | None = None) -> None:
+        """A window for a loaded ``session``; or, with ``session=None``, a window that shows a load's
+        page-header ``preview`` until :meth:`finish_load` gives it the session (``cancel_load``: what
+        its Cancel button and closing it do meanwhile)."""
         super().__init__(parent)
-        self.session = session
-        self.vcpu_map = vcpu_map
         self.paths = list(paths)
         self.user_map = dict(user_map or {})
         self.setWindowTitle("kshark-py - " + ", ".join(os.path.basename(p) for p in paths))
         self.resize(*_initial_size())
+        self.loading: LoadingView | None = None
+        """While the load runs: the preview's timeline, progress and cancel (None once loaded)."""
+        if session is None:
+            self.loading = LoadingView(self, preview or Preview([]), cancel_load)
+            return
+        self._build_session(session, vcpu_map)
+
+    def _build_session(self, session: Session, vcpu_map: list[VcpuMapping]) -> None:
+        self.session = session
+        self.vcpu_map = vcpu_map
         self._build_model()
         self._build_ui()
         self._build_menus()
@@ -67,6 +81,32 @@ class MainWindow(QtWidgets.QMainWindow):
             self.timeline.set_full_range(int(t.min()), int(t.max()))
             self.timeline.zoom_to_fit()
         self._fill_panels()
+
+    # -- a load in progress (progressive first view) ---------------------------------------------
+    def finish_load(self, res: LoadResult, state: SessionState | None = None) -> None:
+        """The load is done: the session replaces the preview.  What a session file says wins;
+        else a range the user zoomed or panned to during the load stays."""
+        loading, self.loading = self.loading, None
+        moved = loading.user_range() if loading is not None else None
+        if loading is not None:
+            loading.dismantle()
+        self._build_session(res.session, res.vcpu_map)
+        # a shown window lays its new docks out on the next turn of the event loop: size them after
+        QtCore.QTimer.singleShot(0, self._size_docks)
+        if state is not None:
+            self.apply_state(state)
+        if moved is not None and (state is None or not state.range):
+            self.view.set_range(*moved)
+
+    def load_cancelled(self) -> None:
+        """The load ended without a session (cancelled): the preview stays, saying so."""
+        if self.loading is not None:
+            self.loading.cancelled()
+
+    def closeEvent(self, ev: QtGui.QCloseEvent) -> None:  # noqa: N802
+        if self.loading is not None:  # closing a window that is still loading cancels its load
+            self.loading.cancel()
+        super().closeEvent(ev)
 
     # -- model -------------------------------------------------------------------------------
     def names(self, stream: int, pid: int | None) -> str:
@@ -149,8 +189,7 @@ class MainWindow(QtWidgets.QMainWindow):
             dock.setVisible(bool(self.session.guests))  # nothing to map or sync on a host-only trace
             docks.append(dock)
         self.docks = docks
-        self.resizeDocks(docks, [360, 360], QtCore.Qt.Orientation.Horizontal)
-        self.resizeDocks(docks, [200, 500], QtCore.Qt.Orientation.Vertical)
+        self._size_docks()
         self.status = self.statusBar()
         self.timeline.hovered.connect(self.status.showMessage)
         self.timeline.rowClicked.connect(self._on_row_clicked)
@@ -160,7 +199,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for w in self.session.warnings:
             self.status.showMessage(w, 8000)
 
-    def _toolbar(self) -> QtWidgets.QToolBar:
+    def nav_toolbar(self) -> QtWidgets.QToolBar:
+        """Zoom and pan buttons for :attr:`timeline` (the loaded one or the preview's)."""
         tb = QtWidgets.QToolBar()
         tb.setIconSize(QtCore.QSize(16, 16))
         self.act_zoom_in = tb.addAction("+", lambda: self.timeline.zoom(2.0))
@@ -173,6 +213,14 @@ class MainWindow(QtWidgets.QMainWindow):
         rb.toggled.connect(lambda on: setattr(self.timeline, "rubber_band", on))
         self.timeline.rubberBandDone.connect(lambda: rb.setChecked(False))  # one zoom per click, as KernelShark
         self.act_rubber = rb
+        return tb
+
+    def _size_docks(self) -> None:
+        self.resizeDocks(self.docks, [360, 360], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks(self.docks, [200, 500], QtCore.Qt.Orientation.Vertical)
+
+    def _toolbar(self) -> QtWidgets.QToolBar:
+        tb = self.nav_toolbar()
         tb.addSeparator()
         tb.addAction("Add task row...", self.add_task_dialog)
         tb.addAction("Clear highlight", self.clear_highlight)
@@ -455,14 +503,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.set_time_offset(stream, ns)
         self._times_changed()
 
-    def replace_session(self, session: Session) -> None:
-        """Show ``session`` instead: the same recording's next live tables or its files after Stop
-        (ui/capturelive.py).  Rows, filters and markers stay; the range is refitted (the caller may set it)."""
-        self.session = session
-        self.model.session = session
-        self.analysis.session = session
-        self._times_changed()
-
     def _times_changed(self) -> None:
         """A stream's times moved: rebuild what holds times (rows, task index, event list, VCPU
         map and panels) from the session; the shown rows, filters and markers stay."""
@@ -506,12 +546,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def record_dialog(self) -> None:
         from .capturepanel import CaptureDialog
 
-        dlg = CaptureDialog(self, live_window=MainWindow)
+        dlg = CaptureDialog(self)
         # a new recording brings its own VCPU map (GUEST records, kvm): not this window's
         dlg.filesRecorded.connect(lambda files: self.openRequested.emit(OpenRequest(list(files))))
-        dlg.liveWindowOpened.connect(self.windowOpened.emit)
-        dlg.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose, True)
-        dlg.show()  # not modal: the live window it opens takes zooms and clicks while recording
-        self.capture_dialog = dlg
+        dlg.exec()
 
 

@@ -1,0 +1,197 @@
+"""The progressive first view: every stream's CPUs drawn from page headers while events decode.
+
+A :class:`Preview` is built from opened files before anything is decoded (:func:`build_preview`):
+streams, names and roles as the session will have them (``Session.from_files`` reads metadata
+only), and per stream the page-header scan of its buffer (:mod:`kshark_py.loaders.pagescan`).
+That gives the session's exact time range (each CPU's first and last record are decoded) and
+each CPU's activity over time, estimated from the bytes its pages commit.  As the load decodes a
+stream, :meth:`Preview.set_exact` swaps that stream's estimate for its decoded events (exact
+counts per pixel, the lost-event marks the decode found).
+
+Guest streams are placed on the host clock by the file's own time sync, exactly as their events
+will be (the page times go through ``TraceFile.convert_ts``: TIME_SHIFT, TSC2NSEC, offset); a
+``--time-offset`` is added too.  A guest without sync data stays on its own clock, as it will in
+the loaded session.
+
+:class:`PreviewModel` answers the timeline widget's questions the way
+:class:`~kshark_py.model.viewmodel.TimelineModel` does (rows, ``render`` into pixel codes), so the
+same widget draws it and the user can zoom and pan before the load ends.  No Qt here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..loaders.buffer import Buffer
+from ..loaders.pagescan import BufferScan, scan_buffer
+from ..loaders.tracedat import TraceFile
+from .emitter import Emitter
+from .session import Session
+from .viewmodel import BODY_ROWS, PX_LOST, PX_TICK, SUBROWS, TICK_ROWS, EventTicks, RenderResult, Row, _column_grid
+
+BYTES_PER_EVENT = 48
+"""What one event costs in a page, on average (header and a sched or irq payload): turns a page's
+committed bytes into an estimated event count, so estimated and decoded rows shade alike."""
+
+
+@dataclass
+class PreviewStream:
+    """One stream of the preview: its page scan, then (once decoded) its events per CPU."""
+
+    index: int
+    name: str
+    role: str
+    buffer: Buffer
+    cpu_count: int
+    scan: BufferScan
+    offset: int = 0
+    """ns the user's ``--time-offset`` adds to this stream."""
+    ticks: dict[int, EventTicks] | None = None
+    """Decoded: per CPU, where its events are (set by :meth:`Preview.set_exact`)."""
+    lost: dict[int, np.ndarray] = field(default_factory=dict)
+    """Decoded: per CPU, the times of its lost-event marks."""
+
+    @property
+    def exact(self) -> bool:
+        return self.ticks is not None
+
+
+@dataclass
+class Preview:
+    """Every stream's page scan, in the timeline's row order (host, guests, instances)."""
+
+    streams: list[PreviewStream]
+
+    @property
+    def full_range(self) -> tuple[int, int] | None:
+        """The first and the last event time of the session (exact), None when nothing is recorded."""
+        lo = [s.scan.first_ts + s.offset for s in self.streams if s.scan.first_ts is not None]
+        hi = [s.scan.last_ts + s.offset for s in self.streams if s.scan.last_ts is not None]
+        return (min(lo), max(hi)) if lo and hi else None
+
+    def stream_of(self, buffer: Buffer) -> PreviewStream | None:
+        return next((s for s in self.streams if s.buffer is buffer), None)
+
+    def set_exact(self, buffer: Buffer) -> PreviewStream | None:
+        """``buffer`` is decoded: its stream's rows show its events from now on.
+
+        Called from the loading thread; the per-CPU counts are built here (one pass over the
+        stream's CPU column each), then published in one assignment."""
+        st = self.stream_of(buffer)
+        if st is None:
+            return None
+        t = buffer.events
+        ts = t.column("ts").to_numpy()
+        cpu = t.column("cpu").to_numpy()
+        lost = buffer.lost
+        lts, lcpu = lost.column("ts").to_numpy(), lost.column("cpu").to_numpy()
+        st.lost = {int(c): np.sort(lts[lcpu == c]) for c in np.unique(lcpu)}
+        st.ticks = {c: EventTicks(ts, cpu, c) for c in range(st.cpu_count)}
+        return st
+
+
+def build_preview(files: list[TraceFile], time_offsets: dict[int | str, int] | None = None,
+                  max_chunks: int | None = 1024) -> Preview:
+    """Scan the page headers of every stream of ``files`` (opened, not decoded).
+
+    ``max_chunks``: per CPU, at most this many compressed chunks are decompressed (see
+    :func:`~kshark_py.loaders.pagescan.scan_buffer`)."""
+    session = Session.from_files(files)
+    offsets: dict[int, int] = {}
+    for key, ns in (time_offsets or {}).items():
+        try:
+            offsets[session.stream_index(key)] = int(ns)
+        except ValueError:
+            pass  # the load itself reports a stream that does not exist
+    order = [s for s in session.streams if s.role == "host" and s.buffer.name == ""]
+    order += [s for s in session.streams if s.role == "guest" and s.buffer.name == ""]
+    order += [s for s in session.streams if s.buffer.name != ""]
+    out = [PreviewStream(st.index, st.name, st.role, st.buffer, st.cpu_count, scan_buffer(st.buffer, max_chunks),
+                         offsets.get(st.index, 0)) for st in order]
+    return Preview(out)
+
+
+class PreviewModel:
+    """The preview's rows and their rendering, in :class:`~kshark_py.model.viewmodel.TimelineModel`'s
+    terms: one row per CPU of every stream, an event-density strip and a shaded body."""
+
+    session = None
+    """No session yet (the timeline widget asks for it only for rows with lost-event arrays)."""
+
+    def __init__(self, preview: Preview) -> None:
+        self.preview = preview
+        self.highlight_pid = None
+        self.rows_changed = Emitter()
+        self.rows: list[Row] = []
+        self._where: list[tuple[PreviewStream, int]] = []
+        for st in preview.streams:
+            for c in range(st.cpu_count):
+                label = f"{st.name} VCPU{c} (guest CPU)" if st.role == "guest" and st.buffer.name == "" \
+                    else f"{st.name} CPU {c}"
+                self.rows.append(Row("cpu", st.index, label, cpu=c))
+                self._where.append((st, c))
+
+    def is_exact(self, index: int) -> bool:
+        """Whether row ``index`` shows decoded events (not the page-header estimate)."""
+        return self._where[index][0].exact
+
+    def counts(self, index: int, edges: np.ndarray) -> np.ndarray:
+        """Events of row ``index`` between consecutive ``edges`` (ns): exact once its stream is
+        decoded, else estimated from the committed page bytes (float64)."""
+        st, c = self._where[index]
+        e = np.asarray(edges, np.int64) - st.offset
+        ticks = st.ticks
+        if ticks is not None:
+            return ticks[c].counts(e).astype(np.float64)
+        pages = next((p for p in st.scan.cpus if p.cpu == c), None)
+        if pages is None:
+            return np.zeros(len(e) - 1, np.float64)
+        return np.diff(pages.bytes_before(e)) / BYTES_PER_EVENT
+
+    def lost_times(self, index: int) -> np.ndarray:
+        """Times of row ``index``'s lost-event marks: the decoded ones, or the pages whose header
+        says events were lost before them."""
+        st, c = self._where[index]
+        if st.exact:
+            return st.lost.get(c, np.zeros(0, np.int64)) + st.offset
+        pages = next((p for p in st.scan.cpus if p.cpu == c), None)
+        if pages is None:
+            return np.zeros(0, np.int64)
+        return pages.ts[pages.lost != 0] + st.offset
+
+    def render(self, t0: int, t1: int, npix: int, first: int = 0, count: int | None = None) -> RenderResult:
+        """Rows ``first`` .. ``first + count`` between ``t0`` and ``t1`` at ``npix`` columns: the
+        tick strip shades by events per column as the loaded timeline's does, the body by half
+        that; lost-event marks in red."""
+        npix = max(1, int(npix))
+        t1 = max(t1, t0 + npix)
+        first = max(0, min(int(first), len(self.rows)))
+        stop = len(self.rows) if count is None else min(len(self.rows), first + max(0, int(count)))
+        nrows = stop - first
+        kind = np.zeros((nrows * SUBROWS, npix), np.uint8)
+        alpha = np.zeros((nrows * SUBROWS, npix), np.uint8)
+        counts = np.zeros((nrows, npix), np.int64)
+        edges, _ = _column_grid(int(t0), int(t1), npix)
+        for k in range(nrows):
+            c = self.counts(first + k, edges)
+            counts[k] = np.round(c).astype(np.int64)
+            level = np.where(c > 0.05, 60 + np.minimum(160, np.log2(c + 1) * 25), 0).astype(np.uint8)
+            base = k * SUBROWS
+            tick = slice(base + TICK_ROWS.start, base + TICK_ROWS.stop)
+            body = slice(base + BODY_ROWS.start, base + BODY_ROWS.stop)
+            kind[tick] = PX_TICK
+            alpha[tick] = level[None, :]
+            kind[body] = PX_TICK
+            alpha[body] = (level // 2)[None, :]
+            lost = self.lost_times(first + k)
+            if len(lost):
+                hit = np.flatnonzero(np.diff(np.searchsorted(lost, edges)) > 0)
+                if len(hit):
+                    cols = np.unique(np.clip(np.concatenate([hit, hit + 1]), 0, npix - 1))
+                    kind[base: base + BODY_ROWS.stop, cols] = PX_LOST
+                    alpha[base: base + BODY_ROWS.stop, cols] = 255
+        overlay = np.zeros(kind.shape, bool)
+        dominant = np.full((nrows, npix), -1, np.int64)
+        return RenderResult(kind, alpha, overlay, t0, t1, counts, dominant, first)

@@ -1,0 +1,118 @@
+"""A main window while its load runs: the page-header preview, progress and cancel.
+
+The load's worker hands over a :class:`~kshark_py.model.preview.Preview` as soon as the files are
+open and their page headers read (well before any event is decoded); the window shows it at once
+through the ordinary timeline widget (zoom, pan, fit, rubber band all work), with the load's
+progress and a Cancel button in the status bar, and a note where the event list will be.  As each
+stream is decoded its rows switch to its events; when the load ends the window builds its full
+contents (``MainWindow.finish_load``) and this view goes.  Cancelled, the preview stays, saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ..model.preview import Preview, PreviewModel
+from ..model.viewstate import ViewState
+from ..plots.timeline import TimelineWidget
+
+PREVIEW_NOTE = ("Preview from the ring-buffer page headers: each CPU's activity (estimated), lost-event "
+                "marks and the exact time range; rows switch to their events as each stream is decoded.")
+
+
+class LoadingView(QtCore.QObject):
+    """What a main window shows and offers until its session is loaded."""
+
+    def __init__(self, window: QtWidgets.QMainWindow, preview: Preview, cancel: Callable[[], None] | None) -> None:
+        """``window``: the main window (it gives :meth:`nav_toolbar` and takes the preview's timeline
+        as its ``timeline``); ``cancel`` stops the load."""
+        super().__init__(window)
+        self.window = window
+        self.preview = preview
+        self._cancel_load = cancel
+        self.model = PreviewModel(preview)
+        self.view = ViewState()
+        tl = window.timeline = TimelineWidget(self.model, self.view)
+        top = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(top)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(window.nav_toolbar())
+        self.note = QtWidgets.QLabel(PREVIEW_NOTE)
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("background: #fff4c2; padding: 3px;")
+        lay.addWidget(self.note)
+        row = QtWidgets.QHBoxLayout()
+        row.setSpacing(0)
+        row.addWidget(tl, 1)
+        row.addWidget(tl.vscroll_box)
+        lay.addLayout(row, 1)
+        self.list_note = QtWidgets.QLabel("The event list fills in when the events are decoded.")
+        self.list_note.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(self.list_note)
+        splitter.setSizes([600, 350])
+        window.setCentralWidget(splitter)
+        self.bar = QtWidgets.QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setMaximumWidth(240)
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        sb = window.statusBar()
+        sb.addPermanentWidget(self.bar)
+        sb.addPermanentWidget(self.cancel_button)
+        tl.hovered.connect(sb.showMessage)
+        f = window.menuBar().addMenu("&File")
+        self.act_cancel = f.addAction("C&ancel loading", self.cancel)
+        f.addAction("&Close window", window.close, QtGui.QKeySequence.StandardKey.Close)
+        tl.rows_changed()
+        full = preview.full_range
+        if full is not None:
+            tl.set_full_range(*full)
+            tl.zoom_to_fit()
+        self.fit_range = self.view.range
+        """The range the preview opened with: a different one at the end is the user's."""
+
+    def user_range(self) -> tuple[int, int] | None:
+        """The range the user zoomed or panned to, None if they did not."""
+        r = self.view.range
+        return r if r is not None and r != self.fit_range else None
+
+    def progress(self, value: int, total: int, msg: str) -> None:
+        self.bar.setMaximum(max(1, total))
+        self.bar.setValue(value)
+        self.bar.setFormat(f"{msg}  %p%")
+
+    def stream_decoded(self, index: int) -> None:
+        """Stream ``index`` is decoded: its rows now count its events."""
+        name = next((s.name for s in self.preview.streams if s.index == index), str(index))
+        self.window.statusBar().showMessage(f"{name}: events decoded", 4000)
+        self.window.timeline.schedule()
+
+    def cancel(self) -> None:
+        """Stop the load (the worker ends at its next step); the preview stays."""
+        if self._cancel_load is not None:
+            self._cancel_load()
+
+    def cancelled(self) -> None:
+        """The load ended without a session: say what the window still shows."""
+        self._cancel_load = None
+        self.bar.hide()
+        self.cancel_button.hide()
+        self.act_cancel.setEnabled(False)
+        self.note.setText("Loading cancelled: this is the page-header preview only (no events were kept). "
+                          "File > Close window, or open the file again to load it.")
+        self.list_note.setText("Loading cancelled.")
+
+    def dismantle(self) -> None:
+        """Take this view's status bar widgets and menus out of the window (its central widget is
+        replaced by the loaded one)."""
+        sb = self.window.statusBar()
+        sb.clearMessage()
+        for w in (self.bar, self.cancel_button):
+            sb.removeWidget(w)
+            w.deleteLater()
+        self.window.menuBar().clear()

@@ -1,0 +1,222 @@
+"""The progressive first view: page-header scans against the full decode on every corpus file, and
+the app's window showing the preview before its load ends (zoom works, cancel keeps it, the final
+view equals the one a non-progressive load builds)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from kshark_py.loaders.pagescan import scan_buffer
+from kshark_py.loaders.tracedat import open_trace
+from kshark_py.model import loading
+from kshark_py.model.loading import load_session
+from kshark_py.model.preview import PreviewModel, build_preview
+from kshark_py.model.sessionfile import load_session_file
+from kshark_py.ui import loader, mainwindow
+from kshark_py.ui.app import DEMO_SESSION, WindowManager, app_instance, build_window
+from kshark_py.ui.openrequest import OpenRequest
+
+from .support.corpus import TRACES, TSYNC
+
+CORPUS = sorted(TRACES.rglob("*.dat"))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(TRACES)))
+def test_page_scan_agrees_with_the_decode(path):
+    """Per CPU: the page count is the decoder's, the first and last record times are the decoded
+    events' extremes, the pages flagged as having lost events are the decoder's lost marks; a
+    sampled scan (3 chunks per CPU) knows the same counts and range."""
+    with open_trace(path) as tf:
+        for b in tf.buffers:
+            full, sampled = scan_buffer(b, max_chunks=None), scan_buffer(b, max_chunks=3)
+            ev = b.events
+            ts, cpu = ev.column("ts").to_numpy(), ev.column("cpu").to_numpy()
+            pages = {st.cpu: st.pages for st in b.stats if st.pages}
+            assert {c.cpu: c.pages for c in full.cpus} == pages
+            assert {c.cpu: c.pages for c in sampled.cpus} == pages
+            assert full.exact
+            for scan in (full, sampled):
+                for c in scan.cpus:
+                    mine = ts[cpu == c.cpu]
+                    assert (c.first_ts, c.last_ts) == ((int(mine.min()), int(mine.max())) if len(mine) else
+                                                       (None, None))
+                    if len(c.ts):  # a page's stamp is at or before its first record
+                        assert c.ts[0] <= c.first_ts and c.ts[-1] <= c.last_ts
+            if len(ts):
+                assert (full.first_ts, full.last_ts) == (int(ts.min()), int(ts.max()))
+            assert sum(int((c.lost != 0).sum()) for c in full.cpus) == len(b.lost)
+            # every committed byte is a page's: the estimate over the whole range is the data's size
+            for c in full.cpus:
+                assert c.bytes_before(np.array([c.last_ts + 1]))[0] == c.total_bytes
+
+
+def test_preview_places_guests_on_the_host_clock_and_counts_exactly_once_decoded():
+    """A synced guest's pages land where its decoded events do (the file's TIME_SHIFT); the preview's
+    range is the loaded session's; decoded streams count their events exactly per CPU."""
+    paths = [str(TSYNC / "trace.dat"), str(TSYNC / "trace-vmguest.dat")]
+    res = load_session(paths)
+    ss = res.session
+    t = ss.merged().ts
+    files = [open_trace(p) for p in paths]
+    pv = build_preview(files)
+    assert pv.full_range == (int(t.min()), int(t.max()))
+    assert [s.role for s in pv.streams] == ["host", "guest"]
+    guest = pv.streams[1]
+    gts = ss.streams[guest.index].buffer.events.column("ts").to_numpy()
+    assert (guest.scan.first_ts, guest.scan.last_ts) == (int(gts.min()), int(gts.max()))
+    model = PreviewModel(pv)
+    assert [r.label for r in model.rows] == ["host CPU 0", "host CPU 1", "vmguest VCPU0 (guest CPU)"]
+    lo, hi = pv.full_range
+    edges = np.array([lo, hi + 1])
+    assert not model.is_exact(0)
+    assert model.counts(0, edges)[0] > 0  # estimated from page bytes
+    for b in files[0].buffers:
+        pv.set_exact(b)
+    host = ss.streams[pv.streams[0].index].buffer.events.column("cpu").to_numpy()
+    assert model.is_exact(0) and not model.is_exact(2)
+    assert model.counts(0, edges)[0] == (host == 0).sum()
+    assert model.counts(1, edges)[0] == (host == 1).sum()
+    img = model.render(lo, hi, 300)
+    assert img.kind.shape == (30, 300) and img.alpha.max() > 0
+    for f in files:
+        f.close()
+
+
+def test_time_offset_moves_the_preview():
+    path = str(TRACES / "host-sched-v7.dat")
+    with open_trace(path) as tf:
+        a = build_preview([tf]).full_range
+        b = build_preview([tf], {0: 5_000_000}).full_range
+    assert (b[0] - a[0], b[1] - a[1]) == (5_000_000, 5_000_000)
+
+
+@pytest.fixture
+def gated(monkeypatch):
+    """The app's loads stop after the preview until the test sets the returned event."""
+    gate = threading.Event()
+    real = loading.load_session
+
+    def slow(*args, **kw):
+        opened = kw.get("opened")
+
+        def held(files):
+            if opened is not None:
+                opened(files)
+            assert gate.wait(60), "the test never released the load"
+        return real(*args, **{**kw, "opened": held})
+
+    monkeypatch.setattr(loader, "load_session", slow)
+    yield gate
+    gate.set()
+
+
+@pytest.fixture
+def manager(qtbot):
+    app = app_instance()
+    quit_last = app.quitOnLastWindowClosed()
+    m = WindowManager(app)
+    yield m
+    qtbot.waitUntil(lambda: not m.jobs, timeout=60000)
+    for w in list(m.windows):
+        w.close()
+    app.setQuitOnLastWindowClosed(quit_last)
+
+
+def _preview_window(qtbot, manager):
+    qtbot.waitUntil(lambda: bool(manager.jobs) and manager.jobs[0].window is not None
+                    and manager.jobs[0].window.isVisible(), timeout=30000)
+    w = manager.jobs[0].window
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.timeline.last is not None, timeout=10000)
+    return w
+
+
+def test_window_shows_the_preview_before_the_load_ends_and_zooms(qtbot, manager, gated):
+    path = str(TRACES / "host-sched-v7.dat")
+    manager.open(OpenRequest([path]))
+    w = _preview_window(qtbot, manager)
+    assert manager.jobs and w.loading is not None  # the load is still held
+    tl = w.timeline
+    assert [r.label for r in tl.model.rows] == ["host CPU 0", "host CPU 1"]
+    with open_trace(path) as tf:
+        ts = tf.buffers[0].events.column("ts").to_numpy()
+        lost = len(tf.buffers[0].lost)
+    full = (int(ts.min()), int(ts.max()))
+    assert tl.full_range() == full
+    assert tl.view_range() == full
+    shade = tl.last.alpha.reshape(2, 10, -1)[:, 2]  # each row's body
+    assert (shade > 0).mean() > 0.5  # both CPUs were busy all along: shaded across the view
+    tl.setFocus()
+    qtbot.keyClick(tl, "+")
+    t0, t1 = tl.view_range()
+    assert t1 - t0 < (full[1] - full[0]) * 0.6
+    qtbot.waitUntil(lambda: tl.last.t0 == t0, timeout=5000)  # re-rendered at the new range
+    zoomed = tl.view_range()
+    gated.set()
+    qtbot.waitUntil(lambda: not manager.jobs, timeout=60000)
+    assert w.loading is None and w in manager.windows and w.isVisible()
+    assert [r.label for r in w.model.rows] == ["host CPU 0", "host CPU 1"]
+    assert w.timeline.view_range() == zoomed  # the user's zoom stays
+    assert w.timeline.full_range() == full
+    assert w.event_list.model.rowCount() == len(ts) + lost  # events and the dropped-events lines
+    assert not [b for b in w.statusBar().findChildren(QtWidgets.QProgressBar) if b.isVisible()]
+    assert "Plots" in [m.text().replace("&", "") for m in w.menuBar().actions()]
+
+
+def test_cancel_keeps_the_preview(qtbot, manager, gated):
+    manager.open(OpenRequest([str(TRACES / "host-sched-v7.dat")]))
+    w = _preview_window(qtbot, manager)
+    loading_view = w.loading
+    qtbot.mouseClick(loading_view.cancel_button, QtCore.Qt.MouseButton.LeftButton)
+    gated.set()
+    qtbot.waitUntil(lambda: not manager.jobs, timeout=30000)
+    assert w.isVisible() and w in manager.windows
+    assert "cancelled" in loading_view.note.text()
+    assert not loading_view.cancel_button.isVisible()
+    assert w.timeline.last is not None  # still the preview, still drawn
+
+
+def test_closing_the_loading_window_cancels_its_load(qtbot, manager, gated):
+    manager.open(OpenRequest([str(TRACES / "host-sched-v7.dat")]))
+    w = _preview_window(qtbot, manager)
+    job = manager.jobs[0]
+    w.close()
+    assert job.worker.cancel_event.is_set()
+    gated.set()
+    qtbot.waitUntil(lambda: not manager.jobs, timeout=30000)
+    assert manager.windows == []
+
+
+def test_final_view_equals_the_non_progressive_one(qtbot, manager, monkeypatch):
+    """The demo (host + synced guest, a session file) through the progressive path and through
+    build_window: the same rows, range, markers, list and pixels (windows as large as on a real
+    screen: the offscreen screen is too narrow for the docks' 360 px beside the list)."""
+    monkeypatch.setattr(mainwindow, "_initial_size", lambda: (1400, 900))
+    state = load_session_file(DEMO_SESSION)
+    manager.open(OpenRequest(list(state.files), dict(state.vcpu_map), state))
+    qtbot.waitUntil(lambda: not manager.jobs and bool(manager.windows), timeout=60000)
+    a = manager.windows[0]
+    state = load_session_file(DEMO_SESSION)
+    b = build_window(load_session(state.files, state.vcpu_map), state.files, state.vcpu_map, state)
+    qtbot.addWidget(b)
+    for w in (a, b):
+        w.resize(1400, 900)
+        w.show()
+        qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: a.timeline.pixel_width() == b.timeline.pixel_width(), timeout=5000)
+    for w in (a, b):
+        w.timeline.redraw()
+    assert [r.label for r in a.model.rows] == [r.label for r in b.model.rows]
+    assert a.timeline.view_range() == b.timeline.view_range()
+    assert a.timeline.full_range() == b.timeline.full_range()
+    assert a.view.markers == b.view.markers
+    assert a.event_list.model.rowCount() == b.event_list.model.rowCount()
+    assert [d.isVisible() for d in a.docks] == [d.isVisible() for d in b.docks]
+    assert [m.text() for m in a.menuBar().actions()] == [m.text() for m in b.menuBar().actions()]
+    assert np.array_equal(a.timeline.last.kind, b.timeline.last.kind)
+    assert np.array_equal(a.timeline.last.alpha, b.timeline.last.alpha)
+    assert a.timeline.grab().toImage() == b.timeline.grab().toImage()
