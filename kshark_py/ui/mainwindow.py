@@ -51,6 +51,8 @@ class MainWindow(QtWidgets.QMainWindow):
     """One session's window. It never opens windows itself: it asks with :attr:`openRequested`."""
 
     openRequested = QtCore.Signal(object)  # OpenRequest
+    windowOpened = QtCore.Signal(object)  # a MainWindow made for this one (a live capture's), for the app to own
+
     def __init__(self, session: Session | None, vcpu_map: list[VcpuMapping], *, paths: list[str],
                  user_map: dict[str, dict[int, int]] | None = None, parent=None,
                  preview: Preview | None = None, cancel_load: Callable[[], None] | None = None) -> None:
@@ -503,6 +505,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.set_time_offset(stream, ns)
         self._times_changed()
 
+    def replace_session(self, session: Session) -> None:
+        """Show ``session`` instead: the same recording's next live tables or its files after Stop
+        (ui/capturelive.py).  Rows, filters and markers stay; the range is refitted (the caller may set it)."""
+        self.session = session
+        self.model.session = session
+        self.analysis.session = session
+        self._times_changed()
+
     def _times_changed(self) -> None:
         """A stream's times moved: rebuild what holds times (rows, task index, event list, VCPU
         map and panels) from the session; the shown rows, filters and markers stay."""
@@ -546,9 +556,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def record_dialog(self) -> None:
         from .capturepanel import CaptureDialog
 
-        dlg = CaptureDialog(self)
+        dlg = CaptureDialog(self, live_window=MainWindow)
         # a new recording brings its own VCPU map (GUEST records, kvm): not this window's
         dlg.filesRecorded.connect(lambda files: self.openRequested.emit(OpenRequest(list(files))))
-        dlg.exec()
+        dlg.liveWindowOpened.connect(self.windowOpened.emit)
+        dlg.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dlg.show()  # not modal: the live window it opens takes zooms and clicks while recording
+        self.capture_dialog = dlg
 
 
