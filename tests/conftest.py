@@ -17,6 +17,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest_plugins = ["tests.livegui"]  # display, live: the app as a process on Xvfb
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ``$XDG_CACHE_HOME`` (the load cache lives there): no test reads or
+    writes the user's ~/.cache, and no test sees another's cache entries.  Subprocesses inherit it."""
+    d = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(d))
+    monkeypatch.delenv("KSHARK_PY_NO_CACHE", raising=False)
+    return d
+
+
 @pytest.fixture(scope="session")
 def traces() -> Path:
     if not TRACES.is_dir():

@@ -174,6 +174,20 @@ class Buffer:
             self._checked_load()
         return self._lost
 
+    def adopt(self, *, events: pa.Table, lost: pa.Table, stats: list[CpuStats], losses: list[DataLoss],
+              fields: dict[tuple[int, str], pa.Array], rows: dict[int, np.ndarray],
+              store: FlatStore | ChunkStore) -> None:
+        """Take what a load of this buffer computed from elsewhere (the load cache,
+        :mod:`.loadcache`, which checked it) instead of decoding: afterwards the buffer is as if
+        loaded (``events``, ``lost``, ``stats``, ``losses``, hot fields, payloads through ``store``)."""
+        self._table, self._lost, self.stats, self.losses, self.store = events, lost, stats, losses, store
+        self._field_cache, self._rows_cache = dict(fields), dict(rows)
+
+    def decoded_fields(self) -> tuple[dict[tuple[int, str], pa.Array], dict[int, np.ndarray]]:
+        """(fields extracted so far by (event id, name), rows of each event asked for so far): what
+        the load cache keeps beside the events."""
+        return dict(self._field_cache), dict(self._rows_cache)
+
     def shift_time(self, delta_ns: int) -> None:
         """Add ``delta_ns`` to every timestamp of this buffer (its events and lost marks), in place.
 

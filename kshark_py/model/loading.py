@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..loaders import loadcache
 from ..loaders.buffer import Buffer
 from ..loaders.memory import release_free_memory
 from ..loaders.tracedat import TraceFile, open_trace
@@ -57,10 +58,12 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
             raise Cancelled()
 
     files: list[TraceFile] = []
+    cached: list[loadcache.Entry | None] = []
     for p in paths:
         step(f"opening {os.path.basename(p)}")
         tf = open_trace(p)
         tf.hot_fields = HOT_FIELDS  # read while decoding, not in a second pass
+        cached.append(loadcache.lookup(tf))  # a hit installs the decoded buffers: nothing below decodes
         files.append(tf)
     if opened is not None:
         opened(files)
@@ -86,6 +89,7 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
                 decoded(b)
         step(f"decoded {os.path.basename(tf.path)}", max(0, size - reported))  # headers, metadata
     session = Session.from_files(files)
+    shifted = _cache_before_offsets(session, cached, time_offsets or {})
     for stream, ns in (time_offsets or {}).items():
         session.set_time_offset(stream, ns)
     step("reading sched and kvm fields")
@@ -94,6 +98,37 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
     for st in session.streams:
         step(f"task intervals of {st.name}")
         session.runs(st.index)
+    _cache_after_load(session, cached, shifted)
     release_free_memory()  # the derived tables' temporaries: give the heap's free pages back
     step("done")
     return LoadResult(session, vmap, list(session.warnings))
+
+
+def _cache_before_offsets(session: Session, cached: list[loadcache.Entry | None],
+                          time_offsets: dict[int | str, int]) -> set[int]:
+    """Seed each stream's task runs from the load cache; store now the files whose streams the user
+    shifts (the cache keeps a file as it is: after the shift its times are not).  Returns those
+    files' indices."""
+    for st in session.streams:
+        e = cached[st.file_index]
+        runs = e.extras.get(st.trace.buffers.index(st.buffer), {}).get("runs") if e is not None and e.hit else None
+        if runs is not None:
+            session.adopt_runs(st.index, runs)
+    shifted = {session.streams[session.stream_index(k)].file_index for k, ns in time_offsets.items() if ns}
+    for i in shifted:
+        e = cached[i]
+        if e is not None and not (e.hit and e.complete):
+            loadcache.store(e)
+    return shifted
+
+
+def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], shifted: set[int]) -> None:
+    """Store each file the cache did not hold whole (events, hot fields, task runs of each buffer)."""
+    for i, e in enumerate(cached):
+        if e is None or i in shifted:
+            continue
+        streams = [st for st in session.streams if st.file_index == i]
+        if e.hit and e.complete and all("runs" in e.extras.get(st.trace.buffers.index(st.buffer), {})
+                                        for st in streams):
+            continue
+        loadcache.store(e, {st.trace.buffers.index(st.buffer): {"runs": session.runs(st.index)} for st in streams})

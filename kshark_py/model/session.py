@@ -263,6 +263,14 @@ class Session:
             self._derived[key] = cpu_runs(self.streams[stream].buffer)
         return self._derived[key]
 
+    def adopt_runs(self, stream: int, runs) -> None:
+        """Use ``runs`` as :meth:`runs` of ``stream`` (what the load cache kept of an earlier load);
+        a table of another schema is ignored (computed again when asked)."""
+        from .intervals import CPU_RUNS
+
+        if runs.schema.equals(CPU_RUNS):
+            self._derived[("runs", stream)] = runs
+
     def task_names(self, stream: int) -> dict[int, str]:
         """pid -> comm as one stream's file names its tasks (``loaders.tasks.task_names``), computed once."""
         key = ("task_names", stream)
