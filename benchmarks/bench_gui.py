@@ -2,6 +2,9 @@
 KernelShark on the same file in the same run.
 
 Usage: python benchmarks/bench_gui.py BIG.dat [--steps N] [--no-kernelshark]
+
+The progressive line starts the app as a user does (worker thread, page-header preview) and gives
+the wall-clock time from spawning the process to the preview's first paint and to the full window.
 (BIG.dat from ../shared/tools/record-bench-trace.sh.)
 
 kshark-py is measured in a fresh process, offscreen: time from start to the first complete paint
@@ -64,6 +67,49 @@ print(json.dumps({"events": n, "load_s": t_load, "first_paint_s": t_paint,
 sys.stdout.flush()
 os._exit(0)  # skip interpreter teardown (see kshark_py.ui.app.run)
 """
+
+PROGRESSIVE = r"""
+import json, os, sys, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from kshark_py.ui.app import app_instance, window_manager
+from kshark_py.ui.openrequest import OpenRequest
+from PySide6 import QtCore, QtWidgets
+app = app_instance()
+window_manager().open(OpenRequest([sys.argv[1]]))
+out, zooms = {}, []
+
+def poll():
+    now = time.time()
+    for w in QtWidgets.QApplication.topLevelWidgets():
+        tl = getattr(w, "timeline", None)
+        if not w.isVisible() or tl is None or tl.last is None:
+            continue
+        if "preview" not in out and getattr(w, "loading", None) is not None:
+            out["preview"] = now
+        if "preview" in out and getattr(w, "loading", None) is not None and len(zooms) < 8:
+            a = time.perf_counter(); tl.zoom(1.5 if len(zooms) < 4 else 1 / 1.5); tl.redraw()
+            zooms.append(time.perf_counter() - a)
+        if getattr(w, "loading", 1) is None:
+            out["full"] = now
+            print(json.dumps({**out, "zooms_during_load_ms": [1e3 * z for z in zooms]}))
+            sys.stdout.flush()
+            os._exit(0)
+
+timer = QtCore.QTimer()
+timer.timeout.connect(poll)
+timer.start(5)
+app.exec()
+"""
+"""The app as a user starts it (window manager, worker thread, progressive first view): wall-clock
+times of the preview's first paint and of the full window, and zoom steps taken during the load."""
+
+
+def progressive(path: str, env: dict) -> dict:
+    """Seconds from spawning the process to the preview's first paint and to the full window."""
+    t0 = time.time()
+    r = json.loads(subprocess.run([sys.executable, "-c", PROGRESSIVE, path], capture_output=True, text=True,
+                                  env=env, check=True).stdout.strip().splitlines()[-1])
+    return {"preview_s": r["preview"] - t0, "full_s": r["full"] - t0, "zooms_ms": r["zooms_during_load_ms"]}
 
 
 def kernelshark(path: str, timeout: float = 600) -> tuple[float, int] | None:
@@ -164,6 +210,11 @@ def main() -> int:
     print(f"  peak RSS {r['peak_rss'] / 1e6:.0f} MB = {r['peak_rss'] / r['tables']:.2f}x the Arrow events tables "
           f"({r['tables'] / 1e6:.0f} MB); resident after the first paint {r['rss_after_paint'] / 1e6:.0f} MB = "
           f"{r['rss_after_paint'] / r['tables']:.2f}x")
+    pr = progressive(a.file, env)
+    z = pr["zooms_ms"]
+    print(f"progressive (the app's own path, process start): page-header preview painted at "
+          f"{pr['preview_s']:.2f} s, full window at {pr['full_s']:.2f} s; zoom steps during the load: "
+          + (f"median {sorted(z)[len(z) // 2]:.1f} ms, worst {max(z):.1f} ms" if z else "none (loaded first)"))
     if not a.no_kernelshark:
         ks = kernelshark(a.file)
         if ks is None:

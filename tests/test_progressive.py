@@ -220,3 +220,15 @@ def test_final_view_equals_the_non_progressive_one(qtbot, manager, monkeypatch):
     assert np.array_equal(a.timeline.last.kind, b.timeline.last.kind)
     assert np.array_equal(a.timeline.last.alpha, b.timeline.last.alpha)
     assert a.timeline.grab().toImage() == b.timeline.grab().toImage()
+
+
+def test_worker_decodes_even_if_no_window_shows_the_preview(monkeypatch):
+    """The worker waits for the GUI to draw the preview before decoding, but not forever."""
+    monkeypatch.setattr(loader, "PREVIEW_WAIT_S", 0.2)
+    w = loader.LoadWorker([str(TRACES / "host-small-v7.dat")], progressive=True)
+    got = []
+    w.preview.connect(lambda p: got.append(("preview", p)))
+    w.finished.connect(lambda r: got.append(("finished", r)))
+    w.run()
+    assert [k for k, _ in got] == ["preview", "finished"]
+    assert got[0][1].full_range == (int(got[1][1].session.merged().ts.min()), int(got[1][1].session.merged().ts.max()))

@@ -93,7 +93,7 @@ class Preview:
 
 
 def build_preview(files: list[TraceFile], time_offsets: dict[int | str, int] | None = None,
-                  max_chunks: int | None = 1024) -> Preview:
+                  max_chunks: int | None = 512) -> Preview:
     """Scan the page headers of every stream of ``files`` (opened, not decoded).
 
     ``max_chunks``: per CPU, at most this many compressed chunks are decompressed (see

@@ -98,10 +98,12 @@ class _LoadJob(QtCore.QObject):
 
     def start(self) -> None:
         self._thread.start()
+        from . import mainwindow  # noqa: F401 (the preview's window, imported while the worker reads page headers)
 
     @QtCore.Slot(object)
     def _preview(self, preview: object) -> None:
-        """The files' page headers are read: show the window now, the dialog's work moves into it."""
+        """The files' page headers are read: show the window now (the dialog's work moves into it),
+        then let the worker decode."""
         if self.dialog.wasCanceled():
             return
         from .mainwindow import MainWindow
@@ -112,6 +114,9 @@ class _LoadJob(QtCore.QObject):
                                  cancel_load=self.worker.cancel)
         _built.add(self.window)
         self.window.show()
+        self.window.timeline.redraw()
+        self.window.repaint()
+        self.worker.preview_shown()
 
     @QtCore.Slot(int)
     def _stream_decoded(self, index: int) -> None:

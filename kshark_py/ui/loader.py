@@ -19,6 +19,9 @@ from ..loaders.tracedat import TraceFile
 from ..model.loading import Cancelled, load_session
 from ..model.preview import Preview, build_preview
 
+PREVIEW_WAIT_S = 3.0
+"""The longest the decode waits for the GUI to show the preview (a GUI that never does: no deadlock)."""
+
 
 class LoadWorker(QtCore.QObject):
     """Runs :func:`load_session` in a QThread; emits progress (and the preview), then finished or failed."""
@@ -37,6 +40,8 @@ class LoadWorker(QtCore.QObject):
         self.time_offsets = time_offsets
         self.progressive = progressive
         self.cancel_event = threading.Event()
+        self.shown_event = threading.Event()
+        """Set by the GUI thread once the preview is on screen: decoding starts then."""
         self._preview: Preview | None = None
 
     @QtCore.Slot()
@@ -63,6 +68,11 @@ class LoadWorker(QtCore.QObject):
             self._preview = None
             return
         self.preview.emit(self._preview)
+        # Decode once the preview is drawn: the GUI thread builds the window (pyqtgraph, widgets: pure
+        # Python) much sooner without a decoding thread contending for the interpreter.
+        waited = 0.0
+        while not self.shown_event.wait(0.05) and not self.cancel_event.is_set() and waited < PREVIEW_WAIT_S:
+            waited += 0.05
 
     def _decoded(self, buffer: Buffer) -> None:
         """One buffer is decoded: its preview rows switch to its events."""
@@ -71,6 +81,10 @@ class LoadWorker(QtCore.QObject):
         st = self._preview.set_exact(buffer)
         if st is not None:
             self.streamDecoded.emit(st.index)
+
+    def preview_shown(self) -> None:
+        """The preview is on screen (any thread): the load goes on decoding."""
+        self.shown_event.set()
 
     def cancel(self) -> None:
         self.cancel_event.set()
