@@ -232,3 +232,15 @@ def test_worker_decodes_even_if_no_window_shows_the_preview(monkeypatch):
     w.run()
     assert [k for k, _ in got] == ["preview", "finished"]
     assert got[0][1].full_range == (int(got[1][1].session.merged().ts.min()), int(got[1][1].session.merged().ts.max()))
+
+
+def test_no_preview_when_the_load_cache_holds_every_file(tmp_path, monkeypatch):
+    """A re-open from the cache is already fast: no page scan, no preview window to rebuild."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("KSHARK_PY_NO_CACHE", raising=False)
+    path = str(TRACES / "host-small-v7.dat")
+    seen = []
+    load_session([path], opened=seen.append)
+    assert len(seen) == 1  # first open: decoded, previewed
+    load_session([path], opened=seen.append)
+    assert len(seen) == 1  # second: from the cache

@@ -44,8 +44,9 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
     ``progress(done, total, message)`` counts file bytes; a set ``cancel`` raises :class:`Cancelled`
     at the next step. ``time_offsets`` puts streams (by index or name) that many ns later
     (``--time-offset``), before anything is derived from their times. ``opened(files)`` hears the
-    opened files before any is decoded and ``decoded(buffer)`` each buffer as soon as its events
-    are (the progressive first view, ``model/preview``)."""
+    opened files before any is decoded (not when the load cache holds them all) and
+    ``decoded(buffer)`` each buffer as soon as its events are (the progressive first view,
+    ``model/preview``)."""
     total = sum(max(1, os.path.getsize(p)) for p in paths)
     done = 0
 
@@ -65,7 +66,7 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
         tf.hot_fields = HOT_FIELDS  # read while decoding, not in a second pass
         cached.append(loadcache.lookup(tf))  # a hit installs the decoded buffers: nothing below decodes
         files.append(tf)
-    if opened is not None:
+    if opened is not None and not all(e is not None and e.hit for e in cached):  # all cached: nothing to preview
         opened(files)
         step("opened")
     for tf in files:
