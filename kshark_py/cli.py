@@ -18,8 +18,10 @@ from .argtypes import arg_type, whole_number
 from .cliutil import (
     PROG,
     UsageError,
+    add_cache_option,
     add_strict_option,
     add_vcpu_map_options,
+    apply_cache_option,
     check_inputs,
     check_output,
     parse_time_offsets,
@@ -31,6 +33,8 @@ from .loaders.memory import return_memory_promptly
 from .model.errors import UserInputError
 
 FILE_COMMANDS = ("report", "vcpus", "export", "stats")
+LOADING_COMMANDS = ("report", "vcpus", "export", "stats", "sql")
+"""Commands that decode trace files (and so read the load cache; ``--no-cache`` turns it off)."""
 """Commands whose bare words are input files (``record`` runs its bare words; ``agent`` takes none)."""
 
 
@@ -269,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .capture.cli import register as register_capture  # record, agent
 
     register_capture(sub)
+    from .cache_cli import register as register_cache
+
+    register_cache(sub)
+    for parser in (p, *(sub.choices[name] for name in LOADING_COMMANDS)):
+        add_cache_option(parser)
     p.commands = dict(sub.choices)
     return p
 
@@ -343,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (parser.commands.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # -h, or a usage error already printed as one line
         return e.code if isinstance(e.code, int) else 2
+    apply_cache_option(args)
     try:
         return args.func(args)
     except TraceDatError as e:

@@ -99,7 +99,13 @@ def show_losses(files: Sequence, strict: bool) -> bool:
     refused ("File possibly truncated. Need at least N, but file size is M", exit 22, nothing
     reported); a v7 file cut inside its data prints nothing at all and exits 0.
     """
+    from .loaders import loadcache
+
+    entries = [loadcache.lookup(tf) for tf in files]  # a hit installs the decoded buffers
     lost = [x for tf in files for x in tf.decode_all()]
+    for e in entries:
+        if e is not None and not e.hit:
+            loadcache.store(e)
     for x in lost:
         print(f"{PROG}: {x.one_line()}", file=sys.stderr)
     return strict and bool(lost)
@@ -119,6 +125,24 @@ def add_vcpu_map_options(p: argparse.ArgumentParser) -> None:
     """``--vcpu-map`` and ``--vcpu-threads``, worded alike in every command (read by :func:`user_vcpu_map`)."""
     p.add_argument("--vcpu-map", action="append", metavar="G:V=PID,...", help=VCPU_MAP_HELP)
     p.add_argument("--vcpu-threads", action="append", metavar="GUEST=FILE.json", help=VCPU_THREADS_HELP)
+
+
+NO_CACHE_HELP = ("neither read nor write the load cache ($XDG_CACHE_HOME/kshark-py, default ~/.cache/kshark-py; "
+                 "also KSHARK_PY_NO_CACHE=1): decode the files afresh")
+
+
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    """``--no-cache`` for every command that loads trace files (see :func:`apply_cache_option`)."""
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+
+
+def apply_cache_option(args: argparse.Namespace) -> None:
+    """``--no-cache`` given: turn the load cache off for this process and its children.
+
+    Why the environment: ``loaders.loadcache`` reads it, so nothing is imported here (the command
+    line starts fast), and a process this one starts is off too."""
+    if getattr(args, "no_cache", False):
+        os.environ["KSHARK_PY_NO_CACHE"] = "1"
 
 
 def add_strict_option(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     writes the user's ~/.cache, and no test sees another's cache entries.  Subprocesses inherit it."""
     d = tmp_path_factory.mktemp("xdg-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(d))
-    monkeypatch.delenv("KSHARK_PY_NO_CACHE", raising=False)
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "")  # on; and what --no-cache sets in-process is undone after
     return d
 
 

@@ -274,3 +274,59 @@ def test_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert loadcache.cache_dir() == str(tmp_path / ".cache" / "kshark-py")
+
+
+def test_cli_commands_use_the_cache_and_no_cache_turns_it_off(traces: Path, capsys: pytest.CaptureFixture) -> None:
+    from kshark_py.cli import main
+
+    path = str(traces / "host-kvm.dat")
+    runs = (["stats", "-i", path, "--exits"], ["sql", "-i", path, "select count(*) from events"],
+            ["vcpus", path], ["export", path, "-o", os.path.join(loadcache.cache_dir() + "-out.parquet")])
+    fresh = []
+    for argv in runs:
+        assert main([*argv, "--no-cache"]) == 0, argv
+        assert _entries() == [], argv
+        os.environ[loadcache.ENV_OFF] = ""  # what --no-cache set for this process
+        fresh.append(capsys.readouterr().out)
+    assert main(runs[0]) == 0
+    assert len(_entries()) == 1
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as m:
+        _no_decoding(m)
+        for argv, want in zip(runs, fresh, strict=True):
+            assert main(argv) == 0, argv  # from the cache: nothing decoded
+            assert capsys.readouterr().out == want, argv
+    assert main(["cache", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert path in listed and "1 entry" in listed
+    assert main(["cache", "--clear"]) == 0
+    assert "removed 1 file" in capsys.readouterr().out
+    assert _entries() == []
+    assert main(["cache", "--list"]) == 0
+    assert "0 entries" in capsys.readouterr().out
+
+
+def test_cli_report_identical_from_the_cache(traces: Path, capfdbinary: pytest.CaptureFixture) -> None:
+    from kshark_py.cli import main
+
+    path = str(traces / "host-instances.dat")
+    assert main(["report", path, "--no-cache"]) == 0
+    os.environ[loadcache.ENV_OFF] = ""
+    fresh = capfdbinary.readouterr().out
+    assert main(["report", path]) == 0 and len(_entries()) == 1  # decodes, stores
+    assert capfdbinary.readouterr().out == fresh
+    assert main(["report", path]) == 0  # from the cache
+    assert capfdbinary.readouterr().out == fresh
+
+
+def test_app_screenshot_no_cache_writes_nothing(traces: Path, tmp_path: Path) -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "kshark-py")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    path = str(traces / "host-sched-v7.dat")
+    shot = str(tmp_path / "x.png")
+    r = subprocess.run([exe, "-i", path, "--screenshot", shot, "--no-cache"], env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert _entries() == []
+    r = subprocess.run([exe, "-i", path, "--screenshot", shot], env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [e.trace for e in loadcache.entries()] == [os.path.realpath(path)]
