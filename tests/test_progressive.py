@@ -4,12 +4,16 @@ view equals the one a non-progressive load builds)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+from kshark_py.loaders.errors import TraceDatError
 from kshark_py.loaders.pagescan import scan_buffer
 from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model import loading
@@ -22,6 +26,10 @@ from kshark_py.ui.openrequest import OpenRequest
 
 from .support.corpus import TRACES, TSYNC
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzzcases  # noqa: E402
+
+FUZZ_SEED = int(os.environ.get("KSHARK_FUZZ_SEED", "20261206"))
 CORPUS = sorted(TRACES.rglob("*.dat"))
 
 
@@ -244,3 +252,30 @@ def test_no_preview_when_the_load_cache_holds_every_file(tmp_path, monkeypatch):
     assert len(seen) == 1  # first open: decoded, previewed
     load_session([path], opened=seen.append)
     assert len(seen) == 1  # second: from the cache
+
+
+@pytest.mark.parametrize("kind", fuzzcases.KINDS)
+def test_page_scan_never_raises_on_damaged_files(kind, tmp_path):
+    """The fuzzer's mutated corpus files: a file that opens gets a preview that renders, whatever
+    its pages, chunks or options say (what cannot be read is left out, never raised)."""
+    for key in [k for k, (paths, _) in fuzzcases.CORPUS.items() if all(p.exists() for p in paths)]:
+        for i in range(int(os.environ.get("KSHARK_FUZZ_EXAMPLES", "10")) // 3 + 1):
+            case, datas = fuzzcases.make_case(key, FUZZ_SEED, i, kind)
+            paths = []
+            for k, data in enumerate(datas):
+                p = tmp_path / f"{key}-{i}-{k}.dat"
+                p.write_bytes(data)
+                paths.append(p)
+            try:
+                files = [open_trace(p) for p in paths]
+            except TraceDatError:
+                continue
+            try:
+                pv = build_preview(files)
+                lo, hi = pv.full_range or (0, 1)
+                PreviewModel(pv).render(lo, max(hi, lo + 1), 200)
+            except Exception as e:  # noqa: BLE001 - name the case
+                raise AssertionError(f"case {case.label()} ({' '.join(case.steps)}): {e!r}") from e
+            finally:
+                for f in files:
+                    f.close()

@@ -78,7 +78,10 @@ class LoadWorker(QtCore.QObject):
         """One buffer is decoded: its preview rows switch to its events."""
         if self._preview is None or self.cancel_event.is_set():
             return
-        st = self._preview.set_exact(buffer)
+        try:
+            st = self._preview.set_exact(buffer)
+        except Exception:  # noqa: BLE001 - a courtesy like the preview: the row keeps its estimate, the load goes on
+            return
         if st is not None:
             self.streamDecoded.emit(st.index)
 
