@@ -7,13 +7,19 @@ Real recordings (root, tracefs): our agent over TCP on 127.0.0.1, and a local-on
 
 from __future__ import annotations
 
+import functools
+
 import pytest
+import shiboken6
 
 pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore  # noqa: E402
 
 from kshark_py.capture.live import Snapshot  # noqa: E402
+from kshark_py.model.loading import load_session  # noqa: E402
+from kshark_py.ui import capturepanel  # noqa: E402
+from kshark_py.ui.app import build_window  # noqa: E402
 from kshark_py.ui.capturelive import status_text  # noqa: E402
 from kshark_py.ui.capturepanel import CaptureDialog  # noqa: E402
 from kshark_py.ui.mainwindow import MainWindow  # noqa: E402
@@ -59,19 +65,34 @@ def _watch(qtbot, d: CaptureDialog, opened: list) -> dict:
     return seen
 
 
-def test_live_window_grows_while_recording_host_and_tcp_guest(qtbot, tmp_path):
+def test_live_window_grows_while_recording_host_and_tcp_guest(qtbot, tmp_path, traces, monkeypatch):
+    """Opened as the user does: Tools > Record in a main window (a non-modal panel, deleted when closed); the
+    live window is announced by that main window for the app to own; the panel may be gone before the files
+    are in."""
     require_recording()
-    d = _dialog(qtbot, tmp_path, 5.0)
+    monkeypatch.setattr(capturepanel, "capture_settings", functools.partial(
+        QtCore.QSettings, str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat))
+    paths = [str(traces / "host-instances.dat")]
+    base = build_window(load_session(paths), paths)
+    qtbot.addWidget(base)
+    base.record_dialog()
+    d = base.capture_dialog
+    d.output_dir.setText(str(tmp_path))
+    d.set_event("sched:sched_switch")
+    d.set_event("sched:sched_wakeup")
+    d.duration.setValue(5.0)
+    assert d.live.isChecked() and not d.isModal()
     opened = []
-    d.liveWindowOpened.connect(opened.append)
+    base.windowOpened.connect(opened.append)
     with our_agent(tmp_path) as ag:
         d.add_guest("g", "TCP", f"127.0.0.1:{ag.port}", "sched:sched_switch sched:sched_wakeup")
-        d.show()
         assert d.start_recording(), d.checks.toPlainText()
         seen = _watch(qtbot, d, opened)
         lv = d.live_view
+        out = d.recording_dir
         with qtbot.waitSignal(lv.finished, timeout=60000) as fin:
             pass
+    assert not shiboken6.isValid(d)  # the panel closed itself (and was deleted) while the files loaded
     assert opened, "no live window while recording"
     w = opened[0]
     qtbot.addWidget(w)
@@ -82,7 +103,6 @@ def test_live_window_grows_while_recording_host_and_tcp_guest(qtbot, tmp_path):
     assert lv.refreshes >= 3
     # after Stop: the same window holds the files, and they held what the live view showed
     assert fin.args == [True]
-    out = d.recording_dir
     assert w.paths == [str(out / "trace.dat"), str(out / "trace-g.dat")]
     assert [s.name for s in w.session.streams] == ["host", "g"]
     assert w.session.files[0].path == str(out / "trace.dat")

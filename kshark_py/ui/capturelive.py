@@ -118,6 +118,7 @@ class LiveView(QtCore.QObject):
         w = self.window
         if w is None or not isValid(w):
             w = self.window = self.window_class(session, build_vcpu_map(session, {}), paths=[])
+            self.setParent(w)  # the window keeps its view alive (the panel may close before the files are in)
             w.setWindowTitle("kshark-py - recording (live)")
             self._decorate(w)
             self._moving = True
@@ -127,6 +128,8 @@ class LiveView(QtCore.QObject):
                 self._moving = False
             self.windowOpened.emit(w)
             return
+        if self.parent() is not w:
+            self.setParent(w)
         keep = w.view.range
         self._moving = True
         try:

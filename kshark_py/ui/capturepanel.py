@@ -575,7 +575,7 @@ class CaptureDialog(QtWidgets.QDialog):
         if self._live_window is not None and self.live.isChecked():
             live = LiveCapture(session, keep_seconds=self.live_keep.value() or None)
             old = self.live_view.window if self.live_view is not None else None  # reused while it is open
-            self.live_view = LiveView(live, self._live_window, window=old, parent=self)
+            self.live_view = LiveView(live, self._live_window, window=old)  # its window becomes its parent
             self.live_view.windowOpened.connect(self.liveWindowOpened)
             self.live_view.start()
         self.recording = Recording(session, command=self.command.text().strip() or None,
