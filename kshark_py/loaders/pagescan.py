@@ -8,7 +8,9 @@ no per-event work.  Uncompressed data is read in place (one 16-byte header per p
 Compressed v7 data must be decompressed to reach the headers; decompressing every chunk costs what
 the zstd pass costs, so a scan may take an evenly spread sample of each CPU's chunks
 (``max_chunks``): every page of a sampled chunk is read, and each one stands for the pages up to
-the next sample.  Page counts come from the chunk table and are exact either way.
+the next sample.  Uncompressed data is sampled the same way (as many pages as those chunks hold):
+one header per page would fault in the whole file, a full read from disk when it is not cached.
+Page counts are exact either way (the chunk table; the data's size).
 
 Only the first and the last page holding records of each CPU are decoded (two pages), so a scan
 knows the CPU's exact first and last event times.  Times go through the file's own pipeline
@@ -28,7 +30,7 @@ import numpy as np
 from .buffer import Buffer
 from .compress import ChunkTable, read_chunk_table
 from .errors import TraceDatError
-from .layout import COMMIT_MASK, PAGE_MISSING_EVENTS, PAGE_MISSING_STORED
+from .layout import COMMIT_MASK, PAGE_MISSING_EVENTS, PAGE_MISSING_STORED, PAGES_IN_CHUNK
 from .pages import decode_pages
 from .store import WORKERS, decompress_pool
 
@@ -103,8 +105,8 @@ class BufferScan:
 def scan_buffer(buffer: Buffer, max_chunks: int | None = 1024) -> BufferScan:
     """Read the page headers of every CPU of ``buffer`` (see the module doc).
 
-    ``max_chunks``: compressed data reads at most this many chunks per CPU, evenly spread (None:
-    all).  Uncompressed data always reads every header."""
+    ``max_chunks``: compressed data reads at most this many chunks per CPU, evenly spread, and
+    uncompressed data as many pages as they hold (None: every page)."""
     out = []
     for cd in buffer.cpu_data:
         try:
@@ -151,18 +153,20 @@ class _Pages:
             return None
         return np.frombuffer(data, np.uint8) if len(data) == u else None
 
-    def headers(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(raw timestamp, commit word) of each whole page of ``data``."""
+    def headers(self, data: np.ndarray, pages: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(raw timestamp, commit word) of each whole page of ``data`` (or of the pages ``pages``):
+        strided reads, nothing but the headers is touched."""
         n = len(data) // self.ps
         if n == 0:
             z = np.zeros(0, np.uint64)
             return z, z
         whole = data[: n * self.ps]
-        ts = whole.view(self.lay.np_u64)[:: self.ps // 8]
+        at = slice(None) if pages is None else pages
+        ts = whole.view(self.lay.np_u64)[:: self.ps // 8][at]
         if self.lay.long_size == 8:
-            commit = whole.view(self.lay.np_u64)[1:: self.ps // 8]
+            commit = whole.view(self.lay.np_u64)[1:: self.ps // 8][at]
         else:
-            commit = whole.view(self.lay.np_u32)[2:: self.ps // 4]
+            commit = whole.view(self.lay.np_u32)[2:: self.ps // 4][at]
         return ts.astype(np.uint64), commit.astype(np.uint64)
 
     def page_bytes(self, p: int) -> np.ndarray | None:
@@ -185,10 +189,12 @@ def _scan_cpu(buffer: Buffer, cpu: int, offset: int, size: int, max_chunks: int 
     if pg.n == 0:
         return None
     room = pg.ps - buffer.trace.header_page.data_offset
-    if pg.table is None:  # every header, in place
-        raw_ts, commit = pg.headers(pg.whole[offset: offset + pg.n * pg.ps])
+    if pg.table is None:  # in place: every header, or as many pages as the sampled chunks would give
         page = np.arange(pg.n, dtype=np.int64)
-        exact = True
+        if max_chunks is not None and pg.n > max_chunks * PAGES_IN_CHUNK:
+            page = np.unique(np.linspace(0, pg.n - 1, max_chunks * PAGES_IN_CHUNK).round().astype(np.int64))
+        raw_ts, commit = pg.headers(pg.whole[offset: offset + pg.n * pg.ps], page)
+        exact = len(page) == pg.n
     else:
         raw_ts, commit, page, exact = _sample_chunks(pg, max_chunks)
     size_b = (commit & np.uint64(COMMIT_MASK)).astype(np.int64)
