@@ -27,7 +27,6 @@ from ..model.viewstate import ViewState
 from ..plots.timeline import TimelineWidget
 from . import filterdialogs as fd
 from .analysisrange import AnalysisContext
-from .eventlist import EventListView
 from .loadingview import LoadingView
 from .lossbanner import LossBanner
 from .openrequest import OpenRequest
@@ -163,6 +162,9 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.addWidget(self.markers)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
+        # imported here: the info-text renderer behind the list is not needed for a load's preview
+        from .eventlist import EventListView
+
         self.event_list = EventListView(self.session, self.filters, self.tasks)
         self.splitter.addWidget(self.event_list)
         self.event_list.rowSelected.connect(self._on_list_selected)
@@ -520,6 +522,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sources = RowSources(self.session, self.names, mask=self._mask)
         self.vcpu_map = build_vcpu_map(self.session, self.user_map)
         self.model.set_sources(self.sources, self.vcpu_map)
+        from .eventlist import EventListView
+
         old = self.event_list
         self.event_list = EventListView(self.session, self.filters, self.tasks)
         self.event_list.rowSelected.connect(self._on_list_selected)
