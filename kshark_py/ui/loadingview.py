@@ -18,8 +18,9 @@ from ..model.preview import Preview, PreviewModel
 from ..model.viewstate import ViewState
 from ..plots.timeline import TimelineWidget
 
-PREVIEW_NOTE = ("Preview from the ring-buffer page headers: each CPU's activity (estimated), lost-event "
-                "marks and the exact time range; rows switch to their events as each stream is decoded.")
+PREVIEW_NOTE = ("Preview while the events decode, from the ring-buffer page headers: the exact time range, each "
+                "CPU's activity estimated from a sample of its pages, red where those pages lost events. Each "
+                "stream's rows switch to its events once it is decoded; zoom and pan work now.")
 
 
 class LoadingView(QtCore.QObject):
