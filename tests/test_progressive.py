@@ -279,3 +279,23 @@ def test_page_scan_never_raises_on_damaged_files(kind, tmp_path):
             finally:
                 for f in files:
                     f.close()
+
+
+def test_escape_cancels_and_the_probe_tells_a_loading_window(qtbot, manager, gated):
+    """Esc cancels as in the progress dialog it replaces; the probe (live tests) reports the window
+    as loading, with its preview rows and range, then as cancelled."""
+    from kshark_py.ui.probe import app_state
+
+    path = str(TRACES / "host-sched-v7.dat")
+    manager.open(OpenRequest([path]))
+    w = _preview_window(qtbot, manager)
+    mine = [x for x in app_state(lambda: 0)["windows"] if x["title"] == "kshark-py - host-sched-v7.dat"]
+    assert [(x["kind"], x["rows"], x["cancelled"]) for x in mine] == [("loading", ["host CPU 0", "host CPU 1"], False)]
+    assert mine[0]["range"] == list(w.timeline.full_range())
+    w.activateWindow()
+    qtbot.waitUntil(lambda: w.isActiveWindow(), timeout=5000)
+    qtbot.keyClick(w.timeline, QtCore.Qt.Key.Key_Escape)
+    gated.set()
+    qtbot.waitUntil(lambda: not manager.jobs, timeout=30000)
+    mine = [x for x in app_state(lambda: 0)["windows"] if x["title"] == "kshark-py - host-sched-v7.dat"]
+    assert [(x["kind"], x["cancelled"]) for x in mine] == [("loading", True)]

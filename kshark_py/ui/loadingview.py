@@ -33,6 +33,7 @@ class LoadingView(QtCore.QObject):
         self.window = window
         self.preview = preview
         self._cancel_load = cancel
+        self._cancelled = False
         self.model = PreviewModel(preview)
         self.view = ViewState()
         tl = window.timeline = TimelineWidget(self.model, self.view)
@@ -66,8 +67,8 @@ class LoadingView(QtCore.QObject):
         sb.addPermanentWidget(self.bar)
         sb.addPermanentWidget(self.cancel_button)
         tl.hovered.connect(sb.showMessage)
-        f = window.menuBar().addMenu("&File")
-        self.act_cancel = f.addAction("C&ancel loading", self.cancel)
+        f = self.menu = window.menuBar().addMenu("&File")
+        self.act_cancel = f.addAction("C&ancel loading", self.cancel, QtGui.QKeySequence(QtCore.Qt.Key.Key_Escape))
         f.addAction("&Close window", window.close, QtGui.QKeySequence.StandardKey.Close)
         tl.rows_changed()
         full = preview.full_range
@@ -98,8 +99,13 @@ class LoadingView(QtCore.QObject):
         if self._cancel_load is not None:
             self._cancel_load()
 
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancelled
+
     def cancelled(self) -> None:
         """The load ended without a session: say what the window still shows."""
+        self._cancelled = True
         self._cancel_load = None
         self.bar.hide()
         self.cancel_button.hide()
@@ -117,3 +123,5 @@ class LoadingView(QtCore.QObject):
             sb.removeWidget(w)
             w.deleteLater()
         self.window.menuBar().clear()
+        self.act_cancel.setShortcut(QtGui.QKeySequence())  # Esc is the loaded window's again
+        self.menu.deleteLater()

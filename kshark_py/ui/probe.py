@@ -71,6 +71,23 @@ def window_state(w: Any) -> dict:
     return out
 
 
+def loading_state(w: Any) -> dict:
+    """A main window still loading: its page-header preview (rows, range), progress, cancelled."""
+    tl, lv = w.timeline, w.loading
+    return {
+        "kind": "loading",
+        "title": w.windowTitle(),
+        "files": list(w.paths),
+        "rows": _safe(lambda: [r.label for r in tl.model.rows], []),
+        "range": _safe(lambda: list(tl.view_range())),
+        "full_range": _safe(lambda: list(tl.full_range())),
+        "plot_rect": _safe(lambda: _global_rect(tl, tl.vb.sceneBoundingRect())),
+        "progress": _safe(lambda: lv.bar.value()),
+        "cancelled": _safe(lambda: lv.is_cancelled),
+        "note": _safe(lambda: lv.note.text(), ""),
+    }
+
+
 def app_state(windows_in_memory: Callable[[], int]) -> dict:
     """What the visible top-level windows show; ``windows_in_memory`` counts the main windows still
     alive after a garbage collection (the app's count: this module knows no app)."""
@@ -78,7 +95,9 @@ def app_state(windows_in_memory: Callable[[], int]) -> dict:
     for top in QtWidgets.QApplication.topLevelWidgets():
         if not top.isVisible():
             continue
-        if hasattr(top, "timeline") and hasattr(top, "model"):
+        if getattr(top, "loading", None) is not None:
+            wins.append(loading_state(top))
+        elif hasattr(top, "timeline") and hasattr(top, "model"):
             wins.append(window_state(top))
         else:
             wins.append({"kind": type(top).__name__, "title": top.windowTitle()})
