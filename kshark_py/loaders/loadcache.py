@@ -41,7 +41,7 @@ from .buffer import CpuStats
 from .errors import DataLoss
 from .memory import drop_mapped_pages
 from .pages import BadPage
-from .store import ChunkStore, FlatStore
+from .store import ChunkStore, FlatStore, decompress_pool
 
 if TYPE_CHECKING:
     from .buffer import Buffer
@@ -127,14 +127,20 @@ def header_digest(tf: TraceFile) -> str:
 
 
 def trace_key(tf: TraceFile) -> dict[str, Any]:
-    """What an entry must match to be used (see the module doc)."""
+    """What an entry must match to be used (see the module doc), but the whole file's word sum
+    (:func:`trace_sum`, the one part that reads every byte)."""
     fh = getattr(tf, "_fh", None)
     st = os.fstat(fh.fileno()) if fh is not None else os.stat(tf.path)  # the file as opened
+    return {"version": FORMAT_VERSION, "path": os.path.realpath(tf.path), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "header": header_digest(tf),
+            "strict": bool(tf.strict)}
+
+
+def trace_sum(tf: TraceFile) -> int:
+    """The word sum of the whole trace file: a rewrite that keeps size and mtime (one tick) changes it."""
     total = cachefile.word_sum(np.frombuffer(tf.buf, np.uint8))
     drop_mapped_pages(tf.buf)  # the pass touched every page: not ours to keep resident
-    return {"version": FORMAT_VERSION, "path": os.path.realpath(tf.path), "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "header": header_digest(tf), "sum": total,
-            "strict": bool(tf.strict)}
+    return total
 
 
 def entry_path(real_path: str) -> str:
@@ -175,23 +181,37 @@ def lookup(tf: TraceFile) -> Entry | None:
     except (OSError, ValueError):
         return None
     entry = Entry(tf, entry_path(key["path"]), key, open_warnings=len(tf.warnings))
-    if not os.path.exists(entry.path):
-        return entry
+    # the two passes over every byte (the trace's sum, the entry's) run beside the rest: numpy
+    # releases the GIL, so on two cores they cost little more than the Python work below
+    pool = decompress_pool()
+    summed = pool.submit(trace_sum, tf)
     try:
-        meta, tables = cachefile.read(entry.path)
-        if meta.get("key") != key:
-            raise cachefile.CacheFileError("stale: the trace or the reader changed")
-        states = [_buffer_state(tf, i, b, m, tables) for i, (b, m) in enumerate(_pairs(tf, meta))]
-        warnings = [str(w) for w in meta["warnings"]]
-        fmts = None
-        if meta.get("formats") == formattable.signature() and "formats/events" in tables:
-            fmts = formattable.from_tables(tables["formats/events"], tables["formats/fields"])
-        want = _spec(tf.hot_fields)
-        have = _spec(meta["hot"])
-    except (cachefile.CacheFileError, KeyError, TypeError, ValueError, IndexError, AttributeError,
-            pa.ArrowException, OSError):
-        _remove(entry.path)
-        return entry
+        if not os.path.exists(entry.path):
+            return entry
+        try:
+            c = cachefile.Container(entry.path)
+            meta = c.meta
+            stored = dict(meta.get("key") or {})
+            if stored.pop("sum", None) is None or stored != key:
+                raise cachefile.CacheFileError("stale: the trace or the reader changed")
+            verified = pool.submit(c.verify)
+            tables = c.tables()
+            states = [_buffer_state(tf, i, b, m, tables) for i, (b, m) in enumerate(_pairs(tf, meta))]
+            warnings = [str(w) for w in meta["warnings"]]
+            fmts = None
+            if meta.get("formats") == formattable.signature() and "formats/events" in tables:
+                fmts = formattable.from_tables(tables["formats/events"], tables["formats/fields"])
+            want = _spec(tf.hot_fields)
+            have = _spec(meta["hot"])
+            verified.result()
+            if meta["key"]["sum"] != summed.result():
+                raise cachefile.CacheFileError("stale: the trace's bytes changed")
+        except (cachefile.CacheFileError, KeyError, TypeError, ValueError, IndexError, AttributeError,
+                pa.ArrowException, OSError):
+            _remove(entry.path)
+            return entry
+    finally:
+        key["sum"] = summed.result()
     for b, (st, extras) in zip(tf.buffers, states, strict=True):
         b.adopt(**st)
         entry.extras[len(entry.extras)] = extras
