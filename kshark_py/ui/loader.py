@@ -16,7 +16,7 @@ from PySide6 import QtCore
 from ..loaders.buffer import Buffer
 from ..loaders.errors import TraceDatError
 from ..loaders.tracedat import TraceFile
-from ..model.loading import Cancelled, load_session
+from ..model.loading import Cancelled, LoadResult, load_session
 from ..model.preview import Preview, build_preview
 
 PREVIEW_WAIT_S = 3.0
@@ -58,6 +58,8 @@ class LoadWorker(QtCore.QObject):
         except (OSError, ValueError) as e:  # ValueError: a bad --time-offset stream, a VCPU map error
             self.failed.emit(str(e))
         else:
+            if self.progressive:
+                self._prepare_window(res)
             self.finished.emit(res)
 
     def _opened(self, files: list[TraceFile]) -> None:
@@ -84,6 +86,20 @@ class LoadWorker(QtCore.QObject):
             return
         if st is not None:
             self.streamDecoded.emit(st.index)
+
+    def _prepare_window(self, res: LoadResult) -> None:
+        """Compute here what building the window would (task names, pid counts, kallsyms): the
+        preview stays interactive meanwhile, and the GUI thread's freeze while it builds the window
+        is that much shorter."""
+        ss = res.session
+        try:
+            for st in ss.streams:
+                ss.task_names(st.index)
+                ss.pid_counts(st.index)
+            for tf in ss.files:
+                _ = tf.kallsyms
+        except TraceDatError:
+            pass  # the window's build meets it again and says so, as without this
 
     def preview_shown(self) -> None:
         """The preview is on screen (any thread): the load goes on decoding."""
