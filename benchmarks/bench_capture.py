@@ -11,7 +11,12 @@ shared/tools/fifo-guest.sh.  Note: trace-cmd 3.1.6's host reads its FIFOs only a
 1.6.4 splices 0 bytes while recording), so its FIFO number is whatever fits the pipe, with its agent
 blocking once the FIFO is full: a timeout ends that run and it is reported as such.
 
-Run as root:  python benchmarks/bench_capture.py [--duration 3]
+``--live``: the live view's cost instead (capture panel's "Live view"): our host in this process with our agent
+over TCP, the same load, once without and once with the live model decoding every page as it arrives and a
+viewer taking a snapshot session every 0.5 s (``--gui``: the live main window itself, offscreen); prints the
+live view's CPU (decoding + refreshes) as a share of one core and the throughput change.
+
+Run as root:  python benchmarks/bench_capture.py [--duration 3] [--live [--gui]]
 """
 
 from __future__ import annotations
@@ -121,14 +126,139 @@ def run_pair(impl: str, transport: str, duration: float, tmp: Path) -> dict:
             "mbps": data / duration / 1e6}
 
 
+class _Timed:
+    """A callable's CPU time in the threads that call it (``time.thread_time``), summed."""
+
+    def __init__(self, fn) -> None:
+        self.fn, self.cpu, self.calls = fn, 0.0, 0
+
+    def __call__(self, *a, **k):
+        t = time.thread_time()
+        try:
+            return self.fn(*a, **k)
+        finally:
+            self.cpu += time.thread_time() - t
+            self.calls += 1
+
+
+def run_live(live_on: bool, duration: float, tmp: Path, gui: bool) -> dict:
+    """Our host in this process (as the capture panel runs it) and our agent over TCP, raw_syscalls at full
+    speed in the guest role; with ``live_on`` the live model decodes every page as it arrives and a viewer
+    takes a snapshot session every 0.5 s (``gui``: the capture panel's live window itself, offscreen).
+    Returns throughput, events, lost events and the live view's CPU seconds (decoding + refreshes)."""
+    from kshark_py.capture.control import Recording
+    from kshark_py.capture.eventspec import EventSpec
+    from kshark_py.capture.live import LiveCapture
+    from kshark_py.capture.session import GuestConfig, HostSession
+    from kshark_py.model.livesession import LiveSessionBuilder
+    from kshark_py.ui.capturepanel import LIVE_MAX_EVENTS
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    agent_cmd = [sys.executable, "-m", "kshark_py.cli", "agent", "-N", "127.0.0.1", "-p", str(port), "--once"]
+    with open(tmp / "agent.log", "w") as log:
+        agent = subprocess.Popen(agent_cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 start_new_session=True)
+    try:
+        if not _listening(port):
+            return {"status": "agent did not start"}
+        g = GuestConfig(f"gt@127.0.0.1:{port}", specs=[EventSpec.parse(e) for e in EVENTS[1::2]],
+                        extra_args=["-b", BUFFER_KB])
+        session = HostSession(tmp / "trace.dat", [EventSpec.parse(e) for e in HOST_EVENTS[1::2]], [g],
+                              tsync_interval=-1)
+        live = LiveCapture(session, keep_events=LIVE_MAX_EVENTS) if live_on else None  # as the panel's
+        poll = None
+        if live is not None:
+            poll = live.poll = _Timed(live.poll)
+        load = f"timeout {duration} dd if=/dev/zero of=/dev/null bs=1 count=100000000"
+        rec = Recording(session, command=f"sh -c '{load}'", live=live)
+        refresh = None
+        t0 = time.monotonic()
+        rec.start()
+        if live is not None and gui:
+            refresh = _gui_viewer(rec, live)
+        elif live is not None:
+            builder = LiveSessionBuilder()
+            refresh = _Timed(lambda: builder.build(live.snapshots()) if live.streams else None)
+            while rec.is_alive():
+                if rec.state == "recording":
+                    refresh()
+                rec.join(0.5)
+        rec.join()
+        wall = time.monotonic() - t0
+        if rec.error:
+            return {"status": rec.error}
+    finally:
+        _kill_group(agent)
+    buf = open_trace(tmp / "trace-gt.dat").buffers[0]
+    _ = buf.events
+    data = sum(s.data_bytes for s in buf.stats)
+    out = {"status": "ok", "bytes": data, "events": buf.events.num_rows, "lost": sum(s.lost_events for s in buf.stats),
+           "mbps": data / duration / 1e6, "wall": wall, "live_cpu": 0.0, "poll_cpu": 0.0, "refresh_cpu": 0.0,
+           "refreshes": 0}
+    if poll is not None:
+        out.update(poll_cpu=poll.cpu, refresh_cpu=refresh.cpu, refreshes=refresh.calls,
+                   live_cpu=poll.cpu + refresh.cpu)
+    return out
+
+
+def _gui_viewer(rec, live) -> _Timed:
+    """The capture panel's live view (a main window, offscreen) refreshed by its timer until the recording ends."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from kshark_py.ui.app import app_instance
+    from kshark_py.ui.capturelive import LiveView
+    from kshark_py.ui.mainwindow import MainWindow
+
+    app = app_instance()
+    view = LiveView(live, MainWindow)
+    timed = view.refresh = _Timed(view.refresh)
+    view.timer.timeout.disconnect()
+    view.timer.timeout.connect(timed)
+    view.start()
+    while rec.is_alive():
+        app.processEvents()
+        time.sleep(0.01)
+    view.timer.stop()
+    return timed
+
+
+def main_live(args) -> int:
+    """Throughput with the live view off and on, and the live view's CPU share, printed."""
+    rows = {}
+    for on in (False, True):
+        with tempfile.TemporaryDirectory(prefix="kshark-bench-live-") as d:
+            r = run_live(on, args.duration, Path(d), args.gui)
+        rows[on] = r
+        if r["status"] != "ok":
+            print(f"live {'on ' if on else 'off'}: {r['status']}", flush=True)
+            continue
+        extra = ""
+        if on:
+            extra = (f"  live view CPU {r['live_cpu']:.2f} s = {100 * r['live_cpu'] / args.duration:.1f} % of one core "
+                     f"(decoding {r['poll_cpu']:.2f} s, {r['refreshes']} refreshes {r['refresh_cpu']:.2f} s)")
+        print(f"live {'on ' if on else 'off'}: {r['mbps']:8.1f} MB/s  {r['events']:>11,} events  lost {r['lost']:,}"
+              f"{extra}", flush=True)
+    a, b = rows[False], rows[True]
+    if a["status"] == "ok" and b["status"] == "ok" and a["mbps"]:
+        print(f"throughput with the live view: {100 * (b['mbps'] / a['mbps'] - 1):+.1f} % "
+              f"(events {100 * (b['events'] / max(a['events'], 1) - 1):+.1f} %)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=3.0)
     ap.add_argument("--transports", default="tcp,fifo")
+    ap.add_argument("--live", action="store_true", help="measure the live view instead: our host in this process "
+                    "with the live model off, then on (CPU it takes, throughput it costs)")
+    ap.add_argument("--gui", action="store_true", help="with --live: refresh the capture panel's live window "
+                    "(offscreen) instead of building snapshot sessions only")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 2
+    if args.live:
+        return main_live(args)
     results = {}
     for transport in args.transports.split(","):
         for impl in ("ours", "trace-cmd"):

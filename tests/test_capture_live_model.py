@@ -19,6 +19,7 @@ from kshark_py.capture.live import LiveCapture, LiveStream
 from kshark_py.capture.livecount import PageFormat
 from kshark_py.capture.session import GuestConfig, HostSession
 from kshark_py.loaders.tracedat import open_trace
+from kshark_py.model.livesession import LiveSessionBuilder
 from kshark_py.model.session import Session
 
 from .support.capture import ROOT, fifo_guest, our_agent
@@ -108,6 +109,14 @@ def _check(tmp: Path, rec: Recording, live: LiveCapture, rows_while: dict, names
         assert rows_while.get(stream.name, 0) > 0, f"{stream.name}: no live row before Stop"
     for st in session.guests:
         assert st.synced
+        # the panel's counters come from the live model's decoding (each guest page decoded once)
+        for cs in st.trace.buffers[0].stats:
+            c = rec.counts.counter(st.name, cs.cpu)
+            assert c is not None and (c.events, c.lost) == (cs.events, cs.lost_events), (st.name, cs.cpu)
+    # a view that first looks after the recording is closed (its temp files gone) still gets every stream
+    later = LiveSessionBuilder().build(live.snapshots())
+    assert [s.name for s in later.streams] == [s.name for s in session.streams]
+    assert [s.buffer.events.num_rows for s in later.streams] == [s.buffer.events.num_rows for s in session.streams]
 
 
 def test_live_tables_equal_the_files_tcp_guest(env_ok, tmp_path):

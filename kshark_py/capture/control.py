@@ -22,7 +22,7 @@ from pathlib import Path
 from ..loaders.text import trace_clocks
 from . import kvm, leftovers
 from .eventspec import EventSpec, missing_events
-from .live import LiveCapture
+from .live import LiveCapture, LiveCounts
 from .livecount import GuestCounts
 from .recorder import Recorder
 from .session import GuestConfig, HostSession, parse_guest_spec
@@ -361,7 +361,8 @@ class Recording(threading.Thread):
         self.state = "starting"
         self._stop_req = threading.Event()
         self._proc: subprocess.Popen | None = None
-        self.counts = GuestCounts(session)
+        self.counts: GuestCounts | LiveCounts = live.counts() if live is not None else GuestCounts(session)
+        """The guests' live event counts (with a live model: its own decoding, each page decoded once)."""
         self.live = live
         """The events themselves as they arrive (a live view's source), polled with the counts; None: off."""
         self.kept: Path | None = None
@@ -392,8 +393,6 @@ class Recording(threading.Thread):
                     break
                 if now >= next_count:
                     self.counts.poll()
-                    if self.live is not None:
-                        self.live.poll()
                     next_count = now + COUNT_INTERVAL
                 self._stop_req.wait(0.05)
             if self._proc is not None and self._proc.poll() is None:
@@ -405,9 +404,7 @@ class Recording(threading.Thread):
             self.state = "stopping"
             s.stop()
             self.state = "counting"
-            self.counts.poll(None, wait=True)  # the streams have ended: the final counts
-            if self.live is not None:  # and the last events, with the last time-sync samples
-                self.live.poll(None, wait=True)
+            self.counts.poll(None, wait=True)  # the streams have ended: the final counts (and live events)
             self.state = "writing"
             self.files = s.write()
             self.warnings = [g.error if g.failed else _guest_text(g.name, f"{g.error} (its data so far is kept)")

@@ -23,7 +23,10 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import shutil
+import tempfile
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -295,6 +298,11 @@ class LiveCapture:
         self.keep_ns = int(keep_seconds * 1e9) if keep_seconds else None
         self.keep_events = int(keep_events) if keep_events else None
         self.streams: dict[str, LiveStream] = {}
+        self.agent_versions: dict[str, str | None] = {}
+        """Guest name -> the VERSION its metadata carries (as :attr:`.livecount.GuestCounts.agent_versions`)."""
+        self._dir = Path(tempfile.mkdtemp(prefix="kshark-live-"))
+        """The host's metadata file: it must outlive the session's temp files (a view reads it after Stop)."""
+        weakref.finalize(self, shutil.rmtree, self._dir, True)
         self._lock = threading.Lock()
         self._turn = 0
         self.generation = 0
@@ -308,7 +316,7 @@ class LiveCapture:
         st = self.streams.get(HOST)
         if st is None:
             rec = s.recorder
-            path = Path(s._tmp.name) / s.output.name  # the host file's name: the stream's label
+            path = self._dir / s.output.name  # the host file's name: the stream's label
             st = LiveStream(HOST, HOST, path, rec.trace_id)
             try:
                 path.write_bytes(metadata_stream(rec.meta, trace_id=rec.trace_id, cpu_count=rec.ncpus,
@@ -327,7 +335,7 @@ class LiveCapture:
             st = LiveStream(g.name, "guest", g.file, g.resp.trace_id)
             st.vcpu_pids = tuple(g.vcpu_pids) if g.vcpu_pids else None
             try:
-                st.fmt = read_guest_metadata(g.file)[0]
+                st.fmt, self.agent_versions[g.name] = read_guest_metadata(g.file)
             except Exception as e:
                 st.error = str(e) or type(e).__name__
             self.streams[g.name] = st
@@ -409,6 +417,11 @@ class LiveCapture:
         names = [HOST] + [g.name for g in self.session.guests]
         return [self.streams[n] for n in names if n in self.streams and self.streams[n].fmt is not None]
 
+    def counts(self) -> LiveCounts:
+        """The guests' live event counts (what :class:`~.livecount.GuestCounts` gives) from this model's own
+        decoding: with a live view the guest pages are decoded once, not twice."""
+        return LiveCounts(self)
+
     def summary(self) -> list[tuple[str, int, int, int]]:
         """(stream, events, lost events, pages with an unknown loss) of every stream, counted so far."""
         return [(st.name, st.events, st.lost, st.lost_unknown_pages) for st in self.ordered()]
@@ -433,3 +446,21 @@ def guest_time_shift(g: GuestSession | None, peer_trace_id: int) -> tuple[TimeSh
             parse_option(meta, OptionId.TIME_SHIFT, payload, 0, lay, 7)
             return meta.time_shift, key
     return None, key
+
+
+class LiveCounts:
+    """:class:`~.livecount.GuestCounts`'s interface over a :class:`LiveCapture` (its CPUs are counters too)."""
+
+    def __init__(self, live: LiveCapture) -> None:
+        self.live = live
+
+    @property
+    def agent_versions(self) -> dict[str, str | None]:
+        return self.live.agent_versions
+
+    def poll(self, budget: int | None = POLL_BUDGET, *, wait: bool = False) -> int:
+        return self.live.poll(budget, wait=wait)
+
+    def counter(self, guest: str, cpu: int) -> StreamCounter | None:
+        st = self.live.streams.get(guest)
+        return st.cpus.get(cpu) if st is not None and guest != HOST else None

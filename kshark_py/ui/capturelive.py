@@ -13,6 +13,7 @@ their tables hold what the live view held, the rows and the view range do not mo
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -31,6 +32,11 @@ MainWindow = QtWidgets.QMainWindow
 
 REFRESH_MS = 500
 """How often the window takes the new events (the issue's bound: at most 1 s behind)."""
+MAX_SHARE = 0.1
+"""At most this share of a core goes to refreshes: a refresh that took T s of CPU waits T / MAX_SHARE s (at most
+:data:`MAX_WAIT_MS`) for the next one (big live tables at full speed refresh less often, the window stays
+responsive)."""
+MAX_WAIT_MS = 5000
 FOLLOW_SPAN_NS = 10_000_000_000
 """While following, at most this much of the newest data is in view (all of it while shorter)."""
 
@@ -103,6 +109,7 @@ class LiveView(QtCore.QObject):
         gen = self.live.generation
         if gen == self._gen:
             return False
+        t0 = time.thread_time()
         snaps = self.live.snapshots()
         if not snaps or not any(s.events.num_rows for s in snaps):
             return False
@@ -110,6 +117,8 @@ class LiveView(QtCore.QObject):
         session = self.builder.build(snaps)
         self._show(session)
         self.refreshes += 1
+        wait = int((time.thread_time() - t0) / MAX_SHARE * 1000)
+        self.timer.setInterval(min(MAX_WAIT_MS, max(REFRESH_MS, wait)))
         if self._label is not None:
             self._label.setText(status_text(snaps, self.recording))
         return True

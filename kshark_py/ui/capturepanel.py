@@ -58,6 +58,9 @@ PROBE_TTL = 5.0
 MAX_STAT_ROWS = 10
 """More counter rows than this: the biggest sources show their total only, so every source stays in view."""
 GUEST_EVENTS_HINT = "as the host"
+LIVE_MAX_EVENTS = 1_000_000
+"""The live view holds at most about this many of the newest events (each refresh rebuilds the window from them:
+its cost follows their number); the files keep everything and open whole after Stop."""
 
 
 def guest_event_specs(text: str) -> list[EventSpec]:
@@ -182,8 +185,8 @@ class CaptureDialog(QtWidgets.QDialog):
         self.live.setEnabled(self._live_window is not None)
         self.live_keep = QtWidgets.QDoubleSpinBox(minimum=0, maximum=86400, decimals=0, suffix=" s")
         self.live_keep.setSpecialValueText("keep all")
-        self.live_keep.setToolTip("Bound the live view's memory: keep only the newest seconds in it (the files keep "
-                                  "everything)")
+        self.live_keep.setToolTip("Bound the live view's memory: keep only the newest seconds in it (and at most "
+                                  f"the newest {LIVE_MAX_EVENTS / 1e6:g} M events; the files keep everything)")
         live_row.addWidget(self.live, 1)
         live_row.addWidget(QtWidgets.QLabel("live view keeps"))
         live_row.addWidget(self.live_keep)
@@ -573,7 +576,7 @@ class CaptureDialog(QtWidgets.QDialog):
         self.recording_dir = folder
         live = None
         if self._live_window is not None and self.live.isChecked():
-            live = LiveCapture(session, keep_seconds=self.live_keep.value() or None)
+            live = LiveCapture(session, keep_seconds=self.live_keep.value() or None, keep_events=LIVE_MAX_EVENTS)
             old = self.live_view.window if self.live_view is not None else None  # reused while it is open
             self.live_view = LiveView(live, self._live_window, window=old)  # its window becomes its parent
             self.live_view.windowOpened.connect(self.liveWindowOpened)
