@@ -315,3 +315,37 @@ def test_the_loaded_window_parses_only_the_formats_it_uses(qtbot, monkeypatch):
     slots = res.session.streams[0].trace.formats._slots
     assert sum(isinstance(s, PendingFormat) for s in slots) > len(slots) // 2
     assert w.event_list.model.rowCount() > 0
+
+
+def test_a_load_that_fails_after_the_preview_closes_its_window(qtbot, manager, monkeypatch):
+    """The reader's error after the preview is on screen: the one-line message box, and no window
+    left behind (the app then has nothing open)."""
+    from kshark_py.loaders.errors import CorruptSectionError
+
+    real = loading.load_session
+
+    def failing(*args, **kw):
+        def then_fail(files):
+            kw["opened"](files)
+            raise CorruptSectionError("page commit exceeds the page", path=files[0].path, offset=4096)
+        return real(*args, **{**kw, "opened": then_fail})
+
+    monkeypatch.setattr(loader, "load_session", failing)
+    said = []
+
+    def close_boxes():
+        for b in QtWidgets.QApplication.topLevelWidgets():
+            if isinstance(b, QtWidgets.QMessageBox) and b.isVisible():
+                said.append(b.text())
+                b.close()
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(close_boxes)
+    timer.start(20)
+    manager.open(OpenRequest([str(TRACES / "host-sched-v7.dat")]))
+    qtbot.waitUntil(lambda: not manager.jobs, timeout=30000)
+    timer.stop()
+    assert len(said) == 1 and "page commit exceeds the page" in said[0] and "4096" in said[0]
+    assert manager.windows == []
+    assert not [w for w in QtWidgets.QApplication.topLevelWidgets()
+                if w.isVisible() and w.windowTitle() == "kshark-py - host-sched-v7.dat"]
