@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from . import cachefile, formattable, schema
+from . import cachefile, formattable, schema, text
 from .buffer import CpuStats
 from .errors import DataLoss
 from .memory import drop_mapped_pages
@@ -347,6 +347,25 @@ def store(entry: Entry, extras: dict[int, dict[str, pa.Table]] | None = None) ->
         return False
     evict(keep=entry.path)
     return True
+
+
+# --- what callers add: task names ----------------------------------------------------------------
+
+
+def names_table(names: dict[int, str]) -> pa.Table | None:
+    """pid -> lossless task name as a table (the kernel's bytes), in the dict's order; None when a
+    name would not come back identical (text made elsewhere with a stray surrogate)."""
+    raw = [text.encode(n) for n in names.values()]
+    if any(text.decode(r) != n for r, n in zip(raw, names.values(), strict=True)):
+        return None
+    return pa.table({"pid": pa.array(list(names), pa.int64()), "name": pa.array(raw, pa.binary())})
+
+
+def names_of(table: pa.Table) -> dict[int, str]:
+    """The dict :func:`names_table` was given (ValueError for a table of another shape)."""
+    if table.column_names != ["pid", "name"] or table.schema.field("name").type != pa.binary():
+        raise ValueError("not a task-names table")
+    return dict(zip(table.column("pid").to_pylist(), map(text.decode, table.column("name").to_pylist()), strict=True))
 
 
 # --- the folder ------------------------------------------------------------------------------------

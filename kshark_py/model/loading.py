@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from ..loaders import loadcache
 from ..loaders.buffer import Buffer
 from ..loaders.memory import release_free_memory
@@ -107,14 +109,21 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
 
 def _cache_before_offsets(session: Session, cached: list[loadcache.Entry | None],
                           time_offsets: dict[int | str, int]) -> set[int]:
-    """Seed each stream's task runs from the load cache; store now the files whose streams the user
-    shifts (the cache keeps a file as it is: after the shift its times are not).  Returns those
-    files' indices."""
+    """Seed each stream's task runs, task names and pid counts from the load cache; store now the
+    files whose streams the user shifts (the cache keeps a file as it is: after the shift its times
+    are not; the shift drops what was seeded of a shifted stream).  Returns those files' indices."""
     for st in session.streams:
         e = cached[st.file_index]
-        runs = e.extras.get(st.trace.buffers.index(st.buffer), {}).get("runs") if e is not None and e.hit else None
-        if runs is not None:
-            session.adopt_runs(st.index, runs)
+        x = e.extras.get(st.trace.buffers.index(st.buffer), {}) if e is not None and e.hit else {}
+        if "runs" in x:
+            session.adopt_runs(st.index, x["runs"])
+        if "task_names" in x and "pid_counts" in x:
+            try:
+                names = loadcache.names_of(x["task_names"])
+                pids = (x["pid_counts"].column("pid").to_numpy(), x["pid_counts"].column("count").to_numpy())
+            except (ValueError, KeyError, pa.ArrowException):
+                continue  # computed when asked
+            session.adopt_tasks(st.index, names, pids)
     shifted = {session.streams[session.stream_index(k)].file_index for k, ns in time_offsets.items() if ns}
     for i in shifted:
         e = cached[i]
@@ -123,13 +132,25 @@ def _cache_before_offsets(session: Session, cached: list[loadcache.Entry | None]
     return shifted
 
 
+_EXTRAS = ("runs", "task_names", "pid_counts")
+"""What the load derives per stream and the cache keeps beside its buffer (the window needs all)."""
+
+
 def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], shifted: set[int]) -> None:
-    """Store each file the cache did not hold whole (events, hot fields, task runs of each buffer)."""
+    """Store each file the cache did not hold whole: events, hot fields, and per buffer the task
+    runs, task names and pid counts (computed here if not yet: the window asks for them next)."""
     for i, e in enumerate(cached):
         if e is None or i in shifted:
             continue
         streams = [st for st in session.streams if st.file_index == i]
-        if e.hit and e.complete and all("runs" in e.extras.get(st.trace.buffers.index(st.buffer), {})
+        if e.hit and e.complete and all(set(_EXTRAS) <= e.extras.get(st.trace.buffers.index(st.buffer), {}).keys()
                                         for st in streams):
             continue
-        loadcache.store(e, {st.trace.buffers.index(st.buffer): {"runs": session.runs(st.index)} for st in streams})
+        extras: dict[int, dict[str, pa.Table]] = {}
+        for st in streams:
+            x = extras[st.trace.buffers.index(st.buffer)] = {"runs": session.runs(st.index)}
+            names = loadcache.names_table(session.task_names(st.index))
+            if names is not None:
+                uniq, counts = session.pid_counts(st.index)
+                x.update(task_names=names, pid_counts=pa.table({"pid": uniq, "count": counts}))
+        loadcache.store(e, extras)

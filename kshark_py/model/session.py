@@ -271,6 +271,21 @@ class Session:
         if runs.schema.equals(CPU_RUNS):
             self._derived[("runs", stream)] = runs
 
+    def adopt_tasks(self, stream: int, names: dict[int, str], pids: tuple[np.ndarray, np.ndarray]) -> None:
+        """Use ``names`` and ``pids`` as :meth:`task_names` and :meth:`pid_counts` of ``stream`` (what
+        the load cache kept of an earlier load)."""
+        self._derived[("task_names", stream)] = names
+        self._derived[("pid_counts", stream)] = pids
+
+    def pid_counts(self, stream: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct pids ascending, events of each) of one stream, computed once."""
+        key = ("pid_counts", stream)
+        if key not in self._derived:
+            from .distinct import value_counts
+
+            self._derived[key] = value_counts(self.streams[stream].buffer.events.column("pid").to_numpy())
+        return self._derived[key]
+
     def task_names(self, stream: int) -> dict[int, str]:
         """pid -> comm as one stream's file names its tasks (``loaders.tasks.task_names``), computed once."""
         key = ("task_names", stream)

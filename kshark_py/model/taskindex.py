@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..loaders.tasks import task_names
 from ..loaders.text import display
-from .distinct import map_values, value_counts
+from .distinct import map_values
 from .merged import merged_gather, stream_column
 
 if TYPE_CHECKING:
@@ -51,8 +50,8 @@ class TaskIndex:
         self.names: list[dict[int, str]] = []
         for st in session.streams:
             tf: TraceFile = st.trace
-            if id(tf) not in by_file:
-                by_file[id(tf)] = task_names(tf.buffers, tf.formats, tf.cmdlines)
+            if id(tf) not in by_file:  # per file: every stream of a file gets its file's names
+                by_file[id(tf)] = session.task_names(st.index)
             self.names.append(by_file[id(tf)])
         label_of: dict[str, int] = {}
         self.labels: list[str] = []
@@ -62,7 +61,7 @@ class TaskIndex:
         self.stream_pid_labels: list[np.ndarray] = []
         """Label index of each distinct pid of each stream (per-row codes are made on demand)."""
         for st in session.streams:
-            uniq, counts = value_counts(stream_column(st, "pid"))
+            uniq, counts = session.pid_counts(st.index)
             codes = np.empty(len(uniq), np.int32)
             for i, p in enumerate(uniq.tolist()):
                 c = self.comm(st.index, p)

@@ -158,8 +158,11 @@ def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: in
     from .timesync import causality_check
 
     hs = session.host_stream
-    names = task_names(session.host.buffers, session.host.formats, session.host.cmdlines) \
-        if session.host is not None else {}
+    of_host = [st.index for st in session.streams if session.host is not None and st.trace is session.host]
+    if of_host:
+        names = session.task_names(of_host[0])  # the host file's names, computed once per session
+    else:
+        names = task_names(session.host.buffers, session.host.formats, session.host.cmdlines) if session.host else {}
     by = {(m.guest, m.vcpu): m for m in mappings}
     rows = []
     span = (0, 0)
