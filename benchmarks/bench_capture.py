@@ -183,6 +183,7 @@ def run_live(live_on: bool, duration: float, tmp: Path, gui: bool) -> dict:
             while rec.is_alive():
                 if rec.state == "recording":
                     refresh()
+                    refresh.backlog = (*_backlog(rec, live), time.monotonic() - t0)
                 rec.join(0.5)
         rec.join()
         wall = time.monotonic() - t0
@@ -197,9 +198,19 @@ def run_live(live_on: bool, duration: float, tmp: Path, gui: bool) -> dict:
            "mbps": data / duration / 1e6, "wall": wall, "live_cpu": 0.0, "poll_cpu": 0.0, "refresh_cpu": 0.0,
            "refreshes": 0}
     if poll is not None:
+        got, behind, elapsed = getattr(refresh, "backlog", (0, 0, 1.0))
         out.update(poll_cpu=poll.cpu, refresh_cpu=refresh.cpu, refreshes=refresh.calls,
-                   live_cpu=poll.cpu + refresh.cpu)
+                   live_cpu=poll.cpu + refresh.cpu, behind_mb=behind / 1e6,
+                   behind_s=behind / max(got / max(elapsed, 1e-9), 1.0))
     return out
+
+
+def _backlog(rec, live) -> tuple[int, int]:
+    """(bytes received so far, bytes of them the live model has not decoded yet)."""
+    got = sum(r.bytes for g in rec.session.guests for r in list(g.receivers))
+    got += sum(r.stats.bytes for r in rec.session.recorder.readers)
+    done = sum(c.counted_bytes for st in list(live.streams.values()) for c in list(st.cpus.values()))
+    return got, max(0, got - done)
 
 
 def _gui_viewer(rec, live) -> _Timed:
@@ -215,9 +226,12 @@ def _gui_viewer(rec, live) -> _Timed:
     view.timer.timeout.disconnect()
     view.timer.timeout.connect(timed)
     view.start()
+    t0 = time.monotonic()
     while rec.is_alive():
         app.processEvents()
         time.sleep(0.01)
+        if rec.state == "recording":
+            timed.backlog = (*_backlog(rec, live), time.monotonic() - t0)
     view.timer.stop()
     return timed
 
@@ -235,7 +249,8 @@ def main_live(args) -> int:
         extra = ""
         if on:
             extra = (f"  live view CPU {r['live_cpu']:.2f} s = {100 * r['live_cpu'] / args.duration:.1f} % of one core "
-                     f"(decoding {r['poll_cpu']:.2f} s, {r['refreshes']} refreshes {r['refresh_cpu']:.2f} s)")
+                     f"(decoding {r['poll_cpu']:.2f} s, {r['refreshes']} refreshes {r['refresh_cpu']:.2f} s); "
+                     f"undecoded at Stop {r['behind_mb']:.1f} MB = {r['behind_s']:.1f} s of data")
         print(f"live {'on ' if on else 'off'}: {r['mbps']:8.1f} MB/s  {r['events']:>11,} events  lost {r['lost']:,}"
               f"{extra}", flush=True)
     a, b = rows[False], rows[True]

@@ -80,6 +80,40 @@ def test_slices_make_the_readers_table(tmp_path, name):
     assert_same(st.snapshot(), buf, name)
 
 
+def test_far_behind_skips_ahead_then_the_final_poll_fills_the_gaps(tmp_path, traces, monkeypatch):
+    """A bounded view far behind jumps to each CPU's newest pages (it shows the newest events at once); the
+    final, unbudgeted poll decodes what it jumped over: the table is then the reader's, whole."""
+    from kshark_py.capture import live as live_mod
+
+    tf = open_trace(traces / "host-lost-events.dat")
+    buf = tf.buffers[0]
+    assert buf.events.num_rows
+    ps = buf.page_size
+    monkeypatch.setattr(live_mod, "SKIP_KEEP", 4 * ps)
+    st = LiveStream("host", "host", Path(tf.path), tf.meta.trace_id)
+    st.fmt = PageFormat(ps, tf.lay, tf.header_page.data_offset)
+    st.skip_bytes = 8 * ps
+    st.convert = lambda raw, cpu: tf.convert_ts(raw, np.full(len(raw), cpu, np.int16))
+    for cpu, data in _cpu_bytes(tf, buf).items():
+        (tmp_path / f"cpu{cpu}").write_bytes(data)
+        c = st.cpu(cpu, tmp_path / f"cpu{cpu}")
+        c.update(budget=2 * ps)
+        if len(data) > 8 * ps:
+            assert c.gaps and c.counted_bytes == len(data) - 4 * ps + 2 * ps  # jumped, then decoded 2 pages
+    snap = st.snapshot()
+    full = buf.events
+    assert 0 < snap.events.num_rows < full.num_rows
+    cpus_full = full.column("cpu").to_numpy()
+    for cpu in np.unique(snap.events.column("cpu").to_numpy()):  # a CPU's newest events, not its oldest
+        mine = snap.events.column("ts").to_numpy()[snap.events.column("cpu").to_numpy() == cpu]
+        theirs = full.column("ts").to_numpy()[cpus_full == cpu]
+        assert mine[0] > theirs[0] and np.isin(mine, theirs).all()
+    for c in st.cpus.values():
+        c.update(None)
+        assert not c.gaps
+    assert_same(st.snapshot(), buf, "after the final poll")
+
+
 def _run(tmp: Path, guests: list[GuestConfig], host: bool = True, keep_events: int | None = None):
     session = HostSession(tmp / "trace.dat", [EventSpec.parse("sched:sched_switch")] if host else [], guests,
                           tsync_interval=0)

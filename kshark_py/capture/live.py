@@ -20,6 +20,7 @@ time); the files keep everything and the lost-event counters count everything.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import mmap
 import os
@@ -40,7 +41,7 @@ from ..loaders.merge import merge_positions
 from ..loaders.options import TimeShiftOption, TraceMetadata, Tsc2Nsec, parse_option
 from ..loaders.pages import decode_pages
 from ..loaders.timestamps import to_trace_time
-from .livecount import POLL_BUDGET, PageFormat, StreamCounter, read_guest_metadata
+from .livecount import POLL_BUDGET, SLICE_BYTES, PageFormat, StreamCounter, read_guest_metadata
 from .tsync import CpuSamples, time_shift_payload
 from .writer import metadata_stream
 
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
     from .session import GuestSession, HostSession
 
 HOST = "host"
+SKIP_AHEAD = 48 << 20
+"""A bounded live view's CPU this many bytes behind skips ahead (a poll decodes 16 MB in all, ~60 ms)."""
+SKIP_KEEP = 8 << 20
+"""... to its newest this many bytes."""
 
 
 @dataclass
@@ -94,18 +99,54 @@ def common_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, lay: La
 
 class LiveCpu(StreamCounter):
     """One growing per-CPU page file, decoded slice by slice: the counts of a :class:`StreamCounter`, and the
-    records themselves.  :meth:`safe_update` decodes what arrived."""
+    records themselves.  :meth:`safe_update` decodes what arrived.
+
+    Skipping ahead: with a bounded live view (``stream.skip_bytes``), a CPU more than that many bytes behind
+    jumps to its newest :data:`SKIP_KEEP` bytes; the pages jumped over are a gap, decoded by the final,
+    unbudgeted poll (after Stop), so the view stays current at full speed and the last tables are whole.
+    Meanwhile :attr:`events` and :attr:`lost` count the decoded pages only (:attr:`gap_bytes` are not yet)."""
 
     def __init__(self, cpu: int, path: str | os.PathLike, fmt: PageFormat, stream: LiveStream) -> None:
         super().__init__(path, fmt)
         self.cpu = cpu
         self.stream = stream
         self.slices: list[Slice] = []
+        """In file order (their ``base`` is the CPU's file position)."""
+        self.gaps: list[tuple[int, int]] = []
+        self._pos = 0
 
-    @staticmethod
-    def _read(f, pos: int, n: int) -> np.ndarray:
+    @property
+    def gap_bytes(self) -> int:
+        return sum(b - a for a, b in self.gaps)
+
+    def update(self, budget: int | None = None) -> int:
+        ps = self.fmt.page_size
+        if budget is None:  # the final poll: the gaps first (older than anything after them)
+            done = sum(self._decode_range(a, b) for a, b in self.gaps)
+            self.gaps = []
+            return done + super().update(None)
+        skip = self.stream.skip_bytes
+        if skip:
+            with contextlib.suppress(FileNotFoundError):
+                size = os.stat(self.path).st_size
+                end = size - size % ps
+                if end - self.counted_bytes > skip:
+                    jump = end - (SKIP_KEEP - SKIP_KEEP % ps)
+                    self.gaps.append((self.counted_bytes, jump))
+                    self.counted_bytes = jump
+        return super().update(budget)
+
+    def _decode_range(self, a: int, b: int) -> int:
+        step = SLICE_BYTES - SLICE_BYTES % self.fmt.page_size
+        with open(self.path, "rb") as f:
+            for pos in range(a, b, step):
+                self._count(self._read(f, pos, min(step, b - pos)))
+        return b - a
+
+    def _read(self, f, pos: int, n: int) -> np.ndarray:
         """File bytes [pos, pos+n) that stay valid while the file grows: a read-only map when aligned (the
         bytes stay in the page cache, not in our heap), else a copy."""
+        self._pos = pos
         if pos % mmap.ALLOCATIONGRANULARITY == 0:
             return np.frombuffer(mmap.mmap(f.fileno(), n, offset=pos, access=mmap.ACCESS_READ), np.uint8)
         f.seek(pos)
@@ -117,8 +158,12 @@ class LiveCpu(StreamCounter):
         self._tally(dec)
         if len(dec.ts):
             eid, flags, preempt, pid = common_fields(data, dec.offset, dec.length, fmt.lay)
-            self.slices.append(Slice(self.stream.claim(len(data)), data, dec.ts, dec.offset, dec.length, eid, pid,
-                                     flags, preempt, dec.missed))
+            s = Slice((self.cpu << 44) + self._pos, data, dec.ts, dec.offset, dec.length, eid, pid, flags, preempt,
+                      dec.missed)
+            if self.slices and self.slices[-1].base > s.base:  # a gap decoded after newer pages
+                self.slices.insert(bisect.bisect([x.base for x in self.slices], s.base), s)
+            else:
+                self.slices.append(s)
 
     def converted(self, s: Slice) -> np.ndarray:
         """A slice's times on the host clock (cached until the stream's conversion changes)."""
@@ -171,14 +216,9 @@ class LiveStream:
         self.tsc2nsec: Tsc2Nsec | None = None
         self.conv_key: object = None
         self.vcpu_pids: tuple[int, ...] | None = None
-        self._next_base = 0
+        self.skip_bytes: int | None = None
+        """Backlog past which a CPU skips ahead (see :class:`LiveCpu`); None: decode every page in order."""
         self.error: str | None = None
-
-    def claim(self, n: int) -> int:
-        """A place for ``n`` more bytes in this stream's virtual data (page-aligned, never reused)."""
-        b = self._next_base
-        self._next_base += n
-        return b
 
     def convert(self, raw: np.ndarray, cpu: int) -> np.ndarray:
         return to_trace_time(raw, np.full(len(raw), cpu, np.int16), time_shift=self.time_shift,
@@ -298,6 +338,8 @@ class LiveCapture:
         self.keep_ns = int(keep_seconds * 1e9) if keep_seconds else None
         self.keep_events = int(keep_events) if keep_events else None
         self.streams: dict[str, LiveStream] = {}
+        self._skip = SKIP_AHEAD if self.keep_ns is not None or self.keep_events is not None else None
+        """A bounded view shows the newest events only: far behind, it skips ahead (see :class:`LiveCpu`)."""
         self.agent_versions: dict[str, str | None] = {}
         """Guest name -> the VERSION its metadata carries (as :attr:`.livecount.GuestCounts.agent_versions`)."""
         self._dir = Path(tempfile.mkdtemp(prefix="kshark-live-"))
@@ -324,6 +366,7 @@ class LiveCapture:
                 st.fmt = read_guest_metadata(path)[0]
             except Exception as e:  # shown as no live host rows; the recording is unaffected
                 st.error = str(e) or type(e).__name__
+            st.skip_bytes = self._skip
             self.streams[HOST] = st
         return st
 
@@ -338,6 +381,7 @@ class LiveCapture:
                 st.fmt, self.agent_versions[g.name] = read_guest_metadata(g.file)
             except Exception as e:
                 st.error = str(e) or type(e).__name__
+            st.skip_bytes = self._skip
             self.streams[g.name] = st
         return st
 
