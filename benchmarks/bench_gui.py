@@ -151,8 +151,8 @@ def warm(path: str, env: dict, steps: int, repeat: int = 3) -> None:
     print(f"warm (load cache, best of {repeat}): loaded in {r['load_s']:.2f} s, first complete paint at "
           f"{r['first_paint_s']:.2f} s; whole process --screenshot {shot[0]:.2f} s wall, {shot[1]:.2f} s CPU")
     print(f"  peak RSS {r['peak_rss'] / 1e6:.0f} MB; resident at the end {r['rss_after_paint'] / 1e6:.0f} MB: "
-          f"{r['rss_anon'] / 1e6:.0f} MB anonymous, {r['rss_file'] / 1e6:.0f} MB file pages (the mapped cache, "
-          f"shared with the page cache); zoom median {r['zoom_median_ms']:.1f} ms, pan median "
+          f"{r['rss_anon'] / 1e6:.0f} MB anonymous, {r['rss_file'] / 1e6:.0f} MB file pages (libraries and the mapped "
+          f"cache, shared with the page cache); zoom median {r['zoom_median_ms']:.1f} ms, pan median "
           f"{r['pan_median_ms']:.1f} ms")
 
 

@@ -330,3 +330,34 @@ def test_app_screenshot_no_cache_writes_nothing(traces: Path, tmp_path: Path) ->
     r = subprocess.run([exe, "-i", path, "--screenshot", shot], env=env, capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert [e.trace for e in loadcache.entries()] == [os.path.realpath(path)]
+
+
+def test_app_setting_turns_the_cache_off(traces: Path, tmp_path: Path, qtbot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PySide6 import QtCore
+
+    from kshark_py.ui import cachesetting
+    from tests.support.gui import menu_action, open_window
+
+    ini = str(tmp_path / "settings.ini")
+    monkeypatch.setattr(cachesetting, "user_settings", lambda: QtCore.QSettings(ini, QtCore.QSettings.Format.IniFormat))
+    monkeypatch.setattr(loadcache, "_enabled", True)  # undone after the test
+    w = open_window(qtbot, traces / "host-sched-v7.dat")
+    assert len(_entries()) == 1
+    act = menu_action(w, "Tools", cachesetting.LABEL.replace("&", ""))
+    assert act.isEnabled() and act.isChecked()
+    act.trigger()  # the user unticks it: saved, and the next load neither reads nor writes
+    assert not act.isChecked() and not loadcache.enabled()
+    assert QtCore.QSettings(ini, QtCore.QSettings.Format.IniFormat).value(cachesetting.KEY) == "false"
+    loadcache.clear()
+    open_window(qtbot, traces / "host-sched-v7.dat")
+    assert _entries() == []
+    loadcache.set_enabled(True)
+    cachesetting.apply()  # a new start reads the saved setting
+    assert not loadcache.enabled()
+    loadcache.set_enabled(True)
+    act.trigger()  # ticked again
+    assert act.isChecked() and loadcache.enabled()
+    monkeypatch.setenv(loadcache.ENV_OFF, "1")  # --no-cache: the entry says so and cannot be ticked
+    w2 = open_window(qtbot, traces / "host-sched-v7.dat")
+    act2 = menu_action(w2, "Tools", cachesetting.LABEL.replace("&", ""))
+    assert not act2.isEnabled() and not act2.isChecked() and "--no-cache" in act2.toolTip()

@@ -41,6 +41,9 @@ def app_instance() -> QtWidgets.QApplication:
         app = QtWidgets.QApplication(sys.argv[:1])
         app.setApplicationName("kshark-py")
         app.setOrganizationName("kshark-py")
+        from .cachesetting import apply as apply_cache_setting
+
+        apply_cache_setting()  # Tools > Keep decoded traces: off turns the load cache off
     return app
 
 

@@ -271,6 +271,10 @@ class MainWindow(QtWidgets.QMainWindow):
         t.addAction("Add time &offset...", self.time_offset_dialog)
         from .sqlconsole import show_sql_console
         t.addAction("S&QL console", lambda: show_sql_console(self), "Ctrl+L")
+        from .cachesetting import add_action as add_cache_action
+
+        t.addSeparator()
+        add_cache_action(t)
         from .latencytools import LatencyTools
         from .vmanalyses import VmAnalyses
 
