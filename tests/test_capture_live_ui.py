@@ -127,8 +127,13 @@ def test_follow_stops_when_the_user_zooms_and_comes_back(qtbot, tmp_path):
     n = lv.refreshes
     qtbot.waitUntil(lambda: lv.refreshes > n + 1, timeout=5000)
     assert w.view.range == kept  # new events arrived, the view stayed where the user put it
-    lv._follow_action.trigger()  # Follow again: the newest data
+    lv._follow_action.trigger()  # Follow again: the newest data, in the graph and at the list's end
     assert lv.follow and w.view.range[1] == w.timeline.full_range()[1]
+    n = lv.refreshes
+    qtbot.waitUntil(lambda: lv.refreshes > n, timeout=5000)
+    table = w.event_list.table
+    assert table.model().rowCount() > 100
+    assert table.rowAt(table.viewport().height() - 1) == table.model().rowCount() - 1  # the newest row in view
     with qtbot.waitSignal(lv.finished, timeout=60000):
         pass
     assert [s.name for s in w.session.streams] == ["host"]

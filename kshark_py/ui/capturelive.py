@@ -140,6 +140,7 @@ class LiveView(QtCore.QObject):
         if self.parent() is not w:
             self.setParent(w)
         keep = w.view.range
+        top = w.event_list.table.rowAt(0)
         self._moving = True
         try:
             w.replace_session(session)
@@ -149,10 +150,16 @@ class LiveView(QtCore.QObject):
                 w.timeline.set_range(*keep)
         finally:
             self._moving = False
+        table = w.event_list.table
+        if self.follow:  # the list appends: its newest rows in view
+            table.scrollToBottom()
+        elif top > 0:  # where the user scrolled it (the rows before it do not move: a table only grows)
+            table.scrollTo(table.model().index(top, 0), QtWidgets.QAbstractItemView.ScrollHint.PositionAtTop)
 
     def _follow_now(self) -> None:
         t0, t1 = self.window.timeline.full_range()
         self.window.timeline.set_range(max(t0, t1 - self.span_ns), t1)
+        self.window.event_list.table.scrollToBottom()
 
     def _decorate(self, w: MainWindow) -> None:
         tb = QtWidgets.QToolBar("Live")
