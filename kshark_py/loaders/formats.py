@@ -10,6 +10,7 @@ them in an :class:`EventFormats` registry.  Nothing here touches event data: ext
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .errors import FormatParseError
@@ -179,20 +180,93 @@ def parse_format(text: str, system: str) -> EventFormat:
     return EventFormat(event_id, system, name, own, common, print_fmt)
 
 
-class EventFormats:
-    """All event formats of one trace file, by id and by (system, name)."""
+# A format text as the kernel writes it, whose parse cannot fail: "name:", "ID:", "format:", then
+# only field lines (a declaration ending in its name, offset and size of at most 4 digits, so within
+# MAX_FIELD_BYTES, no "[N]" array whose length needs checking against the size) and blank lines, up to
+# the line before "print fmt:".  Printable ASCII only, so str.splitlines() splits exactly at "\n".
+# Possessive repetition and a declaration whose prefix ends in a non-identifier character: every
+# line matches in one way only, so a text that fails is rejected without backtracking.
+_CANONICAL = re.compile(
+    r"name:(?P<name>[ -~]*)\nID: *(?P<id>[0-9]{1,9})\nformat:\n"
+    r"(?:\tfield:(?:[ -:<-~]*[ -/:<-@\[-^`{-~])?[A-Za-z_][A-Za-z0-9_]*;\toffset:[0-9]{1,4};\tsize:[0-9]{1,4};"
+    r"(?:\tsigned:-?[0-9]{1,4};)?\n|\n)*+")
 
-    def __init__(self, events: list[EventFormat]) -> None:
-        self.by_id: dict[int, EventFormat] = {}
-        self.by_name: dict[tuple[str, str], EventFormat] = {}
-        for ev in events:
-            self.by_id[ev.id] = ev
-            self.by_name[(ev.system, ev.name)] = ev
+
+@dataclass(frozen=True)
+class PendingFormat:
+    """A format text that :func:`index_format` proved parses: its id, system and name are known,
+    its fields are parsed on first use (:meth:`parse`, equal to :func:`parse_format` of the text)."""
+
+    id: int
+    system: str
+    name: str
+    text: str
+
+    def parse(self) -> EventFormat:
+        return parse_format(self.text, self.system)
+
+
+def index_format(text: str, system: str) -> EventFormat | PendingFormat:
+    """``parse_format(text, system)``, its fields left for later when the text is canonical.
+
+    Why: a trace.dat carries every format of the kernel (2,300 on a recent one; parsing them all is
+    0.1 s) but a trace uses a few dozen.  A canonical text (:data:`_CANONICAL`) is checked by one
+    regex match and parsed only when an :class:`EventFormats` lookup reaches it; any other text is
+    parsed now, so a text that does not parse raises here, as before, in file order."""
+    i = text.find("\nprint fmt:")
+    m = _CANONICAL.fullmatch(text, 0, i + 1) if i >= 0 else None
+    if m is None:
+        return parse_format(text, system)
+    return PendingFormat(int(m["id"]), system, display(m["name"].strip()), text)
+
+
+class _Slots(Mapping):
+    """A read-only view key -> format over :class:`EventFormats`' slots; parses on lookup only."""
+
+    def __init__(self, owner: EventFormats, index: dict) -> None:
+        self._owner = owner
+        self._index = index
+
+    def __getitem__(self, key) -> EventFormat:
+        return self._owner._at(self._index[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+class EventFormats:
+    """All event formats of one trace file, by id and by (system, name).
+
+    Formats given as :class:`PendingFormat` are parsed the first time a lookup returns them
+    (``get``, ``find``, ``by_id[...]``, iteration); keys, ``len`` and ``in`` parse nothing.  A later
+    format with the same id (or system and name) replaces an earlier one, as before."""
+
+    def __init__(self, events: Iterable[EventFormat | PendingFormat]) -> None:
+        self._slots: list[EventFormat | PendingFormat] = list(events)
+        ids: dict[int, int] = {}
+        names: dict[tuple[str, str], int] = {}
+        for k, ev in enumerate(self._slots):
+            ids[ev.id] = k
+            names[(ev.system, ev.name)] = k
+        self.by_id: Mapping[int, EventFormat] = _Slots(self, ids)
+        self.by_name: Mapping[tuple[str, str], EventFormat] = _Slots(self, names)
+
+    def _at(self, k: int) -> EventFormat:
+        ev = self._slots[k]
+        if isinstance(ev, PendingFormat):  # two threads may both parse it: equal results, either kept
+            ev = self._slots[k] = ev.parse()
+        return ev
 
     def __len__(self) -> int:
         return len(self.by_id)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[EventFormat]:
         return iter(self.by_id.values())
 
     def get(self, event_id: int) -> EventFormat | None:
@@ -204,9 +278,9 @@ class EventFormats:
             system, name = name.split(":", 1)
         if system is not None:
             return self.by_name.get((system, name))
-        for (_sys, n), ev in self.by_name.items():
-            if n == name:
-                return ev
+        for key in self.by_name:
+            if key[1] == name:
+                return self.by_name[key]
         return None
 
 

@@ -5,7 +5,7 @@ blocks (kallsyms, printk, cmdlines)."""
 from __future__ import annotations
 
 from .errors import CorruptSectionError, FormatParseError, TruncatedFileError
-from .formats import EventFormat, parse_format
+from .formats import EventFormat, PendingFormat, index_format
 from .layout import Layouts, cstring_at, unpack_at
 from .text import decode
 
@@ -70,11 +70,12 @@ def texts(buf, entries: list[tuple[str, int, int]]):
         yield system, decode(bytes(buf[start:start + n])), start  # print fmts keep their bytes (.text)
 
 
-def parse_format_checked(text: str, system: str, at: int) -> EventFormat:
-    """parse_format, its errors located at the format text (``at``: the offset in the section body,
-    which :meth:`TraceFile._in_section` turns into a file offset)."""
+def parse_format_checked(text: str, system: str, at: int) -> EventFormat | PendingFormat:
+    """:func:`~.formats.index_format` (a text that parses may have its fields parsed on first use),
+    its errors located at the format text (``at``: the offset in the section body, which
+    :meth:`TraceFile._in_section` turns into a file offset)."""
     try:
-        return parse_format(text, system)
+        return index_format(text, system)
     except FormatParseError as e:
         if e.offset is None:
             e.offset = at
