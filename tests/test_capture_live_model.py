@@ -114,9 +114,10 @@ def test_far_behind_skips_ahead_then_the_final_poll_fills_the_gaps(tmp_path, tra
     assert_same(st.snapshot(), buf, "after the final poll")
 
 
-def _run(tmp: Path, guests: list[GuestConfig], host: bool = True, keep_events: int | None = None):
+def _run(tmp: Path, guests: list[GuestConfig], host: bool = True, keep_events: int | None = None,
+         tsync: int = 0):
     session = HostSession(tmp / "trace.dat", [EventSpec.parse("sched:sched_switch")] if host else [], guests,
-                          tsync_interval=0)
+                          tsync_interval=tsync)
     live = LiveCapture(session, keep_events=keep_events)
     rec = Recording(session, command=LOAD, live=live)
     rec.start()
@@ -199,3 +200,20 @@ def test_bounded_live_tables_keep_the_newest(env_ok, tmp_path):
         a = snap.events.column("ts").to_numpy()[snap.events.column("cpu").to_numpy() == cpu]
         b = full.column("ts").to_numpy()[full.column("cpu").to_numpy() == cpu]
         assert np.array_equal(a, b[len(b) - len(a):])
+
+
+def test_a_guest_without_time_sync_is_flagged_and_aligned_by_first_event(env_ok, tmp_path):
+    """No samples (time sync off): the guest is "not synchronized yet", shifted so its first event meets the
+    host's first; its events are otherwise the file's (which stay on the guest clock, as trace-cmd's)."""
+    with our_agent(tmp_path) as ag:
+        g = GuestConfig(f"g@127.0.0.1:{ag.port}", specs=[EventSpec.parse("sched:sched_switch")])
+        rec, live, rows_while = _run(tmp_path, [g], tsync=-1)
+        ag.proc.wait(timeout=30)
+    host, guest = live.snapshots()
+    assert host.synced and not guest.synced and guest.time_shift is None
+    assert guest.events.column("ts").to_numpy().min() == host.events.column("ts").to_numpy().min()
+    assert guest.align_ns != 0
+    buf = open_trace(tmp_path / "trace-g.dat").buffers[0]
+    assert np.array_equal(guest.events.column("ts").to_numpy() - guest.align_ns, buf.events.column("ts").to_numpy())
+    session = LiveSessionBuilder().build([host, guest])
+    assert not session.guests[0].synced

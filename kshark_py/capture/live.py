@@ -53,6 +53,8 @@ SKIP_AHEAD = 48 << 20
 """A bounded live view's CPU this many bytes behind skips ahead (a poll decodes 16 MB in all, ~60 ms)."""
 SKIP_KEEP = 8 << 20
 """... to its newest this many bytes."""
+MAP_MIN = 1 << 20
+"""Slices at least this big are mapped from their file, smaller ones copied."""
 
 
 @dataclass
@@ -144,10 +146,11 @@ class LiveCpu(StreamCounter):
         return b - a
 
     def _read(self, f, pos: int, n: int) -> np.ndarray:
-        """File bytes [pos, pos+n) that stay valid while the file grows: a read-only map when aligned (the
-        bytes stay in the page cache, not in our heap), else a copy."""
+        """File bytes [pos, pos+n) that stay valid while the file grows: a read-only map when aligned and big
+        (the bytes stay in the page cache, not in our heap), else a copy (a slow stream's small slices would
+        otherwise take a map each: the kernel allows a process ~65,000)."""
         self._pos = pos
-        if pos % mmap.ALLOCATIONGRANULARITY == 0:
+        if pos % mmap.ALLOCATIONGRANULARITY == 0 and n >= MAP_MIN:
             return np.frombuffer(mmap.mmap(f.fileno(), n, offset=pos, access=mmap.ACCESS_READ), np.uint8)
         f.seek(pos)
         return np.frombuffer(f.read(n), np.uint8)
