@@ -7,6 +7,8 @@ losses and warnings, plus whatever the caller adds, such as the task runs) is wr
 Arrow IPC files in one checked container (:mod:`.cachefile`) under
 ``$XDG_CACHE_HOME/kshark-py/`` (default ``~/.cache/kshark-py/``).  The next open maps it
 (``pyarrow.memory_map``): the tables are views of the page cache, nothing is decoded or copied.
+The event formats are not kept: opening indexes them and parses only those a lookup reaches
+(:mod:`.formats`), cheaper than rebuilding all 2,300 of a kernel from a table.
 
 Trust: an entry is used only if its key equals the file's now: real path, size, mtime_ns, inode,
 a digest of the header, option and metadata sections and of the buffers' layout, a word sum of the
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from . import cachefile, formattable, schema, text
+from . import cachefile, schema, text
 from .buffer import CpuStats
 from .errors import DataLoss
 from .memory import drop_mapped_pages
@@ -198,9 +200,6 @@ def lookup(tf: TraceFile) -> Entry | None:
             tables = c.tables()
             states = [_buffer_state(tf, i, b, m, tables) for i, (b, m) in enumerate(_pairs(tf, meta))]
             warnings = [str(w) for w in meta["warnings"]]
-            fmts = None
-            if meta.get("formats") == formattable.signature() and "formats/events" in tables:
-                fmts = formattable.from_tables(tables["formats/events"], tables["formats/fields"])
             want = _spec(tf.hot_fields)
             have = _spec(meta["hot"])
             verified.result()
@@ -216,8 +215,6 @@ def lookup(tf: TraceFile) -> Entry | None:
         b.adopt(**st)
         entry.extras[len(entry.extras)] = extras
     tf.warnings.extend(warnings)
-    if fmts is not None and "formats" not in tf.__dict__:
-        tf.formats = fmts  # a functools.cached_property: this is its value, parsed no more
     entry.hit = True
     entry.complete = all(have.get(k, set()) >= names for k, names in want.items())
     _touch(entry.path)
@@ -330,12 +327,6 @@ def store(entry: Entry, extras: dict[int, dict[str, pa.Table]] | None = None) ->
     meta: dict[str, Any] = {"key": entry.key, "trace": tf.path, "buffers": bufs,
                             "warnings": tf.warnings[entry.open_warnings:],
                             "hot": [[s, e, list(f)] for s, e, f in tf.hot_fields]}
-    if "formats" in tf.__dict__:  # parsed by this load (not when no field was asked for)
-        try:
-            tables["formats/events"], tables["formats/fields"] = formattable.to_tables(tf.formats)
-            meta["formats"] = formattable.signature()
-        except (pa.ArrowException, TypeError, ValueError):
-            pass
     need = sum(t.nbytes for t in tables.values()) + (1 << 20)
     folder = cache_dir()
     try:
