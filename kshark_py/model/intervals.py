@@ -157,6 +157,16 @@ def cpu_runs(buffer: Buffer) -> pa.Table:
     prev_pid = f["prev_pid"].astype(np.int32)
     next_pid = f["next_pid"].astype(np.int32)
     prev_state = f["prev_state"].astype(np.int64)
+    if buffer.compiled:  # the loader's compiled loops are loaded: the same rules in one pass
+        from ..loaders.kernels import run_cuts
+
+        c, time, newpid, endst, is_end = run_cuts(eid, cpu_all, pid_all, ts_all, np.asarray(sw_rows, np.int64),
+                                                  prev_pid, next_pid, prev_state, END_MISSING, END_OPEN)
+        o = np.argsort(c, kind="stable")  # by CPU, each CPU's cuts in order, its end last
+        c, time, newpid, endst, is_end = c[o], time[o], newpid[o], endst[o], is_end[o]
+        begins = np.flatnonzero(~is_end)
+        return _table(CPU_RUNS, cpu=c[begins], start=time[begins], end=time[begins + 1], pid=newpid[begins],
+                      end_state=endst[begins + 1])
     cuts: dict[int, _CpuCuts] = {}
     # the table a block at a time, every CPU in one pass: temporaries stay a few MB whatever the
     # trace's size or CPU count
