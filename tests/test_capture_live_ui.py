@@ -110,16 +110,29 @@ def test_live_window_grows_while_recording_host_and_tcp_guest(qtbot, tmp_path, t
 
 
 def test_follow_stops_when_the_user_zooms_and_comes_back(qtbot, tmp_path):
+    """Also: a guest recorded without time sync has its rows marked "not synchronized yet"."""
     require_recording()
     d = _dialog(qtbot, tmp_path, 4.0)
+    d.tsync.setValue(-1)
     opened = []
     d.liveWindowOpened.connect(opened.append)
-    d.show()
-    assert d.start_recording(), d.checks.toPlainText()
+    with our_agent(tmp_path) as ag:
+        d.add_guest("g", "TCP", f"127.0.0.1:{ag.port}", "sched:sched_switch")
+        d.show()
+        assert d.start_recording(), d.checks.toPlainText()
+        _follow_and_zoom(qtbot, d, opened)
+
+
+def _follow_and_zoom(qtbot, d: CaptureDialog, opened: list) -> None:
     qtbot.waitUntil(lambda: bool(opened), timeout=10000)
     w = opened[0]
     qtbot.addWidget(w)
     lv = d.live_view
+    qtbot.waitUntil(lambda: "g" in _cpu_rows(w), timeout=10000)
+    labels = [r.label for r in w.model.rows if w.session.streams[r.stream].name == "g"]
+    assert labels and all(x.endswith(" (not synchronized yet)") for x in labels), labels
+    assert not any("synchronized" in r.label for r in w.model.rows if w.session.streams[r.stream].name == "host")
+    assert "not synchronized yet" in lv._label.text()
     assert lv.follow and lv._follow_action.isChecked()
     w.timeline.zoom(4.0)  # the user zooms in
     assert not lv.follow and not lv._follow_action.isChecked()
@@ -136,7 +149,7 @@ def test_follow_stops_when_the_user_zooms_and_comes_back(qtbot, tmp_path):
     assert table.rowAt(table.viewport().height() - 1) == table.model().rowCount() - 1  # the newest row in view
     with qtbot.waitSignal(lv.finished, timeout=60000):
         pass
-    assert [s.name for s in w.session.streams] == ["host"]
+    assert [s.name for s in w.session.streams] == ["host", "g"]
 
 
 def test_status_text_says_lost_and_not_synchronized():

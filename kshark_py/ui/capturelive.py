@@ -37,6 +37,8 @@ MAX_SHARE = 0.1
 :data:`MAX_WAIT_MS`) for the next one (big live tables at full speed refresh less often, the window stays
 responsive)."""
 MAX_WAIT_MS = 5000
+UNSYNCED = " (not synchronized yet)"
+"""Appended to the row labels of a guest that has no time-sync sample yet."""
 FOLLOW_SPAN_NS = 10_000_000_000
 """While following, at most this much of the newest data is in view (all of it while shorter)."""
 
@@ -116,6 +118,7 @@ class LiveView(QtCore.QObject):
         self._gen = gen
         session = self.builder.build(snaps)
         self._show(session)
+        self._mark_unsynced({s.name for s in snaps if not s.synced})
         self.refreshes += 1
         wait = int((time.thread_time() - t0) / MAX_SHARE * 1000)
         self.timer.setInterval(min(MAX_WAIT_MS, max(REFRESH_MS, wait)))
@@ -155,6 +158,16 @@ class LiveView(QtCore.QObject):
             table.scrollToBottom()
         elif top > 0:  # where the user scrolled it (the rows before it do not move: a table only grows)
             table.scrollTo(table.model().index(top, 0), QtWidgets.QAbstractItemView.ScrollHint.PositionAtTop)
+
+    def _mark_unsynced(self, names: set[str]) -> None:
+        """The rows of guests without time-sync samples yet say so (their times are aligned by first event)."""
+        w = self.window
+        if not names or w is None or not isValid(w):
+            return
+        for r in w.model.rows:
+            if w.session.streams[r.stream].name in names and not r.label.endswith(UNSYNCED):
+                r.label += UNSYNCED
+        w.timeline.rows_changed()
 
     def _follow_now(self) -> None:
         t0, t1 = self.window.timeline.full_range()
