@@ -252,7 +252,7 @@ def _stat_value(stats: str, key: str) -> int | None:
     return None
 
 
-def progress(session: HostSession, counts: GuestCounts | None = None) -> Progress:
+def progress(session: HostSession, counts: GuestCounts | LiveCounts | None = None) -> Progress:
     """Counters of a running (or finished) session; cheap enough to poll several times a second.
 
     Host CPUs: bytes, and events and lost events from tracefs ``per_cpu/cpuN/stats``.  Guest CPUs: bytes
