@@ -120,8 +120,9 @@ def test_decode_kernel_equals_numpy_on_damaged_pages(endian, long_size):
 
 
 def test_compiled_merge_positions_and_scatter_equal_the_reference_merge():
-    """The one-pass merge kernel (linear heads and heap), in slices of any size: labels, every
-    column and the asked positions = merge_order, ties to the lower run and clocks going back included."""
+    """The one-pass merge kernel (linear heads and heap), in slices of any size, split in two
+    threads or not: labels, every column and the asked positions = merge_order, ties to the lower
+    run and clocks going back included."""
     rng = np.random.default_rng(11)
     for _ in range(200):
         nseg = int(rng.choice([1, 2, 3, 8, 9, 20]))
@@ -134,7 +135,7 @@ def test_compiled_merge_positions_and_scatter_equal_the_reference_merge():
                "flags": (np.arange(n) % 251).astype(np.uint8), "preempt": (np.arange(n) % 7).astype(np.uint8),
                "off": np.arange(n, dtype=np.int64) << 33, "len": np.arange(n, dtype=np.int32) + 8}
         want = {k: v[order].tolist() for k, v in src.items()}
-        out, labels = cm.run(src, chunk=int(rng.integers(1, 9)))
+        out, labels = cm.run(src, chunk=int(rng.integers(1, 9)), split_from=int(rng.choice([0, 1 << 20])))
         run_of = np.repeat(np.arange(nseg), [len(s) for s in segs])
         assert labels.tolist() == cpu_ids[run_of[order]].tolist()
         assert {k: v.tolist() for k, v in out.items()} == want

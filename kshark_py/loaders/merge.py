@@ -123,35 +123,74 @@ class CompiledMerge:
         self.queries = np.unique(np.asarray(queries, np.int64))
         self.rows = np.full(len(self.queries), -1, np.int64)
 
-    def run(self, src: dict[str, np.ndarray], chunk: int = 1 << 20) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def run(self, src: dict[str, np.ndarray], chunk: int = 1 << 20, split_from: int = 1 << 20,
+            ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(the 7 columns of ``src`` in report order, the label column); ``src``'s first column is
-        the merge key (int64).  The sources are dead afterwards."""
-        from . import kernels
+        the merge key (int64).  The sources are dead afterwards.
 
+        When every run is in time order (the usual case) the rows split in two at a key: the
+        rows before it are exactly the records with a smaller key, so two threads merge the two
+        halves at once (from ``split_from`` rows on)."""
         names = list(src)
         cols = [src.pop(k) for k in names]
         n = int(self.bounds[-1])
         out = [np.empty_like(c) for c in cols]
         labels = np.empty(n, self.values.dtype)
-        cur = self.bounds[:-1].copy()
-        end = self.bounds[1:].copy()
+        start, end = self.bounds[:-1].copy(), self.bounds[1:].copy()
+        cut = self._cut(cols[0], start, end) if n >= split_from else None
+        if cut is None:
+            self._rows(cols, out, labels, 0, n, start, end, chunk)
+        else:
+            from .store import decompress_pool
+
+            s = int((cut - start).sum())
+            second = decompress_pool().submit(self._rows, cols, out, labels, s, n, cut.copy(), end, chunk)
+            try:
+                self._rows(cols, out, labels, 0, s, start, cut, chunk)
+            finally:
+                second.result()
+        del cols
+        return dict(zip(names, out, strict=True)), labels
+
+    @staticmethod
+    def _cut(keys: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray | None:
+        """Where each run's records reach the key that splits the rows about in half (None: a run
+        goes back in time, or no key splits them)."""
+        for a, b in zip(start.tolist(), end.tolist(), strict=True):
+            if b - a > 1 and bool((keys[a + 1:b] < keys[a:b - 1]).any()):
+                return None
+        step = max(1, int(end[-1]) // 20000)
+        sample = np.sort(np.concatenate([keys[a:b:step] for a, b in zip(start.tolist(), end.tolist(), strict=True)]))
+        if not len(sample):
+            return None
+        pivot = sample[len(sample) // 2]
+        cut = np.array([a + int(np.searchsorted(keys[a:b], pivot, side="left"))
+                        for a, b in zip(start.tolist(), end.tolist(), strict=True)], np.int64)
+        s = int((cut - start).sum())
+        return cut if 0 < s < int(end[-1]) - int(start[0]) else None
+
+    def _rows(self, cols: list[np.ndarray], out: list[np.ndarray], labels: np.ndarray, a: int, b: int,
+              cur: np.ndarray, end: np.ndarray, chunk: int) -> None:
+        """Rows ``a..b-1`` of the merge from the runs' records ``cur..end-1``, a chunk at a time,
+        each source's consumed pages handed back."""
+        from . import kernels
+
         keys = cols[0]
+        cur = cur.copy()
         head = np.zeros(len(cur), np.int64)
         live = cur < end
         head[live] = keys[cur[live]]
         q = self.queries
-        qptr = np.searchsorted(q, self.bounds[:-1]).astype(np.int64)
-        qend = np.searchsorted(q, self.bounds[1:]).astype(np.int64)
+        qptr = np.searchsorted(q, cur).astype(np.int64)
+        qend = np.searchsorted(q, end).astype(np.int64)
         pairs = [x for c, o in zip(cols, out, strict=True) for x in (c, o)]
-        for a in range(0, n, chunk):
+        for x in range(a, b, chunk):
             before = cur.copy()
-            kernels.merge_rows(a, min(n, a + chunk), keys, self.values, cur, end, head, q, qptr, qend, self.rows,
+            kernels.merge_rows(x, min(b, x + chunk), keys, self.values, cur, end, head, q, qptr, qend, self.rows,
                                labels, *pairs)
             for lo, hi in zip(before.tolist(), cur.tolist(), strict=True):
                 for c in cols:
                     forget_consumed(c, lo, hi)
-        del pairs, cols, keys
-        return dict(zip(names, out, strict=True)), labels
 
     def positions(self, src: np.ndarray) -> np.ndarray:
         """Report-order rows of decode-order indices ``src`` (each one of the queries; after :meth:`run`)."""
