@@ -25,6 +25,7 @@ import argparse
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -237,26 +238,30 @@ def _gui_viewer(rec, live) -> _Timed:
 
 
 def main_live(args) -> int:
-    """Throughput with the live view off and on, and the live view's CPU share, printed."""
-    rows = {}
-    for on in (False, True):
-        with tempfile.TemporaryDirectory(prefix="kshark-bench-live-") as d:
-            r = run_live(on, args.duration, Path(d), args.gui)
-        rows[on] = r
-        if r["status"] != "ok":
-            print(f"live {'on ' if on else 'off'}: {r['status']}", flush=True)
-            continue
-        extra = ""
-        if on:
-            extra = (f"  live view CPU {r['live_cpu']:.2f} s = {100 * r['live_cpu'] / args.duration:.1f} % of one core "
-                     f"(decoding {r['poll_cpu']:.2f} s, {r['refreshes']} refreshes {r['refresh_cpu']:.2f} s); "
-                     f"undecoded at Stop {r['behind_mb']:.1f} MB = {r['behind_s']:.1f} s of data")
-        print(f"live {'on ' if on else 'off'}: {r['mbps']:8.1f} MB/s  {r['events']:>11,} events  lost {r['lost']:,}"
-              f"{extra}", flush=True)
-    a, b = rows[False], rows[True]
-    if a["status"] == "ok" and b["status"] == "ok" and a["mbps"]:
-        print(f"throughput with the live view: {100 * (b['mbps'] / a['mbps'] - 1):+.1f} % "
-              f"(events {100 * (b['events'] / max(a['events'], 1) - 1):+.1f} %)")
+    """Throughput with the live view off and on (alternating, ``--repeat`` times each, medians compared), and
+    the live view's CPU share, printed."""
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    for _ in range(args.repeat):
+        for on in (False, True):
+            with tempfile.TemporaryDirectory(prefix="kshark-bench-live-") as d:
+                r = run_live(on, args.duration, Path(d), args.gui)
+            if r["status"] != "ok":
+                print(f"live {'on ' if on else 'off'}: {r['status']}", flush=True)
+                continue
+            runs[on].append(r)
+            extra = ""
+            if on:
+                extra = (f"  live view CPU {r['live_cpu']:.2f} s = {100 * r['live_cpu'] / args.duration:.1f} % of one "
+                         f"core (decoding {r['poll_cpu']:.2f} s, {r['refreshes']} refreshes {r['refresh_cpu']:.2f} s); "
+                         f"undecoded at Stop {r['behind_mb']:.1f} MB = {r['behind_s']:.1f} s of data")
+            print(f"live {'on ' if on else 'off'}: {r['mbps']:8.1f} MB/s  {r['events']:>11,} events  "
+                  f"lost {r['lost']:,}{extra}", flush=True)
+    if runs[False] and runs[True]:
+        off = statistics.median(r["mbps"] for r in runs[False])
+        on = statistics.median(r["mbps"] for r in runs[True])
+        cpu = statistics.median(100 * r["live_cpu"] / args.duration for r in runs[True])
+        print(f"medians: off {off:.1f} MB/s, on {on:.1f} MB/s: throughput with the live view "
+              f"{100 * (on / off - 1):+.1f} %; live view CPU {cpu:.1f} % of one core")
     return 0
 
 
@@ -266,6 +271,7 @@ def main() -> int:
     ap.add_argument("--transports", default="tcp,fifo")
     ap.add_argument("--live", action="store_true", help="measure the live view instead: our host in this process "
                     "with the live model off, then on (CPU it takes, throughput it costs)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --live: runs of each (medians compared)")
     ap.add_argument("--gui", action="store_true", help="with --live: refresh the capture panel's live window "
                     "(offscreen) instead of building snapshot sessions only")
     args = ap.parse_args()
