@@ -217,3 +217,30 @@ def test_a_guest_without_time_sync_is_flagged_and_aligned_by_first_event(env_ok,
     assert np.array_equal(guest.events.column("ts").to_numpy() - guest.align_ns, buf.events.column("ts").to_numpy())
     session = LiveSessionBuilder().build([host, guest])
     assert not session.guests[0].synced
+
+
+def test_keep_seconds_drops_the_oldest_slices(tmp_path, traces):
+    """keep_seconds: slices that end before the newest event minus the window go; a slice that reaches into
+    the window stays whole, so nothing inside the window is lost."""
+    tf = open_trace(traces / "host-sched-v6.dat")
+    buf = tf.buffers[0]
+    assert buf.events.num_rows
+    ps = buf.page_size
+    st = LiveStream("host", "host", Path(tf.path), tf.meta.trace_id)
+    st.fmt = PageFormat(ps, tf.lay, tf.header_page.data_offset)
+    st.convert = lambda raw, cpu: tf.convert_ts(raw, np.full(len(raw), cpu, np.int16))
+    for cpu, data in _cpu_bytes(tf, buf).items():
+        (tmp_path / f"cpu{cpu}").write_bytes(data)
+        c = st.cpu(cpu, tmp_path / f"cpu{cpu}")
+        while c.update(budget=2 * ps):  # many small slices
+            pass
+    full = st.snapshot().events.column("ts").to_numpy()
+    window = (int(full.max()) - int(full.min())) // 4
+    st.trim(window, None)
+    kept = st.snapshot().events
+    ts = kept.column("ts").to_numpy()
+    assert 0 < len(ts) < len(full)
+    newest = int(full.max())
+    inside = full[full >= newest - window]
+    assert np.isin(inside, ts).all()  # everything in the window stays
+    assert len(ts) < len(full) and st.events == len(full)  # the counters still count everything
