@@ -217,6 +217,18 @@ def _cmd_vcpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from .capture.cli import cmd_record  # the recorder, only when it runs
+
+    return cmd_record(args)
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from .capture.cli import cmd_agent
+
+    return cmd_agent(args)
+
+
 # --- the parser ------------------------------------------------------------------------------------
 
 
@@ -270,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sql_cli import register as register_sql
 
     register_sql(sub)
-    from .capture.cli import register as register_capture  # record, agent
+    from .capture.commands import register as register_capture  # record, agent (not the recorder)
 
-    register_capture(sub)
+    register_capture(sub, _cmd_record, _cmd_agent)
     from .cache_cli import register as register_cache
 
     register_cache(sub)
@@ -284,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _value_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
     """(every option that takes a value, every command name), over the parser and its commands."""
-    from .capture.cli import RECORD_VALUE_OPTIONS
+    from .capture.commands import RECORD_VALUE_OPTIONS
 
     values: set[str] = set(RECORD_VALUE_OPTIONS)
     commands: set[str] = set()
@@ -344,7 +356,6 @@ def arrange(argv: Sequence[str], value_options: set[str], commands: set[str]) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return_memory_promptly()  # big temporaries go back to the kernel when freed (see there)
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(arrange(argv, *_value_options(parser)))
@@ -353,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # -h, or a usage error already printed as one line
         return e.code if isinstance(e.code, int) else 2
     apply_cache_option(args)
+    # big temporaries go back to the kernel when freed (see there); after parsing: it imports
+    # pyarrow, which -h and a usage error do not need
+    return_memory_promptly()
     try:
         return args.func(args)
     except TraceDatError as e:

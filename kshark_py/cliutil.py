@@ -56,9 +56,11 @@ def user_vcpu_map(map_specs: Sequence[str] | None, thread_specs: Sequence[str] |
     One function for the app and ``vcpus``, so both give a guest the same map. TCP guests always need
     one: the host's GUEST record carries pid -1 for them. A later item for the same VCPU wins.
     """
+    out: dict[str, dict[int, int]] = {}
+    if not map_specs and not thread_specs:
+        return out  # without importing the VCPU model (and the session model beneath it)
     from .model.vcpus import load_vcpu_threads_json, parse_vcpu_map_arg
 
-    out: dict[str, dict[int, int]] = {}
     for spec in map_specs or []:
         for g, m in parse_vcpu_map_arg(spec).items():
             out.setdefault(g, {}).update(m)

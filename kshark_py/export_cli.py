@@ -37,13 +37,21 @@ def _check_dir(path: str) -> None:
         raise UsageError(f"{path}: cannot write: {parent} is not a directory")
 
 
+def _run_id_ok(run_id: str) -> bool:
+    from .export.hive import RUN_ID_RE  # the folder export's module: not for the one-file form
+
+    return RUN_ID_RE.fullmatch(run_id) is not None
+
+
 def _open(paths: list[str], strict: bool, extra_fields: bool):
     """Open the files, fields read while decoding; None when --strict stops on a loss."""
     from .export import prepare
     from .loaders.tracedat import open_trace
-    from .model.session import HOT_FIELDS
 
-    files = [prepare(open_trace(p), HOT_FIELDS if extra_fields else None) for p in paths]
+    extra = None
+    if extra_fields:
+        from .model.session import HOT_FIELDS as extra
+    files = [prepare(open_trace(p), extra) for p in paths]
     return None if show_losses(files, strict) else files
 
 
@@ -58,9 +66,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.run_id is not None and (single or args.format != "parquet"):
         raise UsageError("--run-id names a run in an export folder (-o DIR), not in a single file")
     check_inputs(paths)
-    from .export.hive import RUN_ID_RE
-
-    if args.run_id is not None and not RUN_ID_RE.fullmatch(args.run_id):
+    if args.run_id is not None and not _run_id_ok(args.run_id):
         raise UsageError(f"--run-id {args.run_id!r}: letters, digits, '.', '_' and '-' only (1-128, a letter or "
                          "digit first): it becomes a folder name")
     if single or args.format == "perfetto":

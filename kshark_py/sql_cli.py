@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from .argtypes import writable_file
 from .cliutil import PROG, UsageError
@@ -27,10 +29,14 @@ def printable(table: pa.Table) -> pa.Table:
     as text (U+FFFD for bytes that are not UTF-8), whole decimals (DuckDB's sums) as integers,
     other decimals, times, intervals and the like as their text, bytes inside lists and structs
     decoded."""
+    import pyarrow as pa  # here, not at the top: every command builds this module's parser
+
     return pa.Table.from_arrays([_printable_column(c) for c in table.columns], names=table.column_names)
 
 
 def _printable_column(col: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    import pyarrow as pa
+
     from .loaders.text import display_array
 
     t = col.type
@@ -88,6 +94,8 @@ def decode_plan(query: str):
 
 
 def _has_binary(t: pa.DataType) -> bool:
+    import pyarrow as pa
+
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         return True
     return any(_has_binary(t.field(i).type) for i in range(t.num_fields))
@@ -108,6 +116,7 @@ def _shown(v: object) -> object:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
+    import pyarrow as pa
 
     from .api import TraceSession
     from .model.sqltables import FIXED_TABLES, one_line

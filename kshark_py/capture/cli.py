@@ -21,8 +21,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..argtypes import arg_type, seconds, whole_number, writable_file
+from ..argtypes import seconds, whole_number, writable_file
 from . import leftovers, spool
+from .commands import RECORD_HELP, RECORD_VALUE_OPTIONS
 from .control import loss_lines, progress, stream_totals, total_lines
 from .eventspec import EventSpec
 from .livecount import GuestCounts
@@ -33,65 +34,6 @@ from .writer import WriterError
 
 log = logging.getLogger("kshark_py.capture")
 
-RECORD_HELP = """\
-usage: kshark-py record [HOST OPTIONS] [-A GUEST [GUEST OPTIONS]]... [COMMAND [ARGS...]]
-       kshark-py record --recover DIR [-o FILE] [--file-version 6|7] [--compression ...]
-
-Records this kernel's events (and each guest agent's) into FILE (default trace.dat) and
-trace-NAME.dat per guest. Without COMMAND or -d it records until Ctrl-C. Needs root.
-Options after -A apply to that guest, until the next -A.
-
-host options (before the first -A):
-  -o FILE               output file (default trace.dat)
-  -e EVENT              SYSTEM, SYSTEM:EVENT, EVENT or all (repeatable)
-  -f FILTER             tracefs filter for the -e before it
-  -b KB                 per-CPU ring buffer size in KB (1..2147483647)
-  -C CLOCK              trace clock (local, global, x86-tsc, ...: /sys/kernel/tracing/trace_clock)
-  --nofifos             connect to every guest over vsock/TCP even where FIFOs exist
-any position:
-  -d SECONDS            stop after SECONDS (a COMMAND still running then is terminated)
-  --file-version 6|7    trace.dat version (default 7; guests need 7)
-  --compression zstd|zlib|none   (default zstd)
-  --tsync-interval MS   guest time-sync period (default 0: at start and stop; negative: none)
-  --recover DIR         write the raw pages a recording kept in DIR (its output disk was full, it was
-                        killed, its write was interrupted) into FILE (default: the file it was meant for)
-  -h, --help            this text
-a guest:
-  -A NAME@CID[:PORT]    a vsock agent (port 823 by default)
-  -A NAME@HOST:PORT     a TCP agent (kshark-py agent -N, trace-cmd agent -N)
-  -e EVENT [-f FILTER]  the guest's events (at least one)
-  -b KB                 the guest's buffer size
-  --name NAME           the guest's name (its file: trace-NAME.dat)
-  --nofifos             this guest over vsock/TCP even where FIFOs exist
-  --guest-pid PID       the host process running the guest (QEMU's pid; vsock guests are found by
-                        their CID): maps each VCPU to its thread (GUEST option) and, with -C x86-tsc,
-                        offers KVM time sync (TSC offsets from /sys/kernel/debug/kvm/PID-*/)
-
-Which events, as trace-cmd 3.1.6 record:
-  -e before the first -A      the host's events (-e all: every event)
-  -e after -A NAME            that guest's events; a guest needs at least one (trace-cmd's agent
-                              aborts a request without -e)
-  no -e before -A             the host is not traced at all and FILE is not written: only the
-                              guests' trace-NAME.dat files
-  no -e at all, no -A         error: nothing to record
-  -e X -A g -e Y              host records X into FILE, guest g records Y into trace-g.dat
-
-Raw pages go to a folder in the temp dir (TMPDIR) and stay there until FILE has been written and read
-back complete; if that fails, the message names the folder and --recover finishes the job.  Instances
-and such folders left by killed kshark-py processes are removed (instances) or listed (folders) at start.
-On Ctrl-C or SIGTERM a COMMAND gets the same signal; the trace so far is written.
-
-exit status: 0 complete; 2 error (FILE not written: the message says where the recording is kept);
-3 FILE written but events were lost (the summary says which CPUs, how many and why); otherwise the
-COMMAND's non-zero status.
-"""
-
-RECORD_VALUE_OPTIONS = frozenset({"-o", "-e", "-f", "-b", "-C", "--file-version", "--compression", "-d",
-                                  "--tsync-interval", "-A", "--name", "--guest-pid", "--recover"})
-"""``record``'s options that take a value (kshark_py.cli also needs them to find the command word)."""
-
-RECORD_SUMMARY = "record the host and guest agents (trace-cmd record)"
-AGENT_SUMMARY = "the guest side of record (as trace-cmd agent)"
 _BUFFER_KB_MAX = (1 << 31) - 1  # trace-cmd reads -b with atoi()
 _PID_MAX = 1 << 22  # the kernel's largest pid_max
 _INTERVAL_MS = (1 << 31) - 1
@@ -103,7 +45,7 @@ COMMAND_STOP_WAIT = 5.0
 
 
 def _number(option: str, text: str, parse, *bounds) -> int | float:
-    """``parse(text, *bounds)`` or a ValueError naming the option (one line, exit 2 in _cmd_record)."""
+    """``parse(text, *bounds)`` or a ValueError naming the option (one line, exit 2 in cmd_record)."""
     try:
         return parse(text, *bounds)
     except ValueError as e:
@@ -360,7 +302,8 @@ def _kept_text(session: HostSession) -> str:
             f"and run: kshark-py record --recover {kept} (-o FILE: elsewhere)")
 
 
-def _cmd_record(ns: argparse.Namespace) -> int:
+def cmd_record(ns: argparse.Namespace) -> int:
+    """``kshark-py record`` (registered by :func:`.commands.register`)."""
     _log_setup()
     try:
         args = parse_record_args(list(ns.words))
@@ -437,7 +380,8 @@ def _cmd_record(ns: argparse.Namespace) -> int:
             _say(f"the raw pages stay in {kept}: kshark-py record --recover {kept}")
 
 
-def _cmd_agent(ns: argparse.Namespace) -> int:
+def cmd_agent(ns: argparse.Namespace) -> int:
+    """``kshark-py agent`` (registered by :func:`.commands.register`)."""
     from .agent import Agent
     from .gate import HOST_CID
 
@@ -468,26 +412,3 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``record`` and ``agent`` to the kshark-py command (called from kshark_py.cli.build_parser)."""
-    r = subparsers.add_parser("record", help=RECORD_SUMMARY,
-                              usage=RECORD_HELP, add_help=False, prefix_chars="\x01")
-    r.add_argument("words", nargs=argparse.REMAINDER)
-    r.set_defaults(func=_cmd_record)
-    a = subparsers.add_parser("agent", help=AGENT_SUMMARY,
-                              description="Serves host sessions until Ctrl-C or SIGTERM, then exits with "
-                                          "status 0 (2: cannot listen). One host session at a time: a "
-                                          "connection while one runs is closed at once; one that sends no "
-                                          "request within 5 s is closed.")
-    a.add_argument("-p", type=arg_type(whole_number), metavar="PORT",
-                   help=f"port (default {VSOCK_DEFAULT_PORT}; vsock 0..4294967295, 4294967295: any free port; "
-                        "TCP 0..65535, 0: any)")
-    a.add_argument("-N", metavar="HOST", help="listen on TCP and accept only HOST (IPv4/IPv6 address or name, "
-                   "resolved at each connection); listens on the local address that reaches HOST (default: vsock)")
-    a.add_argument("--listen", metavar="ADDR", help="with -N: listen on ADDR instead (:: or 0.0.0.0: everywhere)")
-    a.add_argument("--allow-cid", metavar="CID", action="append", type=arg_type(whole_number, 0, 0xFFFFFFFE),
-                   help="vsock: also accept this CID (repeatable; by default only the host, CID 2)")
-    a.add_argument("--once", action="store_true", help="exit after one session")
-    a.set_defaults(func=_cmd_agent)

@@ -25,6 +25,7 @@ while the events are decoded (:func:`prepare`), not in a second pass over the da
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +34,9 @@ from ..loaders.formats import EventFormats
 from ..loaders.tasks import NAME_FIELDS, comm_column, task_names
 from ..loaders.text import display
 from ..loaders.tracedat import Buffer, TraceFile
-from ..model.session import Session
+
+if TYPE_CHECKING:  # the one-file export (events_with_names) runs without the session model
+    from ..model.session import Session
 
 COLUMNS = ["ts", "stream", "cpu", "pid", "comm", "system", "event", "flags", "preempt", "event_id"]
 """Column order of the events table (the API's order; ``event_id`` last, it is the file's own number)."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # every command calls return_memory_promptly() first: no numpy import for it
+    import numpy as np
 
 _libc = None
 try:
