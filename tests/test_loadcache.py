@@ -361,3 +361,17 @@ def test_app_setting_turns_the_cache_off(traces: Path, tmp_path: Path, qtbot, mo
     w2 = open_window(qtbot, traces / "host-sched-v7.dat")
     act2 = menu_action(w2, "Tools", cachesetting.LABEL.replace("&", ""))
     assert not act2.isEnabled() and not act2.isChecked() and "--no-cache" in act2.toolTip()
+
+
+def test_write_behind_then_flush(traces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's loads write the entry in a background thread; flush() waits for it (before os._exit)."""
+    path = str(traces / "host-kvm.dat")
+    res = load_session([path], write_behind=True)
+    loadcache.flush()
+    (entry,) = _entries()
+    cachefile.read(entry)
+    with monkeypatch.context() as m:
+        _no_decoding(m)
+        again = load_session([path])
+    assert again.session.streams[0].buffer.events.equals(res.session.streams[0].buffer.events)
+    loadcache.flush()  # nothing pending: returns at once

@@ -15,8 +15,11 @@ Layout, all little-endian::
 ``S`` is the wrapping uint64 sum of every 8-byte word before the directory: a byte flipped or cut
 anywhere changes it, and checking it costs one vectorized pass (0.08 s per 600 MB) where a real
 hash costs 0.5-1 s.  The directory (which holds the caller's key) is covered by the trailer's
-digest.  :func:`read` maps the file (``pyarrow.memory_map``) and returns tables whose buffers are
-slices of the mapping: nothing is copied, the pages are the page cache's.
+digest.  :func:`read` maps the file (an ``mmap`` wrapped as one Arrow buffer, as
+``pyarrow.memory_map`` does, but with ``madvise`` at hand) and returns tables whose buffers are
+slices of the mapping: nothing is copied, the pages are the page cache's.  After the sum has
+touched every page they are dropped from the process (``MADV_DONTNEED``): what the app then reads
+faults back in, so its resident memory is what it uses, shared with the page cache.
 
 Nothing read is trusted: every failure (wrong magic, bounds, digest, sum, JSON, Arrow) is one
 :class:`CacheFileError`, which the caller answers by discarding the file.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import struct
 import tempfile
@@ -33,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from .memory import drop_mapped_pages
 
 MAGIC = b"KSPYLC\x00\x01"
 END_MAGIC = b"KSPYEND\x00"
@@ -60,12 +66,18 @@ def word_sum(data: np.ndarray) -> int:
     return s % (1 << 64)
 
 
+WINDOW = 64 << 20
+"""Bytes of a written file mapped at once to sum it: the process's RSS grows by this, not by the file."""
+
+
 def _mapped_sum(path: str, n: int) -> int:
-    m = pa.memory_map(path, "r")
-    try:
-        return word_sum(np.frombuffer(m.read_buffer(n), np.uint8)) if n else 0
-    finally:
-        m.close()
+    """:func:`word_sum` of the file's first ``n`` bytes, read back through the page cache a window at a time."""
+    total = 0
+    with open(path, "rb") as fh:
+        for off in range(0, n, WINDOW):
+            with mmap.mmap(fh.fileno(), min(WINDOW, n - off), offset=off, access=mmap.ACCESS_READ) as mm:
+                total += word_sum(np.frombuffer(mm, np.uint8))
+    return total % (1 << 64)
 
 
 def write(path: str, meta: dict[str, Any], tables: dict[str, pa.Table]) -> int:
@@ -154,10 +166,11 @@ class Container:
 
     def __init__(self, path: str) -> None:
         try:
-            mm = pa.memory_map(path, "r")
-            size = mm.size()
-            self._whole = whole = mm.read_buffer(size)
-        except (OSError, pa.ArrowException) as e:
+            with open(path, "rb") as fh:
+                self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            self._whole = whole = pa.py_buffer(self._mm)  # the tables' buffers keep the mapping alive
+            size = whole.size
+        except (OSError, ValueError, pa.ArrowException) as e:  # ValueError: an empty file
             raise CacheFileError(f"cannot map: {e}") from None
         if size < len(MAGIC) + TRAILER.size or whole.slice(0, len(MAGIC)).to_pybytes() != MAGIC:
             raise CacheFileError("not a kshark-py cache file (magic)")
@@ -170,7 +183,13 @@ class Container:
 
     def verify(self) -> None:
         """Raise :class:`CacheFileError` unless the data's word sum is the directory's."""
-        if word_sum(np.frombuffer(self._whole, np.uint8, count=self._dir_at)) != self._sum:
+        total = 0
+        data = np.frombuffer(self._whole, np.uint8, count=self._dir_at)
+        for off in range(0, self._dir_at, WINDOW):
+            total += word_sum(data[off:off + WINDOW])
+            # the pass touched these pages: not kept resident (what the tables use faults back in)
+            drop_mapped_pages(self._mm, off, min(WINDOW, self._dir_at - off))
+        if total % (1 << 64) != self._sum:
             raise CacheFileError("data checksum mismatch (edited or damaged)")
 
     def tables(self) -> dict[str, pa.Table]:

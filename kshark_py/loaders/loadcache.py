@@ -6,7 +6,7 @@ while decoding, the rows of each hot event, the chunk index of compressed data, 
 losses and warnings, plus whatever the caller adds, such as the task runs) is written once as
 Arrow IPC files in one checked container (:mod:`.cachefile`) under
 ``$XDG_CACHE_HOME/kshark-py/`` (default ``~/.cache/kshark-py/``).  The next open maps it
-(``pyarrow.memory_map``): the tables are views of the page cache, nothing is decoded or copied.
+(:mod:`.cachefile`): the tables are views of the page cache, nothing is decoded or copied.
 The event formats are not kept: opening indexes them and parses only those a lookup reaches
 (:mod:`.formats`), cheaper than rebuilding all 2,300 of a kernel from a table.
 
@@ -31,7 +31,9 @@ import json
 import os
 import shutil
 import struct
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -292,11 +294,13 @@ def _buffer_state(tf: TraceFile, i: int, b: Buffer, m: dict,
 # --- store -----------------------------------------------------------------------------------------
 
 
-def store(entry: Entry, extras: dict[int, dict[str, pa.Table]] | None = None) -> bool:
+def store(entry: Entry, extras: dict[int, dict[str, pa.Table]] | None = None, *, behind: bool = False) -> bool:
     """Write ``entry``'s trace, decoded (every buffer), with the caller's ``extras`` per buffer index.
 
     False when not written (cache off, too big for the cap or the disk, a write error): the load
-    does not care."""
+    does not care.  ``behind``: what to write is gathered now and written by a background thread
+    (the app shows its window meanwhile; :func:`flush` waits for it before the process ends); the
+    tables are immutable, so the session may go on using them."""
     if entry is None or not enabled():
         return False
     tf = entry.tf
@@ -327,17 +331,47 @@ def store(entry: Entry, extras: dict[int, dict[str, pa.Table]] | None = None) ->
     meta: dict[str, Any] = {"key": entry.key, "trace": tf.path, "buffers": bufs,
                             "warnings": tf.warnings[entry.open_warnings:],
                             "hot": [[s, e, list(f)] for s, e, f in tf.hot_fields]}
+    if not behind:
+        return _write(entry.path, meta, tables)
+    global _writer
+    with _writes_lock:
+        if _writer is None:
+            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kshark-cache-write")
+        _writes.append(_writer.submit(_write, entry.path, meta, tables))
+    return True
+
+
+_writer: ThreadPoolExecutor | None = None
+_writes: list[Future] = []
+_writes_lock = threading.Lock()
+
+
+def _write(path: str, meta: dict[str, Any], tables: dict[str, pa.Table]) -> bool:
     need = sum(t.nbytes for t in tables.values()) + (1 << 20)
     folder = cache_dir()
     try:
         os.makedirs(folder, exist_ok=True)
         if need > max_bytes() or shutil.disk_usage(folder).free < need + (256 << 20):
             return False
-        cachefile.write(entry.path, meta, tables)
+        cachefile.write(path, meta, tables)
     except (OSError, pa.ArrowException, ValueError, TypeError):
         return False
-    evict(keep=entry.path)
+    evict(keep=path)
     return True
+
+
+def flush(timeout: float | None = None) -> None:
+    """Wait for the entries being written behind (``store(behind=True)``): call it before the
+    process ends with ``os._exit``, which would leave a half-written temp file instead."""
+    while True:
+        with _writes_lock:
+            if not _writes:
+                return
+            f = _writes.pop(0)
+        try:
+            f.result(timeout)
+        except Exception:  # noqa: BLE001 - a cache write that failed is no error of the app's
+            pass
 
 
 # --- what callers add: task names ----------------------------------------------------------------

@@ -40,7 +40,7 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
                  cancel: threading.Event | None = None,
                  time_offsets: dict[int | str, int] | None = None,
                  opened: Callable[[list[TraceFile]], None] | None = None,
-                 decoded: Callable[[Buffer], None] | None = None) -> LoadResult:
+                 decoded: Callable[[Buffer], None] | None = None, write_behind: bool = False) -> LoadResult:
     """Open ``paths`` as one session and decode everything the timeline needs (synchronous).
 
     ``progress(done, total, message)`` counts file bytes; a set ``cancel`` raises :class:`Cancelled`
@@ -48,7 +48,9 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
     (``--time-offset``), before anything is derived from their times. ``opened(files)`` hears the
     opened files before any is decoded (not when the load cache holds them all) and
     ``decoded(buffer)`` each buffer as soon as its events are (the progressive first view,
-    ``model/preview``)."""
+    ``model/preview``). ``write_behind``: a file the load cache did not hold is written to it by a
+    background thread (the app; ``loaders.loadcache.flush`` before the process ends), else before
+    returning."""
     total = sum(max(1, os.path.getsize(p)) for p in paths)
     done = 0
 
@@ -101,7 +103,7 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
     for st in session.streams:
         step(f"task intervals of {st.name}")
         session.runs(st.index)
-    _cache_after_load(session, cached, shifted)
+    _cache_after_load(session, cached, shifted, write_behind)
     release_free_memory()  # the derived tables' temporaries: give the heap's free pages back
     step("done")
     return LoadResult(session, vmap, list(session.warnings))
@@ -136,7 +138,8 @@ _EXTRAS = ("runs", "task_names", "pid_counts")
 """What the load derives per stream and the cache keeps beside its buffer (the window needs all)."""
 
 
-def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], shifted: set[int]) -> None:
+def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], shifted: set[int],
+                      behind: bool) -> None:
     """Store each file the cache did not hold whole: events, hot fields, and per buffer the task
     runs, task names and pid counts (computed here if not yet: the window asks for them next)."""
     for i, e in enumerate(cached):
@@ -153,4 +156,4 @@ def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], sh
             if names is not None:
                 uniq, counts = session.pid_counts(st.index)
                 x.update(task_names=names, pid_counts=pa.table({"pid": uniq, "count": counts}))
-        loadcache.store(e, extras)
+        loadcache.store(e, extras, behind=behind)

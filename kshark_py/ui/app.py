@@ -258,7 +258,7 @@ def screenshot(paths: list[str], out: str, user_map=None, state: SessionState | 
                size: tuple[int, int] = (1600, 1000), time_offsets: dict[int | str, int] | None = None) -> int:
     """Load synchronously, lay out and render the main window, write the PNG."""
     app_instance()
-    res = load_session(paths, user_map, time_offsets=time_offsets)
+    res = load_session(paths, user_map, time_offsets=time_offsets, write_behind=True)
     w = build_window(res, paths, user_map, state)
     w.resize(*size)
     w.show()
@@ -293,4 +293,7 @@ def run(paths: list[str], session: str | None, user_map: dict | None, shot: str 
     # process in the GC after all work is done; leave without it, files flushed.
     sys.stdout.flush()
     sys.stderr.flush()
+    from ..loaders.loadcache import flush
+
+    flush()  # a load cache entry still being written behind (os._exit would leave half a temp file)
     os._exit(code)

@@ -50,7 +50,7 @@ class LoadWorker(QtCore.QObject):
         try:
             res = load_session(self.paths, self.user_map, progress=lambda d, t, m: self.progress.emit(
                 int(d * 1000 // max(t, 1)), 1000, m), cancel=self.cancel_event, time_offsets=self.time_offsets,
-                **hooks)
+                write_behind=True, **hooks)
         except Cancelled:
             self.failed.emit("cancelled")
         except TraceDatError as e:
