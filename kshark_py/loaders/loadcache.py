@@ -185,8 +185,8 @@ def lookup(tf: TraceFile) -> Entry | None:
     except (OSError, ValueError):
         return None
     entry = Entry(tf, entry_path(key["path"]), key, open_warnings=len(tf.warnings))
-    # the two passes over every byte (the trace's sum, the entry's) run beside the rest: numpy
-    # releases the GIL, so on two cores they cost little more than the Python work below
+    # the passes over every byte (the trace's sum; the entry's, in two halves, one of them on this
+    # thread) run at once: numpy releases the GIL, so two cores share them
     pool = decompress_pool()
     summed = pool.submit(trace_sum, tf)
     try:
@@ -198,13 +198,13 @@ def lookup(tf: TraceFile) -> Entry | None:
             stored = dict(meta.get("key") or {})
             if stored.pop("sum", None) is None or stored != key:
                 raise cachefile.CacheFileError("stale: the trace or the reader changed")
-            verified = pool.submit(c.verify)
+            other_half = pool.submit(c.sum_part, 0, 2)
             tables = c.tables()
             states = [_buffer_state(tf, i, b, m, tables) for i, (b, m) in enumerate(_pairs(tf, meta))]
             warnings = [str(w) for w in meta["warnings"]]
             want = _spec(tf.hot_fields)
             have = _spec(meta["hot"])
-            verified.result()
+            c.check([other_half.result(), c.sum_part(1, 2)])  # this thread sums the other half
             if meta["key"]["sum"] != summed.result():
                 raise cachefile.CacheFileError("stale: the trace's bytes changed")
         except (cachefile.CacheFileError, KeyError, TypeError, ValueError, IndexError, AttributeError,
