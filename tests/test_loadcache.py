@@ -375,3 +375,43 @@ def test_write_behind_then_flush(traces: Path, monkeypatch: pytest.MonkeyPatch) 
         again = load_session([path])
     assert again.session.streams[0].buffer.events.equals(res.session.streams[0].buffer.events)
     loadcache.flush()  # nothing pending: returns at once
+
+
+def test_whole_but_wrong_entries_are_rebuilt(traces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Containers that check whole (digest, sum) but do not fit: another trace's entry under this
+    trace's name, and one with this trace's key whose tables lie (schema, rows out of range)."""
+    import pyarrow as pa
+
+    a, b = str(traces / "host-sched-v7.dat"), str(traces / "host-kvm.dat")
+    loadcache.set_enabled(False)
+    try:
+        want = _snapshot(_load([b]))
+    finally:
+        loadcache.set_enabled(True)
+    load_session([a])
+    ea, eb = loadcache.entry_path(os.path.realpath(a)), loadcache.entry_path(os.path.realpath(b))
+    shutil.copyfile(ea, eb)  # a's entry where b's belongs
+    assert _snapshot(_load([b])) == want
+    meta, tables = cachefile.read(eb)  # rebuilt: b's own now
+    assert meta["key"]["path"] == os.path.realpath(b)
+    lies = {
+        "events schema": lambda t: {**t, "0/events": t["0/events"].drop_columns(["flags"])},
+        "rows past the events": lambda t: {**t, **{k: pa.table({loadcache.ROW: pa.array([10**9], pa.int64())})
+                                                   for k in t if "/ev/" in k}},
+        "lost past the events": lambda t: {**t, "0/lost": pa.table(
+            {"row": pa.array([10**9], pa.int64()), "ts": pa.array([0], pa.int64()), "cpu": pa.array([0], pa.int16()),
+             "count": pa.array([1], pa.int64())})},
+        "a table missing": lambda t: {k: v for k, v in t.items() if k != "0/lost"},
+        "buffer named otherwise": None,
+    }
+    for what, lie in lies.items():
+        m = dict(meta)
+        if lie is None:
+            m["buffers"] = [{**m["buffers"][0], "name": "other"}, *m["buffers"][1:]]
+            t = tables
+        else:
+            t = lie(dict(tables))
+        cachefile.write(eb, m, t)
+        cachefile.read(eb)  # whole, as containers go
+        assert _snapshot(_load([b])) == want, what
+        assert cachefile.read(eb)[0]["buffers"] == meta["buffers"], f"{what}: not rebuilt"
