@@ -126,7 +126,8 @@ def test_a_bad_format_of_an_unused_event_still_fails_on_first_access():
     with pytest.raises(FormatParseError):
         index_format(big, "s")
     arr = good.replace("int x;", "char x[4];")
-    assert isinstance(index_format(arr, "s"), PendingFormat) and index_format(arr, "s").parse() == parse_format(arr, "s")
+    lazy = index_format(arr, "s")
+    assert isinstance(lazy, PendingFormat) and lazy.parse() == parse_format(arr, "s")
     with pytest.raises(FormatParseError):  # 9 elements in 4 bytes
         index_format(good.replace("int x;", "char x[9];"), "s")
     with pytest.raises(FormatParseError):  # int("04", 0) fails in the parse: not canonical either

@@ -182,8 +182,9 @@ def parse_format(text: str, system: str) -> EventFormat:
 
 # A format text as the kernel writes it, whose parse cannot fail: "name:", "ID:", "format:", then
 # only field lines (a declaration ending in its name, offset and size of at most 4 digits, so within
-# MAX_FIELD_BYTES, a fixed array "[N]" in decimal without leading zeros, its N checked against its size
-# by _ARRAY_SIZES) and blank lines, up to the line before "print fmt:".  Printable ASCII only, so str.splitlines() splits exactly at "\n".
+# MAX_FIELD_BYTES, a fixed array "[N]" in decimal without leading zeros, its N checked against its
+# size by _ARRAY_SIZES) and blank lines, up to the line before "print fmt:".  Printable ASCII only,
+# so str.splitlines() splits exactly at "\n".
 # Possessive repetition and a declaration whose prefix ends in a non-identifier character: every
 # line matches in one way only, so a text that fails is rejected without backtracking.
 _CANONICAL = re.compile(
@@ -217,7 +218,8 @@ def index_format(text: str, system: str) -> EventFormat | PendingFormat:
     parsed now, so a text that does not parse raises here, as before, in file order."""
     i = text.find("\nprint fmt:")
     m = _CANONICAL.fullmatch(text, 0, i + 1) if i >= 0 else None
-    if m is None or (text.find("[", 0, i) >= 0 and any(int(n) > int(size) for n, size in _ARRAY_SIZES.findall(text, 0, i))):
+    if m is None or (text.find("[", 0, i) >= 0
+                     and any(int(n) > int(size) for n, size in _ARRAY_SIZES.findall(text, 0, i))):
         return parse_format(text, system)
     return PendingFormat(int(m["id"]), system, display(m["name"].strip()), text)
 
