@@ -72,7 +72,9 @@ def _snapshot(res) -> dict:
             "payloads": [b.payload(r) for r in sample],
             "task_names": s.task_names(st.index),
         })
-    out["tasks"] = TaskIndex(s).labels if not isinstance(res, Exception) else None
+    out["tasks"] = TaskIndex(s).labels
+    out["files"] = [(tf.cmdlines, tf.kallsyms.text,
+                     {k: (v.dtype.str, v.tobytes()) for k, v in tf.kallsyms.index().items()}) for tf in s.files]
     return out
 
 
@@ -91,7 +93,10 @@ def _identical(paths: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(_entries()) == len(set(paths))
     with monkeypatch.context() as m:
         _no_decoding(m)
-        again = _snapshot(_load(paths))
+        hit = _load(paths)
+        # the parsed metadata the window needs at once came with the entry too
+        assert all({"kallsyms", "cmdlines"} <= tf.__dict__.keys() for tf in hit.session.files)
+        again = _snapshot(hit)
     assert again == fresh
 
 

@@ -42,8 +42,11 @@ import pyarrow as pa
 
 from . import cachefile, schema, text
 from .buffer import CpuStats
-from .errors import DataLoss
+from .errors import DataLoss, TraceDatError
+from .layout import OptionId
 from .memory import drop_mapped_pages
+from .metablocks import sized_block
+from .metadata import Kallsyms
 from .pages import BadPage
 from .store import ChunkStore, FlatStore, decompress_pool
 
@@ -204,11 +207,12 @@ def lookup(tf: TraceFile) -> Entry | None:
             warnings = [str(w) for w in meta["warnings"]]
             want = _spec(tf.hot_fields)
             have = _spec(meta["hot"])
+            parsed = _file_state(tf, meta, tables)
             c.check([other_half.result(), c.sum_part(1, 2)])  # this thread sums the other half
             if meta["key"]["sum"] != summed.result():
                 raise cachefile.CacheFileError("stale: the trace's bytes changed")
         except (cachefile.CacheFileError, KeyError, TypeError, ValueError, IndexError, AttributeError,
-                pa.ArrowException, OSError):
+                pa.ArrowException, OSError, TraceDatError):
             _remove(entry.path)
             return entry
     finally:
@@ -217,6 +221,9 @@ def lookup(tf: TraceFile) -> Entry | None:
         b.adopt(**st)
         entry.extras[len(entry.extras)] = extras
     tf.warnings.extend(warnings)
+    for name, value in parsed.items():
+        if name not in tf.__dict__:
+            setattr(tf, name, value)  # a functools.cached_property of TraceFile: this is its value now
     entry.hit = True
     entry.complete = all(have.get(k, set()) >= names for k, names in want.items())
     _touch(entry.path)
@@ -328,7 +335,9 @@ def store(entry: Entry, extras: dict[int, dict[str, pa.Table]] | None = None, *,
                      "stats": [asdict(s) for s in b.stats],
                      "losses": [{k: v for k, v in asdict(x).items() if k != "path"} for x in b.losses],
                      "fields": {str(eid): names for eid, names in by_event.items()}, "extras": list(x)})
-    meta: dict[str, Any] = {"key": entry.key, "trace": tf.path, "buffers": bufs,
+    for name, t in _file_tables(tf).items():
+        tables[f"file/{name}"] = t
+    meta: dict[str, Any] = {"key": entry.key, "trace": tf.path, "buffers": bufs, "file": sorted(FILE_PARSED),
                             "warnings": tf.warnings[entry.open_warnings:],
                             "hot": [[s, e, list(f)] for s, e, f in tf.hot_fields]}
     if not behind:
@@ -372,6 +381,38 @@ def flush(timeout: float | None = None) -> None:
             f.result(timeout)
         except Exception:  # noqa: BLE001 - a cache write that failed is no error of the app's
             pass
+
+
+# --- what the file's metadata parses into -----------------------------------------------------------
+
+FILE_PARSED = {"kallsyms", "cmdlines"}
+"""TraceFile's parsed metadata the window needs at once (kernel symbols and saved comms: 0.1 s to
+parse on a big kernel), kept when the load has parsed them."""
+
+
+def _file_tables(tf: TraceFile) -> dict[str, pa.Table]:
+    out = {}
+    ks = tf.__dict__.get("kallsyms")
+    if ks is not None:
+        out["kallsyms"] = pa.table(ks.index())
+    cl = tf.__dict__.get("cmdlines")
+    if cl is not None and (t := names_table(cl)) is not None:
+        out["cmdlines"] = t
+    return out
+
+
+def _file_state(tf: TraceFile, meta: dict, tables: dict[str, pa.Table]) -> dict[str, Any]:
+    """TraceFile attributes to set from the entry (only those it holds), checked."""
+    if sorted(meta["file"]) != sorted(FILE_PARSED):
+        raise cachefile.CacheFileError("another set of file tables")
+    out: dict[str, Any] = {}
+    if "file/kallsyms" in tables:
+        t = tables["file/kallsyms"]
+        text = sized_block(tf.sections.get(OptionId.KALLSYMS), tf.lay.u32)
+        out["kallsyms"] = Kallsyms.from_index(text, {c: _np(t.column(c)) for c in t.column_names})
+    if "file/cmdlines" in tables:
+        out["cmdlines"] = names_of(tables["file/cmdlines"])
+    return out
 
 
 # --- what callers add: task names ----------------------------------------------------------------

@@ -91,6 +91,28 @@ class Kallsyms:
         self._mod = np.where(has_mod, m0, -1)[sel]
         self._mod_len = np.where(has_mod, m1 - m0, 0)[sel]
 
+    def index(self) -> dict[str, np.ndarray]:
+        """The parsed table (what :meth:`from_index` takes back, with the same text): the load cache keeps it."""
+        return {"addr": self.addrs, "name": self._name, "name_len": self._name_len, "mod": self._mod,
+                "mod_len": self._mod_len}
+
+    @classmethod
+    def from_index(cls, text: bytes, index: dict[str, np.ndarray]) -> Kallsyms:
+        """The table :meth:`index` gave for ``text``, without parsing it again (ValueError when the
+        arrays cannot be that: lengths differ, or a name or module lies outside the text)."""
+        k = cls(b"")
+        k.text = bytes(text)
+        cols = [np.asarray(index[c]) for c in ("addr", "name", "name_len", "mod", "mod_len")]
+        if len({len(c) for c in cols}) != 1:
+            raise ValueError("kallsyms index columns differ in length")
+        addrs, name, name_len, mod, mod_len = cols
+        n = len(k.text)
+        if len(name) and (name.min() < 0 or name_len.min() < 0 or (name + name_len).max() > n
+                          or (mod + mod_len).max() > n or mod.min() < -1):
+            raise ValueError("kallsyms index points outside the text")
+        k.addrs, k._name, k._name_len, k._mod, k._mod_len = addrs.astype(np.uint64), name, name_len, mod, mod_len
+        return k
+
     def __len__(self) -> int:
         return len(self.addrs)
 

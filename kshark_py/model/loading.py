@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ..loaders import loadcache
 from ..loaders.buffer import Buffer
+from ..loaders.errors import TraceDatError
 from ..loaders.memory import release_free_memory
 from ..loaders.tracedat import TraceFile, open_trace
 from .session import HOT_FIELDS, Session
@@ -149,6 +150,10 @@ def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], sh
         if e.hit and e.complete and all(set(_EXTRAS) <= e.extras.get(st.trace.buffers.index(st.buffer), {}).keys()
                                         for st in streams):
             continue
+        try:  # what building the window parses next (the load cache keeps it): parsed here once
+            _ = e.tf.kallsyms, e.tf.cmdlines
+        except TraceDatError:
+            pass  # the window meets it again and says so, as without the cache
         extras: dict[int, dict[str, pa.Table]] = {}
         for st in streams:
             x = extras[st.trace.buffers.index(st.buffer)] = {"runs": session.runs(st.index)}
