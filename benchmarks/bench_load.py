@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,17 +148,17 @@ def main() -> int:
           f"{app['peak_rss'] / 1e6:.0f} MB = {app['peak_rss'] / app['table_bytes']:.2f}x the events table")
     shot = None
     if not a.no_screenshot:
-        exe = shutil.which("kshark-py") or os.path.join(os.path.dirname(sys.executable), "kshark-py")
+        exe = [sys.executable, "-m", "kshark_py.cli"]  # as the kshark-py script, from this checkout
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "shot.png")
-            senv = dict(os.environ, QT_QPA_PLATFORM="offscreen", KSHARK_PY_NO_CACHE="1")
-            shot = min((_time_cmd([exe, "-i", a.file, "--screenshot", out], senv) for _ in range(a.repeat)),
+            senv = dict(env, QT_QPA_PLATFORM="offscreen", KSHARK_PY_NO_CACHE="1")
+            shot = min((_time_cmd([*exe, "-i", a.file, "--screenshot", out], senv) for _ in range(a.repeat)),
                        key=lambda x: x[0])
             print(f"cold --screenshot    : {shot[0]:.2f} s wall, {shot[1]:.2f} s CPU, peak RSS "
                   f"{shot[2] / 1e6:.0f} MB (whole process, no load cache)")
             fenv = dict(senv, XDG_CACHE_HOME=os.path.join(tmp, "cache"))
             fenv.pop("KSHARK_PY_NO_CACHE")
-            first = _time_cmd([exe, "-i", a.file, "--screenshot", out], fenv)
+            first = _time_cmd([*exe, "-i", a.file, "--screenshot", out], fenv)
             print(f"first open (writes the cache): {first[0]:.2f} s wall, {first[1]:.2f} s CPU, "
                   f"peak RSS {first[2] / 1e6:.0f} MB")
             warm = min((_time_cmd([exe, "-i", a.file, "--screenshot", out], fenv) for _ in range(a.repeat)),

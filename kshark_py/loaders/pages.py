@@ -14,6 +14,7 @@ is a data record (``kbuffer_missed_events()`` checks ``curr == 0``).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -61,14 +62,15 @@ class DecodedPages:
 
 _EMPTY_U64 = np.zeros(0, np.uint64)
 
-COMPILED_MIN_BYTES = 48 << 20
+COMPILED_MIN_BYTES = int(os.environ.get("KSHARK_PY_COMPILED_MIN_BYTES", 48 << 20))
 """Buffers with at least this much (decompressed) CPU data decode with the compiled kernels
-(:mod:`.kernels`); smaller ones with numpy, which spares them numba's import (~0.2 s)."""
+(:mod:`.kernels`); smaller ones with numpy, which spares them numba's import (~0.2 s).  The
+environment variable sets it for a whole run (``0``: every buffer compiled; fuzzing does)."""
 
 WARM_UP_FILE_BYTES = 8 << 20
-"""Opening a file at least this big starts loading the kernels in the background (see
-:func:`start_warm_up`): a compressed trace this size decompresses to several times
-:data:`COMPILED_MIN_BYTES`."""
+"""Opening a compressed file at least this big starts loading the kernels in the background (see
+:func:`start_warm_up`; an uncompressed one from :data:`COMPILED_MIN_BYTES`): trace-cmd's zstd
+data decompresses to about seven times its size."""
 
 _warm: threading.Thread | None = None
 _warm_ok = False
@@ -95,6 +97,12 @@ def start_warm_up() -> None:
         if _warm is None:
             _warm = threading.Thread(target=_warm_up, name="kshark-kernels-warm-up", daemon=True)
             _warm.start()
+
+
+def warm_up_for(file_size: int, compressed: bool) -> None:
+    """Start the warm-up if a file this big will decode with the kernels (see :data:`WARM_UP_FILE_BYTES`)."""
+    if file_size >= (WARM_UP_FILE_BYTES if compressed else COMPILED_MIN_BYTES):
+        start_warm_up()
 
 
 def use_compiled(data_bytes: int) -> bool:

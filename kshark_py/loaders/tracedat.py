@@ -76,7 +76,7 @@ from .memory import release_free_memory
 from .metablocks import format_entries, ftrace_entries, parse_format_checked, parse_header_info, sized_block, texts
 from .metadata import Kallsyms, parse_cmdlines, parse_printk, saved_cmdline_entries
 from .options import MAX_CPUS, BufferOption, CpuData, TraceMetadata, parse_option
-from .pages import WARM_UP_FILE_BYTES, start_warm_up
+from .pages import warm_up_for
 from .text import trace_clocks
 from .timestamps import to_trace_time
 
@@ -123,9 +123,8 @@ class TraceFile:
             if self.file_size == 0:
                 raise TruncatedFileError("file is empty", path=self.path, section="file header", offset=0)
             self.buf = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
-            if self.file_size >= WARM_UP_FILE_BYTES:
-                start_warm_up()  # the compiled decoder loads while the metadata is read
             self._parse()
+            warm_up_for(self.file_size, self.codec is not None)  # the kernels load while formats parse
         except TraceDatError as e:
             self.close()
             e.with_context(path=self.path)
