@@ -132,3 +132,14 @@ def test_a_bad_format_of_an_unused_event_still_fails_on_first_access():
         index_format(good.replace("int x;", "char x[9];"), "s")
     with pytest.raises(FormatParseError):  # int("04", 0) fails in the parse: not canonical either
         index_format(good.replace("int x;", "char x[04];"), "s")
+
+
+def test_names_of_an_event_id_parse_nothing(traces):
+    """What the export's system/event columns need: every id's names, no format parsed for them."""
+    tf = open_trace(traces / "host-kvm.dat")
+    fmts = tf.formats
+    before = sum(isinstance(ev, EventFormat) for ev in fmts._slots)
+    got = {i: fmts.names(i) for i in fmts.by_id}
+    assert sum(isinstance(ev, EventFormat) for ev in fmts._slots) == before
+    assert fmts.names(-5) is None
+    assert got == {ev.id: (ev.system, ev.name) for ev in fmts}

@@ -75,12 +75,12 @@ def buffer_events(buf: Buffer, formats: EventFormats, names: dict[int, str], str
     n = t.num_rows
     eid = t.column("event_id").combine_chunks()
     enc = eid.dictionary_encode()
-    evs = [formats.get(i) for i in enc.dictionary.to_pylist()]
+    evs = [formats.names(i) for i in enc.dictionary.to_pylist()]
     cols = {
         "ts": t.column("ts"), "stream": _constant(stream, n), "cpu": t.column("cpu"), "pid": t.column("pid"),
         "comm": comm_column(t.column("pid").to_numpy(), names),
-        "system": _by_id(enc, [ev.system if ev else "" for ev in evs]),
-        "event": _by_id(enc, [ev.name if ev else "(unknown)" for ev in evs]),
+        "system": _by_id(enc, [ev[0] if ev else "" for ev in evs]),
+        "event": _by_id(enc, [ev[1] if ev else "(unknown)" for ev in evs]),
         "flags": t.column("flags"), "preempt": t.column("preempt"), "event_id": eid,
     }
     return pa.table({c: cols[c] for c in COLUMNS})

@@ -258,6 +258,7 @@ class EventFormats:
         for k, ev in enumerate(self._slots):
             ids[ev.id] = k
             names[(ev.system, ev.name)] = k
+        self._ids = ids
         self.by_id: Mapping[int, EventFormat] = _Slots(self, ids)
         self.by_name: Mapping[tuple[str, str], EventFormat] = _Slots(self, names)
 
@@ -275,6 +276,15 @@ class EventFormats:
 
     def get(self, event_id: int) -> EventFormat | None:
         return self.by_id.get(event_id)
+
+    def names(self, event_id: int) -> tuple[str, str] | None:
+        """``(system, name)`` of an event id, without parsing its fields (naming every event of a
+        big trace needs a few hundred formats' names, not their fields)."""
+        k = self._ids.get(event_id)
+        if k is None:
+            return None
+        ev = self._slots[k]
+        return ev.system, ev.name
 
     def find(self, name: str, system: str | None = None) -> EventFormat | None:
         """Look an event up by name (``sched_switch``) or ``system:name``."""
