@@ -235,3 +235,15 @@ def test_compiled_cpu_runs_equal_numpy_cpu_runs(path):
             ref = cpu_runs(b)
             b._compiled = True
             assert cpu_runs(b).equals(ref)
+
+
+@pytest.mark.parametrize("name", ["vm-2guests/trace.dat", "host-sched-v6.dat", "host-lost-events.dat"])
+def test_blocks_decoded_before_the_kernels_are_ready_use_numpy_and_join_up_exactly(name, monkeypatch):
+    """Until the warm-up ends the loader decodes blocks with numpy instead of waiting; blocks of
+    either kind, interleaved, give the same load as numpy alone."""
+    path = TRACES / name
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 1 << 16)
+    ref = _snapshot(path, compiled=False, ahead=1, strict=False, monkeypatch=monkeypatch)
+    ticks = iter(range(1 << 30))
+    monkeypatch.setattr(buffer_mod, "kernels_ready", lambda: next(ticks) % 3 == 1)
+    _same(ref, _snapshot(path, compiled=True, ahead=3, strict=False, monkeypatch=monkeypatch))

@@ -28,7 +28,7 @@ from .layout import Layouts
 from .memory import drop_mapped_pages, release_free_memory
 from .merge import CompiledMerge, Merge, scatter_merged
 from .options import CpuData
-from .pages import BadPage, decode_into, decode_pages, use_compiled
+from .pages import BadPage, decode_into, decode_pages, kernels_ready, wait_kernels, want_compiled
 from .store import ChunkStore, FlatStore, PendingRange
 
 __all__ = ["Buffer", "CpuStats", "LostIndex", "TraceSource"]
@@ -205,7 +205,9 @@ class Buffer:
         self._rows_cache: dict[int, np.ndarray] = {}
         self._field_cache: dict[tuple[int, str], pa.Array] = {}
         self._compiled = False
-        """Whether the current load decodes with the compiled kernels (:func:`.pages.use_compiled`)."""
+        """Whether the load merged with the compiled kernels (:func:`.pages.wait_kernels`)."""
+        self._want_compiled = False
+        """Whether the load uses the kernels once they are ready: blocks decoded before that use numpy."""
         self.store: FlatStore | ChunkStore | None = None
         """Record bytes by data offset (the ``offset`` column): see :mod:`.store`."""
 
@@ -397,7 +399,7 @@ class Buffer:
                     raise CorruptSectionError(f"CPU {c2}'s data at byte {start} overlaps CPU {c1}'s (to byte "
                                               f"{end})", offset=start)
             cols = _Columns(sum(self._cpu_bytes(cd)[1] for cd in self.cpu_data))
-            self._compiled = use_compiled(len(cols.arrays["ts"]) * 8)
+            self._want_compiled = want_compiled(len(cols.arrays["ts"]) * 8)
             for cd in self.cpu_data:
                 off, size = self._cpu_bytes(cd)
                 st = CpuStats(cd.cpu, cd.size, size, 0, 0, truncated_bytes=cd.size - size)
@@ -442,7 +444,7 @@ class Buffer:
             ustarts = np.concatenate(([0], np.cumsum(us)[:-1])).astype(np.int64) if len(us) else z
             self.store = ChunkStore(tf.codec, tf.buf, fo, cs, us, ustarts)
             cols = _Columns(int(us.sum()))
-            self._compiled = use_compiled(int(us.sum()))
+            self._want_compiled = want_compiled(int(us.sum()))
             k0 = 0
             work: list[tuple[int, int, int]] = []  # (CPU slot in ctx, first chunk, end chunk) in decode order
             ctx: list[_CpuChunks] = []
@@ -600,7 +602,8 @@ class Buffer:
         tf = self.trace
         ps = self.page_size
         n0 = cols.n
-        if self._compiled:
+        compiled = self._want_compiled and kernels_ready()
+        if compiled:
             res = decode_into(arr, ps, tf.lay, tf.header_page.data_offset, base, cols.arrays, n0)
             k = res.n
             n_pages, partial, bad = res.n_pages, res.partial_page_bytes, res.bad_pages
@@ -635,7 +638,7 @@ class Buffer:
         st.lost_unknown_pages += int((miss_val < 0).sum())
         if len(miss_idx):
             cols.missed.append((miss_idx, miss_val))
-        if self._compiled:
+        if compiled:
             cols.commit(st.cpu, k)
             event_id = cols.arrays["eid"][n0:n0 + k]
             offset = cols.arrays["off"][n0:n0 + k] - base
@@ -721,6 +724,7 @@ class Buffer:
         tf = self.trace
         if cols is None:
             cols = _Columns(0)
+        self._compiled = self._want_compiled and wait_kernels()  # the merge: one pass when compiled
         release_free_memory()  # the decode blocks' temporaries, before the merge needs room
         # per-CPU runs of records in decode order (a CPU's blocks are consecutive)
         run_cpu: list[int] = []

@@ -123,7 +123,7 @@ class CompiledMerge:
         self.queries = np.unique(np.asarray(queries, np.int64))
         self.rows = np.full(len(self.queries), -1, np.int64)
 
-    def run(self, src: dict[str, np.ndarray], chunk: int = 1 << 20, split_from: int = 1 << 20,
+    def run(self, src: dict[str, np.ndarray], chunk: int = 1 << 18, split_from: int = 1 << 20,
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(the 7 columns of ``src`` in report order, the label column); ``src``'s first column is
         the merge key (int64).  The sources are dead afterwards.

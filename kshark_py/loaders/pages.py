@@ -105,14 +105,25 @@ def warm_up_for(file_size: int, compressed: bool) -> None:
         start_warm_up()
 
 
-def use_compiled(data_bytes: int) -> bool:
-    """Whether a buffer of ``data_bytes`` decodes with the compiled kernels (numba importable, and
-    big enough to repay importing it; ``COMPILED_MIN_BYTES = 0`` forces it, tests do).  Waits for
-    the warm-up."""
+def want_compiled(data_bytes: int) -> bool:
+    """Whether a buffer of ``data_bytes`` should use the compiled kernels (big enough to repay
+    importing numba; ``COMPILED_MIN_BYTES = 0`` forces it, tests do); starts the warm-up if so."""
     if data_bytes < COMPILED_MIN_BYTES:
         return False
     start_warm_up()
-    assert _warm is not None
+    return True
+
+
+def kernels_ready() -> bool:
+    """Whether the warm-up has finished and the kernels work (without waiting): until then the
+    loader decodes blocks with numpy rather than sit idle (the two give the same columns)."""
+    return _warm is not None and not _warm.is_alive() and _warm_ok
+
+
+def wait_kernels() -> bool:
+    """Wait for the warm-up (started by :func:`want_compiled`): whether the kernels work."""
+    if _warm is None:
+        return False
     _warm.join()
     return _warm_ok
 
