@@ -110,7 +110,8 @@ def test_live_window_grows_while_recording_host_and_tcp_guest(qtbot, tmp_path, t
 
 
 def test_follow_stops_when_the_user_zooms_and_comes_back(qtbot, tmp_path):
-    """Also: a guest recorded without time sync has its rows marked "not synchronized yet"."""
+    """Also: a guest recorded without time sync has its rows marked "not synchronized yet"; a live view bounded
+    to the newest events says so once the files (all events) are in, in the same view range."""
     require_recording()
     d = _dialog(qtbot, tmp_path, 4.0)
     d.tsync.setValue(-1)
@@ -147,9 +148,37 @@ def _follow_and_zoom(qtbot, d: CaptureDialog, opened: list) -> None:
     table = w.event_list.table
     assert table.model().rowCount() > 100
     assert table.rowAt(table.viewport().height() - 1) == table.model().rowCount() - 1  # the newest row in view
-    with qtbot.waitSignal(lv.finished, timeout=60000):
-        pass
+    with qtbot.waitSignal(lv.finished, timeout=60000) as fin:
+        lv._follow_action.trigger()  # not following: the range the user looks at must survive the files
+        kept = w.view.range
+    assert fin.args == [False]  # the files keep the guest on its own clock (no time sync was written)
     assert [s.name for s in w.session.streams] == ["host", "g"]
+    assert w.view.range == kept
+    assert "no time sync was written" in lv._label.text(), lv._label.text()
+
+
+def test_a_bounded_live_view_holds_the_newest_events_and_the_files_all(qtbot, tmp_path, monkeypatch):
+    require_recording()
+    monkeypatch.setattr(capturepanel, "LIVE_MAX_EVENTS", 2000)
+    d = _dialog(qtbot, tmp_path, 3.0)
+    opened = []
+    d.liveWindowOpened.connect(opened.append)
+    d.show()
+    assert d.start_recording(), d.checks.toPlainText()
+    seen = []
+    while d.recording is not None and d.recording.state in ("starting", "recording"):
+        qtbot.wait(200)
+        if opened and d.live_view is not None:
+            seen.append(opened[0].session.streams[0].buffer.events.num_rows)
+    lv = d.live_view
+    with qtbot.waitSignal(lv.finished, timeout=60000) as fin:
+        pass
+    w = opened[0]
+    qtbot.addWidget(w)
+    total = w.session.streams[0].buffer.events.num_rows
+    assert fin.args == [False] and total > 2000 * 3
+    assert seen and max(seen) < total  # the newest whole slices only (a slice of one poll at most past the cap)
+    assert "the live view held the newest" in lv._label.text(), lv._label.text()
 
 
 def test_status_text_says_lost_and_not_synchronized():

@@ -6,8 +6,9 @@ the streams' tables as they are (only if something arrived), makes a session of 
 (:class:`~kshark_py.model.livesession.LiveSessionBuilder`) and hands it to the window, which rebuilds its
 rows, event list and panels from it.  The view follows the newest data (the last :attr:`LiveView.span_ns`)
 until the user zooms or pans ("Follow" unchecks itself; checking it again follows again).  After Stop
-the written files are loaded off the GUI thread and replace the live session in the same window: if
-their tables hold what the live view held, the rows and the view range do not move.
+the written files are loaded off the GUI thread and replace the live session in the same window, in the same
+view range; :attr:`LiveView.finished` says whether their tables are exactly what the live view held (not when
+the view was bounded to the newest events, or a guest had no time sync).
 """
 
 from __future__ import annotations
@@ -248,11 +249,13 @@ class LiveView(QtCore.QObject):
             return
         res = result["res"]
         same = same_tables(w.session, res.session)
+        held = sum(s.buffer.events.num_rows for s in w.session.streams)
+        total = sum(s.buffer.events.num_rows for s in res.session.streams)
         keep = w.view.range
         self._moving = True
         try:
             w.replace_session(res.session)
-            if same and keep is not None:
+            if keep is not None:  # the files hold what was in view: it stays in view
                 w.timeline.set_range(*keep)
         finally:
             self._moving = False
@@ -261,7 +264,11 @@ class LiveView(QtCore.QObject):
         if self._follow_action is not None:
             self._follow_action.setEnabled(False)
         if self._label is not None:
-            self._label.setText(self._label.text().replace("Recording (live): ", "Recorded: ")
-                                + ("" if same else "  (files differ from the live view: reloaded)"))
+            note = ""
+            if not same and held < total:
+                note = f"  (the live view held the newest {held:,} events; the files hold all {total:,})"
+            elif not same:
+                note = "  (the files place the streams differently: no time sync was written)"
+            self._label.setText(self._label.text().replace("Recording (live): ", "Recorded: ") + note)
         self.builder.close()
         self.finished.emit(same)
