@@ -420,3 +420,25 @@ def test_whole_but_wrong_entries_are_rebuilt(traces: Path, monkeypatch: pytest.M
         cachefile.read(eb)  # whole, as containers go
         assert _snapshot(_load([b])) == want, what
         assert cachefile.read(eb)[0]["buffers"] == meta["buffers"], f"{what}: not rebuilt"
+
+
+def test_likely_hit_is_a_cheap_hint(traces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _copy(traces, tmp_path)
+
+    def hint() -> bool:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return loadcache.likely_hit(fd, path)
+        finally:
+            os.close(fd)
+
+    assert not hint()  # no entry yet
+    load_session([path])
+    assert hint()
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert not hint()  # the trace changed since
+    load_session([path])
+    assert hint()
+    monkeypatch.setenv(loadcache.ENV_OFF, "1")
+    assert not hint()

@@ -156,6 +156,20 @@ def entry_path(real_path: str) -> str:
     return os.path.join(cache_dir(), name + SUFFIX)
 
 
+def likely_hit(fd: int, path: str) -> bool:
+    """Whether the cache probably holds the file open as ``fd`` (its entry's key names this path,
+    size, mtime and inode): a hint only, read from the entry's directory, nothing verified.  Why:
+    work that only decoding needs (loading the compiled kernels, ~0.3 s) need not start then."""
+    if not enabled():
+        return False
+    try:
+        st = os.fstat(fd)
+        key = cachefile.peek(entry_path(os.path.realpath(path)))["key"]
+        return (key["size"], key["mtime_ns"], key["inode"]) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    except (cachefile.CacheFileError, KeyError, TypeError, OSError):
+        return False
+
+
 # --- restore ---------------------------------------------------------------------------------------
 
 
