@@ -52,7 +52,10 @@ from .store import ChunkStore, FlatStore, decompress_pool
 
 if TYPE_CHECKING:
     from .buffer import Buffer
-    from .tracedat import TraceFile
+
+TraceFile = Any
+"""A :class:`~.tracedat.TraceFile`, not imported even for typing: tracedat imports this module
+(:func:`likely_hit`)."""
 
 FORMAT_VERSION = 1
 """The reader's decoded layout: bump it whenever what a load computes changes (the events schema,
