@@ -161,7 +161,7 @@ def main() -> int:
             first = _time_cmd([*exe, "-i", a.file, "--screenshot", out], fenv)
             print(f"first open (writes the cache): {first[0]:.2f} s wall, {first[1]:.2f} s CPU, "
                   f"peak RSS {first[2] / 1e6:.0f} MB")
-            warm = min((_time_cmd([exe, "-i", a.file, "--screenshot", out], fenv) for _ in range(a.repeat)),
+            warm = min((_time_cmd([*exe, "-i", a.file, "--screenshot", out], fenv) for _ in range(a.repeat)),
                        key=lambda x: x[0])
             print(f"warm --screenshot    : {warm[0]:.2f} s wall, {warm[1]:.2f} s CPU, peak RSS {warm[2] / 1e6:.0f} MB "
                   f"(second open: the load cache)")
