@@ -133,13 +133,20 @@ class _Timed:
     def __init__(self, fn) -> None:
         self.fn, self.cpu, self.calls = fn, 0.0, 0
 
+    final_cpu = 0.0
+    """Of :attr:`cpu`: the calls with a budget of None (the live model's last poll, after Stop)."""
+
     def __call__(self, *a, **k):
         t = time.thread_time()
         try:
             return self.fn(*a, **k)
         finally:
-            self.cpu += time.thread_time() - t
-            self.calls += 1
+            dt = time.thread_time() - t
+            if (a[0] if a else k.get("budget", 0)) is None:
+                self.final_cpu += dt
+            else:
+                self.cpu += dt
+                self.calls += 1
 
 
 def run_live(live_on: bool, duration: float, tmp: Path, gui: bool) -> dict:
@@ -200,7 +207,7 @@ def run_live(live_on: bool, duration: float, tmp: Path, gui: bool) -> dict:
            "refreshes": 0}
     if poll is not None:
         got, behind, elapsed = getattr(refresh, "backlog", (0, 0, 1.0))
-        out.update(poll_cpu=poll.cpu, refresh_cpu=refresh.cpu, refreshes=refresh.calls,
+        out.update(poll_cpu=poll.cpu, final_cpu=poll.final_cpu, refresh_cpu=refresh.cpu, refreshes=refresh.calls,
                    live_cpu=poll.cpu + refresh.cpu, behind_mb=behind / 1e6,
                    behind_s=behind / max(got / max(elapsed, 1e-9), 1.0))
     return out
@@ -251,9 +258,11 @@ def main_live(args) -> int:
             runs[on].append(r)
             extra = ""
             if on:
-                extra = (f"  live view CPU {r['live_cpu']:.2f} s = {100 * r['live_cpu'] / args.duration:.1f} % of one "
-                         f"core (decoding {r['poll_cpu']:.2f} s, {r['refreshes']} refreshes {r['refresh_cpu']:.2f} s); "
-                         f"undecoded at Stop {r['behind_mb']:.1f} MB = {r['behind_s']:.1f} s of data")
+                extra = (f"  live view CPU while recording {r['live_cpu']:.2f} s = "
+                         f"{100 * r['live_cpu'] / args.duration:.1f} % of one core (decoding {r['poll_cpu']:.2f} s, "
+                         f"{r['refreshes']} refreshes {r['refresh_cpu']:.2f} s); "
+                         f"undecoded at Stop {r['behind_mb']:.1f} MB = {r['behind_s']:.1f} s of data; "
+                         f"after Stop {r['final_cpu']:.2f} s")
             print(f"live {'on ' if on else 'off'}: {r['mbps']:8.1f} MB/s  {r['events']:>11,} events  "
                   f"lost {r['lost']:,}{extra}", flush=True)
     if runs[False] and runs[True]:

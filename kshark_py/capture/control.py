@@ -234,6 +234,8 @@ class CpuProgress:
     lost: int | None
     lost_unknown_pages: int = 0
     """Guest pages flagged as following dropped events without a count (``lost`` is then a lower bound)."""
+    partial: bool = False
+    """A live view skipped some of this CPU's pages: ``events`` and ``lost`` count the others (lower bounds)."""
 
 
 @dataclass
@@ -274,7 +276,8 @@ def progress(session: HostSession, counts: GuestCounts | LiveCounts | None = Non
             if c is None:
                 p.cpus.append(CpuProgress(g.name, r.cpu, r.bytes, None, None))
             else:
-                p.cpus.append(CpuProgress(g.name, r.cpu, r.bytes, c.events, c.lost, c.lost_unknown_pages))
+                p.cpus.append(CpuProgress(g.name, r.cpu, r.bytes, c.events, c.lost, c.lost_unknown_pages,
+                                          bool(getattr(c, "gap_bytes", 0))))
     return p
 
 

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +50,17 @@ if TYPE_CHECKING:
     from .session import GuestSession, HostSession
 
 HOST = "host"
-SKIP_AHEAD = 48 << 20
-"""A bounded live view's CPU this many bytes behind skips ahead (a poll decodes 16 MB in all, ~60 ms)."""
-SKIP_KEEP = 8 << 20
+SKIP_AHEAD = 16 << 20
+"""A bounded live view's CPU this many bytes behind skips ahead."""
+SKIP_KEEP = 2 << 20
 """... to its newest this many bytes."""
+DECODE_SHARE = 0.1
+"""A bounded live view decodes for at most about this share of a core (its poll budget adapts)."""
+MIN_BUDGET = 256 << 10
+FILL_GAPS_MAX = 128 << 20
+"""The final poll decodes the pages a bounded view skipped if they are at most this many bytes in all (about a
+second); beyond, Stop would wait for them: the view shows the newest events anyway, and the counters
+say they are partial (the files hold everything)."""
 MAP_MIN = 1 << 20
 """Slices at least this big are mapped from their file, smaller ones copied."""
 
@@ -123,9 +131,11 @@ class LiveCpu(StreamCounter):
 
     def update(self, budget: int | None = None) -> int:
         ps = self.fmt.page_size
-        if budget is None:  # the final poll: the gaps first (older than anything after them)
-            done = sum(self._decode_range(a, b) for a, b in self.gaps)
-            self.gaps = []
+        if budget is None:  # the final poll: the gaps first (older than anything after them), if affordable
+            done = 0
+            if self.stream.fill_gaps:
+                done = sum(self._decode_range(a, b) for a, b in self.gaps)
+                self.gaps = []
             return done + super().update(None)
         skip = self.stream.skip_bytes
         if skip:
@@ -221,6 +231,8 @@ class LiveStream:
         self.vcpu_pids: tuple[int, ...] | None = None
         self.skip_bytes: int | None = None
         """Backlog past which a CPU skips ahead (see :class:`LiveCpu`); None: decode every page in order."""
+        self.fill_gaps = True
+        """The final poll decodes the pages skipped (False: too many; the counts stay partial)."""
         self.error: str | None = None
 
     def convert(self, raw: np.ndarray, cpu: int) -> np.ndarray:
@@ -342,6 +354,8 @@ class LiveCapture:
         self.keep_events = int(keep_events) if keep_events else None
         self.streams: dict[str, LiveStream] = {}
         self._skip = SKIP_AHEAD if self.keep_ns is not None or self.keep_events is not None else None
+        self._budget = POLL_BUDGET
+        self._last_poll = 0.0
         """A bounded view shows the newest events only: far behind, it skips ahead (see :class:`LiveCpu`)."""
         self.agent_versions: dict[str, str | None] = {}
         """Guest name -> the VERSION its metadata carries (as :attr:`.livecount.GuestCounts.agent_versions`)."""
@@ -429,6 +443,13 @@ class LiveCapture:
             cpus = self._cpus()
             changed = self._update_conversions()
             done = 0
+            cpu0, now = time.thread_time(), time.monotonic()
+            if budget is not None and self._skip:  # a bounded view: at most DECODE_SHARE of a core
+                budget = min(budget, self._budget)
+            if budget is None:  # the final poll: skipped pages are decoded only if that is quick
+                gaps = sum(c.gap_bytes for c in cpus)
+                for st in list(self.streams.values()):
+                    st.fill_gaps = gaps <= FILL_GAPS_MAX
             if cpus:
                 self._turn = (self._turn + 1) % len(cpus)
                 cpus = cpus[self._turn:] + cpus[:self._turn]
@@ -440,11 +461,23 @@ class LiveCapture:
             if self.keep_ns is not None or self.keep_events is not None:
                 for st in list(self.streams.values()):
                     st.trim(self.keep_ns, self.keep_events)
+            if budget is not None and self._skip and done:
+                self._adapt(done, time.thread_time() - cpu0, now)
             if done or changed:
                 self.generation += 1
             return done
         finally:
             self._lock.release()
+
+    def _adapt(self, done: int, cpu: float, now: float) -> None:
+        """The next poll's byte budget: what this one decoded, scaled so decoding takes DECODE_SHARE of the
+        time between polls (a bounded view far behind skips ahead anyway: decoding every page of a stream at
+        full speed would take a core)."""
+        interval = now - self._last_poll if self._last_poll else 0.25
+        self._last_poll = now
+        if cpu > 0:
+            want = int(done * DECODE_SHARE * max(interval, 0.05) / cpu)
+            self._budget = max(MIN_BUDGET, min(POLL_BUDGET, want))
 
     def snapshots(self) -> list[Snapshot]:
         """Every stream's events now: the host first, then the guests in session order.  A guest not

@@ -607,8 +607,10 @@ class CaptureDialog(QtWidgets.QDialog):
         bold = QtGui.QFont(self.stats.font())
         bold.setBold(True)
         for i, (c, total) in enumerate(rows):
+            at_least = "≥ " if c.partial else ""  # a live view skipped pages: it counted the others
             vals = [c.where, "all" if total else str(c.cpu), f"{c.bytes:,}",
-                    "—" if c.events is None else f"{c.events:,}", cpu_lost_text(c.lost, c.lost_unknown_pages)]
+                    "—" if c.events is None else f"{at_least}{c.events:,}",
+                    at_least + cpu_lost_text(c.lost, c.lost_unknown_pages)]
             for j, v in enumerate(vals):
                 item = self.stats.item(i, j)
                 if item is None:
@@ -740,5 +742,5 @@ def stat_rows(cpus: list[CpuProgress], max_rows: int = MAX_STAT_ROWS) -> list[tu
             out.append((CpuProgress(where, -1, sum(c.bytes for c in cs),  # a sum only if every CPU is known
                                     sum(events) if len(events) == len(cs) else None,
                                     sum(lost) if len(lost) == len(cs) else None,
-                                    sum(c.lost_unknown_pages for c in cs)), True))
+                                    sum(c.lost_unknown_pages for c in cs), any(c.partial for c in cs)), True))
     return out
