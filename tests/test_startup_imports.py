@@ -63,3 +63,31 @@ def test_record_help_is_still_the_recorders():
     r = subprocess.run([sys.executable, "-m", "kshark_py.cli", "agent", "-h"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "port (default 823" in r.stdout
+
+
+_SHOT = """
+import json, os, sys
+real_exit = os._exit
+
+
+def leave(code):  # the app leaves by os._exit: list the modules first
+    print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)
+    real_exit(code)
+
+
+os._exit = leave
+from kshark_py.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_the_demo_window_imports_no_sql_recorder_or_parquet(tmp_path):
+    """The first window (the demo, rendered offscreen) needs Qt, pyqtgraph and the model, not DuckDB
+    (the SQL console imports it when opened), the recorder (Tools > Record...) or Parquet."""
+    heavy = ("duckdb", "kshark_py.capture.cli", "kshark_py.capture.recorder", "pyarrow.parquet", "perfetto",
+             "PySide6", "pyqtgraph")
+    r = subprocess.run([sys.executable, "-c", _SHOT.format(heavy=heavy), "--screenshot", str(tmp_path / "s.png")],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "KSHARK_PY_NO_CACHE": "1"})
+    assert r.returncode == 0 and (tmp_path / "s.png").exists(), r.stderr
+    assert set(json.loads(r.stderr.strip().splitlines()[-1])) == {"PySide6", "pyqtgraph"}
