@@ -497,7 +497,7 @@ class Buffer:
             for c, i, j in work:
                 while nxt < len(work) and len(ahead) < AHEAD:
                     c2, i2, j2 = work[nxt]
-                    ahead.append(self.store.start_range(ctx[c2].k0 + i2, ctx[c2].k0 + j2))
+                    ahead.append(self.store.start_range(ctx[c2].k0 + i2, ctx[c2].k0 + j2, parts=1))
                     nxt += 1
                 pend = ahead.popleft()
                 if c in dead:

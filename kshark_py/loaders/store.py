@@ -122,9 +122,10 @@ class ChunkStore:
         """Chunks ``a..b-1`` (contiguous in data offsets) decompressed into one array."""
         return self.start_range(a, b).result()
 
-    def start_range(self, a: int, b: int) -> PendingRange:
-        """Start decompressing chunks ``a..b-1`` in the pool and return at once: the loader asks for
-        the next blocks while it decodes this one, so both cores work for the whole load."""
+    def start_range(self, a: int, b: int, parts: int = 2 * WORKERS) -> PendingRange:
+        """Start decompressing chunks ``a..b-1`` in the pool, in up to ``parts`` tasks, and return at
+        once: the loader asks for the next blocks while it decodes this one (a task per block: the
+        blocks in flight keep the threads busy), so both cores work for the whole load."""
         base = int(self.ustarts[a])
         out = np.empty(int(self.ustarts[b - 1] + self.usizes[b - 1]) - base, np.uint8)
         starts = (self.ustarts[a:b] - base).tolist()
@@ -138,7 +139,7 @@ class ChunkStore:
         # a few tasks of many chunks each: ThreadPoolExecutor.map ignores chunksize, and a future
         # per 40 KB chunk cost more than decompressing it (0.1 s of CPU per 3 M events)
         pool = decompress_pool()
-        cuts = np.linspace(a, b, min(b - a, 2 * WORKERS) + 1).astype(np.int64).tolist()
+        cuts = np.linspace(a, b, max(1, min(b - a, parts)) + 1).astype(np.int64).tolist()
         return PendingRange(out, [pool.submit(some, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)])
 
     def blocks(self, offsets: np.ndarray) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
