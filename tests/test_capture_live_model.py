@@ -250,3 +250,24 @@ def test_keep_seconds_drops_the_oldest_slices(tmp_path, traces):
     inside = full[full >= newest - window]
     assert np.isin(inside, ts).all()  # everything in the window stays
     assert len(ts) < len(full) and st.events == len(full)  # the counters still count everything
+
+
+def test_the_decode_budget_shrinks_only_when_decoding_is_dear():
+    """A bounded live view decodes for about DECODE_SHARE of a core: a dear poll shrinks the next poll's
+    budget, cheap polls (a slow stream) let it grow back, never below MIN_BUDGET."""
+    from types import SimpleNamespace
+
+    from kshark_py.capture import live as live_mod
+
+    lc = LiveCapture(SimpleNamespace(), keep_events=1000)
+    assert lc._budget == live_mod.POLL_BUDGET
+    lc._adapt(200_000, 0.001, 100.0)  # a slow stream: cheap
+    lc._adapt(200_000, 0.001, 100.25)
+    assert lc._budget == live_mod.POLL_BUDGET
+    lc._adapt(16 << 20, 0.25, 100.5)  # 16 MB took a whole interval: ~DECODE_SHARE of it next time
+    assert lc._budget == int((16 << 20) * live_mod.DECODE_SHARE * 0.25 / 0.25)
+    for k in range(10):
+        lc._adapt(1 << 20, 0.001, 101.0 + k * 0.25)
+    assert lc._budget == live_mod.POLL_BUDGET
+    lc._adapt(1, 10.0, 104.0)
+    assert lc._budget == live_mod.MIN_BUDGET

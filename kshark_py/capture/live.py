@@ -473,11 +473,13 @@ class LiveCapture:
         """The next poll's byte budget: what this one decoded, scaled so decoding takes DECODE_SHARE of the
         time between polls (a bounded view far behind skips ahead anyway: decoding every page of a stream at
         full speed would take a core)."""
-        interval = now - self._last_poll if self._last_poll else 0.25
+        interval = max(now - self._last_poll if self._last_poll else 0.25, 0.05)
         self._last_poll = now
-        if cpu > 0:
-            want = int(done * DECODE_SHARE * max(interval, 0.05) / cpu)
-            self._budget = max(MIN_BUDGET, min(POLL_BUDGET, want))
+        allowed = DECODE_SHARE * interval
+        if cpu > allowed:  # too dear: decode less next time (the skip-ahead keeps the view at the newest)
+            self._budget = max(MIN_BUDGET, min(POLL_BUDGET, int(done * allowed / cpu)))
+        else:  # cheap enough: let it grow back (a slow stream never shrinks it)
+            self._budget = min(POLL_BUDGET, self._budget * 2)
 
     def snapshots(self) -> list[Snapshot]:
         """Every stream's events now: the host first, then the guests in session order.  A guest not

@@ -118,11 +118,13 @@ class LiveView(QtCore.QObject):
             return False
         self._gen = gen
         session = self.builder.build(snaps)
+        built = self.window is not None and isValid(self.window)
         self._show(session)
         self._mark_unsynced({s.name for s in snaps if not s.synced})
         self.refreshes += 1
-        wait = int((time.thread_time() - t0) / MAX_SHARE * 1000)
-        self.timer.setInterval(min(MAX_WAIT_MS, max(REFRESH_MS, wait)))
+        if built:  # (building the window is a one-time cost: it says nothing of the next refreshes)
+            wait = int((time.thread_time() - t0) / MAX_SHARE * 1000)
+            self.timer.setInterval(min(MAX_WAIT_MS, max(REFRESH_MS, wait)))
         if self._label is not None:
             self._label.setText(status_text(snaps, self.recording))
         return True
