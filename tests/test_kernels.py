@@ -183,8 +183,8 @@ def test_cancel_takes_effect_within_one_block_and_leaves_no_thread_working(monke
     started: list = []
     real = ChunkStore.start_range
 
-    def spy(self, a, b):
-        pend = real(self, a, b)
+    def spy(self, a, b, **kw):
+        pend = real(self, a, b, **kw)
         started.append(pend)
         return pend
 
