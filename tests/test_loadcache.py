@@ -71,6 +71,7 @@ def _snapshot(res) -> dict:
             "formats": sorted((ev.id, repr(ev)) for ev in st.trace.formats),
             "payloads": [b.payload(r) for r in sample],
             "task_names": s.task_names(st.index),
+            "ticks": [s.cpu_ticks(st.index, c).tolist() for c in range(st.cpu_count)], "sorted": s.ts_sorted(st.index),
         })
     out["tasks"] = TaskIndex(s).labels
     out["files"] = [(tf.cmdlines, tf.kallsyms.text,
@@ -442,3 +443,15 @@ def test_likely_hit_is_a_cheap_hint(traces: Path, tmp_path: Path, monkeypatch: p
     assert hint()
     monkeypatch.setenv(loadcache.ENV_OFF, "1")
     assert not hint()
+
+
+def test_all_block_counts_equal_one_value_at_a_time() -> None:
+    from kshark_py.model.distinct import all_block_counts, block_counts
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 63, 64, 65, 1000, 70_000):
+        key = rng.integers(0, 5, n).astype(np.int16)
+        allc = all_block_counts(key, 5)
+        for v in range(5):
+            assert allc[v].tolist() == block_counts(key, v).tolist(), (n, v)
+            assert allc[v].dtype == block_counts(key, v).dtype

@@ -40,6 +40,48 @@ def value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return present + lo, counts[present]
 
 
+TICK_BLOCK = 64
+"""Rows per block of :func:`block_counts` (the timeline's event ticks count whole blocks at once)."""
+
+
+def block_counts(key: np.ndarray, value: int, mask: np.ndarray | None = None, block: int = TICK_BLOCK) -> np.ndarray:
+    """Rows with ``key == value`` (and ``mask``) before each ``block``-row boundary: ``cum[i]`` counts
+    rows ``[0, i * block)``, the last entry all of them (int32 below 2**31 rows)."""
+    n = len(key)
+    nb = -(-n // block)
+    per_block = np.zeros(nb, np.int64)
+    step = block << 14  # a million rows at a time: small temporaries
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        hit = key[a:b] == value
+        if mask is not None:
+            hit &= mask[a:b]
+        full = (b - a) // block
+        blk = a // block
+        per_block[blk:blk + full] = hit[:full * block].reshape(full, block).sum(axis=1)
+        if full * block < b - a:
+            per_block[blk + full] = hit[full * block:].sum()
+    cum_type = np.int32 if n < 2**31 else np.int64
+    return np.concatenate(([0], np.cumsum(per_block))).astype(cum_type)
+
+
+def all_block_counts(key: np.ndarray, values: int, block: int = TICK_BLOCK) -> np.ndarray:
+    """:func:`block_counts` of every value ``0..values-1`` of a small-range column (CPUs) in one pass:
+    an array (values, blocks + 1); a row is what ``block_counts(key, v)`` gives."""
+    n = len(key)
+    nb = -(-n // block)
+    per = np.zeros((values, nb), np.int64)
+    step = block << 14
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        k = key[a:b].astype(np.int64)
+        ok = (k >= 0) & (k < values)
+        blk = (np.arange(a, b, dtype=np.int64) // block)[ok]
+        per += np.bincount(k[ok] * nb + blk, minlength=values * nb).reshape(values, nb)
+    cum_type = np.int32 if n < 2**31 else np.int64
+    return np.concatenate((np.zeros((values, 1), np.int64), np.cumsum(per, axis=1)), axis=1).astype(cum_type)
+
+
 def chunked_bincount(values: np.ndarray, lo: int, hi: int, chunk: int = 1 << 20) -> np.ndarray:
     """``np.bincount(values - lo, minlength=hi - lo + 1)`` a chunk at a time: bincount converts its
     input to int64 first, a 136 MB temporary for a 17 M-row int32 column."""

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from ..loaders import loadcache
@@ -21,6 +22,7 @@ from ..loaders.buffer import Buffer
 from ..loaders.errors import TraceDatError
 from ..loaders.memory import release_free_memory
 from ..loaders.tracedat import TraceFile, open_trace
+from .distinct import TICK_BLOCK, all_block_counts
 from .session import HOT_FIELDS, Session
 from .vcpus import VcpuMapping, build_vcpu_map
 
@@ -112,7 +114,7 @@ def load_session(paths: list[str], user_map: dict[str, dict[int, int]] | None = 
 
 def _cache_before_offsets(session: Session, cached: list[loadcache.Entry | None],
                           time_offsets: dict[int | str, int]) -> set[int]:
-    """Seed each stream's task runs, task names and pid counts from the load cache; store now the
+    """Seed each stream's task runs, task names, pid counts and CPU tick counts from the load cache; store now the
     files whose streams the user shifts (the cache keeps a file as it is: after the shift its times
     are not; the shift drops what was seeded of a shifted stream).  Returns those files' indices."""
     for st in session.streams:
@@ -127,6 +129,13 @@ def _cache_before_offsets(session: Session, cached: list[loadcache.Entry | None]
             except (ValueError, KeyError, pa.ArrowException):
                 continue  # computed when asked
             session.adopt_tasks(st.index, names, pids)
+        if "cpu_ticks" in x and "ts_sorted" in x:
+            try:
+                ticks = _ticks_of(x["cpu_ticks"], st.buffer.events.num_rows)
+                ts_sorted = x["ts_sorted"].column("ts_sorted").to_pylist() == [True]
+            except (ValueError, KeyError, pa.ArrowException):
+                continue
+            session.adopt_ticks(st.index, ticks, ts_sorted)
     shifted = {session.streams[session.stream_index(k)].file_index for k, ns in time_offsets.items() if ns}
     for i in shifted:
         e = cached[i]
@@ -135,8 +144,6 @@ def _cache_before_offsets(session: Session, cached: list[loadcache.Entry | None]
     return shifted
 
 
-_EXTRAS = ("runs", "task_names", "pid_counts")
-"""What the load derives per stream and the cache keeps beside its buffer (the window needs all)."""
 
 
 def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], shifted: set[int],
@@ -147,9 +154,9 @@ def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], sh
         if e is None or i in shifted:
             continue
         streams = [st for st in session.streams if st.file_index == i]
-        if e.hit and e.complete and all(set(_EXTRAS) <= e.extras.get(st.trace.buffers.index(st.buffer), {}).keys()
+        if e.hit and e.complete and all("runs" in e.extras.get(st.trace.buffers.index(st.buffer), {})
                                         for st in streams):
-            continue
+            continue  # whole (task names and ticks are kept when they can be: no rewrite for them)
         try:  # what building the window parses next (the load cache keeps it): parsed here once
             _ = e.tf.kallsyms, e.tf.cmdlines
         except TraceDatError:
@@ -161,4 +168,27 @@ def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], sh
             if names is not None:
                 uniq, counts = session.pid_counts(st.index)
                 x.update(task_names=names, pid_counts=pa.table({"pid": uniq, "count": counts}))
+            if st.cpu_count <= TICK_CPUS:  # every CPU row's event ticks in one pass (the window draws them next)
+                cum = all_block_counts(st.buffer.events.column("cpu").to_numpy(), st.cpu_count)
+                ticks = {c: cum[c] for c in range(st.cpu_count)}
+                session.adopt_ticks(st.index, ticks, session.ts_sorted(st.index))
+                x.update(cpu_ticks=pa.table({str(c): a for c, a in ticks.items()}),
+                         ts_sorted=pa.table({"ts_sorted": [session.ts_sorted(st.index)]}))
         loadcache.store(e, extras, behind=behind)
+
+
+TICK_CPUS = 16
+"""Streams with at most this many CPUs keep every CPU row's event-tick counts in the load cache
+(4 bytes per 64 events per CPU)."""
+
+
+def _ticks_of(table: pa.Table, rows: int) -> dict[int, np.ndarray]:
+    """The per-CPU tick counts a load stored (ValueError when they cannot be this stream's)."""
+    want = -(-rows // TICK_BLOCK) + 1
+    out = {}
+    for name in table.column_names:
+        a = table.column(name).to_numpy()
+        if len(a) != want or (len(a) and (a[0] != 0 or a[-1] > rows)):
+            raise ValueError("tick counts of another stream")
+        out[int(name)] = a
+    return out

@@ -277,6 +277,29 @@ class Session:
         self._derived[("task_names", stream)] = names
         self._derived[("pid_counts", stream)] = pids
 
+    def cpu_ticks(self, stream: int, cpu: int) -> np.ndarray:
+        """Events of ``cpu`` before each block of the stream's table (``distinct.block_counts``: what
+        a CPU row's unfiltered event ticks count with), computed once per CPU."""
+        d = self._derived.setdefault(("cpu_ticks", stream), {})
+        if cpu not in d:
+            from .distinct import block_counts
+
+            d[cpu] = block_counts(self.streams[stream].buffer.events.column("cpu").to_numpy(), cpu)
+        return d[cpu]
+
+    def ts_sorted(self, stream: int) -> bool:
+        """Whether the stream's ``ts`` column never goes down (else a CPU's clock went backwards), computed once."""
+        key = ("ts_sorted", stream)
+        if key not in self._derived:
+            ts = self.streams[stream].buffer.events.column("ts").to_numpy()
+            self._derived[key] = not (len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()))
+        return self._derived[key]
+
+    def adopt_ticks(self, stream: int, ticks: dict[int, np.ndarray], ts_sorted: bool) -> None:
+        """Use these as :meth:`cpu_ticks` and :meth:`ts_sorted` of ``stream`` (the load cache's)."""
+        self._derived[("cpu_ticks", stream)] = dict(ticks)
+        self._derived[("ts_sorted", stream)] = bool(ts_sorted)
+
     def pid_counts(self, stream: int) -> tuple[np.ndarray, np.ndarray]:
         """(distinct pids ascending, events of each) of one stream, computed once."""
         key = ("pid_counts", stream)

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .distinct import TICK_BLOCK, block_counts
 from .emitter import Emitter
 from .session import Session
 
@@ -93,31 +94,18 @@ class EventTicks:
     so the cost is (pixels x BLOCK) whatever the number of events.
     """
 
-    BLOCK = 64
+    BLOCK = TICK_BLOCK
 
-    def __init__(self, times: np.ndarray, key: np.ndarray, value: int, mask: np.ndarray | None = None) -> None:
+    def __init__(self, times: np.ndarray, key: np.ndarray, value: int, mask: np.ndarray | None = None,
+                 cum: np.ndarray | None = None) -> None:
         self.times = times
         """The stream's event times in table order, non-decreasing (shared, not copied)."""
         self.key = key
         self.value = value
         self.mask = mask
-        n = len(key)
-        nb = -(-n // self.BLOCK)
-        per_block = np.zeros(nb, np.int64)
-        step = self.BLOCK << 14  # a million rows at a time: small temporaries
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            hit = key[a:b] == value
-            if mask is not None:
-                hit &= mask[a:b]
-            full = (b - a) // self.BLOCK
-            blk = a // self.BLOCK
-            per_block[blk:blk + full] = hit[:full * self.BLOCK].reshape(full, self.BLOCK).sum(axis=1)
-            if full * self.BLOCK < b - a:
-                per_block[blk + full] = hit[full * self.BLOCK:].sum()
-        cum_type = np.int32 if n < 2**31 else np.int64
-        self.cum = np.concatenate(([0], np.cumsum(per_block))).astype(cum_type)
-        """Matching events before each block boundary."""
+        self.cum = block_counts(key, value, mask, self.BLOCK) if cum is None else cum
+        """Matching events before each block boundary (``cum``: given, e.g. the session's unfiltered
+        CPU counts, :meth:`Session.cpu_ticks`)."""
 
     def __len__(self) -> int:
         return int(self.cum[-1])
@@ -657,7 +645,9 @@ class RowSources:
             key, value = t.column("pid").to_numpy(), row.pid
         else:
             return
-        row.events = EventTicks(self.times(row.stream), key, value, self.mask(row.stream))
+        mask = self.mask(row.stream)
+        cum = self.session.cpu_ticks(row.stream, value) if mask is None and row.kind in ("cpu", "vcpu_guest") else None
+        row.events = EventTicks(self.times(row.stream), key, value, mask, cum)
         lost = st.buffer.lost
         if lost.num_rows and row.kind in ("cpu", "vcpu_guest"):
             lc = lost.column("cpu").to_numpy()
@@ -672,7 +662,7 @@ class RowSources:
         hit = self._times.get(stream)
         if hit is None:
             ts = self.session.streams[stream].buffer.events.column("ts").to_numpy()
-            if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
+            if not self.session.ts_sorted(stream):
                 ts = np.maximum.accumulate(ts)
             hit = self._times[stream] = ts
         return hit
