@@ -57,7 +57,7 @@ TraceFile = Any
 """A :class:`~.tracedat.TraceFile`, not imported even for typing: tracedat imports this module
 (:func:`likely_hit`)."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """The reader's decoded layout: bump it whenever what a load computes changes (the events schema,
 hot-field extraction, stats, the meaning of a column), so older entries are never read."""
 
