@@ -72,6 +72,7 @@ from .layout import (
     layouts,
     unpack_at,
 )
+from .loadcache import likely_hit
 from .memory import release_free_memory
 from .metablocks import format_entries, ftrace_entries, parse_format_checked, parse_header_info, sized_block, texts
 from .metadata import Kallsyms, parse_cmdlines, parse_printk, saved_cmdline_entries
@@ -124,7 +125,8 @@ class TraceFile:
                 raise TruncatedFileError("file is empty", path=self.path, section="file header", offset=0)
             self.buf = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
             self._parse()
-            warm_up_for(self.file_size, self.codec is not None)  # the kernels load while formats parse
+            if not likely_hit(self._fh.fileno(), self.path):  # a re-open from the load cache decodes nothing
+                warm_up_for(self.file_size, self.codec is not None)  # the kernels load while formats parse
         except TraceDatError as e:
             self.close()
             e.with_context(path=self.path)
