@@ -79,6 +79,7 @@ class LoadingView(QtCore.QObject):
             tl.zoom_to_fit()
         self.fit_range = self.view.range
         """The range the preview opened with: a different one at the end is the user's."""
+        QtCore.QTimer.singleShot(0, tl.setFocus)  # +, -, arrows and Home work at once
         QtCore.QTimer.singleShot(300, _import_the_list)
 
     def user_range(self) -> tuple[int, int] | None:
