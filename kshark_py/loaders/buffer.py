@@ -28,7 +28,7 @@ from .layout import Layouts
 from .memory import drop_mapped_pages, release_free_memory
 from .merge import CompiledMerge, Merge, scatter_merged
 from .options import CpuData
-from .pages import BadPage, decode_into, decode_pages, kernels_ready, wait_kernels, want_compiled
+from .pages import BadPage, decode_into, decode_pages, kernels_ready, want_compiled
 from .store import ChunkStore, FlatStore, PendingRange
 
 __all__ = ["Buffer", "CpuStats", "LostIndex", "TraceSource"]
@@ -205,7 +205,7 @@ class Buffer:
         self._rows_cache: dict[int, np.ndarray] = {}
         self._field_cache: dict[tuple[int, str], pa.Array] = {}
         self._compiled = False
-        """Whether the load merged with the compiled kernels (:func:`.pages.wait_kernels`)."""
+        """Whether the load merged with the compiled kernels (they were ready by then)."""
         self._want_compiled = False
         """Whether the load uses the kernels once they are ready: blocks decoded before that use numpy."""
         self.store: FlatStore | ChunkStore | None = None
@@ -724,7 +724,9 @@ class Buffer:
         tf = self.trace
         if cols is None:
             cols = _Columns(0)
-        self._compiled = self._want_compiled and wait_kernels()  # the merge: one pass when compiled
+        # the merge: one compiled pass when the kernels are there (not while numba still compiles
+        # them, the first run on a machine: that load stays on numpy throughout)
+        self._compiled = self._want_compiled and kernels_ready()
         release_free_memory()  # the decode blocks' temporaries, before the merge needs room
         # per-CPU runs of records in decode order (a CPU's blocks are consecutive)
         run_cpu: list[int] = []

@@ -6,21 +6,24 @@ Why compiled: a page is a chain of variable-length entries, so numpy walks all p
 (:func:`.pages.decode_pages`), a dozen array operations per entry step over ever fewer pages; the
 merge into report order is a k-way merge, which numpy emulates with a ``searchsorted`` of every
 run against every other, then a scatter per column; the task runs need a sort per block.  Here
-each is one pass.  Measured (CPU seconds, one thread; 19.1 M events, 2 CPUs, 809 MB decompressed,
-``/tmp/bench/mid.dat``; the zstd pass over the same data costs 0.69 s of CPU):
+each is one pass.  Measured on this 2-core machine (19.1 M events, 2 CPUs, 809 MB decompressed,
+``/tmp/bench/mid.dat``; CPU seconds, one thread; the zstd pass over the same data costs 0.7 s):
 
 ==========================================  ===========  ==========
 step                                        numpy        compiled
 ==========================================  ===========  ==========
 page walk + common fields (809 MB)          1.4-1.6 s    0.22 s
-merge, 7 columns into place, row positions  0.77 s       0.25 s
+merge, 7 columns into place, row positions  0.77 s       0.25 s (two threads share it)
 task runs per CPU (``cpu_runs``, 3 M ev.)   0.25 s       0.027 s
+whole reader, CPU of all threads            3.3-3.8 s    1.8-2.0 s
+whole reader, wall (machine busy, load 8)   7.5-10 s     4.5-5.3 s
 ==========================================  ===========  ==========
 
-Costs: importing numba 0.19 s and loading the kernels from its cache 0.13 s of CPU, both in a
-background thread started when a big file is opened (:func:`.pages.start_warm_up`), so they
-overlap reading the metadata; buffers below :data:`.pages.COMPILED_MIN_BYTES` keep the numpy path
-and small files never import numba.  The first run on a machine (or after this file changes)
+Costs: importing numba 0.19 s and loading the kernels from its cache 0.13 s of CPU, in a
+background thread started when a big file is opened (:func:`.pages.start_warm_up`); blocks that
+arrive before it ends decode with numpy, so nothing waits for it.  Buffers below
+:data:`.pages.COMPILED_MIN_BYTES` keep the numpy path and small files never import numba (which
+adds ~110 MB of resident memory).  The first run on a machine (or after this file changes)
 compiles: 2.7 s of CPU, once; ``cache=True`` keeps the machine code in ``__pycache__`` beside
 this file (numba's user cache when that is read-only).
 
