@@ -211,9 +211,10 @@ def test_vcpu_map_dialog_adds_pairs(qtbot, traces):
     assert "not a pid" in bad.error.text() and bad.result_map == {}
 
 
-def test_load_progress_is_per_block_and_cancel_stops_mid_decode(traces):
+def test_load_progress_is_per_block_and_cancel_stops_mid_decode(traces, monkeypatch):
     """Progress arrives for every decoded block (file bytes, rising to the total) and a cancel
     raised from it stops the decode; the file then loads again from scratch."""
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")  # decoding is under test: no re-open from the load cache
     import os
     import threading
 
