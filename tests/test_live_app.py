@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,17 +185,26 @@ def test_bad_file_shows_an_error_and_keeps_running(live, tmp_path):
 
 
 def test_load_progress_and_cancel(live, big_trace):
-    """File > Open of a big recording shows the load's progress; Cancel stops it and the app goes on."""
+    """File > Open of a big recording opens its page-header preview at once with the load's progress
+    in the status bar; Esc cancels the load, the preview window says so and stays until closed, and the
+    app goes on."""
     app = live()
     first = app.wait_main()
     app.key("ctrl+o")
     _file_dialog(app, "Open trace", str(big_trace))
-    app.wait_for("the progress dialog", lambda st: any(w["kind"] == "QProgressDialog" for w in st["windows"]))
-    app.key("Escape", title_re="^kshark-py$")
-    app.wait_for("the load cancelled", lambda st: not any(w["kind"] == "QProgressDialog" for w in st["windows"]))
-    time_left = app.wait_settled(quiet=2.0)
-    mains = [w for w in time_left["windows"] if w["kind"] == "main"]
-    assert [w["title"] for w in mains] == [first["title"]], "a cancelled load opens no window"
+    title = f"kshark-py - {big_trace.name}"
+    prev = app.wait_for("the preview window", lambda st: next(
+        (w for w in st["windows"] if w["kind"] == "loading" and w["title"] == title), None))
+    assert prev["rows"] and all(r.startswith("host CPU") or r.startswith("CPU") for r in prev["rows"]), prev
+    assert prev["full_range"][1] > prev["full_range"][0]
+    app.key("Escape", title_re=f"^{re.escape(title)}$")
+    app.wait_for("the load cancelled", lambda st: any(w["kind"] == "loading" and w["cancelled"]
+                                                      for w in st["windows"]))
+    settled = app.wait_settled(quiet=2.0)
+    mains = [w for w in settled["windows"] if w["kind"] == "main"]
+    assert [w["title"] for w in mains] == [first["title"]], "a cancelled load opens no full window"
+    app.key("ctrl+w", title_re=f"^{re.escape(title)}$")
+    app.wait_for("the preview closed", lambda st: not any(w["kind"] == "loading" for w in st["windows"]))
     assert app.alive()
     assert app.quit() == 0
 
