@@ -233,7 +233,10 @@ def lookup(tf: TraceFile) -> Entry | None:
             _remove(entry.path)
             return entry
     finally:
-        key["sum"] = summed.result()
+        try:
+            key["sum"] = summed.result()
+        except (OSError, ValueError, BufferError):  # never an error of the load: an entry with no sum is never used
+            key["sum"] = None
     for b, (st, extras) in zip(tf.buffers, states, strict=True):
         b.adopt(**st)
         entry.extras[len(entry.extras)] = extras
@@ -325,7 +328,7 @@ def store(entry: Entry, extras: dict[int, dict[str, pa.Table]] | None = None, *,
     does not care.  ``behind``: what to write is gathered now and written by a background thread
     (the app shows its window meanwhile; :func:`flush` waits for it before the process ends); the
     tables are immutable, so the session may go on using them."""
-    if entry is None or not enabled():
+    if entry is None or not enabled() or entry.key.get("sum") is None:
         return False
     tf = entry.tf
     tables: dict[str, pa.Table] = {}
