@@ -386,7 +386,6 @@ def cmd_agent(ns: argparse.Namespace) -> int:
     from .gate import HOST_CID
 
     _log_setup()
-    _clean_leftovers("agent")  # a killed agent's instance would go on recording in this guest
     family = "tcp" if ns.N else "vsock"
     port = ns.p if ns.p is not None else VSOCK_DEFAULT_PORT
     try:
@@ -398,6 +397,8 @@ def cmd_agent(ns: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"kshark-py agent: {e}", file=sys.stderr)
         return 2
+    _clean_leftovers("agent")  # a killed agent's instance would go on recording in this guest (after the
+    # options are checked: a bad one is one line, not a line after the leftovers' notes)
     try:
         agent = Agent(family=family, port=port, allowed_host=ns.N, listen_addr=ns.listen,
                       allowed_cids=[HOST_CID, *ns.allow_cid] if ns.allow_cid else None, once=ns.once)
