@@ -104,7 +104,7 @@ def test_decode_kernel_equals_numpy_on_damaged_pages(endian, long_size):
         if trial % 7 == 0:
             data = data[: len(data) - int(rng.integers(1, ps))]  # a partial page at the end
         ref = pages.decode_pages(data, ps, lay, doff)
-        eid, pid, flags, pre = buffer_mod._common_fields(data[: ref.n_pages * ps], ref.offset, ref.length, lay)
+        eid, pid, flags, pre = buffer_mod.common_fields(data[: ref.n_pages * ps], ref.offset, ref.length, lay)
         cap = len(data) // 8 + 1
         cols = {k: np.full(cap + 3, 99, d) for k, d in buffer_mod._Columns.DTYPES.items()}
         got = pages.decode_into(data, ps, lay, doff, 1000, cols, 3)

@@ -37,7 +37,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..loaders import schema
-from ..loaders.layout import Layouts, OptionId, layouts
+from ..loaders.buffer import common_fields
+from ..loaders.layout import OptionId, layouts
 from ..loaders.merge import merge_positions
 from ..loaders.options import TimeShiftOption, TraceMetadata, Tsc2Nsec, parse_option
 from ..loaders.pages import decode_pages
@@ -83,28 +84,6 @@ class Slice:
     missed: np.ndarray  # int64 per record: 0, -1 unknown, > 0 count
     conv: np.ndarray | None = None
     conv_key: object = None
-
-
-def common_fields(data: np.ndarray, off: np.ndarray, length: np.ndarray, lay: Layouts) -> tuple[np.ndarray, ...]:
-    """(event id, flags, preempt count, pid) of every record: its first two 32-bit words (-1 when too short)."""
-    words = data[: len(data) - len(data) % 4].view(lay.np_u32)
-    n = len(off)
-    ok = length >= 8
-    at = np.where(ok, off // 4, 0)
-    if not len(words):
-        z = np.zeros(n, np.uint32)
-        head, second = z, z
-    else:
-        head = words[at].astype(np.uint32)
-        second = words[np.minimum(at + 1, len(words) - 1)]
-    little = lay.endian == "<"
-    eid = (head & 0xFFFF if little else head >> 16).astype(np.int32)
-    flags = ((head >> 16 if little else head >> 8) & 0xFF).astype(np.uint8)
-    preempt = (head >> 24 if little else head & 0xFF).astype(np.uint8)
-    pid = second.astype(np.uint32).view(np.int32).copy()
-    eid[~ok] = -1
-    pid[~ok] = -1
-    return eid, flags, preempt, pid
 
 
 class LiveCpu(StreamCounter):
@@ -170,7 +149,7 @@ class LiveCpu(StreamCounter):
         dec = decode_pages(data, fmt.page_size, fmt.lay, fmt.data_offset)
         self._tally(dec)
         if len(dec.ts):
-            eid, flags, preempt, pid = common_fields(data, dec.offset, dec.length, fmt.lay)
+            eid, pid, flags, preempt = common_fields(data, dec.offset, dec.length, fmt.lay)
             s = Slice((self.cpu << 44) + self._pos, data, dec.ts, dec.offset, dec.length, eid, pid, flags, preempt,
                       dec.missed)
             if self.slices and self.slices[-1].base > s.base:  # a gap decoded after newer pages

@@ -154,7 +154,7 @@ class _Columns:
         return self.arrays.pop(name)[: self.n]
 
 
-def _common_fields(arr: np.ndarray, offset: np.ndarray, length: np.ndarray, lay: Layouts
+def common_fields(arr: np.ndarray, offset: np.ndarray, length: np.ndarray, lay: Layouts
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(event id, pid, flags, preempt count) of records at ``offset`` in block ``arr`` (numpy path).
 
@@ -644,7 +644,7 @@ class Buffer:
             offset = cols.arrays["off"][n0:n0 + k] - base
             length = cols.arrays["len"][n0:n0 + k]
         else:
-            event_id, pid, flags, preempt = _common_fields(arr, dec.offset, dec.length, tf.lay)
+            event_id, pid, flags, preempt = common_fields(arr, dec.offset, dec.length, tf.lay)
             at = next(cd.offset for cd in self.cpu_data if cd.cpu == st.cpu)
             cols.add(st.cpu, at, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid,
                      flags=flags, preempt=preempt)

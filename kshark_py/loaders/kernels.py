@@ -29,7 +29,7 @@ this file (numba's user cache when that is read-only).
 
 Every kernel is ``nogil``: while one block is decoded the pool decompresses the next ones, so
 both cores work for the whole load.  The kernels are exact twins of the numpy code
-(:func:`.pages.decode_pages`, ``buffer._common_fields``, :class:`.merge.Merge` with
+(:func:`.pages.decode_pages`, ``buffer.common_fields``, :class:`.merge.Merge` with
 :func:`.merge.scatter_merged`, ``model.intervals.cpu_runs``), which stays as the reference and the
 small-buffer path; ``tests/test_kernels.py`` checks them against it on every corpus file, on
 damaged pages of either byte order and on random runs.
