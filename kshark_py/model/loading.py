@@ -144,8 +144,6 @@ def _cache_before_offsets(session: Session, cached: list[loadcache.Entry | None]
     return shifted
 
 
-
-
 def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], shifted: set[int],
                       behind: bool) -> None:
     """Store each file the cache did not hold whole: events, hot fields, and per buffer the task
