@@ -28,7 +28,8 @@ from .cliutil import (
     user_vcpu_map,
 )
 
-WAKEUP_COLUMNS = ["stream", "pid", "comm", "count", "total_ns", "p50_ns", "p99_ns", "max_ns", "max_at_ns"]
+WAKEUP_COLUMNS = ["stream", "pid", "comm", "count", "total_ns", "p50_ns", "p99_ns", "max_ns", "max_at_ns",
+                  "across_loss"]
 EXIT_COLUMNS = ["guest", "vcpu", "host_pid", "reason", "count", "total_ns", "p50_ns", "p99_ns", "max_ns"]
 VCPU_COLUMNS = ["guest", "vcpu", "host_pid", "state", "total_ns"]
 

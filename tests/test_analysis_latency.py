@@ -117,7 +117,8 @@ def test_no_match_fields(traces):
     walk = walk_pairs(ev, stream, "softirq_entry", "softirq_exit", lambda e: 0, lambda e: 0)
     assert len(walk) > 100
     _check(lat, walk, row, ts)
-    assert lat.column_names == ["stream", "start_ts", "end_ts", "latency_ns", "start_row", "end_row"]
+    assert lat.column_names == ["stream", "start_ts", "end_ts", "latency_ns", "start_row", "end_row",
+                                "across_loss"]
 
 
 def test_window_and_streams(traces):
@@ -138,7 +139,8 @@ def test_stats_and_histogram(traces):
     for s, a, b, irq in walk_pairs(ev, stream, "irq_handler_entry", "irq_handler_exit", irq_of, irq_of):
         groups[(s, irq)].append((int(ts[b]) - int(ts[a]), int(ts[a])))
     st = latency_stats(lat)
-    assert st.column_names == ["stream", "irq", "count", "total_ns", "p50_ns", "p99_ns", "max_ns", "max_at_ns"]
+    assert st.column_names == ["stream", "irq", "count", "total_ns", "p50_ns", "p99_ns", "max_ns", "max_at_ns",
+                               "across_loss"]
     assert st.num_rows == len(groups)
     for r in st.to_pylist():
         items = groups[(r["stream"], r["irq"])]

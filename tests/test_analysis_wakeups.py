@@ -134,8 +134,9 @@ def test_percentile_is_nearest_rank():
                   "comm": ["a"] * 4 + ["b"] * 2, "waking_ts": pa.array([100, 200, 300, 400, 500, 600]),
                   "switch_ts": pa.array([100 + x for x in (1, 2, 3, 4)] + [510, 620]),
                   "latency_ns": pa.array(lat), "waking_row": pa.array(range(6)), "switch_row": pa.array(range(6)),
-                  "cpu": pa.array([0] * 6, pa.int16())})
+                  "cpu": pa.array([0] * 6, pa.int16()), "across_loss": [False, True, True, False, False, False]})
     st = {r["pid"]: r for r in wakeup_stats(t).to_pylist()}
+    assert (st[5]["across_loss"], st[6]["across_loss"]) == (2, 0)
     assert (st[5]["p50_ns"], st[5]["p99_ns"], st[5]["max_ns"], st[5]["total_ns"]) == (2, 4, 4, 10)
     assert (st[6]["p50_ns"], st[6]["max_at_ns"], st[6]["count"]) == (10, 600, 2)
 
@@ -153,5 +154,5 @@ def test_empty_session_tables(traces):
     session = load(traces, ["host-printk.dat"])  # sched_switch only: no waking of any kind
     w = wakeups(session)
     assert w.num_rows == 0 and w.schema.names == ["stream", "pid", "comm", "waking_ts", "switch_ts", "latency_ns",
-                                                  "waking_row", "switch_row", "cpu"]
+                                                  "waking_row", "switch_row", "cpu", "across_loss"]
     assert wakeup_stats(w).num_rows == 0

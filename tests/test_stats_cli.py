@@ -23,7 +23,7 @@ from .support.reports import (
     walk_wakeups,
 )
 
-WAKEUP_HEADER = "stream,pid,comm,count,total_ns,p50_ns,p99_ns,max_ns,max_at_ns"
+WAKEUP_HEADER = "stream,pid,comm,count,total_ns,p50_ns,p99_ns,max_ns,max_at_ns,across_loss"
 
 
 def _run(capsys, *argv):
@@ -105,7 +105,7 @@ def test_latency_csv(traces, capsys, spec):
     files, ref = CASES["vm-tsync"]
     rc, out, err = _run(capsys, "stats", *(f"-i{traces / f}" for f in files), "--latency", spec, "--format", "csv")
     assert rc == 0, err
-    assert out.splitlines()[0] == "stream,irq,count,total_ns,p50_ns,p99_ns,max_ns,max_at_ns"
+    assert out.splitlines()[0] == "stream,irq,count,total_ns,p50_ns,p99_ns,max_ns,max_at_ns,across_loss"
     from kshark_py.loaders.tracedat import open_trace
     from kshark_py.model.session import Session
 
@@ -124,7 +124,7 @@ def test_latency_without_match(traces, capsys):
     rc, out, _ = _run(capsys, "stats", "-i", str(traces / "host-sched-v7.dat"), "--latency",
                       "softirq_entry:softirq_exit", "--format", "csv")
     assert rc == 0
-    assert out.splitlines()[0] == "stream,count,total_ns,p50_ns,p99_ns,max_ns,max_at_ns"
+    assert out.splitlines()[0] == "stream,count,total_ns,p50_ns,p99_ns,max_ns,max_at_ns,across_loss"
     assert len(out.splitlines()) == 2
 
 

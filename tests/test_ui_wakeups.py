@@ -198,3 +198,19 @@ def test_guest_wakeups_on_host_clock(qtbot, traces):
     gts = w.session.streams[gi].buffer.events.column("ts").to_numpy()
     assert gts.min() <= waking <= gts.max()
     assert row in w.latency_tools.wakeup_layer.drawn()
+
+
+def test_wakeups_across_dropped_events_are_shown(qtbot, traces):
+    """On a trace that lost events, the table counts each task's wakeups that span a loss and the
+    panel says their latency may be overstated (their real switch may be among the dropped)."""
+    from kshark_py.model.analysis.wakeups import wakeups
+
+    win = open_window(qtbot, traces / "host-lost-events.dat")
+    menu_action(win, "Analysis", "Scheduling latency").trigger()
+    p = win.latency_tools.wakeup_panel
+    headers = [p.model.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(p.model.columnCount())]
+    col = headers.index("Across loss")
+    shown = sum(int(p.model.text(i, col) or 0) for i in range(p.model.rowCount()))
+    lossy = int(wakeups(win.session).column("across_loss").to_numpy(zero_copy_only=False).sum())
+    assert shown == lossy > 0
+    assert f"{lossy:,} of them span dropped events" in p.info.text()

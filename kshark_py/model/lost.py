@@ -15,7 +15,7 @@ import numpy as np
 from .merged import merged_gather
 from .session import Session
 
-__all__ = ["LostEvents", "lost_events", "lost_text", "lost_near"]
+__all__ = ["LostEvents", "lost_events", "lost_text", "lost_near", "loss_gaps", "spans_loss"]
 
 LOST_EVENT_NAME = "missed_events"
 """The event column of a loss row: KernelShark's name for its custom overflow entry."""
@@ -82,3 +82,47 @@ def lost_near(session: Session, stream: int, cpu: int, ts: int, tolerance: int) 
     t = lost.column("ts").to_numpy()
     sel = (lost.column("cpu").to_numpy() == cpu) & (np.abs(t - ts) <= tolerance)
     return list(zip(t[sel].tolist(), lost.column("count").to_numpy()[sel].tolist(), strict=True))
+
+
+def loss_gaps(buffer) -> tuple[np.ndarray, np.ndarray]:
+    """(from, to) in the buffer's ns of each stretch where the kernel dropped events, sorted by ``from``.
+
+    A mark sits on the first record after the loss, but the dropped events came anywhere after
+    the CPU's previous record: the stretch runs from that record's time (the int64 minimum when the
+    mark opens the CPU's data) to the mark's.  An interval measured across such a stretch (a
+    wakeup, a latency pair) may have lost the event that ended it earlier, so the analyses flag it
+    with :func:`spans_loss`.  One pass over the CPU column per CPU that lost events."""
+    lost = buffer.lost
+    if lost.num_rows == 0:
+        z = np.zeros(0, np.int64)
+        return z, z
+    rows = lost.column("row").to_numpy().astype(np.int64)
+    to = lost.column("ts").to_numpy().astype(np.int64)
+    lcpu = lost.column("cpu").to_numpy()
+    t = buffer.events
+    ev_cpu = t.column("cpu").to_numpy()
+    ev_ts = t.column("ts").to_numpy()
+    frm = np.full(len(rows), np.iinfo(np.int64).min, np.int64)
+    for c in np.unique(lcpu).tolist():
+        sel = np.flatnonzero(lcpu == c)
+        crow = np.flatnonzero(ev_cpu == c)
+        k = np.searchsorted(crow, rows[sel]) - 1
+        ok = k >= 0
+        frm[sel[ok]] = ev_ts[crow[k[ok]]]
+    o = np.argsort(frm, kind="stable")
+    return frm[o], to[o]
+
+
+def spans_loss(gaps: tuple[np.ndarray, np.ndarray], start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Which intervals [start, end] meet a stretch of :func:`loss_gaps` (bounds included): a
+    stretch that begins by ``end`` and ends at or after ``start``.  Vectorized: among the stretches
+    begun by ``end`` (a prefix, they are sorted), the latest end decides."""
+    frm, to = gaps
+    out = np.zeros(len(start), bool)
+    if not len(frm) or not len(start):
+        return out
+    latest = np.maximum.accumulate(to)
+    k = np.searchsorted(frm, end, side="right")
+    has = k > 0
+    out[has] = latest[k[has] - 1] >= start[has]
+    return out

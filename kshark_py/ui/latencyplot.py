@@ -391,6 +391,9 @@ class LatencyPanel(QtWidgets.QWidget):
                 time_column("End (s)", "end_ts"), Column("CPU", "end_cpu", tip="CPU of the end event"),
                 Column("Task", "end_task", tip="task of the end event")]
         cols += [Column(a, a, tip=f"the start's {a}") for a, _ in self.request.match if a in top.column_names]
+        if top.num_rows and top.column("across_loss").to_numpy(zero_copy_only=False).any():
+            cols.append(Column("Across loss", "across_loss", lambda v: "yes" if v else "",
+                               "the kernel dropped events between start and end: the real end may be lost"))
         if len(self.session.streams) > 1:
             cols.insert(0, Column("Stream", "stream_name"))
         self.model.columns = cols

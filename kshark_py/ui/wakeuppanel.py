@@ -40,6 +40,8 @@ COLUMNS = [
     us_column("p99 (µs)", "p99_ns", "99th percentile (nearest rank: the maximum below 100 wakeups)"),
     us_column("Max (µs)", "max_ns", "worst wakeup latency: click the row to see it"),
     time_column("Max at (s)", "max_at_ns", "when the worst wakeup began (its sched_waking)"),
+    Column("Across loss", "across_loss", lambda v: str(v) if v else "",
+           "wakeups that span events the kernel dropped: the task may have run earlier, in the dropped part"),
 ]
 MAX_COLUMN = 7
 
@@ -181,8 +183,12 @@ class WakeupPanel(QtWidgets.QWidget):
         if stats.num_rows:
             worst = int(np.argmax(stats.column("max_ns").to_numpy()))
             r = stats.slice(worst, 1).to_pylist()[0]
-            self.info.setText(f"{w.num_rows:,} wakeups of {stats.num_rows:,} tasks. Worst: {r['comm']}-{r['pid']}, "
-                              f"{us_text(r['max_ns'])} µs. Click a task to see its worst wakeup.")
+            lossy = int(stats.column("across_loss").to_numpy().sum())
+            warn = (f" {lossy:,} of them span dropped events (see Across loss): their latency may be overstated."
+                    if lossy else "")
+            self.info.setText(f"{w.num_rows:,} wakeups of {stats.num_rows:,} tasks.{warn} Worst: "
+                              f"{r['comm']}-{r['pid']}, {us_text(r['max_ns'])} µs. Click a task to see its worst "
+                              "wakeup.")
         else:
             self.info.setText("No wakeup (sched_waking or sched_wakeup followed by the task's sched_switch) "
                               + ("in this range." if win is not None else "in the trace."))

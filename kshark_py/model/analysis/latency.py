@@ -28,12 +28,15 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import event_columns
+from ..lost import loss_gaps, spans_loss
 
 __all__ = ["LatencyError", "latency_pairs", "latency_histogram", "latency_stats", "find_event", "dense_codes",
            "combine_codes"]
 
 BASE = [("stream", pa.int16()), ("start_ts", pa.int64()), ("end_ts", pa.int64()), ("latency_ns", pa.int64()),
-        ("start_row", pa.int64()), ("end_row", pa.int64())]
+        ("start_row", pa.int64()), ("end_row", pa.int64()), ("across_loss", pa.bool_())]
+"""The columns every pair has; ``across_loss``: the kernel dropped events of the stream between the
+start and the end (:func:`..lost.spans_loss`), so the pair may be wrong (its real end dropped)."""
 
 
 class LatencyError(ValueError):
@@ -140,7 +143,8 @@ def _stream_pairs(session, si: int, sev, eev, match) -> dict | None:
     ts = buf.events.column("ts").to_numpy()
     srow, erow = s_rows[si_], e_rows[ei_]
     out = {"stream": np.full(len(si_), si, np.int16), "start_ts": ts[srow], "end_ts": ts[erow],
-           "latency_ns": ts[erow] - ts[srow], "start_row": srow, "end_row": erow}
+           "latency_ns": ts[erow] - ts[srow], "start_row": srow, "end_row": erow,
+           "across_loss": spans_loss(loss_gaps(buf), ts[srow], ts[erow])}
     for (sf, _ef), kv in zip(match, key_vals, strict=True):
         out[sf] = kv.take(pa.array(si_)) if isinstance(kv, pa.Array) else kv[si_]
     return out
@@ -227,7 +231,7 @@ def latency_stats(lat: pa.Table) -> pa.Table:
     keys = [n for n in lat.column_names if n not in base]
     schema = pa.schema([lat.schema.field("stream"), *(lat.schema.field(k) for k in keys),
                         *(pa.field(n, pa.int64()) for n in ("count", "total_ns", "p50_ns", "p99_ns", "max_ns",
-                                                            "max_at_ns"))])
+                                                            "max_at_ns", "across_loss"))])
     if lat.num_rows == 0:
         return schema.empty_table()
     stream = lat.column("stream").to_numpy().astype(np.int64)
@@ -261,7 +265,9 @@ def latency_stats(lat: pa.Table) -> pa.Table:
             pa.array(counts.astype(np.int64)), pa.array(np.add.reduceat(l_o, starts).astype(np.int64)),
             pa.array(percentile_nearest_rank(l_o, starts, counts, 50)),
             pa.array(percentile_nearest_rank(l_o, starts, counts, 99)),
-            pa.array(l_o[last]), pa.array(max_at.astype(np.int64))]
+            pa.array(l_o[last]), pa.array(max_at.astype(np.int64)),
+            pa.array(np.add.reduceat(lat.column("across_loss").to_numpy(zero_copy_only=False)[order].astype(np.int64),
+                                     starts))]
     out = pa.Table.from_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in cols],
                                schema=schema)
     return out.take(pa.array(np.lexsort((-l_o[last], stream[order][starts]))))

@@ -32,20 +32,23 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import event_columns
+from ..lost import loss_gaps, spans_loss
 
 __all__ = ["WAKEUPS", "WAKEUP_STATS", "wakeups", "wakeup_stats", "percentile_nearest_rank"]
 
 WAKEUPS = pa.schema([
     ("stream", pa.int16()), ("pid", pa.int32()), ("comm", pa.string()),
     ("waking_ts", pa.int64()), ("switch_ts", pa.int64()), ("latency_ns", pa.int64()),
-    ("waking_row", pa.int64()), ("switch_row", pa.int64()), ("cpu", pa.int16()),
+    ("waking_row", pa.int64()), ("switch_row", pa.int64()), ("cpu", pa.int16()), ("across_loss", pa.bool_()),
 ])
-"""One row per completed wakeup; ``cpu`` is the CPU of the switch, rows index the stream's events."""
+"""One row per completed wakeup; ``cpu`` is the CPU of the switch, rows index the stream's events;
+``across_loss``: the kernel dropped events of the stream between the waking and the switch (any
+CPU: the dropped ones may hold an earlier switch to the task, so the latency may be overstated)."""
 
 WAKEUP_STATS = pa.schema([
     ("stream", pa.int16()), ("pid", pa.int32()), ("comm", pa.string()), ("count", pa.int64()),
     ("total_ns", pa.int64()), ("p50_ns", pa.int64()), ("p99_ns", pa.int64()), ("max_ns", pa.int64()),
-    ("max_at_ns", pa.int64()),
+    ("max_at_ns", pa.int64()), ("across_loss", pa.int64()),
 ])
 
 
@@ -120,6 +123,7 @@ def _stream_wakeups(session, si: int) -> dict[str, np.ndarray | pa.Array] | None
         "comm": w_comm.take(pa.array(w_idx[ws][o])), "waking_ts": wts[o], "switch_ts": sts[o],
         "latency_ns": (sts - wts)[o], "waking_row": wrow[o], "switch_row": srow[o],
         "cpu": cpu[srow][o].astype(np.int16),
+        "across_loss": spans_loss(loss_gaps(buf), wts[o], sts[o]),
     }
 
 
@@ -201,7 +205,8 @@ def percentile_nearest_rank(sorted_vals: np.ndarray, starts: np.ndarray, counts:
 
 
 def wakeup_stats(w: pa.Table) -> pa.Table:
-    """Per task (stream, pid): count, total, p50, p99 and max latency, and where the max is.
+    """Per task (stream, pid): count, total, p50, p99 and max latency, where the max is, and how
+    many of the task's wakeups span dropped events (``across_loss``: their latency may be overstated).
 
     Columns :data:`WAKEUP_STATS`.  Percentiles are nearest-rank (:func:`percentile_nearest_rank`,
     numpy's ``inverted_cdf``).  ``max_at_ns`` is the waking time of the worst wakeup (the earliest
@@ -233,6 +238,8 @@ def wakeup_stats(w: pa.Table) -> pa.Table:
         "p50_ns": pa.array(percentile_nearest_rank(l_o, starts, counts, 50)),
         "p99_ns": pa.array(percentile_nearest_rank(l_o, starts, counts, 99)),
         "max_ns": pa.array(l_o[last]), "max_at_ns": pa.array(wts[order][last]),
+        "across_loss": pa.array(np.add.reduceat(
+            w.column("across_loss").to_numpy(zero_copy_only=False)[order].astype(np.int64), starts)),
     }, schema=WAKEUP_STATS)
     o = np.lexsort((p_o[starts], -l_o[last], s_o[starts]))
     return out.take(pa.array(o))
