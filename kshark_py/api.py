@@ -203,7 +203,7 @@ class TraceSession:
 
 def open(*paths: str | os.PathLike, vcpu_map: VcpuMap | str | None = None,  # noqa: A001 (ks.open, as the issue asks)
          time_offsets: Mapping[str | int, int] | None = None, strict: bool = False,
-         prefetch: bool = True) -> TraceSession:
+         prefetch: bool = True, cache: bool = True) -> TraceSession:
     """Open a host trace and its guests (``open("trace.dat", "trace-guest.dat")``), decode them and
     pair them as ``kshark-py`` does: guests by the host's GUEST records, on the host clock.
 
@@ -216,7 +216,14 @@ def open(*paths: str | os.PathLike, vcpu_map: VcpuMap | str | None = None,  # no
     ``prefetch``: extract the sched and kvm fields that name tasks (``comm``) and feed the derived
     tables while the events are decoded (about a tenth more decoding time; reading them later
     decompresses every block again, several times that on a big compressed file).  ``False`` when
-    only ``events(columns)`` without ``comm`` will be read."""
+    only ``events(columns)`` without ``comm`` will be read.
+
+    ``cache``: use the load cache the app and the commands share (``$XDG_CACHE_HOME/kshark-py``,
+    keyed by each file's path, size, time and content): a file opened before is mapped from it
+    instead of decoded, and one that is not is stored there for the next time (a script run again
+    and again over the same traces).  ``False``, or ``KSHARK_PY_NO_CACHE=1``: decode afresh, store
+    nothing."""
+    from .loaders import loadcache
     from .model.vcpus import parse_vcpu_map_arg
 
     if not paths:
@@ -226,7 +233,11 @@ def open(*paths: str | os.PathLike, vcpu_map: VcpuMap | str | None = None,  # no
     files = [open_trace(p) for p in paths]
     for tf in files if prefetch else []:
         tf.hot_fields = list(HOT_FIELDS)
+    entries = [loadcache.lookup(tf) for tf in files] if cache else []  # a hit installs the decoded buffers
     losses = [x for tf in files for x in tf.decode_all()]
+    for e in entries:
+        if e is not None and not e.hit:
+            loadcache.store(e)
     if strict and losses:
         x = losses[0]
         raise DataLossError(x.what, path=x.path, section=f"buffer {x.buffer!r}" if x.buffer is not None else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ from tests.support.capture import TC_NS, instances, require_recording
 from tests.support.corpus import TRACES
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The load cache of module- and session-scoped fixtures (built before any test's own folder below):
+# a folder of this run's, never the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="kshark-py-test-cache-")
 
 pytest_plugins = ["tests.livegui"]  # display, live: the app as a process on Xvfb
 

@@ -225,3 +225,19 @@ def test_a_file_cut_before_its_data_gives_empty_tables(tmp_path, traces):
     assert s.sql("SELECT count(*) AS n FROM sched_switch").to_pylist() == [{"n": 0}]
     with pytest.raises(ks.DataLossError, match="cut.dat"):
         ks.open(cut, strict=True)
+
+
+def test_open_uses_the_load_cache(traces):
+    """A second ks.open of a file is mapped from the load cache (one entry, the same tables);
+    cache=False neither reads nor writes it."""
+    from kshark_py.loaders import loadcache
+
+    path = traces / "host-sched-v7.dat"
+    ks.open(path, cache=False)
+    assert loadcache.entries() == []
+    first = ks.open(path)
+    assert len(loadcache.entries()) == 1
+    second = ks.open(path)
+    assert second.model.streams[0].buffer.events.equals(first.model.streams[0].buffer.events)
+    assert second.events().equals(first.events())
+    assert len(loadcache.entries()) == 1
