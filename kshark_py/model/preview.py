@@ -5,8 +5,10 @@ streams, names and roles as the session will have them (``Session.from_files`` r
 only), and per stream the page-header scan of its buffer (:mod:`kshark_py.loaders.pagescan`).
 That gives the session's exact time range (each CPU's first and last record are decoded) and
 each CPU's activity over time, estimated from the bytes its pages commit.  As the load decodes a
-stream, :meth:`Preview.set_exact` swaps that stream's estimate for its decoded events (exact
-counts per pixel, the lost-event marks the decode found).
+stream, its rows fill in from the left: the reader's deliveries (:meth:`Preview.add_rows`, kept in a
+:class:`~kshark_py.model.partialstream.PartialStream`) are counted exactly below their watermark and
+only later times keep the estimate; :meth:`Preview.set_exact` then swaps the stream for its decoded
+events (exact counts per pixel, the lost-event marks the decode found).
 
 Guest streams are placed on the host clock by the file's own time sync, exactly as their events
 will be (the page times go through ``TraceFile.convert_ts``: TIME_SHIFT, TSC2NSEC, offset); a
@@ -21,6 +23,7 @@ same widget draws it and the user can zoom and pan before the load ends.  No Qt 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +31,12 @@ from ..loaders.buffer import Buffer
 from ..loaders.pagescan import BufferScan, scan_buffer
 from ..loaders.tracedat import TraceFile
 from .emitter import Emitter
+from .partialstream import DONE_WATERMARK, PartialStream
 from .session import Session
 from .viewmodel import BODY_ROWS, PX_LOST, PX_TICK, SUBROWS, TICK_ROWS, EventTicks, RenderResult, Row, _column_grid
+
+if TYPE_CHECKING:
+    from ..loaders.partial import PartialRows
 
 BYTES_PER_EVENT = 48
 """What one event costs in a page, on average (header and a sched or irq payload): turns a page's
@@ -52,10 +59,19 @@ class PreviewStream:
     """Decoded: per CPU, where its events are (set by :meth:`Preview.set_exact`)."""
     lost: dict[int, np.ndarray] = field(default_factory=dict)
     """Decoded: per CPU, the times of its lost-event marks."""
+    partial: PartialStream | None = None
+    """Decoding: the rows delivered so far (set by :meth:`Preview.add_rows`)."""
 
     @property
     def exact(self) -> bool:
         return self.ticks is not None
+
+    def exact_until(self) -> int | None:
+        """Session time (ns) before which this stream's rows count decoded events; None: nowhere yet."""
+        if self.ticks is not None:
+            return DONE_WATERMARK
+        w = self.partial.watermark if self.partial is not None else None
+        return None if w is None else (w if w == DONE_WATERMARK else w + self.offset)
 
 
 @dataclass
@@ -63,6 +79,8 @@ class Preview:
     """Every stream's page scan, in the timeline's row order (host, guests, instances)."""
 
     streams: list[PreviewStream]
+    delivered: Emitter = field(default_factory=Emitter)
+    """Fired (in the loading thread) with the stream index after :meth:`add_rows` kept a delivery."""
 
     @property
     def full_range(self) -> tuple[int, int] | None:
@@ -73,6 +91,18 @@ class Preview:
 
     def stream_of(self, buffer: Buffer) -> PreviewStream | None:
         return next((s for s in self.streams if s.buffer is buffer), None)
+
+    def add_rows(self, rows: PartialRows) -> PreviewStream | None:
+        """Keep one delivery of decoded rows of ``rows.buffer`` (the loading thread); its stream's
+        rows then count them, and :attr:`delivered` says so."""
+        st = self.stream_of(rows.buffer)
+        if st is None:
+            return None
+        if st.partial is None:
+            st.partial = PartialStream(st.cpu_count)
+        st.partial.add(rows)
+        self.delivered.emit(st.index)
+        return st
 
     def set_exact(self, buffer: Buffer) -> PreviewStream | None:
         """``buffer`` is decoded: its stream's rows show its events from now on.
@@ -137,18 +167,41 @@ class PreviewModel:
         """Whether row ``index`` shows decoded events (not the page-header estimate)."""
         return self._where[index][0].exact
 
+    def exact_until(self, index: int) -> int | None:
+        """Session time (ns) before which row ``index`` counts decoded events (None: nowhere yet)."""
+        return self._where[index][0].exact_until()
+
     def counts(self, index: int, edges: np.ndarray) -> np.ndarray:
         """Events of row ``index`` between consecutive ``edges`` (ns): exact once its stream is
-        decoded, else estimated from the committed page bytes (float64)."""
+        decoded; while it decodes, exact before the delivered rows' watermark and estimated from
+        the committed page bytes after it; else estimated throughout (float64)."""
         st, c = self._where[index]
-        e = np.asarray(edges, np.int64) - st.offset
-        ticks = st.ticks
-        if ticks is not None:
-            return ticks[c].counts(e).astype(np.float64)
-        pages = next((p for p in st.scan.cpus if p.cpu == c), None)
-        if pages is None:
-            return np.zeros(len(e) - 1, np.float64)
-        return np.diff(pages.bytes_before(e)) / BYTES_PER_EVENT
+        return np.diff(self._before(st, np.asarray(edges, np.int64))[c])
+
+    def _before(self, st: PreviewStream, edges: np.ndarray) -> np.ndarray:
+        """float64 (cpu_count, len(edges)): events of each CPU of ``st`` before each edge (session
+        time): decoded ones below the watermark, the page-byte estimate above it."""
+        e = edges - st.offset
+        out = np.zeros((st.cpu_count, len(e)), np.float64)
+        if st.ticks is not None:
+            for c, ticks in st.ticks.items():
+                out[c] = ticks.before(ticks.positions(e))
+            return out
+        part = st.partial
+        chunks = part.chunks() if part is not None else ()  # one snapshot: rows and watermark agree
+        w = max(ch.watermark for ch in chunks) if chunks else None
+        if part is not None and w is not None:
+            out += part.before(np.minimum(e, w), chunks)
+        if w == DONE_WATERMARK:
+            return out
+        late = e if w is None else np.maximum(e, w)
+        for pages in st.scan.cpus:
+            if 0 <= pages.cpu < st.cpu_count:
+                est = pages.bytes_before(late).astype(np.float64)
+                if w is not None:
+                    est -= float(pages.bytes_before(np.array([w], np.int64))[0])
+                out[pages.cpu] += est / BYTES_PER_EVENT
+        return out
 
     def lost_times(self, index: int) -> np.ndarray:
         """Times of row ``index``'s lost-event marks: the decoded ones, or the pages whose header
@@ -163,8 +216,9 @@ class PreviewModel:
 
     def render(self, t0: int, t1: int, npix: int, first: int = 0, count: int | None = None) -> RenderResult:
         """Rows ``first`` .. ``first + count`` between ``t0`` and ``t1`` at ``npix`` columns: the
-        tick strip shades by events per column as the loaded timeline's does, the body by half
-        that; lost-event marks in red."""
+        tick strip shades by events per column as the loaded timeline's does, the body as much
+        where the events are decoded and a third of that where they are estimated; lost-event marks
+        in red."""
         npix = max(1, int(npix))
         t1 = max(t1, t0 + npix)
         first = max(0, min(int(first), len(self.rows)))
@@ -174,17 +228,24 @@ class PreviewModel:
         alpha = np.zeros((nrows * SUBROWS, npix), np.uint8)
         counts = np.zeros((nrows, npix), np.int64)
         edges, _ = _column_grid(int(t0), int(t1), npix)
+        before: dict[int, np.ndarray] = {}
         for k in range(nrows):
-            c = self.counts(first + k, edges)
+            st, cpu = self._where[first + k]
+            if st.index not in before:
+                before[st.index] = self._before(st, edges)
+            c = np.diff(before[st.index][cpu])
             counts[k] = np.round(c).astype(np.int64)
-            level = np.where(c > 0.05, 60 + np.minimum(160, np.log2(c + 1) * 25), 0).astype(np.uint8)
+            level = np.where(c > 0.05, 60 + np.minimum(160, np.log2(np.maximum(c, 0) + 1) * 25), 0).astype(np.uint8)
+            until = st.exact_until()
+            exact = edges[1:] <= until if until is not None else np.zeros(npix, bool)
             base = k * SUBROWS
             tick = slice(base + TICK_ROWS.start, base + TICK_ROWS.stop)
             body = slice(base + BODY_ROWS.start, base + BODY_ROWS.stop)
             kind[tick] = PX_TICK
             alpha[tick] = level[None, :]
             kind[body] = PX_TICK
-            alpha[body] = (level // 2)[None, :]
+            # decoded columns solid, estimated ones faint: the rows visibly fill in from the left
+            alpha[body] = np.where(exact, level, level // 3)[None, :]
             lost = self.lost_times(first + k)
             if len(lost):
                 hit = np.flatnonzero(np.diff(np.searchsorted(lost, edges)) > 0)

@@ -4,12 +4,14 @@ The worker turns the loader's byte counts into a 0..1000 progress signal and han
 button's event to the loader; errors from the reader arrive as one line, ready for a dialog.
 With ``progressive`` (the app's default) it also reads the page headers of the opened files before
 decoding anything and emits the :class:`~kshark_py.model.preview.Preview` (:attr:`LoadWorker.preview`),
-then :attr:`LoadWorker.streamDecoded` as each stream's events replace its estimate.
+then hands each delivery of decoded rows to it (:meth:`LoadWorker._rows`: the preview's rows and the
+loading window's list fill in) and emits :attr:`LoadWorker.streamDecoded` as each stream is whole.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore
 
@@ -18,6 +20,9 @@ from ..loaders.errors import TraceDatError
 from ..loaders.tracedat import TraceFile
 from ..model.loading import Cancelled, LoadResult, load_session
 from ..model.preview import Preview, build_preview
+
+if TYPE_CHECKING:
+    from ..loaders.partial import PartialRows
 
 PREVIEW_WAIT_S = 3.0
 """The longest the decode waits for the GUI to show the preview (a GUI that never does: no deadlock)."""
@@ -43,6 +48,7 @@ class LoadWorker(QtCore.QObject):
         self.shown_event = threading.Event()
         """Set by the GUI thread once the preview is on screen: decoding starts then."""
         self._preview: Preview | None = None
+        self._files: list[TraceFile] = []
 
     @QtCore.Slot()
     def run(self) -> None:
@@ -61,6 +67,8 @@ class LoadWorker(QtCore.QObject):
             if self.progressive:
                 self._prepare_window(res)
             self.finished.emit(res)
+        finally:
+            self._stop_rows()
 
     def _opened(self, files: list[TraceFile]) -> None:
         """The files are open: read their page headers and hand the preview to the GUI thread."""
@@ -70,11 +78,33 @@ class LoadWorker(QtCore.QObject):
             self._preview = None
             return
         self.preview.emit(self._preview)
+        self._files = files
+        for tf in files:  # the reader hands each buffer's decoded rows over as it goes (loaders/partial)
+            tf.on_rows = self._rows
         # Decode once the preview is drawn: the GUI thread builds the window (pyqtgraph, widgets: pure
         # Python) much sooner without a decoding thread contending for the interpreter.
         waited = 0.0
         while not self.shown_event.wait(0.05) and not self.cancel_event.is_set() and waited < PREVIEW_WAIT_S:
             waited += 0.05
+
+    def _stop_rows(self) -> None:
+        """The load ended: its files hand no more rows to this worker."""
+        for tf in self._files:
+            tf.on_rows = None
+        self._files = []
+
+    def _rows(self, rows: PartialRows) -> None:
+        """The reader decoded more rows of a buffer (the loading thread): the preview keeps them (the
+        per-CPU running counts are computed here) and tells the window."""
+        if self._preview is None or self.cancel_event.is_set():
+            return
+        try:
+            st = self._preview.stream_of(rows.buffer)
+            if st is not None and st is self._preview.streams[0] and st.partial is None:
+                _ = rows.buffer.trace.cmdlines  # the list's task names, parsed here, not in the GUI thread
+            self._preview.add_rows(rows)
+        except Exception:  # noqa: BLE001 - a courtesy like the preview: the rows keep their estimate, the load goes on
+            return
 
     def _decoded(self, buffer: Buffer) -> None:
         """One buffer is decoded: its preview rows switch to its events."""

@@ -3,9 +3,12 @@
 The load's worker hands over a :class:`~kshark_py.model.preview.Preview` as soon as the files are
 open and their page headers read (well before any event is decoded); the window shows it at once
 through the ordinary timeline widget (zoom, pan, fit, rubber band all work), with the load's
-progress and a Cancel button in the status bar, and a note where the event list will be.  As each
-stream is decoded its rows switch to its events; when the load ends the window builds its full
-contents (``MainWindow.finish_load``) and this view goes.  Cancelled, the preview stays, saying so.
+progress and a Cancel button in the status bar.  As the reader delivers decoded rows
+(``Preview.add_rows``, from the loading thread) the rows fill in with the exact counts from the left
+and the event list below (:mod:`kshark_py.ui.partiallist`) grows with the first stream's events; the
+hand-over is a queued Qt signal, so the GUI thread alone touches the widgets.  When the load ends the
+window builds its full contents (``MainWindow.finish_load``) and this view goes.  Cancelled, the
+preview and the rows decoded so far stay, saying so.
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..model.preview import Preview, PreviewModel
 from ..model.viewstate import ViewState
 from ..plots.timeline import TimelineWidget
+from .partiallist import PartialListView
 
-PREVIEW_NOTE = ("Preview while the events decode, from the ring-buffer page headers: the exact time range, each "
-                "CPU's activity estimated from a sample of its pages, red where those pages lost events. Each "
-                "stream's rows switch to its events once it is decoded; zoom and pan work now.")
+PREVIEW_NOTE = ("Preview while the events decode: the exact time range; each CPU's activity estimated from a "
+                "sample of its ring-buffer pages (faint), red where those pages lost events. The rows fill in "
+                "with the decoded events from the left (solid), the list below with the first stream's; zoom "
+                "and pan work now.")
 
 
 class LoadingView(QtCore.QObject):
     """What a main window shows and offers until its session is loaded."""
+
+    _rowsDelivered = QtCore.Signal(int)  # emitted in the loading thread, received queued in the GUI thread
 
     def __init__(self, window: QtWidgets.QMainWindow, preview: Preview, cancel: Callable[[], None] | None) -> None:
         """``window``: the main window (it gives :meth:`nav_toolbar` and takes the preview's timeline
@@ -51,11 +58,11 @@ class LoadingView(QtCore.QObject):
         row.addWidget(tl, 1)
         row.addWidget(tl.vscroll_box)
         lay.addLayout(row, 1)
-        self.list_note = QtWidgets.QLabel("The event list fills in when the events are decoded.")
-        self.list_note.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.event_list = PartialListView(preview.streams[0]) if preview.streams else None
+        """The first stream's decoded rows (None: the files have no stream)."""
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         splitter.addWidget(top)
-        splitter.addWidget(self.list_note)
+        splitter.addWidget(self.event_list if self.event_list is not None else QtWidgets.QLabel("No events."))
         splitter.setSizes([600, 350])
         window.setCentralWidget(splitter)
         self.bar = QtWidgets.QProgressBar()
@@ -79,6 +86,8 @@ class LoadingView(QtCore.QObject):
             tl.zoom_to_fit()
         self.fit_range = self.view.range
         """The range the preview opened with: a different one at the end is the user's."""
+        self._rowsDelivered.connect(self._rows_delivered, QtCore.Qt.ConnectionType.QueuedConnection)
+        preview.delivered.connect(self._relay)
         QtCore.QTimer.singleShot(0, tl.setFocus)  # +, -, arrows and Home work at once
         QtCore.QTimer.singleShot(300, _import_the_list)
 
@@ -91,6 +100,19 @@ class LoadingView(QtCore.QObject):
         self.bar.setMaximum(max(1, total))
         self.bar.setValue(value)
         self.bar.setFormat(f"{msg}  %p%")
+
+    def _relay(self, index: int) -> None:
+        """(The loading thread.) Hand the delivery to the GUI thread."""
+        try:
+            self._rowsDelivered.emit(index)
+        except RuntimeError:  # the window went while its load ran: nobody to tell
+            pass
+
+    def _rows_delivered(self, index: int) -> None:
+        """The reader delivered rows of stream ``index`` (queued from the loading thread)."""
+        if self.event_list is not None and index == self.event_list.model.stream.index:
+            self.event_list.refresh()
+        self.window.timeline.schedule()
 
     def stream_decoded(self, index: int) -> None:
         """Stream ``index`` is decoded: its rows now count its events."""
@@ -114,13 +136,18 @@ class LoadingView(QtCore.QObject):
         self.bar.hide()
         self.cancel_button.hide()
         self.act_cancel.setEnabled(False)
-        self.note.setText("Loading cancelled: this is the page-header preview only (no events were kept). "
-                          "File > Close window, or open the file again to load it.")
-        self.list_note.setText("Loading cancelled.")
+        self.preview.delivered.disconnect(self._relay)
+        if self.event_list is not None:
+            self.event_list.refresh()
+            self.event_list.set_caption("loading cancelled: no more rows come")
+        self.note.setText("Loading cancelled: the page-header preview (faint) and the events decoded before the "
+                          "cancel (solid, and in the list) stay. File > Close window, or open the file again to "
+                          "load it.")
 
     def dismantle(self) -> None:
         """Take this view's status bar widgets and menus out of the window (its central widget is
         replaced by the loaded one)."""
+        self.preview.delivered.disconnect(self._relay)
         sb = self.window.statusBar()
         sb.clearMessage()
         for w in (self.bar, self.cancel_button):

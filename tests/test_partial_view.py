@@ -1,0 +1,193 @@
+"""The progressive first view filling in: the reader's deliveries of decoded rows (PartialRows) make
+the preview's CPU rows exact below the watermark and grow the loading window's event list; a cancel
+keeps both.  The deliveries are a real loaded events table cut into consecutive pieces with rising
+watermarks, exactly what the reader hands over (its concatenation is the final table)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+from kshark_py.loaders.buffer import Buffer
+from kshark_py.loaders.tracedat import open_trace
+from kshark_py.model.loading import load_session
+from kshark_py.model.preview import PreviewModel, build_preview
+from kshark_py.model.viewmodel import BODY_ROWS, PX_LOST, SUBROWS, TICK_ROWS, _column_grid
+from kshark_py.ui import mainwindow
+from kshark_py.ui.eventtable import COL as FINAL_COL
+from kshark_py.ui.eventtable import EventTableModel
+from kshark_py.ui.partiallist import COL, PartialListModel
+
+from .support.corpus import TRACES, TSYNC
+
+
+def PartialRows(buffer, ts, cpu, pid, event_id, watermark, done):  # noqa: N802 - the reader's class, soon
+    return SimpleNamespace(buffer=buffer, ts=ts, cpu=cpu, pid=pid, event_id=event_id, watermark=watermark, done=done)
+
+
+def deliveries(buffer: Buffer, pieces: int) -> list:
+    """``buffer``'s decoded table in ``pieces`` consecutive deliveries: each ends before the first
+    row at or after its watermark (so every row before the watermark is delivered); the last is done."""
+    ev = buffer.events
+    cols = {k: ev.column(k).to_numpy() for k in ("ts", "cpu", "pid", "event_id")}
+    ts = cols["ts"]
+    lo, hi = int(ts.min()), int(ts.max())
+    out, prev = [], 0
+    for w in np.linspace(lo, hi, pieces + 1)[1:-1].astype(np.int64).tolist():
+        r = int(np.searchsorted(ts, w, side="left"))
+        out.append(PartialRows(buffer, *(cols[k][prev:r] for k in ("ts", "cpu", "pid", "event_id")), w, False))
+        prev = r
+    out.append(PartialRows(buffer, *(cols[k][prev:] for k in ("ts", "cpu", "pid", "event_id")), hi + 1, True))
+    return out
+
+
+def final_counts(session, stream: int, cpu: int, edges: np.ndarray) -> np.ndarray:
+    """Events of one CPU of the loaded session between consecutive edges (session time)."""
+    st = session.streams[stream]
+    ev = st.buffer.events
+    ts = np.sort(ev.column("ts").to_numpy()[ev.column("cpu").to_numpy() == cpu])
+    return np.diff(np.searchsorted(ts, edges, side="left"))
+
+
+@pytest.mark.parametrize("paths", [[TRACES / "host-sched-v7.dat"], [TRACES / "host-lost-events.dat"],
+                                   [TSYNC / "trace.dat", TSYNC / "trace-vmguest.dat"]],
+                         ids=["sched", "lost", "host+guest"])
+def test_rows_count_exactly_below_the_watermark(paths):
+    """After each delivery, every CPU row counts the loaded session's events exactly in every pixel
+    column before the watermark (also in a render); columns after it keep the page estimate, faint;
+    after the last delivery the whole row is exact."""
+    paths = [str(p) for p in paths]
+    session = load_session(paths).session
+    files = [open_trace(p) for p in paths]
+    try:
+        pv = build_preview(files)
+        model = PreviewModel(pv)
+        lo, hi = pv.full_range
+        edges, _ = _column_grid(lo, hi + 1, 400)
+        for st in pv.streams:
+            rows = [k for k, r in enumerate(model.rows) if r.stream == st.index]
+            for d in deliveries(st.buffer, 5):
+                assert pv.add_rows(d) is st
+                until = model.exact_until(rows[0])
+                below = edges[1:] <= until
+                assert below.any()
+                res = model.render(lo, hi + 1, 400)
+                for k in rows:
+                    want = final_counts(session, st.index, model.rows[k].cpu, edges)
+                    got = model.counts(k, edges)
+                    assert np.array_equal(got[below], want[below])
+                    assert np.array_equal(res.counts[k][below], want[below])
+                    body = res.alpha[k * SUBROWS + BODY_ROWS.start]
+                    tick = res.alpha[k * SUBROWS + TICK_ROWS.start]
+                    assert np.array_equal(body[below], tick[below])  # decoded: solid
+                    est = ~below & (res.kind[k * SUBROWS + BODY_ROWS.start] != PX_LOST)  # red marks aside
+                    assert (body[est] <= tick[est] // 3 + 1).all()  # estimated: faint
+            assert model.exact_until(rows[0]) is not None and (edges[1:] <= model.exact_until(rows[0])).all()
+    finally:
+        for f in files:
+            f.close()
+
+
+def test_list_grows_with_the_deliveries_and_shows_the_final_rows(qtbot):
+    """Row count = rows delivered; each row reads as the loaded window's list (time, CPU, task, pid,
+    event) for the same event; rows arrive by insertion (the view's current row stays)."""
+    path = str(TRACES / "host-sched-v7.dat")
+    session = load_session([path]).session
+    final = EventTableModel(session)
+    with open_trace(path) as tf:
+        pv = build_preview([tf])
+        st = pv.streams[0]
+        m = PartialListModel(st)
+        inserted = []
+        m.rowsInserted.connect(lambda _p, a, b: inserted.append((a, b)))
+        assert m.rowCount() == 0
+        total = 0
+        for d in deliveries(st.buffer, 4):
+            pv.add_rows(d)
+            assert m.refresh() == len(d.ts)
+            total += len(d.ts)
+            assert m.rowCount() == total
+        assert inserted[0][0] == 0 and all(a == b0 + 1 for (_, b0), (a, _) in zip(inserted, inserted[1:],
+                                                                                   strict=False))
+        assert total == session.streams[0].buffer.events.num_rows
+        names = dict(tf.cmdlines)
+        probe = np.unique(np.linspace(0, total - 1, 300).astype(np.int64)).tolist()
+        for r in probe:  # one stream, no filter: merged index r is table row r
+            for col in ("Time", "CPU", "PID", "Event"):
+                assert m.cell_text(r, COL[col]) == final.cell_text(r, FINAL_COL[col]), (r, col)
+            pid = int(m.cell_text(r, COL["PID"]))
+            if pid == 0 or pid in names:
+                assert m.cell_text(r, COL["Task"]) == final.cell_text(r, FINAL_COL["Task"])
+        assert "load ends" in m.headerData(COL["Info"], QtCore.Qt.Orientation.Horizontal)
+
+
+@pytest.fixture
+def loading_window(qtbot, monkeypatch):
+    """A main window showing a load's preview (as the app builds it), and the preview's buffer."""
+    monkeypatch.setattr(mainwindow, "_initial_size", lambda: (1200, 800))
+    path = str(TRACES / "host-sched-v7.dat")
+    tf = open_trace(path)
+    pv = build_preview([tf])
+    cancelled = []
+    w = mainwindow.MainWindow(None, [], paths=[path], preview=pv, cancel_load=lambda: cancelled.append(1))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    qtbot.waitUntil(lambda: w.timeline.last is not None, timeout=10000)
+    yield w, pv, cancelled
+    tf.close()
+
+
+def _deliver(pv, parts) -> None:
+    """Hand ``parts`` over from another thread, as the loading thread does."""
+    t = threading.Thread(target=lambda: [pv.add_rows(p) for p in parts])
+    t.start()
+    t.join()
+
+
+def _body_is_solid_before(w, until: int) -> bool:
+    """The timeline on screen draws the decoded columns solid (body as dark as the tick strip)."""
+    res = w.timeline.last
+    edges, _ = _column_grid(res.t0, res.t1, res.npix)
+    below = edges[1:] <= until
+    a = res.alpha.reshape(-1, SUBROWS, res.npix)
+    return bool(below.any()) and np.array_equal(a[:, BODY_ROWS.start][:, below], a[:, TICK_ROWS.start][:, below])
+
+
+def test_window_fills_in_while_loading_and_cancel_keeps_it(qtbot, loading_window):
+    w, pv, cancelled = loading_window
+    lv = w.loading
+    lst = lv.event_list
+    assert lst.model.rowCount() == 0 and "decoded so far: 0" in lst.caption.text()
+    parts = deliveries(pv.streams[0].buffer, 6)
+    _deliver(pv, parts[:2])
+    n = len(parts[0].ts) + len(parts[1].ts)
+    qtbot.waitUntil(lambda: lst.model.rowCount() == n, timeout=5000)
+    assert f"decoded so far: {n:,}" in lst.caption.text()
+    qtbot.waitUntil(lambda: _body_is_solid_before(w, parts[1].watermark), timeout=5000)
+    # the user scrolls and picks a row while the load goes on: it stays theirs
+    picked = n // 2
+    lst.table.selectRow(picked)
+    lst.table.scrollTo(lst.model.index(picked, 0))
+    top = lst.table.rowAt(0)
+    _deliver(pv, parts[2:4])
+    n += len(parts[2].ts) + len(parts[3].ts)
+    qtbot.waitUntil(lambda: lst.model.rowCount() == n, timeout=5000)
+    assert [i.row() for i in lst.table.selectionModel().selectedRows()] == [picked]
+    assert lst.table.rowAt(0) == top
+    qtbot.waitUntil(lambda: _body_is_solid_before(w, parts[3].watermark), timeout=5000)
+    first = lst.model.cell_text(0, COL["Time"])
+    qtbot.mouseClick(lv.cancel_button, QtCore.Qt.MouseButton.LeftButton)
+    assert cancelled == [1]
+    w.load_cancelled()  # what the app does when the worker stops
+    _deliver(pv, parts[4:])  # (a worker that had not seen the cancel yet): nothing changes on screen
+    qtbot.wait(100)
+    assert lst.model.rowCount() == n and lst.model.cell_text(0, COL["Time"]) == first
+    assert "cancelled" in lst.caption.text() and "cancelled" in lv.note.text()
+    assert lst.isVisible() and w.timeline.last is not None
+    w.timeline.redraw()
+    assert _body_is_solid_before(w, parts[3].watermark)
