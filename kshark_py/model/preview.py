@@ -30,6 +30,7 @@ import numpy as np
 from ..loaders.buffer import Buffer
 from ..loaders.pagescan import BufferScan, scan_buffer
 from ..loaders.tracedat import TraceFile
+from .distinct import all_block_counts
 from .emitter import Emitter
 from .partialstream import DONE_WATERMARK, PartialStream
 from .session import Session
@@ -108,7 +109,7 @@ class Preview:
         """``buffer`` is decoded: its stream's rows show its events from now on.
 
         Called from the loading thread; the per-CPU counts are built here (one pass over the
-        stream's CPU column each), then published in one assignment."""
+        stream's CPU column), then published in one assignment."""
         st = self.stream_of(buffer)
         if st is None:
             return None
@@ -118,7 +119,10 @@ class Preview:
         lost = buffer.lost
         lts, lcpu = lost.column("ts").to_numpy(), lost.column("cpu").to_numpy()
         st.lost = {int(c): np.sort(lts[lcpu == c]) for c in np.unique(lcpu)}
-        st.ticks = {c: EventTicks(ts, cpu, c) for c in range(st.cpu_count)}
+        cum = all_block_counts(cpu, max(1, st.cpu_count))  # every CPU in one pass
+        st.ticks = {c: EventTicks(ts, cpu, c, cum=cum[c]) for c in range(st.cpu_count)}
+        if st.partial is not None:  # the list reads the table now; the delivered copies go
+            st.partial.settle(ts, cpu, t.column("pid").to_numpy(), t.column("event_id").to_numpy(), cum)
         return st
 
 

@@ -4,14 +4,14 @@ A virtual table over a :class:`~kshark_py.model.partialstream.PartialStream` (th
 deliveries, kept as chunks): :meth:`PartialListModel.refresh` appends the new rows with
 ``beginInsertRows`` (the user's scroll position and selection stay), and a cell is computed only
 when Qt paints it.  The columns are the loaded list's as far as the delivered rows tell them:
-number, time, CPU, task (the file's saved cmdlines name it; ``<...>`` otherwise), pid, event name;
-the info text needs the event payloads and comes with the loaded window.
+number, time, stream, CPU, task (the file's saved cmdlines name it; ``<...>`` otherwise), pid, event
+name; the latency flags and the info text need the event payloads and come with the loaded window.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..loaders.text import display
 from ..model.eventtext import trace_cmd_time
@@ -20,7 +20,7 @@ from ..model.preview import PreviewStream
 
 Qt = QtCore.Qt
 
-COLUMNS = ("#", "Time", "CPU", "Task", "PID", "Event", "Info")
+COLUMNS = ("#", "Time", "Stream", "CPU", "Task", "PID", "Event", "Info")
 COL = {name: i for i, name in enumerate(COLUMNS)}
 INFO_HEADER = "Info (when the load ends)"
 _RIGHT = {COL["#"], COL["Time"], COL["CPU"], COL["PID"]}
@@ -39,6 +39,7 @@ class PartialListModel(QtCore.QAbstractTableModel):
         tf = stream.buffer.trace
         self._usecs = bool(getattr(tf, "in_usecs", True))
         self._formats = getattr(tf, "formats", None)
+        self.mono = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
 
     def refresh(self) -> int:
         """Take the rows delivered since the last call (the GUI thread); returns how many came."""
@@ -46,6 +47,8 @@ class PartialListModel(QtCore.QAbstractTableModel):
         chunks = part.chunks() if part is not None else ()
         n = sum(len(c) for c in chunks)
         if n <= self._n:
+            if chunks is not self._chunks and n == self._n:  # settled: the same rows, from the table
+                self._chunks, self._starts = chunks, np.array([c.start for c in chunks], np.int64)
             return 0
         old = self._n
         self.beginInsertRows(QtCore.QModelIndex(), old, n - 1)
@@ -79,14 +82,16 @@ class PartialListModel(QtCore.QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole:
             h = Qt.AlignmentFlag.AlignRight if index.column() in _RIGHT else Qt.AlignmentFlag.AlignLeft
             return int(h | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.FontRole and index.column() == COL["Time"]:
+            return self.mono  # as the loaded list's
         return None
 
     def fields(self, row: int) -> tuple[int, int, int, int]:
         """(ts, cpu, pid, event_id) of shown row ``row``."""
         k = int(np.searchsorted(self._starts, row, side="right")) - 1
         ch = self._chunks[k]
-        r, d = row - ch.start, ch.rows
-        return int(d.ts[r]), int(d.cpu[r]), int(d.pid[r]), int(d.event_id[r])
+        r = row - ch.start
+        return ch.time(r), int(ch.cpu[r]), int(ch.pid[r]), int(ch.event_id[r])
 
     def comm(self, pid: int) -> str:
         """The task name the file's saved cmdlines give ``pid`` (``<idle>`` for 0, ``<...>`` unknown)."""
@@ -113,6 +118,8 @@ class PartialListModel(QtCore.QAbstractTableModel):
             return str(row)
         if name == "Time":
             return trace_cmd_time(ts + self.stream.offset, usecs=self._usecs, nsec=False).strip()
+        if name == "Stream":
+            return self.stream.name
         if name == "CPU":
             return str(cpu)
         if name == "Task":
@@ -149,9 +156,13 @@ class PartialListView(QtWidgets.QWidget):
         hh.setStretchLastSection(True)
         hh.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         fm = t.fontMetrics()
-        for name, sample in (("#", "88888888"), ("Time", "88888.888888"), ("CPU", "CPU"),
-                             ("Task", "kworker/u16:12-ev"), ("PID", "8888888"), ("Event", "sched_switch_xx")):
+        formats = getattr(stream.buffer.trace, "formats", None)
+        names = [name for _sys, name in formats.by_name] if formats is not None else []
+        for name, sample in (("#", "88888888"), ("Stream", stream.name), ("CPU", "CPU"), ("Task", "kworker/u16:12-ev"),
+                             ("PID", "8888888"), ("Event", max(names or ["sched_switch"], key=len)[:28])):
             t.setColumnWidth(COL[name], max(fm.horizontalAdvance(sample), fm.horizontalAdvance(name)) + 18)
+        mono = QtGui.QFontMetricsF(self.model.mono).horizontalAdvance
+        t.setColumnWidth(COL["Time"], int(mono("88888.888888")) + 18)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
