@@ -202,3 +202,28 @@ def test_window_fills_in_while_loading_and_cancel_keeps_it(qtbot, loading_window
     assert lst.isVisible() and w.timeline.last is not None
     w.timeline.redraw()
     assert _body_is_solid_before(w, parts[3].watermark)
+
+
+@pytest.mark.parametrize("selected", [True, False], ids=["selected", "scrolled"])
+def test_the_loaded_list_keeps_the_users_row(qtbot, loading_window, selected):
+    """The row the user selected (or scrolled to the top) in the loading list is the one the loaded
+    window's list selects (or shows at its top) when the load ends."""
+    w, pv, _ = loading_window
+    lst = w.loading.event_list
+    parts = deliveries(pv.streams[0].buffer, 3)
+    _deliver(pv, parts[:2])
+    qtbot.waitUntil(lambda: lst.model.rowCount() == len(parts[0].ts) + len(parts[1].ts), timeout=5000)
+    row = len(parts[0].ts) + 7
+    want = [lst.model.cell_text(row, COL[c]) for c in ("Time", "CPU", "PID", "Event")]
+    if selected:
+        lst.table.selectRow(row)
+    lst.table.scrollTo(lst.model.index(row, 0), lst.table.ScrollHint.PositionAtTop)
+    qtbot.waitUntil(lambda: lst.table.rowAt(0) == row, timeout=5000)
+    w.finish_load(load_session([str(TRACES / "host-sched-v7.dat")]))
+    el = w.event_list
+    if selected:
+        shown = el.table.selectionModel().selectedRows()[0].row()
+    else:
+        qtbot.waitUntil(lambda: el.table.rowAt(0) >= 0, timeout=5000)
+        shown = el.table.rowAt(0)
+    assert [el.model.cell_text_at(shown, FINAL_COL[c]) for c in ("Time", "CPU", "PID", "Event")] == want

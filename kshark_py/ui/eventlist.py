@@ -158,6 +158,16 @@ class EventListView(QWidget):
         self.select_row(row, emit=emit)
         return row
 
+    def keep_place(self, merged_index: int, selected: bool) -> None:
+        """Show the event the user had in a list before this one (the loading window's): selected,
+        or scrolled to the top."""
+        if selected:
+            self.select_merged_index(merged_index)
+            return
+        row = self.model.nearest_row(int(merged_index))
+        if row >= 0:
+            self.table.scrollTo(self.model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+
     def _remember(self) -> None:
         self._kept = self.current_merged_index()
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model.preview import Preview, PreviewModel
+from ..model.session import Session
 from ..model.viewstate import ViewState
 from ..plots.timeline import TimelineWidget
 from .partiallist import PartialListView
@@ -95,6 +97,23 @@ class LoadingView(QtCore.QObject):
         """The range the user zoomed or panned to, None if they did not."""
         r = self.view.range
         return r if r is not None and r != self.fit_range else None
+
+    def chosen_event(self, session: Session) -> tuple[int, bool] | None:
+        """Where the user was in the loading list, as a merged index of the loaded ``session``:
+        (the selected row, True), else (the top row if they scrolled, False); None if neither."""
+        lst = self.event_list
+        if lst is None or lst.model.rowCount() == 0:
+            return None
+        cur = lst.table.selectionModel().selectedRows()
+        row, picked = (cur[0].row(), True) if cur else (lst.table.rowAt(0), False)
+        if row < 0 or (row == 0 and not picked):
+            return None
+        m = session.merged()
+        s = lst.model.stream.index
+        if m.identity:
+            return (row, picked) if row < len(m) else None
+        hit = np.flatnonzero((m.stream == s) & (np.asarray(m.row) == row))
+        return (int(hit[0]), picked) if len(hit) else None
 
     def progress(self, value: int, total: int, msg: str) -> None:
         self.bar.setMaximum(max(1, total))

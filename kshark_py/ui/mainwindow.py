@@ -89,9 +89,12 @@ class MainWindow(QtWidgets.QMainWindow):
         else a range the user zoomed or panned to during the load stays."""
         loading, self.loading = self.loading, None
         moved = loading.user_range() if loading is not None else None
+        chosen = loading.chosen_event(res.session) if loading is not None else None
         if loading is not None:
             loading.dismantle()
         self._build_session(res.session, res.vcpu_map)
+        if chosen is not None:  # the row the user picked (or scrolled to) in the loading list
+            self.event_list.keep_place(*chosen)
         # a shown window lays its new docks out on the next turn of the event loop: size them after
         QtCore.QTimer.singleShot(0, self._size_docks)
         if state is not None:
