@@ -20,7 +20,7 @@ import pytest
 
 from kshark_py.capture import leftovers, spool
 from kshark_py.loaders.tracedat import open_trace
-from tests.support.capture import ROOT, report_both, require_recording
+from tests.support.capture import ROOT, report_both, require_recording, tmpfs
 
 LOAD = "for i in $(seq 40); do ls -R /usr/lib >/dev/null; done"
 """A burst of syscalls and scheduling (a few seconds)."""
@@ -37,17 +37,6 @@ def env_for(tmpdir: Path) -> dict[str, str]:
 def run_record(tmpdir: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(record_cmd(*args), capture_output=True, text=True, env=env_for(tmpdir),
                           timeout=timeout, cwd=ROOT)
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str):
-    """A real small file system (tmpfs of ``size``) at ``path``, unmounted afterwards."""
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def our_instances(tracefs: Path, pid: int) -> list[Path]:

@@ -279,6 +279,18 @@ def _clean_leftovers(prog: str = "record") -> None:
 
 
 def _recover(args: RecordArgs) -> int:
+    from . import guestspool
+
+    if guestspool.is_guest_folder(args.recover or ""):
+        try:
+            g = guestspool.recover(args.recover or "", args.output if args.output_given else None)
+        except (spool.SpoolError, spool.OutputError, WriterError) as e:
+            _say(str(e))
+            return EXIT_ERROR
+        note = f"; {g.note}" if g.note else ""
+        _say(f"wrote {g.path} (guest {g.name}): {g.pages:,} pages, {g.events:,} events, read back complete{note}; "
+             f"removed {args.recover}")
+        return 0
     try:
         r = spool.recover(args.recover or "", args.output if args.output_given else None,
                           version=args.version if "--file-version" in args.given else None,
@@ -289,6 +301,13 @@ def _recover(args: RecordArgs) -> int:
     torn = f"; {r.torn_bytes:,} bytes of torn last pages left out" if r.torn_bytes else ""
     _say(f"wrote {r.path}: {r.pages:,} pages, {r.events:,} events, read back complete{torn}; removed {args.recover}")
     return 0
+
+
+def _say_kept_guests(session: HostSession) -> None:
+    """One line per guest whose file a full disk stopped: where its data is and how to finish it."""
+    for g in session.guests:
+        if g.kept is not None:
+            _say(f"guest {g.name}: {g.error}")
 
 
 def _kept_text(session: HostSession) -> str:
@@ -355,6 +374,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
         print("wrote " + " ".join(str(f) for f in files), file=sys.stderr)
         for name in session.unfinished_guests:
             _say(f"guest {name}: its file was received but could not be completed (see above): its data is lost")
+        _say_kept_guests(session)
         lost = loss_lines(rec) if session.record_host else []
         if lost:
             events = sum(c.kernel_events + c.unsaved_events for c in rec.losses())
@@ -364,12 +384,16 @@ def cmd_record(ns: argparse.Namespace) -> int:
             return EXIT_LOST
         if session.unfinished_guests:
             return EXIT_LOST
+        if session.kept_guests:
+            return EXIT_ERROR
         return 0 if rc == 0 else rc
     except spool.OutputError as e:
         _say(f"{e}; {_kept_text(session)}")
+        _say_kept_guests(session)
         return EXIT_ERROR
     except (WriterError, RecordError, OSError) as e:
         _say(f"{e}; {_kept_text(session)}")
+        _say_kept_guests(session)
         return EXIT_ERROR
     except KeyboardInterrupt:
         _say(f"interrupted while writing; {_kept_text(session)}")

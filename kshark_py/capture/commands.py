@@ -34,7 +34,8 @@ any position:
   --compression zstd|zlib|none   (default zstd)
   --tsync-interval MS   guest time-sync period (default 0: at start and stop; negative: none)
   --recover DIR         write the raw pages a recording kept in DIR (its output disk was full, it was
-                        killed, its write was interrupted) into FILE (default: the file it was meant for)
+                        killed, its write was interrupted) into FILE (default: the file it was meant for);
+                        DIR may be a guest's kshark-guest-NAME-* folder: its trace-NAME.dat is finished
   -h, --help            this text
 a guest:
   -A NAME@CID[:PORT]    a vsock agent (port 823 by default)
@@ -57,7 +58,9 @@ Which events, as trace-cmd 3.1.6 record:
   -e X -A g -e Y              host records X into FILE, guest g records Y into trace-g.dat
 
 Raw pages go to a folder in the temp dir (TMPDIR) and stay there until FILE has been written and read
-back complete; if that fails, the message names the folder and --recover finishes the job.  Instances
+back complete; if that fails, the message names the folder and --recover finishes the job.  A guest's
+data is received into kshark-guest-NAME-* beside FILE; if its trace-NAME.dat cannot be completed (a
+full disk), that folder is kept and named the same way.  Instances
 and such folders left by killed kshark-py processes are removed (instances) or listed (folders) at start.
 On Ctrl-C or SIGTERM a COMMAND gets the same signal; the trace so far is written.
 

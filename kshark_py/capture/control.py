@@ -410,13 +410,15 @@ class Recording(threading.Thread):
             self.counts.poll(None, wait=True)  # the streams have ended: the final counts (and live events)
             self.state = "writing"
             self.files = s.write()
-            self.warnings = [g.error if g.failed else _guest_text(g.name, f"{g.error} (its data so far is kept)")
+            self.warnings = [g.error if g.failed else
+                             _guest_text(g.name, g.error if g.kept else f"{g.error} (its data so far is kept)")
                              for g in s.guests if g.error]
             if s.record_host:
                 self.losses = [f"Host {line}" for line in loss_lines(s.recorder)]
             self.state = "done"
         except Exception as e:  # shown to the user; the session is cleaned up below
             self.error = str(e) or type(e).__name__
+            self.warnings = [_guest_text(g.name, g.error) for g in s.guests if g.kept is not None and g.error]
             self.state = "failed"
             with contextlib.suppress(Exception):
                 s.abort()

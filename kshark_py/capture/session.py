@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -23,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..loaders.layout import Layouts, OptionId, layouts
-from . import kvm
+from . import guestspool, kvm
 from . import msg as M
 from . import tsync_msg as T
 from .eventspec import EventSpec
 from .handshake import Side, State
 from .recorder import Recorder
+from .spool import SpoolError
 from .tracefs import RecordError
 from .transport import (
     MSG_TIMEOUT,
@@ -180,6 +182,10 @@ class GuestSession:
     """Its start failed and the session went on without it (``keep_going``): nothing of it is written."""
     step: str = "connecting"
     """How far its start got (for the message when the agent gives up)."""
+    folder: Path | None = None
+    """Where its CPU data is received (:mod:`.guestspool`): removed once its file is complete."""
+    kept: Path | None = None
+    """Its file could not be completed (a full disk): everything of it is kept in this folder."""
 
     def args(self, clock: str) -> tuple[str, ...]:
         out = ["-C", clock]
@@ -224,6 +230,7 @@ class HostSession:
         """(mult, shift) written as TSC2NSEC to the host and guest files when x86-tsc was chosen for kvm."""
         self.guests: list[GuestSession] = []
         self.unfinished_guests: list[str] = []
+        self.kept_guests: list[str] = []
         self._clock_note: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
         for g in guests:
@@ -396,7 +403,8 @@ class HostSession:
                 log.info("guest %s: VCPU threads %s (from %s)", g.name, g.vcpu_pids, ", ".join(g.mapper.sources))
             g.mapper = None
         g.step = "data"
-        tmpdir = self._tmp.name
+        g.folder = guestspool.create(self.output.parent, g.name, g.file)
+        tmpdir = str(g.folder)
         if resp.use_fifos:
             if not fifos:
                 raise PeerError(f"guest {g.name}: answered with FIFOs that the host does not have")
@@ -404,8 +412,7 @@ class HostSession:
             if ncpu != resp.cpus:
                 log.warning("guest %s: %d CPUs but %d FIFOs", g.name, resp.cpus, len(fifos))
             for cpu in range(ncpu):
-                g.receivers.append(StreamReceiver(cpu, os.path.join(tmpdir, f"{g.name}.cpu{cpu}"),
-                                                  fd=g.fifo_fds[cpu]))
+                g.receivers.append(StreamReceiver(cpu, os.path.join(tmpdir, f"cpu{cpu}"), fd=g.fifo_fds[cpu]))
             for fd in g.fifo_fds[ncpu:]:
                 os.close(fd)
             g.fifo_fds = []
@@ -418,7 +425,7 @@ class HostSession:
                     s = connect(Address(g.addr.family, g.addr.host, port), self.timeout)
                 except PeerError as e:
                     raise PeerError(f"guest {g.name}: CPU {cpu} data: {e}") from e
-                g.receivers.append(StreamReceiver(cpu, os.path.join(tmpdir, f"{g.name}.cpu{cpu}"), sock=s))
+                g.receivers.append(StreamReceiver(cpu, os.path.join(tmpdir, f"cpu{cpu}"), sock=s))
         for r in g.receivers:
             r.start()
 
@@ -496,19 +503,28 @@ class HostSession:
         clock = "tsc2nsec" if self.tsc2nsec else None  # trace-cmd's output clock with TSC2NSEC
         self.unfinished_guests: list[str] = []
         """Guests whose received file could not be completed (see the guest's ``error``)."""
+        self.kept_guests: list[str] = []
+        """Guests whose file could not be written (a full disk), all their data kept (``GuestSession.kept``)."""
         for g in self.guests:
             if g.resp is None or g.failed:
                 continue
+            options = self._guest_options(g, lay, tsc)
             try:
-                self._finish_guest_file(g, lay, tsc, clock)
+                if options:  # before the CPU data, as trace-cmd
+                    append_to_v7(g.file, options=options)
+                    options = []  # in the file now (each append is all or nothing)
+                append_to_v7(g.file, buffer=("", clock or "", [CpuData(r.cpu, r.path) for r in g.receivers]))
             except WriterError as e:  # the agent's bytes are damaged: the host's file is still written
                 g.error = f"its file could not be completed: {e}"
                 log.error("guest %s: %s", g.name, g.error)
                 self.unfinished_guests.append(g.name)
                 continue
-            written.append(g.file)
+            except OSError as e:  # a full disk: the file is as it was; everything of the guest is kept
+                self._keep_guest(g, options, clock or "", e)
+            else:
+                written.append(g.file)
             # host thread of each vCPU: from kvm_entry when the guest's process is known, else -1 (as trace-cmd
-            # over TCP/FIFOs)
+            # over TCP/FIFOs); a kept guest too: its recovered file pairs with this host file
             pids = g.vcpu_pids if g.vcpu_pids and len(g.vcpu_pids) == g.resp.cpus else [-1] * g.resp.cpus
             extra.append((OptionId.GUEST, opt_guest(lay, g.name, g.resp.trace_id, pids)))
         if not self.record_host:
@@ -517,21 +533,36 @@ class HostSession:
                                  extra_options=extra + tsc, clock=clock)
         return [self.output, *written]
 
-    def _finish_guest_file(self, g: GuestSession, lay: Layouts, tsc: list, clock: str | None) -> None:
-        """Append the time-sync options and the received CPU data to a guest's file."""
-        cpus = [CpuData(r.cpu, r.path) for r in g.receivers]
+    def _guest_options(self, g: GuestSession, lay: Layouts, tsc: list) -> list[tuple[int, bytes]]:
+        """The time-sync options appended to a guest's file before its CPU data (as host_tsync_complete())."""
         ts = g.tsync
-        if ts is not None:  # appended before the CPU data, as host_tsync_complete() does
-            opts = list(tsc)
-            if ts.complete():
-                payload = time_shift_payload(lay, self.recorder.trace_id, ts.flags, ts.samples)
-                opts.append((OptionId.TIME_SHIFT, payload))
-            else:
-                log.warning("guest %s: time sync has no sample for some vCPU (a zero offset is none, as in "
-                            "trace-cmd: kvm with a guest TSC equal to the host's): no TIME_SHIFT written", g.name)
-            if opts:
-                append_to_v7(g.file, options=opts)
-        append_to_v7(g.file, buffer=("", clock or "", cpus))
+        if ts is None:
+            return []
+        opts = list(tsc)
+        if ts.complete():
+            opts.append((OptionId.TIME_SHIFT, time_shift_payload(lay, self.recorder.trace_id, ts.flags, ts.samples)))
+        else:
+            log.warning("guest %s: time sync has no sample for some vCPU (a zero offset is none, as in "
+                        "trace-cmd: kvm with a guest TSC equal to the host's): no TIME_SHIFT written", g.name)
+        return opts
+
+    def _keep_guest(self, g: GuestSession, options: list[tuple[int, bytes]], clock: str, e: OSError) -> None:
+        """Its file could not be completed: keep its head, pages and options in its folder (``--recover``)."""
+        assert g.folder is not None
+        why = e.strerror or str(e)
+        try:
+            lost = guestspool.keep(g.folder, g.file, options, clock)
+        except (OSError, SpoolError) as e2:
+            g.error = f"cannot complete {g.file}: {why}; its received data is in {g.folder}, but keeping it " \
+                      f"failed too ({e2})"
+            self.unfinished_guests.append(g.name)
+            log.error("guest %s: %s", g.name, g.error)
+            return
+        g.kept = g.folder
+        g.error = (f"cannot complete {g.file}: {why}; its data is kept in {g.folder}"
+                   + (f" ({lost})" if lost else "") + f": free space and run: kshark-py record --recover {g.folder}")
+        self.kept_guests.append(g.name)
+        log.error("guest %s: %s", g.name, g.error)
 
     def abort(self) -> None:
         for g in self.guests:
@@ -562,4 +593,7 @@ class HostSession:
         self.recorder.close()
         kept = self.recorder.cleanup_files()
         self._tmp.cleanup()
+        for g in self.guests:
+            if g.folder is not None and g.kept is None:
+                shutil.rmtree(g.folder, ignore_errors=True)
         return kept

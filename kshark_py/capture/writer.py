@@ -18,6 +18,7 @@ Facts: shared/spec/trace-dat-format.md (§2-8) and trace-cmd's `trace-output.c`:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import platform
@@ -521,21 +522,40 @@ def append_to_v7(path: str | os.PathLike, *, buffer: tuple[str, str, Sequence[Cp
 
     This is how the host completes a guest's file: the agent streamed header, metadata and a first
     options section; the host appends the CPU data (+ BUFFER option) and later TSC2NSEC/TIME_SHIFT.
+
+    All or nothing: when the append fails (a full disk), the file is cut back to its old end and its
+    DONE field restored, so it is again the file it was (and the data can be appended later).
     """
     st = inspect_v7(path)
     with open(path, "r+b") as f:
-        f.seek(0, io.SEEK_END)
-        w = TraceWriter(f, version=7, compression=st.compression, page_size=st.page_size,
-                        endian=st.lay.endian, long_size=st.long_size)
-        w._strings_base = st.strings_size
-        w._options_written = True
-        w._last_done_field = st.last_done_field
-        for oid, payload in options:
-            w.add_option(oid, payload)
-        if buffer is not None:
-            name, clock, cpus = buffer
-            w.write_buffer(name, clock or st.clock or "local", cpus)
-        w.finish()
+        end = f.seek(0, io.SEEK_END)
+        f.seek(st.last_done_field)
+        done = f.read(st.lay.u64.size)
+        f.seek(end)
+        try:
+            w = TraceWriter(f, version=7, compression=st.compression, page_size=st.page_size,
+                            endian=st.lay.endian, long_size=st.long_size)
+            w._strings_base = st.strings_size
+            w._options_written = True
+            w._last_done_field = st.last_done_field
+            for oid, payload in options:
+                w.add_option(oid, payload)
+            if buffer is not None:
+                name, clock, cpus = buffer
+                w.write_buffer(name, clock or st.clock or "local", cpus)
+            w.finish()
+            f.flush()
+            os.fsync(f.fileno())  # a disk that fills on write-back fails here, while the file can be restored
+        except BaseException:
+            with contextlib.suppress(OSError):
+                f.close()  # its buffered bytes cannot be written either: dropped with it
+            fd = os.open(path, os.O_WRONLY)
+            try:  # cut first (frees the appended bytes), then the DONE field rewritten in place
+                os.ftruncate(fd, end)
+                os.pwrite(fd, done, st.last_done_field)
+            finally:
+                os.close(fd)
+            raise
 
 
 def write_trace_file(path: str | os.PathLike, meta: Metadata, cpus: Sequence[CpuData], *, version: int = 7,

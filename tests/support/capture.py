@@ -153,3 +153,14 @@ def fifo_guest(name: str):
         yield name
     finally:
         subprocess.run(["sh", str(FIFO_GUEST), "down", name], check=True)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A real small file system (tmpfs of ``size``) at ``path``, unmounted afterwards."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
