@@ -208,3 +208,21 @@ def test_time_offset_pairs_again(qtbot, traces):
     after = p.all.filter(np.asarray(p.all.column("stream").to_numpy() == gi)).column("start_ts").to_numpy()
     assert (after == before + 2_000_000).all()
     assert not w.latency_tools.docks["latency"].isVisible()
+
+
+def test_pairs_across_dropped_events_are_marked(qtbot, traces):
+    """On a trace that lost events, the worst pairs say which span a loss (their real end may be lost)."""
+    from kshark_py.model.analysis.latency import latency_pairs
+
+    w = open_window(qtbot, traces / "host-lost-events.dat")
+    req = LatencyRequest("sched:sched_waking", "sched:sched_switch", (("pid", "next_pid"),))
+    p = w.latency_tools.show_latency(req)
+    p.count.setValue(200)
+    lat = latency_pairs(w.session, req.start, req.end, list(req.match))
+    o = np.argsort(-lat.column("latency_ns").to_numpy(), kind="stable")[:200]
+    flags = lat.column("across_loss").to_numpy(zero_copy_only=False)[o]
+    assert 0 < flags.sum() < len(flags)
+    headers = [p.model.headerData(c, QtCore.Qt.Orientation.Horizontal) for c in range(p.model.columnCount())]
+    col = headers.index("Across loss")
+    shown = [p.model.text(i, col) for i in range(p.model.rowCount())]
+    assert shown.count("yes") == int(flags.sum()) and set(shown) == {"yes", ""}

@@ -65,6 +65,8 @@ class ArrowTableModel(QtCore.QAbstractTableModel):
                 col = table.column(c.name)
                 if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
                     vals.append(col.to_numpy())
+                elif pa.types.is_boolean(col.type):  # a Column's text gets True/False, and sorts them
+                    vals.append(col.to_numpy().astype(bool))
                 else:
                     vals.append(np.array(["" if v is None else str(v) for v in col.to_pylist()], dtype=object))
         self._values = vals
