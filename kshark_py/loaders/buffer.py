@@ -24,12 +24,13 @@ from .compress import ChunkTable, Codec, read_chunk_table
 from .errors import LOSS_CORRUPT, LOSS_TRUNCATED, CorruptSectionError, DataLoss, TraceDatError
 from .fields import field_array
 from .formats import EventFormat, EventFormats, HeaderPage
-from .layout import Layouts
+from .layout import COMMIT_MASK, Layouts
 from .memory import drop_mapped_pages, release_free_memory
 from .merge import CompiledMerge, Merge, scatter_merged
 from .options import CpuData
 from .pages import BadPage, decode_into, decode_pages, kernels_ready, want_compiled
-from .store import ChunkStore, FlatStore, PendingRange
+from .partial import PartialRows, RowFeed
+from .store import ChunkStore, FlatStore, PendingRange, decompress_pool
 
 __all__ = ["Buffer", "CpuStats", "LostIndex", "TraceSource"]
 
@@ -52,6 +53,7 @@ class TraceSource(Protocol):
     warnings: list[str]
     hot_fields: list[tuple[str, str, list[str]]]
     progress: Callable[[int], None] | None
+    on_rows: Callable[[PartialRows], None] | None
 
     @property
     def formats(self) -> EventFormats: ...
@@ -92,6 +94,8 @@ class _CpuChunks:
     k0: int
     cpu_base: int
     local_starts: np.ndarray
+    slot: int
+    """The CPU's place in ``cpu_data`` (its region of the columns)."""
 
 
 LOAD_BLOCK_BYTES = 8 << 20
@@ -118,40 +122,58 @@ class LostIndex:
     """The options section that held the BUFFER option, past the end of the file (None: unknown)."""
 
 
+def _suffix_min(keys: list[int]) -> np.ndarray:
+    """Each block's key lowered to the smallest of its CPU's later blocks' (uint64): a key is then
+    a lower bound of every record the CPU has from that block on, and a CPU's keys never decrease."""
+    k = np.array(keys, np.uint64)
+    return np.minimum.accumulate(k[::-1])[::-1].copy() if len(k) else k
+
+
 class _Columns:
-    """Per-record columns filled block by block into arrays sized for the most records the data
-    could hold (8 bytes each).  The untouched tail is never faulted in, so memory follows the records
-    actually decoded, and no per-block pieces are kept or concatenated."""
+    """Per-record columns filled block by block, each CPU into its own region sized for the most
+    records its data could hold (8 bytes each), so a CPU's records are one run whatever order its
+    blocks decode in (time order, across CPUs).  Untouched region tails are never faulted in, so
+    memory follows the records actually decoded, and no per-block pieces are kept or concatenated.
+    A record's decode index is its place in these arrays (gaps between regions)."""
 
     DTYPES = {"ts": np.uint64, "off": np.int64, "len": np.int32, "eid": np.int32, "pid": np.int32,
               "flags": np.uint8, "preempt": np.uint8}
 
-    def __init__(self, data_bytes: int) -> None:
-        cap = max(1, data_bytes // 8 + 1)
-        self.arrays = {k: np.empty(cap, d) for k, d in self.DTYPES.items()}
-        self.n = 0
-        self.segments: list[tuple[int, int]] = []  # (cpu, records) per block, in decode order
+    def __init__(self, data_bytes: list[int]) -> None:
+        """``data_bytes``: each region's (CPU's, slot order) decompressed data size."""
+        caps = [max(1, b // 8 + 1) for b in data_bytes]
+        self.starts = np.concatenate(([0], np.cumsum(caps, dtype=np.int64)))[:-1].astype(np.int64).tolist()
+        self.ends = [a + c for a, c in zip(self.starts, caps, strict=True)]
+        self.arrays = {k: np.empty(max(1, sum(caps)), d) for k, d in self.DTYPES.items()}
+        self.fill = list(self.starts)
+        """Each region's end of decoded records (where its next block's records go)."""
         self.missed: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def add(self, cpu: int, at: int, **cols: np.ndarray) -> None:
-        """Append one block's records of ``cpu`` (whose data starts at file byte ``at``)."""
+    @property
+    def n(self) -> int:
+        return sum(f - a for f, a in zip(self.fill, self.starts, strict=True))
+
+    def add(self, slot: int, at: int, **cols: np.ndarray) -> None:
+        """Append one block's records to region ``slot`` (whose CPU's data starts at file byte ``at``)."""
         k = len(cols["ts"])
-        a, b = self.n, self.n + k
-        if b > len(self.arrays["ts"]):  # pragma: no cover (a record is at least 8 bytes)
-            raise CorruptSectionError(f"CPU {cpu}: more records than the data can hold", offset=at)
+        a, b = self.fill[slot], self.fill[slot] + k
+        if b > self.ends[slot]:  # pragma: no cover (a record is at least 8 bytes)
+            raise CorruptSectionError(f"CPU slot {slot}: more records than the data can hold", offset=at)
         for name, arr in cols.items():
             self.arrays[name][a:b] = arr
-        self.n = b
-        self.segments.append((cpu, k))
+        self.fill[slot] = b
 
-    def commit(self, cpu: int, k: int) -> None:
-        """Count ``k`` records a compiled decoder wrote in place from :attr:`n` on."""
-        self.n += k
-        self.segments.append((cpu, k))
+    def commit(self, slot: int, k: int) -> None:
+        """Count ``k`` records a compiled decoder wrote in place at region ``slot``'s end."""
+        self.fill[slot] += k
+
+    def runs(self) -> list[tuple[int, int, int]]:
+        """(slot, first, end) decode indices of each region that holds records, in slot order."""
+        return [(s, a, f) for s, (a, f) in enumerate(zip(self.starts, self.fill, strict=True)) if f > a]
 
     def pop(self, name: str) -> np.ndarray:
-        """The filled part of a column; the accumulator lets go of it."""
-        return self.arrays.pop(name)[: self.n]
+        """A whole column (regions and gaps); the accumulator lets go of it."""
+        return self.arrays.pop(name)
 
 
 def common_fields(arr: np.ndarray, offset: np.ndarray, length: np.ndarray, lay: Layouts
@@ -210,6 +232,8 @@ class Buffer:
         """Whether the load uses the kernels once they are ready: blocks decoded before that use numpy."""
         self.store: FlatStore | ChunkStore | None = None
         """Record bytes by data offset (the ``offset`` column): see :mod:`.store`."""
+        self._feed: RowFeed | None = None
+        """While loading with a rows callback (``on_rows`` of the file): the rows handed out so far."""
 
     @property
     def cpu_count(self) -> int:
@@ -277,6 +301,8 @@ class Buffer:
             self._table = self._lost = None
             e.with_context(path=self.trace.path, section=f"buffer {self.name!r} flyrecord")
             raise
+        finally:
+            self._feed = None  # a cancelled load's feed holds its columns
 
     def payload(self, row: int) -> bytes:
         """The raw record bytes of event ``row`` (from common_type on)."""
@@ -390,6 +416,7 @@ class Buffer:
                 if fields:
                     self._hot.append((ev, fields, [], {f.name: [] for f in fields}))
         step = max(ps, (LOAD_BLOCK_BYTES // ps) * ps)
+        self._feed = None
         if not self.compressed:
             whole = np.frombuffer(tf.buf, dtype=np.uint8)
             self.store = FlatStore(whole)
@@ -398,18 +425,28 @@ class Buffer:
                 if start < end:  # trace-cmd writes each CPU's pages apart: this is a corrupt CPU table
                     raise CorruptSectionError(f"CPU {c2}'s data at byte {start} overlaps CPU {c1}'s (to byte "
                                               f"{end})", offset=start)
-            cols = _Columns(sum(self._cpu_bytes(cd)[1] for cd in self.cpu_data))
-            self._want_compiled = want_compiled(len(cols.arrays["ts"]) * 8)
-            for cd in self.cpu_data:
+            sizes = [self._cpu_bytes(cd)[1] for cd in self.cpu_data]
+            cols = _Columns(sizes)
+            self._want_compiled = want_compiled((sum(sizes) // 8 + 1) * 8)
+            keys: list[np.ndarray] = []
+            blocks: list[tuple[int, int, int]] = []  # (key, slot, start in the CPU's data)
+            usable = []
+            for slot, cd in enumerate(self.cpu_data):
                 off, size = self._cpu_bytes(cd)
                 st = CpuStats(cd.cpu, cd.size, size, 0, 0, truncated_bytes=cd.size - size)
-                usable = size - size % ps
-                st.truncated_bytes += size - usable
+                usable.append(size - size % ps)
+                st.truncated_bytes += size - usable[-1]
                 self.stats.append(st)
-                for a in range(0, usable, step):
-                    arr = whole[off + a: off + min(usable, a + step)]
-                    self._decode_part(cols, st, arr, base=off + a, local0=a, cpu_base=off)
-                    self._block_done(len(arr))
+                at = range(0, usable[-1], step)
+                k = _suffix_min([self._first_page_ts(whole, off + a, off + min(usable[-1], a + step)) for a in at])
+                keys.append(k)
+                blocks += [(int(x), slot, a) for x, a in zip(k.tolist(), at, strict=True)]
+            self._start_feed(cols, keys)
+            for _key, slot, a in sorted(blocks):  # time order (a CPU's blocks stay in their order)
+                off = self.cpu_data[slot].offset
+                arr = whole[off + a: off + min(usable[slot], a + step)]
+                self._decode_part(cols, self.stats[slot], arr, base=off + a, local0=a, cpu_base=off, slot=slot)
+                self._block_done(len(arr))
             for st in self.stats:
                 st.truncated_pages = -(-st.truncated_bytes // ps)
         else:
@@ -443,12 +480,12 @@ class Buffer:
             us = np.concatenate([t.usizes for t in present]) if present else z
             ustarts = np.concatenate(([0], np.cumsum(us)[:-1])).astype(np.int64) if len(us) else z
             self.store = ChunkStore(tf.codec, tf.buf, fo, cs, us, ustarts)
-            cols = _Columns(int(us.sum()))
+            cols = _Columns([0 if t is None else int(t.usizes.sum()) for t in tables])
             self._want_compiled = want_compiled(int(us.sum()))
             k0 = 0
-            work: list[tuple[int, int, int]] = []  # (CPU slot in ctx, first chunk, end chunk) in decode order
+            work: list[tuple[int, int, int]] = []  # (CPU slot in ctx, first chunk, end chunk) in CPU order
             ctx: list[_CpuChunks] = []
-            for cd, t in zip(self.cpu_data, tables, strict=True):
+            for slot, (cd, t) in enumerate(zip(self.cpu_data, tables, strict=True)):
                 st = CpuStats(cd.cpu, cd.size, 0, 0, 0)
                 self.stats.append(st)
                 if t is None:
@@ -468,9 +505,19 @@ class Buffer:
                                                               side="right"))))
                     work.append((len(ctx), i, j))
                     i = j
-                ctx.append(_CpuChunks(cd, t, st, k0, int(ustarts[k0]) if n else 0, local_starts))
+                ctx.append(_CpuChunks(cd, t, st, k0, int(ustarts[k0]) if n else 0, local_starts, slot))
                 k0 += n
-            self._decode_chunks(cols, work, ctx)
+            # time order: each block's key is its first chunk's first page (decompressed here: one
+            # chunk of ten pages per block, in the pool)
+            first = list(decompress_pool().map(self._chunk_key, [ctx[c].k0 + i for c, i, _ in work]))
+            keys = [np.zeros(0, np.uint64) for _ in self.cpu_data]
+            order = []
+            for c, x in enumerate(ctx):  # work holds each CPU's blocks together, in ctx order
+                mine = [w for w, (c2, _, _) in enumerate(work) if c2 == c]
+                keys[x.slot] = k = _suffix_min([first[w] for w in mine])
+                order += [(int(v), x.slot, w) for v, w in zip(k.tolist(), mine, strict=True)]
+            self._start_feed(cols, keys)
+            self._decode_chunks(cols, [work[w] for _, _, w in sorted(order)], ctx)
 
         for st in self.stats:
             if st.truncated_bytes:
@@ -479,6 +526,9 @@ class Buffer:
                                    f"({'at least ' if self.compressed else ''}{st.truncated_pages} pages lost)")
         self._note_losses()
         self._build_table(cols)
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.finish(self._table)
 
     def _decode_chunks(self, cols: _Columns, work: list[tuple[int, int, int]], ctx: list[_CpuChunks]) -> None:
         """Decode compressed CPU data block by block, the pool decompressing up to :data:`AHEAD`
@@ -502,6 +552,8 @@ class Buffer:
                 pend = ahead.popleft()
                 if c in dead:
                     pend.cancel()
+                    if self._feed is not None:
+                        self._feed.skip(ctx[c].slot)
                     continue
                 x = ctx[c]
                 cd, t, st, k0, cpu_base, local_starts = x.cd, x.table, x.stats, x.k0, x.cpu_base, x.local_starts
@@ -513,7 +565,9 @@ class Buffer:
                     if len(arr):
                         st.data_bytes += len(arr)
                         self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
-                                          local0=int(local_starts[i]), cpu_base=cpu_base)
+                                          local0=int(local_starts[i]), cpu_base=cpu_base, slot=x.slot)
+                    elif self._feed is not None:
+                        self._feed.skip(x.slot)
                     bad_at = int(t.file_offsets[bad]) - lay.compress_block.size
                     if tf.strict:
                         raise CorruptSectionError(f"CPU {cd.cpu} data: chunk does not decompress",
@@ -528,12 +582,40 @@ class Buffer:
                     continue
                 st.data_bytes += len(arr)
                 self._decode_part(cols, st, arr, base=cpu_base + int(local_starts[i]),
-                                  local0=int(local_starts[i]), cpu_base=cpu_base)
+                                  local0=int(local_starts[i]), cpu_base=cpu_base, slot=x.slot)
                 del arr
                 self._block_done(int(t.csizes[i:j].sum()) + (j - i) * lay.compress_block.size)
         finally:
             for pend in ahead:
                 pend.cancel()
+
+    def _first_page_ts(self, data: np.ndarray, start: int, end: int) -> int:
+        """Raw timestamp of the first page in ``data[start:end]`` that holds records (the first
+        16 pages looked at), the key of a block in the time-ordered decode; 0 when none does (a
+        lower bound is always safe)."""
+        ps = self.page_size
+        lay = self.trace.lay
+        room = ps - self.trace.header_page.data_offset
+        for p in range(start, min(end, start + 16 * ps) - ps + 1, ps):
+            ts, commit = lay.page_header.unpack_from(data, p)
+            if 0 < commit & COMMIT_MASK <= room:
+                return int(ts)
+        return 0
+
+    def _chunk_key(self, k: int) -> int:
+        """:meth:`_first_page_ts` of chunk ``k`` of the store (0 when it does not decompress)."""
+        try:
+            data = np.frombuffer(self.store._chunk_bytes(k), np.uint8)
+        except Exception:
+            return 0
+        return self._first_page_ts(data, 0, len(data))
+
+    def _start_feed(self, cols: _Columns, keys: list[np.ndarray]) -> None:
+        """The row feed of this load, when the file has a callback for rows (:mod:`.partial`)."""
+        cb = getattr(self.trace, "on_rows", None)
+        if cb is not None:
+            self._feed = RowFeed(self, cb, self.trace.convert_ts, cols.arrays, [cd.cpu for cd in self.cpu_data],
+                                 cols.starts, keys)
 
     def _loss(self, kind: str, cpu: int | None, offset: int, what: str, *, pages: int | None = None,
               nbytes: int | None = None, at_least: bool = False) -> DataLoss:
@@ -596,12 +678,13 @@ class Buffer:
         return np.concatenate(good), j  # pragma: no cover (the range failed as a whole)
 
     def _decode_part(self, cols: _Columns, st: CpuStats, arr: np.ndarray, *, base: int,
-                     local0: int, cpu_base: int) -> None:
+                     local0: int, cpu_base: int, slot: int) -> None:
         """Decode whole pages ``arr`` of one CPU (at data offset ``base``; ``local0`` bytes into the
-        CPU's data) and append their records' columns, common fields included."""
+        CPU's data) and append their records' columns, common fields included, to its region
+        ``slot``; the row feed (if any) hears of the block."""
         tf = self.trace
         ps = self.page_size
-        n0 = cols.n
+        n0 = cols.fill[slot]
         compiled = self._want_compiled and kernels_ready()
         if compiled:
             res = decode_into(arr, ps, tf.lay, tf.header_page.data_offset, base, cols.arrays, n0)
@@ -639,14 +722,14 @@ class Buffer:
         if len(miss_idx):
             cols.missed.append((miss_idx, miss_val))
         if compiled:
-            cols.commit(st.cpu, k)
+            cols.commit(slot, k)
             event_id = cols.arrays["eid"][n0:n0 + k]
             offset = cols.arrays["off"][n0:n0 + k] - base
             length = cols.arrays["len"][n0:n0 + k]
         else:
             event_id, pid, flags, preempt = common_fields(arr, dec.offset, dec.length, tf.lay)
             at = next(cd.offset for cd in self.cpu_data if cd.cpu == st.cpu)
-            cols.add(st.cpu, at, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid,
+            cols.add(slot, at, ts=dec.ts, off=dec.offset + base, len=dec.length, eid=event_id, pid=pid,
                      flags=flags, preempt=preempt)
             offset, length = dec.offset, dec.length
         for ev, fields, where, parts in self._hot:
@@ -655,6 +738,9 @@ class Buffer:
                 where.append(sel + n0)
                 for f in fields:
                     parts[f.name].append(field_array(arr, offset[sel], length[sel], f, tf.endian))
+        if self._feed is not None:
+            self._feed.block(slot, cols.arrays["ts"][n0:n0 + k])
+            self._feed.emit(cols.fill)
 
     def _file_offset(self, cpu: int, base: int, bad: BadPage) -> int:
         """File offset of a bad page's fault: exact when uncompressed, else its chunk's header."""
@@ -685,20 +771,20 @@ class Buffer:
                 self._field_cache[(ev.id, f.name)] = arr.take(take)
         self._hot = []
 
-    def _merge_numpy(self, cols: _Columns, box: list[np.ndarray], bounds: np.ndarray, run_cpu: list[int],
-                     lut: np.ndarray, lost_src: np.ndarray, lost_val: np.ndarray
+    def _merge_numpy(self, cols: _Columns, box: list[np.ndarray], starts: np.ndarray, ends: np.ndarray,
+                     run_cpu: list[int], lut: np.ndarray, lost_src: np.ndarray, lost_val: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray]:
         """The merge with numpy: (lost rows, their counts, the columns in report order, the CPU column);
-        ``box`` holds the converted ts column."""
+        ``box`` holds the converted ts column; run r is its decode indices ``starts[r]..ends[r]-1``."""
         ts = box.pop()
-        merge = Merge([ts[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        merge = Merge([ts[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)], starts=starts)
         new_pos = merge.positions(lost_src).astype(np.int64)
         self._store_hot(merge.positions)
         o = np.argsort(new_pos, kind="stable")
         rows, lost_count = new_pos[o], lost_val[o]
         # the CPU column first, straight into report order: it is also the merge's label of every
         # row, from which each other column is scattered into place while its source is released
-        cpu = np.empty(int(bounds[-1]), np.int16)
+        cpu = np.empty(int((ends - starts).sum()), np.int16)
         merge.fill(cpu, np.array(run_cpu, np.int16))
         del merge
         release_free_memory()
@@ -706,9 +792,10 @@ class Buffer:
         src = {"ts": ts, **{k: cols.pop(k) for k in names[1:]}}
         del ts
         if len(run_cpu) <= 1:
-            out = src
+            a, b = (int(starts[0]), int(ends[0])) if len(run_cpu) else (0, 0)
+            out = {k: v[a:b] for k, v in src.items()}
         else:
-            out = scatter_merged(src, cpu, lut, bounds)
+            out = scatter_merged(src, cpu, lut, None, starts=starts)
         del src
         return rows, lost_count, out, cpu
 
@@ -728,19 +815,14 @@ class Buffer:
         # them, the first run on a machine: that load stays on numpy throughout)
         self._compiled = self._want_compiled and kernels_ready()
         release_free_memory()  # the decode blocks' temporaries, before the merge needs room
-        # per-CPU runs of records in decode order (a CPU's blocks are consecutive)
-        run_cpu: list[int] = []
-        run_len: list[int] = []
-        for c, k in cols.segments:
-            if k and run_cpu and run_cpu[-1] == c:
-                run_len[-1] += k
-            elif k:
-                run_cpu.append(c)
-                run_len.append(k)
-        bounds = np.concatenate(([0], np.cumsum(run_len, dtype=np.int64))).astype(np.int64)
+        # per-CPU runs of records: each CPU's region of the columns, in slot order
+        runs = cols.runs()
+        run_cpu = [self.cpu_data[s].cpu for s, _, _ in runs]
+        starts = np.array([a for _, a, _ in runs], np.int64)
+        ends = np.array([b for _, _, b in runs], np.int64)
         take = cols.pop
         ts = take("ts")
-        for c, a, b in zip(run_cpu, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        for c, a, b in zip(run_cpu, starts.tolist(), ends.tolist(), strict=True):
             conv = tf.convert_ts(ts[a:b], np.full(b - a, c, np.int16))
             if conv.ctypes.data != ts[a:].ctypes.data:  # converted into a new array: put it back
                 ts[a:b] = conv.view(ts.dtype)
@@ -752,10 +834,10 @@ class Buffer:
         names = ("ts", "pid", "eid", "flags", "preempt", "off", "len")
         lut = np.full(int(max(run_cpu, default=0)) + 1, -1, np.int64)
         lut[run_cpu] = np.arange(len(run_cpu))
-        if self._compiled and len(run_cpu) > 1 and len(set(run_cpu)) == len(run_cpu):
+        if self._compiled and len(run_cpu) > 1:
             # one pass: merge, every column into place, the rows of the lost marks and hot records
             hot_src = [np.concatenate(where) for _, _, where, _ in self._hot if where]
-            cm = CompiledMerge(bounds, np.array(run_cpu, np.int16), np.concatenate([lost_src, *hot_src]))
+            cm = CompiledMerge(starts, np.array(run_cpu, np.int16), np.concatenate([lost_src, *hot_src]), ends=ends)
             src = {"ts": ts, **{k: take(k) for k in names[1:]}}
             del ts
             out, cpu = cm.run(src)
@@ -767,7 +849,7 @@ class Buffer:
         else:
             box = [ts]  # the callee holds the only reference, and lets go of it while it scatters
             del ts
-            rows, lost_count, out, cpu = self._merge_numpy(cols, box, bounds, run_cpu, lut, lost_src, lost_val)
+            rows, lost_count, out, cpu = self._merge_numpy(cols, box, starts, ends, run_cpu, lut, lost_src, lost_val)
         out["cpu"] = cpu
         self._table = schema.events_table(ts=out.pop("ts"), cpu=out["cpu"], pid=out.pop("pid"),
                                           event_id=out.pop("eid"), flags=out.pop("flags"),

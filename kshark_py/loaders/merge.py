@@ -25,13 +25,16 @@ class Merge:
     for 17 M events).  With many runs a stable sort of the running maxima gives the positions.
     """
 
-    def __init__(self, segments: list[np.ndarray]) -> None:
+    def __init__(self, segments: list[np.ndarray], starts: np.ndarray | None = None) -> None:
+        """``segments``: each run's keys; ``starts``: each run's first decode-order index (default:
+        the runs back to back; the reader's runs are per-CPU regions with gaps between them)."""
         self.keys = []
         for seg in segments:
             if len(seg) > 1 and bool((seg[1:] < seg[:-1]).any()):
                 seg = np.maximum.accumulate(seg)
             self.keys.append(seg)
-        self.starts = np.concatenate(([0], np.cumsum([len(k) for k in self.keys], dtype=np.int64)))
+        self.packed = np.concatenate(([0], np.cumsum([len(k) for k in self.keys], dtype=np.int64)))
+        self.starts = self.packed[:-1] if starts is None else np.asarray(starts, np.int64)
         self.inv = merge_positions(self.keys) if len(self.keys) > 4 else None
 
     def _place(self, r: int, local: np.ndarray) -> np.ndarray:
@@ -45,10 +48,10 @@ class Merge:
     def positions(self, src: np.ndarray) -> np.ndarray:
         """Report-order rows of decode-order indices ``src``."""
         src = np.asarray(src, np.int64)
-        if self.inv is not None:
-            return self.inv[src].astype(np.int64)
-        out = np.empty(len(src), np.int64)
         run = np.searchsorted(self.starts, src, side="right") - 1
+        if self.inv is not None:
+            return self.inv[src - self.starts[run] + self.packed[run]].astype(np.int64)
+        out = np.empty(len(src), np.int64)
         for r in np.unique(run).tolist():
             sel = np.flatnonzero(run == r)
             out[sel] = self._place(r, src[sel] - self.starts[r])
@@ -57,7 +60,7 @@ class Merge:
     def fill(self, out: np.ndarray, values: np.ndarray, chunk: int = 1 << 20) -> None:
         """``out[row] = values[run of row]`` for every report-order row."""
         if self.inv is not None:
-            for r, (a, b) in enumerate(zip(self.starts[:-1].tolist(), self.starts[1:].tolist(), strict=True)):
+            for r, (a, b) in enumerate(zip(self.packed[:-1].tolist(), self.packed[1:].tolist(), strict=True)):
                 for x in range(a, b, chunk):
                     out[self.inv[x:min(b, x + chunk)]] = values[r]
             self.inv = None
@@ -74,10 +77,11 @@ class Merge:
                 out[self._place(r, np.arange(a, min(len(k), a + chunk)))] = values[r]
 
 
-def scatter_merged(src: dict[str, np.ndarray], labels: np.ndarray, lut: np.ndarray, bounds: np.ndarray,
-                   chunk: int = 1 << 20) -> dict[str, np.ndarray]:
-    """Columns in decode order (runs at ``bounds``) -> report order, given each report-order row's
-    run (``lut[labels[row]]``; ``lut`` is -1 for labels no run has).
+def scatter_merged(src: dict[str, np.ndarray], labels: np.ndarray, lut: np.ndarray, bounds: np.ndarray | None,
+                   chunk: int = 1 << 20, starts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Columns in decode order (runs at ``bounds``; or run r from ``starts[r]`` on, with gaps
+    between runs) -> report order, given each report-order row's run (``lut[labels[row]]``;
+    ``lut`` is -1 for labels no run has).
 
     A merge never reorders a run, so the rows of run r in a chunk of the output take the next
     records of run r in order.  The output is filled front to back a chunk at a time, every
@@ -85,10 +89,10 @@ def scatter_merged(src: dict[str, np.ndarray], labels: np.ndarray, lut: np.ndarr
     :func:`~.memory.forget_consumed`): the peak stays one copy of the table, with no position
     array.  The sources are dead afterwards.
     """
-    out = {k: np.empty_like(v) for k, v in src.items()}
-    nruns = len(bounds) - 1
-    done = [int(x) for x in bounds[:-1]]
     n = len(labels)
+    out = {k: np.empty(n, v.dtype) for k, v in src.items()}
+    done = [int(x) for x in (bounds[:-1] if starts is None else starts)]
+    nruns = len(done)
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
         lab = lut[labels[a:b]]
@@ -117,8 +121,12 @@ class CompiledMerge:
     hot fields), all while the sources are released as they are consumed: each column is read
     once and written once, no ``searchsorted`` of every run against every other."""
 
-    def __init__(self, bounds: np.ndarray, values: np.ndarray, queries: np.ndarray) -> None:
-        self.bounds = np.asarray(bounds, np.int64)
+    def __init__(self, bounds: np.ndarray, values: np.ndarray, queries: np.ndarray,
+                 ends: np.ndarray | None = None) -> None:
+        """Run r holds decode-order records ``bounds[r]..bounds[r+1]-1``, or with ``ends``
+        ``bounds[r]..ends[r]-1`` (the reader's per-CPU regions, gaps between them)."""
+        b = np.asarray(bounds, np.int64)
+        self.starts, self.ends = (b[:-1], b[1:]) if ends is None else (b, np.asarray(ends, np.int64))
         self.values = values  # each run's label (its CPU)
         self.queries = np.unique(np.asarray(queries, np.int64))
         self.rows = np.full(len(self.queries), -1, np.int64)
@@ -133,10 +141,10 @@ class CompiledMerge:
         halves at once (from ``split_from`` rows on)."""
         names = list(src)
         cols = [src.pop(k) for k in names]
-        n = int(self.bounds[-1])
-        out = [np.empty_like(c) for c in cols]
+        n = int((self.ends - self.starts).sum())
+        out = [np.empty(n, c.dtype) for c in cols]
         labels = np.empty(n, self.values.dtype)
-        start, end = self.bounds[:-1].copy(), self.bounds[1:].copy()
+        start, end = self.starts.copy(), self.ends.copy()
         cut = self._cut(cols[0], start, end) if n >= split_from else None
         if cut is None:
             self._rows(cols, out, labels, 0, n, start, end, chunk)
@@ -159,7 +167,8 @@ class CompiledMerge:
         for a, b in zip(start.tolist(), end.tolist(), strict=True):
             if b - a > 1 and bool((keys[a + 1:b] < keys[a:b - 1]).any()):
                 return None
-        step = max(1, int(end[-1]) // 20000)
+        n = int((end - start).sum())
+        step = max(1, n // 20000)
         sample = np.sort(np.concatenate([keys[a:b:step] for a, b in zip(start.tolist(), end.tolist(), strict=True)]))
         if not len(sample):
             return None
@@ -167,7 +176,7 @@ class CompiledMerge:
         cut = np.array([a + int(np.searchsorted(keys[a:b], pivot, side="left"))
                         for a, b in zip(start.tolist(), end.tolist(), strict=True)], np.int64)
         s = int((cut - start).sum())
-        return cut if 0 < s < int(end[-1]) - int(start[0]) else None
+        return cut if 0 < s < n else None
 
     def _rows(self, cols: list[np.ndarray], out: list[np.ndarray], labels: np.ndarray, a: int, b: int,
               cur: np.ndarray, end: np.ndarray, chunk: int) -> None:

@@ -78,6 +78,7 @@ from .metablocks import format_entries, ftrace_entries, parse_format_checked, pa
 from .metadata import Kallsyms, parse_cmdlines, parse_printk, saved_cmdline_entries
 from .options import MAX_CPUS, BufferOption, CpuData, TraceMetadata, parse_option
 from .pages import warm_up_for
+from .partial import PartialRows
 from .text import trace_clocks
 from .timestamps import to_trace_time
 
@@ -118,6 +119,10 @@ class TraceFile:
         self.progress: Callable[[int], None] | None = None
         """Called after each decoded block with the file bytes it consumed (progress bars; it may
         raise to abandon the load, which leaves the buffer undecoded)."""
+        self.on_rows: Callable[[PartialRows], None] | None = None
+        """Called while a buffer decodes with its exact rows so far, in report order
+        (:class:`~.partial.PartialRows`: the progressive view's list and rows; the last one of
+        each buffer has ``done``), from the decoding thread; it may raise to abandon the load."""
         self._fh = _open_regular(self.path)
         try:
             self.file_size = os.fstat(self._fh.fileno()).st_size

@@ -1,0 +1,155 @@
+"""A buffer's exact rows handed out while it decodes (the progressive view's list and rows).
+
+The loader decodes a buffer's blocks in time order (each block's first page timestamp; a CPU's
+blocks in their order, ties to the lower CPU), so after each block every record earlier than the
+next block's first page is decoded: that time is the *watermark*.  The rows below it are already
+exactly what the final events table starts with: the final merge orders each CPU's records by
+their running maximum (trace-cmd's k-way merge), and no record still to decode can have a smaller
+one.  :class:`RowFeed` cuts each CPU's decoded records at the watermark, converts their times
+(``TraceFile.convert_ts``) and merges them with :func:`.merge.merge_order` (the same tie rule as
+the table), so the :class:`PartialRows` of a buffer, concatenated, are the first rows of its
+events table.  The last one (``done``) comes from the table itself and holds the rest.
+
+Why a watermark from page headers: a page's timestamp is the time its first record's delta starts
+from, so no record of the page (nor, per CPU, of a later page) is earlier.  A block whose first
+pages hold nothing gets the smallest key of the CPU's later blocks (a lower bound is always safe).
+What would break that promise stops the feed for the buffer (only the ``done`` rows follow): a
+decoded record earlier than its block's key, or times that the conversion makes go back (a
+guest's TIME_SHIFT samples).  No cost without a callback: the loader makes no feed then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .merge import merge_order
+
+__all__ = ["EMIT_SECONDS", "PartialRows", "RowFeed"]
+
+EMIT_SECONDS = 0.1
+"""At most one :class:`PartialRows` per this many seconds while a buffer decodes."""
+
+
+@dataclass(frozen=True, eq=False)
+class PartialRows:
+    """The rows of ``buffer`` with ``previous watermark <= ts < watermark``, in report order.
+
+    Every column is what the final events table holds at those rows (``ts`` on the table's clock:
+    converted, a guest's on the host clock); the concatenation of a buffer's PartialRows is its
+    table's first rows.  ``done``: the last one of the buffer (the table is built; ``watermark`` is
+    past its last row)."""
+
+    buffer: Any
+    """The :class:`~.buffer.Buffer` (typed loosely: :mod:`.buffer` imports this module)."""
+    ts: np.ndarray
+    """int64, the table's ``ts``."""
+    cpu: np.ndarray
+    """int16."""
+    pid: np.ndarray
+    """int32."""
+    event_id: np.ndarray
+    """int32."""
+    watermark: int
+    """Every row of the buffer earlier than this (converted time) has been handed out."""
+    done: bool
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class RowFeed:
+    """Hands a buffer's rows below the watermark to ``callback`` while it decodes (see the module).
+
+    The loader tells it each decoded block (:meth:`block`) or each block it skips (:meth:`skip`),
+    in its decode order; :meth:`emit` sends what the watermark now covers (at most every
+    :data:`EMIT_SECONDS`); :meth:`finish` sends the rest from the built table."""
+
+    def __init__(self, buffer: Any, callback: Callable[[PartialRows], None],
+                 convert: Callable[[np.ndarray, np.ndarray], np.ndarray], arrays: dict[str, np.ndarray],
+                 cpus: list[int], starts: list[int], keys: list[np.ndarray]) -> None:
+        """``cpus``: each region's CPU (slot order); ``starts``: where its records begin in
+        ``arrays`` (the loader's columns); ``keys``: the raw keys of its blocks in their order."""
+        self.buffer, self.callback, self.convert, self.arrays = buffer, callback, convert, arrays
+        self.cpus = cpus
+        self.raw_keys = keys
+        self.keys = [convert(k.astype(np.uint64), np.full(len(k), c, np.int16)) if len(k) else k.astype(np.int64)
+                     for c, k in zip(cpus, keys, strict=True)]
+        self.ok = all(not len(k) or bool((np.diff(k) >= 0).all()) for k in self.keys)
+        self.next = [0] * len(cpus)
+        self.sent = list(starts)  # per region: its first record not handed out
+        self.top: list[int | None] = [None] * len(cpus)  # per region: running maximum of what was sent
+        self.watermark: int | None = None
+        self.rows = 0
+        self.last = 0.0
+
+    def block(self, slot: int, ts: np.ndarray) -> None:
+        """Region ``slot``'s next block is decoded: its records' raw times ``ts``."""
+        j = self.next[slot]
+        if len(ts) and j < len(self.raw_keys[slot]) and int(ts.min()) < int(self.raw_keys[slot][j]):
+            self.ok = False  # a record before its page: the watermark promised too much
+        self.next[slot] = j + 1
+
+    def skip(self, slot: int) -> None:
+        """Region ``slot``'s next block yields nothing (its CPU's data ended at a bad chunk)."""
+        self.next[slot] += 1
+
+    def _mark(self) -> int | None:
+        """The watermark now: the smallest key of the blocks still to decode (None: all decoded)."""
+        left = [int(k[j]) for k, j in zip(self.keys, self.next, strict=True) if j < len(k)]
+        return min(left) if left else None
+
+    def emit(self, fill: list[int]) -> None:
+        """Send the rows the watermark covers now (``fill``: each region's end of decoded records)."""
+        now = time.monotonic()
+        if not self.ok or now - self.last < EMIT_SECONDS:
+            return
+        w = self._mark()
+        if w is None or (self.watermark is not None and w <= self.watermark):
+            return
+        parts = []
+        for s, c in enumerate(self.cpus):
+            a, b = self.sent[s], fill[s]
+            if a == b:
+                continue
+            raw = self.arrays["ts"][a:b]
+            conv = self.convert(raw, np.full(b - a, c, np.int16))
+            up_raw = raw[1:] >= raw[:-1]
+            if bool((up_raw & (conv[1:] < conv[:-1])).any()):
+                self.ok = False  # the conversion sends this CPU's times back: no promise holds
+                return
+            key = np.maximum.accumulate(conv)
+            if self.top[s] is not None:
+                key = np.maximum(key, self.top[s])
+            k = int(np.searchsorted(key, w, side="left"))
+            if k:
+                parts.append((s, a, conv[:k], key[:k]))
+        self._send(parts, w)
+        self.last = now
+
+    def _send(self, parts: list[tuple[int, int, np.ndarray, np.ndarray]], w: int) -> None:
+        order = merge_order([key for _, _, _, key in parts]) if parts else np.zeros(0, np.int64)
+        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))  # noqa: E731
+        ts = cat([conv for _, _, conv, _ in parts]).astype(np.int64)[order]
+        cpu = cat([np.full(len(conv), self.cpus[s], np.int16) for s, _, conv, _ in parts]).astype(np.int16)[order]
+        cols = {k: cat([self.arrays[k][a:a + len(conv)] for _, a, conv, _ in parts]).astype(np.int32)[order]
+                for k in ("pid", "eid")}
+        for s, a, conv, key in parts:
+            self.sent[s] = a + len(conv)
+            self.top[s] = int(key[-1])
+        self.watermark = w
+        self.rows += len(ts)
+        self.callback(PartialRows(self.buffer, ts, cpu, cols["pid"], cols["eid"], w, False))
+
+    def finish(self, table: pa.Table) -> None:
+        """The table is built: send its rows not sent yet, as the last PartialRows (``done``)."""
+        rest = table.slice(self.rows)
+        col = {k: rest.column(k).to_numpy() for k in ("ts", "cpu", "pid", "event_id")}
+        last = int(col["ts"].max()) + 1 if len(rest) else None
+        w = max(x for x in (self.watermark, last, 0) if x is not None)
+        self.callback(PartialRows(self.buffer, col["ts"], col["cpu"], col["pid"], col["event_id"], w, True))

@@ -1,0 +1,155 @@
+"""The loader's exact rows while it decodes (``TraceFile.on_rows``, :mod:`kshark_py.loaders.partial`).
+
+With tiny blocks (many per CPU) every corpus file, and cut copies of real files, must give the same
+tables as a load with the usual block size, and its PartialRows, concatenated, must be the table's
+rows in order; the decode goes in time order, so rows come before the first CPU is done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kshark_py.loaders import buffer as buffer_mod
+from kshark_py.loaders import pages, partial
+from kshark_py.loaders.partial import PartialRows
+from kshark_py.loaders.tracedat import TraceFile, open_trace
+from kshark_py.model.session import HOT_FIELDS
+
+TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
+CORPUS = sorted(p for p in TRACES.rglob("*.dat") if p.stat().st_size > 0)
+CUTS = ["host-sched-v6.dat", "host-sched-v7.dat", "host-instances.dat", "host-lost-events.dat",
+        "vm-tsync/trace-vmguest.dat", "host-kvm.dat"]
+
+
+def _load(path: Path, rows: list[PartialRows] | None = None) -> TraceFile:
+    tf = open_trace(path, strict=False)
+    tf.hot_fields = HOT_FIELDS
+    if rows is not None:
+        tf.on_rows = rows.append
+    for b in tf.buffers:
+        _ = b.events
+    return tf
+
+
+def _check(path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool) -> list[PartialRows]:
+    """The tiny-block load with a row feed against a plain load; returns the PartialRows."""
+    ref = _load(path)
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 1)  # one page per block (a chunk compressed)
+    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
+    monkeypatch.setattr(buffer_mod, "want_compiled", lambda n: compiled)
+    rows: list[PartialRows] = []
+    got = _load(path, rows)
+    assert got.warnings == ref.warnings
+    for rb, gb in zip(ref.buffers, got.buffers, strict=True):
+        assert gb.events.equals(rb.events), (path, gb.name)
+        assert gb.lost.equals(rb.lost)
+        assert [(s.cpu, s.events, s.pages, s.lost_events, s.truncated_bytes) for s in gb.stats] == \
+            [(s.cpu, s.events, s.pages, s.lost_events, s.truncated_bytes) for s in rb.stats]
+        rf, rr = rb.decoded_fields()
+        gf, gr = gb.decoded_fields()
+        assert gf.keys() == rf.keys() and all(gf[k].equals(rf[k]) for k in rf)
+        assert gr.keys() == rr.keys() and all(np.array_equal(gr[k], rr[k]) for k in rr)
+        mine = [p for p in rows if p.buffer is gb]
+        assert mine and mine[-1].done and not any(p.done for p in mine[:-1])
+        t = gb.events
+        for name, col in (("ts", "ts"), ("cpu", "cpu"), ("pid", "pid"), ("event_id", "event_id")):
+            cat = np.concatenate([getattr(p, name) for p in mine])
+            assert np.array_equal(cat, t.column(col).to_numpy()), (path, gb.name, name)
+            assert cat.dtype == t.column(col).to_numpy().dtype
+        marks = [p.watermark for p in mine]
+        assert all(b > a for a, b in zip(marks[:-2], marks[1:-1], strict=True)), "watermarks must increase"
+        assert len(marks) < 2 or marks[-1] >= marks[-2]
+        for p in mine[:-1]:  # every row handed out lies below its watermark
+            assert not len(p.ts) or int(p.ts.max()) < p.watermark
+    return rows
+
+
+@pytest.fixture(scope="module")
+def kernels() -> None:
+    pages.start_warm_up()
+    assert pages.wait_kernels()
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(TRACES)))
+def test_partial_rows_are_the_table_prefix(traces: Path, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy decoder: same tables with one-page blocks, and the rows handed out are the table's."""
+    _check(path, monkeypatch, compiled=False)
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(TRACES)))
+def test_partial_rows_compiled(traces: Path, path: Path, monkeypatch: pytest.MonkeyPatch, kernels: None) -> None:
+    """The compiled decoder and merge (regions with gaps: CompiledMerge) give the same."""
+    _check(path, monkeypatch, compiled=True)
+
+
+@pytest.mark.parametrize("name", CUTS)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_partial_rows_of_cut_files(traces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernels: None,
+                                   name: str, compiled: bool) -> None:
+    """A real file cut short inside its data (what a lenient load keeps) loads the same in time order."""
+    data = (traces / name).read_bytes()
+    cpus = open_trace(traces / name).buffers[0].cpu_data
+    big = max(cpus, key=lambda c: c.size)  # cut in the middle of the biggest CPU's data
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(data[: big.offset + big.size // 2])
+    _check(cut, monkeypatch, compiled)
+
+
+def test_decode_goes_in_time_order(traces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows come out before the first CPU is decoded whole: blocks are decoded by time, not CPU
+    after CPU (the rows of CPU 0 still to come follow rows of other CPUs already handed out)."""
+    for name in ("host-sched-v6.dat", "host-sched-v7.dat"):
+        rows = _check(traces / name, monkeypatch, compiled=False)
+        top = [p for p in rows if p.buffer.name == ""]
+        first_cpu = top[0].buffer.cpu_data[0].cpu
+        seen_others = False
+        for k, p in enumerate(top[:-1]):
+            seen_others |= bool((p.cpu != first_cpu).any())
+            later = np.concatenate([q.cpu for q in top[k + 1:]])
+            if seen_others and (later == first_cpu).any():
+                break
+        else:
+            pytest.fail(f"{name}: CPU {first_cpu} was decoded whole before any other CPU's rows")
+        assert sum(len(p) for p in top[:-1]) > len(top[0].buffer.events) // 2, "most rows come before the end"
+
+
+def test_no_feed_without_callback(traces: Path) -> None:
+    """No callback, no feed: the loader keeps nothing for it."""
+    tf = _load(traces / "host-sched-v7.dat")
+    assert all(b._feed is None for b in tf.buffers)
+
+
+def test_times_going_back_stop_the_feed(traces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conversion that sends times back (guest samples that jump) makes no promise hold: the feed
+    stops, and the rest comes with the table (still its exact rows)."""
+    path = traces / "vm-tsync" / "trace.dat"
+    tf0 = open_trace(path)
+    mid = int(np.median(tf0.buffers[0].events.column("ts").to_numpy()))
+
+    def dip(tf: TraceFile) -> None:
+        orig = tf.convert_ts
+
+        def conv(raw: np.ndarray, cpu: np.ndarray, *, raw_ts: bool = False) -> np.ndarray:
+            t = orig(raw, cpu, raw_ts=raw_ts)
+            return np.where(t > mid, t - 10**9, t)  # a second back at the median
+
+        tf.convert_ts = conv
+
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 1)
+    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
+    ref = open_trace(path)
+    dip(ref)
+    want = ref.buffers[0].events
+    rows: list[PartialRows] = []
+    tf = open_trace(path)
+    dip(tf)
+    tf.on_rows = rows.append
+    t = tf.buffers[0].events
+    assert t.equals(want)
+    assert np.array_equal(np.concatenate([p.ts for p in rows]), t.column("ts").to_numpy())
+    before = sum(len(p) for p in rows[:-1])
+    assert before <= int((t.column("ts").to_numpy() <= mid - 10**9).sum()), "no row handed out past the dip"
+    assert rows[-1].done and len(rows[-1]) == len(t) - before
