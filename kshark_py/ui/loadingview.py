@@ -129,6 +129,8 @@ class LoadingView(QtCore.QObject):
 
     def _rows_delivered(self, index: int) -> None:
         """The reader delivered rows of stream ``index`` (queued from the loading thread)."""
+        if self.window.loading is not self:  # a late one, after the loaded window replaced this view
+            return
         if self.event_list is not None and index == self.event_list.model.stream.index:
             self.event_list.refresh()
         self.window.timeline.schedule()
