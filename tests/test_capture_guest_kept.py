@@ -87,3 +87,41 @@ def test_full_disk_keeps_the_guest_and_recover_finishes_it(env_ok, tmp_path, mon
         assert [st.name for st in pair.streams] == ["host", "g"]  # the host file names it: they pair
         assert pair.streams[1].buffer.events.num_rows > 0
         assert pair.guests[0].synced  # its TIME_SHIFT kept and written: on the host clock
+
+
+def test_a_killed_recording_leaves_the_guest_folder_and_recover_finishes_it(env_ok, tmp_path):
+    """SIGKILL while recording a guest: its pages stay in its folder and the agent's file (no data yet) beside
+    the output; the next ``record`` lists the folder, and ``--recover`` writes the guest's file from both."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=str(ROOT))
+    sw = "sched:sched_switch"
+    with our_agent(tmp_path) as ag:
+        p = subprocess.Popen(our_cli("record", "-o", str(out / "trace.dat"), "-e", sw, "-A", f"g@127.0.0.1:{ag.port}",
+                                     "-e", sw), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            end = time.monotonic() + 60
+            while not any(f.stat().st_size for f in out.glob(f"{guestspool.GUEST_PREFIX}g-*/cpu*")):
+                assert p.poll() is None and time.monotonic() < end, p.stderr.read() if p.poll() is not None else ""
+                subprocess.run(["ls", "-R", "/usr/lib"], stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+        finally:
+            p.kill()
+            p.wait(10)
+            p.stderr.close()
+    [folder] = out.glob(f"{guestspool.GUEST_PREFIX}g-*")
+    assert (out / "trace-g.dat").exists() and not (folder / guestspool.HEAD).exists()
+    r = subprocess.run(our_cli("record", "-o", str(out / "next.dat"), "-e", sw, "-d", "0.3"), env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode in (0, 3), r.stderr
+    listed = [ln for ln in r.stderr.splitlines() if str(folder) in ln]
+    assert len(listed) == 1 and f"kshark-py record --recover {folder} writes it" in listed[0], r.stderr
+    assert "guest g's recording" in listed[0]
+    r = subprocess.run(our_cli("record", "--recover", str(folder)), env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not folder.exists()
+    tc, ks = report_both(out / "trace-g.dat")
+    assert tc.splitlines() == ks.splitlines() and "sched_switch" in tc

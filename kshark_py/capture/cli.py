@@ -264,8 +264,9 @@ def _say(text: str, prog: str = "record") -> None:
     print(f"kshark-py {prog}: {text}", file=sys.stderr)
 
 
-def _clean_leftovers(prog: str = "record") -> None:
-    """Remove the tracefs instances of killed kshark-py processes (one line each) and list their spools."""
+def _clean_leftovers(prog: str = "record", output: str | None = None) -> None:
+    """Remove the tracefs instances of killed kshark-py processes (one line each) and list their spools (and
+    the guest folders beside ``output``)."""
     try:
         tracefs = find_tracefs()
     except RecordError:
@@ -276,6 +277,11 @@ def _clean_leftovers(prog: str = "record") -> None:
                  f"left {leftovers.instance_text(inst)}: {why}", prog)
     for sp in leftovers.stale_spools():
         _say(leftovers.spool_text(sp), prog)
+    if output is not None:
+        from . import guestspool
+
+        for g in guestspool.stale_folders(os.path.dirname(os.path.abspath(output))):
+            _say(guestspool.stale_text(g), prog)
 
 
 def _recover(args: RecordArgs) -> int:
@@ -331,7 +337,7 @@ def cmd_record(ns: argparse.Namespace) -> int:
         return 2
     if args.recover is not None:
         return _recover(args)
-    _clean_leftovers()
+    _clean_leftovers(output=args.output)
     try:
         session = HostSession(args.output, args.specs, args.guests, buffer_kb=args.buffer_kb, clock=args.clock,
                               version=args.version, compression=args.compression,

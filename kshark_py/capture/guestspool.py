@@ -94,10 +94,63 @@ def keep(d: Path, head: Path, options: list[tuple[int, bytes]], clock: str) -> s
     return None
 
 
+@dataclass(frozen=True)
+class StaleGuest:
+    """A guest folder no recording uses: kept after a full disk, or left by a killed process."""
+
+    path: Path
+    name: str
+    pid: int
+    size: int
+    """Bytes of received pages (cpuN files)."""
+    output: str | None
+
+
+def stale_folders(parent: str | os.PathLike) -> list[StaleGuest]:
+    """The guest folders in ``parent`` whose recording is over (kept, or its process gone), oldest first."""
+    out = []
+    base = Path(parent)
+    try:
+        found = sorted(base.glob(f"{GUEST_PREFIX}*"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return []
+    for p in found:
+        try:
+            doc = read_recipe(p)
+            pid = int(doc.get("pid", 0))
+            if not doc.get("kept") and pid_running(pid):
+                continue  # a live recording's
+            size = sum(c.stat().st_size for c in p.iterdir() if _CPU_RE.match(c.name))
+        except (SpoolError, OSError, ValueError, TypeError):
+            continue
+        out.append(StaleGuest(p, str(doc["name"]), pid, size, doc.get("output")))
+    return out
+
+
+def stale_text(s: StaleGuest) -> str:
+    """A stale guest folder in one line, with the command that finishes its file."""
+    size = f"{s.size / 1e6:,.1f} MB" if s.size >= 100_000 else f"{s.size:,} bytes"
+    dest = f" (for {s.output})" if s.output else ""
+    return (f"{s.path}: {size} of guest {s.name}'s recording{dest}, not written into its file: "
+            f"kshark-py record --recover {s.path} writes it (or remove the folder)")
+
+
 def cpus_of(d: Path, page_size: int) -> list:
     """Each ``cpuN`` file's whole pages (:func:`.spool.cpu_data`)."""
     n = max((int(m.group(1)) + 1 for p in d.iterdir() if (m := _CPU_RE.match(p.name))), default=0)
     return cpu_data(d, n, page_size)
+
+
+def _head_only(path: Path) -> bool:
+    """``path`` is a guest's file as its agent sent it: a v7 file without CPU data (a kill stopped it there)."""
+    from ..loaders.errors import TraceDatError
+    from ..loaders.tracedat import open_trace
+
+    try:
+        with open_trace(path) as tf:
+            return tf.version == 7 and not any(cd.size for b in tf.buffers for cd in b.cpu_data)
+    except (TraceDatError, OSError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -119,10 +172,14 @@ def recover(folder: str | os.PathLike, output: str | os.PathLike | None = None) 
     if not doc.get("kept") and pid != os.getpid() and pid_running(pid):
         raise SpoolError(f"{d}: process {pid} is still recording into it")
     head = d / HEAD
-    if not head.is_file():
-        raise SpoolError(f"{d}: the guest's metadata ({HEAD}) is not in it: nothing to complete")
-    target = Path(output) if output is not None else Path(doc.get("output") or f"trace-{doc['name']}.dat")
-    if output is None and target.exists():
+    meant = Path(doc.get("output") or f"trace-{doc['name']}.dat")
+    target = Path(output) if output is not None else meant
+    if not head.is_file():  # its process was killed: the agent's file is still where it was being written
+        if not _head_only(meant):
+            raise SpoolError(f"{d}: the guest's metadata is neither in it ({HEAD}) nor in {meant} (a file the "
+                             "agent sent, with no data yet): nothing to complete")
+        head = meant
+    elif output is None and target.exists():
         raise SpoolError(f"{target} exists: choose another output with -o FILE")
     st = inspect_v7(head)
     cpus = cpus_of(d, st.page_size)
