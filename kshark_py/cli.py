@@ -364,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # -h, or a usage error already printed as one line
         return e.code if isinstance(e.code, int) else 2
     apply_cache_option(args)
+    early = getattr(args, "early", None)
+    if early is not None:  # a command's head start, before the imports below (export: the kernels)
+        early(args)
     # big temporaries go back to the kernel when freed (see there); after parsing: it imports
     # pyarrow, which -h and a usage error do not need
     return_memory_promptly()

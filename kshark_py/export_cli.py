@@ -55,9 +55,29 @@ def _open(paths: list[str], strict: bool, extra_fields: bool):
     return None if show_losses(files, strict) else files
 
 
+KERNEL_WAIT_S = 1.0
+"""How long a one-file export waits for the compiled kernels before decoding a block with numpy
+(:func:`~kshark_py.loaders.pages.waiting_for_kernels`): loading them from numba's cache takes
+~0.2 s; only the first run on a machine compiles them (seconds), and then numpy goes on."""
+
+
+def _single(args: argparse.Namespace) -> bool:
+    """Whether the export is the one-file form (``-o OUT.parquet``)."""
+    return args.format == "parquet" and args.output.endswith(".parquet")
+
+
+def start_early(args: argparse.Namespace) -> None:
+    """Before anything is imported: start loading the compiled kernels for the one-file export's
+    input (:mod:`~kshark_py.loaders.earlywarm`, which decides from the file's size and header)."""
+    if _single(args) and args.input and len(args.input) == 1:
+        from .loaders.earlywarm import warm_up_early
+
+        warm_up_early(args.input[0])
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     paths = args.input or []
-    single = args.format == "parquet" and args.output.endswith(".parquet")
+    single = _single(args)
     if single and len(paths) != 1:
         raise UsageError(f"export to one .parquet file takes one input file, not {len(paths)}: {PROG} export FILE "
                          "-o OUT.parquet (host + guests: -o DIR, or --format perfetto)")
@@ -78,7 +98,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .export.perfetto import protos
 
         protos()  # a missing package is refused before the files are decoded
-    files = _open(paths, args.strict, not single)
+    if single:  # nothing else to do while the kernels load: decode with them (see KERNEL_WAIT_S)
+        from .loaders.pages import waiting_for_kernels
+
+        with waiting_for_kernels(KERNEL_WAIT_S):
+            files = _open(paths, args.strict, False)
+    else:
+        files = _open(paths, args.strict, True)
     if files is None:
         return 2
     if single:
@@ -122,4 +148,4 @@ def register(sub) -> None:
                                                   "file's trace id, so a re-export replaces the run)")
     add_vcpu_map_options(e)
     add_strict_option(e)
-    e.set_defaults(func=cmd_export)
+    e.set_defaults(func=cmd_export, early=start_early)

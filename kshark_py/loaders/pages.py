@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,9 +102,14 @@ def start_warm_up() -> None:
             _warm.start()
 
 
+def big_enough(file_size: int, compressed: bool) -> bool:
+    """Whether a file this big will decode with the kernels (see :data:`WARM_UP_FILE_BYTES`)."""
+    return file_size >= (WARM_UP_FILE_BYTES if compressed else COMPILED_MIN_BYTES)
+
+
 def warm_up_for(file_size: int, compressed: bool) -> None:
-    """Start the warm-up if a file this big will decode with the kernels (see :data:`WARM_UP_FILE_BYTES`)."""
-    if file_size >= (WARM_UP_FILE_BYTES if compressed else COMPILED_MIN_BYTES):
+    """Start the warm-up if a file this big will decode with the kernels (:func:`big_enough`)."""
+    if big_enough(file_size, compressed):
         start_warm_up()
 
 
@@ -114,10 +122,37 @@ def want_compiled(data_bytes: int) -> bool:
     return True
 
 
+_wait_until: float | None = None
+"""While :func:`waiting_for_kernels` is active: the monotonic time up to which :func:`kernels_ready`
+waits for a running warm-up."""
+
+
+@contextmanager
+def waiting_for_kernels(seconds: float) -> Iterator[None]:
+    """Inside: :func:`kernels_ready` waits for a running warm-up, up to ``seconds`` from the start.
+
+    Why: a command that only decodes (``kshark-py export``) has nothing else to do meanwhile, and
+    numpy blocks decoded beside the warm-up cost more than the wait (3 M events: 8 of 17 blocks on
+    numpy, 0.1 s of CPU the kernels do in 0.015 s, and both fight for the GIL and the cores).  The
+    bound keeps the first run on a machine, when numba compiles for seconds, on numpy after it."""
+    global _wait_until
+    before = _wait_until
+    _wait_until = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _wait_until = before
+
+
 def kernels_ready() -> bool:
-    """Whether the warm-up has finished and the kernels work (without waiting): until then the
-    loader decodes blocks with numpy rather than sit idle (the two give the same columns)."""
-    return _warm is not None and not _warm.is_alive() and _warm_ok
+    """Whether the warm-up has finished and the kernels work (without waiting, except inside
+    :func:`waiting_for_kernels`): until then the loader decodes blocks with numpy rather than sit
+    idle (the two give the same columns)."""
+    w = _warm
+    until = _wait_until
+    if w is not None and until is not None and w.is_alive():
+        w.join(max(0.0, until - time.monotonic()))
+    return w is not None and not w.is_alive() and _warm_ok
 
 
 def wait_kernels() -> bool:

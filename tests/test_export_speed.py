@@ -1,0 +1,135 @@
+"""The one-file export's fast path (issue 13, speed): the compiled kernels' head start from a peek at
+the file's header, the export waiting for them instead of decoding blocks with numpy, and the kernels'
+lean load from numba's cache give the same file as before, and each decides as the reader would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from kshark_py import cli
+from kshark_py.loaders import earlywarm, pages
+from kshark_py.loaders.tracedat import open_trace
+from tests.support.corpus import TRACES
+
+CORPUS = sorted(TRACES.rglob("*.dat"))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(TRACES)))
+def test_peek_finds_what_the_reader_finds(path):
+    with open_trace(path) as tf:
+        assert earlywarm.peek(str(path)) == (tf.file_size, tf.codec is not None)
+
+
+def test_peek_refuses_what_is_not_a_trace(tmp_path):
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"not a trace at all" * 10)
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(b"\x17\x08\x44tracing")  # the magic, then nothing
+    assert earlywarm.peek(str(junk)) is None
+    assert earlywarm.peek(str(cut)) is None
+    assert earlywarm.peek(str(tmp_path / "missing.dat")) is None
+    assert earlywarm.peek(str(tmp_path)) is None  # a folder
+
+
+def _fake_warm_up(monkeypatch, seconds: float) -> threading.Thread:
+    """A warm-up that takes ``seconds`` and succeeds, in place of the process's own."""
+    t = threading.Thread(target=time.sleep, args=(seconds,), daemon=True)
+    monkeypatch.setattr(pages, "_warm", t)
+    monkeypatch.setattr(pages, "_warm_ok", True)
+    t.start()
+    return t
+
+
+def test_kernels_ready_waits_only_inside_waiting_for_kernels(monkeypatch):
+    _fake_warm_up(monkeypatch, 0.4)
+    assert not pages.kernels_ready()  # outside: never waits
+    t0 = time.monotonic()
+    with pages.waiting_for_kernels(5.0):
+        assert pages.kernels_ready()
+    assert time.monotonic() - t0 < 2.0
+    assert pages._wait_until is None
+
+
+def test_waiting_for_kernels_gives_up_after_its_bound(monkeypatch):
+    t = _fake_warm_up(monkeypatch, 1.5)
+    t0 = time.monotonic()
+    with pages.waiting_for_kernels(0.2):
+        assert not pages.kernels_ready()  # still loading (a first run compiling): numpy goes on
+        assert not pages.kernels_ready()  # the bound is for the whole load, not each block
+    assert time.monotonic() - t0 < 1.0
+    t.join()
+
+
+def _export(path, out, monkeypatch, *, compiled: bool) -> None:
+    monkeypatch.setattr(pages, "COMPILED_MIN_BYTES", 0 if compiled else 1 << 62)
+    monkeypatch.setattr(pages, "WARM_UP_FILE_BYTES", 0 if compiled else 1 << 62)
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
+    assert cli.main(["export", "-i", str(path), "-o", str(out)]) == 0
+
+
+@pytest.mark.parametrize("name", ["host-sched-v7.dat", "host-sched-v6.dat", "host-instances.dat",
+                                  "host-lost-events.dat", "vm-2guests/trace.dat"])
+def test_export_with_the_head_start_writes_the_numpy_file(name, tmp_path, monkeypatch):
+    """The early warm-up and the wait change how blocks are decoded, never the file."""
+    path = TRACES / name
+    _export(path, tmp_path / "numpy.parquet", monkeypatch, compiled=False)
+    monkeypatch.setattr(pages, "_warm", None)  # as in a new process: the command starts it
+    started = []
+    real = earlywarm.warm_up_early
+    monkeypatch.setattr(earlywarm, "warm_up_early", lambda p: (started.append(p), real(p)))
+    _export(path, tmp_path / "compiled.parquet", monkeypatch, compiled=True)
+    assert started == [str(path)]
+    assert pages._warm is not None and pages.wait_kernels()
+    a, b = pq.read_table(tmp_path / "numpy.parquet"), pq.read_table(tmp_path / "compiled.parquet")
+    assert a.schema == b.schema
+    assert a.equals(b)
+
+
+def test_no_head_start_for_a_small_file_or_a_cached_one(tmp_path, monkeypatch):
+    path = str(TRACES / "host-sched-v7.dat")
+    monkeypatch.setattr(pages, "_warm", None)
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
+    earlywarm._decide(path)  # below WARM_UP_FILE_BYTES: numba is not even imported for it
+    assert pages._warm is None
+    monkeypatch.setattr(pages, "WARM_UP_FILE_BYTES", 0)
+    monkeypatch.delenv("KSHARK_PY_NO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from kshark_py.loaders import loadcache
+
+    monkeypatch.setattr(loadcache, "likely_hit", lambda fd, p: True)
+    earlywarm._decide(path)
+    assert pages._warm is None
+    monkeypatch.setattr(loadcache, "likely_hit", lambda fd, p: False)
+    earlywarm._decide(path)
+    assert pages._warm is not None
+
+
+def test_cache_off_reads_the_environment_as_loadcache_does(monkeypatch):
+    from kshark_py.loaders import loadcache
+
+    for value in ("", "0", "no", "false", " False ", "1", "yes", "true", "on"):
+        monkeypatch.setenv("KSHARK_PY_NO_CACHE", value)
+        assert earlywarm._cache_off() == (not loadcache.enabled()), value
+
+
+def test_kernels_load_from_the_cache_without_numbas_full_refresh():
+    """A process that finds the kernels in numba's cache loads them without importing numba's
+    numpy/linalg implementations (what only compiling needs), and they work (test_kernels checks
+    them against numpy on every corpus file)."""
+    code = ("import sys; from kshark_py.loaders import kernels as k; k.warm_up(); "
+            "hits = sum(sum(d.stats.cache_hits.values()) for d in k._KERNELS); "
+            "print(hits, 'numba.np.linalg' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)  # fills the cache
+    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
+    hits, linalg = out.stdout.split()
+    assert int(hits) == 4  # decode_block (two signatures), merge_rows, _run_cuts
+    assert linalg == "False"
