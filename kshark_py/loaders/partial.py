@@ -6,7 +6,7 @@ next block's first page is decoded: that time is the *watermark*.  The rows belo
 exactly what the final events table starts with: the final merge orders each CPU's records by
 their running maximum (trace-cmd's k-way merge), and no record still to decode can have a smaller
 one.  :class:`RowFeed` cuts each CPU's decoded records at the watermark, converts their times
-(``TraceFile.convert_ts``) and merges them with :func:`.merge.merge_order` (the same tie rule as
+(``TraceFile.convert_ts``) and merges them as :func:`.merge.merge_order` does (the same tie rule as
 the table), so the :class:`PartialRows` of a buffer, concatenated, are the first rows of its
 events table.  The last one (``done``) comes from the table itself and holds the rest.
 
@@ -27,8 +27,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-from .merge import merge_order
 
 __all__ = ["EMIT_SECONDS", "PartialRows", "RowFeed"]
 
@@ -119,12 +117,14 @@ class RowFeed:
                 continue
             raw = self.arrays["ts"][a:b]
             conv = self.convert(raw, np.full(b - a, c, np.int16))
-            up_raw = raw[1:] >= raw[:-1]
-            if bool((up_raw & (conv[1:] < conv[:-1])).any()):
-                self.ok = False  # the conversion sends this CPU's times back: no promise holds
-                return
-            key = np.maximum.accumulate(conv)
-            if self.top[s] is not None:
+            key = conv
+            back = conv[1:] < conv[:-1]
+            if bool(back.any()):
+                if bool((back & (raw[1:] >= raw[:-1])).any()):
+                    self.ok = False  # the conversion sends this CPU's times back: no promise holds
+                    return
+                key = np.maximum.accumulate(conv)  # the raw times went back: the merge's running maximum
+            if self.top[s] is not None and int(key[0]) < self.top[s]:
                 key = np.maximum(key, self.top[s])
             k = int(np.searchsorted(key, w, side="left"))
             if k:
@@ -133,18 +133,27 @@ class RowFeed:
         self.last = now
 
     def _send(self, parts: list[tuple[int, int, np.ndarray, np.ndarray]], w: int) -> None:
-        order = merge_order([key for _, _, _, key in parts]) if parts else np.zeros(0, np.int64)
-        cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64))  # noqa: E731
-        ts = cat([conv for _, _, conv, _ in parts]).astype(np.int64)[order]
-        cpu = cat([np.full(len(conv), self.cpus[s], np.int16) for s, _, conv, _ in parts]).astype(np.int16)[order]
-        cols = {k: cat([self.arrays[k][a:a + len(conv)] for _, a, conv, _ in parts]).astype(np.int32)[order]
-                for k in ("pid", "eid")}
+        """Merge each region's rows below ``w`` as the table does and hand them out."""
+        if parts:
+            # the keys are each region's running maximum: a stable sort of the runs put one after
+            # the other is trace-cmd's merge (ties to the lower CPU), and timsort merges sorted runs
+            # in linear time
+            keys = np.concatenate([key for _, _, _, key in parts])
+            order = np.argsort(keys, kind="stable") if len(parts) > 1 else slice(None)
+            ts = np.concatenate([conv for _, _, conv, _ in parts])[order]
+            cpu = np.repeat(np.array([self.cpus[s] for s, _, _, _ in parts], np.int16),
+                            [len(conv) for _, _, conv, _ in parts])[order]
+            pid, eid = (np.concatenate([self.arrays[k][a:a + len(conv)] for _, a, conv, _ in parts])[order]
+                        for k in ("pid", "eid"))
+        else:
+            ts, cpu = np.zeros(0, np.int64), np.zeros(0, np.int16)
+            pid = eid = np.zeros(0, np.int32)
         for s, a, conv, key in parts:
             self.sent[s] = a + len(conv)
             self.top[s] = int(key[-1])
         self.watermark = w
         self.rows += len(ts)
-        self.callback(PartialRows(self.buffer, ts, cpu, cols["pid"], cols["eid"], w, False))
+        self.callback(PartialRows(self.buffer, ts.astype(np.int64, copy=False), cpu, pid, eid, w, False))
 
     def finish(self, table: pa.Table) -> None:
         """The table is built: send its rows not sent yet, as the last PartialRows (``done``)."""
