@@ -1,7 +1,9 @@
 """One tracing instance of a file (:class:`Buffer`) and its events, decoded lazily into columns.
 
-A buffer decodes every CPU's pages block by block (decompressing as it goes), keeps only the
-per-record columns (:class:`_Columns`) and merges the CPUs into report order (:mod:`.merge`);
+A buffer decodes every CPU's pages block by block (decompressing as it goes), the blocks of all
+CPUs in time order (each block's first page timestamp), keeps only the per-record columns
+(:class:`_Columns`, a region per CPU) and merges the CPUs into report order (:mod:`.merge`); while
+it decodes, the rows below the next block's time are final and can be handed out (:mod:`.partial`);
 payloads are re-read on demand through its store.  What loading finds lost or damaged is kept per
 CPU (:class:`CpuStats`) and as typed :class:`~kshark_py.loaders.errors.DataLoss` records; the
 rules for damaged data (``strict``) are in :mod:`.tracedat`, whose :class:`~.tracedat.TraceFile`
@@ -397,6 +399,11 @@ class Buffer:
 
     def _load(self) -> None:
         """Decode every CPU's pages block by block (decompressing as it goes), keeping only columns.
+
+        Blocks go in time order: by the raw timestamp of their first page (lowered to the smallest of
+        the CPU's later blocks', so a CPU's blocks keep their order), ties to the lower CPU.  After
+        each block, every record earlier than the next block's key is decoded: the row feed
+        (``on_rows`` of the file, :mod:`.partial`) hands those rows out.
 
         Decompressed data is never held whole: each block (about LOAD_BLOCK_BYTES) is decoded, its
         records' common fields read, and dropped; payloads are re-read on demand through
