@@ -6,13 +6,13 @@ watermarks, exactly what the reader hands over (its concatenation is the final t
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PySide6 import QtCore
 
 from kshark_py.loaders.buffer import Buffer
+from kshark_py.loaders.partial import PartialRows
 from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.loading import load_session
 from kshark_py.model.preview import PreviewModel, build_preview
@@ -25,11 +25,7 @@ from kshark_py.ui.partiallist import COL, PartialListModel
 from .support.corpus import TRACES, TSYNC
 
 
-def PartialRows(buffer, ts, cpu, pid, event_id, watermark, done):  # noqa: N802 - the reader's class, soon
-    return SimpleNamespace(buffer=buffer, ts=ts, cpu=cpu, pid=pid, event_id=event_id, watermark=watermark, done=done)
-
-
-def deliveries(buffer: Buffer, pieces: int) -> list:
+def deliveries(buffer: Buffer, pieces: int) -> list[PartialRows]:
     """``buffer``'s decoded table in ``pieces`` consecutive deliveries: each ends before the first
     row at or after its watermark (so every row before the watermark is delivered); the last is done."""
     ev = buffer.events

@@ -1,6 +1,7 @@
 """The progressive first view: page-header scans against the full decode on every corpus file, and
 the app's window showing the preview before its load ends (zoom works, cancel keeps it, the final
-view equals the one a non-progressive load builds)."""
+view equals the one a non-progressive load builds); end to end with the reader's rows filling it in
+(tests/test_partial_view.py: the same from a real table cut into deliveries)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
+from kshark_py.loaders import buffer as buffer_mod
+from kshark_py.loaders import partial
 from kshark_py.loaders.errors import TraceDatError
 from kshark_py.loaders.pagescan import scan_buffer
 from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model import loading
 from kshark_py.model.loading import load_session
-from kshark_py.model.preview import PreviewModel, build_preview
+from kshark_py.model.preview import Preview, PreviewModel, build_preview
 from kshark_py.model.sessionfile import load_session_file
 from kshark_py.ui import loader, mainwindow
 from kshark_py.ui.app import DEMO_SESSION, WindowManager, app_instance, build_window
+from kshark_py.ui.loadingview import LoadingView
 from kshark_py.ui.openrequest import OpenRequest
 
 from .support.corpus import TRACES, TSYNC
@@ -211,6 +215,12 @@ def test_final_view_equals_the_non_progressive_one(qtbot, manager, monkeypatch):
     state = load_session_file(DEMO_SESSION)
     b = build_window(load_session(state.files, state.vcpu_map), state.files, state.vcpu_map, state)
     qtbot.addWidget(b)
+    assert_same_window(qtbot, a, b)
+
+
+def assert_same_window(qtbot, a, b) -> None:
+    """Windows ``a`` and ``b`` (1400 x 900, shown) show the same rows, range, markers, list, docks,
+    menus and pixels."""
     for w in (a, b):
         w.resize(1400, 900)
         w.show()
@@ -349,3 +359,70 @@ def test_a_load_that_fails_after_the_preview_closes_its_window(qtbot, manager, m
     assert manager.windows == []
     assert not [w for w in QtWidgets.QApplication.topLevelWidgets()
                 if w.isVisible() and w.windowTitle() == "kshark-py - host-sched-v7.dat"]
+
+
+def test_load_fills_the_window_in_and_ends_with_the_plain_window(qtbot, manager, monkeypatch):
+    """End to end, with the reader's rows (small blocks): more than one delivery reaches the loading
+    window, whose list grows in steps; the window it ends with is the one a plain load builds."""
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
+    monkeypatch.setattr(mainwindow, "_initial_size", lambda: (1400, 900))
+    path = str(TRACES / "host-sched-v7.dat")
+    sent, listed = [], []
+    real_add, real_seen = Preview.add_rows, LoadingView._rows_delivered
+
+    def add_rows(self, rows):
+        sent.append((len(rows.ts), rows.watermark, rows.done))
+        return real_add(self, rows)
+
+    def seen(self, index):
+        real_seen(self, index)
+        listed.append(self.event_list.model.rowCount())
+
+    monkeypatch.setattr(Preview, "add_rows", add_rows)
+    monkeypatch.setattr(LoadingView, "_rows_delivered", seen)
+    manager.open(OpenRequest([path]))
+    qtbot.waitUntil(lambda: not manager.jobs and bool(manager.windows), timeout=60000)
+    a = manager.windows[0]
+    b = build_window(load_session([path]), [path])
+    qtbot.addWidget(b)
+    total = b.session.streams[0].buffer.events.num_rows
+    assert len(sent) > 1 and sent[-1][2] and sum(n for n, _, _ in sent) == total
+    assert [w for _, w, _ in sent] == sorted(w for _, w, _ in sent)
+    assert len(listed) > 1 and 0 < listed[0] < total  # the list grew in steps while the load ran
+    assert listed == sorted(listed)
+    assert a.loading is None
+    assert_same_window(qtbot, a, b)
+    rows = np.linspace(0, a.event_list.model.rowCount() - 1, 50).astype(int).tolist()
+    assert [a.event_list.model.cell_text_at(r, c) for r in rows for c in range(9)] == \
+        [b.event_list.model.cell_text_at(r, c) for r in rows for c in range(9)]
+
+
+def test_cancel_mid_decode_keeps_the_rows_decoded(qtbot, manager, monkeypatch):
+    """Cancel after a few deliveries: the window stays with the preview, its list keeps the rows
+    delivered before the cancel, and the rows they cover stay exact."""
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
+    sent = []
+    real_add = Preview.add_rows
+
+    def add_rows(self, rows):
+        sent.append(len(rows.ts))
+        out = real_add(self, rows)
+        if len(sent) == 3:
+            manager.jobs[0].worker.cancel()  # the user's Esc, as the loading thread sees it
+        return out
+
+    monkeypatch.setattr(Preview, "add_rows", add_rows)
+    manager.open(OpenRequest([str(TRACES / "host-sched-v7.dat")]))
+    qtbot.waitUntil(lambda: not manager.jobs, timeout=60000)
+    w = manager.windows[0]
+    lv = w.loading
+    assert lv is not None and lv.is_cancelled and "cancelled" in lv.note.text()
+    assert len(sent) == 3
+    lst = lv.event_list
+    qtbot.waitUntil(lambda: lst.model.rowCount() == sum(sent), timeout=5000)
+    assert "cancelled" in lst.caption.text() and lst.isVisible()
+    assert lv.model.exact_until(0) is not None
