@@ -51,10 +51,17 @@ def _event_columns(lines):
     return [c for c in (columns(line) for line in lines) if c is not None]
 
 
-@pytest.mark.parametrize("inputs,ref,nsec", CASES, ids=[c[1] for c in CASES])
-def test_columns_match_exactly(traces, inputs, ref, nsec):
-    ours = _ours(traces, inputs, nsec)
-    theirs = read_reference(traces / ref)
+@pytest.fixture(scope="module", params=CASES, ids=[c[1] for c in CASES])
+def case_lines(request, traces) -> tuple[list[str], list[str]]:
+    """(our report's lines, trace-cmd's saved report's lines) of one case, made once for both tests that
+    compare them (module scope: pytest runs the two tests of a case one after the other, so only one
+    case's lines are held at a time)."""
+    inputs, ref, nsec = request.param
+    return _ours(traces, inputs, nsec), read_reference(traces / ref)
+
+
+def test_columns_match_exactly(case_lines):
+    ours, theirs = case_lines
     assert ours[0] == theirs[0]  # the cpus= header
     a, b = _event_columns(ours), _event_columns(theirs)
     assert len(a) == len(b)
@@ -138,10 +145,8 @@ KNOWN_DIFFERENCES = {
 }
 
 
-@pytest.mark.parametrize("inputs,ref,nsec", CASES, ids=[c[1] for c in CASES])
-def test_whole_lines_match(traces, inputs, ref, nsec):
-    ours = _ours(traces, inputs, nsec)
-    theirs = read_reference(traces / ref)
+def test_whole_lines_match(case_lines):
+    ours, theirs = case_lines
     assert len(ours) == len(theirs)
     diff = [(a, b) for a, b in zip(ours, theirs, strict=True) if a != b]
     assert not diff, diff[:3]
