@@ -84,7 +84,7 @@ def test_export_with_the_head_start_writes_the_numpy_file(name, tmp_path, monkey
     monkeypatch.setattr(pages, "_warm", None)  # as in a new process: the command starts it
     started = []
     real = earlywarm.warm_up_early
-    monkeypatch.setattr(earlywarm, "warm_up_early", lambda p: (started.append(p), real(p)))
+    monkeypatch.setattr(earlywarm, "warm_up_early", lambda p, then=None: (started.append(p), real(p, then)))
     _export(path, tmp_path / "compiled.parquet", monkeypatch, compiled=True)
     assert started == [str(path)]
     assert pages._warm is not None and pages.wait_kernels()
@@ -133,3 +133,56 @@ def test_kernels_load_from_the_cache_without_numbas_full_refresh():
     hits, linalg = out.stdout.split()
     assert int(hits) == 4  # decode_block (two signatures), merge_rows, _run_cuts
     assert linalg == "False"
+
+
+def test_then_runs_after_the_kernels_or_at_once(monkeypatch):
+    """The head start's thread calls ``then`` once the kernels are loaded (a file that wants them)
+    or at once (one that does not)."""
+    path = str(TRACES / "host-sched-v7.dat")
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
+    for wanted in (False, True):
+        monkeypatch.setattr(pages, "WARM_UP_FILE_BYTES", 0 if wanted else 1 << 62)
+        monkeypatch.setattr(pages, "_warm", None)
+        seen = []
+        done = threading.Event()
+        earlywarm.warm_up_early(path, then=lambda: (seen.append(pages._warm), done.set()))
+        assert done.wait(60)
+        if wanted:
+            assert seen[0] is not None and not seen[0].is_alive()
+        else:
+            assert seen == [None]
+
+
+def test_a_started_warm_up_can_be_joined_at_once(monkeypatch):
+    """wait_kernels() from another thread as soon as the warm-up is published never finds it unstarted."""
+    monkeypatch.setattr(pages, "_warm_up", lambda: None)
+    for _ in range(200):
+        monkeypatch.setattr(pages, "_warm", None)
+        errors = []
+
+        def watch():
+            while pages._warm is None:
+                pass
+            try:
+                pages.wait_kernels()
+            except RuntimeError as e:  # "cannot join thread before it is started"
+                errors.append(e)
+
+        w = threading.Thread(target=watch)
+        w.start()
+        pages.start_warm_up()
+        w.join()
+        assert not errors
+
+
+def test_opening_imports_neither_parquet_nor_compute():
+    """Importing the export and opening a trace import neither pyarrow.parquet nor pyarrow.compute
+    (~0.05 s, before the decode can start): the export imports them while the decode runs
+    (export_cli._import_writer); the decode itself needs no Parquet."""
+    code = ("import sys; from kshark_py.export import prepare; from kshark_py.loaders.tracedat import open_trace; "
+            f"tf = prepare(open_trace({str(TRACES / 'host-sched-v7.dat')!r})); tf.formats; "
+            "print('pyarrow.parquet' in sys.modules, 'pyarrow.compute' in sys.modules); tf.decode_all(); "
+            "print('pyarrow.parquet' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, KSHARK_PY_NO_CACHE="1"))
+    assert out.stdout.split() == ["False", "False", "False"]

@@ -16,7 +16,6 @@ import os
 from collections.abc import Collection
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .pqsplice import write_spliced
 
@@ -53,6 +52,8 @@ def write_table(table: pa.Table, path: str | os.PathLike, required: Collection[s
     ``required``: columns that never hold a null in any export (the events table's), written as
     Parquet REQUIRED columns: no definition levels to compute and store (a fifth of the write's
     CPU on 3 M events).  Only those, so a column's type is the same in every run of a dataset."""
+    import pyarrow.parquet as pq  # here: opening and decoding a trace need none of it (see export_cli)
+
     table = _required(table, required)
     opts = _options(table.schema)
     parts = min(os.cpu_count() or 1, MAX_PARTS, table.num_rows // max(1, SPLICE_MIN_ROWS // 2))

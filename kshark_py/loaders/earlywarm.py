@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 _MAGIC = b"\x17\x08\x44tracing"  # layout.MAGIC, not imported: layout imports numpy
 _HEAD_BYTES = 64
@@ -38,10 +39,23 @@ def peek(path: str) -> tuple[int, bool] | None:
     return size, name not in (b"", b"none")
 
 
-def warm_up_early(path: str) -> None:
+def warm_up_early(path: str, then: Callable[[], None] | None = None) -> None:
     """Start the kernels' warm-up for ``path`` in the background if the reader would (a big file the
-    load cache probably does not hold): the decision, numpy's import included, runs in a thread."""
-    threading.Thread(target=_decide, args=(path,), name="kshark-early-warm-up", daemon=True).start()
+    load cache probably does not hold): the decision, numpy's import included, runs in a thread,
+    which then calls ``then`` once the kernels are loaded (or at once if they are not wanted).
+
+    ``then``: work the command needs after the decode (imports, mostly): run while the decode's
+    threads hold no GIL, it is off the command's path instead of after it."""
+    threading.Thread(target=_run, args=(path, then), name="kshark-early-warm-up", daemon=True).start()
+
+
+def _run(path: str, then: Callable[[], None] | None) -> None:
+    _decide(path)
+    if then is not None:
+        from . import pages
+
+        pages.wait_kernels()
+        then()
 
 
 def _cache_off() -> bool:

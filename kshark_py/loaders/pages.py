@@ -98,8 +98,9 @@ def start_warm_up() -> None:
     global _warm
     with _warm_lock:
         if _warm is None:
-            _warm = threading.Thread(target=_warm_up, name="kshark-kernels-warm-up", daemon=True)
-            _warm.start()
+            t = threading.Thread(target=_warm_up, name="kshark-kernels-warm-up", daemon=True)
+            t.start()  # then published: wait_kernels() may join it from another thread at once
+            _warm = t
 
 
 def big_enough(file_size: int, compressed: bool) -> bool:

@@ -28,7 +28,6 @@ import re
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 ENCODING = "utf-8"
 ERRORS = "surrogateescape"
@@ -84,10 +83,10 @@ def decode_array(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     array (nulls become None).  Each distinct value is decoded once."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    enc = arr if pa.types.is_dictionary(arr.type) else pc.dictionary_encode(arr)
+    enc = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
     uniq = np.array([None if v is None else (v if isinstance(v, str) else decode(v))
                      for v in enc.dictionary.to_pylist()] + [None], dtype=object)
-    idx = pc.fill_null(enc.indices, len(uniq) - 1).to_numpy(zero_copy_only=False)
+    idx = enc.indices.fill_null(len(uniq) - 1).to_numpy(zero_copy_only=False)
     return uniq[idx]
 
 
@@ -103,7 +102,7 @@ def display_array(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     try:
         return arr.cast(target)
     except pa.ArrowInvalid:
-        enc = pc.dictionary_encode(arr)
+        enc = arr.dictionary_encode()
         labels = pa.array([None if v is None else v.decode(ENCODING, "replace")
                            for v in enc.dictionary.to_pylist()], target)
         return labels.take(enc.indices)
