@@ -43,6 +43,32 @@ print(json.dumps({"events": n, "s": t1 - t_import, "cpu": time.process_time() - 
                   "peak_rss": rss, "table_bytes": tables}))
 """
 
+FEED = r"""
+import json, resource, sys, time
+from kshark_py.loaders.memory import return_memory_promptly
+from kshark_py.loaders.tracedat import open_trace
+return_memory_promptly()
+t0, c0 = time.perf_counter(), time.process_time()
+tf = open_trace(sys.argv[1])
+first, parts, early = [], [0], [0]
+def rows(p):  # what the progressive view is handed: kept, as the window keeps it
+    parts[0] += 1
+    if len(p) and not first:
+        first.append(time.perf_counter() - t0)
+    if not p.done:
+        early[0] += len(p)
+    keep.append(p)
+keep = []
+tf.on_rows = rows
+n = sum(len(b.events) for b in tf.buffers)
+t1 = time.perf_counter()
+print(json.dumps({"s": t1 - t0, "cpu": time.process_time() - c0, "first": first[0] if first else None,
+                  "parts": parts[0], "early": early[0], "events": n,
+                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+"""The reader with the row feed (``TraceFile.on_rows``, the progressive view's exact rows while it
+decodes): when the first rows come, how many before the end, what the feed costs."""
+
 APP = r"""
 import json, os, resource, sys, time
 os.environ["KSHARK_PY_NO_CACHE"] = "1"
@@ -134,6 +160,7 @@ def main() -> int:
     load0 = _load()
     dec = _best(DECOMP, a.file, env, a.repeat)
     rd = _best(READER, a.file, env, a.repeat)
+    feed = _best(FEED, a.file, env, a.repeat)
     app = _best(APP, a.file, env, a.repeat)
     n = rd["events"]
     print(f"file: {a.file} ({os.path.getsize(a.file) / 1e6:.1f} MB), {n} events, CPUs: {os.cpu_count()}; "
@@ -144,6 +171,10 @@ def main() -> int:
           f"{rd['peak_rss'] / rd['table_bytes']:.2f}x the events table ({rd['table_bytes'] / 1e6:.0f} MB); "
           f"python+imports {rd['import_s']:.2f} s")
     print(f"reader / zstd pass   : {rd['s'] / max(dec['s'], 1e-9):.2f}x")
+    first = "none" if feed["first"] is None else f"{feed['first']:.2f} s"
+    print(f"reader + row feed    : {feed['s']:.2f} s wall, {feed['cpu']:.2f} s CPU; first exact rows at {first}, "
+          f"{feed['early'] / max(feed['events'], 1):.0%} of the rows before the end in {feed['parts']} deliveries; "
+          f"peak RSS {feed['peak_rss'] / 1e6:.0f} MB (the deliveries kept)")
     print(f"app load (no cache)  : {app['s']:.2f} s wall, {app['cpu']:.2f} s CPU; peak RSS "
           f"{app['peak_rss'] / 1e6:.0f} MB = {app['peak_rss'] / app['table_bytes']:.2f}x the events table")
     shot = None
