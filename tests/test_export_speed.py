@@ -145,7 +145,7 @@ def test_then_runs_after_the_kernels_or_at_once(monkeypatch):
         monkeypatch.setattr(pages, "_warm", None)
         seen = []
         done = threading.Event()
-        earlywarm.warm_up_early(path, then=lambda: (seen.append(pages._warm), done.set()))
+        earlywarm.warm_up_early(path, then=lambda seen=seen, done=done: (seen.append(pages._warm), done.set()))
         assert done.wait(60)
         if wanted:
             assert seen[0] is not None and not seen[0].is_alive()
@@ -160,7 +160,7 @@ def test_a_started_warm_up_can_be_joined_at_once(monkeypatch):
         monkeypatch.setattr(pages, "_warm", None)
         errors = []
 
-        def watch():
+        def watch(errors=errors):
             while pages._warm is None:
                 pass
             try:
