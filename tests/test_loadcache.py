@@ -179,9 +179,24 @@ def _corrupt_cases(size: int) -> list[tuple[str, object]]:
     return cases
 
 
+def _one_of_each_kind(cases: list[tuple[str, object]]) -> set[str]:
+    """The named damages and the first of the random cuts and of the random flips."""
+    first: dict[str, str] = {}
+    for what, _how in cases:
+        kind = what.split()[0] if what.split()[-1].isdigit() else what
+        first.setdefault(kind, what)
+    return set(first.values())
+
+
 def test_damaged_entry_is_rebuilt_never_trusted(traces: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Truncated, flipped, appended or foreign bytes: the entry is discarded, the trace decoded
-    again, the tables equal a fresh load's, and the rebuilt entry is good again."""
+    again, the tables equal a fresh load's, and the rebuilt entry is good again.
+
+    Every damage is refused by the container and by the load's lookup (which deletes it); the whole
+    load (decode, tables compared, entry rebuilt) runs once per kind of damage: the random cuts and
+    flips differ only in where, and a refused entry takes the same path whatever refused it."""
+    from kshark_py.loaders.tracedat import open_trace
+
     for name in ("host-sched-v7.dat", "host-sched-v6.dat"):
         path = str(traces / name)
         loadcache.set_enabled(False)
@@ -192,7 +207,10 @@ def test_damaged_entry_is_rebuilt_never_trusted(traces: Path, monkeypatch: pytes
         load_session([path])
         (entry,) = _entries()
         good = Path(entry).read_bytes()
-        for what, how in _corrupt_cases(len(good)):
+        cases = _corrupt_cases(len(good))
+        whole = _one_of_each_kind(cases)
+        assert len(whole) == 11  # 5 cuts at set places, a random cut, a random flip, 2 flips, append, foreign
+        for what, how in cases:
             if isinstance(how, int):
                 bad = good[:how]
             elif how[0] == "flip":
@@ -206,6 +224,12 @@ def test_damaged_entry_is_rebuilt_never_trusted(traces: Path, monkeypatch: pytes
             Path(entry).write_bytes(bad)
             with pytest.raises(cachefile.CacheFileError):
                 cachefile.read(entry)
+            if what not in whole:
+                with open_trace(path) as tf:
+                    assert not loadcache.lookup(tf).hit, what
+                assert not os.path.exists(entry), f"{what}: not deleted"
+                Path(entry).write_bytes(good)
+                continue
             assert _snapshot(_load([path])) == want, what
             assert Path(entry).read_bytes() == good, f"{what}: not rebuilt"
         Path(entry).unlink()
