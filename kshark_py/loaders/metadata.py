@@ -253,5 +253,9 @@ def parse_cmdlines(text: bytes) -> dict[int, str]:
     can change that array as it goes: see :class:`CmdlineTable`.)
     """
     entries = saved_cmdline_entries(text)
+    pids = {p for p, _ in entries}
+    if len(pids) == len(entries):  # no pid twice (the usual table): each lookup lands on its own entry
+        named = dict(entries)
+        return {pid: named[pid] for pid in pids}
     table = CmdlineTable(entries)
-    return {pid: table.find(pid) for pid in {p for p, _ in entries}}
+    return {pid: table.find(pid) for pid in pids}
