@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..loaders.formats import EventFormats
-from ..loaders.tasks import NAME_FIELDS, comm_column, task_names
+from ..loaders.tasks import NAME_FIELDS, comm_column, relabel, task_names
 from ..loaders.text import display
 from ..loaders.tracedat import Buffer, TraceFile
 
@@ -61,12 +61,7 @@ def _by_id(enc: pa.DictionaryArray, labels: list[str]) -> pa.DictionaryArray:
     """A dictionary column of one label per distinct event id (``enc``: the ids, dictionary-encoded
     by one hash pass; ``labels``: per entry of its dictionary), labels deduplicated (two ids may share
     a name, e.g. an event of the same name in two systems, and many share a system)."""
-    slot: dict[str, int] = {}
-    remap = np.array([slot.setdefault(display(x), len(slot)) for x in labels], np.int32)
-    idx = enc.indices
-    if len(slot) < len(labels):
-        idx = pa.array(remap[idx.to_numpy()])
-    return pa.DictionaryArray.from_arrays(idx, pa.array(list(slot), pa.string()))
+    return relabel(enc.indices, [display(x) for x in labels], pa.string())
 
 
 def buffer_events(buf: Buffer, formats: EventFormats, names: dict[int, str], stream: str) -> pa.Table:

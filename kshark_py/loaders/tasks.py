@@ -93,7 +93,21 @@ def _last_names(names: dict[int, str], pids: np.ndarray, comms: pa.Array) -> Non
 
 def comm_column(pids: np.ndarray, names: dict[int, str]) -> pa.DictionaryArray:
     """A dictionary-encoded comm per row (``<...>`` for pids nobody named), as the kernel's bytes:
-    ``dictionary<int32, binary>`` (a comm need not be UTF-8)."""
+    ``dictionary<int32, binary>`` (a comm need not be UTF-8); one dictionary entry per name, not
+    per pid (:func:`relabel`)."""
     enc = pa.array(pids).dictionary_encode()  # a hash, not a sort: 10x faster than np.unique on 3 M rows
-    labels = pa.array([encode(names.get(p, "<...>")) for p in enc.dictionary.to_pylist()], pa.binary())
-    return pa.DictionaryArray.from_arrays(enc.indices, labels)
+    return relabel(enc.indices, [encode(names.get(p, "<...>")) for p in enc.dictionary.to_pylist()], pa.binary())
+
+
+def relabel(indices: pa.Array, labels: list, value_type: pa.DataType) -> pa.DictionaryArray:
+    """A dictionary array of ``labels[indices[i]]`` whose dictionary holds each label once (first
+    seen first): codes that share a label (pids of one name, event ids of one system) get one entry.
+
+    Why not a dictionary with repeats: Parquet writers keep a dictionary only if its values are
+    distinct; Arrow's falls back to writing every row's bytes (``comm`` of 3 M events: 35 MB through
+    zstd instead of 3 MB of indices), and pandas' categories must be distinct too."""
+    slot: dict = {}
+    remap = np.array([slot.setdefault(x, len(slot)) for x in labels], np.int32)
+    if len(slot) < len(labels):
+        indices = pa.array(remap[indices.to_numpy()])
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(slot), value_type))
