@@ -14,13 +14,14 @@ from PySide6 import QtCore
 from kshark_py.loaders.buffer import Buffer
 from kshark_py.loaders.partial import PartialRows
 from kshark_py.loaders.tracedat import open_trace
+from kshark_py.model import partialstream
 from kshark_py.model.loading import load_session
 from kshark_py.model.preview import PreviewModel, build_preview
 from kshark_py.model.viewmodel import BODY_ROWS, PX_LOST, SUBROWS, TICK_ROWS, _column_grid
 from kshark_py.ui import mainwindow
 from kshark_py.ui.eventtable import COL as FINAL_COL
 from kshark_py.ui.eventtable import EventTableModel
-from kshark_py.ui.partiallist import COL, PartialListModel
+from kshark_py.ui.partiallist import COL, PartialListModel, PartialListView
 
 from .support.corpus import TRACES, TSYNC
 
@@ -49,14 +50,33 @@ def final_counts(session, stream: int, cpu: int, edges: np.ndarray) -> np.ndarra
     return np.diff(np.searchsorted(ts, edges, side="left"))
 
 
+def snapped(edges: np.ndarray, lo: int, width: int) -> np.ndarray:
+    """Each edge at the nearest bin edge (bins of ``width`` ns from ``lo``): what a pixel at least
+    a bin wide counts while loading."""
+    return lo + (edges - lo + width // 2) // width * width
+
+
+def assert_solid_then_faint(res, k: int, below: np.ndarray) -> None:
+    """Row ``k`` of a render: decoded columns solid (body as dark as the tick strip), estimated ones
+    faint (red lost-event marks aside)."""
+    body = res.alpha[k * SUBROWS + BODY_ROWS.start]
+    tick = res.alpha[k * SUBROWS + TICK_ROWS.start]
+    assert np.array_equal(body[below], tick[below])
+    est = ~below & (res.kind[k * SUBROWS + BODY_ROWS.start] != PX_LOST)
+    assert (body[est] <= tick[est] // 3 + 1).all()
+
+
 @pytest.mark.parametrize(("paths", "pieces", "stored"), [
     ([TRACES / "host-sched-v7.dat"], 5, np.uint32), ([TRACES / "host-lost-events.dat"], 5, np.uint32),
     ([TSYNC / "trace.dat", TSYNC / "trace-vmguest.dat"], 2, np.int64)], ids=["sched", "lost", "host+guest"])
 def test_rows_count_exactly_below_the_watermark(paths, pieces, stored):
     """After each delivery, every CPU row counts the loaded session's events exactly in every pixel
-    column before the watermark (also in a render); columns after it keep the page estimate, faint;
-    after the last delivery the whole row is exact.  Deliveries spanning less than 4.29 s keep their
-    times as 32-bit offsets, longer ones (the 18 s host+guest file in two) as they are."""
+    column before the watermark when the pixels are whole bins (also in a render); on any grid of
+    pixels a bin wide or more, each pixel counts exactly the events between the bin edges nearest
+    its own; columns after the watermark keep the page estimate, faint; after the last delivery the
+    whole row is exact.  The counts live in bins (2**20 per CPU at most, 16 MB for all streams),
+    not in copies of the rows; the list's rows spanning less than 4.29 s keep their times as 32-bit
+    offsets, longer ones (the 18 s host+guest file in two) as they are."""
     paths = [str(p) for p in paths]
     session = load_session(paths).session
     files = [open_trace(p) for p in paths]
@@ -64,72 +84,164 @@ def test_rows_count_exactly_below_the_watermark(paths, pieces, stored):
         pv = build_preview(files)
         model = PreviewModel(pv)
         lo, hi = pv.full_range
-        edges, _ = _column_grid(lo, hi + 1, 400)
+        coarse, _ = _column_grid(lo, hi + 1, 400)  # the window's fit: ~2600 bins a pixel, not aligned
         seen: set[type] = set()
+        cpus = sum(st.cpu_count for st in pv.streams)
         for st in pv.streams:
             rows = [k for k, r in enumerate(model.rows) if r.stream == st.index]
-            for d in deliveries(st.buffer, pieces):
+            for i, d in enumerate(deliveries(st.buffer, pieces)):
                 assert pv.add_rows(d) is st
+                bins = st.partial.counts()
+                assert bins.cum.size <= (1 << 22) + cpus and bins.cum.shape[0] == st.cpu_count
+                nominal = 1 << 20 if cpus <= 4 else (1 << 22) // cpus
+                assert nominal // 2 < bins.cum.shape[1] - 1 <= nominal  # (a whole number of ns per bin)
                 if len(d.ts):
                     span = int(d.ts.max()) - int(d.ts[0])
                     seen.add(st.partial.chunks()[-1].ts.dtype.type)
                     assert seen >= {np.uint32 if span < 2**32 - 1 else np.int64}
                 until = model.exact_until(rows[0])
-                below = edges[1:] <= until
+                # whole bins per pixel (3 to 700 of them): the final session's counts exactly
+                npix = 400
+                per = max(3, -(-(bins.cum.shape[1] - 1) // npix) >> (i % 3 * 4))
+                t0 = bins.lo + st.offset
+                aligned = t0 + np.arange(npix + 1, dtype=np.int64) * per * bins.width
+                assert np.array_equal(_column_grid(int(aligned[0]), int(aligned[-1]), npix)[0], aligned)
+                res = model.render(int(aligned[0]), int(aligned[-1]), npix)
+                below = aligned[1:] <= until
                 assert below.any()
-                res = model.render(lo, hi + 1, 400)
                 for k in rows:
-                    want = final_counts(session, st.index, model.rows[k].cpu, edges)
-                    got = model.counts(k, edges)
-                    assert np.array_equal(got[below], want[below])
+                    want = final_counts(session, st.index, model.rows[k].cpu, aligned)
+                    assert np.array_equal(model.counts(k, aligned)[below], want[below])
                     assert np.array_equal(res.counts[k][below], want[below])
-                    body = res.alpha[k * SUBROWS + BODY_ROWS.start]
-                    tick = res.alpha[k * SUBROWS + TICK_ROWS.start]
-                    assert np.array_equal(body[below], tick[below])  # decoded: solid
-                    est = ~below & (res.kind[k * SUBROWS + BODY_ROWS.start] != PX_LOST)  # red marks aside
-                    assert (body[est] <= tick[est] // 3 + 1).all()  # estimated: faint
-            assert model.exact_until(rows[0]) is not None and (edges[1:] <= model.exact_until(rows[0])).all()
+                    assert_solid_then_faint(res, k, below)
+                # the window's own grid: each pixel counts between the bin edges nearest its own
+                res = model.render(lo, hi + 1, 400)
+                below = coarse[1:] <= until
+                for k in rows:
+                    want = final_counts(session, st.index, model.rows[k].cpu,
+                                        snapped(coarse - st.offset, bins.lo, bins.width) + st.offset)
+                    assert np.array_equal(model.counts(k, coarse)[below], want[below])
+                    assert np.array_equal(res.counts[k][below], want[below])
+                    assert_solid_then_faint(res, k, below)
+            assert model.exact_until(rows[0]) is not None and (coarse[1:] <= model.exact_until(rows[0])).all()
+            assert st.partial.rows == st.partial.listed == st.buffer.events.num_rows
+            pv.set_exact(st.buffer)  # decoded: the table counts, the bins go
+            assert st.partial.counts() is None
+            for k in rows:
+                want = final_counts(session, st.index, model.rows[k].cpu, coarse)
+                assert np.array_equal(model.counts(k, coarse), want)
         assert stored in seen
     finally:
         for f in files:
             f.close()
 
 
-def test_list_grows_with_the_deliveries_and_shows_the_final_rows(qtbot):
-    """Row count = rows delivered; each row reads as the loaded window's list (time, CPU, task, pid,
-    event) for the same event; rows arrive by insertion (the view's current row stays)."""
+def test_zoom_finer_than_a_bin_spreads_its_counts():
+    """Pixels narrower than a bin share its count evenly (each bin's pixels add up to its exact
+    count) and still draw solid left of the watermark."""
     path = str(TRACES / "host-sched-v7.dat")
     session = load_session([path]).session
-    final = EventTableModel(session)
     with open_trace(path) as tf:
         pv = build_preview([tf])
+        model = PreviewModel(pv)
         st = pv.streams[0]
-        m = PartialListModel(st)
-        inserted = []
-        m.rowsInserted.connect(lambda _p, a, b: inserted.append((a, b)))
-        assert m.rowCount() == 0
-        total = 0
-        for d in deliveries(st.buffer, 4):
-            pv.add_rows(d)
-            assert m.refresh() == len(d.ts)
-            total += len(d.ts)
-            assert m.rowCount() == total
-        assert inserted[0][0] == 0 and all(a == b0 + 1 for (_, b0), (a, _) in zip(inserted, inserted[1:],
-                                                                                   strict=False))
-        assert total == session.streams[0].buffer.events.num_rows
-        names = dict(tf.cmdlines)
-        probe = np.unique(np.linspace(0, total - 1, 300).astype(np.int64)).tolist()
-        for r in probe:  # one stream, no filter: merged index r is table row r
-            for col in ("Time", "Stream", "CPU", "PID", "Event"):
-                assert m.cell_text(r, COL[col]) == final.cell_text(r, FINAL_COL[col]), (r, col)
-            pid = int(m.cell_text(r, COL["PID"]))
-            if pid == 0 or pid in names:
-                assert m.cell_text(r, COL["Task"]) == final.cell_text(r, FINAL_COL["Task"])
-        assert "load ends" in m.headerData(COL["Info"], QtCore.Qt.Orientation.Horizontal)
-        before = [m.cell_text(r, c) for r in probe[::10] for c in range(len(COL))]
-        pv.set_exact(st.buffer)  # decoded: the table replaces the delivered copies, same rows
-        assert len(st.partial.chunks()) == 1 and m.refresh() == 0 and m.rowCount() == total
-        assert [m.cell_text(r, c) for r in probe[::10] for c in range(len(COL))] == before
+        parts = deliveries(st.buffer, 3)
+        pv.add_rows(parts[0])
+        bins = st.partial.counts()
+        w = parts[0].watermark
+        first = (int(parts[0].ts[len(parts[0].ts) // 2]) - bins.lo) // bins.width  # a busy bin, before the watermark
+        t0 = bins.lo + first * bins.width
+        npix = 400  # 100 bins, 4 pixels each
+        edges, _ = _column_grid(t0, t0 + 100 * bins.width, npix)
+        assert edges[-1] <= w and np.array_equal(edges[::4], t0 + np.arange(101) * bins.width)
+        res = model.render(t0, t0 + 100 * bins.width, npix)
+        for k, row in enumerate(model.rows):
+            got = model.counts(k, edges)
+            want = final_counts(session, 0, row.cpu, edges[::4])
+            assert np.allclose(got.reshape(-1, 4).sum(axis=1), want)  # each bin: its exact count
+            share = np.diff(edges) / bins.width  # spread evenly over its pixels
+            assert np.allclose(got, np.repeat(want, 4) * share)
+            assert_solid_then_faint(res, k, np.ones(npix, bool))
+        assert res.counts.sum() > 0
+
+
+@pytest.fixture
+def sched(qtbot):
+    """host-sched-v7.dat: its loaded session, the loaded list's model, the opened file and its preview."""
+    path = str(TRACES / "host-sched-v7.dat")
+    session = load_session([path]).session
+    with open_trace(path) as tf:
+        yield session, EventTableModel(session), tf, build_preview([tf])
+
+
+def test_list_grows_with_the_deliveries_and_shows_the_final_rows(sched):
+    """Row count = rows delivered; each row reads as the loaded window's list (time, CPU, task, pid,
+    event) for the same event; rows arrive by insertion (the view's current row stays)."""
+    session, final, tf, pv = sched
+    st = pv.streams[0]
+    m = PartialListModel(st)
+    inserted = []
+    m.rowsInserted.connect(lambda _p, a, b: inserted.append((a, b)))
+    assert m.rowCount() == 0
+    total = 0
+    for d in deliveries(st.buffer, 4):
+        pv.add_rows(d)
+        assert m.refresh() == len(d.ts)
+        total += len(d.ts)
+        assert m.rowCount() == total
+    assert inserted[0][0] == 0 and all(a == b0 + 1 for (_, b0), (a, _) in zip(inserted, inserted[1:],
+                                                                               strict=False))
+    assert total == session.streams[0].buffer.events.num_rows
+    names = dict(tf.cmdlines)
+    probe = np.unique(np.linspace(0, total - 1, 300).astype(np.int64)).tolist()
+    for r in probe:  # one stream, no filter: merged index r is table row r
+        for col in ("Time", "Stream", "CPU", "PID", "Event"):
+            assert m.cell_text(r, COL[col]) == final.cell_text(r, FINAL_COL[col]), (r, col)
+        pid = int(m.cell_text(r, COL["PID"]))
+        if pid == 0 or pid in names:
+            assert m.cell_text(r, COL["Task"]) == final.cell_text(r, FINAL_COL["Task"])
+    assert "load ends" in m.headerData(COL["Info"], QtCore.Qt.Orientation.Horizontal)
+    before = [m.cell_text(r, c) for r in probe[::10] for c in range(len(COL))]
+    pv.set_exact(st.buffer)  # decoded: the graph counts from the table, the list keeps its rows
+    assert m.refresh() == 0 and m.rowCount() == total
+    assert [m.cell_text(r, c) for r in probe[::10] for c in range(len(COL))] == before
+
+
+def test_list_holds_the_first_rows_only(qtbot, sched, monkeypatch):
+    """The list keeps the first LIST_ROWS rows delivered (min(N, delivered) rows, the same as the
+    loaded list's first ones) and its caption counts every decoded row and says the loaded window
+    lists them all; the graph still counts every delivered row."""
+    monkeypatch.setattr(partialstream, "LIST_ROWS", 40_000)
+    session, final, _tf, pv = sched
+    st = pv.streams[0]
+    view = PartialListView(st)
+    qtbot.addWidget(view)
+    model = PreviewModel(pv)
+    total = 0
+    for d in deliveries(st.buffer, 6):
+        pv.add_rows(d)
+        view.refresh()
+        total += len(d.ts)
+        assert view.model.rowCount() == min(40_000, total) == st.partial.listed
+        if total > 40_000:
+            assert view.caption.text() == (f"Events of host decoded so far: {total:,} (the first 40,000 listed "
+                                           "while loading; all of them when the load ends)")
+        else:
+            assert f"decoded so far: {total:,} (the list grows" in view.caption.text()
+    assert total > 40_000 and st.partial.rows == total
+    for r in (0, 1, 20_000, 39_999):
+        for col in ("Time", "CPU", "PID", "Event"):
+            assert view.model.cell_text(r, COL[col]) == final.cell_text(r, FINAL_COL[col]), (r, col)
+    assert view.model.cell_text(40_000, COL["Time"]) == ""
+    lo, hi = pv.full_range
+    edges, _ = _column_grid(lo, hi + 1, 300)
+    bins = st.partial.counts()
+    for k, row in enumerate(model.rows):
+        want = final_counts(session, 0, row.cpu, snapped(edges, bins.lo, bins.width))
+        assert np.array_equal(model.counts(k, edges), want)
+    view.set_caption("loading cancelled: no more rows come")
+    assert view.caption.text() == (f"Events of host decoded so far: {total:,} (the first 40,000 listed; "
+                                   "loading cancelled: no more rows come)")
 
 
 @pytest.fixture
@@ -200,15 +312,22 @@ def test_window_fills_in_while_loading_and_cancel_keeps_it(qtbot, loading_window
     assert _body_is_solid_before(w, parts[3].watermark)
 
 
+@pytest.mark.parametrize("capped", [False, True], ids=["all-listed", "capped"])
 @pytest.mark.parametrize("selected", [True, False], ids=["selected", "scrolled"])
-def test_the_loaded_list_keeps_the_users_row(qtbot, loading_window, selected):
+def test_the_loaded_list_keeps_the_users_row(qtbot, loading_window, monkeypatch, selected, capped):
     """The row the user selected (or scrolled to the top) in the loading list is the one the loaded
-    window's list selects (or shows at its top) when the load ends."""
+    window's list selects (or shows at its top) when the load ends; also when the list holds only
+    the first LIST_ROWS of the rows delivered."""
     w, pv, _ = loading_window
     lst = w.loading.event_list
     parts = deliveries(pv.streams[0].buffer, 3)
+    n = len(parts[0].ts) + len(parts[1].ts)
+    if capped:
+        monkeypatch.setattr(partialstream, "LIST_ROWS", len(parts[0].ts) + 50)
     _deliver(pv, parts[:2])
-    qtbot.waitUntil(lambda: lst.model.rowCount() == len(parts[0].ts) + len(parts[1].ts), timeout=5000)
+    qtbot.waitUntil(lambda: lst.model.rowCount() == min(n, partialstream.LIST_ROWS), timeout=5000)
+    assert f"decoded so far: {n:,}" in lst.caption.text()
+    assert ("all of them when the load ends" in lst.caption.text()) == capped
     row = len(parts[0].ts) + 7
     want = [lst.model.cell_text(row, COL[c]) for c in ("Time", "CPU", "PID", "Event")]
     if selected:

@@ -19,7 +19,7 @@ from kshark_py.loaders import partial
 from kshark_py.loaders.errors import TraceDatError
 from kshark_py.loaders.pagescan import scan_buffer
 from kshark_py.loaders.tracedat import open_trace
-from kshark_py.model import loading
+from kshark_py.model import loading, partialstream
 from kshark_py.model.loading import load_session
 from kshark_py.model.preview import Preview, PreviewModel, build_preview
 from kshark_py.model.sessionfile import load_session_file
@@ -397,6 +397,52 @@ def test_load_fills_the_window_in_and_ends_with_the_plain_window(qtbot, manager,
     rows = np.linspace(0, a.event_list.model.rowCount() - 1, 50).astype(int).tolist()
     assert [a.event_list.model.cell_text_at(r, c) for r in rows for c in range(9)] == \
         [b.event_list.model.cell_text_at(r, c) for r in rows for c in range(9)]
+
+
+def test_load_lists_the_first_rows_and_counts_all_of_them_exactly(qtbot, manager, monkeypatch):
+    """End to end, with the reader's rows and the list capped at LIST_ROWS: while the load runs the
+    list holds min(N, delivered) rows and its caption counts them all; the CPU rows, on pixels of
+    whole bins, show the final session's counts exactly before each delivery's watermark (the rows
+    themselves are not kept: they are binned); the loaded window lists every row."""
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 64 << 10)
+    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
+    monkeypatch.setattr(partialstream, "LIST_ROWS", 30_000)
+    path = str(TRACES / "host-sched-v7.dat")
+    seen_rows, checked = [], []
+    real_seen = LoadingView._rows_delivered
+
+    def seen(self, index):
+        real_seen(self, index)
+        st = self.preview.streams[0]
+        bins = st.partial.counts() if st.partial is not None else None
+        if bins is None or bins.watermark is None:
+            return  # decoded meanwhile: the table counts
+        lst = self.event_list
+        seen_rows.append((lst.model.rowCount(), st.partial.rows, lst.caption.text()))
+        per = -(-(bins.cum.shape[1] - 1) // 200)
+        edges = bins.lo + np.arange(201, dtype=np.int64) * per * bins.width
+        below = edges[1:] <= bins.watermark
+        checked.append((edges, below, [self.model.counts(k, edges) for k in range(len(self.model.rows))]))
+
+    monkeypatch.setattr(LoadingView, "_rows_delivered", seen)
+    manager.open(OpenRequest([path]))
+    qtbot.waitUntil(lambda: not manager.jobs and bool(manager.windows), timeout=60000)
+    w = manager.windows[0]
+    ev = w.session.streams[0].buffer.events
+    ts, cpu = ev.column("ts").to_numpy(), ev.column("cpu").to_numpy()
+    assert len(seen_rows) > 1 and seen_rows[-1][1] > 30_000
+    for listed, delivered, caption in seen_rows:
+        assert listed == min(30_000, delivered)
+        tail = "(the first 30,000 listed while loading; all of them when the load ends)" if delivered > 30_000 \
+            else "(the list grows as the load decodes; the Info column comes when it ends)"
+        assert caption == f"Events of host decoded so far: {delivered:,} {tail}"
+    assert any(below.any() for _, below, _ in checked)
+    for edges, below, got in checked:
+        for c, counts in enumerate(got):
+            want = np.diff(np.searchsorted(np.sort(ts[cpu == c]), edges))
+            assert np.array_equal(counts[below], want[below])
+    assert w.loading is None and w.event_list.model.rowCount() >= len(ev)  # (and a lost-events row)
 
 
 def test_cancel_mid_decode_keeps_the_rows_decoded(qtbot, manager, monkeypatch):

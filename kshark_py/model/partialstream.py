@@ -2,32 +2,36 @@
 
 The reader hands over a buffer's events in time order, a few blocks at a time
 (:class:`kshark_py.loaders.partial.PartialRows`: ts, cpu, pid, event id, and a watermark below
-which every event has been delivered).  A :class:`PartialStream` keeps those deliveries as they
-came, one immutable :class:`Chunk` each (the arrays are not copied or concatenated; once the
-buffer is decoded its table's columns replace them, :meth:`PartialStream.settle`), so that
+which every event has been delivered).  Keeping those rows would cost 9 bytes an event at least,
+alive during the reader's final merge (the load's peak memory: +165 MB on 19 M events, the issue
+allows none of it), so a :class:`PartialStream` keeps only what the loading window shows:
 
-* the preview's CPU rows count the decoded events exactly below the watermark
-  (:meth:`PartialStream.before`: per chunk one binary search of its times and a per-CPU running
-  count every :attr:`Chunk.block` rows, as :class:`~kshark_py.model.viewmodel.EventTicks` does for
-  a loaded stream, so a render costs pixels x block, not events);
-* the loading window's event list shows the delivered rows (``ui/partiallist`` reads the few rows
-  on screen from the chunks).
+* **per-CPU counts in fine time bins** (:class:`BinCounts`): the stream's full time range (from the
+  page scan) cut into up to 2**20 bins per CPU, fewer when there are many CPUs (all the preview's
+  streams together stay within :data:`COUNT_BUDGET_BINS`, 16 MB).  Each delivery is binned with
+  one vectorized ``np.bincount``; what is kept is the running sum over the bins (rows of each CPU
+  before each bin edge), so a render looks up its pixel edges and takes differences.  The counts
+  are exact at every bin edge at or below the watermark: a pixel at least one bin wide (every zoom
+  while a large file loads: 2**20 bins over the trace are ~1000 per pixel at full range) shows the
+  exact events between the bin edges nearest its own (:meth:`PartialStream.before` with
+  ``snap``); a finer zoom spreads each bin's count evenly over its width.
+* **the first** :data:`LIST_ROWS` **delivered rows** (:class:`Chunk`, times as 32-bit offsets when
+  they fit: 9 bytes a row, 9 MB at most) for the loading window's event list (``ui/partiallist``);
+  the loaded window lists them all.
 
-Threads: the loading thread calls :meth:`PartialStream.add` (the running counts are computed
-there, then the chunk is appended under a lock); the GUI thread reads :meth:`PartialStream.chunks`,
-a snapshot tuple of immutable chunks.  No Qt here.
+Threads: the loading thread calls :meth:`PartialStream.add` (bins are written only at or after the
+first edge the delivery can change, then the new state is published under a lock); the GUI thread
+takes a :meth:`PartialStream.counts` snapshot (edges at or below its watermark never change again)
+and :meth:`PartialStream.chunks`, a tuple of immutable chunks.  No Qt here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .distinct import TICK_BLOCK, all_block_counts
 
 if TYPE_CHECKING:
     from ..loaders.partial import PartialRows
@@ -35,19 +39,31 @@ if TYPE_CHECKING:
 DONE_WATERMARK = np.iinfo(np.int64).max
 """The watermark of a buffer whose last rows arrived: every event is there."""
 
+LIST_ROWS = 1_000_000
+"""Rows kept for the loading window's list (the first ones delivered; ~9 MB)."""
 
-def _block_for(cpu_count: int) -> int:
-    """Rows per running-count block: 64, more for many CPUs, so the counts (4 bytes per CPU per
-    block) stay under a byte per event."""
-    block = TICK_BLOCK
-    while block < 4 * cpu_count:
-        block *= 2
-    return block
+MAX_BINS = 1 << 20
+"""Time bins per CPU at most."""
+
+COUNT_BUDGET_BINS = 1 << 22
+"""Bins of all CPUs of all streams together at most (4 bytes each: 16 MB)."""
+
+_COUNT_SLICE = 1 << 20
+"""Rows binned at a time (bounds the temporary arrays of a large delivery)."""
+
+
+def bins_per_cpu(total_cpus: int) -> int:
+    """Bins per CPU when ``total_cpus`` CPUs share :data:`COUNT_BUDGET_BINS` (a power of two,
+    at most :data:`MAX_BINS`, at least 1024)."""
+    n = MAX_BINS
+    while n > 1024 and n * max(1, total_cpus) > COUNT_BUDGET_BINS:
+        n //= 2
+    return n
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """Rows ``start .. start + len(ts)`` of the events table: one delivery, or the whole table."""
+    """Rows ``start .. start + len(ts)`` of the events table, as delivered (the list's rows)."""
 
     start: int
     base: int
@@ -56,89 +72,160 @@ class Chunk:
     cpu: np.ndarray
     pid: np.ndarray
     event_id: np.ndarray
-    cum: np.ndarray
-    """(cpu_count, blocks + 1): rows of each CPU before each :attr:`block` boundary."""
-    block: int
-    watermark: int
-    """The delivery's watermark (:data:`DONE_WATERMARK` for the last)."""
 
     def __len__(self) -> int:
         return len(self.ts)
-
-    def positions(self, t: np.ndarray) -> np.ndarray:
-        """Rows before each time ``t`` (int64 ns), searched in the stored dtype (no copy of it)."""
-        if self.ts.dtype == np.uint32:  # offsets: the largest stored is below 2**32 - 1
-            t = np.clip(t - self.base, 0, 2**32 - 1).astype(np.uint32)
-        return np.searchsorted(self.ts, t, side="left")
 
     def time(self, row: int) -> int:
         """Time (ns) of row ``row`` of the chunk."""
         return self.base + int(self.ts[row])
 
 
+@dataclass(frozen=True)
+class BinCounts:
+    """A snapshot of a stream's binned counts: ``cum[c, i]`` = delivered rows of CPU ``c`` in the
+    bins before ``i``, valid for ``i <= top`` (later edges hold the total: nothing is delivered
+    there)."""
+
+    lo: int
+    """Time (ns, the buffer's clock) of bin edge 0."""
+    width: int
+    """ns per bin."""
+    cum: np.ndarray
+    top: int
+    watermark: int | None
+
+    def before(self, t: np.ndarray, snap: bool) -> np.ndarray:
+        """float64 (cpu_count, len(t)): delivered rows of each CPU before each time ``t``.
+
+        ``snap``: at the bin edge nearest each ``t`` (integers, exact at edges at or below the
+        watermark); else the bins' counts spread evenly over their width (a zoom finer than a bin)."""
+        x = np.asarray(t, np.int64) - self.lo
+        if snap:
+            idx = np.clip((x + self.width // 2) // self.width, 0, self.top)
+            return self.cum[:, idx].astype(np.float64)
+        i = np.clip(x // self.width, 0, self.top)
+        frac = np.clip((x - i * self.width) / self.width, 0.0, 1.0)
+        a = self.cum[:, i].astype(np.float64)
+        b = self.cum[:, np.minimum(i + 1, self.top)].astype(np.float64)
+        return a + (b - a) * frac
+
+
 def _small(a: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
-    """``a`` as the unsigned ``dtype`` when every value fits (the delivered copies are what the
-    progressive view costs in memory while the load runs), else as it is."""
+    """``a`` as the unsigned ``dtype`` when every value fits, else as it is."""
     if len(a) and (int(a.min()) < 0 or int(a.max()) > np.iinfo(dtype).max):
         return a
     return a.astype(dtype)
 
 
-class PartialStream:
-    """The delivered rows of one buffer, as chunks (see the module docstring)."""
+def _chunk(start: int, ts: np.ndarray, cpu: np.ndarray, pid: np.ndarray, event_id: np.ndarray) -> Chunk:
+    """Compact copies of some delivered rows (times as 32-bit offsets when the span allows)."""
+    ts = np.asarray(ts, np.int64)
+    base = int(ts[0]) if len(ts) else 0
+    off = ts - base
+    if len(ts) and int(off.min()) >= 0 and int(off.max()) < 2**32 - 1:
+        ts = off.astype(np.uint32)
+    else:
+        ts, base = ts.copy(), 0
+    return Chunk(start, base, ts, _small(np.asarray(cpu), np.uint8), _small(np.asarray(pid), np.uint16),
+                 _small(np.asarray(event_id), np.uint16))
 
-    def __init__(self, cpu_count: int) -> None:
+
+class PartialStream:
+    """What the loading window keeps of one buffer's deliveries (see the module docstring)."""
+
+    def __init__(self, cpu_count: int, first_ts: int | None, last_ts: int | None, bins: int = MAX_BINS) -> None:
+        """``first_ts`` .. ``last_ts``: the buffer's time range (its page scan; None: no events);
+        ``bins``: per CPU (:func:`bins_per_cpu`)."""
         self.cpu_count = max(1, int(cpu_count))
-        self._block = _block_for(self.cpu_count)
+        self.lo = int(first_ts) if first_ts is not None else 0
+        span = int(last_ts) - self.lo + 1 if first_ts is not None and last_ts is not None else 1
+        self.width = max(1, -(-span // max(1, int(bins))))
+        self.bins = -(-max(1, span) // self.width)
+        # zeros come from calloc: a page of the array is resident once the load writes it
+        self._cum: np.ndarray | None = np.zeros((self.cpu_count, self.bins + 1), np.int32)
+        self._top = 0
         self._lock = threading.Lock()
         self._chunks: tuple[Chunk, ...] = ()
+        self._listed = 0
         self._rows = 0
         self._watermark: int | None = None
 
     # ---- the loading thread ---------------------------------------------------------------
-    def add(self, rows: PartialRows) -> Chunk:
-        """Keep one delivery (the loading thread): its running counts per CPU, then publish it."""
-        cpu = _small(np.asarray(rows.cpu), np.uint8)
-        cum = all_block_counts(cpu, self.cpu_count, self._block).astype(np.int32)
-        ts = np.asarray(rows.ts, np.int64)
-        base = int(ts[0]) if len(ts) else 0
-        off = ts - base
-        if len(ts) and int(off.min()) >= 0 and int(off.max()) < 2**32 - 1:
-            ts = off.astype(np.uint32)
-        else:
-            base = 0
-        del off
+    def add(self, rows: PartialRows) -> None:
+        """Count one delivery into the bins, keep its first rows for the list, then publish."""
+        ts, cpu = np.asarray(rows.ts), np.asarray(rows.cpu)
+        n = len(ts)
+        cum, top = self._cum, self._top
+        if cum is not None and n:
+            if self._rows + n >= np.iinfo(np.int32).max and cum.dtype == np.int32:
+                cum = cum.astype(np.int64)  # readers keep the old array: its edges stay right
+            for a in range(0, n, _COUNT_SLICE):
+                top = self._count(cum, top, ts[a:a + _COUNT_SLICE], cpu[a:a + _COUNT_SLICE])
+        chunk = None
+        take = min(n, LIST_ROWS - self._listed)
+        if take > 0:
+            chunk = _chunk(self._listed, ts[:take], cpu[:take], rows.pid[:take], rows.event_id[:take])
         watermark = DONE_WATERMARK if rows.done else int(rows.watermark)
-        chunk = Chunk(0, base, ts, cpu, _small(np.asarray(rows.pid), np.uint16),
-                      _small(np.asarray(rows.event_id), np.uint16), cum, self._block, watermark)
         with self._lock:
-            chunk = dataclasses.replace(chunk, start=self._rows)
-            self._chunks = (*self._chunks, chunk)
-            self._rows += len(chunk)
+            self._cum, self._top = cum, top
+            if chunk is not None:
+                self._chunks = (*self._chunks, chunk)
+                self._listed += len(chunk)
+            self._rows += n
             self._watermark = watermark if self._watermark is None else max(self._watermark, watermark)
-        return chunk
 
-    def settle(self, ts: np.ndarray, cpu: np.ndarray, pid: np.ndarray, event_id: np.ndarray, cum: np.ndarray,
-               block: int = TICK_BLOCK) -> None:
-        """The buffer is decoded: its table's columns (``cum``: their per-CPU running counts every
-        ``block`` rows) replace the deliveries, whose copies are freed (the loading thread).  The
-        rows are the same, so a reader's row numbers stay valid."""
+    def _count(self, cum: np.ndarray, top: int, ts: np.ndarray, cpu: np.ndarray) -> int:
+        """Add rows to the running sums from their first bin on; returns the new valid edge count.
+
+        Deliveries come in time order, so the bins written are (nearly) only new ones: the whole
+        load writes each bin about once."""
+        b = np.clip((ts.astype(np.int64, copy=False) - self.lo) // self.width, 0, self.bins - 1)
+        c = cpu.astype(np.int64)
+        ok = (c >= 0) & (c < self.cpu_count)
+        if not ok.all():
+            b, c = b[ok], c[ok]
+        if not len(b):
+            return top
+        b0, end = int(b.min()), max(top, int(b.max()) + 1)
+        if end > top:  # edges past the old top hold the totals before these rows
+            cum[:, top + 1:end + 1] = cum[:, top:top + 1]
+        span = end - b0
+        h = np.bincount(c * span + (b - b0), minlength=self.cpu_count * span).reshape(self.cpu_count, span)
+        np.cumsum(h, axis=1, out=h)
+        cum[:, b0 + 1:end + 1] += h
+        return end
+
+    def settle(self) -> None:
+        """The buffer is decoded (its table counts the rows now): the bins go; the list's rows stay."""
         with self._lock:
-            self._chunks = (Chunk(0, 0, ts, cpu, pid, event_id, cum, block, DONE_WATERMARK),)
-            self._rows = len(ts)
+            self._cum, self._top = None, 0
             self._watermark = DONE_WATERMARK
 
     # ---- any thread -----------------------------------------------------------------------
+    def counts(self) -> BinCounts | None:
+        """The binned counts as delivered so far (a snapshot); None once settled."""
+        with self._lock:
+            if self._cum is None:
+                return None
+            return BinCounts(self.lo, self.width, self._cum, self._top, self._watermark)
+
     def chunks(self) -> tuple[Chunk, ...]:
-        """The chunks delivered so far (an immutable snapshot)."""
+        """The list's rows delivered so far (an immutable snapshot: the first :data:`LIST_ROWS`)."""
         with self._lock:
             return self._chunks
 
     @property
     def rows(self) -> int:
-        """Rows delivered so far."""
+        """Rows delivered so far (all of them, listed or not)."""
         with self._lock:
             return self._rows
+
+    @property
+    def listed(self) -> int:
+        """Rows kept for the list (``min(LIST_ROWS, rows)``)."""
+        with self._lock:
+            return self._listed
 
     @property
     def watermark(self) -> int | None:
@@ -146,31 +233,10 @@ class PartialStream:
         with self._lock:
             return self._watermark
 
-    def before(self, t: np.ndarray, chunks: tuple[Chunk, ...] | None = None) -> np.ndarray:
-        """int64 (cpu_count, len(t)): delivered events of each CPU with a time before each ``t``.
-
-        Exact for ``t`` at or below the watermark (later, it counts what happens to be delivered).
-        Chunks are in time order, so an edge falls inside at most a few of them: only those
-        positions scan a block of CPU numbers."""
-        t = np.asarray(t, np.int64)
-        out = np.zeros((self.cpu_count, len(t)), np.int64)
-        for ch in self.chunks() if chunks is None else chunks:
-            n = len(ch)
-            if n == 0:
-                continue
-            pos = ch.positions(t)
-            out[:, pos >= n] += ch.cum[:, -1:]
-            inner = np.flatnonzero((pos > 0) & (pos < n))
-            if not len(inner):
-                continue
-            p = pos[inner]
-            blk = p // ch.block
-            out[:, inner] += ch.cum[:, blk]
-            idx = (blk * ch.block)[:, None] + np.arange(ch.block)
-            inside = idx < p[:, None]
-            key = ch.cpu[np.minimum(idx, n - 1)].astype(np.int64)
-            ok = inside & (key >= 0) & (key < self.cpu_count)
-            which = np.broadcast_to(np.arange(len(inner))[:, None], idx.shape)
-            out[:, inner] += np.bincount(key[ok] * len(inner) + which[ok],
-                                         minlength=self.cpu_count * len(inner)).reshape(self.cpu_count, len(inner))
-        return out
+    def before(self, t: np.ndarray, snap: bool = True, counts: BinCounts | None = None) -> np.ndarray:
+        """float64 (cpu_count, len(t)): delivered events of each CPU before each ``t`` (see
+        :meth:`BinCounts.before`); zeros once settled."""
+        counts = self.counts() if counts is None else counts
+        if counts is None:
+            return np.zeros((self.cpu_count, len(np.atleast_1d(t))), np.float64)
+        return counts.before(t, snap)

@@ -5,10 +5,12 @@ streams, names and roles as the session will have them (``Session.from_files`` r
 only), and per stream the page-header scan of its buffer (:mod:`kshark_py.loaders.pagescan`).
 That gives the session's exact time range (each CPU's first and last record are decoded) and
 each CPU's activity over time, estimated from the bytes its pages commit.  As the load decodes a
-stream, its rows fill in from the left: the reader's deliveries (:meth:`Preview.add_rows`, kept in a
-:class:`~kshark_py.model.partialstream.PartialStream`) are counted exactly below their watermark and
-only later times keep the estimate; :meth:`Preview.set_exact` then swaps the stream for its decoded
-events (exact counts per pixel, the lost-event marks the decode found).
+stream, its rows fill in from the left: the reader's deliveries (:meth:`Preview.add_rows`, counted
+into fine time bins per CPU by a :class:`~kshark_py.model.partialstream.PartialStream`, not kept)
+count exactly below their watermark at every zoom where a pixel spans a bin or more (finer zooms
+spread each bin's count over it) and only later times keep the estimate; :meth:`Preview.set_exact`
+then swaps the stream for its decoded events (exact counts per pixel, the lost-event marks the
+decode found).
 
 Guest streams are placed on the host clock by the file's own time sync, exactly as their events
 will be (the page times go through ``TraceFile.convert_ts``: TIME_SHIFT, TSC2NSEC, offset); a
@@ -32,7 +34,7 @@ from ..loaders.pagescan import BufferScan, scan_buffer
 from ..loaders.tracedat import TraceFile
 from .distinct import all_block_counts
 from .emitter import Emitter
-from .partialstream import DONE_WATERMARK, PartialStream
+from .partialstream import DONE_WATERMARK, PartialStream, bins_per_cpu
 from .session import Session
 from .viewmodel import BODY_ROWS, PX_LOST, PX_TICK, SUBROWS, TICK_ROWS, EventTicks, RenderResult, Row, _column_grid
 
@@ -100,7 +102,8 @@ class Preview:
         if st is None:
             return None
         if st.partial is None:
-            st.partial = PartialStream(st.cpu_count)
+            cpus = sum(max(1, s.cpu_count) for s in self.streams)  # every stream's bins share one budget
+            st.partial = PartialStream(st.cpu_count, st.scan.first_ts, st.scan.last_ts, bins_per_cpu(cpus))
         st.partial.add(rows)
         self.delivered.emit(st.index)
         return st
@@ -121,8 +124,8 @@ class Preview:
         st.lost = {int(c): np.sort(lts[lcpu == c]) for c in np.unique(lcpu)}
         cum = all_block_counts(cpu, max(1, st.cpu_count))  # every CPU in one pass
         st.ticks = {c: EventTicks(ts, cpu, c, cum=cum[c]) for c in range(st.cpu_count)}
-        if st.partial is not None:  # the list reads the table now; the delivered copies go
-            st.partial.settle(ts, cpu, t.column("pid").to_numpy(), t.column("event_id").to_numpy(), cum)
+        if st.partial is not None:  # the rows count from the table now: the bins go
+            st.partial.settle()
         return st
 
 
@@ -177,25 +180,33 @@ class PreviewModel:
 
     def counts(self, index: int, edges: np.ndarray) -> np.ndarray:
         """Events of row ``index`` between consecutive ``edges`` (ns): exact once its stream is
-        decoded; while it decodes, exact before the delivered rows' watermark and estimated from
-        the committed page bytes after it; else estimated throughout (float64)."""
+        decoded; while it decodes, counted from the delivered rows' time bins before their
+        watermark (exact for edges a bin apart or more: see :meth:`_before`) and estimated from the
+        committed page bytes after it; else estimated throughout (float64)."""
         st, c = self._where[index]
         return np.diff(self._before(st, np.asarray(edges, np.int64))[c])
 
     def _before(self, st: PreviewStream, edges: np.ndarray) -> np.ndarray:
         """float64 (cpu_count, len(edges)): events of each CPU of ``st`` before each edge (session
-        time): decoded ones below the watermark, the page-byte estimate above it."""
+        time): decoded ones below the watermark, the page-byte estimate above it.
+
+        Edges at least one bin apart (every zoom a user has while a large file loads: a bin is
+        1/2**20 of the stream's range or so) are taken at the nearest bin edge, where the counts
+        are exact: each pixel shows the events between the bin edges nearest its own, within half
+        a bin of them.  Closer edges (a zoom finer than a bin) spread each bin's count evenly; those
+        columns still draw solid left of the watermark."""
         e = edges - st.offset
         out = np.zeros((st.cpu_count, len(e)), np.float64)
         if st.ticks is not None:
             for c, ticks in st.ticks.items():
                 out[c] = ticks.before(ticks.positions(e))
             return out
-        part = st.partial
-        chunks = part.chunks() if part is not None else ()  # one snapshot: rows and watermark agree
-        w = max(ch.watermark for ch in chunks) if chunks else None
-        if part is not None and w is not None:
-            out += part.before(np.minimum(e, w), chunks)
+        bins = st.partial.counts() if st.partial is not None else None  # one snapshot: counts and watermark agree
+        w = bins.watermark if bins is not None else None
+        if bins is not None and w is not None:
+            # pixels at least a bin wide count whole bins (exact below the watermark); finer ones spread them
+            snap = len(e) < 2 or (int(e[-1]) - int(e[0])) >= bins.width * (len(e) - 1)
+            out += bins.before(np.minimum(e, w), snap)
         if w == DONE_WATERMARK:
             return out
         late = e if w is None else np.maximum(e, w)

@@ -94,8 +94,9 @@ class LoadWorker(QtCore.QObject):
         self._files = []
 
     def _rows(self, rows: PartialRows) -> None:
-        """The reader decoded more rows of a buffer (the loading thread): the preview keeps them (the
-        per-CPU running counts are computed here) and tells the window."""
+        """The reader decoded more rows of a buffer (the loading thread): the preview counts them into
+        its per-CPU time bins and keeps the list's first rows (here, not in the GUI thread), then
+        tells the window."""
         if self._preview is None or self.cancel_event.is_set():
             return
         try:

@@ -5,7 +5,8 @@ open and their page headers read (well before any event is decoded); the window 
 through the ordinary timeline widget (zoom, pan, fit, rubber band all work), with the load's
 progress and a Cancel button in the status bar.  As the reader delivers decoded rows
 (``Preview.add_rows``, from the loading thread) the rows fill in with the exact counts from the left
-and the event list below (:mod:`kshark_py.ui.partiallist`) grows with the first stream's events; the
+and the event list below (:mod:`kshark_py.ui.partiallist`) grows with the first stream's events (its
+first million: the caption counts the rest, the loaded window lists them); the
 hand-over is a queued Qt signal, so the GUI thread alone touches the widgets.  When the load ends the
 window builds its full contents (``MainWindow.finish_load``) and this view goes.  Cancelled, the
 preview and the rows decoded so far stay, saying so.

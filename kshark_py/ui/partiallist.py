@@ -1,9 +1,13 @@
 """The event list while the load runs: the rows of one stream decoded so far, growing as they come.
 
-A virtual table over a :class:`~kshark_py.model.partialstream.PartialStream` (the reader's
-deliveries, kept as chunks): :meth:`PartialListModel.refresh` appends the new rows with
+A virtual table over a :class:`~kshark_py.model.partialstream.PartialStream` (the first
+:data:`~kshark_py.model.partialstream.LIST_ROWS` rows the reader delivered, kept as chunks: a
+million rows is more than anyone scrolls through while a file loads, and keeping them all would
+cost the load's peak memory 9 bytes an event; the caption says how many were decoded and that the
+loaded window lists them all): :meth:`PartialListModel.refresh` appends the new rows with
 ``beginInsertRows`` (the user's scroll position and selection stay), and a cell is computed only
-when Qt paints it.  The columns are the loaded list's as far as the delivered rows tell them:
+when Qt paints it.  The rows are the events table's first ones, so the row the user picked is
+the loaded list's same event.  The columns are the loaded list's as far as the delivered rows tell them:
 number, time, stream, CPU, task (the file's saved cmdlines name it; ``<...>`` otherwise), pid, event
 name; the latency flags and the info text need the event payloads and come with the loaded window.
 """
@@ -42,13 +46,11 @@ class PartialListModel(QtCore.QAbstractTableModel):
         self.mono = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
 
     def refresh(self) -> int:
-        """Take the rows delivered since the last call (the GUI thread); returns how many came."""
+        """Take the listed rows delivered since the last call (the GUI thread); returns how many came."""
         part = self.stream.partial
         chunks = part.chunks() if part is not None else ()
         n = sum(len(c) for c in chunks)
         if n <= self._n:
-            if chunks is not self._chunks and n == self._n:  # settled: the same rows, from the table
-                self._chunks, self._starts = chunks, np.array([c.start for c in chunks], np.int64)
             return 0
         old = self._n
         self.beginInsertRows(QtCore.QModelIndex(), old, n - 1)
@@ -57,6 +59,12 @@ class PartialListModel(QtCore.QAbstractTableModel):
         self._n = n
         self.endInsertRows()
         return n - old
+
+    @property
+    def delivered(self) -> int:
+        """Rows of the stream decoded so far (the list shows the first :data:`LIST_ROWS` of them)."""
+        part = self.stream.partial
+        return part.rows if part is not None else 0
 
     # ---- cells --------------------------------------------------------------------------------
     def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008, N802
@@ -169,13 +177,21 @@ class PartialListView(QtWidgets.QWidget):
         lay.addWidget(self.caption)
         lay.addWidget(t, 1)
         self._name = stream.name
+        self._end: str | None = None
         self.set_caption()
 
     def refresh(self) -> None:
-        """Show the rows delivered since the last call."""
-        if self.model.refresh():
-            self.set_caption()
+        """Show the rows delivered since the last call (the caption counts those not listed too)."""
+        self.model.refresh()
+        self.set_caption(self._end)
 
-    def set_caption(self, end: str = "the list grows as the load decodes; the Info column comes when it ends") -> None:
-        n = self.model.rowCount()
-        self.caption.setText(f"Events of {self._name} decoded so far: {n:,} ({end})")
+    def set_caption(self, end: str | None = None) -> None:
+        """Say how many rows are decoded and listed; ``end``: how the load went (None: it goes on)."""
+        self._end = end
+        listed, n = self.model.rowCount(), max(self.model.rowCount(), self.model.delivered)
+        if n > listed:
+            note = f"the first {listed:,} listed; {end}" if end else \
+                f"the first {listed:,} listed while loading; all of them when the load ends"
+        else:
+            note = end or "the list grows as the load decodes; the Info column comes when it ends"
+        self.caption.setText(f"Events of {self._name} decoded so far: {n:,} ({note})")
