@@ -48,7 +48,7 @@ MAX_BINS = 1 << 20
 COUNT_BUDGET_BINS = 1 << 22
 """Bins of all CPUs of all streams together at most (4 bytes each: 16 MB)."""
 
-_COUNT_SLICE = 1 << 20
+_COUNT_SLICE = 1 << 18
 """Rows binned at a time (bounds the temporary arrays of a large delivery)."""
 
 
@@ -112,10 +112,15 @@ class BinCounts:
 
 
 def _small(a: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
-    """``a`` as the unsigned ``dtype`` when every value fits, else as it is."""
-    if len(a) and (int(a.min()) < 0 or int(a.max()) > np.iinfo(dtype).max):
-        return a
-    return a.astype(dtype)
+    """A copy of ``a`` in the smallest unsigned type from ``dtype`` up that holds every value (a copy
+    always: a view would keep the reader's whole delivery alive)."""
+    lo, hi = (int(a.min()), int(a.max())) if len(a) else (0, 0)
+    if lo < 0:
+        return a.copy()
+    for t in (dtype, np.uint16, np.uint32):
+        if np.dtype(t).itemsize >= np.dtype(dtype).itemsize and hi <= np.iinfo(t).max:
+            return a.astype(t)
+    return a.copy()
 
 
 def _chunk(start: int, ts: np.ndarray, cpu: np.ndarray, pid: np.ndarray, event_id: np.ndarray) -> Chunk:
