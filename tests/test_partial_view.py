@@ -342,3 +342,20 @@ def test_the_loaded_list_keeps_the_users_row(qtbot, loading_window, monkeypatch,
         qtbot.waitUntil(lambda: el.table.rowAt(0) >= 0, timeout=5000)
         shown = el.table.rowAt(0)
     assert [el.model.cell_text_at(shown, FINAL_COL[c]) for c in ("Time", "CPU", "PID", "Event")] == want
+
+
+def test_listed_rows_are_compact_copies():
+    """The list's rows never hold a view of the reader's delivery (it would keep all of it alive):
+    pids past 65535 are kept as uint32, CPUs as uint8, and nothing shares the delivery's memory;
+    only the first LIST_ROWS rows are kept."""
+    n = 5000
+    ts = 1_000_000 + np.arange(n, dtype=np.int64) * 1000
+    cpu, pid, eid = np.arange(n, dtype=np.int16) % 4, np.arange(n, dtype=np.int32) * 40, np.full(n, 300, np.int32)
+    ps = partialstream.PartialStream(4, int(ts[0]), int(ts[-1]), bins=1024)
+    ps.add(PartialRows(None, ts, cpu, pid, eid, int(ts[-1]) + 1, True))
+    (ch,) = ps.chunks()
+    assert (ch.ts.dtype, ch.cpu.dtype, ch.pid.dtype, ch.event_id.dtype) == (np.uint32, np.uint8, np.uint32, np.uint16)
+    assert not any(np.shares_memory(a, b) for a in (ch.ts, ch.cpu, ch.pid, ch.event_id) for b in (ts, cpu, pid, eid))
+    assert [ch.time(r) for r in (0, n - 1)] == [int(ts[0]), int(ts[-1])] and int(ch.pid[-1]) == int(pid[-1])
+    counts = ps.counts()
+    assert np.array_equal(counts.before(np.array([int(ts[-1]) + 1]), True)[:, 0], np.bincount(cpu, minlength=4))
