@@ -8,7 +8,6 @@ although the memory is free.  ``malloc_trim(0)`` returns it.  A no-op where glib
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import mmap
 from typing import TYPE_CHECKING
 
@@ -17,11 +16,11 @@ if TYPE_CHECKING:  # every command calls return_memory_promptly() first: no nump
 
 _libc = None
 try:
-    _name = ctypes.util.find_library("c")
-    if _name:
-        _libc = ctypes.CDLL(_name)
-        if not hasattr(_libc, "malloc_trim"):
-            _libc = None
+    # the process's own symbols, which hold the C library's: no ctypes.util.find_library, whose
+    # import (subprocess, tempfile...) and search cost ~7 ms at every command's start
+    _libc = ctypes.CDLL(None)
+    if not hasattr(_libc, "malloc_trim") or not hasattr(_libc, "madvise"):
+        _libc = None
 except OSError:  # pragma: no cover
     _libc = None
 
