@@ -224,7 +224,7 @@ def _before(head, a, b):
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def merge_rows(a, b, keys, values, cur, end, head, q, qptr, qend, qout, out_cpu,  # noqa: C901 (one loop)
-               s0, d0, s1, d1, s2, d2, s3, d3, s4, d4, s5, d5, s6, d6):
+               s0, d0, s1, d1, s2, d2, s3, d3, s4, d4, s5, d5, s6, d6, heap):
     """Rows ``a..b-1`` of trace-cmd's k-way merge of the runs of ``keys`` (decode order; run r's
     unread records from ``cur[r]`` to ``end[r]``; each run compared by its running maximum
     ``head[r]``; the smallest head goes first, ties to the lower run), in one pass: row i gets
@@ -232,9 +232,9 @@ def merge_rows(a, b, keys, values, cur, end, head, q, qptr, qend, qout, out_cpu,
     ``d0..d6``; a record whose decode-order index is a query (``q``, sorted and distinct, run r's
     at ``qptr[r]..qend[r]``) has its row written to ``qout``.  ``cur``, ``head`` and ``qptr``
     advance, so the merge goes on a slice of rows at a time (the caller frees what was consumed).
+    ``heap``: int64 scratch of one slot per run (given, not allocated here: see :data:`_KERNELS`).
     """
     k = len(cur)
-    heap = np.empty(k, np.int64)
     m = 0
     for r in range(k):  # the runs with records left, as a binary heap (used when k > 8)
         if cur[r] < end[r]:
@@ -296,11 +296,8 @@ def merge_rows(a, b, keys, values, cur, end, head, q, qptr, qend, qout, out_cpu,
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _run_cuts(fill, eid, cpu, pid, ts, sw, prev_pid, next_pid, prev_state, ncpu, missing, open_,
-              o_cpu, o_time, o_pid, o_state, o_end):
+              o_cpu, o_time, o_pid, o_state, o_end, cnt, last_after, last_ts):
     m = 0
-    cnt = np.zeros(ncpu, np.int64)
-    last_after = np.zeros(ncpu, np.int64)
-    last_ts = np.zeros(ncpu, np.int64)
     j = 0
     for row in range(len(eid)):
         if eid[row] < 0:
@@ -346,14 +343,18 @@ def run_cuts(eid, cpu, pid, ts, sw_rows, prev_pid, next_pid, prev_state, missing
     ncpu = int(cpu.max()) + 1 if len(cpu) else 0
     args = (eid, cpu, pid, ts, sw_rows, prev_pid, next_pid, prev_state, ncpu, missing, open_)
     e = np.zeros(0, np.int64)
-    m = _run_cuts(False, *args, e.astype(np.int16), e, e.astype(np.int32), e, e.astype(np.bool_))
+    m = _run_cuts(False, *args, e.astype(np.int16), e, e.astype(np.int32), e, e.astype(np.bool_),
+                  *np.zeros((3, ncpu), np.int64))
     out = (np.empty(m, np.int16), np.empty(m, np.int64), np.empty(m, np.int32), np.empty(m, np.int64),
            np.empty(m, np.bool_))
-    _run_cuts(True, *args, *out)
+    _run_cuts(True, *args, *out, *np.zeros((3, ncpu), np.int64))  # per CPU: records, last pid, last time
     return out
 
 
 _KERNELS = (decode_block, merge_rows, _run_cuts)
+"""The compiled functions.  None allocates an array (its scratch comes from the caller): numba's
+array allocation lives in ``numba.np.arrayobj``, which loading a kernel that uses it imports
+(0.023 s of CPU on the warm-up's path)."""
 
 
 @contextmanager
@@ -412,7 +413,7 @@ def _call_each() -> None:
     cols = [np.zeros(2, t) for t in (np.int64, np.int32, np.int32, np.uint8, np.uint8, np.int64, np.int32)]
     one = np.zeros(1, np.int64)
     merge_rows(0, 2, cols[0], np.zeros(1, np.int16), one.copy(), np.array([2]), one.copy(), one.copy(), one.copy(),
-               one.copy(), one.copy(), np.zeros(2, np.int16), *[x for c in cols for x in (c, c.copy())])
+               one.copy(), one.copy(), np.zeros(2, np.int16), *[x for c in cols for x in (c, c.copy())], one.copy())
     z1 = np.zeros(1, np.int64)
     run_cuts(np.zeros(1, np.int32), np.zeros(1, np.int16), np.zeros(1, np.int32), z1, z1, np.zeros(1, np.int32),
              np.zeros(1, np.int32), z1, -2, -1)

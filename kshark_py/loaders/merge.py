@@ -193,10 +193,11 @@ class CompiledMerge:
         qptr = np.searchsorted(q, cur).astype(np.int64)
         qend = np.searchsorted(q, end).astype(np.int64)
         pairs = [x for c, o in zip(cols, out, strict=True) for x in (c, o)]
+        heap = np.empty(len(cur), np.int64)  # the kernel's scratch
         for x in range(a, b, chunk):
             before = cur.copy()
             kernels.merge_rows(x, min(b, x + chunk), keys, self.values, cur, end, head, q, qptr, qend, self.rows,
-                               labels, *pairs)
+                               labels, *pairs, heap)
             for lo, hi in zip(before.tolist(), cur.tolist(), strict=True):
                 for c in cols:
                     forget_consumed(c, lo, hi)
