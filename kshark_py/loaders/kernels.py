@@ -19,8 +19,9 @@ whole reader, CPU of all threads            3.3-3.8 s    1.8-2.0 s
 whole reader, wall (machine busy, load 8)   7.5-10 s     4.5-5.3 s
 ==========================================  ===========  ==========
 
-Costs: importing numba 0.11-0.19 s and loading the kernels from its cache 0.06 s of CPU (0.12 s
-with numba's full target refresh, which only compiling needs: :func:`_lean_cache_loads`), in a
+Costs: importing numba 0.11-0.19 s and loading the kernels from its cache 0.04 s of CPU (0.12 s
+with numba's full target refresh, which only compiling needs: :func:`_lean_cache_loads`, and with
+numba's array allocation, which no kernel uses: :data:`_KERNELS`), in a
 background thread started when a big file is opened (:func:`.pages.start_warm_up`); blocks that
 arrive before it ends decode with numpy, so nothing waits for it, except in ``kshark-py export``,
 which starts it at its first line (:mod:`.earlywarm`) and waits (:func:`.pages.waiting_for_kernels`).  Buffers below
