@@ -289,3 +289,41 @@ def test_command_line_offset_stays_when_the_session_gives_none(qtbot, traces, tm
     w3 = build_window(res, paths, None, load_session_file(out))
     qtbot.addWidget(w3)
     assert w3.session.time_offsets == {1: 7_000}
+
+
+def test_field_rows_and_analysis_panels_round_trip(qtbot, traces, tmp_path):
+    """A session keeps the field plot rows and the open analysis panels (with the latency request) under
+    "kshark-py"; opening it shows them again."""
+    from kshark_py.ui.latencyplot import LatencyRequest
+
+    w = _window(qtbot, [traces / "host-kvm.dat"])
+    w.show()  # a dock counts as open when the user sees it
+    errors: list[str] = []
+    row = w.latency_tools.add_field_row(0, "sched:sched_switch", "next_prio", warn=errors.append)
+    assert row is not None and not errors
+    w.latency_tools.show_wakeups()
+    req = LatencyRequest("irq:irq_handler_entry", "irq:irq_handler_exit", (("irq", "irq"),))
+    w.latency_tools.show_latency(req)
+    w.vm_analyses.show_exits()
+    out = tmp_path / "analyses.json"
+    save_session(w.session_state(), out)
+    doc = json.loads(out.read_text())
+    assert doc["kshark-py"]["field rows"] == [[0, "sched:sched_switch", "next_prio"]]
+    assert doc["kshark-py"]["panels"] == {"wakeups": True, "exits": True, "latency": {
+        "start": "irq:irq_handler_entry", "end": "irq:irq_handler_exit", "match": [["irq", "irq"]]}}
+    st = load_session_file(out)
+    w2 = _window(qtbot, st.files, None, st)
+    w2.show()
+    labels = [r.label for r in w2.model.rows if r.kind == "field"]
+    assert labels == [row.label]
+    field = next(r for r in w2.model.rows if r.kind == "field").data
+    assert np.array_equal(field.values, row.data.values) and np.array_equal(field.ts, row.data.ts)
+    assert w2.latency_tools.wakeup_panel is not None and w2.latency_tools.docks["wakeups"].isVisibleTo(w2)
+    assert w2.latency_tools.latency_panel.request == req
+    assert w2.latency_tools.latency_panel.model.rowCount() == w.latency_tools.latency_panel.model.rowCount() > 0
+    assert w2.vm_analyses.exits is not None and "vcputime" not in w2.vm_analyses.docks
+    # a field the trace does not have: the session still opens, and says so
+    st.field_rows.append((0, "sched:sched_switch", "no_such_field"))
+    w3 = _window(qtbot, st.files, None, st)
+    assert [r.label for r in w3.model.rows if r.kind == "field"] == [row.label]
+    assert "no_such_field" in w3.status.currentMessage()

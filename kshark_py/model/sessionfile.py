@@ -19,8 +19,9 @@ the same in both:
   follows lost events), plus our exact time; ``"MainWindow"``, ``"Splitter"``, ``"ViewTop"``.
 
 KernelShark-only keys (``ColorScheme``, ``User Plugins``, a stream's plugin list) are kept as read
-and written back; what KernelShark has no notion of (the VCPU map, streams switched off) goes under
-``"kshark-py"``, which KernelShark ignores and keeps.
+and written back; what KernelShark has no notion of (the VCPU map, streams switched off, field plot
+rows, the analysis panels open and the latency request) goes under ``"kshark-py"``, which KernelShark
+ignores and keeps.
 No Qt here: the window turns its state into a :class:`SessionState` and back.
 """
 
@@ -108,6 +109,11 @@ class SessionState:
     """``Splitter``: heights of the graph and the list pane."""
     view_top: int | None = None
     """``ViewTop``: the first list row shown, as a row of KernelShark's entry array."""
+    field_rows: list[tuple[int, str, str]] = field(default_factory=list)
+    """Field plot rows (Analysis > Field plot), as (stream id, ``system:event``, field), in row order."""
+    panels: dict[str, Any] = field(default_factory=dict)
+    """The analysis panels open: ``"wakeups"``, ``"exits"``, ``"vcputime"`` (True), ``"latency"``
+    (``{"start", "end", "match": [[start field, end field], ...]}``)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Top-level keys only KernelShark uses, written back as read."""
     warnings: list[str] = field(default_factory=list)
@@ -144,6 +150,10 @@ class SessionState:
                                           if not s.kernelshark]}
         if self.highlight is not None:
             doc[OURS]["highlighted pair"] = [str(self.highlight[0]), int(self.highlight[1])]
+        if self.field_rows:
+            doc[OURS]["field rows"] = [[int(sd), str(ev), str(f)] for sd, ev, f in self.field_rows]
+        if self.panels:
+            doc[OURS]["panels"] = self.panels
         return doc
 
     # -- reading ------------------------------------------------------------------------------
@@ -205,6 +215,13 @@ class SessionState:
             rows[name] = int(r) if is_set and r is not None else None
         vmap = {g: {int(v): int(p) for v, p in m.items()} for g, m in (ours.get("vcpu map") or {}).items()}
         pair = ours.get("highlighted pair")
+        field_rows = []
+        for r in ours.get("field rows") or []:
+            if isinstance(r, list) and len(r) == 3:
+                field_rows.append((int(r[0]), str(r[1]), str(r[2])))
+            else:
+                warnings.append(f"a field row of the session is malformed ({r!r}): left out")
+        panels = ours.get("panels")
         win = doc.get("MainWindow")
         spl = doc.get("Splitter")
         combos = doc.get("ComboPlots")
@@ -219,6 +236,7 @@ class SessionState:
             window=win if win == "FullScreen" else (int(win[0]), int(win[1])) if isinstance(win, list) else None,
             splitter=(int(spl[0]), int(spl[1])) if isinstance(spl, list) and len(spl) == 2 else None,
             view_top=int(doc["ViewTop"]) if doc.get("ViewTop") is not None else None,
+            field_rows=field_rows, panels=dict(panels) if isinstance(panels, dict) else {},
             extra={k: v for k, v in doc.items() if k not in _KNOWN}, warnings=warnings)
 
 
@@ -345,9 +363,21 @@ def capture(session: Session, model: TimelineModel, filters: Filters, vcpu_map: 
     for s in streams:
         if s.file not in files:
             files.append(s.file)
-    return SessionState(files=files, streams=streams, combos=combos, vcpu_map=umap,
+    field_rows = []
+    for r in model.custom_rows():  # a field row's data names its stream, event and field (plots.fieldrow)
+        d = r.data
+        if r.kind == "field" and d is not None and getattr(d, "stream", None) in sd_of:
+            field_rows.append((sd_of[d.stream], str(d.event), str(d.field)))
+    return SessionState(files=files, streams=streams, combos=combos, vcpu_map=umap, field_rows=field_rows,
                         filters={"disabled streams": sorted(sd_of[i] for i in filters.disabled_streams
                                                             if i in sd_of)})
+
+
+def field_rows_of(session: Session, state: SessionState) -> list[tuple[int, str, str]]:
+    """The session's field rows as (stream index, event, field) of this session's streams; those of a stream
+    not loaded are left out (:func:`restore` warns about the stream)."""
+    by_sd = {sd: i for i, (sd, _) in match_streams(session, state).items()}
+    return [(by_sd[sd], ev, f) for sd, ev, f in state.field_rows if sd in by_sd]
 
 
 def restore(session: Session, state: SessionState, model: TimelineModel, filters: Filters) -> list[str]:

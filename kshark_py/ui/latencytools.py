@@ -14,6 +14,8 @@ box does what KernelShark's does: markers A and B on its start and end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6 import QtCore, QtWidgets
 
 from ..model.analysis.fieldplot import FieldPlotError
@@ -148,20 +150,49 @@ class LatencyTools(QtCore.QObject):
         if dlg.exec() and dlg.chosen is not None:
             self.add_field_row(*dlg.chosen)
 
-    def add_field_row(self, stream: int, event: str, field: str) -> Row | None:
-        """Show ``event.field`` of ``stream`` as a row at the bottom of the graph, scrolled into view."""
+    def add_field_row(self, stream: int, event: str, field: str, warn: Callable[[str], None] | None = None
+                      ) -> Row | None:
+        """Show ``event.field`` of ``stream`` as a row at the bottom of the graph, scrolled into view.
+        A field that cannot be plotted is said in a message box, or to ``warn`` (a session being restored)."""
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)  # ~1 s for 10 M records
         try:
             row = field_row(self.win.session, self.win.sources, stream, event, field)
         except FieldPlotError as e:
             QtWidgets.QApplication.restoreOverrideCursor()
-            QtWidgets.QMessageBox.warning(self.win, "Field plot", str(e))
+            if warn is not None:
+                warn(f"field row {event}.{field}: {e}")
+            else:
+                QtWidgets.QMessageBox.warning(self.win, "Field plot", str(e))
             return None
         QtWidgets.QApplication.restoreOverrideCursor()
         self.win.model.add_custom_row(row)
         i = next(k for k, r in enumerate(self.win.model.rows) if r is row)
         self.win.timeline.ensure_rows_visible([i])
         return row
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def panels_state(self) -> dict:
+        """The open panels, for a session file (:attr:`SessionState.panels`)."""
+        out: dict = {}
+        if self.wakeup_panel is not None and self._shown("wakeups"):
+            out["wakeups"] = True
+        req = self.latency_panel.request if self.latency_panel is not None else None
+        if req is not None and self._shown("latency"):
+            out["latency"] = {"start": req.start, "end": req.end, "match": [list(m) for m in req.match]}
+        return out
+
+    def restore_panels(self, panels: dict, warn: Callable[[str], None]) -> None:
+        """Open the panels a session file lists (what cannot be shown is told to ``warn``)."""
+        if panels.get("wakeups"):
+            self.show_wakeups()
+        lat = panels.get("latency")
+        if isinstance(lat, dict):
+            try:
+                req = LatencyRequest(str(lat["start"]), str(lat["end"]),
+                                     tuple((str(a), str(b)) for a, b in lat.get("match") or []))
+                self.show_latency(req)
+            except (KeyError, TypeError, ValueError) as e:  # LatencyError is a ValueError
+                warn(f"latency panel of the session: {e}")
 
     # -- after a time offset ---------------------------------------------------------------------
     def times_changed(self) -> None:

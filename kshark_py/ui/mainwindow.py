@@ -447,6 +447,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 state.markers[name], state.marker_rows[name] = t, rows.row_of(t)
         state.active_marker = view.active_marker
         state.highlight = view.highlight
+        if hasattr(self, "latency_tools"):  # the analyses of a loaded window
+            state.panels = {**self.latency_tools.panels_state(), **self.vm_analyses.panels_state()}
         state.window = "FullScreen" if self.isFullScreen() else (self.width(), self.height())
         sizes = self.splitter.sizes()
         state.splitter = (sizes[0], sizes[-1])
@@ -491,6 +493,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view.set_active_marker("A" if state.active_marker == "A" else "B")
         if state.highlight is not None:
             self.highlight_pair(*state.highlight)  # a pair whose rows are not shown: nothing
+        if hasattr(self, "latency_tools"):
+            for stream, event, fld in sf.field_rows_of(self.session, state):
+                self.latency_tools.add_field_row(stream, event, fld, warn=warnings.append)
+            self.latency_tools.restore_panels(state.panels, warnings.append)
+            self.vm_analyses.restore_panels(state.panels)
         if state.view_top:
             t = (rows or sf.EntryRows(self.session, ks)).time_of(state.view_top)
             if t is not None:

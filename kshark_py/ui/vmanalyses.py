@@ -91,6 +91,17 @@ class VmAnalyses(QtCore.QObject):
             self.w.resizeDocks([dock, *rest], [int(h * 0.8)] + [int(h * 0.2 / len(rest))] * len(rest),
                                QtCore.Qt.Orientation.Vertical)
 
+    def panels_state(self) -> dict:
+        """The open VM panels, for a session file (:attr:`SessionState.panels`)."""
+        return {k: True for k in ("exits", "vcputime")
+                if k in self.docks and self.docks[k].toggleViewAction().isChecked()}
+
+    def restore_panels(self, panels: dict) -> None:
+        if panels.get("exits"):
+            self.show_exits()
+        if panels.get("vcputime"):
+            self.show_vcputime()
+
     def show_exits(self):
         from .exitspanel import ExitsPanel
 
