@@ -78,14 +78,15 @@ os._exit(0)  # skip interpreter teardown (see kshark_py.ui.app.run)
 """
 
 PROGRESSIVE = r"""
-import json, os, sys, time
+import json, os, resource, sys, time
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 from kshark_py.ui.app import app_instance, window_manager
 from kshark_py.ui.openrequest import OpenRequest
 from PySide6 import QtCore, QtWidgets
 app = app_instance()
+base = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 window_manager().open(OpenRequest([sys.argv[1]]))
-out, zooms = {}, []
+out, zooms = {"rss_base": base}, []
 
 def poll():
     now = time.time()
@@ -100,6 +101,8 @@ def poll():
             zooms.append(time.perf_counter() - a)
         if getattr(w, "loading", 1) is None:
             out["full"] = now
+            out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            out["tables"] = sum(st.buffer.events.nbytes for st in w.session.streams)
             print(json.dumps({**out, "zooms_during_load_ms": [1e3 * z for z in zooms]}))
             sys.stdout.flush()
             os._exit(0)
@@ -119,7 +122,15 @@ def progressive(path: str, env: dict) -> dict:
     r = json.loads(subprocess.run([sys.executable, "-c", PROGRESSIVE, path], capture_output=True, text=True,
                                   env=env, check=True).stdout.strip().splitlines()[-1])
     return {"preview_s": r["preview"] - t0 if "preview" in r else None, "full_s": r["full"] - t0,
-            "zooms_ms": r["zooms_during_load_ms"]}
+            "zooms_ms": r["zooms_during_load_ms"], "peak_rss": r["peak_rss"], "tables": r["tables"],
+            "rss_base": r["rss_base"]}
+
+
+def _memory(r: dict) -> str:
+    """Peak RSS against the events tables, whole and above what the process held before the load."""
+    return (f"peak RSS {r['peak_rss'] / 1e6:.0f} MB = {r['peak_rss'] / r['tables']:.2f}x the events tables "
+            f"({r['tables'] / 1e6:.0f} MB); {(r['peak_rss'] - r['rss_base']) / r['tables']:.2f}x above the "
+            f"{r['rss_base'] / 1e6:.0f} MB the process held before the load (libraries, Qt)")
 
 
 def _preview(r: dict) -> str:
@@ -262,6 +273,7 @@ def main() -> int:
     print(f"progressive (the app's own path, process start): {_preview(pr)}, full window at {pr['full_s']:.2f} s; "
           "zoom steps during the load: "
           + (f"median {sorted(z)[len(z) // 2]:.1f} ms, worst {max(z):.1f} ms" if z else "none (loaded first)"))
+    print(f"  {_memory(pr)}")
     pw = progressive(a.file, warm_env)
     print(f"progressive, warm (load cache): {_preview(pw)}, full window at {pw['full_s']:.2f} s")
     shutil.rmtree(scratch, ignore_errors=True)
