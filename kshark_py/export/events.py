@@ -25,6 +25,7 @@ while the events are decoded (:func:`prepare`), not in a second pass over the da
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,14 +69,19 @@ def buffer_events(buf: Buffer, formats: EventFormats, names: dict[int, str], str
     """One buffer's events with the named columns (:data:`COLUMNS`), in the buffer's report order."""
     t = buf.events
     n = t.num_rows
-    eid = t.column("event_id").combine_chunks()
-    enc = eid.dictionary_encode()
-    evs = [formats.names(i) for i in enc.dictionary.to_pylist()]
+    # comm beside the event columns: both are mostly hash and gather passes that release the GIL
+    # (3 M events: 0.035 -> 0.026 s)
+    with ThreadPoolExecutor(1, thread_name_prefix="kshark-comm") as pool:
+        comm = pool.submit(comm_column, t.column("pid").to_numpy(), names)
+        eid = t.column("event_id").combine_chunks()
+        enc = eid.dictionary_encode()
+        evs = [formats.names(i) for i in enc.dictionary.to_pylist()]
+        system = _by_id(enc, [ev[0] if ev else "" for ev in evs])
+        event = _by_id(enc, [ev[1] if ev else "(unknown)" for ev in evs])
+        comm = comm.result()
     cols = {
         "ts": t.column("ts"), "stream": _constant(stream, n), "cpu": t.column("cpu"), "pid": t.column("pid"),
-        "comm": comm_column(t.column("pid").to_numpy(), names),
-        "system": _by_id(enc, [ev[0] if ev else "" for ev in evs]),
-        "event": _by_id(enc, [ev[1] if ev else "(unknown)" for ev in evs]),
+        "comm": comm, "system": system, "event": event,
         "flags": t.column("flags"), "preempt": t.column("preempt"), "event_id": eid,
     }
     return pa.table({c: cols[c] for c in COLUMNS})
