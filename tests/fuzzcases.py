@@ -1150,11 +1150,45 @@ def run_one(key: str, seed: int, index: int, kind: str | None, depth: float, wor
     return msg
 
 
+KALLSYMS_KEPT = 16
+"""Parsed kallsyms texts a worker keeps (see :func:`_share_kallsyms`)."""
+
+
+def _share_kallsyms() -> None:
+    """In a worker: a kallsyms text parsed once is not parsed again (the reader's ``Kallsyms`` keyed by the
+    exact bytes, the newest KALLSYMS_KEPT texts).
+
+    Most cases leave the kallsyms section as it is, and a case opens its files three to five times (strict,
+    lenient, the app's load, report, CLI): the same text was parsed each time, the largest single cost of
+    the run (~40% of a chunk case).  The parse is a pure function of the bytes and its result is never
+    changed, so this shares work only: every text a mutation changed is still parsed (once), and every
+    path still resolves addresses in the table it gets."""
+    from collections import OrderedDict
+
+    from kshark_py.loaders import tracedat
+
+    parse = tracedat.Kallsyms
+    kept: OrderedDict[bytes, object] = OrderedDict()
+
+    def shared(text):
+        key = bytes(text)
+        ks = kept.get(key)
+        if ks is None:
+            ks = kept[key] = parse(key)
+            while len(kept) > KALLSYMS_KEPT:
+                kept.popitem(last=False)
+        kept.move_to_end(key)
+        return ks
+
+    tracedat.Kallsyms = shared
+
+
 def _worker(rfd: int, wfd: int, depth: float, workdir: str, timeout: float, recycle: int) -> None:
     """A forked worker: runs the cases it reads (one JSON line each) in-process, answers one line each.
 
     In-process because a fresh child pays ~0.25 s of first-use costs per case; it exits after
     ``recycle`` cases or after a bug (a fresh heap), and the parent forks another."""
+    _share_kallsyms()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
