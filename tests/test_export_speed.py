@@ -38,6 +38,9 @@ def test_peek_refuses_what_is_not_a_trace(tmp_path):
     assert earlywarm.peek(str(cut)) is None
     assert earlywarm.peek(str(tmp_path / "missing.dat")) is None
     assert earlywarm.peek(str(tmp_path)) is None  # a folder
+    fifo = tmp_path / "fifo.dat"
+    os.mkfifo(fifo)
+    assert earlywarm.peek(str(fifo)) is None  # never opened: its bytes are the reader's (and it would block)
 
 
 def _fake_warm_up(monkeypatch, seconds: float) -> threading.Thread:

@@ -11,6 +11,7 @@ module imports nothing heavy): a file that is not a trace, or too small to use t
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Callable
 
@@ -20,9 +21,11 @@ _HEAD_BYTES = 64
 
 def peek(path: str) -> tuple[int, bool] | None:
     """(file size, whether its data is compressed) of a trace.dat, from its size and first bytes;
-    None for anything else (no such file, not a trace).  A v7 header names its compression after
-    the page size (``"none"`` or nothing: uncompressed); v6 files are never compressed."""
+    None for anything else (no such file, not a regular file, not a trace).  A v7 header names its
+    compression after the page size (``"none"`` or nothing: uncompressed); v6 files never compress."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO's bytes read here would be the reader's
+            return None
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(_HEAD_BYTES)
