@@ -124,13 +124,6 @@ class LostIndex:
     """The options section that held the BUFFER option, past the end of the file (None: unknown)."""
 
 
-def _suffix_min(keys: list[int]) -> np.ndarray:
-    """Each block's key lowered to the smallest of its CPU's later blocks' (uint64): a key is then
-    a lower bound of every record the CPU has from that block on, and a CPU's keys never decrease."""
-    k = np.array(keys, np.uint64)
-    return np.minimum.accumulate(k[::-1])[::-1].copy() if len(k) else k
-
-
 class _Columns:
     """Per-record columns filled block by block, each CPU into its own region sized for the most
     records its data could hold (8 bytes each), so a CPU's records are one run whatever order its
@@ -445,7 +438,8 @@ class Buffer:
                 st.truncated_bytes += size - usable[-1]
                 self.stats.append(st)
                 at = range(0, usable[-1], step)
-                k = _suffix_min([self._first_page_ts(whole, off + a, off + min(usable[-1], a + step)) for a in at])
+                k = self._block_keys([self._first_page_ts(whole, off + a, off + min(usable[-1], a + step))
+                                      for a in at], cd.cpu)
                 keys.append(k)
                 blocks += [(int(x), slot, a) for x, a in zip(k.tolist(), at, strict=True)]
             self._start_feed(cols, keys)
@@ -517,11 +511,11 @@ class Buffer:
             # time order: each block's key is its first chunk's first page (decompressed here: one
             # chunk of ten pages per block, in the pool)
             first = list(decompress_pool().map(self._chunk_key, [ctx[c].k0 + i for c, i, _ in work]))
-            keys = [np.zeros(0, np.uint64) for _ in self.cpu_data]
+            keys = [np.zeros(0, np.int64) for _ in self.cpu_data]
             order = []
             for c, x in enumerate(ctx):  # work holds each CPU's blocks together, in ctx order
                 mine = [w for w, (c2, _, _) in enumerate(work) if c2 == c]
-                keys[x.slot] = k = _suffix_min([first[w] for w in mine])
+                keys[x.slot] = k = self._block_keys([first[w] for w in mine], x.cd.cpu)
                 order += [(int(v), x.slot, w) for v, w in zip(k.tolist(), mine, strict=True)]
             self._start_feed(cols, keys)
             self._decode_chunks(cols, [work[w] for _, _, w in sorted(order)], ctx)
@@ -596,10 +590,9 @@ class Buffer:
             for pend in ahead:
                 pend.cancel()
 
-    def _first_page_ts(self, data: np.ndarray, start: int, end: int) -> int:
+    def _first_page_ts(self, data: np.ndarray, start: int, end: int) -> int | None:
         """Raw timestamp of the first page in ``data[start:end]`` that holds records (the first
-        16 pages looked at), the key of a block in the time-ordered decode; 0 when none does (a
-        lower bound is always safe)."""
+        16 pages looked at), the key of a block in the time-ordered decode; None when none does."""
         ps = self.page_size
         lay = self.trace.lay
         room = ps - self.trace.header_page.data_offset
@@ -607,15 +600,29 @@ class Buffer:
             ts, commit = lay.page_header.unpack_from(data, p)
             if 0 < commit & COMMIT_MASK <= room:
                 return int(ts)
-        return 0
+        return None
 
-    def _chunk_key(self, k: int) -> int:
-        """:meth:`_first_page_ts` of chunk ``k`` of the store (0 when it does not decompress)."""
+    def _chunk_key(self, k: int) -> int | None:
+        """:meth:`_first_page_ts` of chunk ``k`` of the store (None when it does not decompress)."""
         try:
             data = np.frombuffer(self.store._chunk_bytes(k), np.uint8)
         except Exception:
-            return 0
+            return None
         return self._first_page_ts(data, 0, len(data))
+
+    def _block_keys(self, raw: list[int | None], cpu: int) -> np.ndarray:
+        """A CPU's block keys on the table's clock (int64: what the merge orders records by).
+
+        Each is its first page's time converted (the int64 minimum where no page says: a lower
+        bound is always safe), lowered to the smallest of the CPU's later blocks' keys, so it is a
+        lower bound of every record the CPU has from that block on and a CPU's keys never decrease.
+        Converted, not raw: a damaged page's time of 2**63 or more is a negative int64 that the merge
+        puts first, and the time order of the decode must agree with the merge's."""
+        none = np.array([r is None for r in raw], bool)
+        known = np.array([0 if r is None else r for r in raw], np.uint64)
+        k = np.array(self.trace.convert_ts(known, np.full(len(known), cpu, np.int16)), np.int64)
+        k[none] = np.iinfo(np.int64).min
+        return np.minimum.accumulate(k[::-1])[::-1].copy() if len(k) else k
 
     def _start_feed(self, cols: _Columns, keys: list[np.ndarray]) -> None:
         """The row feed of this load, when the file has a callback for rows (:mod:`.partial`)."""

@@ -72,12 +72,11 @@ class RowFeed:
                  convert: Callable[[np.ndarray, np.ndarray], np.ndarray], arrays: dict[str, np.ndarray],
                  cpus: list[int], starts: list[int], keys: list[np.ndarray]) -> None:
         """``cpus``: each region's CPU (slot order); ``starts``: where its records begin in
-        ``arrays`` (the loader's columns); ``keys``: the raw keys of its blocks in their order."""
+        ``arrays`` (the loader's columns); ``keys``: the keys of its blocks in their order, on the
+        table's clock (converted, int64)."""
         self.buffer, self.callback, self.convert, self.arrays = buffer, callback, convert, arrays
         self.cpus = cpus
-        self.raw_keys = keys
-        self.keys = [convert(k.astype(np.uint64), np.full(len(k), c, np.int16)) if len(k) else k.astype(np.int64)
-                     for c, k in zip(cpus, keys, strict=True)]
+        self.keys = [np.asarray(k, np.int64) for k in keys]
         self.ok = all(not len(k) or bool((np.diff(k) >= 0).all()) for k in self.keys)
         self.next = [0] * len(cpus)
         self.sent = list(starts)  # per region: its first record not handed out
@@ -89,8 +88,10 @@ class RowFeed:
     def block(self, slot: int, ts: np.ndarray) -> None:
         """Region ``slot``'s next block is decoded: its records' raw times ``ts``."""
         j = self.next[slot]
-        if len(ts) and j < len(self.raw_keys[slot]) and int(ts.min()) < int(self.raw_keys[slot][j]):
-            self.ok = False  # a record before its page: the watermark promised too much
+        if self.ok and len(ts) and j < len(self.keys[slot]):
+            conv = self.convert(ts, np.full(len(ts), self.cpus[slot], np.int16))
+            if int(conv.min()) < int(self.keys[slot][j]):
+                self.ok = False  # a record before its page: the watermark promised too much
         self.next[slot] = j + 1
 
     def skip(self, slot: int) -> None:
