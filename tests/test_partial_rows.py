@@ -177,3 +177,29 @@ def test_damaged_page_times_past_2_63_keep_the_feed_exact(tmp_path: Path, monkey
     assert rows[-1].done and (len(rows) > 1) == (index == 84)  # 177: a record before its block's key: stopped
     for name in ("ts", "cpu", "pid", "event_id"):
         assert np.array_equal(np.concatenate([getattr(p, name) for p in rows]), t.column(name).to_numpy()), name
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_cpu_named_twice_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
+    """A fuzz case (v7 file, its BUFFER option damaged so that CPU 0 is listed twice): two regions with one
+    CPU label; the merge labels rows by run and the load neither fails nor loses a record."""
+    from . import fuzzcases
+
+    _case, files = fuzzcases.make_case("v7", 20261209, 134, None, 0.25)
+    path = tmp_path / "case.dat"
+    path.write_bytes(files[0])
+    monkeypatch.setattr(buffer_mod, "want_compiled", lambda n: compiled)
+    if compiled:
+        pages.start_warm_up()
+        assert pages.wait_kernels()
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 1)
+    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
+    rows: list[PartialRows] = []
+    tf = open_trace(path)
+    tf.on_rows = rows.append
+    b = tf.buffers[0]
+    assert [cd.cpu for cd in b.cpu_data] == [0, 0]
+    t = b.events
+    assert t.num_rows == sum(st.events for st in b.stats) > 0
+    assert (t.column("cpu").to_numpy() == 0).all()
+    assert np.array_equal(np.concatenate([p.ts for p in rows]), t.column("ts").to_numpy())

@@ -799,7 +799,10 @@ class Buffer:
         # the CPU column first, straight into report order: it is also the merge's label of every
         # row, from which each other column is scattered into place while its source is released
         cpu = np.empty(int((ends - starts).sum()), np.int16)
-        merge.fill(cpu, np.array(run_cpu, np.int16))
+        unique = len(set(run_cpu)) == len(run_cpu)
+        if not unique:  # a damaged CPU table names a CPU twice: label rows by run, then by CPU
+            lut = np.arange(len(run_cpu), dtype=np.int64)
+        merge.fill(cpu, np.array(run_cpu if unique else range(len(run_cpu)), np.int16))
         del merge
         release_free_memory()
         names = ("ts", "pid", "eid", "flags", "preempt", "off", "len")
@@ -811,6 +814,8 @@ class Buffer:
         else:
             out = scatter_merged(src, cpu, lut, None, starts=starts)
         del src
+        if not unique:
+            cpu = np.array(run_cpu, np.int16)[cpu]
         return rows, lost_count, out, cpu
 
     def _build_table(self, cols: _Columns | None) -> None:
@@ -848,7 +853,7 @@ class Buffer:
         names = ("ts", "pid", "eid", "flags", "preempt", "off", "len")
         lut = np.full(int(max(run_cpu, default=0)) + 1, -1, np.int64)
         lut[run_cpu] = np.arange(len(run_cpu))
-        if self._compiled and len(run_cpu) > 1:
+        if self._compiled and len(run_cpu) > 1 and len(set(run_cpu)) == len(run_cpu):
             # one pass: merge, every column into place, the rows of the lost marks and hot records
             hot_src = [np.concatenate(where) for _, _, where, _ in self._hot if where]
             cm = CompiledMerge(starts, np.array(run_cpu, np.int16), np.concatenate([lost_src, *hot_src]), ends=ends)
