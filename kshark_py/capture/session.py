@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -232,7 +231,6 @@ class HostSession:
         self.unfinished_guests: list[str] = []
         self.kept_guests: list[str] = []
         self._clock_note: str | None = None
-        self._tmp = tempfile.TemporaryDirectory(prefix="kshark-host-", dir=self.output.parent or None)
         for g in guests:
             name, addr = g.address()
             name = g.name or name or str(addr.host)
@@ -592,7 +590,6 @@ class HostSession:
         are in no verified file: ``kshark-py record --recover`` writes them)."""
         self.recorder.close()
         kept = self.recorder.cleanup_files()
-        self._tmp.cleanup()
         for g in self.guests:
             if g.folder is not None and g.kept is None:
                 shutil.rmtree(g.folder, ignore_errors=True)
