@@ -129,6 +129,13 @@ class MergedView:
         """One stream, in its own order: merged row i is that stream's row i."""
         return isinstance(self.row, Arange)
 
+    def index_of(self, stream: int, row: int) -> int:
+        """Where table row ``row`` of ``stream`` sits in the merged order (-1: no such row)."""
+        if self.identity:
+            return int(row) if 0 <= row < len(self) else -1
+        hit = np.flatnonzero((self.row == row) & (self.stream == stream))
+        return int(hit[0]) if len(hit) else -1
+
 
 def _guest_name_from_path(path: str) -> str | None:
     m = re.match(r"^trace-(.+)\.dat$", os.path.basename(path))

@@ -440,10 +440,7 @@ class TimelineModel:
     def merged_index(self, stream: int, position: int) -> int:
         """Where table row ``position`` of ``stream`` sits in the session's merged order."""
         m = self.session.merged()
-        if m.identity:
-            return int(position)
-        hit = np.flatnonzero((m.row == position) & (m.stream == stream))
-        return int(hit[0]) if len(hit) else -1
+        return int(position) if m.identity else m.index_of(stream, position)
 
     # -- rendering --------------------------------------------------------------------------
     def render(self, t0: int, t1: int, npix: int, first: int = 0, count: int | None = None) -> RenderResult:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..model.preview import Preview, PreviewModel
@@ -109,12 +108,8 @@ class LoadingView(QtCore.QObject):
         row, picked = (cur[0].row(), True) if cur else (lst.table.rowAt(0), False)
         if row < 0 or (row == 0 and not picked):
             return None
-        m = session.merged()
-        s = lst.model.stream.index
-        if m.identity:
-            return (row, picked) if row < len(m) else None
-        hit = np.flatnonzero((m.stream == s) & (np.asarray(m.row) == row))
-        return (int(hit[0]), picked) if len(hit) else None
+        k = session.merged().index_of(lst.model.stream.index, row)
+        return (k, picked) if k >= 0 else None
 
     def progress(self, value: int, total: int, msg: str) -> None:
         self.bar.setMaximum(max(1, total))
