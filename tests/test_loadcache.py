@@ -473,9 +473,10 @@ def test_all_block_counts_equal_one_value_at_a_time() -> None:
     from kshark_py.model.distinct import all_block_counts, block_counts
 
     rng = np.random.default_rng(7)
-    for n in (0, 1, 63, 64, 65, 1000, 70_000):
-        key = rng.integers(0, 5, n).astype(np.int16)
-        allc = all_block_counts(key, 5)
-        for v in range(5):
-            assert allc[v].tolist() == block_counts(key, v).tolist(), (n, v)
-            assert allc[v].dtype == block_counts(key, v).dtype
+    for values in (5, 20):  # a compare per value, and the one pass (ONE_PASS_VALUES)
+        for n in (0, 1, 63, 64, 65, 1000, 70_000):
+            key = rng.integers(0, values, n).astype(np.int16)
+            allc = all_block_counts(key, values)
+            for v in range(values):
+                assert allc[v].tolist() == block_counts(key, v).tolist(), (n, v)
+                assert allc[v].dtype == block_counts(key, v).dtype

@@ -65,9 +65,17 @@ def block_counts(key: np.ndarray, value: int, mask: np.ndarray | None = None, bl
     return np.concatenate(([0], np.cumsum(per_block))).astype(cum_type)
 
 
+ONE_PASS_VALUES = 16
+"""From this many values on, :func:`all_block_counts` bins every row once; below, a compare per value
+is cheaper (19 M rows: 2 values 0.025 s against 0.13 s for the one pass)."""
+
+
 def all_block_counts(key: np.ndarray, values: int, block: int = TICK_BLOCK) -> np.ndarray:
-    """:func:`block_counts` of every value ``0..values-1`` of a small-range column (CPUs) in one pass:
-    an array (values, blocks + 1); a row is what ``block_counts(key, v)`` gives."""
+    """:func:`block_counts` of every value ``0..values-1`` of a small-range column (CPUs): an array
+    (values, blocks + 1); a row is what ``block_counts(key, v)`` gives."""
+    if values < ONE_PASS_VALUES:
+        cum = [block_counts(key, v, None, block) for v in range(values)]
+        return np.stack(cum) if cum else np.zeros((0, -(-len(key) // block) + 1), np.int32)
     n = len(key)
     nb = -(-n // block)
     per = np.zeros((values, nb), np.int64)
