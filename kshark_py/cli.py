@@ -10,6 +10,7 @@ names into ``-i FILE`` in their place (``kshark-py trace.dat``, ``kshark-py repo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -24,8 +25,10 @@ from .cliutil import (
     apply_cache_option,
     check_inputs,
     check_output,
+    end_without_teardown,
     parse_time_offsets,
     show_losses,
+    teardown_skipped,
     user_vcpu_map,
 )
 from .loaders.errors import TraceDatError
@@ -355,6 +358,7 @@ def arrange(argv: Sequence[str], value_options: set[str], commands: set[str]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    end_without_teardown(False)
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -387,5 +391,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def run() -> NoReturn:
+    """The ``kshark-py`` console script: :func:`main`, then the process ends with its status; at
+    once (``os._exit``) when the command asked to skip the interpreter's teardown
+    (:func:`~kshark_py.cliutil.end_without_teardown`), after flushing stdout, stderr and any load
+    cache entry still being written."""
+    code = main()
+    if teardown_skipped():
+        if "kshark_py.loaders.loadcache" in sys.modules:
+            from .loaders import loadcache
+
+            loadcache.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (BrokenPipeError, ValueError):  # a closed pipe: nothing more to say
+            pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+from collections.abc import Callable
 
 from .cliutil import (
     PROG,
@@ -20,6 +22,7 @@ from .cliutil import (
     add_vcpu_map_options,
     check_inputs,
     check_output,
+    end_without_teardown,
     show_losses,
     user_vcpu_map,
 )
@@ -43,8 +46,10 @@ def _run_id_ok(run_id: str) -> bool:
     return RUN_ID_RE.fullmatch(run_id) is not None
 
 
-def _open(paths: list[str], strict: bool, extra_fields: bool):
-    """Open the files, fields read while decoding; None when --strict stops on a loss."""
+def _open(paths: list[str], strict: bool, extra_fields: bool, after_first_block: Callable[[], None] | None = None):
+    """Open the files, fields read while decoding; None when --strict stops on a loss.
+
+    ``after_first_block``: called (once) when the first block is decoded, from the decoding thread."""
     from .export import prepare
     from .loaders.tracedat import open_trace
 
@@ -52,6 +57,15 @@ def _open(paths: list[str], strict: bool, extra_fields: bool):
     if extra_fields:
         from .model.session import HOT_FIELDS as extra
     files = [prepare(open_trace(p), extra) for p in paths]
+    if after_first_block is not None:
+        once = [after_first_block]
+
+        def progress(_nbytes: int) -> None:
+            if once:
+                once.pop()()
+
+        for tf in files:
+            tf.progress = progress
     return None if show_losses(files, strict) else files
 
 
@@ -72,14 +86,19 @@ def start_early(args: argparse.Namespace) -> None:
     if _single(args) and args.input and len(args.input) == 1:
         from .loaders.earlywarm import warm_up_early
 
-        warm_up_early(args.input[0], then=_import_writer)
+        warm_up_early(args.input[0])
 
 
 def _import_writer() -> None:
     """What the one-file export needs only after the decode (Parquet's writer, Arrow's compute
-    functions: ~0.05 s of imports), imported by the head start's thread while the decode runs."""
-    import pyarrow.compute  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
+    functions: ~0.05 s of imports, nearly all on the GIL), imported by a thread of its own while the
+    decode runs: started after the first block, when this thread's Python work (imports, the file's
+    metadata) is done and the decode's threads hold no GIL (zstd and the kernels)."""
+    def imports() -> None:
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+    threading.Thread(target=imports, name="kshark-import-writer", daemon=True).start()
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -109,7 +128,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .loaders.pages import waiting_for_kernels
 
         with waiting_for_kernels(KERNEL_WAIT_S):
-            files = _open(paths, args.strict, False)
+            files = _open(paths, args.strict, False, _import_writer)
     else:
         files = _open(paths, args.strict, True)
     if files is None:
@@ -119,6 +138,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         n = export_parquet(files[0], args.output)
         print(f"{args.output}: {n} events", file=sys.stderr)
+        end_without_teardown()  # the file is written and closed: nothing else to free or finish
         return 0
     from .model.session import Session
 

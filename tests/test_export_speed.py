@@ -88,7 +88,7 @@ def test_export_with_the_head_start_writes_the_numpy_file(name, tmp_path, monkey
     monkeypatch.setattr(pages, "_warm", None)  # as in a new process: the command starts it
     started = []
     real = earlywarm.warm_up_early
-    monkeypatch.setattr(earlywarm, "warm_up_early", lambda p, then=None: (started.append(p), real(p, then)))
+    monkeypatch.setattr(earlywarm, "warm_up_early", lambda p: (started.append(p), real(p)))
     _export(path, tmp_path / "compiled.parquet", monkeypatch, compiled=True)
     assert started == [str(path)]
     assert pages._warm is not None and pages.wait_kernels()
@@ -135,27 +135,9 @@ def test_kernels_load_from_the_cache_without_numbas_full_refresh():
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)  # fills the cache
     out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
     hits, linalg, arrayobj = out.stdout.split()
-    assert int(hits) == 4  # decode_block (two signatures), merge_rows, _run_cuts
+    assert int(hits) == 4  # decode_block (two signatures), merge_rows, cut_pass
     assert linalg == "False"
     assert arrayobj == "False"  # no kernel allocates (its scratch comes from the caller): 0.023 s less
-
-
-def test_then_runs_after_the_kernels_or_at_once(monkeypatch):
-    """The head start's thread calls ``then`` once the kernels are loaded (a file that wants them)
-    or at once (one that does not)."""
-    path = str(TRACES / "host-sched-v7.dat")
-    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
-    for wanted in (False, True):
-        monkeypatch.setattr(pages, "WARM_UP_FILE_BYTES", 0 if wanted else 1 << 62)
-        monkeypatch.setattr(pages, "_warm", None)
-        seen = []
-        done = threading.Event()
-        earlywarm.warm_up_early(path, then=lambda seen=seen, done=done: (seen.append(pages._warm), done.set()))
-        assert done.wait(60)
-        if wanted:
-            assert seen[0] is not None and not seen[0].is_alive()
-        else:
-            assert seen == [None]
 
 
 def test_a_started_warm_up_can_be_joined_at_once(monkeypatch):
@@ -252,3 +234,35 @@ def test_command_start_does_not_search_for_the_c_library():
             "print('ctypes.util' in sys.modules, memory._libc is not None)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_the_command_ends_without_teardown_and_leaves_whole_files(tmp_path, monkeypatch):
+    """``kshark-py export F -o X.parquet`` (the console script's :func:`~kshark_py.cli.run`) ends the
+    process at once after the write (no interpreter teardown: an atexit hook does not run), with the
+    file whole (= the in-process export), its message printed and the load cache entry it wrote
+    complete (the next open is a hit); a failing export exits as usual."""
+    path = TRACES / "host-sched-v7.dat"
+    want = tmp_path / "want.parquet"
+    monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
+    assert cli.main(["export", "-i", str(path), "-o", str(want)]) == 0
+    monkeypatch.delenv("KSHARK_PY_NO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code = ("import atexit, sys; atexit.register(lambda: print('teardown ran', file=sys.stderr)); "
+            "from kshark_py.cli import run; sys.argv[0] = 'kshark-py'; run()")
+    out = tmp_path / "got.parquet"
+    p = subprocess.run([sys.executable, "-c", code, "export", str(path), "-o", str(out)], capture_output=True,
+                       text=True, env=dict(os.environ))
+    assert p.returncode == 0, p.stderr
+    n = pq.read_metadata(out).num_rows
+    assert p.stderr == f"{out}: {n} events\n"  # the message, and no teardown
+    assert pq.read_table(out).equals(pq.read_table(want))
+    from kshark_py.loaders import loadcache
+
+    with open_trace(path) as tf:
+        e = loadcache.lookup(tf)
+        assert e is not None and e.hit
+        assert tf.buffers[0].events.num_rows == n
+    bad = subprocess.run([sys.executable, "-c", code, "export", str(tmp_path), "-o", str(out)], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2
+    assert "Is a directory" in bad.stderr and "teardown ran" in bad.stderr

@@ -22,10 +22,21 @@ from kshark_py.loaders.merge import CompiledMerge
 from kshark_py.loaders.store import ChunkStore
 from kshark_py.loaders.tracedat import open_trace
 from kshark_py.model.session import HOT_FIELDS
+from tests.support import kernelimpl
 from tests.support.corpus import TRACES
 from tests.support.mergeruns import random_runs
 
 CORPUS = sorted(TRACES.rglob("*.dat"))
+
+
+@pytest.fixture(params=["aot", "jit"])
+def impl(request, monkeypatch, tmp_path_factory):
+    """Each test below runs with both implementations of the kernels (tests/support/kernelimpl);
+    the ahead-of-time one must take every call the loader makes (no argument mismatch)."""
+    k = kernelimpl.use(request.param, monkeypatch, tmp_path_factory)
+    before = getattr(k, "fallbacks", 0)
+    yield k
+    assert getattr(k, "fallbacks", 0) == before
 
 
 def _snapshot(path, *, compiled: bool, ahead: int, strict: bool, monkeypatch, mixed: bool = False) -> list:
@@ -67,7 +78,7 @@ def _same(a: list, b: list) -> None:
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(TRACES)))
-def test_compiled_and_pipelined_load_equals_numpy_load(path, monkeypatch):
+def test_compiled_and_pipelined_load_equals_numpy_load(impl, path, monkeypatch):
     ref = _snapshot(path, compiled=False, ahead=1, strict=False, monkeypatch=monkeypatch)
     _same(ref, _snapshot(path, compiled=True, ahead=3, strict=False, monkeypatch=monkeypatch))
     _same(ref, _snapshot(path, compiled=True, ahead=1, strict=False, monkeypatch=monkeypatch))
@@ -84,7 +95,7 @@ def _pages_of(path: str) -> tuple[np.ndarray, int, int]:
 
 
 @pytest.mark.parametrize("endian,long_size", [("<", 8), ("<", 4), (">", 8), (">", 4)])
-def test_decode_kernel_equals_numpy_on_damaged_pages(endian, long_size):
+def test_decode_kernel_equals_numpy_on_damaged_pages(impl, endian, long_size):
     """Random byte damage in real pages, read with either byte order and long size: the compiled
     walk finds the same records, common fields, missed-event marks and bad pages (same order)."""
     clean, ps, doff = _pages_of(str(TRACES / "host-sched-v7.dat"))
@@ -123,7 +134,7 @@ def test_decode_kernel_equals_numpy_on_damaged_pages(endian, long_size):
                [(b.page, b.offset, b.reason) for b in ref.bad_pages]
 
 
-def test_compiled_merge_positions_and_scatter_equal_the_reference_merge():
+def test_compiled_merge_positions_and_scatter_equal_the_reference_merge(impl):
     """The one-pass merge kernel (linear heads and heap), in slices of any size, split in two
     threads or not: labels, every column and the asked positions = merge_order, ties to the lower
     run and clocks going back included."""
@@ -227,7 +238,7 @@ def test_cancel_takes_effect_within_one_block_and_leaves_no_thread_working(monke
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(TRACES)))
-def test_compiled_cpu_runs_equal_numpy_cpu_runs(path):
+def test_compiled_cpu_runs_equal_numpy_cpu_runs(impl, path):
     """The task runs of every CPU from the one-pass kernel = the block-wise numpy rules (missing
     switches, clocks going back, open and zero-length runs), on every buffer of the corpus."""
     from kshark_py.model.intervals import cpu_runs
@@ -242,7 +253,7 @@ def test_compiled_cpu_runs_equal_numpy_cpu_runs(path):
 
 
 @pytest.mark.parametrize("name", ["vm-2guests/trace.dat", "host-sched-v6.dat", "host-lost-events.dat"])
-def test_blocks_decoded_before_the_kernels_are_ready_use_numpy_and_join_up_exactly(name, monkeypatch):
+def test_blocks_decoded_before_the_kernels_are_ready_use_numpy_and_join_up_exactly(impl, name, monkeypatch):
     """Until the warm-up ends the loader decodes blocks with numpy instead of waiting; blocks of
     either kind, interleaved, give the same load as numpy alone."""
     path = TRACES / name

@@ -1,11 +1,12 @@
 """Start loading the compiled kernels at a command's first line, from a peek at the file's header.
 
-Why: loading the kernels (:func:`.pages.start_warm_up`: numba's import and its disk cache, ~0.2 s
-of CPU) otherwise starts when the file is opened, after numpy, pyarrow and the reader have been
-imported (~0.2 s more).  A command that will decode one big file (``kshark-py export``) starts it
-before those imports, so the two overlap.  The peek reads the header's first bytes only (this
-module imports nothing heavy): a file that is not a trace, or too small to use the kernels
-(:func:`.pages.warm_up_for`), starts nothing and the reader's checks then report what is wrong.
+Why: loading the kernels (:func:`.pages.start_warm_up`: numpy's import and the module built ahead of
+time, or without one numba's import and its disk cache, ~0.2 s of CPU) otherwise starts when the
+file is opened, after numpy, pyarrow and the reader have been imported (~0.1 s more).  A command that
+will decode one big file (``kshark-py export``) starts it before those imports, so the two overlap.
+The peek reads the header's first bytes only (this module imports nothing heavy): a file that is not
+a trace, or too small to use the kernels (:func:`.pages.warm_up_for`), starts nothing and
+the reader's checks then report what is wrong.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Callable
 
 _MAGIC = b"\x17\x08\x44tracing"  # layout.MAGIC, not imported: layout imports numpy
 _HEAD_BYTES = 64
@@ -42,23 +42,10 @@ def peek(path: str) -> tuple[int, bool] | None:
     return size, name not in (b"", b"none")
 
 
-def warm_up_early(path: str, then: Callable[[], None] | None = None) -> None:
+def warm_up_early(path: str) -> None:
     """Start the kernels' warm-up for ``path`` in the background if the reader would (a big file the
-    load cache probably does not hold): the decision, numpy's import included, runs in a thread,
-    which then calls ``then`` once the kernels are loaded (or at once if they are not wanted).
-
-    ``then``: work the command needs after the decode (imports, mostly): run while the decode's
-    threads hold no GIL, it is off the command's path instead of after it."""
-    threading.Thread(target=_run, args=(path, then), name="kshark-early-warm-up", daemon=True).start()
-
-
-def _run(path: str, then: Callable[[], None] | None) -> None:
-    _decide(path)
-    if then is not None:
-        from . import pages
-
-        pages.wait_kernels()
-        then()
+    load cache probably does not hold): the decision, numpy's import included, runs in a thread."""
+    threading.Thread(target=_decide, args=(path,), name="kshark-early-warm-up", daemon=True).start()
 
 
 def _cache_off() -> bool:

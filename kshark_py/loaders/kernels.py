@@ -19,7 +19,9 @@ whole reader, CPU of all threads            3.3-3.8 s    1.8-2.0 s
 whole reader, wall (machine busy, load 8)   7.5-10 s     4.5-5.3 s
 ==========================================  ===========  ==========
 
-Costs: importing numba 0.11-0.19 s and loading the kernels from its cache 0.04 s of CPU (0.12 s
+Built ahead of time (:mod:`.aot`, by ``setup.sh``) these functions load in 0.2 ms without numba;
+this module's JIT is what runs without that build (no C compiler) or after an edit here until the
+next build.  Its costs: importing numba 0.11-0.19 s and loading the kernels from its cache 0.04 s of CPU (0.12 s
 with numba's full target refresh, which only compiling needs: :func:`_lean_cache_loads`, and with
 numba's array allocation, which no kernel uses: :data:`_KERNELS`), in a
 background thread started when a big file is opened (:func:`.pages.start_warm_up`); blocks that
@@ -40,7 +42,6 @@ damaged pages of either byte order and on random runs.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,12 +50,8 @@ from numba import njit
 
 from . import layout as L
 
-NATIVE_LITTLE = sys.byteorder == "little"
-
-FAULT_COMMIT = 0
-"""Fault kind: the page's commit exceeds its data bytes (the page is skipped)."""
-FAULT_ENTRY = 1
-"""Fault kind: an entry runs past the commit (the rest of the page is skipped)."""
+FAULT_COMMIT = L.PAGE_FAULT_COMMIT
+FAULT_ENTRY = L.PAGE_FAULT_ENTRY
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -296,8 +293,13 @@ def merge_rows(a, b, keys, values, cur, end, head, q, qptr, qend, qout, out_cpu,
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _run_cuts(fill, eid, cpu, pid, ts, sw, prev_pid, next_pid, prev_state, ncpu, missing, open_,
-              o_cpu, o_time, o_pid, o_state, o_end, cnt, last_after, last_ts):
+def cut_pass(fill, eid, cpu, pid, ts, sw, prev_pid, next_pid, prev_state, ncpu, missing, open_,
+             o_cpu, o_time, o_pid, o_state, o_end, cnt, last_after, last_ts):
+    """The cuts between task runs of every CPU (``model.intervals.cpu_runs``' rules, in one pass over
+    the rows in report order): how many there are; with ``fill``, each written at ``o_*`` (cpu,
+    time, pid of the run a cut starts, end_state of the run it ends, whether it is a CPU's end), in
+    row order per CPU.  ``cnt``, ``last_after``, ``last_ts``: zeroed int64 scratch, one slot per CPU
+    (``model.intervals`` counts first, then fills)."""
     m = 0
     j = 0
     for row in range(len(eid)):
@@ -337,22 +339,7 @@ def _run_cuts(fill, eid, cpu, pid, ts, sw, prev_pid, next_pid, prev_state, ncpu,
     return m
 
 
-def run_cuts(eid, cpu, pid, ts, sw_rows, prev_pid, next_pid, prev_state, missing: int, open_: int):
-    """The cuts between task runs of every CPU (``model.intervals.cpu_runs``' rules, in one pass over
-    the rows in report order; two passes: count, then fill): (cpu, time, pid of the run a cut
-    starts, end_state of the run it ends, whether it is a CPU's end), in row order per CPU."""
-    ncpu = int(cpu.max()) + 1 if len(cpu) else 0
-    args = (eid, cpu, pid, ts, sw_rows, prev_pid, next_pid, prev_state, ncpu, missing, open_)
-    e = np.zeros(0, np.int64)
-    m = _run_cuts(False, *args, e.astype(np.int16), e, e.astype(np.int32), e, e.astype(np.bool_),
-                  *np.zeros((3, ncpu), np.int64))
-    out = (np.empty(m, np.int16), np.empty(m, np.int64), np.empty(m, np.int32), np.empty(m, np.int64),
-           np.empty(m, np.bool_))
-    _run_cuts(True, *args, *out, *np.zeros((3, ncpu), np.int64))  # per CPU: records, last pid, last time
-    return out
-
-
-_KERNELS = (decode_block, merge_rows, _run_cuts)
+_KERNELS = (decode_block, merge_rows, cut_pass)
 """The compiled functions.  None allocates an array (its scratch comes from the caller): numba's
 array allocation lives in ``numba.np.arrayobj``, which loading a kernel that uses it imports
 (0.023 s of CPU on the warm-up's path)."""
@@ -416,5 +403,6 @@ def _call_each() -> None:
     merge_rows(0, 2, cols[0], np.zeros(1, np.int16), one.copy(), np.array([2]), one.copy(), one.copy(), one.copy(),
                one.copy(), one.copy(), np.zeros(2, np.int16), *[x for c in cols for x in (c, c.copy())], one.copy())
     z1 = np.zeros(1, np.int64)
-    run_cuts(np.zeros(1, np.int32), np.zeros(1, np.int16), np.zeros(1, np.int32), z1, z1, np.zeros(1, np.int32),
-             np.zeros(1, np.int32), z1, -2, -1)
+    cut_pass(False, np.zeros(1, np.int32), np.zeros(1, np.int16), np.zeros(1, np.int32), z1, z1,
+             np.zeros(1, np.int32), np.zeros(1, np.int32), z1, 1, -2, -1, np.zeros(0, np.int16), z1,
+             np.zeros(0, np.int32), z1, np.zeros(0, np.bool_), *np.zeros((3, 1), np.int64))

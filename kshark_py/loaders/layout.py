@@ -89,6 +89,10 @@ TS_MSB = 0xF8 << 56
 COMMIT_MASK = (1 << 27) - 1
 PAGE_MISSING_EVENTS = 1 << 31
 PAGE_MISSING_STORED = 1 << 30
+PAGE_FAULT_COMMIT = 0
+"""A damaged page, as the compiled page walk reports it: its commit exceeds its data bytes (skipped)."""
+PAGE_FAULT_ENTRY = 1
+"""A damaged page, as the compiled page walk reports it: an entry runs past the commit (the rest is skipped)."""
 
 # common_flags bits (libtraceevent event-parse.h TRACE_FLAG_*)
 TRACE_FLAG_IRQS_OFF = 0x01

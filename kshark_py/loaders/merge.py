@@ -182,8 +182,9 @@ class CompiledMerge:
               cur: np.ndarray, end: np.ndarray, chunk: int) -> None:
         """Rows ``a..b-1`` of the merge from the runs' records ``cur..end-1``, a chunk at a time,
         each source's consumed pages handed back."""
-        from . import kernels
+        from .pages import compiled_kernels
 
+        merge_rows = compiled_kernels().merge_rows
         keys = cols[0]
         cur = cur.copy()
         head = np.zeros(len(cur), np.int64)
@@ -196,7 +197,7 @@ class CompiledMerge:
         heap = np.empty(len(cur), np.int64)  # the kernel's scratch
         for x in range(a, b, chunk):
             before = cur.copy()
-            kernels.merge_rows(x, min(b, x + chunk), keys, self.values, cur, end, head, q, qptr, qend, self.rows,
+            merge_rows(x, min(b, x + chunk), keys, self.values, cur, end, head, q, qptr, qend, self.rows,
                                labels, *pairs, heap)
             for lo, hi in zip(before.tolist(), cur.tolist(), strict=True):
                 for c in cols:

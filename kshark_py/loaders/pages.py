@@ -15,6 +15,7 @@ is a data record (``kbuffer_missed_events()`` checks ``curr == 0``).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import numpy as np
 
 from .layout import (
     COMMIT_MASK,
+    PAGE_FAULT_COMMIT,
+    PAGE_FAULT_ENTRY,
     PAGE_MISSING_EVENTS,
     PAGE_MISSING_STORED,
     RB_TYPE_DATA_MAX,
@@ -78,23 +81,45 @@ data decompresses to about seven times its size."""
 _warm: threading.Thread | None = None
 _warm_ok = False
 _warm_lock = threading.Lock()
+_kernels = None
+"""The kernels the warm-up loaded (:func:`compiled_kernels`)."""
+
+NATIVE_LITTLE = sys.byteorder == "little"
 
 
 def _warm_up() -> None:
-    global _warm_ok
+    global _warm_ok, _kernels
     try:
-        from . import kernels
+        from . import aot
 
-        kernels.warm_up()
+        k = aot.load()  # built ahead of time from these sources: no numba at all (0.2 ms)
+        if k is None:
+            from . import kernels
+
+            kernels.warm_up()
+            k = kernels
+        _kernels = k
         _warm_ok = True
     except ImportError:  # pragma: no cover (numba is a dependency; a platform without wheels)
         _warm_ok = False
 
 
+def compiled_kernels():
+    """The compiled kernels (``decode_block``, ``merge_rows``, ``cut_pass`` of :mod:`.kernels`): the
+    module built ahead of time (:mod:`.aot`) when one of the current sources is there, else numba's
+    JIT of the same code.  Loads them first if no warm-up has (the loader asks only once
+    :func:`kernels_ready` said yes)."""
+    if _kernels is None:
+        start_warm_up()
+        if not wait_kernels():  # pragma: no cover (numba is a dependency)
+            raise RuntimeError("the compiled kernels do not load (numba is missing)")
+    return _kernels
+
+
 def start_warm_up() -> None:
-    """Import numba and load the kernels from its disk cache in a background thread, once per
-    process (~0.3 s, largely in LLVM, which releases the GIL): started when a big file is opened,
-    it overlaps reading the metadata and the first blocks' decompression."""
+    """Load the kernels in a background thread, once per process: the module built ahead of time
+    (0.2 ms), or else numba's import and its disk cache (~0.15 s, much of it on the GIL): started
+    when a big file is opened, it overlaps reading the metadata and the first blocks' decompression."""
     global _warm
     with _warm_lock:
         if _warm is None:
@@ -355,13 +380,12 @@ def decode_into(data: np.ndarray, page_size: int, lay: Layouts, data_offset: int
     into ``cols`` (``ts off len eid pid flags preempt``, room for ``len(data) // 8`` more records
     from ``n0``; ``off`` gets ``base`` added).  Same records, marks and bad pages, in the same
     order, as the numpy path."""
-    from . import kernels
-
+    kernels = compiled_kernels()
     n_pages = len(data) // page_size
     whole = data[: n_pages * page_size]
     words = whole.view(np.uint32)
     little = lay.endian == "<"
-    swap = little != kernels.NATIVE_LITTLE
+    swap = little != NATIVE_LITTLE
     miss_idx = np.empty(n_pages, np.int64)
     miss_val = np.empty(n_pages, np.int64)
     f = [np.empty(n_pages, np.int64) for _ in range(6)]
@@ -371,11 +395,11 @@ def decode_into(data: np.ndarray, page_size: int, lay: Layouts, data_offset: int
     bad: list[BadPage] = []
     if nf:
         kind, page, step, at, pos, lim = (a[:nf] for a in f)
-        com = np.flatnonzero(kind == kernels.FAULT_COMMIT)[:1000]
+        com = np.flatnonzero(kind == PAGE_FAULT_COMMIT)[:1000]
         room = page_size - data_offset
         bad = [BadPage(int(page[i]), int(at[i]), f"commit {int(lim[i])} exceeds the page's {room} data bytes")
                for i in com]
-        ent = np.flatnonzero(kind == kernels.FAULT_ENTRY)
+        ent = np.flatnonzero(kind == PAGE_FAULT_ENTRY)
         # the numpy walk finds a page's fault at the step of its entry: order by (step, page), and
         # it keeps 1000 per step
         ent = ent[np.lexsort((page[ent], step[ent]))]

@@ -130,6 +130,25 @@ def is_runnable(end_state: np.ndarray, mask: int) -> np.ndarray:
 # cpu_runs
 
 
+def _compiled_cuts(eid: np.ndarray, cpu: np.ndarray, pid: np.ndarray, ts: np.ndarray, sw_rows: np.ndarray,
+                   prev_pid: np.ndarray, next_pid: np.ndarray, prev_state: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The cuts between task runs of every CPU by the loader's compiled pass
+    (:func:`kshark_py.loaders.kernels.cut_pass`, two calls: count, then fill): (cpu, time, pid of
+    the run a cut starts, end_state of the run it ends, whether it is a CPU's end), in row order per CPU."""
+    from ..loaders.pages import compiled_kernels
+
+    cut_pass = compiled_kernels().cut_pass
+    ncpu = int(cpu.max()) + 1 if len(cpu) else 0
+    args = (eid, cpu, pid, ts, sw_rows, prev_pid, next_pid, prev_state, ncpu, END_MISSING, END_OPEN)
+    e = np.zeros(0, np.int64)
+    m = cut_pass(False, *args, e.astype(np.int16), e, e.astype(np.int32), e, e.astype(np.bool_),
+                 *np.zeros((3, ncpu), np.int64))
+    out = (np.empty(m, np.int16), np.empty(m, np.int64), np.empty(m, np.int32), np.empty(m, np.int64),
+           np.empty(m, np.bool_))
+    cut_pass(True, *args, *out, *np.zeros((3, ncpu), np.int64))  # per CPU: records, last pid, last time
+    return out
+
+
 def cpu_runs(buffer: Buffer) -> pa.Table:
     """Which task ran on which CPU from when to when, from ``sched_switch``.
 
@@ -158,10 +177,8 @@ def cpu_runs(buffer: Buffer) -> pa.Table:
     next_pid = f["next_pid"].astype(np.int32)
     prev_state = f["prev_state"].astype(np.int64)
     if buffer.compiled:  # the loader's compiled loops are loaded: the same rules in one pass
-        from ..loaders.kernels import run_cuts
-
-        c, time, newpid, endst, is_end = run_cuts(eid, cpu_all, pid_all, ts_all, np.asarray(sw_rows, np.int64),
-                                                  prev_pid, next_pid, prev_state, END_MISSING, END_OPEN)
+        c, time, newpid, endst, is_end = _compiled_cuts(eid, cpu_all, pid_all, ts_all, np.asarray(sw_rows, np.int64),
+                                                        prev_pid, next_pid, prev_state)
         o = np.argsort(c, kind="stable")  # by CPU, each CPU's cuts in order, its end last
         c, time, newpid, endst, is_end = c[o], time[o], newpid[o], endst[o], is_end[o]
         begins = np.flatnonzero(~is_end)
