@@ -950,6 +950,11 @@ def _reader(paths: list[str], strict: bool, symbols: bool = True) -> list:
             t = b.events
             _ = b.lost
             mine = [r for r in fed if r.buffer is b]
+            again = [i for i, r in enumerate(mine) if r.restart]
+            if again:  # the rows started again (a damaged file): only the last start counts
+                if again != [len(mine) - 1]:
+                    raise AssertionError("row feed: a restart that is not the last delivery")
+                mine = mine[again[-1]:]
             if mine:  # what the view was given is the table, in order
                 for name in ("ts", "cpu", "pid", "event_id"):
                     got = np.concatenate([getattr(r, name) for r in mine])

@@ -150,6 +150,7 @@ def test_times_going_back_stop_the_feed(traces: Path, monkeypatch: pytest.Monkey
     tf.on_rows = rows.append
     t = tf.buffers[0].events
     assert t.equals(want)
+    assert tf.buffers[0]._feed is None and not any(p.restart for p in rows)  # checked at the end: still the start
     assert np.array_equal(np.concatenate([p.ts for p in rows]), t.column("ts").to_numpy())
     before = sum(len(p) for p in rows[:-1])
     assert len(rows) > 2 and before > 0  # rows went out while decoding, not only with the table
@@ -203,3 +204,48 @@ def test_a_cpu_named_twice_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert t.num_rows == sum(st.events for st in b.stats) > 0
     assert (t.column("cpu").to_numpy() == 0).all()
     assert np.array_equal(np.concatenate([p.ts for p in rows]), t.column("ts").to_numpy())
+
+
+def test_a_record_found_before_rows_already_sent_restarts_them(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fuzz case (zlib file, a bit flipped in an event of CPU 16's first page: its records' times
+    drop to ~0, below its page's time).  CPU 16 decodes late (by its page time), after rows of other
+    CPUs went out that the table puts after those records: the last delivery says ``restart`` and
+    holds the whole table (before, the rest was appended to the wrong first rows)."""
+    from . import fuzzcases
+
+    _case, files = fuzzcases.make_case("zlib", 20261213, 232, None, 0.25)
+    path = tmp_path / "case.dat"
+    path.write_bytes(files[0])
+    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 1)
+    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
+    rows: list[PartialRows] = []
+    tf = open_trace(path, strict=False)
+    tf.on_rows = rows.append
+    t = tf.buffers[0].events
+    ts = t.column("ts").to_numpy()
+    sent = np.concatenate([p.ts for p in rows[:-1]])
+    assert len(sent) and not np.array_equal(sent, ts[:len(sent)])  # the damage: what went out was not the start
+    assert [p.restart for p in rows] == [False] * (len(rows) - 1) + [True] and rows[-1].done
+    for name in ("ts", "cpu", "pid", "event_id"):
+        assert np.array_equal(getattr(rows[-1], name), t.column(name).to_numpy()), name
+
+
+def test_fingerprint_sees_place_and_order() -> None:
+    """The sent rows' checksum: the same rows in the same places agree (in any split into
+    consecutive runs); a swap, another CPU or another time does not."""
+    rng = np.random.default_rng(5)
+    ts = np.sort(rng.integers(0, 1 << 40, 700_000)).astype(np.int64)
+    cpu = rng.integers(0, 8, len(ts)).astype(np.int16)
+    whole = partial.fingerprint(ts, cpu)
+    cut = 300_001
+    assert (partial.fingerprint(ts[:cut], cpu[:cut]) + partial.fingerprint(ts[cut:], cpu[cut:], cut)) % (1 << 64) \
+        == whole
+    swapped = ts.copy()
+    swapped[[10, 11]] = swapped[[11, 10]]
+    other = cpu.copy()
+    other[-1] = (other[-1] + 1) % 8
+    later = ts.copy()
+    later[123_456] += 1
+    assert len({whole, partial.fingerprint(swapped, cpu), partial.fingerprint(ts, other),
+                partial.fingerprint(later, cpu)}) == 4

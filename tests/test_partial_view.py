@@ -359,3 +359,30 @@ def test_listed_rows_are_compact_copies():
     assert [ch.time(r) for r in (0, n - 1)] == [int(ts[0]), int(ts[-1])] and int(ch.pid[-1]) == int(pid[-1])
     counts = ps.counts()
     assert np.array_equal(counts.before(np.array([int(ts[-1]) + 1]), True)[:, 0], np.bincount(cpu, minlength=4))
+
+
+def test_a_restart_replaces_the_listed_rows(sched):
+    """A ``restart`` delivery (a damaged file: the rows before were not the table's first rows)
+    resets the list to its rows, and the counts start again from them."""
+    session, final, tf, pv = sched
+    st = pv.streams[0]
+    m = PartialListModel(st)
+    resets = []
+    m.modelReset.connect(lambda: resets.append(m.rowCount()))
+    parts = deliveries(st.buffer, 4)
+    wrong = PartialRows(st.buffer, *(np.asarray(getattr(parts[1], k))[::-1].copy()
+                                     for k in ("ts", "cpu", "pid", "event_id")), parts[1].watermark, False)
+    pv.add_rows(parts[0])
+    pv.add_rows(wrong)
+    assert m.refresh() == len(parts[0].ts) + len(wrong.ts)
+    ev = st.buffer.events
+    whole = PartialRows(st.buffer, *(ev.column(k).to_numpy() for k in ("ts", "cpu", "pid", "event_id")),
+                        parts[-1].watermark, True, True)
+    pv.add_rows(whole)
+    assert m.refresh() == ev.num_rows and resets == [ev.num_rows]
+    assert st.partial.rows == ev.num_rows and st.partial.listing()[0] == 1
+    probe = np.linspace(0, ev.num_rows - 1, 50).astype(np.int64).tolist()
+    for r in probe:
+        assert m.cell_text(r, COL["Time"]) == final.cell_text(r, FINAL_COL["Time"])
+    counts = st.partial.counts()
+    assert counts is not None and int(counts.cum[:, -1].sum()) == ev.num_rows

@@ -15,7 +15,12 @@ from, so no record of the page (nor, per CPU, of a later page) is earlier.  A bl
 pages hold nothing gets the smallest key of the CPU's later blocks (a lower bound is always safe).
 What would break that promise stops the feed for the buffer (only the ``done`` rows follow): a
 decoded record earlier than its block's key, or times that the conversion makes go back (a
-guest's TIME_SHIFT samples).  No cost without a callback: the loader makes no feed then.
+guest's TIME_SHIFT samples).  Such a break may show only after rows were handed out (a damaged
+file: a record before its page's time, on a CPU decoded late, belongs before rows already sent), so
+the feed keeps a fingerprint of what it sent (:func:`fingerprint`, position by position) and checks
+it against the table's first rows at the end: when they differ, the ``done`` rows are the whole
+table, marked ``restart``, and a consumer drops what it had.  No cost without a callback: the
+loader makes no feed then.
 """
 
 from __future__ import annotations
@@ -28,10 +33,32 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["EMIT_SECONDS", "PartialRows", "RowFeed"]
+__all__ = ["EMIT_SECONDS", "PartialRows", "RowFeed", "fingerprint"]
 
 EMIT_SECONDS = 0.1
 """At most one :class:`PartialRows` per this many seconds while a buffer decodes."""
+
+_SLICE = 1 << 18
+_WEIGHTS = np.arange(1, _SLICE + 1, dtype=np.uint64)
+_CPU_MIX = 0x9E3779B97F4A7C15
+
+
+def fingerprint(ts: np.ndarray, cpu: np.ndarray, first: int = 0) -> int:
+    """A checksum of rows ``first, first + 1, ...``: the sum of each time and (times an odd
+    constant) each CPU weighted by its position + 1, modulo 2**64.  Equal for the same rows in the
+    same places; the sum of two consecutive runs' is the whole's; two rows swapped, or one time or
+    CPU changed, change it.  Why: the feed cannot keep what it sent (9 bytes a row, alive through
+    the final merge, the load's peak) but must know at the end whether it was the table's start.
+    Two dot products a slice (0.04 s per 19 M rows)."""
+    total = 0
+    for a in range(0, len(ts), _SLICE):
+        t = np.asarray(ts[a:a + _SLICE]).astype(np.int64, copy=False).view(np.uint64)
+        c = np.asarray(cpu[a:a + _SLICE]).astype(np.uint64)
+        w = _WEIGHTS[:len(t)]
+        base = first + a  # row first + a + j weighs (j + 1) + base
+        total += int(np.dot(t, w)) + base * int(t.sum(dtype=np.uint64))
+        total += _CPU_MIX * (int(np.dot(c, w)) + base * int(c.sum(dtype=np.uint64)))
+    return total & 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +83,9 @@ class PartialRows:
     watermark: int
     """Every row of the buffer earlier than this (converted time) has been handed out."""
     done: bool
+    restart: bool = False
+    """The rows handed out before were not the table's first rows after all (a damaged file, see the
+    module): drop them; this one (``done``) holds every row of the buffer."""
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -84,6 +114,15 @@ class RowFeed:
         self.watermark: int | None = None
         self.rows = 0
         self.last = 0.0
+        self.doubt = False
+        """The promise broke after rows went out: the table may not start with them (:meth:`finish` checks)."""
+        self.sent_print = 0
+        """:func:`fingerprint` of every row sent."""
+
+    def _broken(self) -> None:
+        """The promise no longer holds: no more rows until the table."""
+        self.ok = False
+        self.doubt = self.doubt or self.rows > 0
 
     def block(self, slot: int, ts: np.ndarray) -> None:
         """Region ``slot``'s next block is decoded: its records' raw times ``ts``."""
@@ -91,7 +130,7 @@ class RowFeed:
         if self.ok and len(ts) and j < len(self.keys[slot]):
             conv = self.convert(ts, np.full(len(ts), self.cpus[slot], np.int16))
             if int(conv.min()) < int(self.keys[slot][j]):
-                self.ok = False  # a record before its page: the watermark promised too much
+                self._broken()  # a record before its page: the watermark promised too much
         self.next[slot] = j + 1
 
     def skip(self, slot: int) -> None:
@@ -122,7 +161,7 @@ class RowFeed:
             back = conv[1:] < conv[:-1]
             if bool(back.any()):
                 if bool((back & (raw[1:] >= raw[:-1])).any()):
-                    self.ok = False  # the conversion sends this CPU's times back: no promise holds
+                    self._broken()  # the conversion sends this CPU's times back: no promise holds
                     return
                 key = np.maximum.accumulate(conv)  # the raw times went back: the merge's running maximum
             if self.top[s] is not None and int(key[0]) < self.top[s]:
@@ -153,13 +192,21 @@ class RowFeed:
             self.sent[s] = a + len(conv)
             self.top[s] = int(key[-1])
         self.watermark = w
+        self.sent_print = (self.sent_print + fingerprint(ts, cpu, self.rows)) & 0xFFFFFFFFFFFFFFFF
         self.rows += len(ts)
         self.callback(PartialRows(self.buffer, ts.astype(np.int64, copy=False), cpu, pid, eid, w, False))
 
     def finish(self, table: pa.Table) -> None:
-        """The table is built: send its rows not sent yet, as the last PartialRows (``done``)."""
-        rest = table.slice(self.rows)
+        """The table is built: send its rows not sent yet, as the last PartialRows (``done``); all of
+        them (``restart``) when what was sent is not its first rows."""
+        restart = False
+        if self.doubt:
+            head = table.slice(0, self.rows)
+            restart = self.rows > table.num_rows or fingerprint(
+                head.column("ts").to_numpy(), head.column("cpu").to_numpy()) != self.sent_print
+        rest = table if restart else table.slice(self.rows)
         col = {k: rest.column(k).to_numpy() for k in ("ts", "cpu", "pid", "event_id")}
         last = int(col["ts"].max()) + 1 if len(rest) else None
         w = max(x for x in (self.watermark, last, 0) if x is not None)
-        self.callback(PartialRows(self.buffer, col["ts"], col["cpu"], col["pid"], col["event_id"], w, True))
+        self.callback(PartialRows(self.buffer, col["ts"], col["cpu"], col["pid"], col["event_id"], w, True,
+                                  restart))

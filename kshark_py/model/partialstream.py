@@ -155,10 +155,23 @@ class PartialStream:
         self._listed = 0
         self._rows = 0
         self._watermark: int | None = None
+        self._restarts = 0
 
     # ---- the loading thread ---------------------------------------------------------------
     def add(self, rows: PartialRows) -> None:
-        """Count one delivery into the bins, keep its first rows for the list, then publish."""
+        """Count one delivery into the bins, keep its first rows for the list, then publish.
+
+        A ``restart`` delivery (a damaged file: the rows before were not the table's first ones)
+        replaces everything: the bins count from zero and the list starts again (:meth:`listing`)."""
+        if getattr(rows, "restart", False):
+            with self._lock:
+                cum = self._cum
+                self._cum = None if cum is None else np.zeros_like(cum)  # readers keep the old array
+                self._top = 0
+                self._chunks = ()
+                self._listed = self._rows = 0
+                self._watermark = None
+                self._restarts += 1
         ts, cpu = np.asarray(rows.ts), np.asarray(rows.cpu)
         n = len(ts)
         cum, top = self._cum, self._top
@@ -219,6 +232,12 @@ class PartialStream:
         """The list's rows delivered so far (an immutable snapshot: the first :data:`LIST_ROWS`)."""
         with self._lock:
             return self._chunks
+
+    def listing(self) -> tuple[int, tuple[Chunk, ...]]:
+        """(how many times the rows started again, :meth:`chunks`), one snapshot: a list that sees the
+        count change drops its rows instead of appending (a damaged file's ``restart``)."""
+        with self._lock:
+            return self._restarts, self._chunks
 
     @property
     def rows(self) -> int:

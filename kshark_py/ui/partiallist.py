@@ -39,6 +39,7 @@ class PartialListModel(QtCore.QAbstractTableModel):
         self._chunks: tuple[Chunk, ...] = ()
         self._starts = np.zeros(0, np.int64)
         self._n = 0
+        self._restarts = 0
         self._comms: dict[int, str] | None = None
         tf = stream.buffer.trace
         self._usecs = bool(getattr(tf, "in_usecs", True))
@@ -46,10 +47,19 @@ class PartialListModel(QtCore.QAbstractTableModel):
         self.mono = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
 
     def refresh(self) -> int:
-        """Take the listed rows delivered since the last call (the GUI thread); returns how many came."""
+        """Take the listed rows delivered since the last call (the GUI thread); returns how many came.
+
+        When the reader started the rows again (a damaged file: ``PartialRows.restart``) the list is
+        reset to the new rows."""
         part = self.stream.partial
-        chunks = part.chunks() if part is not None else ()
+        restarts, chunks = part.listing() if part is not None else (0, ())
         n = sum(len(c) for c in chunks)
+        if restarts != self._restarts:
+            self.beginResetModel()
+            self._restarts, self._chunks, self._n = restarts, chunks, n
+            self._starts = np.array([c.start for c in chunks], np.int64)
+            self.endResetModel()
+            return n
         if n <= self._n:
             return 0
         old = self._n
