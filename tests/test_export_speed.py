@@ -101,7 +101,8 @@ def test_no_head_start_for_a_small_file_or_a_cached_one(tmp_path, monkeypatch):
     path = str(TRACES / "host-sched-v7.dat")
     monkeypatch.setattr(pages, "_warm", None)
     monkeypatch.setenv("KSHARK_PY_NO_CACHE", "1")
-    earlywarm._decide(path)  # below WARM_UP_FILE_BYTES: numba is not even imported for it
+    monkeypatch.setattr(pages, "WARM_UP_FILE_BYTES", 1 << 40)
+    earlywarm._decide(path)  # below WARM_UP_FILE_BYTES: the kernels are not even loaded for it
     assert pages._warm is None
     monkeypatch.setattr(pages, "WARM_UP_FILE_BYTES", 0)
     monkeypatch.delenv("KSHARK_PY_NO_CACHE")
@@ -143,23 +144,28 @@ def test_kernels_load_from_the_cache_without_numbas_full_refresh():
 def test_a_started_warm_up_can_be_joined_at_once(monkeypatch):
     """wait_kernels() from another thread as soon as the warm-up is published never finds it unstarted."""
     monkeypatch.setattr(pages, "_warm_up", lambda: None)
-    for _ in range(200):
-        monkeypatch.setattr(pages, "_warm", None)
-        errors = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)  # the watcher spins holding the GIL: hand it over often (5 s -> under 1 s)
+    try:
+        for _ in range(200):
+            monkeypatch.setattr(pages, "_warm", None)
+            errors = []
 
-        def watch(errors=errors):
-            while pages._warm is None:
-                pass
-            try:
-                pages.wait_kernels()
-            except RuntimeError as e:  # "cannot join thread before it is started"
-                errors.append(e)
+            def watch(errors=errors):
+                while pages._warm is None:
+                    pass
+                try:
+                    pages.wait_kernels()
+                except RuntimeError as e:  # "cannot join thread before it is started"
+                    errors.append(e)
 
-        w = threading.Thread(target=watch)
-        w.start()
-        pages.start_warm_up()
-        w.join()
-        assert not errors
+            w = threading.Thread(target=watch)
+            w.start()
+            pages.start_warm_up()
+            w.join()
+            assert not errors
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def test_opening_imports_neither_parquet_nor_compute():

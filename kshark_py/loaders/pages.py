@@ -68,15 +68,47 @@ class DecodedPages:
 
 _EMPTY_U64 = np.zeros(0, np.uint64)
 
-COMPILED_MIN_BYTES = int(os.environ.get("KSHARK_PY_COMPILED_MIN_BYTES", 48 << 20))
+_env_min = os.environ.get("KSHARK_PY_COMPILED_MIN_BYTES", "").strip()
+COMPILED_MIN_BYTES: int | None = int(_env_min) if _env_min else None
 """Buffers with at least this much (decompressed) CPU data decode with the compiled kernels
-(:mod:`.kernels`); smaller ones with numpy, which spares them numba's import (~0.2 s).  The
-environment variable sets it for a whole run (``0``: every buffer compiled; fuzzing does)."""
+(:mod:`.kernels`); smaller ones with numpy.  None (the default): :func:`compiled_min_bytes` decides
+by what loading the kernels costs.  The environment variable sets it for a whole run (``0``: every
+buffer compiled; fuzzing does); tests set it to force either path."""
 
-WARM_UP_FILE_BYTES = 8 << 20
+JIT_MIN_BYTES = 48 << 20
+"""The default threshold when the kernels come from numba's JIT: big enough to repay importing numba
+(~0.15 s of CPU and ~110 MB of memory)."""
+
+AOT_MIN_BYTES = 4 << 20
+"""The default threshold when the kernels were built ahead of time (:mod:`.aot`, 0.2 ms to load):
+from a few MB of data they are faster than numpy (770 K events, 5.7 MB of zstd: 0.14 -> 0.06 s); below,
+both take milliseconds."""
+
+WARM_UP_FILE_BYTES: int | None = None
 """Opening a compressed file at least this big starts loading the kernels in the background (see
-:func:`start_warm_up`; an uncompressed one from :data:`COMPILED_MIN_BYTES`): trace-cmd's zstd
-data decompresses to about seven times its size."""
+:func:`start_warm_up`; an uncompressed one from the data threshold); None: a seventh of
+:func:`compiled_min_bytes` (trace-cmd's zstd data decompresses to about seven times its size)."""
+
+_aot_built: bool | None = None
+
+
+def compiled_min_bytes() -> int:
+    """The data threshold of the compiled kernels now: :data:`COMPILED_MIN_BYTES` when set, else
+    :data:`AOT_MIN_BYTES` when a module of the current sources was built ahead of time, else
+    :data:`JIT_MIN_BYTES` (the first call looks for the module: ~2 ms)."""
+    global _aot_built
+    if COMPILED_MIN_BYTES is not None:
+        return COMPILED_MIN_BYTES
+    if _aot_built is None:
+        from . import aot
+
+        _aot_built = aot.module_path().is_file()
+    return AOT_MIN_BYTES if _aot_built else JIT_MIN_BYTES
+
+
+def warm_up_file_bytes() -> int:
+    """:data:`WARM_UP_FILE_BYTES` when set, else a seventh of :func:`compiled_min_bytes`."""
+    return WARM_UP_FILE_BYTES if WARM_UP_FILE_BYTES is not None else compiled_min_bytes() // 7
 
 _warm: threading.Thread | None = None
 _warm_ok = False
@@ -130,7 +162,7 @@ def start_warm_up() -> None:
 
 def big_enough(file_size: int, compressed: bool) -> bool:
     """Whether a file this big will decode with the kernels (see :data:`WARM_UP_FILE_BYTES`)."""
-    return file_size >= (WARM_UP_FILE_BYTES if compressed else COMPILED_MIN_BYTES)
+    return file_size >= (warm_up_file_bytes() if compressed else compiled_min_bytes())
 
 
 def warm_up_for(file_size: int, compressed: bool) -> None:
@@ -141,8 +173,9 @@ def warm_up_for(file_size: int, compressed: bool) -> None:
 
 def want_compiled(data_bytes: int) -> bool:
     """Whether a buffer of ``data_bytes`` should use the compiled kernels (big enough to repay
-    importing numba; ``COMPILED_MIN_BYTES = 0`` forces it, tests do); starts the warm-up if so."""
-    if data_bytes < COMPILED_MIN_BYTES:
+    loading them: :func:`compiled_min_bytes`; ``COMPILED_MIN_BYTES = 0`` forces it, tests do);
+    starts the warm-up if so."""
+    if data_bytes < compiled_min_bytes():
         return False
     start_warm_up()
     return True
