@@ -36,8 +36,8 @@ def _cut_args(n: int, ncpu: int = 2, *, fill: bool = False):
 
 
 def test_source_tag_follows_the_kernels_sources(tmp_path, monkeypatch):
-    """Another text of kernels.py (or of the layout constants, or of the signatures) is another tag,
-    so a module built before an edit is not found (the loader then uses the JIT)."""
+    """Another text of kernels.py (or of the layout constants, or of the signatures), or another
+    numpy, is another tag, so a module built before is not found (the loader then uses the JIT)."""
     for name in aot._SOURCES:
         shutil.copy(aot.HERE / name, tmp_path / name)
     monkeypatch.setattr(aot, "HERE", tmp_path)
@@ -48,6 +48,10 @@ def test_source_tag_follows_the_kernels_sources(tmp_path, monkeypatch):
         assert aot.source_tag() != tag, name
         (tmp_path / name).write_text(text)
     assert aot.source_tag() == tag
+    monkeypatch.setattr(np, "__version__", np.__version__ + ".other")  # the module calls numpy's C interface
+    assert aot.source_tag() != tag
+    monkeypatch.undo()
+    monkeypatch.setattr(aot, "HERE", tmp_path)
     assert aot.load(tmp_path) is None  # nothing built there for these sources
 
 

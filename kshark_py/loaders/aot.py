@@ -72,10 +72,10 @@ signatures here): any change gives another :func:`source_tag`."""
 
 
 def source_tag() -> str:
-    """A checksum of the kernels' sources (CRC-32 and Adler-32 of their text: zlib is loaded anyway,
-    hashlib's import costs 5-8 ms of the export's start): part of the module's name, so only a
-    module built from these very sources loads."""
-    text = b"".join((HERE / name).read_bytes() for name in _SOURCES)
+    """A checksum of the kernels' sources and numpy's version (CRC-32 and Adler-32: zlib is loaded
+    anyway, hashlib's import costs 5-8 ms of the export's start): part of the module's name, so only
+    a module built from these very sources, against this numpy (whose C interface it calls), loads."""
+    text = b"".join((HERE / name).read_bytes() for name in _SOURCES) + np.__version__.encode()
     return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
 
 
