@@ -92,8 +92,6 @@ class AotKernels:
     """The kernels of one built module, each behind its argument check (the module doc); the same
     names as :mod:`.kernels` has."""
 
-    source = "aot"
-
     def __init__(self, mod: ModuleType) -> None:
         self.module = mod
         self.fallbacks = 0

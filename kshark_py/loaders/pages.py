@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,11 @@ from .layout import (
     TS_SHIFT,
     Layouts,
 )
+
+if TYPE_CHECKING:  # loaded on first use (the warm-up): numpy's path never imports them
+    from types import ModuleType
+
+    from .aot import AotKernels
 
 
 @dataclass
@@ -110,6 +116,7 @@ def warm_up_file_bytes() -> int:
     """:data:`WARM_UP_FILE_BYTES` when set, else a seventh of :func:`compiled_min_bytes`."""
     return WARM_UP_FILE_BYTES if WARM_UP_FILE_BYTES is not None else compiled_min_bytes() // 7
 
+
 _warm: threading.Thread | None = None
 _warm_ok = False
 _warm_lock = threading.Lock()
@@ -120,11 +127,12 @@ NATIVE_LITTLE = sys.byteorder == "little"
 
 
 def _warm_up() -> None:
-    global _warm_ok, _kernels
+    global _warm_ok, _kernels, _aot_built
     try:
         from . import aot
 
         k = aot.load()  # built ahead of time from these sources: no numba at all (0.2 ms)
+        _aot_built = k is not None  # one that is there but does not load: the JIT's threshold
         if k is None:
             from . import kernels
 
@@ -136,7 +144,7 @@ def _warm_up() -> None:
         _warm_ok = False
 
 
-def compiled_kernels():
+def compiled_kernels() -> AotKernels | ModuleType:
     """The compiled kernels (``decode_block``, ``merge_rows``, ``cut_pass`` of :mod:`.kernels`): the
     module built ahead of time (:mod:`.aot`) when one of the current sources is there, else numba's
     JIT of the same code.  Loads them first if no warm-up has (the loader asks only once

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..loaders.printfmt import Evaluator, RenderContext
+from ..loaders.tasks import task_comm
 from ..loaders.tracedat import TraceFile
 from .session import Session
 
@@ -36,7 +37,7 @@ def render_context(tf: TraceFile, guest_func: GuestFuncs | None = None) -> Rende
     """What the info renderer needs from one file."""
     cmd = tf.cmdlines
     return RenderContext(endian=tf.endian, long_size=tf.lay.long_size, kallsyms=tf.kallsyms,
-                         printk=tf.printk, comm_of=lambda pid: "<idle>" if pid == 0 else cmd.get(pid, "<...>"),
+                         printk=tf.printk, comm_of=lambda pid: task_comm(cmd, pid),
                          guest_func=guest_func)
 
 

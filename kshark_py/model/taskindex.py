@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..loaders.tasks import task_comm
 from ..loaders.text import display
 from .distinct import map_values
 from .merged import merged_gather, stream_column
@@ -77,9 +78,7 @@ class TaskIndex:
     def comm(self, stream: int, pid: int) -> str:
         """The task name of ``pid`` in ``stream`` (``<idle>`` for 0, ``<...>`` if nobody named it), as
         shown: bytes that are not UTF-8 read U+FFFD (:attr:`names` keeps them)."""
-        if pid == 0:
-            return "<idle>"
-        return display(self.names[stream].get(pid, "<...>"))
+        return display(task_comm(self.names[stream], pid))
 
     def tasks(self, stream: int) -> list[tuple[int, str, int]]:
         """(pid, comm, event count) of every pid with events in ``stream``, by pid."""

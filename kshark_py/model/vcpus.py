@@ -153,7 +153,7 @@ def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: in
     """Per guest VCPU: its host thread, where the mapping came from, guest events on it, the time the
     host spent in that guest on its behalf, and the causality check (guest events at host times when
     the thread was not in guest mode, of those the host's span could judge)."""
-    from ..loaders.tasks import task_names
+    from ..loaders.tasks import task_comm, task_names
     from ..loaders.text import display
     from .timesync import causality_check
 
@@ -180,7 +180,7 @@ def vcpu_summary(session: Session, mappings: list[VcpuMapping], tolerance_ns: in
         for v in range(g.vcpu_count):
             m = by.get((g.name, v))
             row = {"guest": g.name, "vcpu": v, "host_pid": m.host_pid if m else -1,
-                   "host_comm": display(names.get(m.host_pid, "<...>")) if m else "",
+                   "host_comm": display(task_comm(names, m.host_pid)) if m else "",
                    "source": m.source if m else "unmapped",
                    "guest_events": int((gcpu == v).sum()), "in_guest_ns": 0, "in_guest_basis": "",
                    "outside": 0, "judged": 0}

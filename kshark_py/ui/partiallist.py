@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..loaders.tasks import task_comm
 from ..loaders.text import display
 from ..model.eventtext import trace_cmd_time
 from ..model.partialstream import Chunk
@@ -113,14 +114,12 @@ class PartialListModel(QtCore.QAbstractTableModel):
 
     def comm(self, pid: int) -> str:
         """The task name the file's saved cmdlines give ``pid`` (``<idle>`` for 0, ``<...>`` unknown)."""
-        if pid == 0:
-            return "<idle>"
         if self._comms is None:
             try:  # parsed once (the loading thread parses them too: a dict, cheap to share)
                 self._comms = dict(self.stream.buffer.trace.cmdlines)
             except Exception:  # noqa: BLE001 - no names is a fine answer while loading
                 self._comms = {}
-        return display(self._comms.get(pid, "<...>"))
+        return display(task_comm(self._comms, pid))
 
     def event_name(self, event_id: int) -> str:
         names = self._formats.names(event_id) if self._formats is not None else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ...loaders.tasks import task_comm
 from ...loaders.text import display
 from ..intervals import vcpu_states
 from ..session import Session
@@ -243,7 +244,7 @@ def vcpu_intervals(session: Session, t0: int | None = None, t1: int | None = Non
     counts = [n for *_, n in who]
     name_of = session.task_names(session.host_stream.index)
     ub, inv = np.unique(cat["by_pid"], return_inverse=True)  # names once per distinct task
-    by_comm = pa.array(["" if p < 0 else "<idle>" if p == 0 else display(name_of.get(p, "<...>"))
+    by_comm = pa.array(["" if p < 0 else display(task_comm(name_of, p))
                         for p in ub.tolist()], pa.string()).take(pa.array(np.asarray(inv).reshape(-1)))
     is_exit = cat["state"] == _CODE["exit"]
     reason = pa.array([None] * len(is_exit), pa.string())
