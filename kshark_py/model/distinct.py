@@ -7,6 +7,8 @@ lookup, never a Python loop over rows.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -88,6 +90,25 @@ def all_block_counts(key: np.ndarray, values: int, block: int = TICK_BLOCK) -> n
         per += np.bincount(k[ok] * nb + blk, minlength=values * nb).reshape(values, nb)
     cum_type = np.int32 if n < 2**31 else np.int64
     return np.concatenate((np.zeros((values, 1), np.int64), np.cumsum(per, axis=1)), axis=1).astype(cum_type)
+
+
+_CPU_TICKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CPU_TICKS_LOCK = threading.Lock()
+
+
+def cpu_block_counts(buffer, cpus: int) -> np.ndarray:
+    """:func:`all_block_counts` of ``buffer``'s CPU column (its events table), ``cpus`` values,
+    computed once per buffer while it lives: the progressive view counts a buffer's CPU rows as
+    soon as it is decoded and the load cache stores the same counts right after (0.025 s for 2
+    CPUs of 19 M events, ~0.2 s for 16)."""
+    with _CPU_TICKS_LOCK:
+        got = _CPU_TICKS.get(buffer)
+    if got is not None and got.shape[0] == cpus:
+        return got
+    cum = all_block_counts(buffer.events.column("cpu").to_numpy(), cpus)
+    with _CPU_TICKS_LOCK:
+        _CPU_TICKS[buffer] = cum
+    return cum
 
 
 def chunked_bincount(values: np.ndarray, lo: int, hi: int, chunk: int = 1 << 20) -> np.ndarray:

@@ -22,7 +22,7 @@ from ..loaders.buffer import Buffer
 from ..loaders.errors import TraceDatError
 from ..loaders.memory import release_free_memory
 from ..loaders.tracedat import TraceFile, open_trace
-from .distinct import TICK_BLOCK, all_block_counts
+from .distinct import TICK_BLOCK, cpu_block_counts
 from .session import HOT_FIELDS, Session
 from .vcpus import VcpuMapping, build_vcpu_map
 
@@ -167,7 +167,7 @@ def _cache_after_load(session: Session, cached: list[loadcache.Entry | None], sh
                 uniq, counts = session.pid_counts(st.index)
                 x.update(task_names=names, pid_counts=pa.table({"pid": uniq, "count": counts}))
             if st.cpu_count <= TICK_CPUS:  # every CPU row's event ticks in one pass (the window draws them next)
-                cum = all_block_counts(st.buffer.events.column("cpu").to_numpy(), st.cpu_count)
+                cum = cpu_block_counts(st.buffer, st.cpu_count)  # the progressive view may have counted them
                 ticks = {c: cum[c] for c in range(st.cpu_count)}
                 session.adopt_ticks(st.index, ticks, session.ts_sorted(st.index))
                 x.update(cpu_ticks=pa.table({str(c): a for c, a in ticks.items()}),

@@ -32,7 +32,7 @@ import numpy as np
 from ..loaders.buffer import Buffer
 from ..loaders.pagescan import BufferScan, scan_buffer
 from ..loaders.tracedat import TraceFile
-from .distinct import all_block_counts
+from .distinct import cpu_block_counts
 from .emitter import Emitter
 from .partialstream import DONE_WATERMARK, PartialStream, bins_per_cpu
 from .session import Session
@@ -122,7 +122,7 @@ class Preview:
         lost = buffer.lost
         lts, lcpu = lost.column("ts").to_numpy(), lost.column("cpu").to_numpy()
         st.lost = {int(c): np.sort(lts[lcpu == c]) for c in np.unique(lcpu)}
-        cum = all_block_counts(cpu, max(1, st.cpu_count))  # every CPU in one pass
+        cum = cpu_block_counts(buffer, max(1, st.cpu_count))  # every CPU in one pass (kept for the load cache)
         st.ticks = {c: EventTicks(ts, cpu, c, cum=cum[c]) for c in range(st.cpu_count)}
         if st.partial is not None:  # the rows count from the table now: the bins go
             st.partial.settle()
