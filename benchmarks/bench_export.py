@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from kshark_py.loaders.aot import describe
+
 
 def run(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall s, cpu s) of one child process; exits with its stderr if it fails."""
@@ -116,6 +118,7 @@ def main() -> None:
         print(f"file: {a.trace} ({os.path.getsize(a.trace) / 1e6:.1f} MB); parquet {size / 1e6:.1f} MB; "
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
               f"{a.repeat} runs each, median (best)")
+        print(describe())
         tw, tc = (statistics.median(x[k] for x in theirs) for k in (0, 1))
         for label, runs in (("cold (no cache)", cold), ("warm (cached)", warm)):
             ow, oc = (statistics.median(x[k] for x in runs) for k in (0, 1))

@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 
+from kshark_py.loaders.aot import describe
+
 CHILD = r"""
 import json, os, resource, statistics, sys, time
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -258,6 +260,7 @@ def main() -> int:
     r = json.loads(subprocess.run([sys.executable, "-c", CHILD, a.file, str(a.steps)], capture_output=True,
                                   text=True, env=env, check=True).stdout.strip().splitlines()[-1])
     print(f"file: {a.file}, {r['events']} events")
+    print(describe())
     print(f"kshark-py: loaded in {r['load_s']:.2f} s, first complete paint at {r['first_paint_s']:.2f} s "
           f"({r['first_paint_s'] / r['load_s']:.2f}x the load)")
     print(f"  redraw per zoom step: median {r['zoom_median_ms']:.1f} ms, worst {r['zoom_worst_ms']:.1f} ms; "

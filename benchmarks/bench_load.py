@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from kshark_py.loaders.aot import describe
+
 READER = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
@@ -165,6 +167,7 @@ def main() -> int:
     n = rd["events"]
     print(f"file: {a.file} ({os.path.getsize(a.file) / 1e6:.1f} MB), {n} events, CPUs: {os.cpu_count()}; "
           f"load average before: {load0}")
+    print(describe())
     print(f"zstd pass only       : {dec['s']:.2f} s wall, {dec['cpu']:.2f} s CPU ({dec['bytes'] / 1e6:.0f} MB out)")
     print(f"reader               : {rd['s']:.2f} s wall, {rd['cpu']:.2f} s CPU (best of {a.repeat}), "
           f"{n / rd['s'] / 1e6:.1f} M events/s; peak RSS {rd['peak_rss'] / 1e6:.0f} MB = "

@@ -142,6 +142,13 @@ def load(folder: Path | str = HERE) -> AotKernels | None:
     return AotKernels(mod)
 
 
+def describe(folder: Path | str = HERE) -> str:
+    """Which kernels a load here uses, in one line (the benchmarks print it beside their numbers)."""
+    if load(folder) is not None:
+        return f"kernels: built ahead of time ({module_path(folder).name})"
+    return "kernels: numba's JIT (no module of the current sources: python -m kshark_py.loaders.aot)"
+
+
 def _numba_type(kind: str, dt: np.dtype | None):
     from numba import types
     from numba.np.numpy_support import from_dtype
