@@ -157,15 +157,12 @@ def test_times_going_back_stop_the_feed(traces: Path, monkeypatch: pytest.Monkey
     assert rows[-1].done and len(rows[-1]) == len(t) - before
 
 
-@pytest.mark.parametrize("index", [84, 177])
-def test_damaged_page_times_past_2_63_keep_the_feed_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          index: int) -> None:
-    """Two fuzz cases (printk file; a page time of 2**63 or more, which the merge puts first as a
-    negative int64): the decode's time order follows the merge's clock, so the deliveries are still
-    the table's rows in order (they were CPU 1's rows before CPU 0's first ones)."""
+def _fed_fuzz_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, seed: int, index: int):
+    """A fuzz case's first file loaded leniently in one-page blocks, every delivery kept: (its first
+    buffer's events, the deliveries)."""
     from . import fuzzcases
 
-    _case, files = fuzzcases.make_case("printk", 20261208, index, None, 0.25)
+    _case, files = fuzzcases.make_case(key, seed, index, None, 0.25)
     path = tmp_path / "case.dat"
     path.write_bytes(files[0])
     monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 1)
@@ -173,7 +170,16 @@ def test_damaged_page_times_past_2_63_keep_the_feed_exact(tmp_path: Path, monkey
     rows: list[PartialRows] = []
     tf = open_trace(path, strict=False)
     tf.on_rows = rows.append
-    t = tf.buffers[0].events
+    return tf.buffers[0].events, rows
+
+
+@pytest.mark.parametrize("index", [84, 177])
+def test_damaged_page_times_past_2_63_keep_the_feed_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          index: int) -> None:
+    """Two fuzz cases (printk file; a page time of 2**63 or more, which the merge puts first as a
+    negative int64): the decode's time order follows the merge's clock, so the deliveries are still
+    the table's rows in order (they were CPU 1's rows before CPU 0's first ones)."""
+    t, rows = _fed_fuzz_case(tmp_path, monkeypatch, "printk", 20261208, index)
     assert (t.column("ts").to_numpy() < 0).any()  # the damage this case is about
     assert rows[-1].done and (len(rows) > 1) == (index == 84)  # 177: a record before its block's key: stopped
     for name in ("ts", "cpu", "pid", "event_id"):
@@ -212,17 +218,7 @@ def test_a_record_found_before_rows_already_sent_restarts_them(tmp_path: Path,
     drop to ~0, below its page's time).  CPU 16 decodes late (by its page time), after rows of other
     CPUs went out that the table puts after those records: the last delivery says ``restart`` and
     holds the whole table (before, the rest was appended to the wrong first rows)."""
-    from . import fuzzcases
-
-    _case, files = fuzzcases.make_case("zlib", 20261213, 232, None, 0.25)
-    path = tmp_path / "case.dat"
-    path.write_bytes(files[0])
-    monkeypatch.setattr(buffer_mod, "LOAD_BLOCK_BYTES", 1)
-    monkeypatch.setattr(partial, "EMIT_SECONDS", 0.0)
-    rows: list[PartialRows] = []
-    tf = open_trace(path, strict=False)
-    tf.on_rows = rows.append
-    t = tf.buffers[0].events
+    t, rows = _fed_fuzz_case(tmp_path, monkeypatch, "zlib", 20261213, 232)
     ts = t.column("ts").to_numpy()
     sent = np.concatenate([p.ts for p in rows[:-1]])
     assert len(sent) and not np.array_equal(sent, ts[:len(sent)])  # the damage: what went out was not the start
