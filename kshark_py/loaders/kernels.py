@@ -50,9 +50,6 @@ from numba import njit
 
 from . import layout as L
 
-FAULT_COMMIT = L.PAGE_FAULT_COMMIT
-FAULT_ENTRY = L.PAGE_FAULT_ENTRY
-
 
 @njit(cache=True, nogil=True, inline="always")
 def _bswap32(x):
@@ -109,7 +106,7 @@ def decode_block(d, w, little, swap, page_size, data_offset, long_size, base,  #
         missing = (commit & np.uint64(L.PAGE_MISSING_EVENTS)) != 0
         stored = (commit & np.uint64(L.PAGE_MISSING_STORED)) != 0
         if size > room:
-            f_kind[nf] = FAULT_COMMIT
+            f_kind[nf] = L.PAGE_FAULT_COMMIT
             f_page[nf] = p
             f_step[nf] = -1
             f_at[nf] = ps0 + 8
@@ -172,7 +169,7 @@ def decode_block(d, w, little, swap, page_size, data_offset, long_size, base,  #
                 new_cur = cur + delta
                 corrupt = nxt > size
             if corrupt:
-                f_kind[nf] = FAULT_ENTRY
+                f_kind[nf] = L.PAGE_FAULT_ENTRY
                 f_page[nf] = p
                 f_step[nf] = step
                 f_at[nf] = b

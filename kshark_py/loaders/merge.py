@@ -198,7 +198,7 @@ class CompiledMerge:
         for x in range(a, b, chunk):
             before = cur.copy()
             merge_rows(x, min(b, x + chunk), keys, self.values, cur, end, head, q, qptr, qend, self.rows,
-                               labels, *pairs, heap)
+                       labels, *pairs, heap)
             for lo, hi in zip(before.tolist(), cur.tolist(), strict=True):
                 for c in cols:
                     forget_consumed(c, lo, hi)

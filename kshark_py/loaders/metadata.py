@@ -14,6 +14,7 @@ import bisect
 
 import numpy as np
 
+from .tasks import IDLE_COMM, UNKNOWN_COMM
 from .text import decode
 
 _HEX = np.full(256, 255, np.uint8)
@@ -238,9 +239,9 @@ class CmdlineTable:
     def lookup(self, pid: int) -> str:
         """What ``tep_data_comm_from_pid()`` returns."""
         if pid == 0:
-            return "<idle>"
+            return IDLE_COMM
         c = self.find(pid)
-        return "<...>" if c is None else c
+        return UNKNOWN_COMM if c is None else c
 
 
 def parse_cmdlines(text: bytes) -> dict[int, str]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,13 @@ EMIT_SECONDS = 0.1
 """At most one :class:`PartialRows` per this many seconds while a buffer decodes."""
 
 _SLICE = 1 << 18
-_WEIGHTS = np.arange(1, _SLICE + 1, dtype=np.uint64)
 _CPU_MIX = 0x9E3779B97F4A7C15
+
+
+@cache
+def _weights() -> np.ndarray:
+    """1, 2, ... :data:`_SLICE` (uint64), made on the first fingerprint, not at import (2 MB)."""
+    return np.arange(1, _SLICE + 1, dtype=np.uint64)
 
 
 def fingerprint(ts: np.ndarray, cpu: np.ndarray, first: int = 0) -> int:
@@ -51,10 +57,11 @@ def fingerprint(ts: np.ndarray, cpu: np.ndarray, first: int = 0) -> int:
     the final merge, the load's peak) but must know at the end whether it was the table's start.
     Two dot products a slice (0.04 s per 19 M rows)."""
     total = 0
+    weights = _weights()
     for a in range(0, len(ts), _SLICE):
         t = np.asarray(ts[a:a + _SLICE]).astype(np.int64, copy=False).view(np.uint64)
         c = np.asarray(cpu[a:a + _SLICE]).astype(np.uint64)
-        w = _WEIGHTS[:len(t)]
+        w = weights[:len(t)]
         base = first + a  # row first + a + j weighs (j + 1) + base
         total += int(np.dot(t, w)) + base * int(t.sum(dtype=np.uint64))
         total += _CPU_MIX * (int(np.dot(c, w)) + base * int(c.sum(dtype=np.uint64)))

@@ -163,7 +163,7 @@ class PartialStream:
 
         A ``restart`` delivery (a damaged file: the rows before were not the table's first ones)
         replaces everything: the bins count from zero and the list starts again (:meth:`listing`)."""
-        if getattr(rows, "restart", False):
+        if rows.restart:
             with self._lock:
                 cum = self._cum
                 self._cum = None if cum is None else np.zeros_like(cum)  # readers keep the old array

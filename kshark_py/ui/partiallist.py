@@ -55,20 +55,20 @@ class PartialListModel(QtCore.QAbstractTableModel):
         part = self.stream.partial
         restarts, chunks = part.listing() if part is not None else (0, ())
         n = sum(len(c) for c in chunks)
-        if restarts != self._restarts:
-            self.beginResetModel()
-            self._restarts, self._chunks, self._n = restarts, chunks, n
-            self._starts = np.array([c.start for c in chunks], np.int64)
-            self.endResetModel()
-            return n
-        if n <= self._n:
+        reset = restarts != self._restarts
+        if not reset and n <= self._n:
             return 0
-        old = self._n
-        self.beginInsertRows(QtCore.QModelIndex(), old, n - 1)
-        self._chunks = chunks
+        old = 0 if reset else self._n
+        if reset:
+            self.beginResetModel()
+        else:
+            self.beginInsertRows(QtCore.QModelIndex(), old, n - 1)
+        self._restarts, self._chunks, self._n = restarts, chunks, n
         self._starts = np.array([c.start for c in chunks], np.int64)
-        self._n = n
-        self.endInsertRows()
+        if reset:
+            self.endResetModel()
+        else:
+            self.endInsertRows()
         return n - old
 
     @property
